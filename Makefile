@@ -1,0 +1,45 @@
+# vae_ros developer entry points. `make demo` and `make test` work from nothing on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+export MUJOCO_GL ?= egl
+export AMENT_PREFIX_PATH := $(abspath $(VENV))$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH),)
+
+.PHONY: setup test lint typecheck pytest demo models bench colcon-check clean
+
+setup: $(STAMP)
+
+# Re-run only when the requirements or the package metadata change.
+$(STAMP): requirements-dev.txt setup.py setup.cfg package.xml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import rclpy, torch, onnxruntime, mujoco, rosbags, cv2, safetensors" \
+		|| { echo "setup: the virtual environment is incomplete" >&2; exit 1; }
+	@touch $(STAMP)
+	@echo "setup: $(VENV) ready"
+
+lint: setup
+	$(VENV)/bin/ruff check vae_ros test bench
+
+typecheck: setup
+	$(VENV)/bin/mypy vae_ros/core
+
+pytest: setup
+	$(PY) -m pytest -q test
+
+test: lint typecheck pytest
+
+demo: setup
+	$(VENV)/bin/vae-ros demo
+
+models: setup
+	bash scripts/make_models.sh
+
+bench: setup
+	$(VENV)/bin/vae-ros bench
+
+clean:
+	rm -rf $(VENV) build install log .pytest_cache .mypy_cache .ruff_cache

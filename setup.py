@@ -1,0 +1,62 @@
+"""ament_python package vae_ros: installable with colcon (robots) and pip (virtual environments)."""
+
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "vae_ros"
+
+
+def _tree(src: str) -> list[tuple[str, list[str]]]:
+    """data_files entries that install every file below src under share/vae_ros/src, keeping folders."""
+    entries: dict[str, list[str]] = {}
+    for path in sorted(glob(os.path.join(src, "**", "*"), recursive=True)):
+        if os.path.isfile(path):
+            dest = os.path.join("share", package_name, os.path.dirname(path))
+            entries.setdefault(dest, []).append(path)
+    return list(entries.items())
+
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")
+         + glob("config/*.sdf")),
+        *_tree("models"),
+    ],
+    # torch is deliberately unpinned: on Jetson it comes from NVIDIA's builds.
+    install_requires=[
+        "setuptools",
+        "numpy>=1.21",
+        "torch",
+        "safetensors",
+        "onnx",
+        "onnxruntime",
+        "opencv-python-headless",
+        "rosbags>=0.10",
+        "mujoco>=3.1",
+        "matplotlib",
+        "tqdm",
+        "PyYAML",
+    ],
+    zip_safe=True,
+    maintainer="vae_ros maintainers",
+    maintainer_email="maintainers@vae-ros.dev",
+    description="Variational autoencoders on robots (ROS 2).",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            "encoder_node = vae_ros.encoder_node:main",
+            "decoder_node = vae_ros.decoder_node:main",
+            "sim_node = vae_ros.sim_node:main",
+            "vae-ros = vae_ros.cli:main",
+        ],
+    },
+)

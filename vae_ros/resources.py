@@ -1,0 +1,39 @@
+"""Where the package's share files (models/, config/, launch/) live, however it was installed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PACKAGE = "vae_ros"
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def share_dir() -> Path:
+    """share/vae_ros of a colcon or pip install, else the source tree (editable installs, tests)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            return Path(get_package_share_directory(PACKAGE))
+        except (PackageNotFoundError, KeyError, ValueError):
+            pass
+    except ImportError:
+        pass
+    prefix_share = Path(sys.prefix) / "share" / PACKAGE
+    if (prefix_share / "models").is_dir():
+        return prefix_share
+    return _SOURCE_ROOT
+
+
+def models_dir() -> Path:
+    return share_dir() / "models"
+
+
+def config_dir() -> Path:
+    return share_dir() / "config"
+
+
+def default_model_dir(modality: str) -> Path:
+    """The packaged default model for a modality: models/<modality>_default."""
+    return models_dir() / f"{modality}_default"
