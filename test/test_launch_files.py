@@ -1,0 +1,456 @@
+"""launch/*.launch.py: arguments, nodes, parameters files, remappings and the Fast DDS profile.
+
+The ROS 2 `launch` and `launch_ros` packages cannot be installed here (ENVIRONMENT.md), so this test
+injects a small FAKE of the parts the launch files use through sys.modules. The fake evaluates a launch
+description the way `ros2 launch` does for these files: declared argument defaults, command-line
+overrides, launch configurations shared with included files unless a GroupAction scopes them,
+OpaqueFunction, conditions, environment actions and Node. It starts no processes; it records what would
+be started. External includes (ros_gz_sim) are recorded, not loaded. Everything else is real: the files
+under launch/ and config/, setup.py's console scripts.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import sys
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+LAUNCH_DIR = REPO / "launch"
+FASTDDS_PROFILE = str(REPO / "config" / "fastdds_large_data.xml")
+
+# The contract's topic table (shared/CONTRACT.md), relative names as the nodes use them.
+CONTRACT_TOPICS = {
+    "camera/image_raw", "camera/image_raw/compressed", "scan", "lidar/points", "odom", "cmd_vel",
+    "vae/latent", "vae/reconstruction", "vae/anomaly_score", "servo/goal_image", "servo/goal_latent",
+    "servo/error", "world_model/predicted_latent", "/diagnostics", "/clock",
+}
+LAUNCH_FILES = ["encoder.launch.py", "decoder.launch.py", "sim.launch.py", "perception.launch.py",
+                "gazebo.launch.py"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The fake `launch` / `launch_ros`
+# ----------------------------------------------------------------------------------------------------------
+class FakeContext:
+    """LaunchContext stand-in: launch configurations and environment, with GroupAction scoping."""
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        self.launch_configurations: dict[str, str] = {}
+        self.environment = dict(environment)
+        self.namespace = ""
+        self._stack: list[tuple[dict[str, str], dict[str, str], str]] = []
+
+    def push(self) -> None:
+        self._stack.append((dict(self.launch_configurations), dict(self.environment), self.namespace))
+
+    def pop(self) -> None:
+        self.launch_configurations, self.environment, self.namespace = self._stack.pop()
+
+    def perform_substitution(self, value: Any) -> str:
+        return perform(value, self)
+
+
+def perform(value: Any, context: FakeContext) -> str:
+    """Substitution(s) -> text, as launch.utilities.perform_substitutions does."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Substitution):
+        return value.perform(context)
+    if isinstance(value, Iterable):
+        return "".join(perform(part, context) for part in value)
+    raise TypeError(f"not a substitution: {value!r}")
+
+
+class Substitution:
+    def perform(self, context: FakeContext) -> str:
+        raise NotImplementedError
+
+
+class TextSubstitution(Substitution):
+    def __init__(self, *, text: str) -> None:
+        self.text = text
+
+    def perform(self, context: FakeContext) -> str:
+        return self.text
+
+
+class LaunchConfiguration(Substitution):
+    def __init__(self, variable_name: str, *, default: Any = None) -> None:
+        self.name, self.default = variable_name, default
+
+    def perform(self, context: FakeContext) -> str:
+        if self.name in context.launch_configurations:
+            return context.launch_configurations[self.name]
+        if self.default is None:
+            raise KeyError(f"launch configuration {self.name!r} is not set")
+        return perform(self.default, context)
+
+
+class EnvironmentVariable(Substitution):
+    def __init__(self, name: str, *, default_value: Any = "") -> None:
+        self.name, self.default_value = name, default_value
+
+    def perform(self, context: FakeContext) -> str:
+        return context.environment.get(self.name) or perform(self.default_value, context)
+
+
+class PathJoinSubstitution(Substitution):
+    def __init__(self, substitutions: list[Any]) -> None:
+        self.parts = substitutions
+
+    def perform(self, context: FakeContext) -> str:
+        return os.path.join(*(perform(part, context) for part in self.parts))
+
+
+class FindPackageShare(Substitution):
+    """vae_ros -> the source tree (it mirrors share/vae_ros); other packages -> a path outside it."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def perform(self, context: FakeContext) -> str:
+        return str(REPO) if self.package == "vae_ros" else f"/opt/ros/fake/share/{self.package}"
+
+
+class Condition:
+    def __init__(self, predicate: Any) -> None:
+        self.predicate = predicate
+
+    def _value(self, context: FakeContext) -> bool:
+        text = perform(self.predicate, context).strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise ValueError(f"condition expects true/false, got {text!r}")
+
+
+class IfCondition(Condition):
+    def evaluate(self, context: FakeContext) -> bool:
+        return self._value(context)
+
+
+class UnlessCondition(Condition):
+    def evaluate(self, context: FakeContext) -> bool:
+        return not self._value(context)
+
+
+class Action:
+    def __init__(self, *, condition: Condition | None = None) -> None:
+        self.condition = condition
+
+
+class LaunchDescription:
+    def __init__(self, initial_entities: Iterable[Any] = ()) -> None:
+        self.entities = list(initial_entities)
+
+    def add_action(self, action: Any) -> None:
+        self.entities.append(action)
+
+
+class DeclareLaunchArgument(Action):
+    def __init__(self, name: str, *, default_value: Any = None, description: str = "",
+                 choices: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name, self.default_value, self.description, self.choices = name, default_value, description, choices
+
+
+class SetEnvironmentVariable(Action):
+    def __init__(self, name: Any, value: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name, self.value = name, value
+
+
+class UnsetEnvironmentVariable(Action):
+    def __init__(self, name: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+
+
+class OpaqueFunction(Action):
+    def __init__(self, *, function: Callable[..., Any], args: Any = None, kwargs: Any = None,
+                 **action_kwargs: Any) -> None:
+        super().__init__(**action_kwargs)
+        self.function, self.args, self.kwargs = function, args or [], kwargs or {}
+
+
+class GroupAction(Action):
+    def __init__(self, actions: Iterable[Any], *, scoped: bool = True, forwarding: bool = True,
+                 launch_configurations: dict[Any, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.actions, self.scoped = list(actions), scoped
+        self.launch_configurations = launch_configurations or {}
+
+
+class PythonLaunchDescriptionSource:
+    def __init__(self, launch_file_path: Any) -> None:
+        self.path = launch_file_path
+
+
+class IncludeLaunchDescription(Action):
+    def __init__(self, launch_description_source: Any, *, launch_arguments: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source = launch_description_source
+        self.launch_arguments = list(dict(launch_arguments).items() if isinstance(launch_arguments, dict)
+                                     else launch_arguments or [])
+
+
+class Node(Action):
+    def __init__(self, *, package: Any, executable: Any, condition: Condition | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(condition=condition)
+        self.package, self.executable, self.kwargs = package, executable, kwargs
+
+
+class PushRosNamespace(Action):
+    def __init__(self, namespace: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.namespace = namespace
+
+
+def _module(name: str, **attributes: Any) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attributes)
+    return module
+
+
+def fake_launch_modules() -> dict[str, types.ModuleType]:
+    actions = _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument,
+                      SetEnvironmentVariable=SetEnvironmentVariable,
+                      UnsetEnvironmentVariable=UnsetEnvironmentVariable, OpaqueFunction=OpaqueFunction,
+                      GroupAction=GroupAction, IncludeLaunchDescription=IncludeLaunchDescription)
+    substitutions = _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
+                            EnvironmentVariable=EnvironmentVariable, PathJoinSubstitution=PathJoinSubstitution,
+                            TextSubstitution=TextSubstitution)
+    conditions = _module("launch.conditions", IfCondition=IfCondition, UnlessCondition=UnlessCondition)
+    sources = _module("launch.launch_description_sources",
+                      PythonLaunchDescriptionSource=PythonLaunchDescriptionSource)
+    launch = _module("launch", LaunchDescription=LaunchDescription, LaunchContext=FakeContext,
+                     actions=actions, substitutions=substitutions, conditions=conditions,
+                     launch_description_sources=sources)
+    ros_actions = _module("launch_ros.actions", Node=Node, PushRosNamespace=PushRosNamespace)
+    ros_substitutions = _module("launch_ros.substitutions", FindPackageShare=FindPackageShare)
+    launch_ros = _module("launch_ros", actions=ros_actions, substitutions=ros_substitutions)
+    return {"launch": launch, "launch.actions": actions, "launch.substitutions": substitutions,
+            "launch.conditions": conditions, "launch.launch_description_sources": sources,
+            "launch_ros": launch_ros, "launch_ros.actions": ros_actions,
+            "launch_ros.substitutions": ros_substitutions}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Evaluating a launch file with the fake
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class StartedNode:
+    package: str
+    executable: str
+    name: str
+    namespace: str
+    parameters: list[Any]  # file paths (str) and dicts, in order
+    remappings: dict[str, str]
+    arguments: list[str]
+    environment: dict[str, str]
+
+
+@dataclass
+class LaunchResult:
+    arguments: dict[str, DeclareLaunchArgument] = field(default_factory=dict)  # of the top-level file
+    nodes: list[StartedNode] = field(default_factory=list)
+    external_includes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def node(self, executable: str) -> StartedNode:
+        found = [n for n in self.nodes if n.executable == executable]
+        assert len(found) == 1, f"expected one {executable}, got {[n.executable for n in self.nodes]}"
+        return found[0]
+
+
+def _load_launch_file(path: Path) -> LaunchDescription:
+    spec = importlib.util.spec_from_file_location("launch_file_" + path.name.replace(".", "_"), path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    return description
+
+
+def _perform_parameter(value: Any, context: FakeContext) -> Any:
+    if isinstance(value, dict):
+        return {perform(k, context): v if isinstance(v, bool | int | float | list) else perform(v, context)
+                for k, v in value.items()}
+    return perform(value, context)
+
+
+def _visit(entities: Iterable[Any], context: FakeContext, result: LaunchResult, top: bool) -> None:
+    for entity in entities:
+        if isinstance(entity, LaunchDescription):
+            _visit(entity.entities, context, result, top)
+            continue
+        if entity.condition is not None and not entity.condition.evaluate(context):
+            continue
+        if isinstance(entity, DeclareLaunchArgument):
+            if top:
+                result.arguments[entity.name] = entity
+            if entity.name not in context.launch_configurations:
+                if entity.default_value is None:
+                    raise KeyError(f"launch argument {entity.name!r} has no default and was not given")
+                context.launch_configurations[entity.name] = perform(entity.default_value, context)
+            value = context.launch_configurations[entity.name]
+            if entity.choices is not None and value not in entity.choices:
+                raise ValueError(f"{entity.name}:={value!r} not in {entity.choices}")
+        elif isinstance(entity, SetEnvironmentVariable):
+            context.environment[perform(entity.name, context)] = perform(entity.value, context)
+        elif isinstance(entity, UnsetEnvironmentVariable):
+            context.environment.pop(perform(entity.name, context), None)
+        elif isinstance(entity, OpaqueFunction):
+            _visit(entity.function(context, *entity.args, **entity.kwargs) or [], context, result, top)
+        elif isinstance(entity, GroupAction):
+            if entity.scoped:
+                context.push()
+            for key, value in entity.launch_configurations.items():
+                context.launch_configurations[perform(key, context)] = perform(value, context)
+            _visit(entity.actions, context, result, top=False)
+            if entity.scoped:
+                context.pop()
+        elif isinstance(entity, PushRosNamespace):
+            namespace = perform(entity.namespace, context).strip("/")
+            context.namespace = "/".join(part for part in (context.namespace, namespace) if part)
+        elif isinstance(entity, IncludeLaunchDescription):
+            path = perform(entity.source.path, context)
+            # Include arguments become launch configurations, visible afterwards unless a group scopes them.
+            arguments = {perform(k, context): perform(v, context) for k, v in entity.launch_arguments}
+            context.launch_configurations.update(arguments)
+            if Path(path).parent == LAUNCH_DIR:
+                _visit([_load_launch_file(Path(path))], context, result, top=False)
+            else:
+                result.external_includes.append((path, arguments))
+        elif isinstance(entity, Node):
+            kwargs = entity.kwargs
+            node_namespace = perform(kwargs.get("namespace", ""), context).strip("/")
+            result.nodes.append(StartedNode(
+                package=perform(entity.package, context),
+                executable=perform(entity.executable, context),
+                name=perform(kwargs.get("name", entity.executable), context),
+                namespace="/".join(p for p in (context.namespace, node_namespace) if p),
+                parameters=[_perform_parameter(p, context) for p in kwargs.get("parameters", [])],
+                remappings={perform(a, context): perform(b, context) for a, b in kwargs.get("remappings", [])},
+                arguments=[perform(a, context) for a in kwargs.get("arguments", [])],
+                environment=dict(context.environment),
+            ))
+        else:
+            raise TypeError(f"the fake launch does not know {type(entity).__name__}")
+
+
+@pytest.fixture
+def run_launch(monkeypatch: pytest.MonkeyPatch) -> Callable[..., LaunchResult]:
+    """run_launch("encoder.launch.py", modality="scan", _environ={...}) -> what ros2 launch would start."""
+    for name, module in fake_launch_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    def run(file_name: str, _environ: dict[str, str] | None = None, **arguments: str) -> LaunchResult:
+        environment = {k: v for k, v in os.environ.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}
+        context = FakeContext({**environment, **(_environ or {})})
+        context.launch_configurations.update(arguments)  # `ros2 launch vae_ros FILE name:=value ...`
+        result = LaunchResult()
+        _visit([_load_launch_file(LAUNCH_DIR / file_name)], context, result, top=True)
+        unknown = set(arguments) - set(result.arguments)
+        assert not unknown, f"{file_name} does not declare {unknown}"
+        return result
+
+    return run
+
+
+def console_scripts() -> set[str]:
+    """Executable names from setup.py's console_scripts (what `ros2 run vae_ros NAME` can start)."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                    return {ast.literal_eval(item).split("=")[0].strip() for item in value.elts}
+    raise AssertionError("setup.py has no console_scripts")
+
+
+def _yaml_parameters(path: str, node: StartedNode) -> dict[str, Any]:
+    """The ros__parameters a params file gives this node (keys as rcl matches them: name, /**/name, /**)."""
+    data = yaml.safe_load(Path(path).read_text())
+    fully_qualified = "/" + "/".join(p for p in (node.namespace, node.name) if p)
+    merged: dict[str, Any] = {}
+    for key in ("/**", f"/**/{node.name}", fully_qualified, fully_qualified.lstrip("/")):
+        if key in data and (key != fully_qualified.lstrip("/") or not node.namespace):
+            merged.update(data[key]["ros__parameters"])
+    return merged
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tests
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("file_name", LAUNCH_FILES)
+def test_launch_file_declares_the_common_arguments_and_starts_known_executables(
+        run_launch: Callable[..., LaunchResult], file_name: str) -> None:
+    result = run_launch(file_name)
+    for name in ("namespace", "params_file", "use_sim_time", "fastdds_profile"):
+        assert name in result.arguments, f"{file_name} lacks the {name} argument"
+    for argument in result.arguments.values():
+        assert argument.description.strip(), f"{file_name}: argument {argument.name} has no description"
+    assert result.nodes, f"{file_name} starts no node"
+    executables = console_scripts()
+    for node in (n for n in result.nodes if n.package == "vae_ros"):
+        assert node.executable in executables, f"{node.executable} is not a console script in setup.py"
+        assert node.name == node.executable  # the params files' blocks are keyed by these names
+        files = [p for p in node.parameters if isinstance(p, str)]
+        assert files, f"{node.executable} gets no parameters file"
+        for path in files:
+            assert Path(path).is_file(), path
+            assert _yaml_parameters(path, node), f"{path} has no ros__parameters block for {node.name}"
+        assert set(node.remappings) <= CONTRACT_TOPICS, node.remappings
+        assert node.environment.get("FASTDDS_DEFAULT_PROFILES_FILE") == FASTDDS_PROFILE
+        assert Path(FASTDDS_PROFILE).is_file()
+
+
+def test_encoder_defaults_take_everything_from_the_params_file(run_launch: Callable[..., LaunchResult]) -> None:
+    node = run_launch("encoder.launch.py").node("encoder_node")
+    assert node.parameters == [str(REPO / "config" / "encoder.yaml"), {"use_sim_time": False}]
+    assert node.remappings == {}
+    assert node.namespace == ""
+
+
+def test_encoder_arguments_override_typed_parameters(run_launch: Callable[..., LaunchResult]) -> None:
+    node = run_launch("encoder.launch.py", modality="scan", compressed="true", publish_variance="False",
+                      backend="onnxruntime", use_sim_time="true", namespace="robot1").node("encoder_node")
+    overrides = node.parameters[-1]
+    assert overrides == {"modality": "scan", "compressed": True, "publish_variance": False,
+                         "backend": "onnxruntime", "use_sim_time": True}
+    assert node.namespace == "robot1"
+
+
+def test_encoder_rejects_a_bool_argument_that_is_not_a_bool(run_launch: Callable[..., LaunchResult]) -> None:
+    with pytest.raises(ValueError, match="compressed"):
+        run_launch("encoder.launch.py", compressed="maybe")
+
+
+def test_encoder_topic_arguments_remap_contract_topics(run_launch: Callable[..., LaunchResult]) -> None:
+    node = run_launch("encoder.launch.py", image_topic="/front/image_raw", latent_topic="front/latent") \
+        .node("encoder_node")
+    assert node.remappings == {"camera/image_raw": "/front/image_raw",
+                               "camera/image_raw/compressed": "/front/image_raw/compressed",
+                               "vae/latent": "front/latent"}
+
+
+def test_fastdds_profile_respects_the_users_environment_and_can_be_switched_off(
+        run_launch: Callable[..., LaunchResult]) -> None:
+    mine = run_launch("encoder.launch.py", _environ={"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"})
+    assert mine.node("encoder_node").environment["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/mine.xml"
+    off = run_launch("encoder.launch.py", fastdds_profile="",
+                     _environ={"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"})
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in off.node("encoder_node").environment

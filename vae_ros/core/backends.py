@@ -1,0 +1,531 @@
+"""One inference interface over several runtimes: eager PyTorch, ONNX Runtime (FP32 or INT8) and TensorRT.
+
+Nodes and tools call `create_backend(model_dir, backend, device)` and get an object with `encode` and
+`decode` that take and return float32 NumPy arrays, whatever runs underneath. `auto` picks the fastest
+runtime available here: TensorRT on a CUDA machine with torch_tensorrt, else ONNX Runtime when the model
+directory holds an up-to-date encoder.onnx (about 3x faster than eager on a CPU), else eager PyTorch.
+
+Loading never unpickles: weights come from safetensors (through model_dir.load_model_dir) and graphs from
+ONNX protobufs. TorchScript files are written by `vae-ros export` for users who want them, but no backend
+loads them, because torch.jit.load runs an unpickler over the archive's constants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vae_ros.core.config import ModelConfig
+from vae_ros.core.errors import BackendUnavailableError, ConfigError, InputError, ModelFileError
+
+if TYPE_CHECKING:  # heavy imports stay lazy: an ONNX Runtime node never pays for CUDA or TensorRT
+    import onnxruntime
+    import torch
+
+    from vae_ros.core.models import VAE
+
+_log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+MODEL_JSON = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+ENCODER_ONNX = "encoder.onnx"
+DECODER_ONNX = "decoder.onnx"
+ENCODER_INT8_ONNX = "encoder.int8.onnx"
+ENCODER_TORCHSCRIPT = "encoder.torchscript.pt"
+DECODER_TORCHSCRIPT = "decoder.torchscript.pt"
+TRT_DIR = "trt"
+# model.json section where `vae-ros export` records what it wrote (file, format, date, parity figures).
+EXPORTS_KEY = "exports"
+
+
+# -- model directory bookkeeping shared with vae_ros.core.export ------------------------------------------
+def weights_digest(model_dir: str | Path) -> str:
+    """SHA-256 of weights.safetensors: exports record it, so artifacts of older weights are detected."""
+    path = Path(model_dir) / WEIGHTS_FILE
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError as err:
+        raise ModelFileError(f"{path} does not exist; a model directory needs {WEIGHTS_FILE}") from err
+    except OSError as err:
+        raise ModelFileError(f"{path} is not readable: {err}") from err
+    return digest.hexdigest()
+
+
+def read_export_records(model_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """The "exports" section of model.json: {file name: record}; empty when nothing was exported."""
+    path = Path(model_dir) / MODEL_JSON
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ModelFileError(f"{path} does not exist; is {model_dir} a model directory?") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path} is not readable JSON: {err}") from err
+    records = data.get(EXPORTS_KEY, {}) if isinstance(data, dict) else {}
+    return records if isinstance(records, dict) else {}
+
+
+def check_export_fresh(model_dir: str | Path, file_name: str) -> None:
+    """Raise ModelFileError when model.json says file_name was exported from other weights than today's.
+
+    Files with no record (exported by hand, or by an older vae_ros) are taken as they are.
+    """
+    record = read_export_records(model_dir).get(file_name)
+    if not isinstance(record, dict) or "weights_sha256" not in record:
+        return
+    if record["weights_sha256"] != weights_digest(model_dir):
+        raise ModelFileError(
+            f"{Path(model_dir) / file_name} was exported from different weights than {WEIGHTS_FILE} "
+            f"(the model was retrained since); re-run `vae-ros export --model {model_dir} --format "
+            f"{record.get('format', 'onnx')}`"
+        )
+
+
+def load_config(model_dir: str | Path) -> ModelConfig:
+    """model.json of a model directory, with a clear error when the directory is not one."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ModelFileError(f"model directory {path} does not exist or is not a directory")
+    return ModelConfig.load(path / MODEL_JSON)
+
+
+# -- input checks ------------------------------------------------------------------------------------------
+def _as_batch(x: np.ndarray, sample_shape: Sequence[int], what: str) -> np.ndarray:
+    """Check a (B, *sample_shape) array and return it as C-contiguous float32."""
+    if not isinstance(x, np.ndarray):
+        raise InputError(f"{what} must be a NumPy array, got {type(x).__name__}")
+    expected = tuple(int(s) for s in sample_shape)
+    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or x.shape[0] < 1:
+        raise InputError(f"{what} must have shape (B, {', '.join(map(str, expected))}) with B >= 1, got {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise InputError(f"{what} must hold numbers, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise InputError(f"{what} holds NaN or infinite values")
+    return x
+
+
+# -- the interface ------------------------------------------------------------------------------------------
+class InferenceBackend(ABC):
+    """Encode preprocessed batches to latent Gaussians and decode latents to reconstructions.
+
+    encode: (B, *config.input_shape) float32 -> (mean (B, D), logvar (B, D)) float32.
+    decode: (B, D) float32 -> (B, config.output_channels, ...) float32 in [0, 1].
+    """
+
+    name: str
+    config: ModelConfig
+    model_dir: Path
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Latent means and log-variances of a preprocessed batch."""
+        batch = _as_batch(x, self.config.input_shape, "encoder input")
+        mean, logvar = self._encode(batch)
+        return np.asarray(mean, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Reconstructions in [0, 1] of a batch of latents."""
+        batch = _as_batch(z, (self.config.latent_dim,), "latent batch")
+        return np.asarray(self._decode(batch), dtype=np.float32)
+
+    @abstractmethod
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @abstractmethod
+    def _decode(self, z: np.ndarray) -> np.ndarray: ...
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.model_dir}>"
+
+
+# -- eager PyTorch -------------------------------------------------------------------------------------------
+def _torch_device(device: str) -> torch.device:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("device 'cuda' was asked for, but this PyTorch build sees no CUDA device")
+    return torch.device(device)
+
+
+class TorchBackend(InferenceBackend):
+    """Eager PyTorch under inference_mode; the reference every other backend is checked against."""
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", model: VAE | None = None) -> None:
+        from vae_ros.core.model_dir import load_model_dir
+
+        self.model_dir = Path(model_dir)
+        self.device = _torch_device(device)
+        if model is None:
+            self.config, model = load_model_dir(self.model_dir, device=str(self.device))
+        else:
+            self.config = model.config
+        self.model = model.to(self.device).eval()
+        self.name = "torch" if self.device.type == "cpu" else f"torch-{self.device.type}"
+
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            mean, logvar = self.model.encode(torch.from_numpy(x).to(self.device))  # (B, D) each
+        return mean.float().cpu().numpy(), logvar.float().cpu().numpy()
+
+    def _decode(self, z: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.decode(torch.from_numpy(z).to(self.device))  # (B, C, ...)
+        return out.float().cpu().numpy()
+
+
+# -- ONNX Runtime --------------------------------------------------------------------------------------------
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """The exception types onnxruntime raises for unreadable, invalid or unsupported models."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NoModel",
+             "NotImplemented", "RuntimeException", "ModelLoaded", "EPFail", "NotFound", "EngineError",
+             "ModelRequiresCompilation")
+    return tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type)) + (
+        RuntimeError,
+        ValueError,
+    )
+
+
+def default_threads() -> int:
+    """Intra-op threads for CPU inference: all cores up to 4; more rarely helps these small networks
+    and would starve the other nodes on a robot's computer."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def onnx_providers(device: str) -> list[str]:
+    """Execution providers to ask ONNX Runtime for, best first; CPU is always the last resort."""
+    import onnxruntime
+
+    available = set(onnxruntime.get_available_providers())
+    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if device == "cuda" else []
+    chosen = [p for p in wanted if p in available]
+    if device == "cuda" and not chosen:
+        _log.warning("onnxruntime has no CUDA execution provider here (%s); running on the CPU",
+                     ", ".join(sorted(available)))
+    return chosen + ["CPUExecutionProvider"]
+
+
+def open_onnx_session(path: Path, device: str = "cpu", threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An InferenceSession for path, or ModelFileError in one line when the file is missing or corrupt."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise BackendUnavailableError("onnxruntime is not installed (pip install onnxruntime)") from err
+    if not path.is_file():
+        raise ModelFileError(f"{path} does not exist; create it with `vae-ros export --model {path.parent} --format "
+                             f"{'int8' if path.name == ENCODER_INT8_ONNX else 'onnx'}`")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only; the warnings are about unused initialisers
+    try:
+        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=onnx_providers(device))
+    except _ort_errors() as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelFileError(f"{path} is not a usable ONNX model ({first_line}); re-export it with "
+                             f"`vae-ros export --model {path.parent}`") from err
+
+
+def _check_io(session: onnxruntime.InferenceSession, path: Path, in_shape: Sequence[int],
+              out_dims: Sequence[Sequence[int]]) -> None:
+    """Compare the graph's non-batch dimensions with model.json: a stale or foreign file fails here."""
+
+    def concrete(shape: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(d if isinstance(d, int) else None for d in shape[1:])
+
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != len(out_dims):
+        raise ModelFileError(f"{path} has {len(inputs)} input(s) and {len(outputs)} output(s); expected 1 and "
+                             f"{len(out_dims)}")
+    got = concrete(inputs[0].shape)
+    if any(g is not None and g != e for g, e in zip(got, in_shape, strict=False)) or len(got) != len(in_shape):
+        raise ModelFileError(f"{path} takes inputs shaped (B, {', '.join(map(str, got))}) but model.json says "
+                             f"(B, {', '.join(map(str, in_shape))}); re-export it")
+    for output, want in zip(outputs, out_dims, strict=True):
+        have = concrete(output.shape)
+        if len(have) != len(want) or any(h is not None and h != w for h, w in zip(have, want, strict=True)):
+            raise ModelFileError(f"{path} output {output.name!r} is shaped (B, {', '.join(map(str, have))}) but "
+                                 f"model.json says (B, {', '.join(map(str, want))}); re-export it")
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    """ONNX Runtime on encoder.onnx (or encoder.int8.onnx) and decoder.onnx.
+
+    Without decoder.onnx, decode falls back to eager PyTorch on the same weights, so a directory with
+    only the encoder exported still does everything.
+    """
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32",
+                 threads: int | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.config = load_config(self.model_dir)
+        self.device = device
+        self.threads = threads
+        encoder_file = ENCODER_INT8_ONNX if precision == "int8" else ENCODER_ONNX
+        encoder_path = self.model_dir / encoder_file
+        if not encoder_path.is_file():
+            raise ModelFileError(
+                f"{encoder_path} does not exist; backend 'onnxruntime' needs it: run `vae-ros export --model "
+                f"{self.model_dir} --format {'int8' if precision == 'int8' else 'onnx'}`"
+            )
+        check_export_fresh(self.model_dir, encoder_file)
+        self._encoder = open_onnx_session(encoder_path, device, threads)
+        latent = (self.config.latent_dim,)
+        _check_io(self._encoder, encoder_path, self.config.input_shape, [latent, latent])
+        self._encoder_input = self._encoder.get_inputs()[0].name
+        self._decoder: onnxruntime.InferenceSession | None = None
+        self._decoder_input = ""
+        self._torch_fallback: TorchBackend | None = None
+        decoder_path = self.model_dir / DECODER_ONNX
+        if decoder_path.is_file():
+            check_export_fresh(self.model_dir, DECODER_ONNX)
+            self._decoder = open_onnx_session(decoder_path, device, threads)
+            _check_io(self._decoder, decoder_path, latent, [self._output_shape()])
+            self._decoder_input = self._decoder.get_inputs()[0].name
+        self.providers: list[str] = list(self._encoder.get_providers())
+        self.name = "onnxruntime" + ("-int8" if precision == "int8" else "")
+        if self.providers[0] != "CPUExecutionProvider":
+            self.name += f"-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
+
+    def _output_shape(self) -> tuple[int, ...]:
+        return (self.config.output_channels, *self.config.input_shape[1:])
+
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, logvar = self._encoder.run(None, {self._encoder_input: x})  # (B, D) each
+        return mean, logvar
+
+    def _decode(self, z: np.ndarray) -> np.ndarray:
+        if self._decoder is not None:
+            return self._decoder.run(None, {self._decoder_input: z})[0]  # (B, C, ...)
+        if self._torch_fallback is None:
+            _log.info("%s has no %s; decoding with eager PyTorch", self.model_dir, DECODER_ONNX)
+            self._torch_fallback = TorchBackend(self.model_dir, "cpu")
+        return self._torch_fallback._decode(z)
+
+
+# -- TensorRT (torch_tensorrt, FP16, engines cached in the model directory) --------------------------------
+def _import_torch_tensorrt() -> Any:
+    try:
+        import torch_tensorrt
+    except ImportError as err:
+        raise BackendUnavailableError(
+            "TensorRT needs torch_tensorrt (pip install torch-tensorrt, or NVIDIA's JetPack wheels) and a CUDA "
+            "GPU, and torch_tensorrt is not installed here; use backend 'onnxruntime' or 'torch'"
+        ) from err
+    return torch_tensorrt
+
+
+def tensorrt_version() -> str:
+    """Version of the TensorRT library under torch_tensorrt ("unknown" when it does not say)."""
+    try:
+        import tensorrt
+    except ImportError:
+        return "unknown"
+    return str(getattr(tensorrt, "__version__", "unknown"))
+
+
+def _cuda_target(device: str) -> tuple[str, torch.device]:
+    """(GPU name, torch device) for TensorRT; a seam the tests replace, as no GPU exists there."""
+    torch_device = _torch_device("cuda" if device == "cpu" else device)
+    import torch
+
+    return torch.cuda.get_device_name(torch_device), torch_device
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "unknown"
+
+
+def engine_cache_key(gpu_name: str, trt_version: str, input_shape: Sequence[int], precision: str = "fp16") -> str:
+    """File stem of a cached engine: one per GPU model, TensorRT version, full input shape and precision.
+
+    e.g. ("NVIDIA H100 80GB HBM3", "10.3.0", (1, 3, 64, 64)) -> "nvidia-h100-80gb-hbm3_trt10.3.0_1x3x64x64_fp16".
+    """
+    shape = "x".join(str(int(s)) for s in input_shape)
+    return f"{_slug(gpu_name)}_trt{_slug(trt_version)}_{shape}_{precision}"
+
+
+class TensorRTEngineCache:
+    """Per-shape TensorRT engines for one network part, saved as ExportedPrograms under model_dir/trt/.
+
+    An engine is rebuilt when none matches the GPU, the TensorRT version and the input shape, or when the
+    sidecar JSON says it was built from other weights. Engines are static-shape (one per batch size),
+    which keeps them simple to save and as fast as TensorRT gets; a node uses batch 1 only.
+    """
+
+    def __init__(self, model_dir: Path, part: str, module: torch.nn.Module, device: str = "cuda",
+                 precision: str = "fp16") -> None:
+        self.torch_tensorrt = _import_torch_tensorrt()
+        self.gpu_name, self.device = _cuda_target(device)
+        self.trt_version = tensorrt_version()
+        self.model_dir = model_dir
+        self.part = part
+        self.module = module.to(self.device).eval()
+        self.precision = precision
+        self.weights_sha256 = weights_digest(model_dir)
+        self._engines: dict[tuple[int, ...], Any] = {}
+        self.built: list[Path] = []  # engines compiled (not loaded) by this object, for logs and tests
+
+    def engine_path(self, input_shape: Sequence[int]) -> Path:
+        key = engine_cache_key(self.gpu_name, self.trt_version, input_shape, self.precision)
+        return self.model_dir / TRT_DIR / f"{self.part}_{key}.ep"
+
+    def _meta(self, input_shape: Sequence[int]) -> dict[str, Any]:
+        return {"part": self.part, "gpu": self.gpu_name, "tensorrt": self.trt_version,
+                "torch_tensorrt": str(getattr(self.torch_tensorrt, "__version__", "unknown")),
+                "input_shape": [int(s) for s in input_shape], "precision": self.precision,
+                "weights_sha256": self.weights_sha256}
+
+    def get(self, input_shape: Sequence[int]) -> Any:
+        """The compiled module for input_shape: from memory, from the cache file, or built now."""
+        shape = tuple(int(s) for s in input_shape)
+        engine = self._engines.get(shape)
+        if engine is None:
+            engine = self._load(shape)
+            if engine is None:
+                engine = self._build(shape)
+            self._engines[shape] = engine
+        return engine
+
+    def _load(self, shape: tuple[int, ...]) -> Any:
+        path = self.engine_path(shape)
+        sidecar = path.with_suffix(".json")
+        if not (path.is_file() and sidecar.is_file()):
+            return None
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            meta = None
+        if meta != self._meta(shape):
+            _log.info("TensorRT engine %s does not match this model/GPU/TensorRT; rebuilding it", path.name)
+            return None
+        return self.torch_tensorrt.load(str(path)).module()
+
+    def _build(self, shape: tuple[int, ...]) -> Any:
+        import torch
+
+        _log.info("building a TensorRT %s engine for %s on %s (takes a minute, cached afterwards)",
+                  self.precision.upper(), shape, self.gpu_name)
+        example = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        precisions = {torch.float16, torch.float32} if self.precision == "fp16" else {torch.float32}
+        compiled = self.torch_tensorrt.compile(self.module, ir="dynamo", inputs=[example],
+                                               enabled_precisions=precisions)
+        path = self.engine_path(shape)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.torch_tensorrt.save(compiled, str(path), inputs=[example])
+        path.with_suffix(".json").write_text(json.dumps(self._meta(shape), indent=2, sort_keys=True))
+        self.built.append(path)
+        return compiled
+
+    def run(self, x: np.ndarray) -> Any:
+        import torch
+
+        engine = self.get(x.shape)
+        with torch.inference_mode():
+            return engine(torch.from_numpy(x).to(self.device))
+
+
+class TensorRTBackend(InferenceBackend):
+    """torch_tensorrt FP16 engines of the encoder and decoder, cached per GPU, TensorRT version and shape."""
+
+    def __init__(self, model_dir: str | Path, device: str = "cuda", precision: str = "fp16") -> None:
+        from vae_ros.core.model_dir import load_model_dir
+
+        _import_torch_tensorrt()  # the clear error first, before loading anything
+        self.model_dir = Path(model_dir)
+        self.config, model = load_model_dir(self.model_dir, device="cpu")
+        # model.encoder: x -> (mean, logvar); export_decoder(): z -> reconstruction in [0, 1].
+        self.encoder = TensorRTEngineCache(self.model_dir, "encoder", model.encoder, device, precision)
+        self.decoder = TensorRTEngineCache(self.model_dir, "decoder", model.export_decoder(), device, precision)
+        self.name = "tensorrt" if precision == "fp32" else f"tensorrt-{precision}"
+
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, logvar = self.encoder.run(x)  # (B, D) each
+        return mean.float().cpu().numpy(), logvar.float().cpu().numpy()
+
+    def _decode(self, z: np.ndarray) -> np.ndarray:
+        return self.decoder.run(z).float().cpu().numpy()  # (B, C, ...)
+
+
+# -- choosing ------------------------------------------------------------------------------------------------
+def tensorrt_available(device: str = "cuda") -> bool:
+    """True when torch_tensorrt imports and PyTorch sees a CUDA device."""
+    if device != "cuda":
+        return False
+    try:
+        import torch_tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
+                   int8: bool = False, threads: int | None = None) -> InferenceBackend:
+    """Open a model directory with the named runtime; `auto` takes the fastest one available here.
+
+    precision: "fp32" everywhere; "int8" selects encoder.int8.onnx (ONNX Runtime); "fp16" is what
+    TensorRT builds (the default there). `int8=True` is shorthand for precision="int8". `threads` sets
+    ONNX Runtime's intra-op threads (default: all cores up to 4).
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if int8:
+        precision = "int8"
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    path = Path(model_dir)
+    load_config(path)  # a missing or broken model.json fails here, the same way for every backend
+
+    if backend == "torch":
+        if precision != "fp32":
+            raise ConfigError(f"backend 'torch' runs fp32 only; precision {precision!r} needs 'onnxruntime' "
+                              "(int8) or 'tensorrt' (fp16)")
+        return TorchBackend(path, device)
+    if backend == "onnxruntime":
+        if precision == "fp16":
+            raise ConfigError("backend 'onnxruntime' runs fp32 or int8; fp16 is built by 'tensorrt'")
+        return OnnxRuntimeBackend(path, device, precision, threads)
+    if backend == "tensorrt":
+        if precision == "int8":
+            raise ConfigError("backend 'tensorrt' builds fp16 or fp32 engines; int8 runs on 'onnxruntime'")
+        return TensorRTBackend(path, "cuda", "fp16" if precision == "fp32" else precision)
+
+    # auto: fastest first.
+    if precision != "int8" and tensorrt_available(device):
+        return TensorRTBackend(path, device, "fp16")
+    if precision == "int8":
+        return OnnxRuntimeBackend(path, device, "int8", threads)
+    if (path / ENCODER_ONNX).is_file():
+        try:
+            check_export_fresh(path, ENCODER_ONNX)
+        except ModelFileError as err:
+            _log.warning("%s; using eager PyTorch", err)
+        else:
+            return OnnxRuntimeBackend(path, device, "fp32", threads)
+    return TorchBackend(path, device)

@@ -1,0 +1,464 @@
+"""Datasets from rosbag2 topics (MCAP or sqlite3, read with rosbags) and image folders, streamed from disk.
+
+Every sample goes through the same decode + preprocess path as live inference: bag messages through
+vae_ros.conversions.msg_to_model_input, image files through cv2.imread + core.preprocess.preprocess_image.
+Nothing here imports rclpy (conversions is imported lazily, and it never imports rclpy itself).
+
+Memory: sources are read one message at a time, never all at once, so a bag larger than memory works.
+SplitDataset adds, for speed on small data, a RAM cache of the preprocessed samples of its split: filled
+during the first pass, kept only when the whole split fits under `cache_bytes` (it is dropped, and every
+epoch streams from disk again, as soon as it would not), and only in the main process (num_workers = 0).
+Shuffling uses a bounded shuffle buffer, so at most `shuffle_buffer` samples are held while streaming.
+
+Split: a sample belongs to the validation set when a stable hash of its key (the message's index on its
+topic, or the image file's path relative to the folder) falls below val_percent; the split is the same
+across epochs, runs and machines, and does not depend on the seed. Messages or files that fail to decode
+(InputError) are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from vae_ros.core.config import ModelConfig, ScanSpec
+from vae_ros.core.errors import DataError, InputError
+from vae_ros.core.preprocess import preprocess_image
+
+LOG = logging.getLogger(__name__)
+
+# Message types a bag topic may hold, and the modality each one feeds.
+MSGTYPE_MODALITY: dict[str, str] = {
+    "sensor_msgs/msg/Image": "image",
+    "sensor_msgs/msg/CompressedImage": "image",
+    "sensor_msgs/msg/LaserScan": "scan",
+    "sensor_msgs/msg/PointCloud2": "pointcloud",
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SPLITS = ("train", "val", "all")
+DEFAULT_CACHE_BYTES = 2 * 1024**3
+DEFAULT_SHUFFLE_BUFFER = 1024
+
+
+@dataclass
+class DecodeStats:
+    """What one pass over a source saw: items looked at, samples produced, items skipped (and why)."""
+
+    seen: int = 0
+    decoded: int = 0
+    skipped: int = 0
+    first_error: str = ""
+
+    def skip(self, key: str, err: Exception) -> None:
+        self.skipped += 1
+        if not self.first_error:
+            self.first_error = f"{key}: {err}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seen": self.seen, "decoded": self.decoded, "skipped": self.skipped,
+                "first_error": self.first_error}
+
+
+def split_of(key: str, val_percent: float) -> str:
+    """'val' or 'train' for a sample key: hash(key) % 10000 < val_percent * 100; stable everywhere."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return "val" if int.from_bytes(digest, "big") % 10000 < round(val_percent * 100) else "train"
+
+
+def _selector(split: str, val_percent: float) -> Callable[[str], bool] | None:
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "all":
+        return None
+    if not 0.0 <= val_percent <= 100.0:
+        raise DataError(f"val_percent must be in [0, 100], got {val_percent}")
+    return lambda key: split_of(key, val_percent) == split
+
+
+class DataSource(ABC):
+    """A sequence of raw items (bag messages or image files) in a fixed order, decoded on demand."""
+
+    @property
+    @abstractmethod
+    def modality(self) -> str:
+        """The model modality this source feeds: 'image', 'scan' or 'pointcloud'."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of raw items (messages on the topic, image files), decodable or not."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description for the training summary."""
+
+    @abstractmethod
+    def samples(self, config: ModelConfig, select: Callable[[str], bool] | None = None,
+                stats: DecodeStats | None = None, shard: tuple[int, int] = (0, 1),
+                ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (item index, preprocessed sample shaped config.input_shape) in source order, streaming.
+
+        select(key) picks items before they are decoded (split); shard = (k, n) keeps items with
+        index % n == k (data-loader workers). Undecodable items are counted in stats and skipped.
+        """
+
+    def check_modality(self, config: ModelConfig) -> None:
+        """DataError when this source cannot feed a model of config.modality."""
+        if self.modality != config.modality:
+            raise DataError(f"{self.label()} holds {self.modality} data, but the model's modality is "
+                            f"{config.modality!r}")
+
+    def label(self) -> str:
+        return str(self.describe())
+
+
+class BagSource(DataSource):
+    """One topic of a rosbag2 recording (a bag folder, or a single .mcap / .db3 file).
+
+    Opening checks the path, the topic and its type at once, so mistakes surface before any training.
+    Bags without embedded message definitions are read with rosbags' ROS 2 typestore.
+    """
+
+    def __init__(self, path: str | Path, topic: str) -> None:
+        self.path = Path(path)
+        wanted = topic if topic.startswith("/") else "/" + topic
+        if not self.path.exists():
+            raise DataError(f"bag {self.path} does not exist")
+        with self._reader() as reader:
+            topics = {name: info.msgtype for name, info in reader.topics.items()}
+            matches = [name for name in topics if name == topic or name == wanted]
+            if not matches:
+                listing = ", ".join(f"{name} ({msgtype})" for name, msgtype in sorted(topics.items()))
+                raise DataError(f"bag {self.path} has no topic {topic!r}; its topics are: "
+                                f"{listing or 'none'}")
+            self.topic = matches[0]
+            msgtype = topics[self.topic]
+            if msgtype is None:
+                raise DataError(f"topic {self.topic} in {self.path} mixes several message types")
+            if msgtype not in MSGTYPE_MODALITY:
+                raise DataError(f"topic {self.topic} in {self.path} holds {msgtype}; vae_ros trains on "
+                                f"{', '.join(sorted(MSGTYPE_MODALITY))}")
+            self.msgtype = msgtype
+            self._count = sum(c.msgcount for c in reader.connections if c.topic == self.topic)
+
+    @contextmanager
+    def _reader(self) -> Iterator[Any]:
+        """An open rosbags AnyReader on the bag; open failures become one DataError line."""
+        from rosbags.highlevel import AnyReader, AnyReaderError
+        from rosbags.rosbag2 import ReaderError
+        from rosbags.typesys import Stores, get_typestore
+
+        try:
+            reader = AnyReader([self.path], default_typestore=get_typestore(Stores.LATEST))
+            reader.open()
+        except (AnyReaderError, ReaderError, OSError, ValueError, KeyError) as err:
+            raise DataError(f"cannot read bag {self.path}: {err}") from err
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    @property
+    def modality(self) -> str:
+        return MSGTYPE_MODALITY[self.msgtype]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "bag", "path": str(self.path), "topic": self.topic, "msgtype": self.msgtype,
+                "messages": self._count}
+
+    def label(self) -> str:
+        return f"topic {self.topic} of {self.path} ({self.msgtype})"
+
+    def messages(self) -> Iterator[tuple[int, Any]]:
+        """Yield (index, deserialised message) for the topic in time order; corrupt CDR is skipped."""
+        for index, _stamp, msg in self._iter(None, None, (0, 1), deserialise=True):
+            yield index, msg
+
+    def first_message(self) -> Any:
+        """The first message on the topic that deserialises (to infer input specs from, e.g. scans)."""
+        for _index, msg in self.messages():
+            return msg
+        raise DataError(f"{self.label()} holds no readable message")
+
+    def _iter(self, select: Callable[[str], bool] | None, stats: DecodeStats | None,
+              shard: tuple[int, int], deserialise: bool) -> Iterator[tuple[int, int, Any]]:
+        from rosbags.highlevel import AnyReaderError
+
+        worker, workers = shard
+        with self._reader() as reader:
+            connections = [c for c in reader.connections if c.topic == self.topic]
+            for index, (connection, stamp, raw) in enumerate(reader.messages(connections=connections)):
+                if index % workers != worker or (select is not None and not select(str(index))):
+                    continue
+                if stats is not None:
+                    stats.seen += 1
+                if not deserialise:
+                    yield index, stamp, raw
+                    continue
+                try:
+                    msg = reader.deserialize(raw, connection.msgtype)
+                except AnyReaderError as err:
+                    if stats is not None:
+                        stats.skip(f"message {index}", InputError(f"corrupt CDR: {err}"))
+                    continue
+                yield index, stamp, msg
+
+    def samples(self, config: ModelConfig, select: Callable[[str], bool] | None = None,
+                stats: DecodeStats | None = None, shard: tuple[int, int] = (0, 1),
+                ) -> Iterator[tuple[int, np.ndarray]]:
+        from vae_ros.conversions import msg_to_model_input
+
+        self.check_modality(config)
+        for index, _stamp, msg in self._iter(select, stats, shard, deserialise=True):
+            try:
+                sample = msg_to_model_input(msg, config)
+            except InputError as err:
+                if stats is not None:
+                    stats.skip(f"message {index}", err)
+                continue
+            if stats is not None:
+                stats.decoded += 1
+            yield index, sample
+
+
+class ImageFolderSource(DataSource):
+    """Every .png/.jpg/.jpeg/.bmp file below a folder (recursively), in sorted relative-path order."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise DataError(f"image folder {self.directory} does not exist or is not a folder")
+        self.files = sorted((p for p in self.directory.rglob("*")
+                             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                            key=lambda p: p.relative_to(self.directory).as_posix())
+        if not self.files:
+            raise DataError(f"image folder {self.directory} holds no {'/'.join(IMAGE_SUFFIXES)} files")
+
+    @property
+    def modality(self) -> str:
+        return "image"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "images", "path": str(self.directory), "files": len(self.files)}
+
+    def label(self) -> str:
+        return f"image folder {self.directory}"
+
+    def samples(self, config: ModelConfig, select: Callable[[str], bool] | None = None,
+                stats: DecodeStats | None = None, shard: tuple[int, int] = (0, 1),
+                ) -> Iterator[tuple[int, np.ndarray]]:
+        self.check_modality(config)
+        worker, workers = shard
+        for index, path in enumerate(self.files):
+            key = path.relative_to(self.directory).as_posix()
+            if index % workers != worker or (select is not None and not select(key)):
+                continue
+            if stats is not None:
+                stats.seen += 1
+            try:
+                sample = preprocess_image(read_image_file(path), config.image_spec)
+            except InputError as err:
+                if stats is not None:
+                    stats.skip(key, err)
+                continue
+            if stats is not None:
+                stats.decoded += 1
+            yield index, sample
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """An image file -> (H, W) or (H, W, 3|4) array in RGB(A) order, uint8 or uint16 as stored."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(f"{path} is not a readable image")
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
+def open_source(bag: str | None = None, topic: str | None = None, images: str | None = None) -> DataSource:
+    """The data source of the CLI's `--bag PATH --topic NAME` or `--images DIR` (exactly one of them)."""
+    if images and (bag or topic):
+        raise DataError("give either --images DIR or --bag PATH --topic NAME, not both")
+    if images:
+        return ImageFolderSource(images)
+    if bag and topic:
+        return BagSource(bag, topic)
+    if bag:
+        raise DataError("--bag needs --topic NAME (the topic to train on)")
+    if topic:
+        raise DataError("--topic needs --bag PATH")
+    raise DataError("no data: give --bag PATH --topic NAME or --images DIR")
+
+
+def scan_spec_from_message(msg: Any, beams: int | None = None) -> ScanSpec:
+    """A ScanSpec that matches a LaserScan's field of view and range_max.
+
+    The span is n * angle_increment (every beam covers one bin); a span within half an increment of a full
+    turn is snapped to exactly 2*pi, so the model wraps. beams defaults to the scan's beam count, rounded
+    to a multiple of 8 (the model's requirement).
+    """
+    count = len(msg.ranges)
+    increment = float(msg.angle_increment)
+    if count == 0 or not math.isfinite(increment) or increment == 0.0:
+        raise DataError("the first LaserScan has no ranges or no angle_increment; cannot infer a scan spec")
+    span = abs(increment) * count
+    angle_min = float(msg.angle_min) if increment > 0 else float(msg.angle_min) - span
+    if abs(span - 2 * math.pi) <= abs(increment) / 2:
+        span = 2 * math.pi
+    if beams is None:
+        beams = max(16, int(round(count / 8)) * 8)
+    return ScanSpec(beams=beams, angle_min=angle_min, angle_max=angle_min + span,
+                    range_max=float(msg.range_max))
+
+
+def _shuffle_buffer(items: Iterable[np.ndarray], size: int, rng: np.random.Generator,
+                    on_hold: Callable[[int], None]) -> Iterator[np.ndarray]:
+    """Approximate shuffle holding at most `size` items: emit a random held item as each new one arrives."""
+    buffer: list[np.ndarray] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            on_hold(len(buffer))
+            continue
+        slot = int(rng.integers(size))
+        yield buffer[slot]
+        buffer[slot] = item
+    order = rng.permutation(len(buffer))
+    for slot in order:
+        yield buffer[slot]
+
+
+class SplitDataset(IterableDataset):
+    """One split of a source as a torch IterableDataset of float32 samples (C, ...), streamed from disk.
+
+    shuffle: bounded shuffle buffer, seeded by (seed, epoch): call set_epoch(epoch) before each pass.
+    The order depends only on (source, split, seed, epoch, shuffle_buffer, num_workers), not on whether
+    the RAM cache was used, so an interrupted and resumed training sees the same batches.
+    """
+
+    def __init__(self, source: DataSource, config: ModelConfig, split: str = "train",
+                 val_percent: float = 10.0, shuffle: bool = False,
+                 shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, seed: int = 0,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        super().__init__()
+        source.check_modality(config)
+        self._select = _selector(split, val_percent)
+        if shuffle_buffer < 1:
+            raise DataError(f"shuffle_buffer must be >= 1, got {shuffle_buffer}")
+        self.source, self.config, self.split = source, config, split
+        self.shuffle, self.shuffle_buffer, self.seed = shuffle, shuffle_buffer, seed
+        self.cache_bytes = cache_bytes
+        self.epoch = 0
+        self.stats = DecodeStats()  # of the last complete pass over the disk
+        self.peak_held = 0  # most samples held at once by the shuffle buffer (streaming check)
+        self._cache: list[np.ndarray] | None = None  # complete, in source order
+        self._cache_failed = cache_bytes <= 0
+        self.samples_last_pass: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def cached(self) -> bool:
+        return self._cache is not None
+
+    def _from_disk(self, shard: tuple[int, int], use_cache: bool) -> Iterator[np.ndarray]:
+        stats = DecodeStats()
+        filling: list[np.ndarray] | None = [] if use_cache and not self._cache_failed else None
+        held_bytes = 0
+        count = 0
+        for _index, sample in self.source.samples(self.config, self._select, stats, shard):
+            count += 1
+            if filling is not None:
+                held_bytes += sample.nbytes
+                if held_bytes > self.cache_bytes:
+                    filling, self._cache_failed = None, True
+                    LOG.info("%s does not fit the %.0f MB sample cache; streaming from disk every epoch",
+                             self.source.label(), self.cache_bytes / 2**20)
+                else:
+                    filling.append(sample)
+            yield sample
+        # Only a complete pass gets here (a consumer that stops early closes the generator before).
+        self.stats, self.samples_last_pass = stats, count
+        if stats.skipped:
+            LOG.warning("skipped %d of %d items of %s that could not be decoded (first: %s)",
+                        stats.skipped, stats.seen, self.source.label(), stats.first_error)
+        if filling is not None:
+            self._cache = filling
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        info = get_worker_info()
+        shard = (info.id, info.num_workers) if info is not None else (0, 1)
+        if self._cache is not None and info is None:
+            items: Iterable[np.ndarray] = iter(self._cache)
+        else:
+            items = self._from_disk(shard, use_cache=info is None)
+        if not self.shuffle:
+            yield from items
+            return
+        rng = np.random.default_rng([self.seed, self.epoch, shard[0]])
+        yield from _shuffle_buffer(items, self.shuffle_buffer, rng, self._note_hold)
+
+    def _note_hold(self, held: int) -> None:
+        self.peak_held = max(self.peak_held, held)
+
+
+def iter_samples(source: DataSource, config: ModelConfig, limit: int | None = None, split: str = "train",
+                 val_percent: float = 10.0) -> Iterator[np.ndarray]:
+    """Preprocessed samples (config.input_shape float32) of a split of a source, in source order, streamed.
+
+    For INT8 calibration and evaluation: the exact inputs training and the live encoder see.
+    """
+    source.check_modality(config)
+    select = _selector(split, val_percent)
+    stats = DecodeStats()
+    if limit is not None and limit <= 0:
+        return
+    produced = 0
+    for _index, sample in source.samples(config, select, stats):
+        yield sample
+        produced += 1
+        if limit is not None and produced >= limit:
+            return
+
+
+def batched(samples: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Stack consecutive samples into (B, ...) float32 batches; the last one may be smaller."""
+    batch: list[np.ndarray] = []
+    for sample in samples:
+        batch.append(sample)
+        if len(batch) == batch_size:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
+
+
+def make_loader(dataset: SplitDataset, batch_size: int, num_workers: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader over a SplitDataset; workers each read their shard of the source (index % workers)."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                       collate_fn=_collate)
+
+
+def _collate(samples: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(samples))  # (B, C, ...)

@@ -1,0 +1,229 @@
+"""Model directories: model.json (ModelConfig) + weights.safetensors, saved atomically, loaded safely.
+
+Loading never unpickles: weights are read only with safetensors, which parses a JSON header and raw
+tensor bytes. A pickle (torch.save) file, even one renamed to weights.safetensors, is refused with a clear
+error; there is deliberately no torch.load fallback, because unpickling runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vae_ros.core.config import FORMAT_VERSION, MODALITIES, ModelConfig
+from vae_ros.core.errors import BackendUnavailableError, ConfigError, ModelFileError
+from vae_ros.core.models import VAE, build_model
+
+CONFIG_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+# Files that look like pickled weights; named in the refusal message so users know why they were ignored.
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
+# torch.save writes a zip archive ("PK\x03\x04"), older versions and pickle.dump a raw pickle (b"\x80").
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
+# A safetensors header larger than this is not a weights file of ours (guards against a huge allocation).
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+_CONVERT_HINT = (
+    "convert a checkpoint you trust with: python -c \"import torch; from safetensors.torch import save_file; "
+    "save_file({k: v.contiguous() for k, v in torch.load('weights.pt', weights_only=True).items()}, "
+    "'weights.safetensors')\""
+)
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_files(directory: Path, config_json: str, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write weights then model.json into `directory`, each to a temp name first and renamed into place."""
+    tmp_weights = directory / f".{WEIGHTS_FILE}.tmp"
+    tmp_config = directory / f".{CONFIG_FILE}.tmp"
+    try:
+        save_file(state, str(tmp_weights), metadata=metadata)
+        with open(tmp_weights, "rb") as handle:
+            os.fsync(handle.fileno())
+        _fsync_write(tmp_config, (config_json + "\n").encode())
+        os.replace(tmp_weights, directory / WEIGHTS_FILE)
+        os.replace(tmp_config, directory / CONFIG_FILE)
+    finally:
+        for tmp in (tmp_weights, tmp_config):
+            tmp.unlink(missing_ok=True)
+
+
+def save_model_dir(path: str | Path, config: ModelConfig, model: torch.nn.Module) -> Path:
+    """Write model.json + weights.safetensors into `path` (created if needed) and return it.
+
+    Atomic per file: everything is written under temporary names and renamed into place, so a crash
+    never leaves a truncated file. A new directory is assembled beside its final name and renamed as a
+    whole. Exports already in an existing directory (encoder.onnx, ...) are left alone; re-export after
+    overwriting weights.
+    """
+    path = Path(path)
+    config.validate()
+    # Contiguous CPU copies: safetensors refuses views and shared storage.
+    state = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model.state_dict().items()}
+    metadata = {
+        "format": "pt",
+        "vae_ros_format_version": str(FORMAT_VERSION),
+        "modality": config.modality,
+        "latent_dim": str(config.latent_dim),
+    }
+    config_json = config.to_json()
+    if path.exists() and not path.is_dir():
+        raise ModelFileError(f"cannot save a model to {path}: it exists and is not a directory")
+    try:
+        if path.is_dir():
+            _write_files(path, config_json, state, metadata)
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            _write_files(staging, config_json, state, metadata)
+            staging.chmod(0o755)
+            os.rename(staging, path)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+    except OSError as err:
+        raise ModelFileError(f"cannot write the model directory {path}: {err}") from err
+    return path
+
+
+def _refuse_pickles(directory: Path) -> None:
+    """Raise the 'weights missing' error, naming pickle files that are present instead."""
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelFileError(
+            f"{directory} has no {WEIGHTS_FILE}; found {', '.join(pickles)}, but pickle files are refused for "
+            f"safety (loading them can run arbitrary code). Only safetensors weights are loaded; {_CONVERT_HINT}"
+        )
+    raise ModelFileError(f"{directory} has no {WEIGHTS_FILE} (expected model.json and {WEIGHTS_FILE})")
+
+
+def _check_safetensors_header(weights: Path) -> None:
+    """Reject files that are not safetensors before parsing: pickles get a message that says so."""
+    try:
+        with open(weights, "rb") as handle:
+            head = handle.read(8)
+    except OSError as err:
+        raise ModelFileError(f"cannot read {weights}: {err}") from err
+    if head.startswith(_PICKLE_MAGIC):
+        raise ModelFileError(
+            f"{weights} is a pickle / torch.save file, not safetensors; it is refused for safety and was not "
+            f"loaded (loading pickles can run arbitrary code). {_CONVERT_HINT}"
+        )
+    if len(head) < 8:
+        raise ModelFileError(f"{weights} is truncated or empty ({len(head)} bytes); expected a safetensors file")
+    (header_len,) = struct.unpack("<Q", head)
+    if header_len > _MAX_HEADER_BYTES or header_len > weights.stat().st_size - 8:
+        raise ModelFileError(f"{weights} is not a valid safetensors file (corrupt or truncated header)")
+
+
+def _check_state(weights: Path, state: dict[str, torch.Tensor], model: VAE) -> None:
+    """Compare loaded tensors with what the config's architecture expects; name the first mismatches."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    problems: list[str] = []
+    if missing:
+        problems.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    for name in sorted(set(expected) & set(state)):
+        if tuple(state[name].shape) != tuple(expected[name].shape):
+            problems.append(
+                f"tensor {name!r} has shape {tuple(state[name].shape)}, model.json's architecture expects "
+                f"{tuple(expected[name].shape)}"
+            )
+            if len(problems) >= 5:
+                break
+        elif not (state[name].is_floating_point() == expected[name].is_floating_point()):
+            problems.append(f"tensor {name!r} has dtype {state[name].dtype}, expected {expected[name].dtype}")
+    if problems:
+        raise ModelFileError(f"{weights} does not match model.json: " + "; ".join(problems))
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelFileError(f"{weights}: tensor {name!r} holds NaN or infinite values")
+
+
+def _torch_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"device {device!r} requested but CUDA is not available here")
+    return dev
+
+
+def load_model_dir(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, VAE]:
+    """Read a model directory -> (config, model in eval mode on `device`). Never unpickles anything.
+
+    Raises ModelFileError with one clear line for a missing or non-directory path, a missing or corrupt
+    model.json, missing weights (pickles present instead are refused), a weights file that is not
+    safetensors, and tensors whose names or shapes do not match the architecture in model.json.
+    """
+    directory = Path(path).expanduser()
+    if not directory.exists():
+        raise ModelFileError(f"model directory {directory} does not exist")
+    if not directory.is_dir():
+        raise ModelFileError(
+            f"model path {directory} is not a directory (expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
+    dev = _torch_device(device)
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise ModelFileError(f"{directory} has no {CONFIG_FILE} (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        config = ModelConfig.load(config_path)
+    except ModelFileError as err:
+        raise ModelFileError(f"{config_path}: {err}") from err
+
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        _refuse_pickles(directory)
+    _check_safetensors_header(weights)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{weights} is not a valid safetensors file: {err}") from err
+
+    try:
+        model = build_model(config)
+    except ConfigError as err:
+        raise ModelFileError(f"{config_path}: {err}") from err
+    _check_state(weights, state, model)
+    model.load_state_dict(state, strict=True)
+    return config, model.to(dev).eval()
+
+
+def resolve_model_dir(path: str, modality: str) -> Path:
+    """The `model` parameter -> a directory: empty means the packaged default for `modality`.
+
+    A given path is returned expanded but unchecked (load_model_dir reports problems); a missing packaged
+    default is reported here, because the user never named it.
+    """
+    if modality not in MODALITIES:
+        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if path and path.strip():
+        return Path(path.strip()).expanduser()
+    from vae_ros.resources import default_model_dir
+
+    default = default_model_dir(modality)
+    if not (default / CONFIG_FILE).is_file():
+        raise ModelFileError(
+            f"no packaged default model for modality {modality!r} at {default}; pass a model directory "
+            "(parameter 'model' or --model)"
+        )
+    return default

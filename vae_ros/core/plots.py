@@ -1,0 +1,202 @@
+"""PNG writers for training curves, reconstructions, latent traversals and KL per dimension.
+
+matplotlib is imported inside each writer and drawn with `matplotlib.figure.Figure` + FigureCanvasAgg, never
+pyplot, so no global backend is selected and nothing happens at import time (works headless, in threads,
+and leaves a user's interactive backend alone).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_ros.core.config import ModelConfig
+
+_DPI = 100
+
+
+def _figure(width_in: float, height_in: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def save_training_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Train / validation ELBO, reconstruction NLL and KL (nats per sample) against the epoch."""
+    fig = _figure(12, 3.6)
+    axes = fig.subplots(1, 3)
+    epochs = [h["epoch"] for h in history]
+    for ax, key, title in zip(axes, ("elbo", "recon_nll", "kl"),
+                              ("ELBO (higher is better)", "reconstruction NLL", "KL"), strict=True):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            values = [h.get(f"{split}_{key}") for h in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [math.nan if v is None else v for v in values], style, label=split,
+                        markersize=3)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per sample")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _to_display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(C, H, W) in [0, 1] -> what imshow wants: (H, W, 3) RGB or (H, W) with a grey colormap."""
+    image = np.clip(image, 0.0, 1.0)
+    if image.shape[0] == 3:
+        return image.transpose(1, 2, 0), None
+    return image[0], "gray"
+
+
+def _scan_angles_deg(config: ModelConfig) -> np.ndarray:
+    spec = config.scan_spec
+    width = (spec.angle_max - spec.angle_min) / spec.beams
+    return np.degrees(spec.angle_min + (np.arange(spec.beams) + 0.5) * width)
+
+
+def _range_image(sample: np.ndarray, range_max: float, masked: bool) -> np.ndarray:
+    """(2, rows, cols) input or (1, rows, cols) output -> (rows, cols) metres, NaN where invalid."""
+    ranges = sample[0] * range_max
+    if masked and sample.shape[0] > 1:
+        ranges = np.where(sample[1] > 0.5, ranges, np.nan)
+    return ranges
+
+
+def save_reconstructions(inputs: np.ndarray, outputs: np.ndarray, config: ModelConfig,
+                         path: str | Path) -> Path:
+    """Inputs (K, C, ...) beside their reconstructions (K, C_out, ...), as the modality is best seen:
+    an image grid (top row input, bottom row output), range vs angle for scans, range images for clouds."""
+    count = len(inputs)
+    if config.modality == "image":
+        fig = _figure(1.6 * count + 0.6, 3.6)
+        axes = np.array(fig.subplots(2, count, squeeze=False))
+        for k in range(count):
+            for row, (batch, name) in enumerate(((inputs, "input"), (outputs, "reconstruction"))):
+                image, cmap = _to_display(batch[k])
+                ax = axes[row, k]
+                ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if k == 0:
+                    ax.set_ylabel(name)
+    elif config.modality == "scan":
+        range_max = config.scan_spec.range_max
+        angles = _scan_angles_deg(config)
+        fig = _figure(10, 2.2 * count + 0.4)
+        axes = np.array(fig.subplots(count, 1, squeeze=False))[:, 0]
+        for k, ax in enumerate(axes):
+            valid = inputs[k, 1] > 0.5
+            ax.plot(angles[valid], inputs[k, 0, valid] * range_max, ".", markersize=2, label="input (valid)")
+            ax.plot(angles, outputs[k, 0] * range_max, "-", linewidth=1, label="reconstruction")
+            ax.set_ylabel("range (m)")
+            ax.set_xlim(angles[0], angles[-1])
+            ax.grid(alpha=0.3)
+        axes[0].legend(loc="upper right", fontsize=8)
+        axes[-1].set_xlabel("beam angle (deg)")
+    else:
+        range_max = config.pointcloud_spec.range_max
+        rows, cols = config.pointcloud_spec.rows, config.pointcloud_spec.cols
+        fig = _figure(10, count * 2 * max(0.9, 10 * rows / cols) + 0.8)
+        axes = np.array(fig.subplots(2 * count, 1, squeeze=False))[:, 0]
+        image = None
+        for k in range(count):
+            for j, (sample, name, masked) in enumerate(((inputs[k], "input", True),
+                                                        (outputs[k], "recon", False))):
+                ax = axes[2 * k + j]
+                image = ax.imshow(_range_image(sample, range_max, masked), aspect="auto", vmin=0.0,
+                                  vmax=range_max, cmap="viridis", interpolation="nearest")
+                ax.set_ylabel(f"{name} {k}", fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+        if image is not None:
+            fig.colorbar(image, ax=list(axes), label="range (m)")
+    fig.suptitle("inputs and reconstructions")
+    return _save(fig, path)
+
+
+def save_traversals(decoded: np.ndarray, dims: Sequence[int], values: Sequence[float], config: ModelConfig,
+                    path: str | Path) -> Path:
+    """Latent traversals: decoded (K, S, C_out, ...) = dim dims[k] set to values[s], the rest fixed.
+
+    Images: a K x S grid. Scans: one panel per dimension with S range curves. Clouds: K x S range images.
+    """
+    count, steps = decoded.shape[:2]
+    if config.modality == "scan":
+        range_max = config.scan_spec.range_max
+        angles = _scan_angles_deg(config)
+        fig = _figure(10, 2.2 * count + 0.4)
+        axes = np.array(fig.subplots(count, 1, squeeze=False))[:, 0]
+        from matplotlib import colormaps
+
+        cmap = colormaps["coolwarm"]
+        for k, ax in enumerate(axes):
+            for s in range(steps):
+                ax.plot(angles, decoded[k, s, 0] * range_max, color=cmap(s / max(1, steps - 1)),
+                        linewidth=1, label=f"{values[s]:+.1f}")
+            ax.set_ylabel(f"z[{dims[k]}]: range (m)", fontsize=8)
+            ax.set_xlim(angles[0], angles[-1])
+            ax.grid(alpha=0.3)
+        axes[0].legend(loc="upper right", fontsize=7, ncol=steps)
+        axes[-1].set_xlabel("beam angle (deg)")
+    else:
+        aspect: str | float = "auto" if config.modality == "pointcloud" else "equal"
+        cell_h = 0.6 if config.modality == "pointcloud" else 1.3
+        cell_w = 2.4 if config.modality == "pointcloud" else 1.3
+        fig = _figure(cell_w * steps + 0.8, cell_h * count + 0.8)
+        axes = np.array(fig.subplots(count, steps, squeeze=False))
+        for k in range(count):
+            for s in range(steps):
+                ax = axes[k, s]
+                if config.modality == "image":
+                    image, cmap = _to_display(decoded[k, s])
+                    ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+                else:
+                    range_max = config.pointcloud_spec.range_max
+                    ax.imshow(decoded[k, s, 0] * range_max, aspect=aspect, vmin=0.0, vmax=range_max,
+                              cmap="viridis", interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if s == 0:
+                    ax.set_ylabel(f"z[{dims[k]}]", fontsize=8)
+                if k == count - 1:
+                    ax.set_xlabel(f"{values[s]:+.1f}", fontsize=8)
+    fig.suptitle("latent traversals (rows: latent dimension, columns: its value)")
+    return _save(fig, path)
+
+
+def save_kl_per_dim(kl_per_dim: Sequence[float], path: str | Path,
+                    variance: Sequence[float] | None = None, threshold: float = 0.01) -> Path:
+    """Bar chart of the KL of each latent dimension; active units (variance > threshold) in colour."""
+    kl = np.asarray(kl_per_dim, dtype=np.float64)
+    dims = np.arange(kl.size)
+    active = (np.asarray(variance) > threshold) if variance is not None else np.ones(kl.size, dtype=bool)
+    fig = _figure(max(5.0, 0.35 * kl.size + 1.5), 3.2)
+    ax = fig.subplots()
+    ax.bar(dims[active], kl[active], color="tab:blue", label="active")
+    if (~active).any():
+        ax.bar(dims[~active], kl[~active], color="tab:gray", label="inactive")
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("KL (nats)")
+    ax.set_xticks(dims)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(f"KL per dimension ({int(active.sum())} of {kl.size} active)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

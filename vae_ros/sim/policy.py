@@ -1,0 +1,132 @@
+"""A smooth exploration policy for data collection (ROS-free, pure): a random walk that avoids obstacles.
+
+The turn rate wanders as an Ornstein-Uhlenbeck process (smooth, zero-mean, correlated over a few seconds);
+forward speed drops as the corridor ahead (the robot's width plus a margin) gets shorter, the robot steers
+towards the side with more room, and when something is closer than `stop_distance` it turns in place, in
+one committed direction, until the way ahead is clear. Commands are rate-limited (bounded accelerations).
+State is passed explicitly: `step(state, ranges, angles, dt) -> (state, (linear, angular))`; the noise is
+drawn from (seed, step index), so a run is reproducible from its seed alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from vae_ros.core.errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Speeds (m/s, rad/s), accelerations (per s^2) and distances (m, from the LiDAR) of the explorer."""
+
+    cruise_linear: float = 0.35
+    max_linear: float = 0.5
+    max_angular: float = 1.2
+    linear_accel: float = 0.8
+    angular_accel: float = 3.0
+    wander_std: float = 0.5  # stationary std of the wandering turn rate
+    wander_time: float = 2.0  # its correlation time in seconds
+    half_width: float = 0.3  # robot radius plus a margin: the corridor checked ahead
+    slow_distance: float = 1.2
+    stop_distance: float = 0.5
+    avoid_gain: float = 1.0  # rad/s of steering towards open space when an obstacle is at stop_distance
+
+    def validate(self) -> None:
+        if not 0 < self.cruise_linear <= self.max_linear:
+            raise ConfigError("cruise_linear must be positive and <= max_linear")
+        if not (self.max_angular > 0 and self.linear_accel > 0 and self.angular_accel > 0):
+            raise ConfigError("max_angular and the accelerations must be positive")
+        if not 0 < self.stop_distance < self.slow_distance:
+            raise ConfigError("stop_distance must be positive and below slow_distance")
+        if self.wander_std < 0 or self.wander_time <= 0:
+            raise ConfigError("wander_std must be >= 0 and wander_time positive")
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What the policy carries from one step to the next."""
+
+    step: int = 0
+    wander: float = 0.0  # current wandering turn rate (rad/s)
+    linear: float = 0.0  # last command
+    angular: float = 0.0
+    escape: int = 0  # 0: driving; +1 / -1: turning in place to the left / right until clear
+
+
+def _approach(current: float, target: float, max_change: float) -> float:
+    return current + min(max(target - current, -max_change), max_change)
+
+
+class ExplorationPolicy:
+    """Wall-avoiding smoothed random walk driven by a 2-D scan."""
+
+    def __init__(self, config: PolicyConfig | None = None, seed: int = 0) -> None:
+        self.config = config if config is not None else PolicyConfig()
+        self.config.validate()
+        self.seed = int(seed)
+
+    def initial_state(self) -> PolicyState:
+        return PolicyState()
+
+    def step(self, state: PolicyState, ranges: np.ndarray, angles: np.ndarray,
+             dt: float) -> tuple[PolicyState, tuple[float, float]]:
+        """Next command from a scan: ranges (N,) in metres (inf = no return) at angles (N,) in radians."""
+        cfg = self.config
+        ranges = np.asarray(ranges, dtype=np.float64).reshape(-1)
+        angles = np.asarray(angles, dtype=np.float64).reshape(-1)
+        if ranges.shape != angles.shape or ranges.size == 0:
+            raise InputError(f"ranges and angles must be equal-length 1-D arrays, got {ranges.shape} and {angles.shape}")
+        if not (math.isfinite(dt) and dt > 0):
+            raise InputError(f"dt must be positive, got {dt}")
+        # NaN and -inf carry no distance; +inf is open space.
+        usable = np.where(np.isnan(ranges) | (ranges < 0), np.inf, ranges)
+
+        ahead = _corridor_clearance(usable, angles, cfg.half_width)
+        left = _side_space(usable, angles, 1.0)
+        right = _side_space(usable, angles, -1.0)
+        open_side = 1.0 if left >= right else -1.0
+
+        rng = np.random.default_rng([self.seed, state.step])
+        decay = math.exp(-dt / cfg.wander_time)
+        wander = state.wander * decay + cfg.wander_std * math.sqrt(1.0 - decay * decay) * float(rng.standard_normal())
+
+        escape = state.escape
+        if escape == 0 and ahead < cfg.stop_distance:
+            escape = int(open_side)
+        elif escape != 0 and ahead > cfg.slow_distance:
+            escape = 0
+
+        if escape != 0:
+            target_linear, target_angular = 0.0, escape * 0.8 * cfg.max_angular
+            wander = 0.0
+        else:
+            closeness = min(max((cfg.slow_distance - ahead) / (cfg.slow_distance - cfg.stop_distance), 0.0), 1.0)
+            target_linear = cfg.cruise_linear * (1.0 - closeness)
+            target_angular = wander + cfg.avoid_gain * closeness * open_side
+        target_angular = min(max(target_angular, -cfg.max_angular), cfg.max_angular)
+        linear = _approach(state.linear, target_linear, cfg.linear_accel * dt)
+        angular = _approach(state.angular, target_angular, cfg.angular_accel * dt)
+        new_state = replace(state, step=state.step + 1, wander=wander, linear=linear, angular=angular, escape=escape)
+        return new_state, (linear, angular)
+
+
+def _corridor_clearance(ranges: np.ndarray, angles: np.ndarray, half_width: float) -> float:
+    """Distance ahead to the nearest return inside the straight corridor |y| <= half_width, x > 0."""
+    finite = np.isfinite(ranges)
+    x = ranges[finite] * np.cos(angles[finite])
+    y = ranges[finite] * np.sin(angles[finite])
+    inside = (x > 0) & (np.abs(y) <= half_width)
+    # Returns beside the robot (x ~ 0) also block turning into them; they count through _side_space.
+    return float(x[inside].min()) if inside.any() else math.inf
+
+
+def _side_space(ranges: np.ndarray, angles: np.ndarray, side: float) -> float:
+    """Mean free distance (capped at 5 m) over the quarter turn from 20 to 110 degrees on one side."""
+    lateral = side * angles
+    sector = (lateral > math.radians(20)) & (lateral < math.radians(110))
+    if not sector.any():
+        return 0.0
+    return float(np.minimum(ranges[sector], 5.0).mean())
