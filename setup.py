@@ -28,6 +28,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")
          + glob("config/*.sdf")),
+        ("share/" + package_name + "/config/gazebo", glob("config/gazebo/*.sdf") + glob("config/gazebo/*.yaml")),
         *_tree("models"),
     ],
     # torch is deliberately unpinned: on Jetson it comes from NVIDIA's builds.

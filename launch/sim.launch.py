@@ -1,39 +1,41 @@
-"""MuJoCo robot world: publishes camera/image_raw, scan or lidar/points, odom and /clock; drives on cmd_vel.
+"""MuJoCo robot world: camera/image_raw, scan and/or lidar/points, odom and /clock out; cmd_vel in.
 
     ros2 launch vae_ros sim.launch.py
     ros2 launch vae_ros sim.launch.py lidar:=pointcloud image_width:=320 image_height:=240 seed:=3
 
 Node parameters come from params_file (config/sim.yaml). A parameter argument left empty keeps the file's
-value; one given on the command line overrides it. Every process started here loads the Fast DDS
-large-data profile (config/fastdds_large_data.xml) unless fastdds_profile says otherwise; MuJoCo renders
-offscreen with mujoco_gl (egl on headless machines).
+value; one given on the command line overrides it. The simulator is the clock: it publishes /clock and
+paces itself on the wall clock, so it takes no use_sim_time (the nodes that consume its topics do). The
+node loads the Fast DDS large-data profile (config/fastdds_large_data.xml) unless fastdds_profile says
+otherwise; MuJoCo renders offscreen with mujoco_gl (egl on headless machines).
 """
 
 from __future__ import annotations
 
 import yaml
 from launch import LaunchDescription
-from launch.actions import (
-    DeclareLaunchArgument,
-    OpaqueFunction,
-    SetEnvironmentVariable,
-    UnsetEnvironmentVariable,
-)
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import EnvironmentVariable, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "vae_ros"
 NODE = "sim_node"
+# Fast DDS 3 and Jazzy's 2.14 read the first variable; Humble's Fast DDS 2.6 reads the second.
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 # Node parameters a user sets from the command line: (name, type, description). Empty = params_file's value.
 PARAMETER_ARGUMENTS: list[tuple[str, type, str]] = [
-    ("rate", float, "sensor publishing rate in Hz (simulated time)"),
+    ("rate", float, "sensor frames per second (simulated time advances 1/rate per frame)"),
     ("image_width", int, "camera image width in pixels"),
     ("image_height", int, "camera image height in pixels"),
-    ("lidar", str, "scan (2-D LaserScan) | pointcloud (3-D PointCloud2) | none"),
-    ("seed", int, "room layout seed"),
+    ("lidar", str, "scan (LaserScan) | pointcloud (PointCloud2) | both | none"),
+    ("seed", int, "world seed: object placement and colours"),
     ("initial_pose", list, "robot start [x, y, yaw] in the odom frame, e.g. '[1.0, 0.5, 1.57]'"),
+    ("max_linear", float, "limit of |cmd_vel.linear.x| in m/s"),
+    ("max_angular", float, "limit of |cmd_vel.angular.z| in rad/s"),
+    ("cmd_timeout", float, "simulated seconds without cmd_vel after which the robot stops"),
+    ("publish_camera", bool, "publish camera/image_raw (rendering costs CPU)"),
 ]
 
 # Topic arguments: (argument, contract topic it remaps, description).
@@ -44,7 +46,6 @@ TOPIC_ARGUMENTS: list[tuple[str, str, str]] = [
     ("odom_topic", "odom", "ground-truth odometry output (nav_msgs/Odometry)"),
     ("cmd_vel_topic", "cmd_vel", "velocity command input (geometry_msgs/Twist)"),
 ]
-
 
 _EXAMPLES = {bool: "true", int: "10", float: "1.5", list: "[0.0, 0.0, 0.0]"}
 
@@ -58,21 +59,23 @@ def _typed(name: str, text: str, kind: type) -> object:
         return value
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if kind is list and isinstance(value, list):
+    if kind is list and isinstance(value, list) and all(isinstance(v, int | float) for v in value):
         return [float(v) for v in value]
     raise ValueError(f"launch argument {name}:={text!r} is not a {kind.__name__} (e.g. {_EXAMPLES[kind]})")
+
+
+def _profile_actions(profile: str) -> list[SetEnvironmentVariable]:
+    """Point Fast DDS at the profile in every process started from here (empty: leave the environment)."""
+    return [SetEnvironmentVariable(name, profile) for name in PROFILE_VARIABLES] if profile else []
 
 
 def _launch_node(context, *args, **kwargs):
     """Resolve the arguments once: Fast DDS profile, parameter overrides, remappings, then the node."""
     config = context.launch_configurations
-    profile = config["fastdds_profile"]
-    env_action = (SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile) if profile
-                  else UnsetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE"))
-    overrides = {name: _typed(name, config[name], kind) for name, kind, _ in PARAMETER_ARGUMENTS if config[name]}
-    overrides["use_sim_time"] = _typed("use_sim_time", config["use_sim_time"], bool)
+    overrides = {name: _typed(name, config[name], kind) for name, kind, _ in PARAMETER_ARGUMENTS
+                 if config[name]}
     remappings = [(topic, config[arg]) for arg, topic, _ in TOPIC_ARGUMENTS if config[arg] != topic]
     node = Node(
         package=PACKAGE,
@@ -87,30 +90,34 @@ def _launch_node(context, *args, **kwargs):
         output="screen",
         emulate_tty=True,
     )
-    return [env_action, SetEnvironmentVariable("MUJOCO_GL", config["mujoco_gl"]), node]
+    mujoco_gl = SetEnvironmentVariable("MUJOCO_GL", config["mujoco_gl"])
+    return [*_profile_actions(config["fastdds_profile"]), mujoco_gl, node]
 
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare(PACKAGE)
+    packaged_profile = PathJoinSubstitution([share, "config", "fastdds_large_data.xml"])
     arguments = [
-        DeclareLaunchArgument("namespace", default_value="", description="namespace for the node and its "
-                              "relative topics (e.g. robot1)"),
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "sim.yaml"]),
-                              description="YAML with a sim_node ros__parameters block"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="true: follow /clock "
-                              "(simulators, bag playback)"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace for the node and its relative topics (e.g. robot1)"),
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([share, "config", "sim.yaml"]),
+                              description="YAML with a /**/sim_node ros__parameters block"),
+        DeclareLaunchArgument("mujoco_gl",
+                              default_value=EnvironmentVariable("MUJOCO_GL", default_value="egl"),
+                              description="MuJoCo rendering: egl (headless, default), glfw (with a display) "
+                                          "or osmesa"),
         DeclareLaunchArgument(
             "fastdds_profile",
-            default_value=EnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", default_value=PathJoinSubstitution(
-                [share, "config", "fastdds_large_data.xml"])),
-            description="Fast DDS XML profile for large messages (every process that exchanges images with "
-                        "this one needs it too); empty = Fast DDS defaults"),
-        DeclareLaunchArgument("mujoco_gl", default_value=EnvironmentVariable("MUJOCO_GL", default_value="egl"),
-                              description="MuJoCo rendering backend: egl (headless, default), glfw (with a "
-                              "display) or osmesa"),
+            default_value=EnvironmentVariable(PROFILE_VARIABLES[0], default_value=EnvironmentVariable(
+                PROFILE_VARIABLES[1], default_value=packaged_profile)),
+            description="Fast DDS XML profile for large messages; every process that subscribes to its "
+                        "camera or point cloud needs it too. Default: $FASTDDS_DEFAULT_PROFILES_FILE, "
+                        "$FASTRTPS_DEFAULT_PROFILES_FILE, else the packaged one; empty: leave the "
+                        "environment"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
-        DeclareLaunchArgument("respawn", default_value="false", description="true: restart the node if it "
-                              "exits"),
+        DeclareLaunchArgument("respawn", default_value="false",
+                              description="true: restart the node if it exits"),
     ]
     arguments += [DeclareLaunchArgument(name, default_value="", description=text + " (empty: params_file)")
                   for name, _, text in PARAMETER_ARGUMENTS]

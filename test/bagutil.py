@@ -242,6 +242,7 @@ def write_image_folder(directory: str | Path, count: int, size: tuple[int, int] 
                        broken: int = 0) -> Path:
     """A folder tree of PNG/JPEG/BMP square scenes (in sub-folders) plus `broken` unreadable .png files."""
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         sub = directory / f"part{index % 2}"
         sub.mkdir(parents=True, exist_ok=True)

@@ -395,17 +395,24 @@ def _yaml_parameters(path: str, node: StartedNode) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------
 # Tests
 # ----------------------------------------------------------------------------------------------------------
+# sim.launch.py has no use_sim_time: the simulator is the clock (it publishes /clock, paced on wall time).
+COMMON_ARGUMENTS = {"namespace", "params_file", "fastdds_profile", "log_level"}
+SIM_TIME_FILES = {"encoder.launch.py", "decoder.launch.py", "perception.launch.py", "gazebo.launch.py"}
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
 @pytest.mark.parametrize("file_name", LAUNCH_FILES)
 def test_launch_file_declares_the_common_arguments_and_starts_known_executables(
         run_launch: Callable[..., LaunchResult], file_name: str) -> None:
     result = run_launch(file_name)
-    for name in ("namespace", "params_file", "use_sim_time", "fastdds_profile"):
-        assert name in result.arguments, f"{file_name} lacks the {name} argument"
+    expected = COMMON_ARGUMENTS | ({"use_sim_time"} if file_name in SIM_TIME_FILES else set())
+    assert expected <= set(result.arguments), f"{file_name} lacks {expected - set(result.arguments)}"
     for argument in result.arguments.values():
         assert argument.description.strip(), f"{file_name}: argument {argument.name} has no description"
-    assert result.nodes, f"{file_name} starts no node"
+    ours = [n for n in result.nodes if n.package == "vae_ros"]
+    assert ours, f"{file_name} starts no vae_ros node"
     executables = console_scripts()
-    for node in (n for n in result.nodes if n.package == "vae_ros"):
+    for node in ours:
         assert node.executable in executables, f"{node.executable} is not a console script in setup.py"
         assert node.name == node.executable  # the params files' blocks are keyed by these names
         files = [p for p in node.parameters if isinstance(p, str)]
@@ -414,8 +421,10 @@ def test_launch_file_declares_the_common_arguments_and_starts_known_executables(
             assert Path(path).is_file(), path
             assert _yaml_parameters(path, node), f"{path} has no ros__parameters block for {node.name}"
         assert set(node.remappings) <= CONTRACT_TOPICS, node.remappings
-        assert node.environment.get("FASTDDS_DEFAULT_PROFILES_FILE") == FASTDDS_PROFILE
-        assert Path(FASTDDS_PROFILE).is_file()
+    for node in result.nodes:  # the bridge too: every process that may carry images
+        for variable in PROFILE_VARIABLES:
+            assert node.environment.get(variable) == FASTDDS_PROFILE, (node.executable, variable)
+    assert Path(FASTDDS_PROFILE).is_file()
 
 
 def test_encoder_defaults_take_everything_from_the_params_file(run_launch: Callable[..., LaunchResult]) -> None:
@@ -423,20 +432,38 @@ def test_encoder_defaults_take_everything_from_the_params_file(run_launch: Calla
     assert node.parameters == [str(REPO / "config" / "encoder.yaml"), {"use_sim_time": False}]
     assert node.remappings == {}
     assert node.namespace == ""
+    assert node.arguments == ["--ros-args", "--log-level", "info"]
 
 
 def test_encoder_arguments_override_typed_parameters(run_launch: Callable[..., LaunchResult]) -> None:
     node = run_launch("encoder.launch.py", modality="scan", compressed="true", publish_variance="False",
                       backend="onnxruntime", use_sim_time="true", namespace="robot1").node("encoder_node")
-    overrides = node.parameters[-1]
-    assert overrides == {"modality": "scan", "compressed": True, "publish_variance": False,
-                         "backend": "onnxruntime", "use_sim_time": True}
+    assert node.parameters[-1] == {"modality": "scan", "compressed": True, "publish_variance": False,
+                                   "backend": "onnxruntime", "use_sim_time": True}
     assert node.namespace == "robot1"
 
 
-def test_encoder_rejects_a_bool_argument_that_is_not_a_bool(run_launch: Callable[..., LaunchResult]) -> None:
-    with pytest.raises(ValueError, match="compressed"):
-        run_launch("encoder.launch.py", compressed="maybe")
+def test_sim_arguments_are_typed_like_the_node_declares_them(run_launch: Callable[..., LaunchResult]) -> None:
+    node = run_launch("sim.launch.py", rate="20", image_width="320", initial_pose="[1, -0.5, 1.57]",
+                      lidar="both").node("sim_node")
+    assert node.parameters[-1] == {"rate": 20.0, "image_width": 320, "initial_pose": [1.0, -0.5, 1.57],
+                                   "lidar": "both"}
+    assert isinstance(node.parameters[-1]["rate"], float)  # a float parameter refuses an int value
+    assert "use_sim_time" not in node.parameters[-1]
+    assert node.environment["MUJOCO_GL"] in ("egl", os.environ.get("MUJOCO_GL"))
+
+
+@pytest.mark.parametrize(("file_name", "argument", "value"), [
+    ("encoder.launch.py", "compressed", "maybe"),
+    ("sim.launch.py", "image_width", "wide"),
+    ("sim.launch.py", "initial_pose", "[1, x]"),
+    ("perception.launch.py", "modality", "sonar"),
+    ("gazebo.launch.py", "headless", "yes please"),
+])
+def test_bad_argument_values_are_refused_with_their_name(
+        run_launch: Callable[..., LaunchResult], file_name: str, argument: str, value: str) -> None:
+    with pytest.raises(ValueError, match=argument):
+        run_launch(file_name, **{argument: value})
 
 
 def test_encoder_topic_arguments_remap_contract_topics(run_launch: Callable[..., LaunchResult]) -> None:
@@ -447,10 +474,70 @@ def test_encoder_topic_arguments_remap_contract_topics(run_launch: Callable[...,
                                "vae/latent": "front/latent"}
 
 
-def test_fastdds_profile_respects_the_users_environment_and_can_be_switched_off(
-        run_launch: Callable[..., LaunchResult]) -> None:
-    mine = run_launch("encoder.launch.py", _environ={"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"})
-    assert mine.node("encoder_node").environment["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/mine.xml"
-    off = run_launch("encoder.launch.py", fastdds_profile="",
-                     _environ={"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"})
-    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in off.node("encoder_node").environment
+def test_fastdds_profile_respects_the_users_environment(run_launch: Callable[..., LaunchResult]) -> None:
+    mine = run_launch("encoder.launch.py", _environ={"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"})
+    for variable in PROFILE_VARIABLES:
+        assert mine.node("encoder_node").environment[variable] == "/etc/mine.xml"
+    untouched = run_launch("decoder.launch.py", fastdds_profile="")
+    for variable in PROFILE_VARIABLES:
+        assert variable not in untouched.node("decoder_node").environment
+
+
+@pytest.mark.parametrize(("modality", "lidar"), [("image", "scan"), ("scan", "scan"),
+                                                  ("pointcloud", "pointcloud")])
+def test_perception_runs_sim_encoder_decoder_on_sim_time(
+        run_launch: Callable[..., LaunchResult], modality: str, lidar: str) -> None:
+    result = run_launch("perception.launch.py", modality=modality, namespace="robot1", backend="torch")
+    assert sorted(n.executable for n in result.nodes) == ["decoder_node", "encoder_node", "sim_node"]
+    perception_yaml = str(REPO / "config" / "perception.yaml")
+    sim, encoder, decoder = (result.node(name) for name in ("sim_node", "encoder_node", "decoder_node"))
+    assert sim.parameters == [perception_yaml, {"lidar": lidar}]  # the clock itself: no use_sim_time
+    assert encoder.parameters == [perception_yaml, {"modality": modality, "backend": "torch",
+                                                    "use_sim_time": True}]
+    assert decoder.parameters == [perception_yaml, {"modality": modality, "backend": "torch",
+                                                    "use_sim_time": True}]
+    assert {n.namespace for n in result.nodes} == {"robot1"}
+
+
+def test_perception_without_decoder(run_launch: Callable[..., LaunchResult]) -> None:
+    result = run_launch("perception.launch.py", decoder="false", lidar="none")
+    assert sorted(n.executable for n in result.nodes) == ["encoder_node", "sim_node"]
+    assert result.node("sim_node").parameters[-1] == {"lidar": "none"}
+
+
+def test_gazebo_starts_the_world_the_bridge_and_the_vae_nodes(run_launch: Callable[..., LaunchResult]) -> None:
+    result = run_launch("gazebo.launch.py", headless="true", modality="scan", namespace="robot1")
+    (path, arguments), = result.external_includes
+    assert path == "/opt/ros/fake/share/ros_gz_sim/launch/gz_sim.launch.py"
+    world = arguments["gz_args"].split()[-1]
+    assert world == str(REPO / "config" / "gazebo" / "vae_world.sdf") and Path(world).is_file()
+    assert arguments["gz_args"].startswith("-r -s")  # headless: server only
+    bridge = result.node("parameter_bridge")
+    assert bridge.package == "ros_gz_bridge" and bridge.namespace == "robot1"
+    (bridge_parameters,) = bridge.parameters
+    assert Path(bridge_parameters["config_file"]).is_file()
+    assert bridge_parameters["use_sim_time"] is True
+    assert result.node("encoder_node").parameters[-1] == {"modality": "scan", "use_sim_time": True}
+    assert result.node("decoder_node").namespace == "robot1"
+    with_gui = run_launch("gazebo.launch.py", encoder="false", decoder="false")
+    assert with_gui.external_includes[0][1]["gz_args"].split()[0:2] == ["-r", world]
+    assert [n.executable for n in with_gui.nodes] == ["parameter_bridge"]
+
+
+@pytest.mark.parametrize(("file_name", "node_name"), [("encoder.launch.py", "encoder_node"),
+                                                      ("decoder.launch.py", "decoder_node"),
+                                                      ("sim.launch.py", "sim_node")])
+def test_parameter_arguments_are_declared_by_the_node_with_the_same_type(
+        run_launch: Callable[..., LaunchResult], file_name: str, node_name: str) -> None:
+    from test_config_files import _UNKNOWN, declared_parameters
+
+    spec = importlib.util.spec_from_file_location("launch_module_" + node_name, LAUNCH_DIR / file_name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the fakes are in sys.modules (run_launch fixture)
+    declared = declared_parameters(node_name)
+    for name, kind, _ in module.PARAMETER_ARGUMENTS:
+        assert name in declared, f"{file_name}: {node_name} does not declare {name}"
+        if declared[name] is not _UNKNOWN:
+            assert isinstance(declared[name], kind), f"{file_name}: {name} is {kind.__name__} here, " \
+                                                     f"{type(declared[name]).__name__} in {node_name}"

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from vae_ros.core.errors import DataError
 
 STORAGES = ("mcap", "sqlite3")
-BAG_VERSION = 9
+BAG_VERSION: Literal[9] = 9
 
 
 def _qos(reliable: bool, depth: int) -> list[Any]:
@@ -138,13 +138,14 @@ class BagWriter:
             raise DataError(f"topic {name} was already added to {self.path}")
         msgtype = normalise_msgtype(msgtype)
         profiles = self._parse_qos(qos_profiles_yaml)
-        if msgdef is None or rihs01 is None:
-            if msgtype not in self._store().fielddefs:
-                raise DataError(f"message type {msgtype} is unknown to the ROS 2 type store; pass its "
-                                f"definition (msgdef and rihs01) to add_topic")
-            kwargs: dict[str, Any] = {"typestore": self._store()}
+        if msgdef is not None:
+            rihs01 = rihs01 or self._register_definition(msgtype, msgdef)
+            kwargs: dict[str, Any] = {"msgdef": msgdef, "rihs01": rihs01}
+        elif msgtype in self._store().fielddefs:
+            kwargs = {"typestore": self._store()}
         else:
-            kwargs = {"msgdef": msgdef, "rihs01": rihs01}
+            raise DataError(f"message type {msgtype} is unknown to the ROS 2 type store; pass its .msg "
+                            f"definition as msgdef to add_topic")
         try:
             self._connections[name] = self._writer.add_connection(
                 name, msgtype, offered_qos_profiles=profiles, **kwargs)
@@ -152,6 +153,17 @@ class BagWriter:
         except WriterError as err:
             raise DataError(f"cannot add topic {name} ({msgtype}) to {self.path}: {err}") from err
         return name
+
+    def _register_definition(self, msgtype: str, msgdef: str) -> str:
+        """Add a .msg definition to the type store and return its RIHS01 type hash."""
+        from rosbags.typesys import get_types_from_msg
+        from rosbags.typesys.base import TypesysError
+
+        try:
+            self._store().register(get_types_from_msg(msgdef, msgtype))
+            return str(self._store().hash_rihs01(msgtype))
+        except (TypesysError, KeyError) as err:
+            raise DataError(f"cannot use the definition of {msgtype}: {err}") from err
 
     @staticmethod
     def _parse_qos(qos: str | Sequence[Any] | None) -> list[Any]:

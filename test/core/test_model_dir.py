@@ -104,6 +104,14 @@ def test_a_failed_save_leaves_the_previous_model_intact(saved: Path, monkeypatch
     load_model_dir(saved)
 
 
+def test_a_config_that_is_not_json_is_a_config_error(tmp_path: Path) -> None:
+    config = _configs()["scan_wraps"]
+    config.training["best_epoch"] = object()
+    with pytest.raises(ConfigError, match="cannot be written as JSON"):
+        save_model_dir(tmp_path / "m", config, build_model(config))
+    assert not (tmp_path / "m").exists()
+
+
 # -- refusing pickles ---------------------------------------------------------------------------------------
 class _Payload:
     """Unpickling this creates `marker`: proof that code ran."""
@@ -126,7 +134,7 @@ def _crafted_pickles(marker: Path) -> dict[str, bytes]:
 def test_the_crafted_pickles_do_run_code_when_unpickled(tmp_path: Path) -> None:
     # Control: the payload really executes when unpickled, so the refusal tests below can fail.
     marker = tmp_path / "control_marker"
-    pickle.loads(_crafted_pickles(marker)["raw"])
+    pickle.loads(_crafted_pickles(marker)["raw"])  # noqa: S301 - deliberate, our own payload
     assert marker.exists()
 
 

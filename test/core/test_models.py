@@ -47,6 +47,7 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
+@torch.no_grad()
 def test_shapes_and_ranges(name: str) -> None:
     config = CONFIGS[name]
     model = build_model(config).eval()
@@ -160,6 +161,7 @@ def test_wrong_input_shapes_raise_input_error() -> None:
         model.decode(torch.rand(1, 5))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch announces the legacy exporter's retirement
 @pytest.mark.parametrize("name", ["image64rgb", "scan_wraps", "cloud16x256"])
 def test_encoder_traces_and_exports_to_onnx_with_dynamic_batch(name: str) -> None:
     ort = pytest.importorskip("onnxruntime")

@@ -1,15 +1,68 @@
-"""`vae-ros bench` (placeholder until its issue lands: it answers --help and says it is not built yet)."""
+"""`vae-ros bench [models|nodes]`: latency and throughput of each inference backend and of the running nodes.
+
+`models` times the encoder in every backend available here (vae_ros.benchmarks.models); `nodes` runs the
+node benchmark (vae_ros.benchmarks.nodes, or bench/nodes.py in a source checkout). With no target, both
+run, the nodes part only where its code exists.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 
-from vae_ros.core.errors import ConfigError
+TARGETS = ("models", "nodes")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    del parser
+    from vae_ros.benchmarks.models import add_arguments
+
+    parser.add_argument("target", nargs="?", choices=TARGETS, default=None,
+                        help="models: encoder latency/throughput per backend; nodes: the running nodes "
+                        "(default: both)")
+    add_arguments(parser)
+
+
+def _nodes_module() -> ModuleType | None:
+    """The node benchmark: the installed package's, else bench/nodes.py of the source tree, else None."""
+    if importlib.util.find_spec("vae_ros.benchmarks.nodes") is not None:
+        return importlib.import_module("vae_ros.benchmarks.nodes")
+    path = Path(__file__).resolve().parents[2] / "bench" / "nodes.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("vae_ros_bench_nodes", path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_nodes(args: argparse.Namespace, required: bool) -> int:
+    from vae_ros.core.errors import ConfigError
+
+    module = _nodes_module()
+    entry = getattr(module, "run_from_args", None) if module is not None else None
+    if entry is None:
+        if required:
+            raise ConfigError("the node benchmark is not available in this version yet "
+                              "(no vae_ros.benchmarks.nodes / bench/nodes.py with run_from_args)")
+        print("vae-ros bench: node benchmark not available yet; skipped", file=sys.stderr)
+        return 0
+    return int(entry(args) or 0)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ConfigError("this subcommand is not available in this version yet")
+    from vae_ros.benchmarks.models import run_from_args
+
+    status = 0
+    if args.target in (None, "models"):
+        status = run_from_args(args)
+    if args.target in (None, "nodes"):
+        if args.target is None and args.json:
+            args.json = str(Path(args.json).with_name(Path(args.json).stem + "_nodes.json"))
+        status = max(status, _run_nodes(args, required=args.target == "nodes"))
+    return status

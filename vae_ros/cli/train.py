@@ -1,15 +1,201 @@
-"""`vae-ros train` (placeholder until its issue lands: it answers --help and says it is not built yet)."""
+"""`vae-ros train`: train a VAE from a rosbag2 topic (MCAP or sqlite3) or an image folder into a model directory.
+
+    vae-ros train --bag BAG --topic /camera/image_raw --out models/my_camera --epochs 30
+    vae-ros train --images photos/ --out models/photos --image-size 64 --channels 3
+    vae-ros train --bag BAG --topic /scan --out models/my_scan          # modality from the topic type
+    vae-ros train ... --out models/my_camera --resume --epochs 50      # continue (or extend) a run
+
+The output folder becomes a model directory (model.json + weights.safetensors of the best validation
+epoch), with training_curves.png and checkpoint/ (for --resume) beside them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
 
-from vae_ros.core.errors import ConfigError
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--bag/--topic/--images, shared with `vae-ros eval`."""
+    data = parser.add_argument_group("data (give --bag and --topic, or --images)")
+    data.add_argument("--bag", metavar="PATH", help="rosbag2 folder, or a single .mcap / .db3 file")
+    data.add_argument("--topic", metavar="NAME",
+                      help="topic to read: sensor_msgs/Image, CompressedImage, LaserScan or PointCloud2")
+    data.add_argument("--images", metavar="DIR", help="folder of .png/.jpg/.jpeg/.bmp images (recursive)")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    del parser
+    add_data_arguments(parser)
+    parser.add_argument("--out", metavar="DIR", required=True, help="model directory to write")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from DIR/checkpoint after its last completed epoch (model and "
+                             "optimisation settings come from the checkpoint; --epochs may extend the run)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite a previous training in --out (removes its model, checkpoint, "
+                             "curves and exports; other files are left alone)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--modality", choices=("image", "scan", "pointcloud"),
+                       help="default: from the topic's message type (images for --images)")
+    model.add_argument("--latent-dim", type=_positive_int, default=16, metavar="D", help="latent size (16)")
+    model.add_argument("--arch-channels", type=_int_list, metavar="C1,C2,..",
+                       help="channels of each stride-2 conv stage (default 32,64,128,256)")
+    model.add_argument("--likelihood", choices=("gaussian", "bernoulli"), default="gaussian",
+                       help="decoder likelihood (gaussian)")
+    model.add_argument("--image-size", type=_positive_int, default=64, metavar="N",
+                       help="square image side, a multiple of 16 (64)")
+    model.add_argument("--channels", type=int, choices=(1, 3), default=3, help="image channels (3 = RGB)")
+    model.add_argument("--beams", type=_positive_int, metavar="N",
+                       help="scan model beams (default: the bag's beam count rounded to a multiple of 8)")
+    model.add_argument("--rows", type=_positive_int, default=16, help="range-image rows (16)")
+    model.add_argument("--cols", type=_positive_int, default=256, help="range-image columns (256)")
+    model.add_argument("--fov-up", type=float, default=15.0, metavar="DEG", help="range-image top (15)")
+    model.add_argument("--fov-down", type=float, default=-15.0, metavar="DEG", help="range-image bottom (-15)")
+    model.add_argument("--range-max", type=float, metavar="M",
+                       help="LiDAR normalising range (default: the scan's range_max, 10 m for clouds)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=_positive_int, default=30, help="epochs (30)")
+    opt.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (64)")
+    opt.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    opt.add_argument("--beta", type=float, default=1.0, help="KL weight beta (1.0)")
+    opt.add_argument("--kl-anneal", choices=("linear", "cyclical", "none"), default="linear",
+                     help="KL annealing schedule (linear)")
+    opt.add_argument("--warmup-steps", type=int, default=1000, metavar="N",
+                     help="KL annealing ramp in optimisation steps (1000)")
+    opt.add_argument("--free-bits", type=float, default=0.0, metavar="F", help="free bits per dim, nats (0)")
+    opt.add_argument("--val-percent", type=float, default=10.0, help="validation share in percent (10)")
+    opt.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    opt.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
+    opt.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes (0)")
+    opt.add_argument("--cache-mb", type=float, default=2048.0,
+                     help="RAM for preprocessed samples; larger data streams from disk every epoch (2048)")
+    opt.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class _LineFormatter(logging.Formatter):
+    """'vae-ros train: epoch 3/30 ...' for progress, 'vae-ros train: warning: ...' for problems."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.prefix = f"vae-ros {command}: "
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno <= logging.INFO else record.levelname.lower() + ": "
+        return self.prefix + level + record.getMessage()
+
+
+def setup_logging(command: str) -> None:
+    """vae_ros log records (e.g. 'skipped 3 undecodable messages') as plain lines on stderr."""
+    logger = logging.getLogger("vae_ros")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LineFormatter(command))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:
+    """Refuse to train over a non-empty folder unless resuming, or told to overwrite (then clean it)."""
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.core.train import ARTIFACTS
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    if resume or not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
+        raise ConfigError(f"--out {out} is not empty; pass --resume to continue its training or --force to "
+                          "overwrite it")
+    import shutil
+
+    for name in ARTIFACTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def build_model_config(args: argparse.Namespace, source: Any) -> Any:
+    """The ModelConfig the flags describe, with LiDAR specs matched to the data where not given."""
+    from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec
+    from vae_ros.core.data import BagSource, scan_spec_from_message
+    from vae_ros.core.errors import ConfigError
+
+    modality = args.modality or source.modality
+    arch = ArchSpec(latent_dim=args.latent_dim, likelihood=args.likelihood)
+    if args.arch_channels:
+        arch.channels = list(args.arch_channels)
+    if modality == "image":
+        config = ModelConfig(modality="image", arch=arch,
+                             image=ImageSpec(height=args.image_size, width=args.image_size,
+                                             channels=args.channels))
+    elif modality == "scan":
+        if not isinstance(source, BagSource):
+            raise ConfigError("scan models train from a LaserScan topic (--bag PATH --topic NAME)")
+        source.check_modality(ModelConfig(modality="scan"))
+        spec = scan_spec_from_message(source.first_message(), args.beams)
+        if args.range_max is not None:
+            spec.range_max = args.range_max
+        config = ModelConfig(modality="scan", arch=arch, scan=spec)
+    else:
+        config = ModelConfig(modality="pointcloud", arch=arch, pointcloud=PointCloudSpec(
+            rows=args.rows, cols=args.cols, fov_up_deg=args.fov_up, fov_down_deg=args.fov_down,
+            range_max=args.range_max if args.range_max is not None else 10.0))
+    config.validate()
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ConfigError("this subcommand is not available in this version yet")
+    from vae_ros.core.data import open_source
+    from vae_ros.core.train import TrainConfig, select_device, train
+
+    setup_logging("train")
+    select_device(args.device)  # before anything is removed by --force
+    source = open_source(args.bag, args.topic, args.images)
+    out = Path(args.out).expanduser()
+    prepare_out_dir(out, args.resume, args.force)
+    model_config = build_model_config(args, source)
+    source.check_modality(model_config)
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        kl_annealing=args.kl_anneal, warmup_steps=args.warmup_steps, free_bits=args.free_bits,
+        val_percent=args.val_percent, seed=args.seed, device=args.device, num_workers=args.num_workers,
+        cache_mb=args.cache_mb,
+    )
+    summary = train(source, model_config, train_config, out, resume=args.resume, progress=not args.quiet)
+    best = summary.get("best") or {}
+    lines = [f"model directory: {out}",
+             f"samples: {summary['samples']['train']} train, {summary['samples']['val']} validation, "
+             f"{summary['samples']['skipped']} skipped",
+             f"best epoch {summary['best_epoch']} of {summary['epochs']}: val ELBO {summary['val_elbo']:.3f} "
+             f"nats, recon NLL {best.get('val_recon_nll', float('nan')):.3f}, KL {best.get('val_kl', float('nan')):.3f}"]
+    if "val_psnr_db" in best:
+        lines.append(f"PSNR {best['val_psnr_db']:.2f} dB, MSE {best['val_mse']:.6f}")
+    if "val_range_mae_m" in best:
+        lines.append(f"range error {best['val_range_mae_m']:.4f} m (MAE), {best['val_range_rmse_m']:.4f} m (RMSE)")
+    if best.get("active_units") is not None:
+        lines.append(f"active units: {best['active_units']} of {len(best['kl_per_dim'])}")
+    lines.append(f"time: {summary['time_s']:.1f} s on {summary['device']}")
+    print("\n".join(lines))
+    return 0

@@ -181,8 +181,6 @@ class ModelConfig:
         if spec is None:
             raise ConfigError(f"model.json has no '{self.modality}' input spec")
         spec.validate()
-        if self.modality == "pointcloud" and self.pointcloud_spec.rows < 2 ** len(self.arch.channels):
-            raise ConfigError("pointcloud rows too small for the number of stride-2 stages")
 
     # -- (de)serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

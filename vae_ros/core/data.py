@@ -110,7 +110,8 @@ class DataSource(ABC):
         """Yield (item index, preprocessed sample shaped config.input_shape) in source order, streaming.
 
         select(key) picks items before they are decoded (split); shard = (k, n) keeps items with
-        index % n == k (data-loader workers). Undecodable items are counted in stats and skipped.
+        index % n == k (data-loader workers). Undecodable items are counted in stats and skipped;
+        DataError when a pass sees items but none of them decodes.
         """
 
     def check_modality(self, config: ModelConfig) -> None:
@@ -223,16 +224,16 @@ class BagSource(DataSource):
         from vae_ros.conversions import msg_to_model_input
 
         self.check_modality(config)
+        stats = stats if stats is not None else DecodeStats()
         for index, _stamp, msg in self._iter(select, stats, shard, deserialise=True):
             try:
                 sample = msg_to_model_input(msg, config)
             except InputError as err:
-                if stats is not None:
-                    stats.skip(f"message {index}", err)
+                stats.skip(f"message {index}", err)
                 continue
-            if stats is not None:
-                stats.decoded += 1
+            stats.decoded += 1
             yield index, sample
+        _check_any_decoded(stats, self.label())
 
 
 class ImageFolderSource(DataSource):
@@ -265,22 +266,27 @@ class ImageFolderSource(DataSource):
                 stats: DecodeStats | None = None, shard: tuple[int, int] = (0, 1),
                 ) -> Iterator[tuple[int, np.ndarray]]:
         self.check_modality(config)
+        stats = stats if stats is not None else DecodeStats()
         worker, workers = shard
         for index, path in enumerate(self.files):
             key = path.relative_to(self.directory).as_posix()
             if index % workers != worker or (select is not None and not select(key)):
                 continue
-            if stats is not None:
-                stats.seen += 1
+            stats.seen += 1
             try:
                 sample = preprocess_image(read_image_file(path), config.image_spec)
             except InputError as err:
-                if stats is not None:
-                    stats.skip(key, err)
+                stats.skip(key, err)
                 continue
-            if stats is not None:
-                stats.decoded += 1
+            stats.decoded += 1
             yield index, sample
+        _check_any_decoded(stats, self.label())
+
+
+def _check_any_decoded(stats: DecodeStats, label: str) -> None:
+    """A pass that saw items but could decode none of them is a bad source, not a few bad messages."""
+    if stats.seen and not stats.decoded:
+        raise DataError(f"none of the {stats.seen} items of {label} could be decoded (first: {stats.first_error})")
 
 
 def read_image_file(path: str | Path) -> np.ndarray:
@@ -313,16 +319,20 @@ def open_source(bag: str | None = None, topic: str | None = None, images: str | 
 def scan_spec_from_message(msg: Any, beams: int | None = None) -> ScanSpec:
     """A ScanSpec that matches a LaserScan's field of view and range_max.
 
-    The span is n * angle_increment (every beam covers one bin); a span within half an increment of a full
-    turn is snapped to exactly 2*pi, so the model wraps. beams defaults to the scan's beam count, rounded
-    to a multiple of 8 (the model's requirement).
+    Each beam covers one increment centred on its angle, so the span is n * |angle_increment| starting
+    half an increment before the first beam: with as many model beams as scan beams, every scan beam sits
+    at the centre of its own model bin (beams on bin edges would be split by rounding). A span within half
+    an increment of a full turn is snapped to exactly 2*pi, so the model wraps. beams defaults to the
+    scan's beam count rounded to a multiple of 8 (the model's requirement).
     """
     count = len(msg.ranges)
     increment = float(msg.angle_increment)
-    if count == 0 or not math.isfinite(increment) or increment == 0.0:
-        raise DataError("the first LaserScan has no ranges or no angle_increment; cannot infer a scan spec")
+    first = float(msg.angle_min)
+    if count == 0 or not (math.isfinite(increment) and math.isfinite(first)) or increment == 0.0:
+        raise DataError("the first LaserScan has no ranges or no valid angle_increment; cannot infer a scan spec")
+    lowest = first if increment > 0 else first + increment * (count - 1)
+    angle_min = lowest - abs(increment) / 2
     span = abs(increment) * count
-    angle_min = float(msg.angle_min) if increment > 0 else float(msg.angle_min) - span
     if abs(span - 2 * math.pi) <= abs(increment) / 2:
         span = 2 * math.pi
     if beams is None:

@@ -34,6 +34,7 @@ class RateWindow:
         self._clock = clock
         self._times: deque[float] = deque()
         self._started = clock()
+        self._last = math.nan
         self.total = 0
 
     def _trim(self, now: float) -> None:
@@ -45,6 +46,7 @@ class RateWindow:
         """Record one event (at `now`, default the clock's current time)."""
         now = self._clock() if now is None else now
         self._times.append(now)
+        self._last = now
         self.total += 1
         self._trim(now)
 
@@ -63,9 +65,9 @@ class RateWindow:
         return now - self._started
 
     def seconds_since_last(self, now: float | None = None) -> float:
-        """Age of the newest event, or inf when there has been none in the window."""
+        """Age of the newest event, or inf when there has been none yet."""
         now = self._clock() if now is None else now
-        return now - self._times[-1] if self._times else math.inf
+        return math.inf if math.isnan(self._last) else now - self._last
 
 
 @dataclass(frozen=True)

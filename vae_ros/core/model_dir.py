@@ -61,13 +61,27 @@ def _write_files(directory: Path, config_json: str, state: dict[str, torch.Tenso
             tmp.unlink(missing_ok=True)
 
 
+# Files derived from the weights by `vae-ros export`; see vae_ros.core.export.
+EXPORT_FILES = ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx",
+                "encoder.torchscript.pt", "decoder.torchscript.pt")
+EXPORT_DIRS = ("trt",)
+
+
+def _remove_stale_exports(directory: Path) -> None:
+    for name in EXPORT_FILES:
+        (directory / name).unlink(missing_ok=True)
+    for name in EXPORT_DIRS:
+        if (directory / name).is_dir():
+            shutil.rmtree(directory / name)
+
+
 def save_model_dir(path: str | Path, config: ModelConfig, model: torch.nn.Module) -> Path:
     """Write model.json + weights.safetensors into `path` (created if needed) and return it.
 
     Atomic per file: everything is written under temporary names and renamed into place, so a crash
     never leaves a truncated file. A new directory is assembled beside its final name and renamed as a
-    whole. Exports already in an existing directory (encoder.onnx, ...) are left alone; re-export after
-    overwriting weights.
+    whole. Exports in an existing directory (encoder.onnx, TensorRT engines, ...) were made from the old
+    weights, so they are removed: a stale export must never be served as this model.
     """
     path = Path(path)
     config.validate()
@@ -79,12 +93,16 @@ def save_model_dir(path: str | Path, config: ModelConfig, model: torch.nn.Module
         "modality": config.modality,
         "latent_dim": str(config.latent_dim),
     }
-    config_json = config.to_json()
+    try:
+        config_json = config.to_json()
+    except (TypeError, ValueError) as err:  # e.g. a NumPy scalar in the training summary
+        raise ConfigError(f"model config cannot be written as JSON (use plain Python numbers and strings): {err}") from err
     if path.exists() and not path.is_dir():
         raise ModelFileError(f"cannot save a model to {path}: it exists and is not a directory")
     try:
         if path.is_dir():
             _write_files(path, config_json, state, metadata)
+            _remove_stale_exports(path)
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

@@ -23,7 +23,7 @@ def _figure(width_in: float, height_in: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width_in, height_in), dpi=_DPI)
+    fig = Figure(figsize=(width_in, height_in), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -37,6 +37,8 @@ def _save(fig: Any, path: str | Path) -> Path:
 
 def save_training_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Train / validation ELBO, reconstruction NLL and KL (nats per sample) against the epoch."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(12, 3.6)
     axes = fig.subplots(1, 3)
     epochs = [h["epoch"] for h in history]
@@ -49,10 +51,10 @@ def save_training_curves(history: Sequence[dict[str, Any]], path: str | Path) ->
                         markersize=3)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("nats per sample")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -164,8 +166,8 @@ def save_traversals(decoded: np.ndarray, dims: Sequence[int], values: Sequence[f
             for s in range(steps):
                 ax = axes[k, s]
                 if config.modality == "image":
-                    image, cmap = _to_display(decoded[k, s])
-                    ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+                    image, grey = _to_display(decoded[k, s])
+                    ax.imshow(image, cmap=grey, vmin=0.0, vmax=1.0, interpolation="nearest")
                 else:
                     range_max = config.pointcloud_spec.range_max
                     ax.imshow(decoded[k, s, 0] * range_max, aspect=aspect, vmin=0.0, vmax=range_max,
@@ -198,5 +200,4 @@ def save_kl_per_dim(kl_per_dim: Sequence[float], path: str | Path,
     ax.set_title(f"KL per dimension ({int(active.sum())} of {kl.size} active)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     return _save(fig, path)

@@ -17,6 +17,8 @@ from vae_ros.core.errors import InputError
 
 # Luminance weights (ITU-R BT.601), the same as cv2.COLOR_RGB2GRAY.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Fraction of a bin by which a beam angle may fall short of a bin edge and still count as on it.
+_EDGE_SLACK = 1e-6
 
 
 def preprocess_image(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
@@ -49,7 +51,8 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
         raise InputError(f"image dtype {image.dtype} is not supported (uint8, uint16 or float)")
 
     if (image.shape[0], image.shape[1]) != (spec.height, spec.width):
-        src = image if image.dtype != np.float64 else image.astype(np.float32)
+        # cv2.resize takes uint8, uint16 and float32 (not float16/float64).
+        src = image if image.dtype in (np.uint8, np.uint16, np.float32) else image.astype(np.float32)
         src = np.ascontiguousarray(src)
         resized = cv2.resize(src, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
         image = resized if resized.ndim == 3 else resized[:, :, None]
@@ -99,7 +102,11 @@ def preprocess_scan(
     rel = angles - spec.angle_min
     if spec.wraps:
         rel = np.mod(rel, 2 * math.pi)
-    bins = np.floor(rel / bin_width).astype(np.int64)
+    # Beams of a scan that matches the model sit exactly on bin edges; without the slack, rounding in
+    # angle_min + i * increment would drop some into the bin below (pooling two beams, leaving one empty).
+    bins = np.floor(rel / bin_width + _EDGE_SLACK).astype(np.int64)
+    if spec.wraps:
+        bins %= beams
     inside = (bins >= 0) & (bins < beams)
 
     valid = np.isfinite(ranges) & (ranges >= range_min) & (ranges <= range_max) & (ranges <= spec.range_max)
@@ -154,9 +161,10 @@ def preprocess_pointcloud(points: np.ndarray, spec: PointCloudSpec) -> np.ndarra
     fov_up = math.radians(spec.fov_up_deg)
     fov_down = math.radians(spec.fov_down_deg)
     row_f = (fov_up - pitch) / (fov_up - fov_down) * spec.rows
-    col = np.floor((yaw + math.pi) / (2 * math.pi) * spec.cols).astype(np.int64) % spec.cols
+    # Same edge slack as for scans: rays cast exactly on pixel edges must not round into the pixel below.
+    col = np.floor((yaw + math.pi) / (2 * math.pi) * spec.cols + _EDGE_SLACK).astype(np.int64) % spec.cols
     # Rings sit at the edges of the field of view; half a row of slack keeps them in.
-    row = np.floor(row_f).astype(np.int64)
+    row = np.floor(row_f + _EDGE_SLACK).astype(np.int64)
     row = np.where((row_f >= -0.5) & (row_f < 0), 0, row)
     row = np.where((row_f >= spec.rows) & (row_f <= spec.rows + 0.5), spec.rows - 1, row)
     inside = (row >= 0) & (row < spec.rows)

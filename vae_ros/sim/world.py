@@ -292,6 +292,7 @@ class SimWorld:
         self._scan_dirs = self._build_scan_directions()  # (beams, 3) in the lidar frame
         self._cloud_dirs = self._build_cloud_directions()  # (rings * columns, 3) in the lidar frame
         self._command = (0.0, 0.0)
+        self._target_time = 0.0
         mj.mj_forward(self.model, self.data)
         x, y, yaw = self.config.initial_pose
         self.set_pose(x, y, yaw)
@@ -371,7 +372,10 @@ class SimWorld:
 
     # -- motion ------------------------------------------------------------------------------------------
     def step(self, linear: float, angular: float, dt: float) -> None:
-        """Drive with (linear m/s, angular rad/s), clamped to the base's limits, for dt seconds of physics."""
+        """Drive with (linear m/s, angular rad/s), clamped to the base's limits, for dt seconds of physics.
+
+        Physics runs in PHYSICS_TIMESTEP steps; `time` stays within half a step of the sum of all dt.
+        """
         if not (math.isfinite(linear) and math.isfinite(angular)):
             raise InputError(f"velocity command must be finite, got ({linear}, {angular})")
         if not (math.isfinite(dt) and dt > 0):
@@ -380,7 +384,10 @@ class SimWorld:
         linear = min(max(linear, -cfg.max_linear), cfg.max_linear)
         angular = min(max(angular, -cfg.max_angular), cfg.max_angular)
         self._command = (linear, angular)
-        steps = max(1, int(round(dt / PHYSICS_TIMESTEP)))
+        # Physics advances in whole steps; aiming at an accumulated target time keeps the clock exact in the
+        # long run when dt is not a multiple of the physics step (each call lands within half a step).
+        self._target_time += dt
+        steps = max(0, int(round((self._target_time - self.data.time) / PHYSICS_TIMESTEP)))
         qpos, ctrl = self.data.qpos, self.data.ctrl
         yaw_adr = self._qpos[2]
         mj_step = self._mj.mj_step

@@ -1,0 +1,170 @@
+"""`vae-ros record` in real processes: a publisher process, the recorder as a subprocess, SIGINT/SIGTERM,
+then the bag read back with rosbags. Nothing is faked."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ros_env
+
+pytestmark = pytest.mark.ros
+
+# Publishes N numbered messages on vae/latent (Float32MultiArray, reliable) and cmd_vel (Twist, best
+# effort), but only after "go" on stdin, which the test sends once the recorder has subscribed and both
+# publishers see it. Prints "matched" when both see a subscription, "done" when all N are out.
+PUBLISHER = textwrap.dedent("""
+    import sys, threading, time
+    import rclpy
+    from geometry_msgs.msg import Twist
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Float32MultiArray
+
+    count = int(sys.argv[1])
+    rclpy.init()
+    node = rclpy.create_node("record_test_publisher")
+    latent = node.create_publisher(Float32MultiArray, "vae/latent", QoSProfile(depth=10))
+    twist = node.create_publisher(
+        Twist, "cmd_vel", QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    go = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), go.set()), daemon=True).start()
+    while not (latent.get_subscription_count() and twist.get_subscription_count()):
+        rclpy.spin_once(node, timeout_sec=0.05)
+    print("matched", flush=True)
+    while not go.is_set():
+        rclpy.spin_once(node, timeout_sec=0.05)
+    for seq in range(count):
+        latent.publish(Float32MultiArray(data=[float(seq), 0.5]))
+        message = Twist()
+        message.linear.x = float(seq)
+        twist.publish(message)
+        time.sleep(0.005)
+    print("done", flush=True)
+    while True:
+        rclpy.spin_once(node, timeout_sec=0.1)
+""")
+
+
+def _wait_for_line(stream, wanted: str, timeout: float, seen: list[str]) -> None:
+    """Read lines from a process pipe until one contains `wanted` (on a thread, so a timeout can apply)."""
+    found = threading.Event()
+
+    def reader() -> None:
+        for line in stream:
+            seen.append(line)
+            if wanted in line:
+                found.set()
+                return
+
+    threading.Thread(target=reader, daemon=True).start()
+    if not found.wait(timeout):
+        raise AssertionError(f"no line with {wanted!r} within {timeout} s; got {''.join(seen)!r}")
+
+
+def _read_bag(path: Path) -> dict[str, tuple[str, list, list]]:
+    """topic -> (msgtype, messages, offered QoS reliabilities) via rosbags."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.LATEST)
+    found: dict[str, tuple[str, list, list]] = {}
+    with Reader(path) as reader:
+        for connection in reader.connections:
+            qos = [profile.reliability.name for profile in connection.ext.offered_qos_profiles]
+            found[connection.topic] = (connection.msgtype, [], qos)
+        for connection, _, raw in reader.messages():
+            found[connection.topic][1].append(store.deserialize_cdr(raw, connection.msgtype))
+    return found
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_record_writes_every_message_sent_after_matching(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    count = 60
+    out = tmp_path / "bag"
+    env = ros_env.ros_env()
+    publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(count)], env=env, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    recorder = subprocess.Popen([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(out),
+                                 "vae/latent", "/cmd_vel"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        publisher_lines: list[str] = []
+        recorder_lines: list[str] = []
+        _wait_for_line(recorder.stderr, "subscribed /vae/latent", 60, recorder_lines)
+        if not any("subscribed /cmd_vel" in line for line in recorder_lines):
+            _wait_for_line(recorder.stderr, "subscribed /cmd_vel", 30, recorder_lines)
+        _wait_for_line(publisher.stdout, "matched", 30, publisher_lines)
+        time.sleep(0.5)  # let the recorder's readers match the writers too (discovery is two-sided)
+        publisher.stdin.write("go\n")
+        publisher.stdin.flush()
+        _wait_for_line(publisher.stdout, "done", 30, publisher_lines)
+        recorder.send_signal(stop_signal)
+        stdout, _ = recorder.communicate(timeout=30)
+    finally:
+        for process in (recorder, publisher):
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    assert recorder.returncode == 0, "".join(recorder_lines)
+    assert f"stopped by {stop_signal.name}" in stdout
+    assert (out / "metadata.yaml").is_file()
+
+    bag = _read_bag(out)
+    assert set(bag) == {"/vae/latent", "/cmd_vel"}
+    latent_type, latents, latent_qos = bag["/vae/latent"]
+    twist_type, twists, twist_qos = bag["/cmd_vel"]
+    assert latent_type == "std_msgs/msg/Float32MultiArray"
+    assert twist_type == "geometry_msgs/msg/Twist"
+    assert [float(m.data[0]) for m in latents] == [float(i) for i in range(count)]
+    assert [m.linear.x for m in twists] == [float(i) for i in range(count)]
+    assert latent_qos == ["RELIABLE"] and twist_qos == ["BEST_EFFORT"]  # offered QoS, as rosbag2 stores it
+
+
+def test_record_with_no_publisher_fails_cleanly_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "bag"
+    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(out), "--duration",
+                             "1.5", "--quiet", "nobody/publishes/this"], env=ros_env.ros_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "nothing recorded" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--duration", "-1", "cmd_vel"], "--duration"),
+    (["cmd vel"], "not a topic name"),
+])
+def test_record_rejects_bad_arguments_in_one_line(tmp_path: Path, argv: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(tmp_path / "b"),
+                             *argv], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_record_refuses_an_existing_output(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(tmp_path),
+                             "cmd_vel"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "already exists" in result.stderr
+
+
+def test_message_definition_of_a_custom_type_comes_from_the_ament_prefix(tmp_path: Path) -> None:
+    from vae_ros.cli.record import message_definition
+
+    msg_dir = tmp_path / "share" / "my_robot_msgs" / "msg"
+    msg_dir.mkdir(parents=True)
+    (msg_dir / "Wheel.msg").write_text("float64 speed\nstring name\n")
+    (msg_dir / "Status.msg").write_text("std_msgs/Header header\nWheel[2] wheels\nfloat32 battery\n")
+    msgdef, rihs01 = message_definition("my_robot_msgs/msg/Status", prefixes=[str(tmp_path)])
+    assert msgdef.startswith("std_msgs/Header header")
+    assert "MSG: my_robot_msgs/Wheel" in msgdef and "MSG: std_msgs/Header" in msgdef
+    assert rihs01.startswith("RIHS01_")
+    from vae_ros.core.errors import DataError
+
+    with pytest.raises(DataError, match="my_robot_msgs/msg/Missing"):
+        message_definition("my_robot_msgs/msg/Missing", prefixes=[str(tmp_path)])

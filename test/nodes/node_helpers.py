@@ -1,0 +1,116 @@
+"""Shared helpers of the node tests: small seeded model directories, node processes, a probe node."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ros_env
+import torch
+
+from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
+from vae_ros.core.model_dir import save_model_dir
+from vae_ros.core.models import build_model
+
+SMALL = [8, 16]
+
+
+def make_model_dir(path: Path, modality: str = "image", latent_dim: int = 8, seed: int = 0, **spec: Any) -> Path:
+    """An untrained, seeded model directory (fine for plumbing: the tests compare against the core)."""
+    arch = ArchSpec(latent_dim=latent_dim, channels=list(SMALL))
+    if modality == "image":
+        config = ModelConfig("image", arch=arch, image=ImageSpec(**{"height": 32, "width": 32, **spec}))
+    elif modality == "scan":
+        config = ModelConfig("scan", arch=arch, scan=ScanSpec(**{"beams": 64, **spec}))
+    else:
+        config = ModelConfig("pointcloud", arch=arch, pointcloud=PointCloudSpec(**{"rows": 8, "cols": 64, **spec}))
+    torch.manual_seed(seed)
+    model = build_model(config)
+    return save_model_dir(path, config, model)
+
+
+def start_node(module: str, *ros_args: str, **env: str) -> subprocess.Popen[str]:
+    """`python -m vae_ros.<module> --ros-args ...` in its own process, isolated DDS (test/ros_env.py)."""
+    cmd = [sys.executable, "-m", f"vae_ros.{module}", "--ros-args", *ros_args]
+    return subprocess.Popen(cmd, env=ros_env.ros_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def stop_node(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
+    """SIGINT the node, wait, return its output."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
+
+
+def param_args(**params: Any) -> list[str]:
+    out = []
+    for key, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        out += ["-p", f"{key}:={text}"]
+    return out
+
+
+class Probe:
+    """An in-test rclpy node spun on a background thread: publishers and recording subscriptions."""
+
+    def __init__(self, name: str) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        if not rclpy.ok():
+            rclpy.init()
+        self.node = rclpy.create_node(name)
+        self.lock = threading.Lock()
+        self.received: dict[str, list[Any]] = {}
+        self.publishers: dict[str, Any] = {}
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._running = True
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self._running:
+            self._executor.spin_once(timeout_sec=0.05)
+
+    def record(self, msg_type: Any, topic: str, qos: Any = 10) -> None:
+        self.received[topic] = []
+
+        def callback(msg: Any) -> None:
+            with self.lock:
+                self.received[topic].append(msg)
+
+        self.node.create_subscription(msg_type, topic, callback, qos)
+
+    def messages(self, topic: str) -> list[Any]:
+        with self.lock:
+            return list(self.received[topic])
+
+    def clear(self, topic: str) -> None:
+        with self.lock:
+            self.received[topic].clear()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0, poll: float = 0.05) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            time.sleep(poll)
+        return predicate()
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(2.0)
+        self._executor.shutdown()
+        self.node.destroy_node()

@@ -1,0 +1,115 @@
+"""vae_ros.node_utils without running nodes: Fast DDS profile choice, anomaly scores, the latest-wins
+worker and raw CDR decoding."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from rclpy.serialization import serialize_message
+
+from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, ScanSpec
+from vae_ros.core.errors import ConfigError, InputError
+from vae_ros.core.losses import vae_loss
+from vae_ros.core.models import build_model
+from vae_ros.node_utils import CdrDecoder, LatestWorker, anomaly_score, use_large_data_profile
+from vae_ros.resources import config_dir
+
+
+def test_profile_is_set_only_when_the_user_has_none() -> None:
+    env: dict[str, str] = {}
+    profile = use_large_data_profile(env)
+    assert profile == config_dir() / "fastdds_large_data.xml" and profile.is_file()
+    assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)}
+    assert "<segment_size>16777216</segment_size>" in profile.read_text()
+
+    jazzy = {"ROS_DISTRO": "jazzy"}
+    use_large_data_profile(jazzy)  # Fast DDS 2.x reads the older variable
+    assert jazzy["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(profile)
+
+    for user in ({"FASTDDS_DEFAULT_PROFILES_FILE": "/my/profile.xml"}, {"FASTDDS_DEFAULT_PROFILES_FILE": ""},
+                 {"FASTRTPS_DEFAULT_PROFILES_FILE": "/old.xml"}, {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}):
+        before = dict(user)
+        assert use_large_data_profile(user) is None and user == before
+
+
+@pytest.mark.parametrize("modality, likelihood", [("image", "gaussian"), ("image", "bernoulli"), ("scan", "gaussian")])
+def test_neg_elbo_score_equals_the_core_loss(modality: str, likelihood: str) -> None:
+    arch = ArchSpec(latent_dim=4, channels=[8, 16], likelihood=likelihood)
+    if modality == "image":
+        config = ModelConfig("image", arch=arch, image=ImageSpec(height=16, width=16, channels=3))
+    else:
+        config = ModelConfig("scan", arch=arch, scan=ScanSpec(beams=32))
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    rng = np.random.default_rng(0)
+    x = rng.random((1, *config.input_shape)).astype(np.float32)
+    if modality == "scan":
+        x[:, 1] = rng.random((1, 32)) > 0.3  # validity mask
+    with torch.no_grad():
+        mu, logvar = model.encode(torch.from_numpy(x))
+        logits = model.decode_logits(mu)
+        terms = vae_loss(logits, torch.from_numpy(x), mu, logvar, config)
+        x_hat = torch.sigmoid(logits).numpy()
+    score = anomaly_score(x, x_hat, mu.numpy(), logvar.numpy(), config, "neg_elbo")
+    assert score == pytest.approx(-float(terms.elbo_per_sample[0]), rel=1e-4)
+
+    mse = anomaly_score(x, x_hat, mu.numpy(), logvar.numpy(), config, "reconstruction")
+    if modality == "image":
+        assert mse == pytest.approx(float(((x_hat - x) ** 2).mean()), rel=1e-6)
+    else:
+        mask = x[:, 1:2]
+        assert mse == pytest.approx(float((((x_hat - x[:, :1]) ** 2) * mask).sum() / mask.sum()), rel=1e-6)
+    with pytest.raises(ConfigError, match="anomaly_metric"):
+        anomaly_score(x, x_hat, mu.numpy(), logvar.numpy(), config, "vibes")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the bug, on purpose
+def test_latest_worker_drops_superseded_items_and_surfaces_bugs() -> None:
+    started, release = threading.Event(), threading.Event()
+    done: list[int] = []
+    dropped: list[int] = []
+    failures: list[bool] = []
+
+    def process(item: int) -> None:
+        if item == 0:
+            started.set()
+            release.wait(5.0)
+        if item == 99:
+            raise RuntimeError("a bug")
+        done.append(item)
+
+    worker = LatestWorker(process, dropped.append, lambda: failures.append(True))
+    worker.submit(0)
+    assert started.wait(5.0)
+    for item in (1, 2, 3):  # arrive while 0 is being processed: only the newest survives
+        worker.submit(item)
+    release.set()
+    deadline = time.monotonic() + 5.0
+    while done != [0, 3] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert done == [0, 3] and sum(dropped) == 2
+
+    worker.submit(99)  # a programming error is not swallowed: the worker stops and reports it
+    deadline = time.monotonic() + 5.0
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert failures == [True] and worker.failed
+    worker.close()
+
+
+def test_cdr_decoder_reads_rclpy_bytes_and_rejects_garbage() -> None:
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=2, width=3, encoding="mono8", step=3)
+    msg.data = bytes(range(6))
+    decoded = CdrDecoder("sensor_msgs/msg/Image").decode(serialize_message(msg))
+    assert (decoded.height, decoded.width, decoded.encoding) == (2, 3, "mono8")
+    assert np.array_equal(np.asarray(decoded.data), np.arange(6))
+    with pytest.raises(InputError, match="could not be deserialised"):
+        CdrDecoder("sensor_msgs/msg/Image").decode(serialize_message(msg)[:30])
+    with pytest.raises(ConfigError):
+        CdrDecoder("sensor_msgs/msg/NoSuchThing")

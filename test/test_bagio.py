@@ -1,0 +1,122 @@
+"""BagWriter: real messages in, the same messages back out through rosbags; standard metadata; safe close."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rclpy.serialization import serialize_message
+from rosbags.highlevel import AnyReader
+from std_msgs.msg import Float32MultiArray, String
+
+from vae_ros.bagio import BagWriter, best_effort_qos, normalise_msgtype, reliable_qos
+from vae_ros.conversions import array_to_image_msg
+from vae_ros.core.errors import DataError
+
+
+def _read(path: Path) -> dict[str, list[tuple[int, object]]]:
+    out: dict[str, list[tuple[int, object]]] = {}
+    with AnyReader([path]) as reader:
+        for connection, timestamp, raw in reader.messages():
+            out.setdefault(connection.topic, []).append((timestamp, reader.deserialize(raw, connection.msgtype)))
+    return out
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_written_messages_read_back_identically(tmp_path: Path, storage: str) -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8) for _ in range(3)]
+    path = tmp_path / "bag"
+    with BagWriter(path, storage=storage) as bag:
+        assert bag.add_topic("camera/image_raw", "sensor_msgs/msg/Image", best_effort_qos()) == "/camera/image_raw"
+        bag.add_topic("/chatter", "std_msgs/String", reliable_qos())
+        for index, image in enumerate(images):
+            bag.write("camera/image_raw", 1_000 + index, serialize_message(array_to_image_msg(image, "rgb8")))
+        bag.write("/chatter", 5_000, serialize_message(String(data="hello")))
+        assert bag.counts == {"/camera/image_raw": 3, "/chatter": 1}
+    assert not bag.is_open
+
+    messages = _read(path)
+    assert [t for t, _ in messages["/camera/image_raw"]] == [1_000, 1_001, 1_002]
+    for (_, msg), image in zip(messages["/camera/image_raw"], images, strict=True):
+        assert (msg.height, msg.width, msg.encoding) == (6, 5, "rgb8")
+        assert np.array_equal(np.asarray(msg.data).reshape(6, 5, 3), image)
+    assert messages["/chatter"][0][1].data == "hello"
+
+    info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["storage_identifier"] == storage and info["message_count"] == 4
+    topics = {t["topic_metadata"]["name"]: t for t in info["topics_with_message_count"]}
+    assert topics["/camera/image_raw"]["message_count"] == 3
+    assert topics["/camera/image_raw"]["topic_metadata"]["type"] == "sensor_msgs/msg/Image"
+    assert topics["/camera/image_raw"]["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
+    qos = topics["/camera/image_raw"]["topic_metadata"]["offered_qos_profiles"]
+    assert qos[0]["reliability"] == "best_effort"
+    assert topics["/chatter"]["topic_metadata"]["offered_qos_profiles"][0]["reliability"] == "reliable"
+    assert info["relative_file_paths"][0] in {p.name for p in path.iterdir()}
+
+
+def test_qos_given_as_rosbag2_yaml(tmp_path: Path) -> None:
+    profiles = ("- history: 1\n  depth: 7\n  reliability: 2\n  durability: 2\n"
+                "  deadline: {sec: 0, nsec: 0}\n  lifespan: {sec: 0, nsec: 0}\n  liveliness: 1\n"
+                "  liveliness_lease_duration: {sec: 0, nsec: 0}\n  avoid_ros_namespace_conventions: false\n")
+    with BagWriter(tmp_path / "bag") as bag:
+        bag.add_topic("/x", "std_msgs/msg/String", profiles)
+        with pytest.raises(DataError, match="QoS"):
+            bag.add_topic("/y", "std_msgs/msg/String", "- {not: a profile}")
+    info = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    qos = info["topics_with_message_count"][0]["topic_metadata"]["offered_qos_profiles"][0]
+    assert (qos["depth"], qos["reliability"]) == (7, "best_effort")
+
+
+def test_an_exception_or_ctrl_c_in_the_block_still_closes_the_bag(tmp_path: Path) -> None:
+    path = tmp_path / "bag"
+    with pytest.raises(KeyboardInterrupt), BagWriter(path) as bag:
+        bag.add_topic("/vae/latent", "std_msgs/msg/Float32MultiArray")
+        for index in range(5):
+            bag.write("/vae/latent", index, serialize_message(Float32MultiArray(data=[float(index)])))
+        raise KeyboardInterrupt
+    assert (path / "metadata.yaml").exists()
+    latents = _read(path)["/vae/latent"]
+    assert [list(msg.data) for _, msg in latents] == [[float(i)] for i in range(5)]
+
+
+def test_refuses_to_overwrite_and_reports_misuse(tmp_path: Path) -> None:
+    existing = tmp_path / "exists"
+    existing.mkdir()
+    with pytest.raises(DataError, match="already exists"):
+        BagWriter(existing).open()
+    with pytest.raises(DataError, match="storage"):
+        BagWriter(tmp_path / "b", storage="rosbag1")
+    with BagWriter(tmp_path / "bag") as bag:
+        bag.add_topic("/a", "std_msgs/String")
+        with pytest.raises(DataError, match="already added"):
+            bag.add_topic("a", "std_msgs/msg/String")
+        with pytest.raises(DataError, match="unknown"):
+            bag.add_topic("/b", "my_pkg/msg/Nope")
+        with pytest.raises(DataError, match="not added"):
+            bag.write("/c", 0, b"")
+        with pytest.raises(DataError, match="look like"):
+            bag.add_topic("/d", "String")
+    with pytest.raises(DataError, match="not open"):
+        bag.write("/a", 0, b"")
+
+
+def test_custom_type_by_definition(tmp_path: Path) -> None:
+    # A type the store does not know, given as record would get it from a live publisher.
+    with BagWriter(tmp_path / "bag") as bag:
+        bag.add_topic("/custom", "my_pkg/msg/Value", msgdef="float32 value\n")
+        bag.write("/custom", 3, b"\x00\x01\x00\x00\x00\x00\x80\x3f")
+        with pytest.raises(DataError, match="definition"):
+            bag.add_topic("/broken", "my_pkg/msg/Broken", msgdef="float32[ value\n")
+    info = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["topics_with_message_count"][0]["topic_metadata"]["type"] == "my_pkg/msg/Value"
+    with AnyReader([tmp_path / "bag"]) as reader:
+        (connection, _, raw), = list(reader.messages())
+        assert reader.deserialize(raw, connection.msgtype).value == 1.0
+
+
+def test_normalise_msgtype() -> None:
+    assert normalise_msgtype("sensor_msgs/Image") == "sensor_msgs/msg/Image"
+    assert normalise_msgtype("sensor_msgs/msg/Image") == "sensor_msgs/msg/Image"

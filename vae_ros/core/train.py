@@ -1,0 +1,402 @@
+"""The training loop: streamed data, validation every epoch, best model kept, seeded, resumable.
+
+out_dir becomes a model directory: model.json + weights.safetensors of the epoch with the best validation
+ELBO (rewritten at each improvement, with the training summary in model.json), training_curves.png, and
+checkpoint/ holding the last completed epoch (model + optimizer state as safetensors, the rest as JSON;
+nothing is ever pickled). Resuming continues with the epoch after the last completed one and reproduces an
+uninterrupted run: the model is initialised from the seed, and every epoch reseeds torch and the shuffle
+from (seed, epoch), so no random state has to be carried over.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vae_ros.core.config import ModelConfig
+from vae_ros.core.data import DataSource, SplitDataset, batched, make_loader
+from vae_ros.core.errors import BackendUnavailableError, ConfigError, DataError, ModelFileError
+from vae_ros.core.evaluate import EvalResult, evaluate_batches
+from vae_ros.core.losses import ANNEALING_KINDS, KLAnnealing, vae_loss
+from vae_ros.core.model_dir import load_model_dir, save_model_dir
+from vae_ros.core.models import VAE, build_model, parameter_count
+
+LOG = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_TENSORS = "state.safetensors"
+CHECKPOINT_META = "state.json"
+CURVES_FILE = "training_curves.png"
+CHECKPOINT_FORMAT = 1
+# What a training run writes into out_dir (the CLI's --force removes exactly these, plus exports).
+ARTIFACTS = ("model.json", "weights.safetensors", CURVES_FILE, CHECKPOINT_DIR, "encoder.onnx",
+             "decoder.onnx", "encoder.int8.onnx", "encoder.ts", "decoder.ts", "metrics.json")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings, plus optional overrides of the model config (None = keep the model's)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    beta: float = 1.0
+    kl_annealing: str = "linear"
+    warmup_steps: int = 1000
+    free_bits: float = 0.0
+    val_percent: float = 10.0
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0
+    shuffle_buffer: int = 1024
+    cache_mb: float = 2048.0  # RAM for preprocessed samples, both splits together (0 = always stream)
+    grad_clip: float = 100.0  # max gradient norm (0 = off); guards against early KL/NLL spikes
+    latent_dim: int | None = None
+    arch_channels: list[int] | None = None
+    likelihood: str | None = None
+    image_size: int | None = None
+    image_channels: int | None = None
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"batch size must be >= 2 (BatchNorm needs two samples), got {self.batch_size}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
+            (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+            (self.kl_annealing in ANNEALING_KINDS,
+             f"KL annealing must be one of {ANNEALING_KINDS}, got {self.kl_annealing!r}"),
+            (self.warmup_steps >= 0, f"warm-up steps must be >= 0, got {self.warmup_steps}"),
+            (self.free_bits >= 0, f"free bits must be >= 0, got {self.free_bits}"),
+            (0 < self.val_percent < 100, f"validation percent must be in (0, 100), got {self.val_percent}"),
+            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (self.shuffle_buffer >= 1, f"shuffle buffer must be >= 1, got {self.shuffle_buffer}"),
+            (self.cache_mb >= 0, f"cache size must be >= 0 MB, got {self.cache_mb}"),
+            (self.grad_clip >= 0, f"gradient clip must be >= 0, got {self.grad_clip}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def apply_to(self, config: ModelConfig) -> ModelConfig:
+        """A copy of config with this run's overrides applied (and its training summary cleared)."""
+        cfg = copy.deepcopy(config)
+        if self.latent_dim is not None:
+            cfg.arch.latent_dim = self.latent_dim
+        if self.arch_channels is not None:
+            cfg.arch.channels = list(self.arch_channels)
+        if self.likelihood is not None:
+            cfg.arch.likelihood = self.likelihood
+        if self.image_size is not None or self.image_channels is not None:
+            if cfg.modality != "image":
+                raise ConfigError(f"image size and channels apply to image models, not {cfg.modality!r}")
+            spec = cfg.image_spec
+            if self.image_size is not None:
+                spec.height = spec.width = self.image_size
+            if self.image_channels is not None:
+                spec.channels = self.image_channels
+        cfg.training = {}
+        cfg.validate()
+        return cfg
+
+
+def select_device(device: str) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N' -> torch.device; a clear error when CUDA is asked for but absent."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}") from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else " is a CPU-only build")
+        raise BackendUnavailableError(f"--device {device} asked for, but CUDA is not available here ({build}); "
+                                      "use --device cpu")
+    return dev
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**63)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- checkpoints ------------------------------------------------------------------------------------------
+def save_checkpoint(directory: Path, model: VAE, optimizer: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
+    """Write model + optimizer state (safetensors, optimizer state flattened) and meta (JSON) atomically:
+    assembled in a sibling folder, then swapped in, so a crash leaves the previous checkpoint intact."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    opt_state = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for param_id, state in opt_state["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{param_id}.{name}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars[f"{param_id}.{name}"] = value
+    meta = dict(meta, format=CHECKPOINT_FORMAT,
+                optimizer={"param_groups": opt_state["param_groups"], "scalars": scalars})
+    from safetensors.torch import save_file
+
+    staging = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        save_file(tensors, str(staging / CHECKPOINT_TENSORS))
+        (staging / CHECKPOINT_META).write_text(json.dumps(meta, indent=1) + "\n")
+        if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(directory, old)
+        os.rename(staging, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:
+        raise ModelFileError(f"cannot write the training checkpoint {directory}: {err}") from err
+
+
+@dataclass
+class Checkpoint:
+    """What save_checkpoint wrote: tensors by kind and the JSON meta."""
+
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def load_checkpoint(directory: Path) -> Checkpoint:
+    """Read a checkpoint written by save_checkpoint (safetensors + JSON only; never unpickles)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not (directory / CHECKPOINT_META).is_file():
+        old = directory.with_name(directory.name + ".old")
+        if (old / CHECKPOINT_META).is_file():  # a crash between the two renames of save_checkpoint
+            directory = old
+        else:
+            raise ModelFileError(f"no training checkpoint in {directory} to resume from; train without "
+                                 "--resume (use --force to overwrite the output folder)")
+    try:
+        meta = json.loads((directory / CHECKPOINT_META).read_text())
+        tensors = load_file(str(directory / CHECKPOINT_TENSORS))
+    except (OSError, ValueError, SafetensorError) as err:
+        raise ModelFileError(f"the training checkpoint in {directory} is unreadable: {err}") from err
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"the training checkpoint in {directory} has an unknown format")
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    per_param: dict[int, dict[str, Any]] = {}
+    try:
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, param_id, name = key.split(".", 2)
+                per_param.setdefault(int(param_id), {})[name] = value
+        for key, value in meta["optimizer"]["scalars"].items():
+            param_id, name = key.split(".", 1)
+            per_param.setdefault(int(param_id), {})[name] = value
+        optimizer_state = {"state": per_param, "param_groups": meta["optimizer"]["param_groups"]}
+    except (KeyError, ValueError) as err:
+        raise ModelFileError(f"the training checkpoint in {directory} is inconsistent: {err}") from err
+    return Checkpoint(model_state, optimizer_state, meta)
+
+
+# -- the loop ---------------------------------------------------------------------------------------------
+def _metrics_of(result: EvalResult, prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {f"{prefix}_elbo": result.elbo, f"{prefix}_recon_nll": result.recon_nll, f"{prefix}_kl": result.kl}
+    if result.psnr_db is not None:
+        out[f"{prefix}_mse"] = result.mse
+        out[f"{prefix}_psnr_db"] = result.psnr_db
+    if result.range_mae_m is not None:
+        out[f"{prefix}_range_mae_m"] = result.range_mae_m
+        out[f"{prefix}_range_rmse_m"] = result.range_rmse_m
+    return out
+
+
+def _epoch_line(record: dict[str, Any], epochs: int, improved: bool) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}", f"train ELBO {record['train_elbo']:.2f}",
+             f"val ELBO {record['val_elbo']:.2f}", f"recon {record['val_recon_nll']:.2f}",
+             f"KL {record['val_kl']:.2f}"]
+    if "val_psnr_db" in record:
+        parts.append(f"PSNR {record['val_psnr_db']:.2f} dB")
+    if "val_range_mae_m" in record:
+        parts.append(f"range MAE {record['val_range_mae_m']:.3f} m")
+    return " | ".join(parts) + ("  * best" if improved else "")
+
+
+def train(source: DataSource, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
+          resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train a VAE on source into the model directory out_dir; return the training summary (also in
+    model.json under "training").
+
+    resume: continue from out_dir/checkpoint with the model and optimisation settings stored there;
+    only epochs (to extend a run), device and cache_mb are taken from train_config.
+    """
+    started = time.monotonic()
+    out = Path(out_dir)
+    train_config.validate()
+    ckpt_dir = out / CHECKPOINT_DIR
+    checkpoint: Checkpoint | None = None
+    if resume:
+        checkpoint = load_checkpoint(ckpt_dir)
+        try:
+            config = ModelConfig.from_dict(checkpoint.meta["model_config"])
+            saved = TrainConfig(**checkpoint.meta["train_config"])
+        except (KeyError, TypeError) as err:
+            raise ModelFileError(f"the training checkpoint in {ckpt_dir} is inconsistent: {err}") from err
+        tc = dataclasses.replace(saved, epochs=train_config.epochs, device=train_config.device,
+                                 cache_mb=train_config.cache_mb)
+        tc.validate()
+    else:
+        tc = train_config
+        config = tc.apply_to(model_config)
+    source.check_modality(config)
+    device = select_device(tc.device)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create the output folder {out}: {err}") from err
+
+    _seed_everything(tc.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    annealing = KLAnnealing(kind=tc.kl_annealing, warmup_steps=tc.warmup_steps)
+    cache_bytes = int(tc.cache_mb * 2**20)
+    train_set = SplitDataset(source, config, "train", tc.val_percent, shuffle=True,
+                             shuffle_buffer=tc.shuffle_buffer, seed=tc.seed,
+                             cache_bytes=int(cache_bytes * (100 - tc.val_percent) / 100))
+    val_set = SplitDataset(source, config, "val", tc.val_percent, shuffle=False,
+                           cache_bytes=int(cache_bytes * tc.val_percent / 100))
+    loader = make_loader(train_set, tc.batch_size, tc.num_workers)
+
+    step, start_epoch, elapsed_before = 0, 1, 0.0
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(checkpoint.model_state, strict=True)
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+            meta = checkpoint.meta
+            step, start_epoch = int(meta["step"]), int(meta["epoch"]) + 1
+            history, best = list(meta["history"]), meta.get("best")
+            elapsed_before = float(meta.get("elapsed_s", 0.0))
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise ModelFileError(f"the training checkpoint in {ckpt_dir} does not match its model: {err}") from err
+
+    write: Callable[[str], None] = LOG.info
+    if progress:
+        from tqdm import tqdm
+
+        def write(line: str) -> None:
+            tqdm.write(line, file=sys.stderr)
+    if checkpoint is not None:
+        write(f"resuming {out} after epoch {start_epoch - 1} (step {step})")
+
+    def summary(done_epochs: int) -> dict[str, Any]:
+        return {
+            "source": source.describe(),
+            "samples": {"train": train_set.samples_last_pass, "val": val_set.samples_last_pass,
+                        "skipped": train_set.stats.skipped + val_set.stats.skipped},
+            "epochs": done_epochs,
+            "best_epoch": best["epoch"] if best else None,
+            "val_elbo": best["val_elbo"] if best else None,
+            "best": best,
+            "parameters": parameter_count(model),
+            "time_s": round(elapsed_before + time.monotonic() - started, 2),
+            "device": str(device),
+            "train_config": asdict(tc),
+            "history": history,
+            "torch_version": torch.__version__,
+        }
+
+    for epoch in range(start_epoch, tc.epochs + 1):
+        torch.manual_seed(_epoch_seed(tc.seed, epoch))
+        train_set.set_epoch(epoch)
+        model.train()
+        totals = {"elbo": 0.0, "recon_nll": 0.0, "kl": 0.0}
+        seen = 0
+        expected = train_set.samples_last_pass
+        if expected is None:
+            expected = round(len(source) * (100 - tc.val_percent) / 100)
+        batches: Any = loader
+        bar: Any = None
+        if progress:
+            bar = tqdm(loader, total=max(1, math.ceil(expected / tc.batch_size)), unit="batch",
+                       desc=f"epoch {epoch}/{tc.epochs}", leave=False, dynamic_ncols=True, file=sys.stderr)
+            batches = bar
+        for batch in batches:
+            if batch.shape[0] < 2:  # BatchNorm cannot train on one sample; only a last batch can be this small
+                continue
+            x = batch.to(device, non_blocking=True)  # (B, *input_shape)
+            logits, mu, logvar = model(x)
+            terms = vae_loss(logits, x, mu, logvar, config, beta=tc.beta * annealing.weight(step),
+                             free_bits=tc.free_bits)
+            if not torch.isfinite(terms.loss):
+                raise ConfigError(f"training diverged: the loss became {float(terms.loss)} at epoch {epoch}, "
+                                  f"step {step}; lower --lr (now {tc.lr})")
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            step += 1
+            size = x.shape[0]
+            seen += size
+            totals["elbo"] += float(terms.elbo) * size
+            totals["recon_nll"] += float(terms.recon_nll) * size
+            totals["kl"] += float(terms.kl) * size
+            if bar is not None:
+                bar.set_postfix(elbo=f"{float(terms.elbo):.1f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        if seen == 0:
+            raise DataError(f"{source.label()} gave no training samples ({train_set.stats.skipped} could not be "
+                            f"decoded; first: {train_set.stats.first_error or 'none'})")
+        try:
+            val_result, _ = evaluate_batches(model, batched(iter(val_set), tc.batch_size), str(device),
+                                             seed=tc.seed)
+        except DataError as err:
+            raise DataError(f"the validation split of {source.label()} is empty ({tc.val_percent}% of "
+                            f"{seen} samples); raise --val-percent or add data") from err
+        record: dict[str, Any] = {"epoch": epoch, "step": step, "kl_weight": tc.beta * annealing.weight(step)}
+        record.update({f"train_{k}": v / seen for k, v in totals.items()})
+        record.update(_metrics_of(val_result, "val"))
+        history.append(record)
+        improved = best is None or record["val_elbo"] > best["val_elbo"]
+        if improved:
+            best = dict(record, active_units=val_result.active_units, kl_per_dim=val_result.kl_per_dim,
+                        latent_variance=val_result.latent_variance)
+            config.training = summary(epoch)
+            save_model_dir(out, config, model)
+        save_checkpoint(ckpt_dir, model, optimizer, {
+            "epoch": epoch, "step": step, "history": history, "best": best,
+            "elapsed_s": elapsed_before + time.monotonic() - started,
+            "model_config": dict(config.to_dict(), training={}),
+            "train_config": asdict(tc), "source": source.describe(),
+        })
+        from vae_ros.core import plots
+
+        plots.save_training_curves(history, out / CURVES_FILE)
+        write(_epoch_line(record, tc.epochs, improved))
+
+    # The best epoch's weights are on disk; reload them (this also proves the directory loads) and
+    # record the final summary beside them.
+    best_config, best_model = load_model_dir(out, device="cpu")
+    best_config.training = summary(len(history))
+    save_model_dir(out, best_config, best_model)
+    return best_config.training

@@ -1,0 +1,271 @@
+"""encoder_node: sensor messages -> VAE latents on `vae/latent` (std_msgs/Float32MultiArray).
+
+Inputs by modality (relative topic names, remap as needed):
+- image: `camera/image_raw` (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1, 32FC1),
+  or `camera/image_raw/compressed` (sensor_msgs/CompressedImage, JPEG or PNG) with `compressed:=true`;
+- scan: `scan` (sensor_msgs/LaserScan, any beam count; mapped onto the model's beams by the rule in
+  vae_ros.core.preprocess.preprocess_scan);
+- pointcloud: `lidar/points` (sensor_msgs/PointCloud2 with float32 or float64 x, y, z).
+
+Preprocessing comes from the model's model.json through vae_ros.conversions.msg_to_model_input, the same
+path training uses. The input subscription is keep-last 1 and matches its publishers' reliability
+(vae_ros.qos); a worker thread encodes the newest message only, so frames that arrive while the model is
+busy are dropped (counted), never queued. Malformed messages are rejected with a throttled warning and
+counted; the node keeps going. Health goes to /diagnostics once a second.
+
+Outputs: `vae/latent` (the contract's layout; with `publish_variance:=true` also the log-variances) and,
+with `publish_anomaly_score:=true`, `vae/anomaly_score` (std_msgs/Float32; `anomaly_metric`:
+`reconstruction` = mean squared reconstruction error, `neg_elbo` = negative ELBO in nats).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rclpy.node import Node
+
+from vae_ros.conversions import latent_to_msg, msg_to_model_input
+from vae_ros.core.backends import BACKENDS, DEVICES, create_backend, load_config
+from vae_ros.core.config import MODALITIES
+from vae_ros.core.diagnostics import NodeStats
+from vae_ros.core.errors import ConfigError, VaeRosError
+from vae_ros.core.model_dir import resolve_model_dir
+from vae_ros.node_utils import (
+    ANOMALY_METRICS,
+    CdrDecoder,
+    DiagnosticsPublisher,
+    LatestWorker,
+    ParamSpec,
+    anomaly_score,
+    declare_parameters,
+    run_node,
+    stamp_age,
+)
+from vae_ros.qos import LATENT_QOS, RELIABILITY_CHOICES, PublisherMatchingSubscription, reliability_from_name
+
+NODE_NAME = "encoder_node"
+LATENT_TOPIC = "vae/latent"
+ANOMALY_TOPIC = "vae/anomaly_score"
+# input kind -> (default topic, rosbags/ROS message type)
+INPUTS = {
+    "image": ("camera/image_raw", "sensor_msgs/msg/Image"),
+    "compressed": ("camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage"),
+    "scan": ("scan", "sensor_msgs/msg/LaserScan"),
+    "pointcloud": ("lidar/points", "sensor_msgs/msg/PointCloud2"),
+}
+WARN_THROTTLE_S = 2.0
+
+PARAMETERS = [
+    ParamSpec("model", "", "Model directory (model.json + weights.safetensors); empty = the packaged default "
+              "for the modality.", read_only=True),
+    ParamSpec("modality", "", "image, scan or pointcloud; empty = the model's (image when `model` is empty too). "
+              "Must match the model.", read_only=True),
+    ParamSpec("backend", "auto", "Inference runtime: auto, torch, onnxruntime or tensorrt.", read_only=True),
+    ParamSpec("device", "cpu", "cpu or cuda.", read_only=True),
+    ParamSpec("compressed", False, "Image modality: subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
+              "camera/image_raw/compressed instead of Image on camera/image_raw.", read_only=True),
+    ParamSpec("publish_variance", False, "Also publish the latent log-variances (layout stat x latent)."),
+    ParamSpec("publish_anomaly_score", False, "Publish an anomaly score per input on vae/anomaly_score."),
+    ParamSpec("anomaly_metric", "reconstruction", "reconstruction (mean squared error, normalised units) or "
+              "neg_elbo (negative ELBO, nats)."),
+    ParamSpec("qos_reliability", "auto", "Input reliability: auto (match the publishers, as rosbag2 does), "
+              "best_effort or reliable.", read_only=True),
+    ParamSpec("threads", 0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", read_only=True),
+]
+
+
+@dataclass(frozen=True)
+class EncoderParams:
+    """The encoder's parameters, read once at start-up; runtime changes swap in a validated copy."""
+
+    model: str = ""
+    modality: str = ""
+    backend: str = "auto"
+    device: str = "cpu"
+    compressed: bool = False
+    publish_variance: bool = False
+    publish_anomaly_score: bool = False
+    anomaly_metric: str = "reconstruction"
+    qos_reliability: str = "auto"
+    threads: int = 0
+    diagnostics_period: float = 1.0
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid value and what is allowed."""
+        if self.modality not in ("", *MODALITIES):
+            raise ConfigError(f"modality must be one of {', '.join(MODALITIES)} (or empty), got {self.modality!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.anomaly_metric not in ANOMALY_METRICS:
+            raise ConfigError(
+                f"anomaly_metric must be one of {', '.join(ANOMALY_METRICS)}, got {self.anomaly_metric!r}"
+            )
+        if self.qos_reliability not in RELIABILITY_CHOICES:
+            raise ConfigError(
+                f"qos_reliability must be one of {', '.join(RELIABILITY_CHOICES)}, got {self.qos_reliability!r}"
+            )
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
+        if not self.diagnostics_period > 0:
+            raise ConfigError(f"diagnostics_period must be > 0 seconds, got {self.diagnostics_period}")
+        if self.compressed and self.modality not in ("", "image"):
+            raise ConfigError(f"compressed:=true needs the image modality, got modality {self.modality!r}")
+
+
+def _params_from(values: dict[str, Any]) -> EncoderParams:
+    params = EncoderParams(**values)
+    params.validate()
+    return params
+
+
+class EncoderNode(Node):
+    """Sensor message -> preprocess (model.json) -> backend.encode -> vae/latent (+ anomaly score)."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.failed = False
+        self.params = _params_from(declare_parameters(self, PARAMETERS))
+
+        # Model: the directory decides the modality and the preprocessing.
+        model_dir = resolve_model_dir(self.params.model, self.params.modality or "image")
+        self.config = load_config(model_dir)
+        if self.params.modality and self.params.modality != self.config.modality:
+            raise ConfigError(
+                f"modality {self.params.modality!r} does not match the model's {self.config.modality!r} "
+                f"({model_dir}); set modality to {self.config.modality!r} or pass another model"
+            )
+        if self.params.compressed and self.config.modality != "image":
+            raise ConfigError(f"compressed:=true needs an image model, but {model_dir} is {self.config.modality!r}")
+        self.backend = create_backend(model_dir, self.params.backend, self.params.device,
+                                      threads=self.params.threads or None)
+        self.model_dir = model_dir
+        self.kind = "compressed" if self.params.compressed else self.config.modality
+        topic, msgtype = INPUTS[self.kind]
+        self._cdr = CdrDecoder(msgtype)
+
+        # Outputs.
+        from std_msgs.msg import Float32, Float32MultiArray
+
+        self._float32 = Float32
+        self._latent_pub = self.create_publisher(Float32MultiArray, LATENT_TOPIC, LATENT_QOS)
+        self._anomaly_pub: Any = None
+        if self.params.publish_anomaly_score:
+            self._anomaly_pub = self.create_publisher(Float32, ANOMALY_TOPIC, LATENT_QOS)
+
+        # Work happens off the executor thread, newest message only.
+        self.stats = NodeStats()
+        self._worker = LatestWorker(self._encode, self.stats.on_dropped, self._on_worker_failure,
+                                    name="vae_ros_encoder")
+        callbacks = {"image": self._on_image, "compressed": self._on_compressed, "scan": self._on_scan,
+                     "pointcloud": self._on_pointcloud}
+        self._input = PublisherMatchingSubscription(
+            self, _ros_type(msgtype), topic, callbacks[self.kind], raw=True,
+            fixed=reliability_from_name(self.params.qos_reliability),
+        )
+        self._diagnostics = DiagnosticsPublisher(
+            self, self.stats, f"{self.get_fully_qualified_name()}: encoder", hardware_id=str(model_dir),
+            period=self.params.diagnostics_period, extra=self._diagnostic_values,
+        )
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(
+            f"{self.config.modality} model {model_dir} (latent {self.config.latent_dim}) on {self.backend.name}; "
+            f"{self._input.topic_name} ({msgtype}) -> {self._latent_pub.topic_name}"
+        )
+
+    # -- callbacks (executor thread): hand the serialized message to the worker ------------------------------
+    def _on_image(self, raw: bytes) -> None:
+        self._receive(raw)
+
+    def _on_compressed(self, raw: bytes) -> None:
+        self._receive(raw)
+
+    def _on_scan(self, raw: bytes) -> None:
+        self._receive(raw)
+
+    def _on_pointcloud(self, raw: bytes) -> None:
+        self._receive(raw)
+
+    def _receive(self, raw: bytes) -> None:
+        self.stats.on_received()
+        self._worker.submit(raw)
+
+    # -- worker thread -------------------------------------------------------------------------------------
+    def _encode(self, raw: bytes) -> None:
+        """Decode, preprocess, encode and publish one message; reject it (counted, throttled log) if bad."""
+        start = time.perf_counter()
+        params = self.params
+        try:
+            msg = self._cdr.decode(raw)
+            x = msg_to_model_input(msg, self.config)[None]  # (1, *input_shape)
+            mean, logvar = self.backend.encode(x)  # (1, D) each
+            latent_msg = latent_to_msg(mean[0], logvar[0] if params.publish_variance else None)
+            score = None
+            if params.publish_anomaly_score:
+                x_hat = self.backend.decode(mean)  # (1, C_out, ...)
+                score = anomaly_score(x, x_hat, mean, logvar, self.config, params.anomaly_metric)
+        except VaeRosError as err:
+            self.stats.on_rejected(str(err))
+            self.get_logger().warning(f"rejected a {self.kind} message: {err}", throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        self._latent_pub.publish(latent_msg)
+        if score is not None and self._anomaly_pub is not None:
+            self._anomaly_pub.publish(self._float32(data=float(score)))
+        self.stats.on_published(time.perf_counter() - start, stamp_age(self, msg.header.stamp))
+
+    def _on_worker_failure(self) -> None:
+        self.failed = True
+        self.get_logger().fatal("the encoder worker stopped on an unexpected error (see the traceback); exiting")
+        self.context.try_shutdown()
+
+    # -- parameters ------------------------------------------------------------------------------------------
+    def _on_set_parameters(self, parameters: list[Any]) -> Any:
+        from rcl_interfaces.msg import SetParametersResult
+
+        names = {f.name for f in dataclasses.fields(EncoderParams)}
+        updates = {p.name: p.value for p in parameters if p.name in names}
+        try:
+            candidate = dataclasses.replace(self.params, **updates)
+            candidate.validate()
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        if candidate.publish_anomaly_score and self._anomaly_pub is None:
+            self._anomaly_pub = self.create_publisher(self._float32, ANOMALY_TOPIC, LATENT_QOS)
+        self.params = candidate
+        return SetParametersResult(successful=True)
+
+    def _diagnostic_values(self) -> list[tuple[str, str]]:
+        return [
+            ("backend", self.backend.name),
+            ("modality", self.config.modality),
+            ("latent_dim", str(self.config.latent_dim)),
+            ("input_topic", self._input.topic_name),
+            ("input_reliability", self._input.reliability.name.lower()),
+        ]
+
+    def close(self) -> None:
+        """Stop the worker (the node is destroyed by the caller)."""
+        self._worker.close()
+
+
+def _ros_type(msgtype: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the rclpy message class."""
+    import importlib
+
+    package, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script / `python -m vae_ros.encoder_node` entry point."""
+    return run_node(EncoderNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
