@@ -22,7 +22,7 @@ $(STAMP): requirements-dev.txt setup.py setup.cfg package.xml
 	@echo "setup: $(VENV) ready"
 
 lint: setup
-	$(VENV)/bin/ruff check vae_ros test bench
+	$(VENV)/bin/ruff check vae_ros test bench launch
 
 typecheck: setup
 	$(VENV)/bin/mypy vae_ros/core

@@ -69,11 +69,13 @@ def test_pip_install_puts_console_scripts_in_bin(tmp_path: Path) -> None:
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "install", "log", "test", "bench", "__pycache__", "*.egg-info", ".*_cache"))
     prefix = tmp_path / "prefix"
+    # --ignore-installed: without it pip would first uninstall the environment's own (editable) vae_ros.
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                             "--no-build-isolation", "--disable-pip-version-check", "--prefix", str(prefix),
-                             str(source)], capture_output=True, text=True, timeout=120)
+                             "--no-build-isolation", "--ignore-installed", "--disable-pip-version-check",
+                             "--prefix", str(prefix), str(source)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     for name in EXECUTABLES:
         assert (prefix / "bin" / name).is_file(), f"{name} is not in bin/"
     assert not (prefix / "lib" / "vae_ros").exists()
     _check_share(prefix / "share" / "vae_ros")
+    assert (Path(sys.executable).parent / "vae-ros").is_file(), "the test environment's vae_ros was removed"

@@ -27,21 +27,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, LaserScan, PointCloud2
 
-from vae_ros.core.errors import VaeRosError
+from vae_ros.core.errors import ConfigError, VaeRosError
+from vae_ros.node_utils import run_node
+from vae_ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, sensor_qos
 from vae_ros.sim import messages
 from vae_ros.sim.world import SimConfig, SimWorld
 
@@ -49,11 +49,11 @@ LIDAR_MODES = ("scan", "pointcloud", "both", "none")
 MIN_CLOCK_RATE = 50.0  # Hz: /clock and physics ticks, so sim-time timers elsewhere are not too coarse
 MAX_RATE = 100.0
 
-SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.VOLATILE)
+# Sensors: reliable keep-last 1 (the encoder's publisher-matching subscription then receives reliably).
+SENSOR_PUBLISHER_QOS = sensor_qos(ReliabilityPolicy.RELIABLE)
+# Odometry and /clock: reliable, small queue.
 STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.VOLATILE)
-COMMAND_QOS = STATE_QOS
 
 
 @dataclass
@@ -85,6 +85,14 @@ class SimNode(Node):
         defaults = SimNodeParams()
         # Registered first so that start-up overrides go through the same validation as runtime sets.
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        try:
+            self._declare_parameters(defaults)
+        except ParameterException as err:
+            raise ConfigError(str(err)) from err
+        self.params = self._read_params()
+        self._build()
+
+    def _declare_parameters(self, defaults: SimNodeParams) -> None:
         self.declare_parameter("rate", defaults.rate, _descriptor(
             "sensor frames per second (simulated time advances 1/rate per frame)", read_only=True,
             floating_point_range=[FloatingPointRange(from_value=0.1, to_value=MAX_RATE)]))
@@ -112,8 +120,8 @@ class SimNode(Node):
             "seconds (simulated) without a fresh cmd_vel after which the robot stops"))
         self.declare_parameter("publish_camera", defaults.publish_camera, _descriptor(
             "publish camera/image_raw (rendering costs CPU)", read_only=True))
-        self.params = self._read_params()
 
+    def _build(self) -> None:
         p = self.params
         self._world = SimWorld(SimConfig(seed=p.seed, image_width=p.image_width, image_height=p.image_height,
                                          initial_pose=p.initial_pose))
@@ -129,13 +137,13 @@ class SimNode(Node):
 
         self._clock_pub = self.create_publisher(ClockMsg, messages.CLOCK_TOPIC, STATE_QOS)
         self._odom_pub = self.create_publisher(Odometry, messages.ODOM_TOPIC, STATE_QOS)
-        self._image_pub = (self.create_publisher(Image, messages.IMAGE_TOPIC, SENSOR_QOS)
+        self._image_pub = (self.create_publisher(Image, messages.IMAGE_TOPIC, SENSOR_PUBLISHER_QOS)
                            if p.publish_camera else None)
-        self._scan_pub = (self.create_publisher(LaserScan, messages.SCAN_TOPIC, SENSOR_QOS)
+        self._scan_pub = (self.create_publisher(LaserScan, messages.SCAN_TOPIC, SENSOR_PUBLISHER_QOS)
                           if p.lidar in ("scan", "both") else None)
-        self._cloud_pub = (self.create_publisher(PointCloud2, messages.CLOUD_TOPIC, SENSOR_QOS)
+        self._cloud_pub = (self.create_publisher(PointCloud2, messages.CLOUD_TOPIC, SENSOR_PUBLISHER_QOS)
                            if p.lidar in ("pointcloud", "both") else None)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATE_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
         self.create_subscription(Twist, messages.CMD_TOPIC, self._on_cmd_vel, COMMAND_QOS)
         # Steady clock: the node must not wait on /clock, which it publishes itself.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -274,7 +282,7 @@ class SimNode(Node):
         array.header.stamp = messages.time_msg(world.time)
         self._diag_pub.publish(array)
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Fail-safe on shutdown: zero the command and release the renderer."""
         self._command, self._command_time = (0.0, 0.0), -math.inf
         if self._world is not None:
@@ -282,23 +290,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node: SimNode | None = None
-    status = 0
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ParameterException, VaeRosError) as err:
-        print(f"sim_node: error: {err}", file=sys.stderr)
-        status = 2
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return status
+    return run_node(SimNode, "sim_node", args)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ TINY = ["--image-size", "32", "--latent-dim", "4", "--arch-channels", "8,16,32",
         "--lr", "3e-3", "--warmup-steps", "10", "--val-percent", "20", "--seed", "1", "--quiet"]
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def vae_ros(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "vae_ros.cli", *args], capture_output=True, text=True,
-                          timeout=240)
+                          timeout=240, cwd=REPO)
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -73,8 +76,9 @@ def test_train_refuses_a_non_empty_out_dir_then_resumes(image_bag: Path,
     assert_one_error_line(vae_ros(*args, "--epochs", "3"), "not empty", "--resume", "--force")
     result = vae_ros(*args, "--epochs", "3", "--resume")
     assert result.returncode == 0, result.stderr
-    history = json.loads((out / "model.json").read_text())["training"]["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    training = json.loads((out / "model.json").read_text())["training"]
+    assert [h["epoch"] for h in training["history"]] == [1, 2, 3]
+    assert training["samples"]["train"] + training["samples"]["val"] == 119
 
 
 def test_force_removes_only_training_artifacts(tmp_path: Path) -> None:
@@ -97,6 +101,17 @@ def test_train_infers_the_scan_modality_from_the_topic(tmp_path: Path) -> None:
     config, _ = load_model_dir(tmp_path / "m")
     assert config.modality == "scan" and config.scan_spec.beams == 64 and config.scan_spec.wraps
     assert "range error" in result.stdout
+
+
+def test_train_from_an_image_folder_in_grey(tmp_path: Path) -> None:
+    folder = bagutil.write_image_folder(tmp_path / "photos", 24, broken=1)
+    result = vae_ros("train", "--images", str(folder), "--out", str(tmp_path / "m"), "--epochs", "1",
+                     "--channels", "1", "--image-size", "32", "--latent-dim", "3", "--arch-channels", "8,16",
+                     "--batch-size", "8", "--val-percent", "25", "--quiet")
+    assert result.returncode == 0, result.stderr
+    config, _ = load_model_dir(tmp_path / "m")
+    assert config.input_shape == (1, 32, 32)
+    assert config.training["source"]["kind"] == "images" and config.training["samples"]["skipped"] == 1
 
 
 @pytest.mark.parametrize("case", ["missing bag", "missing topic", "no topic", "missing images", "both sources",

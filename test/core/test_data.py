@@ -259,3 +259,16 @@ def test_scan_spec_from_a_partial_scan() -> None:
     assert spec.angle_max - spec.angle_min == pytest.approx(1081 * 0.004363323)
     assert spec.angle_min == pytest.approx(-2.356194 - 0.004363323 / 2)
     assert isinstance(spec, ScanSpec) and scan_spec_from_message(Scan(), beams=512).beams == 512
+
+
+def test_loader_workers_each_read_a_shard_once(image_bag: Path) -> None:
+    from vae_ros.core.data import make_loader
+
+    dataset = SplitDataset(BagSource(image_bag, "/camera/image_raw"), IMAGE_32, "train", val_percent=25.0,
+                           shuffle=True, shuffle_buffer=4)
+
+    def keys(workers: int) -> list[str]:
+        return sorted(_key(s.numpy()) for batch in make_loader(dataset, 8, workers) for s in batch)
+
+    single = keys(0)
+    assert keys(2) == single and len(single) == len(set(single))

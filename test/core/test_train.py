@@ -43,6 +43,10 @@ def test_resumed_training_matches_uninterrupted(image_source: BagSource, tmp_pat
     resumed = train(image_source, ModelConfig(modality="image"), TrainConfig(epochs=2), tmp_path / "split",
                     resume=True, progress=False)
     assert resumed["epochs"] == 2 and len(resumed["history"]) == 2
+    # Resuming a finished run trains nothing and keeps the summary.
+    again = train(image_source, TINY_IMAGE, TrainConfig(epochs=2), tmp_path / "split", resume=True,
+                  progress=False)
+    assert again["history"] == resumed["history"] and again["samples"] == resumed["samples"]
     for a, b in zip(full["history"], resumed["history"], strict=True):
         assert a["val_elbo"] == pytest.approx(b["val_elbo"], rel=1e-5)
         assert a["train_elbo"] == pytest.approx(b["train_elbo"], rel=1e-5)

@@ -194,6 +194,8 @@ class Recorder:
                 topic.skipped = f"{topic.name} has several types {names}; not recorded"
                 self.log(f"warning: {topic.skipped}")
                 continue
+            if not self.bag.is_open:
+                self.bag.open()  # once there is something to record (no empty bags); failing here is fatal
             try:
                 self._subscribe(topic, names[0], [info.qos_profile for info in infos])
             except DataError as err:
@@ -205,8 +207,6 @@ class Recorder:
 
         msgtype = normalise_msgtype(msgtype)
         msg_class = message_class(msgtype)
-        if not self.bag.is_open:
-            self.bag.open()  # only once there is something to record: no empty bags
         try:
             self.bag.add_topic(topic.name, msgtype, offered_qos(profiles))
         except DataError:
@@ -314,7 +314,8 @@ def run(args: argparse.Namespace) -> int:
     why = f"stopped by {received[0]}" if received else "duration reached"
     if not out.exists():  # the bag is created with the first subscription
         raise DataError(f"none of {', '.join(recorder.topics)} had a publisher ({why}); nothing recorded")
-    summary = [f"{name} {topic.count} messages" if topic.msgtype else f"{name} not recorded (no publisher)"
+    summary = [f"{name} {topic.count} messages" if topic.msgtype else
+               f"{name} not recorded ({'see the warning above' if topic.skipped else 'no publisher'})"
                for name, topic in recorder.topics.items()]
     print(f"wrote {out} ({why}): " + ", ".join(summary))
     return 0

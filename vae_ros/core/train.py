@@ -287,6 +287,7 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
     step, start_epoch, elapsed_before = 0, 1, 0.0
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
+    samples_before: dict[str, Any] = {"train": None, "val": None, "skipped": 0}
     if checkpoint is not None:
         try:
             model.load_state_dict(checkpoint.model_state, strict=True)
@@ -295,6 +296,7 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
             step, start_epoch = int(meta["step"]), int(meta["epoch"]) + 1
             history, best = list(meta["history"]), meta.get("best")
             elapsed_before = float(meta.get("elapsed_s", 0.0))
+            samples_before = dict(meta.get("samples", samples_before))
         except (KeyError, RuntimeError, ValueError) as err:
             raise ModelFileError(f"the training checkpoint in {ckpt_dir} does not match its model: {err}") from err
 
@@ -307,11 +309,17 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
     if checkpoint is not None:
         write(f"resuming {out} after epoch {start_epoch - 1} (step {step})")
 
+    def samples() -> dict[str, Any]:
+        """Sample counts of this run's passes, or of the checkpoint's run when no pass happened here."""
+        if train_set.samples_last_pass is None or val_set.samples_last_pass is None:
+            return samples_before
+        return {"train": train_set.samples_last_pass, "val": val_set.samples_last_pass,
+                "skipped": train_set.stats.skipped + val_set.stats.skipped}
+
     def summary(done_epochs: int) -> dict[str, Any]:
         return {
             "source": source.describe(),
-            "samples": {"train": train_set.samples_last_pass, "val": val_set.samples_last_pass,
-                        "skipped": train_set.stats.skipped + val_set.stats.skipped},
+            "samples": samples(),
             "epochs": done_epochs,
             "best_epoch": best["epoch"] if best else None,
             "val_elbo": best["val_elbo"] if best else None,
@@ -387,7 +395,7 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
             "epoch": epoch, "step": step, "history": history, "best": best,
             "elapsed_s": elapsed_before + time.monotonic() - started,
             "model_config": dict(config.to_dict(), training={}),
-            "train_config": asdict(tc), "source": source.describe(),
+            "train_config": asdict(tc), "source": source.describe(), "samples": samples(),
         })
         from vae_ros.core import plots
 
