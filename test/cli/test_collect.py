@@ -98,6 +98,14 @@ def test_same_seed_gives_the_same_bag_content(tmp_path: Path, bag: Path) -> None
             assert repr(a) == repr(b), topic
 
 
+def test_policy_seed_changes_the_trajectory_but_not_the_world(tmp_path: Path, bag: Path) -> None:
+    other = tmp_path / "other"
+    assert _collect(other, "--seed", "4", "--policy-seed", "5", "--lidar", "none") == 0
+    first, second = _read(bag), _read(other)
+    assert repr(first["/camera/image_raw"][0][1]) == repr(second["/camera/image_raw"][0][1])  # same world
+    assert [repr(m) for _, m in first["/cmd_vel"]] != [repr(m) for _, m in second["/cmd_vel"]]
+
+
 def test_camera_and_lidar_can_be_left_out(tmp_path: Path) -> None:
     out = tmp_path / "lidar_only"
     assert _collect(out, "--no-camera", "--lidar", "none", "--storage", "sqlite3") == 0

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import bagutil  # test/bagutil.py (test/conftest.py puts test/ on sys.path)
 import numpy as np
 import onnx
 import pytest
@@ -27,9 +28,6 @@ from vae_ros.core.export import (
 )
 from vae_ros.core.model_dir import load_model_dir, save_model_dir
 from vae_ros.core.models import build_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import bagutil  # noqa: E402
 
 
 def image_config(size: int = 32) -> ModelConfig:
@@ -93,6 +91,7 @@ def test_out_writes_a_complete_model_directory(model_dir: Path, tmp_path: Path) 
                                create_backend(model_dir, "torch").encode(x)[0], atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_export_matches_eager(model_dir: Path) -> None:
     result = export_torchscript(model_dir)
     assert result.files == ["encoder.torchscript.pt", "decoder.torchscript.pt"]

@@ -34,11 +34,20 @@ def make_model_dir(path: Path, modality: str = "image", latent_dim: int = 8, see
     return save_model_dir(path, config, model)
 
 
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def node_env(**extra: str) -> dict[str, str]:
+    """ros_env() without a Fast DDS profile variable (unless given): the nodes load their own."""
+    env = {k: v for k, v in ros_env.ros_env().items() if k not in PROFILE_VARIABLES}
+    env.update(extra)
+    return env
+
+
 def start_node(module: str, *ros_args: str, **env: str) -> subprocess.Popen[str]:
     """`python -m vae_ros.<module> --ros-args ...` in its own process, isolated DDS (test/ros_env.py)."""
     cmd = [sys.executable, "-m", f"vae_ros.{module}", "--ros-args", *ros_args]
-    return subprocess.Popen(cmd, env=ros_env.ros_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(cmd, env=node_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def stop_node(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:

@@ -85,7 +85,9 @@ def _torchscript_encoder(model: Any, example: np.ndarray) -> EncodeFn:
     import torch
 
     with warnings.catch_warnings():
+        # torch 2.13 marks torch.jit deprecated; it still is what most C++ deployments run, so it is timed.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         traced = torch.jit.freeze(torch.jit.trace(model.encoder.eval(), (torch.from_numpy(example),)))
 
     def encode(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -163,7 +163,7 @@ def _publisher_main(args: argparse.Namespace) -> int:
     msgs = [image_msg(frame) for frame in frames]
     del frames
     rclpy.init()
-    node = rclpy.create_node("bench_image_publisher")
+    node = rclpy.create_node("bench_image_publisher", namespace=args.namespace)
     reliability = ReliabilityPolicy.RELIABLE if args.publisher_qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10 if args.publisher_qos == "reliable" else 1,
                      reliability=reliability)
@@ -187,7 +187,8 @@ def _publisher_main(args: argparse.Namespace) -> int:
         counter += 1
 
     phases: list[tuple[str, float, float]] = []  # (phase, start ns, end ns)
-    for phase, rate in (("rate", args.rate), ("flat", 0.0)):
+    modes = [("rate", args.rate), ("flat", 0.0)] if args.modes == "both" else [("rate", args.rate)]
+    for phase, rate in modes:
         start = time.perf_counter()
         start_ns = time.time_ns()
         n = 0
@@ -669,6 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=480, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=150, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--modes", default="both", choices=("both", "rate"), help=argparse.SUPPRESS)
+    parser.add_argument("--namespace", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         if args.role == "publisher":

@@ -23,7 +23,10 @@ LIDAR_CHOICES = ("scan", "pointcloud", "both", "none")
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="bag folder to create (must not exist)")
     parser.add_argument("--duration", type=float, required=True, help="simulated seconds to record")
-    parser.add_argument("--seed", type=int, default=0, help="world and policy seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="world seed: object layout and colours (default 0)")
+    parser.add_argument("--policy-seed", type=int, default=None,
+                        help="seed of the exploration policy's noise (default: --seed); vary it for more "
+                             "trajectories in the same world")
     parser.add_argument("--rate", type=float, default=10.0, help="sensor frames per simulated second (default 10)")
     parser.add_argument("--image-width", type=int, default=128, help="camera width in pixels (default 128)")
     parser.add_argument("--image-height", type=int, default=128, help="camera height in pixels (default 128)")
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     world = SimWorld(SimConfig(seed=args.seed, image_width=args.image_width, image_height=args.image_height,
                                initial_pose=tuple(args.initial_pose)))
-    policy = ExplorationPolicy(PolicyConfig(), seed=args.seed)
+    policy_seed = args.seed if args.policy_seed is None else args.policy_seed
+    policy = ExplorationPolicy(PolicyConfig(), seed=policy_seed)
     state = policy.initial_state()
     dt = 1.0 / args.rate
     frames = max(1, int(round(args.duration * args.rate)))
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             for topic, qos in topics:
                 bag.add_topic(topic, messages.MSGTYPES[topic], qos)
             bag.set_custom_data("vae_ros.collect", json.dumps({
-                "seed": args.seed, "rate": args.rate, "duration": args.duration, "policy": args.policy,
+                "seed": args.seed, "policy_seed": policy_seed, "rate": args.rate, "duration": args.duration, "policy": args.policy,
                 "image_width": args.image_width, "image_height": args.image_height, "lidar": args.lidar,
                 "camera": record_image, "initial_pose": list(args.initial_pose)}))
             for _ in range(frames):

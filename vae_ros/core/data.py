@@ -178,7 +178,7 @@ class BagSource(DataSource):
         return self._count
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "bag", "path": str(self.path), "topic": self.topic, "msgtype": self.msgtype,
+        return {"kind": "bag", "path": str(self.path.resolve()), "topic": self.topic, "msgtype": self.msgtype,
                 "messages": self._count}
 
     def label(self) -> str:
@@ -257,7 +257,7 @@ class ImageFolderSource(DataSource):
         return len(self.files)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "images", "path": str(self.directory), "files": len(self.files)}
+        return {"kind": "images", "path": str(self.directory.resolve()), "files": len(self.files)}
 
     def label(self) -> str:
         return f"image folder {self.directory}"
@@ -383,6 +383,7 @@ class SplitDataset(IterableDataset):
         self.peak_held = 0  # most samples held at once by the shuffle buffer (streaming check)
         self._cache: list[np.ndarray] | None = None  # complete, in source order
         self._cache_failed = cache_bytes <= 0
+        self._warned = False
         self.samples_last_pass: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -410,7 +411,8 @@ class SplitDataset(IterableDataset):
             yield sample
         # Only a complete pass gets here (a consumer that stops early closes the generator before).
         self.stats, self.samples_last_pass = stats, count
-        if stats.skipped:
+        if stats.skipped and not self._warned:  # once, not every epoch
+            self._warned = True
             LOG.warning("skipped %d of %d items of %s that could not be decoded (first: %s)",
                         stats.skipped, stats.seen, self.source.label(), stats.first_error)
         if filling is not None:

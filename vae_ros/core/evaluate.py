@@ -187,7 +187,9 @@ def run_evaluation(model: VAE, model_dir: str | Path, source: DataSource, out_di
     if progress:
         from tqdm import tqdm
 
-        total = len(source) if limit is None else min(limit, len(source))
+        share = {"all": 100.0, "val": val_percent, "train": 100.0 - val_percent}[split] / 100.0
+        total = round(len(source) * share)
+        total = total if limit is None else min(limit, total)
         batches = tqdm(batches, total=math.ceil(total / batch_size), unit="batch", desc="eval",
                        dynamic_ncols=True)
     started = time.monotonic()

@@ -423,7 +423,8 @@ def export_torchscript(model_dir: str | Path, out_dir: str | Path | None = None,
     for module, name in ((encoder, ENCODER_TORCHSCRIPT), (decoder, DECODER_TORCHSCRIPT)):
         tmp = _tmp_path(target, name)
         try:
-            torch.jit.save(module, str(tmp))
+            with _quiet_export_warnings():  # torch 2.13 marks torch.jit.save deprecated; it still works
+                torch.jit.save(module, str(tmp))
             os.replace(tmp, target / name)
         finally:
             tmp.unlink(missing_ok=True)

@@ -297,6 +297,9 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
             history, best = list(meta["history"]), meta.get("best")
             elapsed_before = float(meta.get("elapsed_s", 0.0))
             samples_before = dict(meta.get("samples", samples_before))
+            if meta.get("source") != source.describe():
+                LOG.warning("resuming on %s, but the checkpoint was trained on %s", source.describe(),
+                            meta.get("source"))
         except (KeyError, RuntimeError, ValueError) as err:
             raise ModelFileError(f"the training checkpoint in {ckpt_dir} does not match its model: {err}") from err
 

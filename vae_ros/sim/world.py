@@ -289,6 +289,7 @@ class SimWorld:
         self._qpos = [self.model.jnt_qposadr[self.model.joint(n).id] for n in ("base_x", "base_y", "base_yaw")]
         self._qvel = [self.model.jnt_dofadr[self.model.joint(n).id] for n in ("base_x", "base_y", "base_yaw")]
         self._renderer: Any = None
+        self._multiray_has_normal = "normal" in (mj.mj_multiRay.__doc__ or "").split("\n", 1)[0]
         self._scan_dirs = self._build_scan_directions()  # (beams, 3) in the lidar frame
         self._cloud_dirs = self._build_cloud_directions()  # (rings * columns, 3) in the lidar frame
         self._command = (0.0, 0.0)
@@ -419,8 +420,12 @@ class SimWorld:
         n = dirs_local.shape[0]
         geomid = np.empty(n, dtype=np.int32)
         dist = np.empty(n, dtype=np.float64)
-        self._mj.mj_multiRay(self.model, self.data, pos, vec, None, 1, self._robot_body, geomid, dist,
-                             None, n, cutoff)
+        if self._multiray_has_normal:
+            self._mj.mj_multiRay(self.model, self.data, pos, vec, None, 1, self._robot_body, geomid, dist,
+                                 None, n, cutoff)
+        else:  # MuJoCo < 3.3 has no `normal` argument
+            self._mj.mj_multiRay(self.model, self.data, pos, vec, None, 1, self._robot_body, geomid, dist,
+                                 n, cutoff)
         return dist
 
     def scan(self) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""`vae-ros bench`: the models benchmark times every backend available here against torch eager, and the
+nodes part is dispatched to the node benchmark when its code exists (faked here to test the dispatch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae_ros.cli import bench as bench_cli
+from vae_ros.cli import main
+from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
+from vae_ros.core.export import export_onnx
+from vae_ros.core.model_dir import save_model_dir
+from vae_ros.core.models import build_model
+
+REPO = Path(__file__).resolve().parents[2]
+QUICK = ["--repeats", "3", "--warmup", "1", "--batch", "4"]
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    config = ModelConfig("image", arch=ArchSpec(latent_dim=4, channels=[8, 16, 16]),
+                         image=ImageSpec(height=32, width=32, channels=3))
+    return save_model_dir(tmp_path / "model", config, build_model(config).eval())
+
+
+def test_bench_models_times_every_cpu_backend(model_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "models", "--model", str(model_dir), *QUICK, "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    for name in ("torch", "torchscript", "onnxruntime", "onnxruntime-int8"):
+        assert f"\n{name} " in table
+    assert "tensorrt" in table and "skipped" in table  # no TensorRT here, and the table says so
+    report = json.loads(out.read_text())
+    rows = {row["backend"]: row for row in report["results"]}
+    assert set(rows) == {"torch", "torchscript", "onnxruntime", "onnxruntime-int8"}
+    assert rows["torch"]["latency_speedup"] == 1.0 and rows["torch"]["throughput_speedup"] == 1.0
+    for row in rows.values():
+        assert row["latency_ms"] > 0 and row["throughput"] > 0
+        assert row["latency_speedup"] == pytest.approx(rows["torch"]["latency_ms"] / row["latency_ms"])
+    assert report["batch"] == 4 and report["repeats"] == 3
+    # The user's model directory is left as it was: missing exports were made in a temporary copy.
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.json", "weights.safetensors"]
+    assert "exported for this run" in rows["onnxruntime"]["note"]
+
+
+def test_bench_uses_existing_exports(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export_onnx(model_dir)
+    assert main(["bench", "models", "--model", str(model_dir), *QUICK, "--backends", "onnxruntime"]) == 0
+    table = capsys.readouterr().out
+    assert "\ntorch " in table and "\nonnxruntime " in table  # torch is always there as the reference
+    assert "exported for this run" not in table and "torchscript" not in table
+
+
+def test_bench_bad_arguments(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "models", "--model", str(model_dir), "--backends", "tflite"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
+    assert main(["bench", "models", "--model", str(model_dir), "--repeats", "0"]) == 2
+    assert main(["bench", "models", "--model", str(tmp_path / "missing"), *QUICK]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bench_nodes_dispatch(model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(bench_cli, "_nodes_module", lambda: None)
+    assert main(["bench", "nodes"]) == 2
+    assert "node benchmark is not available" in capsys.readouterr().err
+
+    calls: list[argparse.Namespace] = []
+    fake = types.SimpleNamespace(run_from_args=lambda args: calls.append(args) or 0)
+    monkeypatch.setattr(bench_cli, "_nodes_module", lambda: fake)
+    assert main(["bench", "nodes", "--model", str(model_dir)]) == 0
+    assert len(calls) == 1 and calls[0].model == str(model_dir)
+    # No target: models, then nodes.
+    assert main(["bench", "--model", str(model_dir), *QUICK, "--backends", "torch"]) == 0
+    assert len(calls) == 2 and "\ntorch " in capsys.readouterr().out
+
+
+def test_bench_models_wrapper_runs_from_the_repository(model_dir: Path) -> None:
+    result = subprocess.run([sys.executable, "bench/models.py", "--model", str(model_dir), *QUICK,
+                             "--backends", "torch"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "encoder benchmark" in result.stdout and "\ntorch " in result.stdout
