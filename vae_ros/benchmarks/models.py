@@ -151,7 +151,7 @@ def _candidates(model_dir: Path, work: Path, wanted: Sequence[str], example: np.
     torch_backend = TorchBackend(model_dir, "cpu")
     found: list[tuple[str, EncodeFn, str]] = []
     skipped: dict[str, str] = {}
-    export_dir, notes = model_dir, {}
+    export_dir, notes = model_dir, dict[str, str]()
     if any(name.startswith("onnxruntime") for name in wanted):
         export_dir, notes = _prepare_exports(model_dir, work, "onnxruntime-int8" in wanted)
     for name in wanted:
@@ -161,17 +161,14 @@ def _candidates(model_dir: Path, work: Path, wanted: Sequence[str], example: np.
             elif name == "torchscript":
                 found.append((name, _torchscript_encoder(torch_backend.model, example), "traced + frozen"))
             elif name == "onnxruntime":
-                backend = OnnxRuntimeBackend(export_dir, "cpu", "fp32")
-                found.append((name, backend.encode, notes.get(name, "")))
+                found.append((name, OnnxRuntimeBackend(export_dir, "cpu", "fp32").encode, notes.get(name, "")))
             elif name == "onnxruntime-int8":
-                backend = OnnxRuntimeBackend(export_dir, "cpu", "int8")
-                found.append((name, backend.encode, notes.get(name, "")))
+                found.append((name, OnnxRuntimeBackend(export_dir, "cpu", "int8").encode, notes.get(name, "")))
             elif name == "tensorrt":
                 if not tensorrt_available("cuda"):
                     skipped[name] = "needs torch_tensorrt and a CUDA GPU"
                     continue
-                backend = create_backend(model_dir, "tensorrt", "cuda")
-                found.append((name, backend.encode, "FP16"))
+                found.append((name, create_backend(model_dir, "tensorrt", "cuda").encode, "FP16"))
             elif name == "torch-cuda":
                 if not torch.cuda.is_available():
                     skipped[name] = "no CUDA device"

@@ -23,7 +23,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", choices=TARGETS, default=None,
                         help="models: encoder latency/throughput per backend; nodes: the running nodes "
                         "(default: both)")
-    add_arguments(parser)
+    add_arguments(parser)  # --model and --json serve both benchmarks
+    nodes = _nodes_module()
+    add_node_arguments = getattr(nodes, "add_arguments", None) if nodes is not None else None
+    if add_node_arguments is not None:
+        add_node_arguments(parser.add_argument_group("node benchmark"))
 
 
 def _nodes_module() -> ModuleType | None:

@@ -54,6 +54,8 @@ def _write_files(directory: Path, config_json: str, state: dict[str, torch.Tenso
         with open(tmp_weights, "rb") as handle:
             os.fsync(handle.fileno())
         _fsync_write(tmp_config, (config_json + "\n").encode())
+        for tmp in (tmp_weights, tmp_config):  # readable by every user, like any installed data file
+            tmp.chmod(0o644)
         os.replace(tmp_weights, directory / WEIGHTS_FILE)
         os.replace(tmp_config, directory / CONFIG_FILE)
     finally:
