@@ -246,6 +246,8 @@ def test_inputs_are_checked(trained: Path) -> None:
         backend.encode(np.full((1, 3, 64, 64), np.nan, np.float32))
     with pytest.raises(InputError, match=r"\(B, 8\)"):
         backend.decode(np.zeros((2, 9), np.float32))
+    with pytest.raises(InputError, match="must be floating point"):
+        backend.encode(np.zeros((1, 3, 64, 64), np.uint8))  # a raw image, not a preprocessed one
     mean, _ = backend.encode(np.zeros((2, 3, 64, 64), np.float64))  # other float types are converted
     assert mean.dtype == np.float32
 

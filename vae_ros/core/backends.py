@@ -112,8 +112,10 @@ def _as_batch(x: np.ndarray, sample_shape: Sequence[int], what: str) -> np.ndarr
     expected = tuple(int(s) for s in sample_shape)
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or x.shape[0] < 1:
         raise InputError(f"{what} must have shape (B, {', '.join(map(str, expected))}) with B >= 1, got {x.shape}")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise InputError(f"{what} must hold numbers, got dtype {x.dtype}")
+    if not np.issubdtype(x.dtype, np.floating):
+        # An integer array is most likely a raw image: scaling it silently would give garbage latents.
+        raise InputError(f"{what} must be floating point (preprocessed, see vae_ros.core.preprocess), "
+                         f"got dtype {x.dtype}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise InputError(f"{what} holds NaN or infinite values")
