@@ -97,7 +97,8 @@ def reliability_from_name(name: str) -> ReliabilityPolicy | None:
 class PublisherMatchingSubscription:
     """A sensor subscription (keep last `depth`) whose reliability follows the topic's publishers.
 
-    With `fixed` set, the reliability is that policy and never changes. `raw=True` delivers the serialized
+    With `fixed` set, the reliability is that policy and never changes. `publisher_count` is the number of
+    publishers at the last check (every `check_period` seconds). `raw=True` delivers the serialized
     CDR bytes (the encoder deserialises them itself, cheaper than rclpy's conversion for large messages).
     """
 
@@ -120,14 +121,13 @@ class PublisherMatchingSubscription:
         self._raw = raw
         self._fixed = fixed
         self.changes = 0
+        self.publisher_count = 0
         self.reliability = fixed if fixed is not None else ReliabilityPolicy.BEST_EFFORT
         self.subscription = self._create(self.reliability)
         # The resolved name (namespace, remapping) is what the graph API knows the publishers by.
         self.topic_name: str = self.subscription.topic_name
-        self._timer = None
-        if fixed is None:
-            self.check()
-            self._timer = node.create_timer(check_period, self.check)
+        self.check()
+        self._timer = node.create_timer(check_period, self.check)
 
     def _create(self, reliability: ReliabilityPolicy) -> Any:
         return self._node.create_subscription(
@@ -136,9 +136,10 @@ class PublisherMatchingSubscription:
 
     def check(self) -> ReliabilityPolicy:
         """Re-read the publishers of the topic; re-create the subscription if the matching policy changed."""
+        infos = self._node.get_publishers_info_by_topic(self.topic_name)
+        self.publisher_count = len(infos)
         if self._fixed is not None:
             return self.reliability
-        infos = self._node.get_publishers_info_by_topic(self.topic_name)
         wanted = matching_reliability(info.qos_profile.reliability for info in infos)
         if wanted != self.reliability:
             self._node.destroy_subscription(self.subscription)
@@ -152,7 +153,5 @@ class PublisherMatchingSubscription:
 
     def close(self) -> None:
         """Stop checking and destroy the subscription."""
-        if self._timer is not None:
-            self._node.destroy_timer(self._timer)
-            self._timer = None
+        self._node.destroy_timer(self._timer)
         self._node.destroy_subscription(self.subscription)

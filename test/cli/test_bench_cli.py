@@ -35,7 +35,9 @@ def model_dir(tmp_path: Path) -> Path:
 def test_bench_models_times_every_cpu_backend(model_dir: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    assert main(["bench", "models", "--model", str(model_dir), *QUICK, "--json", str(out)]) == 0
+    threads = torch.get_num_threads()
+    assert main(["bench", "models", "--model", str(model_dir), *QUICK, "--threads", "1", "--json", str(out)]) == 0
+    assert torch.get_num_threads() == threads  # the process's setting is restored
     table = capsys.readouterr().out
     for name in ("torch", "torchscript", "onnxruntime", "onnxruntime-int8"):
         assert f"\n{name} " in table
@@ -48,6 +50,7 @@ def test_bench_models_times_every_cpu_backend(model_dir: Path, tmp_path: Path,
         assert row["latency_ms"] > 0 and row["throughput"] > 0
         assert row["latency_speedup"] == pytest.approx(rows["torch"]["latency_ms"] / row["latency_ms"])
     assert report["batch"] == 4 and report["repeats"] == 3
+    assert report["torch_threads"] == report["onnxruntime_threads"] == 1
     # The user's model directory is left as it was: missing exports were made in a temporary copy.
     assert sorted(p.name for p in model_dir.iterdir()) == ["model.json", "weights.safetensors"]
     assert "exported for this run" in rows["onnxruntime"]["note"]

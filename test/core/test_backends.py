@@ -297,10 +297,13 @@ class FakeTorchTensorRT(types.ModuleType):
         self.compiled: list[tuple[int, ...]] = []
         self.loaded: list[str] = []
         self.saved: dict[str, Any] = {}
+        self.options: list[tuple[torch.dtype, set[Any] | None]] = []
 
-    def compile(self, module: Any, ir: str, inputs: list[torch.Tensor], enabled_precisions: set[Any]) -> Any:
-        assert ir == "dynamo" and torch.float16 in enabled_precisions
+    def compile(self, module: Any, ir: str, inputs: list[torch.Tensor],
+                enabled_precisions: set[Any] | None = None) -> Any:
+        assert ir == "dynamo"
         self.compiled.append(tuple(inputs[0].shape))
+        self.options.append((inputs[0].dtype, enabled_precisions))
         return module
 
     def save(self, module: Any, path: str, inputs: list[torch.Tensor]) -> None:
@@ -336,6 +339,8 @@ def test_tensorrt_engines_are_cached_and_rebuilt_on_mismatch(trained: Path, tmp_
     engine = model_dir / "trt" / "encoder_nvidia-fake-gpu_trt10.3.0_1x3x64x64_fp16.ep"
     assert engine.is_file() and engine.with_suffix(".json").is_file()
     assert fake_trt.compiled == [(1, 3, 64, 64)]
+    # An older (weakly typed) torch_tensorrt: FP32 module and inputs, FP16 allowed by enabled_precisions.
+    assert fake_trt.options[0] == (torch.float32, {torch.float16, torch.float32})
 
     # Same GPU, TensorRT and shape: loaded from the cache, not rebuilt.
     create_backend(model_dir, "tensorrt").encode(x)
@@ -372,3 +377,17 @@ def test_auto_prefers_tensorrt_on_cuda(trained: Path, tmp_path: Path, fake_trt: 
     model_dir = copy_model(trained, tmp_path / "auto_trt", ("encoder.onnx", "decoder.onnx"))
     assert isinstance(create_backend(model_dir, "auto", "cuda"), TensorRTBackend)
     assert isinstance(create_backend(model_dir, "auto", "cpu"), OnnxRuntimeBackend)
+
+
+def test_tensorrt_fp16_with_explicit_typing(trained: Path, tmp_path: Path, fake_trt: FakeTorchTensorRT) -> None:
+    """Recent torch_tensorrt types networks by the module's dtypes: the module and inputs become FP16."""
+    fake_trt.dynamo = types.SimpleNamespace(_defaults=types.SimpleNamespace(USE_EXPLICIT_TYPING=True))
+    model_dir = copy_model(trained, tmp_path / "explicit")
+    x = blobs(2, seed=9)
+    ref_mean, _ = create_backend(model_dir, "torch").encode(x)
+    backend = create_backend(model_dir, "tensorrt")
+    mean, _ = backend.encode(x)  # the fake runs the FP16 module on the CPU
+    assert fake_trt.options == [(torch.float16, None)]
+    assert mean.dtype == np.float32
+    np.testing.assert_allclose(mean, ref_mean, atol=0.05)
+    assert json.loads(next((model_dir / "trt").glob("encoder_*.json")).read_text())["input_dtype"] == "float16"

@@ -90,6 +90,17 @@ def test_out_writes_a_complete_model_directory(model_dir: Path, tmp_path: Path) 
     np.testing.assert_allclose(create_backend(out, "onnxruntime").encode(x)[0],
                                create_backend(model_dir, "torch").encode(x)[0], atol=1e-4)
 
+    # The same model again: exports accumulate.
+    export_torchscript(model_dir, out_dir=out)
+    assert {"encoder.onnx", "encoder.torchscript.pt"} <= {p.name for p in out.iterdir()}
+    # Another model into the same directory: the first model's exports are gone, not served as the new one.
+    torch.manual_seed(1)
+    other = save_model_dir(tmp_path / "other", image_config(), build_model(image_config()).eval())
+    export_torchscript(other, out_dir=out)
+    assert sorted(p.name for p in out.iterdir()) == ["decoder.torchscript.pt", "encoder.torchscript.pt",
+                                                      "model.json", "weights.safetensors"]
+    assert isinstance(create_backend(out), type(create_backend(other, "torch")))
+
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_export_matches_eager(model_dir: Path) -> None:

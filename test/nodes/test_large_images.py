@@ -38,14 +38,13 @@ def test_best_effort_640x480_frames_all_produce_latents(tmp_path: Path) -> None:
     publisher_env = node_env(FASTDDS_DEFAULT_PROFILES_FILE=str(config_dir() / "fastdds_large_data.xml"))
     try:
         assert probe.wait_for(lambda: probe.node.count_publishers(f"{NS}/vae/latent") > 0, timeout=30.0)
-        cmd = [sys.executable, "-m", "vae_ros.benchmarks.nodes", "--role", "publisher", "--log", str(log),
-               "--duration", str(FRAMES / 30), "--rate", "30", "--frames", "8", "--modes", "rate",
-               "--publisher-qos", "best_effort", "--namespace", NS]
-        subprocess.run(cmd, env=publisher_env, check=True, timeout=120)
-        sent = len(json.loads(log.read_text())["sends"])
-        assert sent >= FRAMES - 2
-        probe.wait_for(lambda: len(probe.messages(f"{NS}/vae/latent")) >= sent, timeout=3.0)
-        latents = len(probe.messages(f"{NS}/vae/latent"))
+
+        def publish(modes: str, seconds: float) -> list[list]:
+            cmd = [sys.executable, "-m", "vae_ros.benchmarks.nodes", "--role", "publisher", "--log", str(log),
+                   "--duration", str(seconds), "--rate", "30", "--frames", "8", "--modes", modes,
+                   "--publisher-qos", "best_effort", "--namespace", NS]
+            subprocess.run(cmd, env=publisher_env, check=True, timeout=120)
+            return json.loads(log.read_text())["sends"]
 
         def reported() -> dict[str, str] | None:
             for array in reversed(probe.messages("/diagnostics")):
@@ -54,13 +53,25 @@ def test_best_effort_640x480_frames_all_produce_latents(tmp_path: Path) -> None:
                         return {kv.key: kv.value for kv in status.values}
             return None
 
-        # Every frame arrived (DDS delivered it); each was encoded unless a newer one superseded it while
-        # the model was busy (counted as dropped; on a loaded 2-core machine that happens now and then).
-        assert probe.wait_for(lambda: reported() is not None and int(reported()["received"]) >= 0.97 * sent), (
-            reported(), sent)
+        # At 30 Hz every frame arrives and is encoded: the large-data profile works for best effort.
+        paced = publish("rate", FRAMES / 30)
+        assert len(paced) >= FRAMES - 2
+        probe.wait_for(lambda: len(probe.messages(f"{NS}/vae/latent")) >= len(paced), timeout=3.0)
+        latents = len(probe.messages(f"{NS}/vae/latent"))
+        assert latents >= 0.97 * len(paced), (latents, len(paced))
+
+        # Flat out, the node keeps the newest frame: every frame is either encoded or counted as dropped.
+        flat = publish("flat", 1.0)
+        total = len(paced) + len(flat)
+
+        def settled() -> bool:
+            values = reported()
+            return values is not None and int(values["received"]) + int(values["dropped"]) >= 0.97 * total
+
+        assert probe.wait_for(settled, timeout=10.0), (reported(), total)
         values = reported()
         assert values is not None and values["input_reliability"] == "best_effort"  # matched the publisher
-        assert latents + int(values["dropped"]) >= 0.97 * sent, (latents, values)
+        assert int(values["dropped"]) > 0 and int(values["received"]) + int(values["dropped"]) <= total
     finally:
         probe.close()
         assert node.poll() is None

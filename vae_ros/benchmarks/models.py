@@ -141,7 +141,7 @@ def _prepare_exports(model_dir: Path, work: Path, want_int8: bool) -> tuple[Path
 
 
 def _candidates(model_dir: Path, work: Path, wanted: Sequence[str], example: np.ndarray,
-                ) -> tuple[list[tuple[str, EncodeFn, str]], dict[str, str]]:
+                threads: int | None = None) -> tuple[list[tuple[str, EncodeFn, str]], dict[str, str]]:
     """(name, encode function, note) of each wanted backend that runs here; skipped ones with the reason."""
     import torch
 
@@ -161,9 +161,9 @@ def _candidates(model_dir: Path, work: Path, wanted: Sequence[str], example: np.
             elif name == "torchscript":
                 found.append((name, _torchscript_encoder(torch_backend.model, example), "traced + frozen"))
             elif name == "onnxruntime":
-                found.append((name, OnnxRuntimeBackend(export_dir, "cpu", "fp32").encode, notes.get(name, "")))
+                found.append((name, OnnxRuntimeBackend(export_dir, "cpu", "fp32", threads).encode, notes.get(name, "")))
             elif name == "onnxruntime-int8":
-                found.append((name, OnnxRuntimeBackend(export_dir, "cpu", "int8").encode, notes.get(name, "")))
+                found.append((name, OnnxRuntimeBackend(export_dir, "cpu", "int8", threads).encode, notes.get(name, "")))
             elif name == "tensorrt":
                 if not tensorrt_available("cuda"):
                     skipped[name] = "needs torch_tensorrt and a CUDA GPU"
@@ -201,13 +201,20 @@ def _time_interleaved(functions: Sequence[EncodeFn], x: np.ndarray, repeats: int
 
 
 def benchmark_models(model_dir: str | Path, repeats: int = 100, warmup: int = 10, batch: int = 32,
-                     backends: Sequence[str] | None = None, seed: int = 0) -> ModelBenchmark:
-    """Time the encoder of model_dir in each available backend: latency at batch 1, throughput at `batch`."""
+                     backends: Sequence[str] | None = None, seed: int = 0,
+                     threads: int | None = None) -> ModelBenchmark:
+    """Time the encoder of model_dir in each available backend: latency at batch 1, throughput at `batch`.
+
+    threads: CPU threads for torch and ONNX Runtime alike (default: torch's own default, and
+    backends.default_threads() for ONNX Runtime).
+    """
     import onnxruntime
     import torch
 
     from vae_ros.core.backends import default_threads, load_config
 
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
     if repeats < 1 or warmup < 0 or batch < 1:
         raise ConfigError(f"repeats and batch must be >= 1 and warmup >= 0, got {repeats}, {batch}, {warmup}")
     wanted = list(backends) if backends else list(BACKEND_NAMES)
@@ -218,6 +225,7 @@ def benchmark_models(model_dir: str | Path, repeats: int = 100, warmup: int = 10
         wanted.insert(0, "torch")  # the reference of every ratio
     model_dir = Path(model_dir)
     config = load_config(model_dir)
+    torch_threads = torch.get_num_threads()
     rng = np.random.default_rng(seed)
     x1 = rng.random((1, *config.input_shape), dtype=np.float32)  # (1, *input_shape)
     xb = rng.random((batch, *config.input_shape), dtype=np.float32)  # (B, *input_shape)
@@ -225,18 +233,23 @@ def benchmark_models(model_dir: str | Path, repeats: int = 100, warmup: int = 10
     report = ModelBenchmark(
         model=str(model_dir), modality=config.modality, input_shape=list(config.input_shape),
         latent_dim=config.latent_dim, batch=batch, repeats=repeats, warmup=warmup,
-        torch_threads=torch.get_num_threads(), onnxruntime_threads=default_threads(),
+        torch_threads=threads or torch_threads, onnxruntime_threads=threads or default_threads(),
         machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".replace("  ", " "),
         versions={"python": platform.python_version(), "torch": torch.__version__,
                   "onnxruntime": onnxruntime.__version__, "numpy": np.__version__},
     )
-    with tempfile.TemporaryDirectory(prefix="vae_ros_bench_") as work:
-        found, report.skipped = _candidates(model_dir, Path(work), wanted, x1)
-        names = [name for name, _, _ in found]
-        functions = [fn for _, fn, _ in found]
-        cuda = any(name in ("tensorrt", "torch-cuda") for name in names)
-        single = _time_interleaved(functions, x1, repeats, warmup, cuda)
-        batched = _time_interleaved(functions, xb, repeats, max(1, warmup // 2), cuda)
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with tempfile.TemporaryDirectory(prefix="vae_ros_bench_") as work:
+            found, report.skipped = _candidates(model_dir, Path(work), wanted, x1, threads)
+            names = [name for name, _, _ in found]
+            functions = [fn for _, fn, _ in found]
+            cuda = any(name in ("tensorrt", "torch-cuda") for name in names)
+            single = _time_interleaved(functions, x1, repeats, warmup, cuda)
+            batched = _time_interleaved(functions, xb, repeats, max(1, warmup // 2), cuda)
+    finally:
+        torch.set_num_threads(torch_threads)
     for (name, _, note), lat, thr in zip(found, single, batched, strict=True):
         report.results.append(BackendTiming(backend=name, latency_ms=_median_ms(lat), latency_p90_ms=_p90_ms(lat),
                                             throughput=batch / statistics.median(thr), note=note))
@@ -278,6 +291,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=32, metavar="B", help="batch size for throughput (default 32)")
     parser.add_argument("--backends", default="", metavar="A,B",
                         help=f"subset to time, comma-separated (default all available: {', '.join(BACKEND_NAMES)})")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch and ONNX Runtime alike (default: each one's default)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also save the figures as JSON")
 
 
@@ -288,7 +303,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     model_dir = resolve_model_dir(args.model, "image")
     backends = [name.strip() for name in args.backends.split(",") if name.strip()] or None
     print(f"timing encoders of {model_dir} ...", file=sys.stderr, flush=True)
-    report = benchmark_models(model_dir, args.repeats, args.warmup, args.batch, backends)
+    report = benchmark_models(model_dir, args.repeats, args.warmup, args.batch, backends,
+                              threads=getattr(args, "threads", None))
     print(format_table(report))
     if args.json:
         path = Path(args.json)

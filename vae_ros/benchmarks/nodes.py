@@ -187,7 +187,8 @@ def _publisher_main(args: argparse.Namespace) -> int:
         counter += 1
 
     phases: list[tuple[str, float, float]] = []  # (phase, start ns, end ns)
-    modes = [("rate", args.rate), ("flat", 0.0)] if args.modes == "both" else [("rate", args.rate)]
+    modes = {"both": [("rate", args.rate), ("flat", 0.0)], "rate": [("rate", args.rate)],
+             "flat": [("flat", 0.0)]}[args.modes]
     for phase, rate in modes:
         start = time.perf_counter()
         start_ns = time.time_ns()
@@ -396,7 +397,7 @@ class _Receiver:
 
 
 def measure_floor(model_dir: Path, backend_name: str, frames: list[np.ndarray], receiver: _Receiver,
-                  repeats: int = 200) -> tuple[dict[str, float], np.ndarray]:
+                  repeats: int = 200, threads: int | None = None) -> tuple[dict[str, float], np.ndarray]:
     """Median in-process cost (ms) of each encoder_node stage on these frames, and each frame's latent (K, D)
     through exactly the node's path (CDR bytes -> rosbags message -> conversion -> backend)."""
     from rclpy.serialization import serialize_message
@@ -408,7 +409,7 @@ def measure_floor(model_dir: Path, backend_name: str, frames: list[np.ndarray], 
     from vae_ros.node_utils import CdrDecoder
     from vae_ros.qos import LATENT_QOS
 
-    backend = create_backend(model_dir, backend_name)
+    backend = create_backend(model_dir, backend_name, threads=threads)
     decoder = CdrDecoder("sensor_msgs/msg/Image")
     raws = [serialize_message(image_msg(frame)) for frame in frames]
     expected = []
@@ -484,6 +485,7 @@ def run_nodes_bench(
     publisher_qos: str = "reliable",
     nodes: Sequence[str] = ("encoder_node", "naive", "echo"),
     seed: int = 0,
+    threads: int | None = None,
     progress: Any = None,
 ) -> NodesReport:
     """Run the benchmark; returns the report (see the module docstring for what is measured and how)."""
@@ -509,11 +511,11 @@ def run_nodes_bench(
         model_dir = _prepare_model(model, workdir, backend)
         from vae_ros.core.backends import create_backend
 
-        backend_name = create_backend(model_dir, backend).name
+        backend_name = create_backend(model_dir, backend, threads=threads).name
         pictures = make_frames(frames, width, height, seed)
         receiver = _Receiver()
         say(f"measuring the in-process floor ({backend_name}) ...")
-        floor, expected = measure_floor(model_dir, backend, pictures, receiver)
+        floor, expected = measure_floor(model_dir, backend, pictures, receiver, threads=threads)
         report = NodesReport(model=str(model_dir), backend=backend_name, width=width, height=height,
                              duration_s=duration, publisher_qos=publisher_qos, floor_ms=floor)
         expected_naive = _naive_expected(model_dir, pictures) if "naive" in nodes else None
@@ -522,7 +524,7 @@ def run_nodes_bench(
             receiver.reset()
             if name == "encoder_node":
                 cmd = [sys.executable, "-m", "vae_ros.encoder_node", "--ros-args", "-p", f"model:={model_dir}",
-                       "-p", f"backend:={backend}"]
+                       "-p", f"backend:={backend}", "-p", f"threads:={threads or 0}"]
                 topic = LATENT_TOPIC
             elif name == "naive":
                 cmd = [sys.executable, "-m", MODULE, "--role", "naive", "--model", str(model_dir)]
@@ -642,6 +644,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         rate=getattr(args, "rate", 30.0),
         publisher_qos=getattr(args, "publisher_qos", "reliable"),
         nodes=[n.strip() for n in getattr(args, "nodes", "encoder_node,naive,echo").split(",") if n.strip()],
+        threads=getattr(args, "threads", None) or None,
     )
     print(format_table(report))
     if getattr(args, "json", None):
@@ -670,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=480, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=150, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--modes", default="both", choices=("both", "rate"), help=argparse.SUPPRESS)
+    parser.add_argument("--modes", default="both", choices=("both", "rate", "flat"), help=argparse.SUPPRESS)
     parser.add_argument("--namespace", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:

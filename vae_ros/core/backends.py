@@ -374,7 +374,8 @@ class TensorRTEngineCache:
 
     An engine is rebuilt when none matches the GPU, the TensorRT version and the input shape, or when the
     sidecar JSON says it was built from other weights. Engines are static-shape (one per batch size),
-    which keeps them simple to save and as fast as TensorRT gets; a node uses batch 1 only.
+    which keeps them simple to save and as fast as TensorRT gets; a node uses batch 1 only. The files are
+    vae_ros's own cache (read back with torch_tensorrt.load); delete trt/ to force a rebuild.
     """
 
     def __init__(self, model_dir: Path, part: str, module: torch.nn.Module, device: str = "cuda",
@@ -384,8 +385,14 @@ class TensorRTEngineCache:
         self.trt_version = tensorrt_version()
         self.model_dir = model_dir
         self.part = part
-        self.module = module.to(self.device).eval()
         self.precision = precision
+        # Recent torch_tensorrt builds strongly typed networks (the module's dtypes decide; TensorRT 10
+        # deprecates weak typing), older ones take enabled_precisions. FP16 the way each one wants it.
+        defaults = getattr(getattr(self.torch_tensorrt, "dynamo", None), "_defaults", None)
+        self.explicit_typing = bool(getattr(defaults, "USE_EXPLICIT_TYPING", False))
+        half = precision == "fp16" and self.explicit_typing
+        self.input_dtype = "float16" if half else "float32"
+        self.module = (module.half() if half else module).to(self.device).eval()
         self.weights_sha256 = weights_digest(model_dir)
         self._engines: dict[tuple[int, ...], Any] = {}
         self.built: list[Path] = []  # engines compiled (not loaded) by this object, for logs and tests
@@ -398,7 +405,7 @@ class TensorRTEngineCache:
         return {"part": self.part, "gpu": self.gpu_name, "tensorrt": self.trt_version,
                 "torch_tensorrt": str(getattr(self.torch_tensorrt, "__version__", "unknown")),
                 "input_shape": [int(s) for s in input_shape], "precision": self.precision,
-                "weights_sha256": self.weights_sha256}
+                "input_dtype": self.input_dtype, "weights_sha256": self.weights_sha256}
 
     def get(self, input_shape: Sequence[int]) -> Any:
         """The compiled module for input_shape: from memory, from the cache file, or built now."""
@@ -430,10 +437,11 @@ class TensorRTEngineCache:
 
         _log.info("building a TensorRT %s engine for %s on %s (takes a minute, cached afterwards)",
                   self.precision.upper(), shape, self.gpu_name)
-        example = torch.zeros(shape, dtype=torch.float32, device=self.device)
-        precisions = {torch.float16, torch.float32} if self.precision == "fp16" else {torch.float32}
-        compiled = self.torch_tensorrt.compile(self.module, ir="dynamo", inputs=[example],
-                                               enabled_precisions=precisions)
+        example = torch.zeros(shape, dtype=getattr(torch, self.input_dtype), device=self.device)
+        options: dict[str, Any] = {}
+        if not self.explicit_typing and self.precision == "fp16":
+            options["enabled_precisions"] = {torch.float16, torch.float32}
+        compiled = self.torch_tensorrt.compile(self.module, ir="dynamo", inputs=[example], **options)
         path = self.engine_path(shape)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.torch_tensorrt.save(compiled, str(path), inputs=[example])
@@ -446,7 +454,7 @@ class TensorRTEngineCache:
 
         engine = self.get(x.shape)
         with torch.inference_mode():
-            return engine(torch.from_numpy(x).to(self.device))
+            return engine(torch.from_numpy(x).to(self.device, getattr(torch, self.input_dtype)))
 
 
 class TensorRTBackend(InferenceBackend):

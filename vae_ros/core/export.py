@@ -31,6 +31,7 @@ from vae_ros.core.backends import (
     ENCODER_TORCHSCRIPT,
     EXPORTS_KEY,
     MODEL_JSON,
+    TRT_DIR,
     WEIGHTS_FILE,
     TensorRTEngineCache,
     _import_torch_tensorrt,
@@ -85,24 +86,35 @@ def example_inputs(config: ModelConfig, batch: int, seed: int = 0) -> np.ndarray
 
 
 def prepare_out_dir(model_dir: str | Path, out_dir: str | Path | None) -> Path:
-    """The directory to export into: model_dir itself, or a new copy of its model.json and weights."""
+    """The directory to export into: model_dir itself, or a copy of its model.json and weights.
+
+    An out_dir that already holds the same weights keeps its exports; one holding another model is
+    overwritten, its old exports removed.
+    """
     src = Path(model_dir)
     load_config(src)
+    weights_digest(src)  # a clear error when the weights are missing
     if out_dir is None or Path(out_dir).resolve() == src.resolve():
         return src
     dst = Path(out_dir)
     if dst.exists() and not dst.is_dir():
         raise ConfigError(f"--out {dst} exists and is not a directory")
+    if (dst / WEIGHTS_FILE).is_file() and (dst / MODEL_JSON).is_file() \
+            and weights_digest(dst) == weights_digest(src):
+        return dst  # the same model exported there before: add to its exports
     try:
         dst.mkdir(parents=True, exist_ok=True)
-        if not (src / WEIGHTS_FILE).is_file():
-            raise ModelFileError(f"{src} has no {WEIGHTS_FILE}")
+        # Exports left in dst by another model must not be served as this one.
+        for name in (ENCODER_ONNX, DECODER_ONNX, ENCODER_INT8_ONNX, ENCODER_TORCHSCRIPT, DECODER_TORCHSCRIPT):
+            (dst / name).unlink(missing_ok=True)
+        if (dst / TRT_DIR).is_dir():
+            shutil.rmtree(dst / TRT_DIR)
         shutil.copy2(src / WEIGHTS_FILE, dst / WEIGHTS_FILE)
         # model.json without the source's export records: those files are not copied.
         data = json.loads((src / MODEL_JSON).read_text())
         data.pop(EXPORTS_KEY, None)
         (dst / MODEL_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    except OSError as err:
+    except (OSError, json.JSONDecodeError) as err:
         raise ModelFileError(f"cannot copy the model into {dst}: {err}") from err
     return dst
 
