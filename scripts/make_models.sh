@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-models}
-SECONDS_SIM=${2:-900}
+SECONDS_SIM=${2:-600}
 VAE="${VAE_ROS:-.venv/bin/vae-ros}"
 WORK=$(mktemp -d /tmp/vae_ros_models.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -22,6 +22,18 @@ train() {  # name topic extra-args...
   $VAE export --model "$OUT/$name" --format onnx
   $VAE export --model "$OUT/$name" --format int8 --bag "$WORK/train" --topic "$topic"
   $VAE eval --model "$OUT/$name" --bag "$WORK/heldout" --topic "$topic" --out "$OUT/$name/eval"
+  rm -rf "$OUT/$name/checkpoint"   # optimiser state: only needed to resume, not to ship
+  # The held-out figures go into model.json beside the training summary.
+  .venv/bin/python - "$OUT/$name" <<'PY'
+import json, sys
+from pathlib import Path
+d = Path(sys.argv[1])
+cfg = json.loads((d / "model.json").read_text())
+metrics = json.loads((d / "eval" / "metrics.json").read_text())
+cfg["training"]["heldout_eval"] = {"source": "vae-ros collect --seed 0 --policy-seed 2 (120 s, other start)",
+                                   "metrics": {k: v for k, v in metrics["metrics"].items() if not isinstance(v, list)}}
+(d / "model.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+PY
 }
 train image_default camera/image_raw --epochs 30 --image-size 64
 train scan_default scan --epochs 40
