@@ -14,30 +14,23 @@ sim.launch.py, encoder.launch.py and decoder.launch.py, each in its own scope, s
 from __future__ import annotations
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription, OpaqueFunction
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import EnvironmentVariable, PathJoinSubstitution
-from launch_ros.substitutions import FindPackageShare
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import EnvironmentVariable
 
-PACKAGE = "vae_ros"
-# Fast DDS 3 and Jazzy's 2.14 read the first variable; Humble's Fast DDS 2.6 reads the second.
-PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+from vae_ros.launch_support import (
+    PACKAGE,
+    fastdds_profile_argument,
+    flag,
+    include,
+    log_level_argument,
+    namespace_argument,
+    params_file_argument,
+    use_sim_time_argument,
+    vae_arguments,
+)
+
 # Which simulated LiDAR each encoder modality needs.
 LIDAR_FOR_MODALITY = {"image": "scan", "scan": "scan", "pointcloud": "pointcloud"}
-
-
-def _flag(config: dict[str, str], name: str) -> bool:
-    value = config[name].strip().lower()
-    if value not in ("true", "false"):
-        raise ValueError(f"launch argument {name}:={config[name]!r} must be true or false")
-    return value == "true"
-
-
-def _include(file_name: str, arguments: dict[str, str]) -> GroupAction:
-    """launch/file_name of this package in its own scope, so its arguments do not leak to the others."""
-    path = PathJoinSubstitution([FindPackageShare(PACKAGE), "launch", file_name])
-    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
-                                                 launch_arguments=list(arguments.items()))], scoped=True)
 
 
 def _launch_pipeline(context, *args, **kwargs):
@@ -48,44 +41,27 @@ def _launch_pipeline(context, *args, **kwargs):
     common = {name: config[name] for name in ("namespace", "params_file", "fastdds_profile", "log_level")}
     vae = {name: config[name] for name in ("model", "backend", "device")}
     vae["modality"] = modality
-    vae["use_sim_time"] = str(_flag(config, "use_sim_time")).lower()
+    vae["use_sim_time"] = str(flag(config, "use_sim_time")).lower()
     actions = [
         # The simulator is the clock: it paces itself on the wall clock and publishes /clock.
-        _include("sim.launch.py", {**common, "lidar": config["lidar"] or LIDAR_FOR_MODALITY[modality],
-                                   "mujoco_gl": config["mujoco_gl"]}),
-        _include("encoder.launch.py", {**common, **vae}),
+        include(PACKAGE, "sim.launch.py", {**common, "lidar": config["lidar"] or LIDAR_FOR_MODALITY[modality],
+                                           "mujoco_gl": config["mujoco_gl"]}),
+        include(PACKAGE, "encoder.launch.py", {**common, **vae}),
     ]
-    if _flag(config, "decoder"):
-        actions.append(_include("decoder.launch.py", {**common, **vae}))
+    if flag(config, "decoder"):
+        actions.append(include(PACKAGE, "decoder.launch.py", {**common, **vae}))
     return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = FindPackageShare(PACKAGE)
-    packaged_profile = PathJoinSubstitution([share, "config", "fastdds_large_data.xml"])
     return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="",
-                              description="namespace for all nodes and their relative topics (e.g. robot1)"),
-        DeclareLaunchArgument("params_file",
-                              default_value=PathJoinSubstitution([share, "config", "perception.yaml"]),
-                              description="YAML with sim_node, encoder_node and decoder_node blocks"),
-        DeclareLaunchArgument("use_sim_time", default_value="true",
-                              description="encoder and decoder follow the simulator's /clock"),
-        DeclareLaunchArgument(
-            "fastdds_profile",
-            default_value=EnvironmentVariable(PROFILE_VARIABLES[0], default_value=EnvironmentVariable(
-                PROFILE_VARIABLES[1], default_value=packaged_profile)),
-            description="Fast DDS XML profile for large messages (camera images from the simulator to the "
-                        "encoder). Default: $FASTDDS_DEFAULT_PROFILES_FILE, $FASTRTPS_DEFAULT_PROFILES_FILE, "
-                        "else the packaged one; empty: leave the environment"),
-        DeclareLaunchArgument("modality", default_value="image",
-                              description="what the encoder encodes: image | scan | pointcloud"),
-        DeclareLaunchArgument("model", default_value="",
-                              description="model directory for encoder and decoder (empty: params_file, "
-                                          "whose '' means the packaged default)"),
-        DeclareLaunchArgument("backend", default_value="",
-                              description="auto | torch | onnxruntime | tensorrt (empty: params_file)"),
-        DeclareLaunchArgument("device", default_value="", description="cpu | cuda (empty: params_file)"),
+        namespace_argument("namespace for all nodes and their relative topics (e.g. robot1)"),
+        params_file_argument("perception.yaml", "YAML with sim_node, encoder_node and decoder_node blocks"),
+        use_sim_time_argument("true", "encoder and decoder follow the simulator's /clock"),
+        fastdds_profile_argument("Fast DDS XML profile for large messages (camera images from the simulator "
+                                 "to the encoder)."),
+        *vae_arguments("model directory for encoder and decoder (empty: params_file, whose '' means the "
+                       "packaged default)"),
         DeclareLaunchArgument("lidar", default_value="",
                               description="simulated LiDAR: scan | pointcloud | both | none (empty: what "
                                           "the modality needs)"),
@@ -95,6 +71,6 @@ def generate_launch_description() -> LaunchDescription:
                               default_value=EnvironmentVariable("MUJOCO_GL", default_value="egl"),
                               description="MuJoCo rendering: egl (headless), glfw (with a display) or "
                                           "osmesa"),
-        DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
+        log_level_argument(),
         OpaqueFunction(function=_launch_pipeline),
     ])

@@ -16,7 +16,7 @@ import importlib.util
 import os
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ CONTRACT_TOPICS = {
     "vae/latent", "vae/reconstruction", "vae/anomaly_score", "servo/goal_image", "servo/goal_latent",
     "servo/error", "world_model/predicted_latent", "/diagnostics", "/clock",
 }
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+SUPPORT_MODULE = "vae_ros.launch_support"
 LAUNCH_FILES = ["encoder.launch.py", "decoder.launch.py", "sim.launch.py", "perception.launch.py",
                 "gazebo.launch.py"]
 
@@ -352,13 +354,19 @@ def _visit(entities: Iterable[Any], context: FakeContext, result: LaunchResult, 
 
 
 @pytest.fixture
-def run_launch(monkeypatch: pytest.MonkeyPatch) -> Callable[..., LaunchResult]:
-    """run_launch("encoder.launch.py", modality="scan", _environ={...}) -> what ros2 launch would start."""
+def run_launch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., LaunchResult]]:
+    """run_launch("encoder.launch.py", modality="scan", _environ={...}) -> what ros2 launch would start.
+
+    The environment is this process's without the Fast DDS profile variables and ROS_DISTRO (as on a
+    distribution after Jazzy), plus _environ.
+    """
     for name, module in fake_launch_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
+    # The launch files' shared module imports `launch` at its top: import it afresh, against the fakes.
+    monkeypatch.delitem(sys.modules, SUPPORT_MODULE, raising=False)
 
     def run(file_name: str, _environ: dict[str, str] | None = None, **arguments: str) -> LaunchResult:
-        environment = {k: v for k, v in os.environ.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}
+        environment = {k: v for k, v in os.environ.items() if k not in (*PROFILE_VARIABLES, "ROS_DISTRO")}
         context = FakeContext({**environment, **(_environ or {})})
         context.launch_configurations.update(arguments)  # `ros2 launch vae_ros FILE name:=value ...`
         result = LaunchResult()
@@ -367,7 +375,8 @@ def run_launch(monkeypatch: pytest.MonkeyPatch) -> Callable[..., LaunchResult]:
         assert not unknown, f"{file_name} does not declare {unknown}"
         return result
 
-    return run
+    yield run
+    sys.modules.pop(SUPPORT_MODULE, None)  # bound to the fakes: no other test may get this copy
 
 
 def console_scripts() -> set[str]:
@@ -398,7 +407,6 @@ def _yaml_parameters(path: str, node: StartedNode) -> dict[str, Any]:
 # sim.launch.py has no use_sim_time: the simulator is the clock (it publishes /clock, paced on wall time).
 COMMON_ARGUMENTS = {"namespace", "params_file", "fastdds_profile", "log_level"}
 SIM_TIME_FILES = {"encoder.launch.py", "decoder.launch.py", "perception.launch.py", "gazebo.launch.py"}
-PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 @pytest.mark.parametrize("file_name", LAUNCH_FILES)
@@ -422,9 +430,46 @@ def test_launch_file_declares_the_common_arguments_and_starts_known_executables(
             assert _yaml_parameters(path, node), f"{path} has no ros__parameters block for {node.name}"
         assert set(node.remappings) <= CONTRACT_TOPICS, node.remappings
     for node in result.nodes:  # the bridge too: every process that may carry images
-        for variable in PROFILE_VARIABLES:
-            assert node.environment.get(variable) == FASTDDS_PROFILE, (node.executable, variable)
+        assert node.environment.get("FASTDDS_DEFAULT_PROFILES_FILE") == FASTDDS_PROFILE, node.executable
     assert Path(FASTDDS_PROFILE).is_file()
+
+
+@pytest.mark.parametrize("file_name", LAUNCH_FILES)
+@pytest.mark.parametrize(("ros_distro", "fastdds2"), [("humble", True), ("iron", True), ("jazzy", True),
+                                                      ("kilted", False), ("rolling", False), ("", False)])
+def test_fastrtps_variable_is_set_only_for_fast_dds_2_distributions(
+        run_launch: Callable[..., LaunchResult], file_name: str, ros_distro: str, fastdds2: bool) -> None:
+    # Fast DDS 2.x (Humble, Iron, Jazzy) reads FASTRTPS_DEFAULT_PROFILES_FILE; Kilted's RMW warns about it.
+    result = run_launch(file_name, _environ={"ROS_DISTRO": ros_distro})
+    assert result.nodes
+    for node in result.nodes:
+        assert node.environment["FASTDDS_DEFAULT_PROFILES_FILE"] == FASTDDS_PROFILE, node.executable
+        if fastdds2:
+            assert node.environment["FASTRTPS_DEFAULT_PROFILES_FILE"] == FASTDDS_PROFILE, node.executable
+        else:
+            assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in node.environment, node.executable
+
+
+def test_only_launch_files_import_the_launch_support_module() -> None:
+    # It imports ROS 2's launch packages, which the nodes, the CLI and the core must not need.
+    def imports_it(path: Path) -> bool:
+        """Any form: import vae_ros.launch_support, from vae_ros(.launch_support) import ..., relative."""
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module or ''}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            if any("launch_support" in name.split(".") for name in names):
+                return True
+        return False
+
+    importers = [str(path.relative_to(REPO)) for path in sorted((REPO / "vae_ros").rglob("*.py"))
+                 if imports_it(path)]
+    assert importers == []
+    for file_name in LAUNCH_FILES:
+        assert imports_it(LAUNCH_DIR / file_name), file_name
 
 
 def test_encoder_defaults_take_everything_from_the_params_file(run_launch: Callable[..., LaunchResult]) -> None:

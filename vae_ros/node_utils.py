@@ -24,12 +24,19 @@ from vae_ros.core.errors import ConfigError, InputError, VaeRosError
 FASTDDS_PROFILE_NAME = "fastdds_large_data.xml"
 # Fast DDS 3 (Kilted and later) reads the first; Fast DDS 2.x (Humble 2.6, Jazzy 2.14) the second, which
 # Fast DDS 3's RMW reports as deprecated, so it is only set for the distributions that need it.
-_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-_FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
 ANOMALY_METRICS = ("reconstruction", "neg_elbo")
 
 
 # -- Fast DDS -------------------------------------------------------------------------------------------------
+def profile_variables_for(ros_distro: str) -> tuple[str, ...]:
+    """The profile variables to set on this ROS distribution ($ROS_DISTRO): both on the Fast DDS 2.x ones
+    (humble, iron, jazzy), only FASTDDS_DEFAULT_PROFILES_FILE on the others (Kilted's RMW warns about the
+    old name). The launch files (vae_ros.launch_support) follow the same rule."""
+    return PROFILE_VARIABLES if ros_distro in FASTDDS2_DISTROS else PROFILE_VARIABLES[:1]
+
+
 def use_large_data_profile(environ: MutableMapping[str, str] | None = None) -> Path | None:
     """Point Fast DDS at the packaged large-data profile (config/fastdds_large_data.xml) unless the user
     chose a profile file (even an empty one) or another RMW. Must run before rclpy.init: Fast DDS reads
@@ -40,7 +47,7 @@ def use_large_data_profile(environ: MutableMapping[str, str] | None = None) -> P
     it, and this covers `ros2 run`.
     """
     env = os.environ if environ is None else environ
-    if any(name in env for name in _PROFILE_VARIABLES):
+    if any(name in env for name in PROFILE_VARIABLES):
         return None
     rmw = env.get("RMW_IMPLEMENTATION", "") or "rmw_fastrtps_cpp"
     if not rmw.startswith("rmw_fastrtps"):
@@ -50,9 +57,8 @@ def use_large_data_profile(environ: MutableMapping[str, str] | None = None) -> P
     profile = config_dir() / FASTDDS_PROFILE_NAME
     if not profile.is_file():
         return None
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
-    if env.get("ROS_DISTRO", "") in _FASTDDS2_DISTROS:
-        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(profile)
+    for name in profile_variables_for(env.get("ROS_DISTRO", "")):
+        env[name] = str(profile)
     return profile
 
 

@@ -1,0 +1,214 @@
+"""What the launch files under launch/ share: typed parameter overrides, the Fast DDS profile environment,
+the common launch arguments and the OpaqueFunction that starts one vae_ros node.
+
+Only launch files import this module: it imports ROS 2's `launch` and `launch_ros`, which the nodes, the
+CLI and the core do not need (no other vae_ros module imports it). Nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import yaml
+from launch import LaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    GroupAction,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+)
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import EnvironmentVariable, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from vae_ros.node_utils import FASTDDS_PROFILE_NAME, PROFILE_VARIABLES, profile_variables_for
+
+PACKAGE = "vae_ros"
+
+# A node parameter a user sets from the command line: (name, type, description). Empty = params_file's value.
+ParameterArgument = tuple[str, type, str]
+# A topic argument: (argument, contract topic it remaps, description).
+TopicArgument = tuple[str, str, str]
+# Launch configurations (argument name -> text) -> extra (from, to) remappings.
+RemappingRule = Callable[[Mapping[str, str]], list[tuple[str, str]]]
+
+_EXAMPLES = {bool: "true", int: "10", float: "1.5", list: "[0.0, 0.0, 0.0]"}
+
+
+# -- resolving arguments (inside OpaqueFunctions) ---------------------------------------------------------
+def typed(name: str, text: str, kind: type) -> object:
+    """A launch argument's text as the node parameter's type (launch arguments are always strings)."""
+    if kind is str:
+        return text
+    value = yaml.safe_load(text)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is list and isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+        return [float(v) for v in value]
+    raise ValueError(f"launch argument {name}:={text!r} is not a {kind.__name__} (e.g. {_EXAMPLES[kind]})")
+
+
+def flag(config: Mapping[str, str], name: str) -> bool:
+    """A true/false launch argument of a pipeline file (strictly true or false, any case)."""
+    value = config[name].strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"launch argument {name}:={config[name]!r} must be true or false")
+    return value == "true"
+
+
+def profile_actions(context: Any, profile: str) -> list[SetEnvironmentVariable]:
+    """Point Fast DDS at the profile in every process started from here (empty: leave the environment).
+
+    FASTRTPS_DEFAULT_PROFILES_FILE is set too only where $ROS_DISTRO is a Fast DDS 2.x distribution
+    (humble, iron, jazzy); Kilted's RMW reports the old name as deprecated (vae_ros.node_utils' rule).
+    """
+    if not profile:
+        return []
+    # Through a substitution, as every launch version supports (older LaunchContexts lack .environment).
+    ros_distro = EnvironmentVariable("ROS_DISTRO", default_value="").perform(context)
+    variables = profile_variables_for(ros_distro)
+    return [SetEnvironmentVariable(name, profile) for name in variables]
+
+
+def include(package: str, file_name: str, arguments: Mapping[str, str]) -> GroupAction:
+    """A package's launch/file_name in its own scope, so its arguments do not leak to the others."""
+    path = PathJoinSubstitution([FindPackageShare(package), "launch", file_name])
+    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+                                                 launch_arguments=list(arguments.items()))], scoped=True)
+
+
+# -- declaring arguments ----------------------------------------------------------------------------------
+_NODE_NAMESPACE = "namespace for the node and its relative topics (e.g. robot1)"
+
+
+def namespace_argument(description: str = _NODE_NAMESPACE) -> DeclareLaunchArgument:
+    return DeclareLaunchArgument("namespace", default_value="", description=description)
+
+
+def params_file_argument(file_name: str, description: str) -> DeclareLaunchArgument:
+    """params_file, defaulting to the packaged config/file_name."""
+    return DeclareLaunchArgument(
+        "params_file", default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config", file_name]),
+        description=description)
+
+
+def use_sim_time_argument(default: str = "false",
+                          description: str = "true: follow /clock (simulators, bag playback)",
+                          ) -> DeclareLaunchArgument:
+    return DeclareLaunchArgument("use_sim_time", default_value=default, description=description)
+
+
+def fastdds_profile_argument(purpose: str) -> DeclareLaunchArgument:
+    """fastdds_profile: the user's profile variables, else the packaged large-data profile.
+
+    purpose: the description's opening sentence, saying which large messages it is for.
+    """
+    packaged = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", FASTDDS_PROFILE_NAME])
+    return DeclareLaunchArgument(
+        "fastdds_profile",
+        default_value=EnvironmentVariable(PROFILE_VARIABLES[0], default_value=EnvironmentVariable(
+            PROFILE_VARIABLES[1], default_value=packaged)),
+        description=purpose + " Default: $FASTDDS_DEFAULT_PROFILES_FILE, $FASTRTPS_DEFAULT_PROFILES_FILE, "
+                              "else the packaged one; empty: leave the environment")
+
+
+def log_level_argument() -> DeclareLaunchArgument:
+    return DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error")
+
+
+def respawn_argument() -> DeclareLaunchArgument:
+    return DeclareLaunchArgument("respawn", default_value="false",
+                                 description="true: restart the node if it exits")
+
+
+def vae_arguments(model_description: str) -> list[DeclareLaunchArgument]:
+    """modality, model, backend and device of a pipeline's encoder and decoder."""
+    return [
+        DeclareLaunchArgument("modality", default_value="image",
+                              description="what the encoder encodes: image | scan | pointcloud"),
+        DeclareLaunchArgument("model", default_value="", description=model_description),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="auto | torch | onnxruntime | tensorrt (empty: params_file)"),
+        DeclareLaunchArgument("device", default_value="", description="cpu | cuda (empty: params_file)"),
+    ]
+
+
+def parameter_arguments(parameters: Sequence[ParameterArgument]) -> list[DeclareLaunchArgument]:
+    """One argument per node parameter, empty by default (empty: keep params_file's value)."""
+    return [DeclareLaunchArgument(name, default_value="", description=text + " (empty: params_file)")
+            for name, _, text in parameters]
+
+
+def topic_arguments(topics: Sequence[TopicArgument]) -> list[DeclareLaunchArgument]:
+    """One argument per contract topic, defaulting to the topic itself (no remapping)."""
+    return [DeclareLaunchArgument(name, default_value=topic, description=text)
+            for name, topic, text in topics]
+
+
+# -- one node ---------------------------------------------------------------------------------------------
+def node_launch_description(
+    node: str,
+    *,
+    params_file: str,
+    profile_purpose: str,
+    parameters: Sequence[ParameterArgument],
+    topics: Sequence[TopicArgument],
+    use_sim_time: bool = True,
+    extra_arguments: Sequence[DeclareLaunchArgument] = (),
+    environment: Mapping[str, str] | None = None,
+    extra_remappings: RemappingRule | None = None,
+) -> LaunchDescription:
+    """The launch description of one vae_ros node (executable and node name `node`).
+
+    Declares namespace, params_file (config/params_file), use_sim_time (unless False), extra_arguments,
+    fastdds_profile, log_level, respawn, then one argument per parameter and per topic. When launched it
+    sets the Fast DDS profile and `environment` (variable -> launch argument whose value it takes) and
+    starts the node with params_file, the typed parameter overrides and the topic remappings (plus
+    extra_remappings(launch configurations)).
+    """
+    arguments = [namespace_argument(),
+                 params_file_argument(params_file, f"YAML with a /**/{node} ros__parameters block")]
+    if use_sim_time:
+        arguments.append(use_sim_time_argument())
+    arguments += [*extra_arguments, fastdds_profile_argument(profile_purpose), log_level_argument(),
+                  respawn_argument(), *parameter_arguments(parameters), *topic_arguments(topics)]
+    spec = {"node": node, "parameters": list(parameters), "topics": list(topics),
+            "use_sim_time": use_sim_time, "environment": dict(environment or {}),
+            "extra_remappings": extra_remappings}
+    return LaunchDescription([*arguments, OpaqueFunction(function=_launch_node, kwargs=spec)])
+
+
+def _launch_node(context: Any, *, node: str, parameters: Sequence[ParameterArgument],
+                 topics: Sequence[TopicArgument], use_sim_time: bool, environment: Mapping[str, str],
+                 extra_remappings: RemappingRule | None) -> list[Any]:
+    """Resolve the arguments once: Fast DDS profile, parameter overrides, remappings, then the node."""
+    config = context.launch_configurations
+    overrides = {name: typed(name, config[name], kind) for name, kind, _ in parameters if config[name]}
+    if use_sim_time:
+        overrides["use_sim_time"] = typed("use_sim_time", config["use_sim_time"], bool)
+    remappings = [(topic, config[arg]) for arg, topic, _ in topics if config[arg] != topic]
+    if extra_remappings is not None:
+        remappings += extra_remappings(config)
+    started = Node(
+        package=PACKAGE,
+        executable=node,
+        name=node,
+        namespace=config["namespace"],
+        parameters=[config["params_file"], overrides],
+        remappings=remappings,
+        arguments=["--ros-args", "--log-level", config["log_level"]],
+        respawn=typed("respawn", config["respawn"], bool),
+        respawn_delay=2.0,
+        output="screen",
+        emulate_tty=True,
+    )
+    variables = [SetEnvironmentVariable(variable, config[argument])
+                 for variable, argument in environment.items()]
+    return [*profile_actions(context, config["fastdds_profile"]), *variables, started]
