@@ -139,12 +139,30 @@ class DiagnosticsPublisher:
         self._publisher.publish(self.build())
 
 
+# Stamps further than this from the node's clock come from another time source (sim time vs wall time,
+# an unsynchronised sensor computer): an end-to-end latency computed from them would be meaningless.
+CLOCK_MISMATCH_S = 60.0
+
+
 def stamp_age(node: Any, stamp: Any) -> float | None:
-    """Seconds from a header stamp (sec, nanosec) to the node's clock now; None for an unset (zero) stamp."""
+    """Seconds from a header stamp (sec, nanosec) to the node's clock now.
+
+    None for an unset (zero) stamp, and for a stamp more than CLOCK_MISMATCH_S away from the node's clock,
+    which is logged (throttled) with the usual cause: a simulator or bag publishing sim time to a node
+    without use_sim_time.
+    """
     stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
     if stamp_ns <= 0:
         return None
-    return (node.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+    age = (node.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+    if abs(age) > CLOCK_MISMATCH_S:
+        node.get_logger().warning(
+            f"input header stamps are {age:.0f} s away from this node's clock, so no end-to-end latency is "
+            "reported; if the input comes from a simulator or a bag, set use_sim_time:=true",
+            throttle_duration_sec=60.0,
+        )
+        return None
+    return age
 
 
 # -- latest-wins worker ---------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def test_demo_closes_the_loop_and_reports(tmp_path: Path) -> None:
     assert summary["commands"] > 10
     assert summary["distance_m"] > 0.2  # the robot actually drove
     assert summary["reconstruction_psnr_db"] > 15.0  # a trained model, not noise
-    assert "encoder_latency_p50_ms" in summary
+    assert 0 < summary["camera_to_latent_p50_ms"] < 1000  # one clock, so a plausible latency
     for png in ("demo_trajectory.png", "demo_reconstructions.png"):
         assert (out / png).stat().st_size > 10_000
     assert "image latents" in result.stdout

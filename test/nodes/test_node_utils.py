@@ -113,3 +113,37 @@ def test_cdr_decoder_reads_rclpy_bytes_and_rejects_garbage() -> None:
         CdrDecoder("sensor_msgs/msg/Image").decode(serialize_message(msg)[:30])
     with pytest.raises(ConfigError):
         CdrDecoder("sensor_msgs/msg/NoSuchThing")
+
+
+class _ClockNode:
+    """The two things stamp_age uses of a node: a clock reading and a logger."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+        self.warnings: list[str] = []
+
+    def get_clock(self):  # noqa: ANN201
+        return type("Clock", (), {"now": lambda _self: type("T", (), {"nanoseconds": self.now_ns})()})()
+
+    def get_logger(self):  # noqa: ANN201
+        node = self
+
+        class _Logger:
+            def warning(self, text: str, **_kwargs: object) -> None:
+                node.warnings.append(text)
+
+        return _Logger()
+
+
+def test_stamp_age_measures_latency_and_refuses_stamps_from_another_clock() -> None:
+    from builtin_interfaces.msg import Time
+
+    from vae_ros.node_utils import stamp_age
+
+    wall = _ClockNode(now_ns=1_700_000_000_250_000_000)
+    assert stamp_age(wall, Time(sec=1_700_000_000, nanosec=0)) == pytest.approx(0.25)
+    assert stamp_age(wall, Time(sec=0, nanosec=0)) is None  # unset stamp
+    assert wall.warnings == []
+    # A simulator's stamp (sim time from 0) seen by a wall-clock node: no latency, and a hint why.
+    assert stamp_age(wall, Time(sec=12, nanosec=0)) is None
+    assert "use_sim_time" in wall.warnings[0]
