@@ -36,6 +36,6 @@ cfg["training"]["heldout_eval"] = {"source": "vae-ros collect --seed 0 --policy-
 PY
 }
 train image_default camera/image_raw --epochs 30 --image-size 64
-train scan_default scan --epochs 40
+train scan_default scan --epochs 40 --obs-std 0.03
 train pointcloud_default lidar/points --epochs 30
 du -sh "$OUT"/*_default

@@ -115,7 +115,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     use_large_data_profile()
 
-    backend = ["-p", f"backend:={config.backend}"]
+    # The encoders and the decoder follow the simulator's /clock, as perception.launch.py runs them.
+    backend = ["-p", f"backend:={config.backend}", "-p", "use_sim_time:=true"]
     procs = [
         _start("sim_node", "vae_ros.sim_node",
                ["-p", f"rate:={float(config.rate)}", "-p", f"seed:={config.seed}", "-p", "lidar:=scan"], log_dir),

@@ -61,6 +61,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                        help="channels of each stride-2 conv stage (default 32,64,128,256)")
     model.add_argument("--likelihood", choices=("gaussian", "bernoulli"), default="gaussian",
                        help="decoder likelihood (gaussian)")
+    model.add_argument("--obs-std", type=float, default=0.1, metavar="S",
+                       help="Gaussian likelihood: observation noise in normalised units (0.1); smaller "
+                            "weighs reconstruction more against the KL term")
     model.add_argument("--image-size", type=_positive_int, default=64, metavar="N",
                        help="square image side, a multiple of 16 (64)")
     model.add_argument("--channels", type=int, choices=(1, 3), default=3, help="image channels (3 = RGB)")
@@ -143,7 +146,7 @@ def build_model_config(args: argparse.Namespace, source: Any) -> Any:
     from vae_ros.core.errors import ConfigError
 
     modality = args.modality or source.modality
-    arch = ArchSpec(latent_dim=args.latent_dim, likelihood=args.likelihood)
+    arch = ArchSpec(latent_dim=args.latent_dim, likelihood=args.likelihood, obs_std=args.obs_std)
     if args.arch_channels:
         arch.channels = list(args.arch_channels)
     if modality == "image":
