@@ -259,9 +259,10 @@ def _listen(config: DemoConfig, procs: list[subprocess.Popen[bytes]]) -> tuple[_
         with tqdm(total=round(config.duration), unit="s", desc="demo", disable=not config.progress) as bar:
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.05)
-                bar.n = min(round(time.monotonic() - start), bar.total)
-                bar.set_postfix(latents=len(rec.latents), refresh=False)
-                bar.refresh()
+                elapsed = min(int(time.monotonic() - start), bar.total)
+                if elapsed > bar.n:  # one refresh a second, not one per message
+                    bar.set_postfix(latents=len(rec.latents), refresh=False)
+                    bar.update(elapsed - bar.n)
         wall = time.monotonic() - start
         state["active"] = False
         for _ in range(3):  # fail safe: leave the robot stopped
