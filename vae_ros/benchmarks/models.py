@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from vae_ros.benchmarks import save_report_json
 from vae_ros.core.errors import ConfigError, ModelFileError
 
 EncodeFn = Callable[[np.ndarray], Any]
@@ -307,13 +308,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                               threads=getattr(args, "threads", None))
     print(format_table(report))
     if args.json:
-        path = Path(args.json)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(report.to_json() + "\n")
-        except OSError as err:
-            raise ConfigError(f"cannot write --json {path}: {err}") from err
-        print(f"saved {path}", file=sys.stderr)
+        save_report_json(report, args.json)
     return 0
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vae_ros.core.config import ModelConfig
+from vae_ros.core.config import ModelConfig, read_json_object
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, InputError, ModelFileError
 
 if TYPE_CHECKING:  # heavy imports stay lazy: an ONNX Runtime node never pays for CUDA or TensorRT
@@ -69,14 +69,7 @@ def weights_digest(model_dir: str | Path) -> str:
 
 def read_export_records(model_dir: str | Path) -> dict[str, dict[str, Any]]:
     """The "exports" section of model.json: {file name: record}; empty when nothing was exported."""
-    path = Path(model_dir) / MODEL_JSON
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise ModelFileError(f"{path} does not exist; is {model_dir} a model directory?") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{path} is not readable JSON: {err}") from err
-    records = data.get(EXPORTS_KEY, {}) if isinstance(data, dict) else {}
+    records = read_json_object(Path(model_dir) / MODEL_JSON).get(EXPORTS_KEY, {})
     return records if isinstance(records, dict) else {}
 
 

@@ -223,13 +223,18 @@ class ModelConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as err:
-            raise ModelFileError(f"{path} does not exist") from err
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ModelFileError(f"{path} is not readable JSON: {err}") from err
-        if not isinstance(data, dict):
-            raise ModelFileError(f"{path} must hold a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(path))
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file holding an object (model.json), or ModelFileError saying what is wrong with it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ModelFileError(f"{path} does not exist") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path} is not readable JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path} must hold a JSON object")
+    return data
