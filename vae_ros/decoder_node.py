@@ -24,12 +24,19 @@ import numpy as np
 from rclpy.node import Node
 
 from vae_ros.conversions import array_to_image_msg, msg_to_latent
-from vae_ros.core.backends import BACKENDS, DEVICES, create_backend, load_config
-from vae_ros.core.config import MODALITIES, ModelConfig
+from vae_ros.core.backends import create_backend, load_config
+from vae_ros.core.config import ModelConfig
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError, InputError, VaeRosError
 from vae_ros.core.model_dir import resolve_model_dir
-from vae_ros.node_utils import DiagnosticsPublisher, LatestWorker, ParamSpec, declare_parameters, run_node
+from vae_ros.node_utils import (
+    DiagnosticsPublisher,
+    LatestWorker,
+    ParamSpec,
+    declare_parameters,
+    run_node,
+    validate_inference_parameters,
+)
 from vae_ros.qos import LATENT_QOS
 
 NODE_NAME = "decoder_node"
@@ -69,18 +76,11 @@ class DecoderParams:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid value and what is allowed."""
-        if self.modality not in ("", *MODALITIES):
-            raise ConfigError(f"modality must be one of {', '.join(MODALITIES)} (or empty), got {self.modality!r}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        validate_inference_parameters(self.modality, self.backend, self.device, self.diagnostics_period)
         if not (self.generate_rate > 0 and self.generate_rate <= 1000):
             raise ConfigError(f"generate_rate must be in (0, 1000] Hz, got {self.generate_rate}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if not self.diagnostics_period > 0:
-            raise ConfigError(f"diagnostics_period must be > 0 seconds, got {self.diagnostics_period}")
 
 
 def reconstruction_to_image(x_hat: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, str]:

@@ -60,6 +60,7 @@ class _Recording:
     poses: list[tuple[float, float, float, float]] = field(default_factory=list)
     diagnostics: dict[str, dict[str, str]] = field(default_factory=dict)
     commands: int = 0
+    frame_latents: np.ndarray | None = None  # (N, D) offline latents of `frames`, set by the analysis
 
 
 def _yaw(q: Any) -> float:
@@ -332,7 +333,7 @@ def _analyse(config: DemoConfig, models: dict[str, Path], rec: _Recording, wall:
         poses = np.array([pose for _, _, pose in rec.frames])
         if len(poses) >= 4:
             summary["latent_pose_correlation"] = round(_latent_pose_correlation(mean, poses), 3)
-        rec.frames_latents = mean  # type: ignore[attr-defined]
+        rec.frame_latents = mean
     return summary
 
 
@@ -361,7 +362,7 @@ def _plot(out: Path, rec: _Recording, summary: dict[str, Any]) -> None:
     if rec.poses:
         xy = np.array([p[1:3] for p in rec.poses])
         ax.plot(xy[:, 0], xy[:, 1], color="0.7", lw=1)
-    latents = getattr(rec, "frames_latents", None)
+    latents = rec.frame_latents
     if latents is not None and len(latents) > 1:
         centred = latents - latents.mean(axis=0)
         pc1 = centred @ np.linalg.svd(centred, full_matrices=False)[2][0]

@@ -34,8 +34,7 @@ from typing import Any
 from rclpy.node import Node
 
 from vae_ros.conversions import latent_to_msg, msg_to_model_input
-from vae_ros.core.backends import BACKENDS, DEVICES, create_backend, load_config
-from vae_ros.core.config import MODALITIES
+from vae_ros.core.backends import create_backend, load_config
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError, VaeRosError
 from vae_ros.core.model_dir import resolve_model_dir
@@ -48,6 +47,7 @@ from vae_ros.node_utils import (
     declare_parameters,
     run_node,
     stamp_age,
+    validate_inference_parameters,
 )
 from vae_ros.qos import LATENT_QOS, RELIABILITY_CHOICES, PublisherMatchingSubscription, reliability_from_name
 
@@ -109,12 +109,7 @@ class EncoderParams:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid value and what is allowed."""
-        if self.modality not in ("", *MODALITIES):
-            raise ConfigError(f"modality must be one of {', '.join(MODALITIES)} (or empty), got {self.modality!r}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        validate_inference_parameters(self.modality, self.backend, self.device, self.diagnostics_period)
         if self.anomaly_metric not in ANOMALY_METRICS:
             raise ConfigError(
                 f"anomaly_metric must be one of {', '.join(ANOMALY_METRICS)}, got {self.anomaly_metric!r}"
@@ -125,8 +120,6 @@ class EncoderParams:
             )
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
-        if not self.diagnostics_period > 0:
-            raise ConfigError(f"diagnostics_period must be > 0 seconds, got {self.diagnostics_period}")
         if self.compressed and self.modality not in ("", "image"):
             raise ConfigError(f"compressed:=true needs the image modality, got modality {self.modality!r}")
 

@@ -63,6 +63,21 @@ def use_large_data_profile(environ: MutableMapping[str, str] | None = None) -> P
 
 
 # -- parameters -----------------------------------------------------------------------------------------------
+def validate_inference_parameters(modality: str, backend: str, device: str, diagnostics_period: float) -> None:
+    """The checks encoder_node and decoder_node share: ConfigError naming the first bad value and the choices."""
+    from vae_ros.core.backends import BACKENDS, DEVICES
+    from vae_ros.core.config import MODALITIES
+
+    if modality not in ("", *MODALITIES):
+        raise ConfigError(f"modality must be one of {', '.join(MODALITIES)} (or empty), got {modality!r}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if not diagnostics_period > 0:
+        raise ConfigError(f"diagnostics_period must be > 0 seconds, got {diagnostics_period}")
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One ROS parameter: name, default (its type is the parameter's type), description, read-only."""

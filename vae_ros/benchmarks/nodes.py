@@ -88,7 +88,6 @@ def naive_input(pixels: np.ndarray, height: int, width: int, size: tuple[int, in
 def _naive_main(model_dir: str) -> int:
     """The naive node: default QoS, Python-list conversion, eager torch per frame in the callback."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float32MultiArray
 
@@ -107,20 +106,12 @@ def _naive_main(model_dir: str) -> int:
         publisher.publish(Float32MultiArray(data=mean[0].tolist()))
 
     node.create_subscription(Image, IMAGE_TOPIC, on_image, 10)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return _spin_until_shutdown(node)
 
 
 def _echo_main() -> int:
     """A node that does no work: raw image in (publisher-matching QoS, as encoder_node), header out."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
@@ -137,6 +128,14 @@ def _echo_main() -> int:
         publisher.publish(Header(stamp=_time_msg(msg.header.stamp)))
 
     PublisherMatchingSubscription(node, Image, IMAGE_TOPIC, on_image, raw=True)
+    return _spin_until_shutdown(node)
+
+
+def _spin_until_shutdown(node: Any) -> int:
+    """Spin a helper process's node until Ctrl-C or shutdown, then clean up; exit status 0."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
