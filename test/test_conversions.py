@@ -667,3 +667,205 @@ def test_builders_accept_rclpy_and_rosbags_stamps() -> None:
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (8, 9)
     with pytest.raises(InputError, match="stamp"):
         conv.array_to_image_msg(grey, "mono8", stamp=12.5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stamped latents (sensor_msgs/Image 32FC1)
+# ---------------------------------------------------------------------------------------------------------
+def _sensor_header(sec: int = 1_700_000_123, nanosec: int = 456_789, frame_id: str = "robot1/laser") -> object:
+    from std_msgs.msg import Header
+
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
+def test_stamped_latent_mean_only_layout_and_header() -> None:
+    mean = np.array([0.5, -1.0, 2.0, 3.25], dtype=np.float32)
+    msg = conv.latent_to_stamped_msg(mean, None, _sensor_header())
+    assert (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == ("32FC1", 1, 4, 16, 0)
+    assert bytes(msg.data) == mean.astype("<f4").tobytes()  # little-endian whatever the host
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (1_700_000_123, 456_789,
+                                                                                       "robot1/laser")
+    for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/Image")):
+        got_mean, got_logvar, header = conv.stamped_msg_to_latent(candidate, expected_dim=4)
+        np.testing.assert_array_equal(got_mean, mean)
+        assert got_logvar is None
+        assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (1_700_000_123, 456_789, "robot1/laser")
+
+
+def test_stamped_latent_with_variance_is_two_rows() -> None:
+    mean = np.arange(5, dtype=np.float32)
+    logvar = -np.arange(5, dtype=np.float32) - 0.5
+    msg = conv.latent_to_stamped_msg(mean[None, :], logvar, _sensor_header())
+    assert (msg.height, msg.width, msg.step) == (2, 5, 20)
+    # It is an ordinary 32FC1 image: row 0 the means, row 1 the log-variances.
+    np.testing.assert_array_equal(conv.image_msg_to_array(msg), np.stack([mean, logvar]))
+    got_mean, got_logvar, _ = conv.stamped_msg_to_latent(_bag_roundtrip(msg, "sensor_msgs/msg/Image"))
+    np.testing.assert_array_equal(got_mean, mean)
+    assert got_logvar is not None
+    np.testing.assert_array_equal(got_logvar, logvar)
+
+
+def test_stamped_latent_copies_a_rosbags_header() -> None:
+    # The encoder decodes its input with rosbags: its header is a dataclass that rclpy cannot publish.
+    scan = conv.scan_to_msg(np.ones(8, np.float32), -1.0, 0.25, 0.1, 5.0, frame_id="base_scan",
+                            stamp=Time(sec=42, nanosec=7))
+    bag_scan = _bag_roundtrip(scan, "sensor_msgs/msg/LaserScan")
+    msg = conv.latent_to_stamped_msg(np.zeros(3, np.float32), None, bag_scan.header)  # type: ignore[attr-defined]
+    assert isinstance(msg.header.stamp, Time)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (42, 7, "base_scan")
+    serialize_message(msg)  # publishable
+    assert conv.latent_to_stamped_msg(np.zeros(3, np.float32)).header.frame_id == ""
+
+
+def test_stamped_latent_honours_big_endian() -> None:
+    values = np.array([[1.5, -2.0, 3.0]], dtype=np.float32)
+    msg = Image(height=1, width=3, encoding="32FC1", is_bigendian=1, step=12)
+    msg.data = values.astype(">f4").tobytes()
+    mean, logvar, _ = conv.stamped_msg_to_latent(msg)
+    np.testing.assert_array_equal(mean, values[0])
+    assert logvar is None
+
+
+def _stamped(width: int = 3, height: int = 1, encoding: str = "32FC1", step: int | None = None,
+             values: list[float] | None = None, extra: int = 0) -> Image:
+    data = np.asarray(values if values is not None else [0.25] * (width * height), dtype="<f4").tobytes()
+    msg = Image(height=height, width=width, encoding=encoding, step=4 * width if step is None else step)
+    msg.data = data + b"\0" * extra
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("msg", "expected_dim", "needle"),
+    [
+        (_stamped(encoding="mono8"), None, "encoding 'mono8'"),
+        (_stamped(encoding="32FC2"), None, "encoding '32FC2'"),
+        (_stamped(encoding="64FC1"), None, "encoding '64FC1'"),
+        (_stamped(height=3), None, "height 3"),
+        (_stamped(height=0, values=[]), None, "height 0"),
+        (_stamped(width=0, values=[]), None, "width 0"),
+        (_stamped(step=16, extra=4), None, "step 16"),
+        (_stamped(values=[0.0, 1.0]), None, "8 bytes"),
+        (_stamped(extra=4), None, "16 bytes"),
+        (_stamped(width=3), 16, "model expects 16"),
+        (_stamped(values=[0.0, float("nan"), 1.0]), None, "NaN"),
+        (_stamped(height=2, values=[0.0, 0.0, 0.0, 0.0, float("inf"), 0.0]), None, "NaN"),
+    ],
+)
+def test_bad_stamped_latents_raise_input_error(msg: Image, expected_dim: int | None, needle: str) -> None:
+    with pytest.raises(InputError, match=needle):
+        conv.stamped_msg_to_latent(msg, expected_dim=expected_dim)
+
+
+def test_stamped_latent_builder_rejects_bad_input() -> None:
+    with pytest.raises(InputError, match="NaN"):
+        conv.latent_to_stamped_msg(np.array([0.0, np.nan]))
+    with pytest.raises(InputError, match="log-variance has 3"):
+        conv.latent_to_stamped_msg(np.zeros(2), np.zeros(3))
+    with pytest.raises(InputError, match="stamp and frame_id"):
+        conv.latent_to_stamped_msg(np.zeros(2), None, header="not a header")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoded LiDAR -> LaserScan / PointCloud2
+# ---------------------------------------------------------------------------------------------------------
+def test_decoded_scan_has_the_models_geometry_and_inf_for_no_return() -> None:
+    spec = ScanSpec(beams=64, angle_min=-math.pi, angle_max=math.pi, range_max=8.0)
+    rng = np.random.default_rng(3)
+    x_hat = rng.uniform(0.05, 0.9, size=(1, 64)).astype(np.float32)  # (1, beams) as the decoder outputs
+    no_return = [3, 10, 40]
+    x_hat[0, no_return] = [conv.NO_RETURN_FRACTION, 0.999, 1.0]
+    msg = conv.decoded_to_scan_msg(x_hat, spec, frame_id="robot1/laser", stamp=Time(sec=9, nanosec=8))
+    assert (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("robot1/laser", 9, 8)
+    width = 2 * math.pi / 64
+    assert msg.angle_min == pytest.approx(-math.pi + width / 2, abs=1e-6)
+    assert msg.angle_increment == pytest.approx(width, rel=1e-6)
+    assert msg.angle_max == pytest.approx(math.pi - width / 2, abs=1e-5)
+    assert (msg.range_min, msg.range_max) == (0.0, 8.0)
+    ranges = np.asarray(msg.ranges, dtype=np.float32)
+    assert ranges.shape == (64,)
+    assert np.isposinf(ranges[no_return]).all()
+    valid = np.ones(64, bool)
+    valid[no_return] = False
+    np.testing.assert_allclose(ranges[valid], x_hat[0, valid] * 8.0, rtol=1e-6)
+    # Encoding the decoded scan again finds each beam in its own model bin, and no return stays invalid.
+    for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/LaserScan")):
+        again = conv.scan_msg_to_input(candidate, spec)  # (2, beams)
+        np.testing.assert_array_equal(again[1], valid.astype(np.float32))
+        np.testing.assert_allclose(again[0, valid], x_hat[0, valid], rtol=1e-6)
+
+
+def test_decoded_scan_of_a_partial_field_of_view() -> None:
+    spec = ScanSpec(beams=32, angle_min=-1.0, angle_max=2.2, range_max=5.0)
+    x_hat = np.full((1, 32), 0.5, np.float32)
+    msg = conv.decoded_to_scan_msg(x_hat, spec)
+    assert msg.angle_min == pytest.approx(-1.0 + 0.05, abs=1e-6)
+    assert msg.angle_max == pytest.approx(2.2 - 0.05, abs=1e-5)
+    np.testing.assert_allclose(conv.scan_msg_to_input(msg, spec)[0], 0.5, rtol=1e-6)
+
+
+def _cloud_fields(msg: PointCloud2) -> np.ndarray:
+    """The cloud's points read by hand from the declared fields (not with the module's reader)."""
+    kinds = {PointField.FLOAT32: "<f4", PointField.UINT16: "<u2"}
+    dtype = np.dtype({"names": [f.name for f in msg.fields], "formats": [kinds[f.datatype] for f in msg.fields],
+                      "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width)
+
+
+def test_decoded_cloud_has_xyz_ring_and_no_point_for_no_return() -> None:
+    spec = PointCloudSpec(rows=8, cols=32, fov_up_deg=10.0, fov_down_deg=-20.0, range_max=10.0)
+    rng = np.random.default_rng(4)
+    x_hat = rng.uniform(0.1, 0.8, size=(1, 8, 32)).astype(np.float32)  # (1, rows, cols)
+    x_hat[0, 2, 5] = 0.99
+    x_hat[0, 7, 31] = 1.0
+    x_hat[0, 0, 0] = np.nan
+    valid = x_hat[0] < conv.NO_RETURN_FRACTION  # NaN compares False
+    msg = conv.decoded_to_pointcloud_msg(x_hat, spec, frame_id="robot1/lidar", stamp=Time(sec=3, nanosec=4))
+    assert (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("robot1/lidar", 3, 4)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1),
+        ("ring", 12, PointField.UINT16, 1)]
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, int(valid.sum()), 16, 16 * int(valid.sum()))
+    assert msg.is_dense and not msg.is_bigendian
+    points = _cloud_fields(msg)
+    rows, cols = np.nonzero(valid)
+    np.testing.assert_array_equal(points["ring"], rows)
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(xyz, axis=1), x_hat[0][valid] * 10.0, rtol=1e-5)
+    # Row 0 looks up at fov_up, the last row down at fov_down (the rings span the field of view).
+    pitch = np.degrees(np.arcsin(xyz[:, 2] / np.linalg.norm(xyz, axis=1)))
+    np.testing.assert_allclose(pitch, 10.0 - rows * 30.0 / 7, atol=1e-3)
+    # Encoding the decoded cloud again puts every point back into its pixel (the bottom row: see below).
+    inner = slice(0, spec.rows - 1)
+    for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/PointCloud2")):
+        again = preprocess_pointcloud(conv.pointcloud_msg_to_xyz(candidate), spec)  # (2, rows, cols)
+        np.testing.assert_array_equal(again[1][inner], valid[inner].astype(np.float32))
+        np.testing.assert_allclose(again[0][inner][valid[inner]], x_hat[0][inner][valid[inner]], rtol=1e-5)
+
+
+@pytest.mark.xfail(reason="preprocess_pointcloud drops points a rounding error above fov_down: its edge slack "
+                          "turns row_f = rows - 1e-7 into row `rows`, outside the image (the simulator's bottom "
+                          "ring loses about a third of its points the same way)", strict=False)
+def test_decoded_cloud_bottom_row_round_trips() -> None:
+    spec = PointCloudSpec(rows=8, cols=32, fov_up_deg=10.0, fov_down_deg=-20.0, range_max=10.0)
+    x_hat = np.random.default_rng(4).uniform(0.1, 0.8, size=(1, 8, 32)).astype(np.float32)
+    msg = conv.decoded_to_pointcloud_msg(x_hat, spec)
+    again = preprocess_pointcloud(conv.pointcloud_msg_to_xyz(msg), spec)
+    np.testing.assert_array_equal(again[1][-1], 1.0)
+
+
+def test_decoded_cloud_without_any_return_is_empty() -> None:
+    spec = PointCloudSpec(rows=8, cols=16)
+    msg = conv.decoded_to_pointcloud_msg(np.ones((1, 8, 16), np.float32), spec)
+    assert (msg.width, len(msg.data)) == (0, 0)
+    serialize_message(msg)
+
+
+@pytest.mark.parametrize("shape", [(1, 63), (2, 64), (64, 1), (1, 1, 64)])
+def test_decoded_scan_of_the_wrong_shape_raises_input_error(shape: tuple[int, ...]) -> None:
+    with pytest.raises(InputError, match="decoded LiDAR has shape"):
+        conv.decoded_to_scan_msg(np.zeros(shape, np.float32), ScanSpec(beams=64))
+
+
+def test_decoded_cloud_of_the_wrong_shape_raises_input_error() -> None:
+    with pytest.raises(InputError, match="decoded LiDAR has shape"):
+        conv.decoded_to_pointcloud_msg(np.zeros((1, 16, 8), np.float32), PointCloudSpec(rows=8, cols=16))

@@ -21,23 +21,31 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vae_ros.core.config import ModelConfig, ScanSpec
+from vae_ros.core.config import ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.errors import InputError
 from vae_ros.core.preprocess import preprocess_image, preprocess_pointcloud, preprocess_scan
 
 __all__ = [
     "IMAGE_ENCODINGS",
+    "NO_RETURN_FRACTION",
+    "STAMPED_LATENT_ENCODING",
     "array_to_compressed_msg",
     "array_to_image_msg",
     "compressed_msg_to_array",
+    "decoded_range_image_to_points",
+    "decoded_scan_ranges",
+    "decoded_to_pointcloud_msg",
+    "decoded_to_scan_msg",
     "image_msg_to_array",
     "latent_to_msg",
+    "latent_to_stamped_msg",
     "message_kind",
     "msg_to_latent",
     "msg_to_model_input",
     "pointcloud_msg_to_xyz",
     "scan_msg_to_input",
     "scan_to_msg",
+    "stamped_msg_to_latent",
     "xyz_to_pointcloud_msg",
 ]
 
@@ -651,3 +659,179 @@ def msg_to_latent(msg: Any, expected_dim: int | None = None) -> tuple[np.ndarray
     mean = data[:dim].copy()
     logvar = data[dim:].copy() if stats == 2 else None
     return mean, logvar
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stamped latents (sensor_msgs/Image 32FC1, CONTRACT.md "Latent message layout")
+# ---------------------------------------------------------------------------------------------------------
+STAMPED_LATENT_ENCODING = "32FC1"
+_STAMPED_HELP = "expected encoding 32FC1, width D, height 1 (means) or 2 (means, log-variances), step 4·D"
+
+
+def _copy_header(header: Any) -> Any:
+    """Any header with stamp (sec, nanosec) and frame_id -> a new std_msgs/Header (None: an empty one).
+
+    The encoder decodes its input with rosbags, whose Header is a dataclass rclpy cannot publish; this
+    turns it (or an rclpy Header) into the rclpy message, keeping the stamp and frame_id exactly.
+    """
+    if header is None:
+        return _header("", None)
+    try:
+        stamp, frame_id = header.stamp, header.frame_id
+    except AttributeError as err:
+        raise InputError(f"header must have stamp and frame_id fields, got {type(header).__name__}") from err
+    return _header(str(frame_id), stamp)
+
+
+def latent_to_stamped_msg(mean: np.ndarray, logvar: np.ndarray | None = None, header: Any = None) -> Any:
+    """(D,) mean [and (D,) log-variance] + the input's header -> sensor_msgs/Image in the stamped layout.
+
+    encoding 32FC1, width D, height 1 (means) or 2 (row 0 means, row 1 log-variances), step 4·D,
+    little-endian (is_bigendian 0); the header's stamp and frame_id are copied (rclpy or rosbags header).
+    """
+    from sensor_msgs.msg import Image
+
+    mu = _latent_vector(mean, "latent mean")  # (D,)
+    rows = [mu]
+    if logvar is not None:
+        lv = _latent_vector(logvar, "latent log-variance")
+        if lv.size != mu.size:
+            raise InputError(f"latent log-variance has {lv.size} values but the mean has {mu.size}")
+        rows.append(lv)
+    values = np.stack(rows).astype("<f4")  # (1 or 2, D), little-endian whatever the host
+    msg = Image()
+    msg.header = _copy_header(header)
+    msg.height, msg.width = int(values.shape[0]), int(values.shape[1])
+    msg.encoding = STAMPED_LATENT_ENCODING
+    msg.is_bigendian = 0
+    msg.step = 4 * int(values.shape[1])
+    msg.data = _to_bytes_array(values)
+    return msg
+
+
+def stamped_msg_to_latent(
+    msg: Any, expected_dim: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """sensor_msgs/Image in the stamped layout -> ((D,) mean, (D,) logvar or None, the message's header).
+
+    Strict about the layout (encoding, height, step, data size), so a camera image sent to the latent
+    topic by mistake is rejected rather than read as numbers; is_bigendian is honoured.
+    """
+    encoding = str(getattr(msg, "encoding", ""))
+    if encoding != STAMPED_LATENT_ENCODING:
+        raise InputError(f"stamped latent has encoding {encoding!r}; {_STAMPED_HELP}")
+    height, width, step = _uint_field(msg, "height"), _uint_field(msg, "width"), _uint_field(msg, "step")
+    if height not in (1, 2):
+        raise InputError(f"stamped latent has height {height}; {_STAMPED_HELP}")
+    if width <= 0:
+        raise InputError(f"stamped latent has width {width}; expected at least 1 dimension")
+    if step != 4 * width:
+        raise InputError(f"stamped latent has step {step} for width {width}; {_STAMPED_HELP}")
+    buf = _as_uint8(getattr(msg, "data", None), "stamped latent data")
+    if buf.size != step * height:
+        raise InputError(f"stamped latent data has {buf.size} bytes, expected step * height = {step * height}")
+    if expected_dim is not None and width != expected_dim:
+        raise InputError(f"latent has {width} dimensions but the model expects {expected_dim}")
+    wire = np.dtype(">f4" if bool(getattr(msg, "is_bigendian", 0)) else "<f4")
+    values = np.ascontiguousarray(buf).view(wire).astype(np.float32).reshape(height, width)  # (1 or 2, D)
+    if not np.isfinite(values).all():
+        raise InputError("latent holds NaN or infinite values")
+    header = getattr(msg, "header", None)
+    if header is None:
+        raise InputError("stamped latent has no header")
+    return values[0].copy(), (values[1].copy() if height == 2 else None), header
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoded LiDAR (decoder output in [0, 1]) -> LaserScan / PointCloud2 in the sensor frame
+# ---------------------------------------------------------------------------------------------------------
+# The LiDAR VAEs predict ranges only, no validity channel: preprocessing fills bins without a return with
+# 1.0 (= range_max) and the loss ignores them, so "no return" must be read off the range. A decoded bin at
+# or beyond this fraction of range_max counts as no return (+inf in a LaserScan, no point in a cloud).
+NO_RETURN_FRACTION = 0.98
+# One point of a decoded cloud: x, y, z float32 and the range-image row, little-endian, 16 bytes.
+_RING_POINT = np.dtype({"names": ["x", "y", "z", "ring"], "formats": ["<f4", "<f4", "<f4", "<u2"],
+                        "offsets": [0, 4, 8, 12], "itemsize": 16})
+
+
+def _decoded_lidar(x_hat: np.ndarray, shape: tuple[int, ...], range_max: float) -> np.ndarray:
+    """Decoder output (1, *shape) or shape, in [0, 1] -> ranges in metres, +inf where there is no return."""
+    values = np.asarray(x_hat, dtype=np.float32)
+    if values.shape == (1, *shape):
+        values = values[0]
+    if values.shape != shape:
+        raise InputError(f"decoded LiDAR has shape {values.shape}, expected (1, {', '.join(map(str, shape))})")
+    ranges = values * np.float32(range_max)
+    valid = np.isfinite(values) & (values > 0.0) & (values < NO_RETURN_FRACTION)
+    return np.where(valid, ranges, np.float32(np.inf)).astype(np.float32)
+
+
+def decoded_scan_ranges(x_hat: np.ndarray, spec: ScanSpec) -> np.ndarray:
+    """Decoded scan (1, beams) in [0, 1] -> (beams,) ranges in metres at the model's beam centres.
+
+    +inf (REP-117: no return within range_max) where the decoded range is NO_RETURN_FRACTION of range_max
+    or more, or not finite.
+    """
+    return _decoded_lidar(x_hat, (spec.beams,), spec.range_max)
+
+
+def decoded_to_scan_msg(x_hat: np.ndarray, spec: ScanSpec, frame_id: str = "", stamp: Any = None) -> Any:
+    """Decoded scan (1, beams) -> sensor_msgs/LaserScan with the model's geometry (model.json).
+
+    Beam i lies at the centre of model bin i, angle_min + (i + 0.5)·w with w = (angle_max − angle_min) / beams
+    (vae_ros.core.preprocess.preprocess_scan's bins), so encoding the message again finds the same bins.
+    range_min 0, range_max the model's; invalid bins are +inf.
+    """
+    ranges = decoded_scan_ranges(x_hat, spec)  # (beams,)
+    width = (spec.angle_max - spec.angle_min) / spec.beams
+    return scan_to_msg(ranges, spec.angle_min + 0.5 * width, width, 0.0, spec.range_max,
+                       frame_id=frame_id, stamp=stamp)
+
+
+def decoded_range_image_to_points(x_hat: np.ndarray, spec: PointCloudSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded range image (1, rows, cols) in [0, 1] -> ((N, 3) float32 x, y, z, (N,) uint16 row).
+
+    Rows are rings from fov_up_deg (row 0) to fov_down_deg (last row), as PointCloudSpec says: pitch
+    fov_up − row·(fov_up − fov_down) / (rows − 1), the elevations of a sensor whose rings span the field of
+    view (the simulator's, a VLP-16's). Columns look along their bin centres, yaw −π + (col + 0.5)·2π / cols.
+    preprocess_pointcloud puts every such ray back into its pixel. Pixels with no return
+    (NO_RETURN_FRACTION rule) give no point. Points are in row-major pixel order.
+    """
+    ranges = _decoded_lidar(x_hat, (spec.rows, spec.cols), spec.range_max)  # (rows, cols)
+    rows, cols = np.nonzero(np.isfinite(ranges))  # (N,) each, row-major
+    r = ranges[rows, cols].astype(np.float64)
+    fov_up, fov_down = math.radians(spec.fov_up_deg), math.radians(spec.fov_down_deg)
+    pitch = fov_up - rows * (fov_up - fov_down) / max(spec.rows - 1, 1)
+    yaw = -math.pi + (cols + 0.5) * (2.0 * math.pi / spec.cols)
+    xyz = np.empty((r.size, 3), dtype=np.float32)  # (N, 3)
+    xyz[:, 0] = r * np.cos(pitch) * np.cos(yaw)
+    xyz[:, 1] = r * np.cos(pitch) * np.sin(yaw)
+    xyz[:, 2] = r * np.sin(pitch)
+    return xyz, rows.astype(np.uint16)
+
+
+def decoded_to_pointcloud_msg(
+    x_hat: np.ndarray, spec: PointCloudSpec, frame_id: str = "", stamp: Any = None
+) -> Any:
+    """Decoded range image (1, rows, cols) -> unorganised sensor_msgs/PointCloud2.
+
+    Fields x, y, z (FLOAT32, offsets 0, 4, 8) and ring (UINT16, offset 12: the range-image row, 0 = the top
+    ring at fov_up_deg); point_step 16, little-endian, dense (pixels without a return are left out).
+    """
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    xyz, ring = decoded_range_image_to_points(x_hat, spec)
+    points = np.zeros(ring.size, dtype=_RING_POINT)  # (N,) structured, 16 bytes a point
+    points["x"], points["y"], points["z"], points["ring"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], ring
+    msg = PointCloud2()
+    msg.header = _header(frame_id, stamp)
+    msg.height, msg.width = 1, int(ring.size)
+    msg.fields = [PointField(name=axis, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, axis in enumerate("xyz")]
+    msg.fields.append(PointField(name="ring", offset=12, datatype=PointField.UINT16, count=1))
+    msg.is_bigendian = False
+    msg.point_step = _RING_POINT.itemsize
+    msg.row_step = _RING_POINT.itemsize * int(ring.size)
+    msg.is_dense = True
+    msg.data = _to_bytes_array(points)
+    return msg
