@@ -1,4 +1,5 @@
-"""encoder_node: sensor messages -> VAE latents on `vae/latent` (std_msgs/Float32MultiArray).
+"""encoder_node: sensor messages -> VAE latents on `vae/latent` (std_msgs/Float32MultiArray) and
+`vae/latent_stamped` (sensor_msgs/Image, 32FC1, with the input's header).
 
 Inputs by modality (relative topic names, remap as needed):
 - image: `camera/image_raw` (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1, 32FC1),
@@ -18,9 +19,15 @@ encoded, from gaps in the publisher's sequence numbers; it needs rclpy's Message
 a single publisher on the topic, and stays 0 otherwise. Malformed messages are rejected with a throttled
 warning and counted; the node keeps going. Health goes to /diagnostics once a second.
 
-Outputs: `vae/latent` (the contract's layout; with `publish_variance:=true` also the log-variances) and,
-with `publish_anomaly_score:=true`, `vae/anomaly_score` (std_msgs/Float32; `anomaly_metric`:
-`reconstruction` = mean squared reconstruction error, `neg_elbo` = negative ELBO in nats).
+Outputs, each latent on both latent topics (reliable, vae_ros.qos.LATENT_QOS):
+- `vae/latent`: the contract's Float32MultiArray layout (with `publish_variance:=true` also the
+  log-variances); no header, kept as it was for existing consumers;
+- `vae/latent_stamped`: sensor_msgs/Image, encoding 32FC1, width D, height 1 (means) or 2 (row 1 the
+  log-variances, with `publish_variance:=true`), step 4·D, little-endian, header (stamp and frame_id) copied
+  from the sensor message that was encoded, so the latent keeps the sensor time through `ros2 bag record`
+  and message_filters (vae_ros.conversions.latent_to_stamped_msg);
+- with `publish_anomaly_score:=true`, `vae/anomaly_score` (std_msgs/Float32; `anomaly_metric`:
+  `reconstruction` = mean squared reconstruction error, `neg_elbo` = negative ELBO in nats).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any
 
 from rclpy.node import Node
 
-from vae_ros.conversions import latent_to_msg, msg_to_model_input
+from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg, msg_to_model_input
 from vae_ros.core.backends import create_backend, load_config
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError, VaeRosError
@@ -53,6 +60,7 @@ from vae_ros.qos import LATENT_QOS, RELIABILITY_CHOICES, PublisherMatchingSubscr
 
 NODE_NAME = "encoder_node"
 LATENT_TOPIC = "vae/latent"
+STAMPED_LATENT_TOPIC = "vae/latent_stamped"
 ANOMALY_TOPIC = "vae/anomaly_score"
 # input kind -> (default topic, rosbags/ROS message type)
 INPUTS = {
@@ -80,7 +88,8 @@ PARAMETERS = [
     ParamSpec("device", "cpu", "cpu or cuda.", read_only=True),
     ParamSpec("compressed", False, "Image modality: subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
               "camera/image_raw/compressed instead of Image on camera/image_raw.", read_only=True),
-    ParamSpec("publish_variance", False, "Also publish the latent log-variances (layout stat x latent)."),
+    ParamSpec("publish_variance", False, "Also publish the latent log-variances (vae/latent: layout stat x "
+              "latent; vae/latent_stamped: a second row)."),
     ParamSpec("publish_anomaly_score", False, "Publish an anomaly score per input on vae/anomaly_score."),
     ParamSpec("anomaly_metric", "reconstruction", "reconstruction (mean squared error, normalised units) or "
               "neg_elbo (negative ELBO, nats)."),
@@ -155,10 +164,12 @@ class EncoderNode(Node):
         self._cdr = CdrDecoder(msgtype)
 
         # Outputs.
+        from sensor_msgs.msg import Image
         from std_msgs.msg import Float32, Float32MultiArray
 
         self._float32 = Float32
         self._latent_pub = self.create_publisher(Float32MultiArray, LATENT_TOPIC, LATENT_QOS)
+        self._stamped_pub = self.create_publisher(Image, STAMPED_LATENT_TOPIC, LATENT_QOS)
         self._anomaly_pub: Any = None
         if self.params.publish_anomaly_score:
             self._anomaly_pub = self.create_publisher(Float32, ANOMALY_TOPIC, LATENT_QOS)
@@ -184,7 +195,7 @@ class EncoderNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"{self.config.modality} model {model_dir} (latent {self.config.latent_dim}) on {self.backend.name}; "
-            f"{self._input.topic_name} ({msgtype}) -> {self._latent_pub.topic_name}"
+            f"{self._input.topic_name} ({msgtype}) -> {self._latent_pub.topic_name}, {self._stamped_pub.topic_name}"
         )
 
     # -- callbacks: raw (serialized) messages ------------------------------------------------------------------
@@ -223,7 +234,9 @@ class EncoderNode(Node):
             msg = self._cdr.decode(raw)
             x = msg_to_model_input(msg, self.config)[None]  # (1, *input_shape)
             mean, logvar = self.backend.encode(x)  # (1, D) each
-            latent_msg = latent_to_msg(mean[0], logvar[0] if params.publish_variance else None)
+            variance = logvar[0] if params.publish_variance else None
+            latent_msg = latent_to_msg(mean[0], variance)
+            stamped_msg = latent_to_stamped_msg(mean[0], variance, msg.header)  # the sensor's stamp and frame
             score = None
             if params.publish_anomaly_score:
                 x_hat = self.backend.decode(mean)  # (1, C_out, ...)
@@ -233,6 +246,7 @@ class EncoderNode(Node):
             self.get_logger().warning(f"rejected a {self.kind} message: {err}", throttle_duration_sec=WARN_THROTTLE_S)
             return
         self._latent_pub.publish(latent_msg)
+        self._stamped_pub.publish(stamped_msg)
         if score is not None and self._anomaly_pub is not None:
             self._anomaly_pub.publish(self._float32(data=float(score)))
         self.stats.on_published(time.perf_counter() - start, stamp_age(self, msg.header.stamp))
