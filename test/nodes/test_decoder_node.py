@@ -1,4 +1,5 @@
-"""decoder_node over real ROS 2: latents in, reconstructions out; generation mode; bad latents survived."""
+"""decoder_node over real ROS 2: latents (plain and stamped) in, reconstructions and decoded LiDAR
+(LaserScan, PointCloud2) out, in the latent's stamp and frame; generation mode; bad latents survived."""
 
 from __future__ import annotations
 
@@ -9,13 +10,22 @@ import numpy as np
 import pytest
 from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
 
-from vae_ros.conversions import image_msg_to_array, latent_to_msg
+from vae_ros.conversions import (
+    NO_RETURN_FRACTION,
+    decoded_range_image_to_points,
+    decoded_scan_ranges,
+    image_msg_to_array,
+    latent_to_msg,
+    latent_to_stamped_msg,
+    pointcloud_msg_to_xyz,
+)
 from vae_ros.core.backends import create_backend
 from vae_ros.decoder_node import reconstruction_to_image
 
 pytestmark = pytest.mark.ros
 
-NS_DECODE, NS_GENERATE, NS_SCAN = "/dec", "/gen", "/dec_scan"
+NS_DECODE, NS_GENERATE, NS_SCAN, NS_POINTS = "/dec", "/gen", "/dec_scan", "/dec_points"
+SCAN_FRAME = "lidar_link"
 LATENT_DIM = 6
 SEED = 11
 
@@ -26,6 +36,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {
         "image": make_model_dir(root / "image", "image", latent_dim=LATENT_DIM, seed=4),
         "scan": make_model_dir(root / "scan", "scan", latent_dim=4, seed=5, beams=64),
+        "pointcloud": make_model_dir(root / "pointcloud", "pointcloud", latent_dim=5, seed=6),
     }
 
 
@@ -37,7 +48,9 @@ def nodes(models: dict[str, Any]) -> Any:
         "generate": start_node("decoder_node", "-r", f"__ns:={NS_GENERATE}", *param_args(
             model=models["image"], backend="torch", generate=True, generate_rate=5.0, seed=SEED)),
         "scan": start_node("decoder_node", "-r", f"__ns:={NS_SCAN}", *param_args(
-            model=models["scan"], backend="torch")),
+            model=models["scan"], backend="torch", frame_id=SCAN_FRAME, diagnostics_period=0.5)),
+        "points": start_node("decoder_node", "-r", f"__ns:={NS_POINTS}", *param_args(
+            model=models["pointcloud"], backend="torch")),
     }
     yield procs
     for proc in procs.values():
@@ -47,11 +60,13 @@ def nodes(models: dict[str, Any]) -> Any:
 @pytest.fixture(scope="module")
 def probe(nodes: Any) -> Any:
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import Image, LaserScan, PointCloud2
 
     probe = Probe("decoder_test_probe")
-    for ns in (NS_DECODE, NS_GENERATE, NS_SCAN):
+    for ns in (NS_DECODE, NS_GENERATE, NS_SCAN, NS_POINTS):
         probe.record(Image, f"{ns}/vae/reconstruction")
+    probe.record(LaserScan, f"{NS_SCAN}/vae/scan")
+    probe.record(PointCloud2, f"{NS_POINTS}/vae/points")
     probe.record(DiagnosticArray, "/diagnostics")
     yield probe
     probe.close()
@@ -156,3 +171,138 @@ def test_generation_samples_the_seeded_prior(probe: Probe, nodes: Any, models: A
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in probe.messages(topic)]
     rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     assert 2.5 < rate < 7.5  # generate_rate 5 Hz
+
+
+# -- stamped latents and decoded LiDAR ---------------------------------------------------------------------
+SENSOR_STAMP = (1_234_567, 890_123)  # far from the node's clock: it can only have come from the latent
+
+
+def _sensor_header(frame_id: str) -> Any:
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    return Header(stamp=Time(sec=SENSOR_STAMP[0], nanosec=SENSOR_STAMP[1]), frame_id=frame_id)
+
+
+def _stamp(msg: Any) -> tuple[int, int]:
+    return int(msg.header.stamp.sec), int(msg.header.stamp.nanosec)
+
+
+def _send_until(probe: Probe, nodes: Any, topic: str, latent_msg: Any, out: str,
+                accept: Any, timeout: float = 30.0) -> Any:
+    """Publish latent_msg on topic (every 0.5 s) until a message on `out` satisfies accept(msg)."""
+    if topic not in probe.publishers:
+        probe.publishers[topic] = probe.node.create_publisher(type(latent_msg), topic, 10)
+    probe.clear(out)
+    deadline, last = time.monotonic() + timeout, -1.0
+    while time.monotonic() < deadline:
+        assert all(p.poll() is None for p in nodes.values())
+        if time.monotonic() - last > 0.5:
+            probe.publishers[topic].publish(latent_msg)
+            last = time.monotonic()
+        for msg in probe.messages(out):
+            if accept(msg):
+                return msg
+        time.sleep(0.02)
+    pytest.fail(f"nothing acceptable on {out}")
+
+
+def _expected_scan(models: Any, z: np.ndarray) -> np.ndarray:
+    backend = create_backend(models["scan"], "torch")
+    return decoded_scan_ranges(backend.decode(z[None])[0], backend.config.scan_spec)  # (beams,), +inf = none
+
+
+def _same_ranges(expected: np.ndarray) -> Any:
+    def accept(msg: Any) -> bool:
+        got = np.asarray(msg.ranges, dtype=np.float32)
+        return got.shape == expected.shape and bool(np.allclose(got, expected, rtol=1e-5, equal_nan=False))
+    return accept
+
+
+def test_unstamped_latent_gives_a_scan_in_the_node_clock_and_frame(probe: Probe, nodes: Any, models: Any) -> None:
+    z = np.array([0.5, -0.5, 0.25, 1.0], dtype=np.float32)
+    expected = _expected_scan(models, z)
+    before = time.time()
+    scan = _send_until(probe, nodes, f"{NS_SCAN}/vae/latent", latent_to_msg(z), f"{NS_SCAN}/vae/scan",
+                       _same_ranges(expected))
+    assert scan.header.frame_id == SCAN_FRAME
+    assert abs(scan.header.stamp.sec + scan.header.stamp.nanosec * 1e-9 - before) < 60.0  # the node's clock
+    config = create_backend(models["scan"], "torch").config.scan_spec
+    width = (config.angle_max - config.angle_min) / config.beams
+    assert scan.angle_min == pytest.approx(config.angle_min + width / 2, abs=1e-6)
+    assert scan.angle_increment == pytest.approx(width, rel=1e-6)
+    assert scan.range_max == pytest.approx(config.range_max)
+
+
+def test_stamped_latent_gives_scan_and_reconstruction_in_the_sensor_stamp_and_frame(
+        probe: Probe, nodes: Any, models: Any) -> None:
+    z = np.array([0.3, -0.2, 1.0, 0.0], dtype=np.float32)
+    expected = _expected_scan(models, z)
+    stamped = latent_to_stamped_msg(z, None, _sensor_header("robot7/laser"))
+    scan = _send_until(probe, nodes, f"{NS_SCAN}/vae/latent_stamped", stamped, f"{NS_SCAN}/vae/scan",
+                       _same_ranges(expected))
+    assert (_stamp(scan), scan.header.frame_id) == (SENSOR_STAMP, "robot7/laser")
+    # The reconstruction image of the same latent carries the same header.
+    assert probe.wait_for(lambda: any(_stamp(m) == SENSOR_STAMP and m.header.frame_id == "robot7/laser"
+                                      for m in probe.messages(f"{NS_SCAN}/vae/reconstruction")), timeout=10.0)
+    # With the variance row (publish_variance:=true on the encoder): the same means, the same scan.
+    with_variance = latent_to_stamped_msg(z, np.full(4, -1.0, np.float32), _sensor_header("robot7/laser"))
+    assert with_variance.height == 2
+    _send_until(probe, nodes, f"{NS_SCAN}/vae/latent_stamped", with_variance, f"{NS_SCAN}/vae/scan",
+                _same_ranges(expected))
+
+
+def test_pointcloud_model_publishes_points_with_ring_in_the_sensor_frame(
+        probe: Probe, nodes: Any, models: Any) -> None:
+    backend = create_backend(models["pointcloud"], "torch")
+    z = np.array([0.2, -0.4, 0.6, 0.0, -1.0], dtype=np.float32)
+    x_hat = backend.decode(z[None])[0]  # (1, rows, cols)
+    xyz, ring = decoded_range_image_to_points(x_hat, backend.config.pointcloud_spec)
+    assert xyz.shape[0] == int((x_hat[0] < NO_RETURN_FRACTION).sum()) > 0
+
+    def same_cloud(msg: Any) -> bool:
+        got = pointcloud_msg_to_xyz(msg)
+        return got.shape == xyz.shape and bool(np.allclose(got, xyz, atol=1e-5))
+
+    stamped = latent_to_stamped_msg(z, None, _sensor_header("robot7/lidar"))
+    cloud = _send_until(probe, nodes, f"{NS_POINTS}/vae/latent_stamped", stamped, f"{NS_POINTS}/vae/points",
+                        same_cloud)
+    assert (_stamp(cloud), cloud.header.frame_id) == (SENSOR_STAMP, "robot7/lidar")
+    assert [(f.name, f.offset, f.datatype) for f in cloud.fields][-1] == ("ring", 12, 4)  # UINT16
+    rings = np.frombuffer(bytes(cloud.data), dtype=np.dtype({"names": ["ring"], "formats": ["<u2"],
+                                                             "offsets": [12], "itemsize": 16}))
+    np.testing.assert_array_equal(rings["ring"], ring)
+
+
+def test_bad_stamped_latents_are_rejected_and_counted(probe: Probe, nodes: Any, models: Any) -> None:
+    z = np.array([0.1, 0.2, -0.3, 0.4], dtype=np.float32)
+    topic = f"{NS_SCAN}/vae/latent_stamped"
+    good = latent_to_stamped_msg(z, None, _sensor_header("robot7/laser"))
+    _send_until(probe, nodes, topic, good, f"{NS_SCAN}/vae/scan", _same_ranges(_expected_scan(models, z)))
+    name = f"{NS_SCAN}/decoder_node: decoder"
+    rejected_before = _rejected(probe, name)
+
+    wrong_width = latent_to_stamped_msg(np.zeros(7, np.float32), None, _sensor_header("robot7/laser"))
+    wrong_encoding = latent_to_stamped_msg(z, None, _sensor_header("robot7/laser"))
+    wrong_encoding.encoding = "mono8"
+    camera_image = latent_to_stamped_msg(z, None, _sensor_header("camera"))
+    camera_image.height, camera_image.step = 3, 16  # a 3-row image is no latent layout
+    bad = [wrong_width, wrong_encoding, camera_image]
+    for msg in bad:
+        probe.publishers[topic].publish(msg)
+        time.sleep(0.1)  # one at a time: a newer latent would supersede (drop) a pending one
+    # The node keeps running and decodes the next good latent.
+    z2 = -z
+    _send_until(probe, nodes, topic, latent_to_stamped_msg(z2, None, _sensor_header("robot7/laser")),
+                f"{NS_SCAN}/vae/scan", _same_ranges(_expected_scan(models, z2)))
+    assert probe.wait_for(lambda: _rejected(probe, name) - rejected_before >= len(bad), timeout=10.0)
+    assert _rejected(probe, name) - rejected_before == len(bad)
+    assert nodes["scan"].poll() is None
+
+
+def _rejected(probe: Probe, name: str) -> int:
+    for array in reversed(probe.messages("/diagnostics")):
+        for status in array.status:
+            if status.name == name:
+                return int({kv.key: kv.value for kv in status.values}["rejected"])
+    return 0

@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
 
-from vae_ros.conversions import array_to_compressed_msg, array_to_image_msg, msg_to_latent, msg_to_model_input
+from vae_ros.conversions import (
+    array_to_compressed_msg,
+    array_to_image_msg,
+    msg_to_latent,
+    msg_to_model_input,
+    stamped_msg_to_latent,
+)
 from vae_ros.core.backends import create_backend
 from vae_ros.node_utils import anomaly_score
 
@@ -65,11 +71,13 @@ def nodes(models: dict[str, Any]) -> Any:
 @pytest.fixture(scope="module")
 def probe(nodes: Any) -> Any:
     from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
     from std_msgs.msg import Float32, Float32MultiArray
 
     probe = Probe("encoder_test_probe")
     for ns in NAMESPACES.values():
         probe.record(Float32MultiArray, f"{ns}/vae/latent")
+        probe.record(Image, f"{ns}/vae/latent_stamped")
     probe.record(Float32, f"{NAMESPACES['image']}/vae/anomaly_score")
     probe.record(DiagnosticArray, "/diagnostics")
     yield probe
@@ -247,6 +255,56 @@ def test_scan_of_any_beam_count(probe: Probe, nodes: Any, backends: Any, beams: 
 def test_pointcloud_float64_padded_organised_with_nan(probe: Probe, nodes: Any, backends: Any) -> None:
     msg = cloud_msg()
     send_until_latent(probe, nodes, "pointcloud", msg, offline(backends, "pointcloud", msg)[0])
+
+
+def send_until_stamped_latent(probe: Probe, nodes: dict[str, Any], kind: str, msg: Any, expected: np.ndarray,
+                              timeout: float = 30.0) -> Any:
+    """Publish msg as it is (its own stamp, re-sent every 0.5 s) until vae/latent_stamped carries `expected`
+    (within TOL) with msg's stamp; return that stamped latent message."""
+    ns = NAMESPACES[kind]
+    topic = f"{ns}/vae/latent_stamped"
+    publisher = _publisher(probe, type(msg), f"{ns}/{_INPUT_TOPICS[kind]}")
+    probe.clear(topic)
+    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+    deadline, last_sent = time.monotonic() + timeout, -1.0
+    while time.monotonic() < deadline:
+        assert nodes[kind].poll() is None, f"{kind} encoder died:\n{stop_node(nodes[kind])}"
+        if time.monotonic() - last_sent > 0.5:
+            publisher.publish(msg)
+            last_sent = time.monotonic()
+        for stamped in probe.messages(topic):
+            mean, _, header = stamped_msg_to_latent(stamped)
+            if (header.stamp.sec, header.stamp.nanosec) == stamp and mean.shape == expected.shape \
+                    and float(np.abs(mean - expected).max()) <= TOL:
+                return stamped
+        time.sleep(0.02)
+    pytest.fail(f"no stamped latent with stamp {stamp} and the offline mean on {topic}")
+
+
+def test_stamped_latent_carries_the_inputs_stamp_and_frame(probe: Probe, nodes: Any, backends: Any) -> None:
+    from builtin_interfaces.msg import Time
+
+    # A scan node without publish_variance: height 1, the means.
+    scan = scan_msg(100, -1.2, 1.5)
+    scan.header.stamp, scan.header.frame_id = Time(sec=1_234_567, nanosec=890_123), "robot1/laser"
+    mean, _ = offline(backends, "scan", scan)
+    stamped = send_until_stamped_latent(probe, nodes, "scan", scan, mean)
+    assert (stamped.encoding, stamped.height, stamped.width, stamped.step, stamped.is_bigendian) == \
+        ("32FC1", 1, mean.size, 4 * mean.size, 0)
+    assert stamped.header.frame_id == "robot1/laser"
+    # The plain latent of the same scan is still published, in its old layout.
+    assert probe.wait_for(lambda: any(msg_to_latent(m)[1] is None and np.abs(msg_to_latent(m)[0] - mean).max()
+                                      <= TOL for m in probe.messages(f"{NAMESPACES['scan']}/vae/latent")))
+
+    # The image node has publish_variance:=true: height 2, row 1 the log-variances.
+    image = raw_image_msg(picture(), "rgb8")
+    image.header.stamp, image.header.frame_id = Time(sec=42, nanosec=7), "camera_optical"
+    mean, logvar = offline(backends, "image", image)
+    stamped = send_until_stamped_latent(probe, nodes, "image", image, mean)
+    assert (stamped.height, stamped.width, stamped.step) == (2, mean.size, 4 * mean.size)
+    assert stamped.header.frame_id == "camera_optical"
+    _, got_logvar, _ = stamped_msg_to_latent(stamped, expected_dim=mean.size)
+    assert got_logvar is not None and np.abs(got_logvar - logvar).max() <= TOL
 
 
 def _diagnostic(probe: Probe, name: str) -> tuple[int, str, dict[str, str]] | None:
