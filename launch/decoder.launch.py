@@ -1,4 +1,5 @@
-"""VAE decoder on a robot: vae/latent -> vae/reconstruction (sensor_msgs/Image), for viewing.
+"""VAE decoder on a robot: vae/latent_stamped or vae/latent -> vae/reconstruction (sensor_msgs/Image), for
+viewing, and for LiDAR models vae/scan (LaserScan) or vae/points (PointCloud2) in the sensor's stamp and frame.
 
     ros2 launch vae_ros decoder.launch.py
     ros2 launch vae_ros decoder.launch.py model:=/data/models/scan_run3 backend:=onnxruntime
@@ -24,7 +25,7 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = [
     ("modality", str, "image | scan | pointcloud ('' in params_file = the model's)"),
     ("backend", str, "auto | torch | onnxruntime | tensorrt"),
     ("device", str, "cpu | cuda"),
-    ("frame_id", str, "header.frame_id of the reconstructions"),
+    ("frame_id", str, "header.frame_id of outputs decoded from unstamped vae/latent"),
     ("generate", bool, "true: decode samples of the prior N(0, I) instead of vae/latent"),
     ("generate_rate", float, "samples per second when generating"),
     ("seed", int, "seed of the prior samples"),
@@ -33,7 +34,11 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = [
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [
     ("latent_topic", "vae/latent", "latent input (std_msgs/Float32MultiArray)"),
+    ("latent_stamped_topic", "vae/latent_stamped", "stamped latent input (sensor_msgs/Image 32FC1 with the "
+                                                   "sensor's header); preferred over latent_topic"),
     ("reconstruction_topic", "vae/reconstruction", "reconstruction output (sensor_msgs/Image)"),
+    ("decoded_scan_topic", "vae/scan", "decoded LaserScan output (scan models)"),
+    ("decoded_points_topic", "vae/points", "decoded PointCloud2 output (pointcloud models)"),
 ]
 
 

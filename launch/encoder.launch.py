@@ -1,4 +1,4 @@
-"""VAE encoder on a robot: sensor topic -> vae/latent (and vae/anomaly_score).
+"""VAE encoder on a robot: sensor topic -> vae/latent and vae/latent_stamped (and vae/anomaly_score).
 
     ros2 launch vae_ros encoder.launch.py
     ros2 launch vae_ros encoder.launch.py modality:=scan backend:=onnxruntime
@@ -40,6 +40,8 @@ TOPIC_ARGUMENTS: list[TopicArgument] = [
     ("scan_topic", "scan", "laser input for modality scan (sensor_msgs/LaserScan)"),
     ("points_topic", "lidar/points", "point cloud input for modality pointcloud (sensor_msgs/PointCloud2)"),
     ("latent_topic", "vae/latent", "latent output (std_msgs/Float32MultiArray)"),
+    ("latent_stamped_topic", "vae/latent_stamped", "stamped latent output (sensor_msgs/Image 32FC1, the "
+                                                   "input's header)"),
     ("anomaly_score_topic", "vae/anomaly_score", "anomaly score output (std_msgs/Float32)"),
 ]
 

@@ -31,13 +31,14 @@ FASTDDS_PROFILE = str(REPO / "config" / "fastdds_large_data.xml")
 # The contract's topic table (shared/CONTRACT.md), relative names as the nodes use them.
 CONTRACT_TOPICS = {
     "camera/image_raw", "camera/image_raw/compressed", "scan", "lidar/points", "odom", "cmd_vel",
-    "vae/latent", "vae/reconstruction", "vae/anomaly_score", "servo/goal_image", "servo/goal_latent",
+    "vae/latent", "vae/latent_stamped", "vae/reconstruction", "vae/scan", "vae/points", "vae/anomaly_score",
+    "servo/goal_image", "servo/goal_latent",
     "servo/error", "world_model/predicted_latent", "/diagnostics", "/clock",
 }
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 SUPPORT_MODULE = "vae_ros.launch_support"
 LAUNCH_FILES = ["encoder.launch.py", "decoder.launch.py", "sim.launch.py", "perception.launch.py",
-                "gazebo.launch.py"]
+                "gazebo.launch.py", "base_station.launch.py"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -406,7 +407,8 @@ def _yaml_parameters(path: str, node: StartedNode) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------
 # sim.launch.py has no use_sim_time: the simulator is the clock (it publishes /clock, paced on wall time).
 COMMON_ARGUMENTS = {"namespace", "params_file", "fastdds_profile", "log_level"}
-SIM_TIME_FILES = {"encoder.launch.py", "decoder.launch.py", "perception.launch.py", "gazebo.launch.py"}
+SIM_TIME_FILES = {"encoder.launch.py", "decoder.launch.py", "perception.launch.py", "gazebo.launch.py",
+                  "base_station.launch.py"}
 
 
 @pytest.mark.parametrize("file_name", LAUNCH_FILES)
@@ -504,6 +506,8 @@ def test_sim_arguments_are_typed_like_the_node_declares_them(run_launch: Callabl
     ("sim.launch.py", "initial_pose", "[1, x]"),
     ("perception.launch.py", "modality", "sonar"),
     ("gazebo.launch.py", "headless", "yes please"),
+    ("base_station.launch.py", "robot_namespace", "robot 1"),
+    ("base_station.launch.py", "use_sim_time", "sometimes"),
 ])
 def test_bad_argument_values_are_refused_with_their_name(
         run_launch: Callable[..., LaunchResult], file_name: str, argument: str, value: str) -> None:
@@ -586,3 +590,33 @@ def test_parameter_arguments_are_declared_by_the_node_with_the_same_type(
         if declared[name] is not _UNKNOWN:
             assert isinstance(declared[name], kind), f"{file_name}: {name} is {kind.__name__} here, " \
                                                      f"{type(declared[name]).__name__} in {node_name}"
+
+
+def test_base_station_decodes_the_robots_stamped_latents_in_its_own_namespace(
+        run_launch: Callable[..., LaunchResult]) -> None:
+    result = run_launch("base_station.launch.py", model="/data/models/scan_run3")
+    node = result.node("decoder_node")
+    assert node.namespace == "base"
+    # Only the stamped topic crosses between the machines; outputs stay under the base's namespace.
+    assert node.remappings == {"vae/latent_stamped": "/robot1/vae/latent_stamped"}
+    assert node.parameters == [str(REPO / "config" / "decoder.yaml"),
+                               {"model": "/data/models/scan_run3", "use_sim_time": False}]
+    assert node.environment["FASTDDS_DEFAULT_PROFILES_FILE"] == FASTDDS_PROFILE
+
+    other = run_launch("base_station.launch.py", robot_namespace="/team/robot2/", namespace="base/robot2",
+                       modality="scan", backend="onnxruntime", params_file=str(REPO / "config" / "decoder.yaml"))
+    node = other.node("decoder_node")
+    assert node.namespace == "base/robot2"
+    assert node.remappings == {"vae/latent_stamped": "/team/robot2/vae/latent_stamped"}
+    assert node.parameters[-1] == {"modality": "scan", "backend": "onnxruntime", "use_sim_time": False}
+    no_namespace = run_launch("base_station.launch.py", robot_namespace="").node("decoder_node")
+    assert no_namespace.remappings == {"vae/latent_stamped": "/vae/latent_stamped"}
+
+
+def test_decoder_topic_arguments_remap_the_stamped_and_lidar_topics(run_launch: Callable[..., LaunchResult]) -> None:
+    node = run_launch("decoder.launch.py", latent_stamped_topic="/robot1/vae/latent_stamped",
+                      decoded_scan_topic="scan_decoded", decoded_points_topic="points_decoded").node("decoder_node")
+    assert node.remappings == {"vae/latent_stamped": "/robot1/vae/latent_stamped", "vae/scan": "scan_decoded",
+                               "vae/points": "points_decoded"}
+    encoder = run_launch("encoder.launch.py", latent_stamped_topic="front/latent_stamped").node("encoder_node")
+    assert encoder.remappings == {"vae/latent_stamped": "front/latent_stamped"}
