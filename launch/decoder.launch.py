@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 
-from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description
+from vae_ros.launch_support import (
+    ParameterArgument,
+    TopicArgument,
+    latent_stamped_follows,
+    node_launch_description,
+)
 
 NODE = "decoder_node"
 
@@ -46,4 +51,5 @@ def generate_launch_description() -> LaunchDescription:
     return node_launch_description(
         NODE, params_file="decoder.yaml", parameters=PARAMETER_ARGUMENTS, topics=TOPIC_ARGUMENTS,
         profile_purpose="Fast DDS XML profile for large messages; every process that receives the "
-                        "reconstructions needs it too.")
+                        "reconstructions needs it too.",
+        extra_remappings=latent_stamped_follows)

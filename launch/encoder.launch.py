@@ -15,7 +15,12 @@ from collections.abc import Mapping
 
 from launch import LaunchDescription
 
-from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description
+from vae_ros.launch_support import (
+    ParameterArgument,
+    TopicArgument,
+    latent_stamped_follows,
+    node_launch_description,
+)
 
 NODE = "encoder_node"
 
@@ -46,12 +51,14 @@ TOPIC_ARGUMENTS: list[TopicArgument] = [
 ]
 
 
-def _compressed_remapping(config: Mapping[str, str]) -> list[tuple[str, str]]:
-    """image_transport naming: the compressed stream follows its image."""
+def _follow_remapping(config: Mapping[str, str]) -> list[tuple[str, str]]:
+    """image_transport naming: the compressed stream follows its image; and the stamped latent follows a
+    remapped latent_topic (<latent_topic>_stamped), so two encoders in one namespace never share it."""
+    remappings = latent_stamped_follows(config)
     image_topic = config["image_topic"]
-    if image_topic == "camera/image_raw":
-        return []
-    return [("camera/image_raw/compressed", image_topic + "/compressed")]
+    if image_topic != "camera/image_raw":
+        remappings.append(("camera/image_raw/compressed", image_topic + "/compressed"))
+    return remappings
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -59,4 +66,4 @@ def generate_launch_description() -> LaunchDescription:
         NODE, params_file="encoder.yaml", parameters=PARAMETER_ARGUMENTS, topics=TOPIC_ARGUMENTS,
         profile_purpose="Fast DDS XML profile for large messages; every process that exchanges images with "
                         "this one needs it too.",
-        extra_remappings=_compressed_remapping)
+        extra_remappings=_follow_remapping)

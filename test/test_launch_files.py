@@ -520,7 +520,8 @@ def test_encoder_topic_arguments_remap_contract_topics(run_launch: Callable[...,
         .node("encoder_node")
     assert node.remappings == {"camera/image_raw": "/front/image_raw",
                                "camera/image_raw/compressed": "/front/image_raw/compressed",
-                               "vae/latent": "front/latent"}
+                               "vae/latent": "front/latent",
+                               "vae/latent_stamped": "front/latent_stamped"}  # follows latent_topic
 
 
 def test_fastdds_profile_respects_the_users_environment(run_launch: Callable[..., LaunchResult]) -> None:
@@ -620,3 +621,13 @@ def test_decoder_topic_arguments_remap_the_stamped_and_lidar_topics(run_launch: 
                                "vae/points": "points_decoded"}
     encoder = run_launch("encoder.launch.py", latent_stamped_topic="front/latent_stamped").node("encoder_node")
     assert encoder.remappings == {"vae/latent_stamped": "front/latent_stamped"}
+
+
+@pytest.mark.parametrize("file_name", ["encoder.launch.py", "decoder.launch.py"])
+def test_stamped_latent_topic_follows_a_remapped_latent_topic(run_launch: Callable[..., LaunchResult],
+                                                              file_name: str) -> None:
+    # Two encoders in one namespace (the demo's camera and scan) must not share vae/latent_stamped.
+    node = run_launch(file_name, latent_topic="vae/scan_latent").nodes[0]
+    assert node.remappings == {"vae/latent": "vae/scan_latent", "vae/latent_stamped": "vae/scan_latent_stamped"}
+    node = run_launch(file_name, latent_topic="vae/scan_latent", latent_stamped_topic="mine").nodes[0]
+    assert node.remappings == {"vae/latent": "vae/scan_latent", "vae/latent_stamped": "mine"}

@@ -124,7 +124,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         _start("encoder_node", "vae_ros.encoder_node",
                ["-p", "modality:=image", "-p", "publish_anomaly_score:=true", *backend], log_dir),
         _start("scan_encoder_node", "vae_ros.encoder_node",
-               ["-p", "modality:=scan", "-r", f"vae/latent:={SCAN_LATENT_TOPIC}", *backend], log_dir),
+               ["-p", "modality:=scan", "-r", f"vae/latent:={SCAN_LATENT_TOPIC}",
+                "-r", f"vae/latent_stamped:={SCAN_LATENT_TOPIC}_stamped", *backend], log_dir),
         _start("decoder_node", "vae_ros.decoder_node", ["-p", "modality:=image", *backend], log_dir),
     ]
     try:

@@ -152,6 +152,16 @@ def topic_arguments(topics: Sequence[TopicArgument]) -> list[DeclareLaunchArgume
             for name, topic, text in topics]
 
 
+def latent_stamped_follows(config: Mapping[str, str]) -> list[tuple[str, str]]:
+    """A RemappingRule: when latent_topic is remapped and latent_stamped_topic is not, the stamped latent
+    goes to <latent_topic>_stamped, so that a remapped latent never shares vae/latent_stamped with another
+    encoder's (a decoder would read one modality's latents as another's)."""
+    latent, stamped = config["latent_topic"], config["latent_stamped_topic"]
+    if latent == "vae/latent" or stamped != "vae/latent_stamped":
+        return []
+    return [("vae/latent_stamped", latent + "_stamped")]
+
+
 # -- one node ---------------------------------------------------------------------------------------------
 def node_launch_description(
     node: str,
