@@ -1,8 +1,10 @@
-"""`vae-ros bench [models|nodes]`: latency and throughput of each inference backend and of the running nodes.
+"""`vae-ros bench [models|nodes|compression]`: latency and throughput of each inference backend and of the
+running nodes; rate–distortion of LiDAR latents against classic codecs.
 
 `models` times the encoder in every backend available here (vae_ros.benchmarks.models); `nodes` runs the
 node benchmark (vae_ros.benchmarks.nodes, or bench/nodes.py in a source checkout). With no target, both
-run, the nodes part only where its code exists.
+run, the nodes part only where its code exists. `compression` (vae_ros.benchmarks.compression) runs only
+when named: bytes per message, error and codec time for LaserScan / PointCloud2 messages.
 """
 
 from __future__ import annotations
@@ -14,20 +16,22 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-TARGETS = ("models", "nodes")
+TARGETS = ("models", "nodes", "compression")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from vae_ros.benchmarks.compression import add_arguments as add_compression_arguments
     from vae_ros.benchmarks.models import add_arguments
 
     parser.add_argument("target", nargs="?", choices=TARGETS, default=None,
                         help="models: encoder latency/throughput per backend; nodes: the running nodes "
-                        "(default: both)")
+                        "(default: both); compression: LiDAR bytes vs error, latents against codecs")
     add_arguments(parser)  # --model and --json serve both benchmarks
     nodes = _nodes_module()
     add_node_arguments = getattr(nodes, "add_arguments", None) if nodes is not None else None
     if add_node_arguments is not None:
         add_node_arguments(parser.add_argument_group("node benchmark"))
+    add_compression_arguments(parser.add_argument_group("compression benchmark"))
 
 
 def _nodes_module() -> ModuleType | None:
@@ -63,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from vae_ros.benchmarks.models import run_from_args
 
     status = 0
+    if args.target == "compression":
+        from vae_ros.benchmarks.compression import run_from_args as run_compression
+
+        return run_compression(args)
     if args.target in (None, "models"):
         status = run_from_args(args)
     if args.target in (None, "nodes"):

@@ -1,0 +1,167 @@
+"""`vae-ros bench compression`: a small seeded run over the packaged LiDAR models, checked for structure and
+for what each codec promises (lossless rows exact, quantised rows within their step, latents tiny)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vae_ros.benchmarks import compression
+from vae_ros.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--messages", "3", "--stride", "3", "--quiet"]
+
+
+def _rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["codec"]: row for row in report["results"]}
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
+    out = tmp_path_factory.mktemp("compression")
+    table = io.StringIO()  # capsys is per test; this run serves the whole module
+    with contextlib.redirect_stdout(table):
+        status = main(["bench", "compression", *SMALL, "--out", str(out)])
+    assert status == 0
+    return json.loads((out / "compression.json").read_text()), table.getvalue(), out
+
+
+def test_every_codec_row_for_both_lidar_modalities(sim_run: tuple[dict[str, Any], str, Path]) -> None:
+    report, table, out = sim_run
+    assert [rep["modality"] for rep in report["reports"]] == ["scan", "pointcloud"]
+    for rep in report["reports"]:
+        rows = _rows(rep)
+        assert rep["messages"] == 3 and rep["skipped"] == {}  # every dependency installs here
+        families = [row["family"] for row in rep["results"]]
+        assert families.count("lossless") == 2 and families.count("draco") == 2
+        assert families.count("quantised") == 3 and families.count("latent") == 3
+        for row in rep["results"]:
+            assert row["bytes_mean"] > 0 and row["encode_ms"] > 0 and row["decode_ms"] > 0
+            assert row["codec"] in table
+        assert rows["raw (CDR)"]["ratio"] == 1.0
+        assert "goal:" in table
+    assert (out / "rate_distortion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lossless_rows_are_exact_and_smaller(sim_run: tuple[dict[str, Any], str, Path]) -> None:
+    report, _, _ = sim_run
+    for rep in report["reports"]:
+        rows = _rows(rep)
+        raw = rows["raw (CDR)"]
+        for row in [raw] + [r for r in rep["results"] if r["family"] == "lossless"]:
+            assert row["range_max_abs_m"] == 0.0 and row["missing_fraction"] == 0.0
+            assert row["chamfer_m"] in (None, 0.0)
+            assert row["bytes_mean"] <= raw["bytes_mean"]
+        assert rows["zstd -3"]["bytes_mean"] < raw["bytes_mean"]
+
+
+def test_quantised_rows_stay_within_their_step(sim_run: tuple[dict[str, Any], str, Path]) -> None:
+    report, _, _ = sim_run
+    for rep in report["reports"]:
+        prefix = "range" if rep["modality"] == "scan" else "range img"
+        raw_bytes = rep["raw_bytes_mean"]
+        for step_cm in (1, 5):
+            row = _rows(rep)[f"{prefix} {step_cm} cm + zstd"]
+            assert row["range_max_abs_m"] <= step_cm / 200 + 1e-5  # half a step, float32 rounding
+            assert 0 < row["range_mae_m"] <= step_cm / 200
+            assert row["missing_fraction"] == 0.0 and row["bytes_mean"] < raw_bytes
+        assert _rows(rep)[f"{prefix} 1 cm + zstd"]["bytes_mean"] > _rows(rep)[f"{prefix} 5 cm + zstd"]["bytes_mean"]
+        fine = _rows(rep)["draco 11-bit"]
+        assert fine["range_mae_m"] < 0.01 and fine["bytes_mean"] < raw_bytes
+    cloud = report["reports"][1]
+    # Points come back at pixel centres: the Chamfer distance sits near the projection floor, not at zero.
+    assert _rows(cloud)["range img 1 cm + zstd"]["chamfer_m"] >= cloud["projection_chamfer_m"] - 0.005
+
+
+def test_latents_are_a_stamped_image_of_a_few_bytes(sim_run: tuple[dict[str, Any], str, Path]) -> None:
+    report, _, _ = sim_run
+    for rep in report["reports"]:
+        rows = _rows(rep)
+        dim = rep["latent_dim"]
+        f32, f16, int8 = (rows[f"latent {form} (D={dim})"] for form in ("f32", "f16", "int8"))
+        # One sensor_msgs/Image per message: same header, only the values shrink.
+        assert f32["bytes_mean"] - f16["bytes_mean"] == pytest.approx(2 * dim, abs=4)
+        assert f16["bytes_mean"] - int8["bytes_mean"] == pytest.approx(dim, abs=4)
+        assert f32["bytes_max"] < 200 and f32["ratio"] > 10
+        # Quantising the latent costs almost nothing in reconstruction.
+        assert abs(int8["range_mae_m"] - f32["range_mae_m"]) < 0.02
+        assert 0 < f32["range_mae_m"] < 1.0
+    assert _rows(report["reports"][1])[f"latent f32 (D={report['reports'][1]['latent_dim']})"]["ratio"] > 100
+
+
+def test_int8_latent_quantisation_is_the_stated_affine_map() -> None:
+    z = np.array([-5.0, -4.0, -0.01, 0.0, 0.5, 3.99, 9.0], dtype=np.float32)
+    codes = compression.quantise_int8(z)
+    assert codes.dtype == np.int8 and codes.min() == -127 and codes.max() == 127
+    back = compression.dequantise_int8(codes)
+    inside = np.abs(z) <= 4
+    assert np.all(np.abs(back[inside] - z[inside]) <= 4 / 127 / 2 + 1e-6)
+    assert back[0] == pytest.approx(-4.0) and back[-1] == pytest.approx(4.0)  # clipped at the prior's 4 sigma
+
+
+def test_latent_message_layout() -> None:
+    from std_msgs.msg import Header
+
+    header = Header(frame_id="lidar_link")
+    header.stamp.sec = 7
+    msg = compression.latent_image_msg(np.arange(16, dtype=np.float32), "32FC1", header)
+    assert (msg.height, msg.width, msg.step, msg.encoding, msg.is_bigendian) == (1, 16, 64, "32FC1", 0)
+    assert msg.header.frame_id == "lidar_link" and msg.header.stamp.sec == 7
+    assert np.array_equal(np.frombuffer(bytes(msg.data), "<f4"), np.arange(16))
+
+
+def test_chamfer_distance() -> None:
+    a = np.zeros((1, 3))
+    b = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    assert compression.chamfer_distance(a, b) == pytest.approx(0.5 * (1.0 + 1.5))
+    assert compression.chamfer_distance(b, b) == 0.0
+    rng = np.random.default_rng(0)
+    p, q = rng.normal(size=(300, 3)), rng.normal(size=(200, 3))
+    brute = 0.5 * (compression._nearest_brute(p, q, block=64).mean() + compression._nearest_brute(q, p).mean())
+    assert compression.chamfer_distance(p, q) == pytest.approx(brute)  # scipy and the fallback agree
+
+
+def test_missing_dependency_leaves_its_rows_out_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "DracoPy", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "lz4", None)
+    monkeypatch.setitem(sys.modules, "lz4.frame", None)
+    scans, _ = compression.simulate_messages(2, stride=2)
+    rep = compression.benchmark_modality("scan", REPO / "models" / "scan_default", scans, "test")
+    assert set(rep.skipped) == {"draco", "lz4"} and "not installed" in rep.skipped["draco"]
+    assert not any(row.family == "draco" or row.codec == "lz4" for row in rep.results)
+    assert any(row.codec.startswith("zstd") for row in rep.results)
+
+
+def test_bag_topic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bag = tmp_path / "bag"
+    assert main(["collect", "--out", str(bag), "--duration", "0.4", "--no-camera", "--lidar", "scan",
+                 "--quiet", "--policy-seed", "5"]) == 0
+    capsys.readouterr()
+    assert main(["bench", "compression", "--bag", str(bag), "--topic", "scan", "--messages", "3", "--quiet",
+                 "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "compression.json").read_text())
+    assert [rep["modality"] for rep in report["reports"]] == ["scan"]
+    assert report["reports"][0]["messages"] == 3 and "/scan" in report["reports"][0]["source"]
+    assert "latent int8" in capsys.readouterr().out
+
+    assert main(["bench", "compression", "--bag", str(bag), "--topic", "odom", "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "Odometry" in err and err.count("\n") == 1
+    assert main(["bench", "compression", "--bag", str(bag), "--out", str(tmp_path / "o3")]) == 2
+    assert "--bag needs --topic" in capsys.readouterr().err
+
+
+def test_wrapper_runs_from_the_repository() -> None:
+    result = subprocess.run([sys.executable, "bench/compression.py", "--help"], capture_output=True, text=True,
+                            cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--messages" in result.stdout and "--bag" in result.stdout
