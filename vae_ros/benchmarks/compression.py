@@ -612,7 +612,11 @@ def benchmark_modality(modality: str, model_dir: str | Path, messages: Sequence[
         truths.append(truth)
     if not usable:
         raise DataError(f"no usable {modality} message in {source}")
-    report = ModalityReport(modality=modality, model=str(model_dir), source=source, messages=len(usable),
+    try:  # the packaged defaults resolve to absolute paths; a report reads better relative to here
+        shown = str(model_dir.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(model_dir)
+    report = ModalityReport(modality=modality, model=shown, source=source, messages=len(usable),
                             skipped_messages=skipped_messages, raw_bytes_mean=0.0,
                             latent_dim=ctx.config.latent_dim)
     codecs = _codecs(ctx, report.skipped)
