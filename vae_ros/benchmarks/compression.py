@@ -149,6 +149,21 @@ def _without(msg: Any, field_name: str) -> Any:
     return out
 
 
+def _metadata(msg: Any, array_field: str) -> bytes:
+    """The array's length (uint32) and the CDR of msg without the array: what a receiver needs beside it."""
+    from rclpy.serialization import serialize_message
+
+    return struct.pack("<I", len(getattr(msg, array_field))) + serialize_message(_without(msg, array_field))
+
+
+def _read_metadata(buf: bytes, msg_class: Any) -> tuple[int, Any]:
+    """_metadata's bytes -> (array length, the message without its array)."""
+    from rclpy.serialization import deserialize_message
+
+    (length,) = struct.unpack_from("<I", buf, 0)
+    return int(length), deserialize_message(buf[4:], msg_class)
+
+
 def _pack(*parts: bytes) -> bytes:
     """Length-prefixed concatenation (uint32 little-endian lengths, all but the last part)."""
     head = b"".join(struct.pack("<I", len(p)) for p in parts[:-1])
@@ -315,7 +330,6 @@ def _quantised_scan(ctx: _Context, step: float, zstd: Any, keep_every: int = 1) 
 
     keep_every > 1 sends every k-th beam only; the receiver gives each beam its nearest sent beam's range.
     """
-    from rclpy.serialization import deserialize_message, serialize_message
 
     compressor, decompressor = zstd.ZstdCompressor(level=ZSTD_LEVEL), zstd.ZstdDecompressor()
 
@@ -326,22 +340,20 @@ def _quantised_scan(ctx: _Context, step: float, zstd: Any, keep_every: int = 1) 
         codes[finite] = np.minimum(np.rint(ranges[finite] / step) + 3, 65535).astype(np.uint16)
         codes[ranges == np.inf] = 0
         codes[ranges == -np.inf] = 1
-        meta = serialize_message(_without(msg, "ranges"))
-        return compressor.compress(_pack(meta, codes.astype("<u2").tobytes()))
+        return compressor.compress(_pack(_metadata(msg, "ranges"), codes.astype("<u2").tobytes()))
 
     specials = np.array([np.inf, -np.inf, np.nan], dtype=np.float32)
 
     def decode(buf: bytes) -> np.ndarray:
-        meta_cdr, data = _unpack(decompressor.decompress(buf), 2)
-        meta = deserialize_message(meta_cdr, ctx.msg_class)  # the receiver rebuilds header and geometry
+        meta, data = _unpack(decompressor.decompress(buf), 2)
+        beams, _header_and_geometry = _read_metadata(meta, ctx.msg_class)  # what the receiver rebuilds from
         codes = np.frombuffer(data, dtype="<u2").astype(np.int64)
         ranges = ((codes - 3) * step).astype(np.float32)
         low = codes < 3
         ranges[low] = specials[codes[low]]
         if keep_every == 1:
             return ranges
-        n = int(round((meta.angle_max - meta.angle_min) / meta.angle_increment)) + 1
-        nearest = np.minimum(np.rint(np.arange(n) / keep_every).astype(np.int64), ranges.size - 1)
+        nearest = np.minimum(np.rint(np.arange(beams) / keep_every).astype(np.int64), ranges.size - 1)
         return ranges[nearest]
 
     sparse = f", 1/{keep_every} beams" if keep_every > 1 else ""
@@ -356,7 +368,6 @@ def _quantised_cloud(ctx: _Context, step: float, zstd: Any, keep_every: int = 1)
 
     keep_every > 1 sends every k-th column only; the receiver gives each column its nearest sent column.
     """
-    from rclpy.serialization import deserialize_message, serialize_message
 
     compressor, decompressor = zstd.ZstdCompressor(level=ZSTD_LEVEL), zstd.ZstdDecompressor()
     range_max = ctx.range_max
@@ -366,12 +377,11 @@ def _quantised_cloud(ctx: _Context, step: float, zstd: Any, keep_every: int = 1)
         codes = np.zeros(image.shape[1:], dtype=np.uint16)
         valid = image[1] > 0.5
         codes[valid] = np.minimum(np.rint(image[0][valid] * range_max / step) + 1, 65535).astype(np.uint16)
-        meta = serialize_message(_without(msg, "data"))
-        return compressor.compress(_pack(meta, np.ascontiguousarray(codes[:, ::keep_every], "<u2").tobytes()))
+        return compressor.compress(_pack(_metadata(msg, "data"), np.ascontiguousarray(codes[:, ::keep_every], "<u2").tobytes()))
 
     def decode(buf: bytes) -> np.ndarray:
         meta, data = _unpack(decompressor.decompress(buf), 2)
-        deserialize_message(meta, ctx.msg_class)
+        _read_metadata(meta, ctx.msg_class)
         rows, cols = ctx.directions.shape[:2]
         codes = np.frombuffer(data, dtype="<u2").reshape(rows, -1)
         if keep_every > 1:  # azimuth wraps: the last columns take the first sent one when it is nearer
@@ -387,7 +397,6 @@ def _quantised_cloud(ctx: _Context, step: float, zstd: Any, keep_every: int = 1)
 
 def _draco(ctx: _Context, bits: int, draco: Any, zstd: Any) -> Codec:
     """Valid points through Draco at `bits` per axis over [-R, R]^3; metadata as zstd'd CDR beside them."""
-    from rclpy.serialization import deserialize_message, serialize_message
 
     compressor, decompressor = zstd.ZstdCompressor(level=ZSTD_LEVEL), zstd.ZstdDecompressor()
     array_field = "ranges" if ctx.modality == "scan" else "data"
@@ -402,7 +411,7 @@ def _draco(ctx: _Context, bits: int, draco: Any, zstd: Any) -> Codec:
                         axis=1).astype(np.float32)
 
     def encode(msg: Any) -> bytes:
-        meta = compressor.compress(serialize_message(_without(msg, array_field)))
+        meta = compressor.compress(_metadata(msg, array_field))
         points = points_of(msg)
         if len(points) == 0:
             return _pack(meta, b"")
@@ -413,13 +422,12 @@ def _draco(ctx: _Context, bits: int, draco: Any, zstd: Any) -> Codec:
 
     def decode(buf: bytes) -> np.ndarray:
         meta_z, blob = _unpack(buf, 2)
-        meta = deserialize_message(decompressor.decompress(meta_z), ctx.msg_class)
+        n, meta = _read_metadata(decompressor.decompress(meta_z), ctx.msg_class)
         points = (np.asarray(draco.decode(blob).points, dtype=np.float32).reshape(-1, 3) if blob
                   else np.empty((0, 3), dtype=np.float32))
         if ctx.modality == "pointcloud":
             return points
         # The receiver re-bins points to beams by angle; the nearest point wins a beam.
-        n = int(round((meta.angle_max - meta.angle_min) / meta.angle_increment)) + 1
         ranges = np.full(n, np.inf, dtype=np.float32)
         if len(points):
             theta = np.arctan2(points[:, 1], points[:, 0])
