@@ -254,6 +254,8 @@ def _nearest_brute(a: np.ndarray, b: np.ndarray, block: int = 1024) -> np.ndarra
 # ---------------------------------------------------------------------------------------------------------
 @dataclass
 class Codec:
+    """A named pair: message -> wire bytes, wire bytes -> reconstruction."""
+
     name: str
     family: str
     encode: Callable[[Any], bytes]
@@ -293,16 +295,14 @@ class _Context:
         from vae_ros.core.preprocess import preprocess_pointcloud
 
         spec = self.config.pointcloud_spec
-        if len(points) == 0:
-            out = np.zeros((2, spec.rows, spec.cols), dtype=np.float32)
-            out[0] = 1.0
-            return out
-        try:
-            return preprocess_pointcloud(points, spec)
-        except InputError:  # nothing in range or in the field of view: an empty image
-            out = np.zeros((2, spec.rows, spec.cols), dtype=np.float32)
-            out[0] = 1.0
-            return out
+        if len(points):
+            try:
+                return preprocess_pointcloud(points, spec)
+            except InputError:  # nothing in range or in the field of view: an empty image
+                pass
+        empty = np.zeros((2, spec.rows, spec.cols), dtype=np.float32)
+        empty[0] = 1.0  # what preprocessing writes where there is no point
+        return empty
 
 
 def _lossless(ctx: _Context, name: str, compress: Callable[[bytes], bytes],
@@ -506,6 +506,8 @@ def _latent(ctx: _Context, form: str) -> Codec:
 # ---------------------------------------------------------------------------------------------------------
 @dataclass
 class _Tally:
+    """Running sums of one codec over the messages."""
+
     sizes: list[int] = field(default_factory=list)
     encode_s: list[float] = field(default_factory=list)
     decode_s: list[float] = field(default_factory=list)
