@@ -10,9 +10,10 @@ Codecs (each payload is self-contained: the receiver rebuilds a stamped message 
 - zstd / lz4: lossless compression of that CDR (PyPI `zstandard`, `lz4`).
 - range 1 cm / 5 cm + zstd: ranges quantised to the step (uint16 codes), with the message's other fields
   (header, geometry) as CDR, then zstd. Scans keep their own beams; point clouds go through the model's
-  spherical range image (PointCloudSpec), and points come back at pixel-centre directions — the same
-  geometry the VAE's decoder has, so its angular error is shared with the latent rows (the run reports it
-  as the projection floor).
+  spherical range image (PointCloudSpec), and points come back along the decoder's rays
+  (vae_ros.conversions.decoded_range_image_to_points: ring elevations spanning the field of view, column
+  centres), so the projection's error is shared with the latent rows (the run reports it as the projection
+  floor).
 - range 20 cm, 1/8 beams (scans) / range img 20 cm, 1/16 cols (clouds) + zstd: the same, coarse and sparse
   (every k-th beam or column; the receiver repeats the nearest one), to bring a classic codec down to about
   the latent's bytes, so that the two are compared at equal rate.
@@ -20,7 +21,7 @@ Codecs (each payload is self-contained: the receiver rebuilds a stamped message 
   points, quantised to N bits over a cube of side 2R around the sensor (R = the largest coordinate, whole
   metres); scans are sent as x, y points and re-binned to beams by angle on the receiving side.
 - latent f32: `vae/latent_stamped` as the contract defines it (sensor_msgs/Image 32FC1, 1 x D, the input's
-  header). latent f16: the same message with 16-bit floats (encoding "16FC1", step 2D). latent int8: the
+  header; vae_ros.conversions.latent_to_stamped_msg). latent f16: the same message with 16-bit floats (encoding "16FC1", step 2D). latent int8: the
   same with int8 codes (encoding "8SC1", step D): per-dimension symmetric affine quantisation over the
   prior's +-4 sigma, q = clip(round(z * 127 / 4), -127, 127); the prior is N(0, I), so every dimension has
   the scale 4/127 and no side information is sent. The receiver decodes the latent mean with the model.
@@ -29,8 +30,9 @@ Errors: scans, range MAE / RMSE (m) over the original's valid beams (finite, wit
 range_max) that the reconstruction also returns ("missing" counts those it does not); point clouds,
 symmetric Chamfer distance (mean nearest-neighbour distance both ways, halved; m) between the original's
 finite points and the reconstruction's points, and range MAE / RMSE on the model's range image over pixels
-valid in both. A decoded range at or beyond NO_RETURN_FRACTION of the model's range_max is "no return"
-(+inf / no point, REP-117).
+valid in both. Latents decode as decoder_node decodes them (vae_ros.conversions: decoded_scan_ranges,
+decoded_range_image_to_points), with its no-return rule (NO_RETURN_FRACTION of range_max: +inf / no point,
+REP-117).
 
 Bytes are the serialised payload only (no RTPS/UDP framing, which every row would pay alike). Codec rows count
 their self-contained payload without a carrier message; the latent rows count their whole ROS message, so a
@@ -59,9 +61,9 @@ from typing import Any
 import numpy as np
 
 from vae_ros.benchmarks import save_report_json
+from vae_ros.conversions import NO_RETURN_FRACTION
 from vae_ros.core.errors import ConfigError, DataError, InputError
 
-NO_RETURN_FRACTION = 0.99  # decoded range / range_max at or above this: no return
 ZSTD_LEVEL = 3  # zstd's default level: fast enough for a robot's CPU at sensor rates
 DRACO_COMPRESSION_LEVEL = 7  # draco_encoder's default
 DRACO_BITS = (11, 8)
@@ -199,16 +201,20 @@ def cloud_points(msg: Any) -> np.ndarray:
 
 
 def range_image_directions(spec: Any) -> np.ndarray:
-    """(rows, cols, 3) unit directions of the pixel centres of a PointCloudSpec's spherical range image."""
-    up, down = math.radians(spec.fov_up_deg), math.radians(spec.fov_down_deg)
-    pitch = up - (np.arange(spec.rows) + 0.5) * (up - down) / spec.rows  # (rows,)
-    yaw = -math.pi + (np.arange(spec.cols) + 0.5) * 2 * math.pi / spec.cols  # (cols,)
-    p, y = np.meshgrid(pitch, yaw, indexing="ij")
-    return np.stack([np.cos(p) * np.cos(y), np.cos(p) * np.sin(y), np.sin(p)], axis=-1)
+    """(rows, cols, 3) unit rays of a PointCloudSpec's range image, exactly the decoder's.
+
+    Taken from vae_ros.conversions.decoded_range_image_to_points on a uniform image, so the geometry is
+    written once; codecs use the rays without the decoder's no-return rule (they know which pixels are empty).
+    """
+    from vae_ros.conversions import decoded_range_image_to_points
+
+    half = np.full((1, spec.rows, spec.cols), 0.5, dtype=np.float32)  # every pixel a return at range_max / 2
+    xyz, _rows = decoded_range_image_to_points(half, spec)  # (rows * cols, 3), row-major
+    return (xyz.astype(np.float64) / (0.5 * spec.range_max)).reshape(spec.rows, spec.cols, 3)
 
 
 def range_image_points(ranges_m: np.ndarray, valid: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """(rows, cols) ranges and mask -> (M, 3) float32 points at pixel-centre directions."""
+    """(rows, cols) ranges and mask -> (M, 3) float32 points along the range image's rays."""
     return (directions[valid] * ranges_m[valid][:, None]).astype(np.float32)
 
 
@@ -444,7 +450,10 @@ def _draco(ctx: _Context, bits: int, draco: Any, zstd: Any) -> Codec:
 
 
 def latent_image_msg(values: np.ndarray, encoding: str, header: Any) -> Any:
-    """(D,) latent values -> sensor_msgs/Image 1 x D in the stamped latent layout (little-endian)."""
+    """(D,) latent values of any dtype -> sensor_msgs/Image 1 x D laid out as the stamped latent (little-endian).
+
+    The f16 / int8 variants of this benchmark; the contract's float32 message is conversions.latent_to_stamped_msg.
+    """
     from sensor_msgs.msg import Image
 
     msg = Image()
@@ -466,35 +475,49 @@ def dequantise_int8(codes: np.ndarray) -> np.ndarray:
     return codes.astype(np.float32) * np.float32(INT8_SIGMAS / 127.0)
 
 
-_LATENT_FORMS = {  # name -> (encoding, to wire dtype, from wire)
-    "f32": ("32FC1", lambda z: z.astype(np.float32), lambda b: np.frombuffer(b, "<f4").astype(np.float32)),
+_LATENT_FORMS = {  # name -> (encoding, latent -> wire values, wire bytes -> float32 latent)
     "f16": ("16FC1", lambda z: z.astype(np.float16), lambda b: np.frombuffer(b, "<f2").astype(np.float32)),
     "int8": ("8SC1", quantise_int8, lambda b: dequantise_int8(np.frombuffer(b, np.int8))),
 }
 
 
 def _latent(ctx: _Context, form: str) -> Codec:
+    """The latent mean on the wire: f32 is the contract's vae/latent_stamped; f16 and int8 shrink its values."""
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
-    from vae_ros.conversions import msg_to_model_input
+    from vae_ros.conversions import (
+        decoded_range_image_to_points,
+        decoded_scan_ranges,
+        latent_to_stamped_msg,
+        msg_to_model_input,
+        stamped_msg_to_latent,
+    )
 
-    encoding, to_wire, from_wire = _LATENT_FORMS[form]
     config, backend = ctx.config, ctx.backend
+
+    def to_msg(mean: np.ndarray, header: Any) -> Any:
+        if form == "f32":
+            return latent_to_stamped_msg(mean, None, header)
+        encoding, to_wire, _ = _LATENT_FORMS[form]
+        return latent_image_msg(to_wire(mean), encoding, header)
+
+    def from_msg(msg: Any) -> np.ndarray:
+        if form == "f32":
+            return stamped_msg_to_latent(msg, config.latent_dim)[0]
+        return _LATENT_FORMS[form][2](bytes(msg.data))
 
     def encode(msg: Any) -> bytes:
         x = msg_to_model_input(msg, config)[None]  # (1, *input_shape)
         mean, _logvar = backend.encode(x)  # (1, D)
-        return serialize_message(latent_image_msg(to_wire(mean[0]), encoding, msg.header))
+        return serialize_message(to_msg(mean[0], msg.header))
 
     def decode(buf: bytes) -> np.ndarray:
-        latent = deserialize_message(buf, Image)
-        z = from_wire(bytes(latent.data))[None]  # (1, D)
-        out = backend.decode(z)[0, 0].astype(np.float64)  # (beams,) or (rows, cols), r / range_max
+        z = from_msg(deserialize_message(buf, Image))[None]  # (1, D)
+        x_hat = backend.decode(z)[0]  # (1, beams) or (1, rows, cols), r / range_max
         if ctx.modality == "pointcloud":
-            valid = out < NO_RETURN_FRACTION
-            return range_image_points(out * ctx.range_max, valid, ctx.directions)
-        return out  # per model bin; expanded to the message's beams by _scan_decoded
+            return decoded_range_image_to_points(x_hat, config.pointcloud_spec)[0]
+        return decoded_scan_ranges(x_hat, config.scan_spec)  # per model bin; to the message's beams in _measure
 
     notes = {"f32": "vae/latent_stamped as in the contract (header included)",
              "f16": "same message, float16 values", "int8": f"same message, int8 over prior +-{INT8_SIGMAS:g} sigma"}
@@ -534,8 +557,7 @@ def _scan_decoded(ctx: _Context, codec: Codec, msg: Any, decoded: np.ndarray) ->
     if codec.family != "latent":
         return decoded
     bins = scan_beam_bins(msg, ctx.config.scan_spec)
-    values = np.where(bins >= 0, decoded[np.maximum(bins, 0)], np.inf)
-    return np.where(values < NO_RETURN_FRACTION, values * ctx.range_max, np.inf).astype(np.float32)
+    return np.where(bins >= 0, decoded[np.maximum(bins, 0)], np.inf).astype(np.float32)
 
 
 def _measure(ctx: _Context, codec: Codec, msg: Any, tally: _Tally, truth: Any, timed: bool = True) -> None:
@@ -593,7 +615,7 @@ def _codecs(ctx: _Context, skipped: dict[str, str]) -> list[Codec]:
             skipped["draco"] = f"PyPI 'DracoPy' is not installed ({err})"
         else:
             codecs.extend(_draco(ctx, bits, draco, zstd) for bits in DRACO_BITS)
-    codecs.extend(_latent(ctx, form) for form in _LATENT_FORMS)
+    codecs.extend(_latent(ctx, form) for form in ("f32", "f16", "int8"))
     return codecs
 
 
@@ -760,7 +782,8 @@ def run_benchmark(args: argparse.Namespace) -> CompressionBenchmark:
                   "draco_compression_level": DRACO_COMPRESSION_LEVEL, "range_steps_m": list(RANGE_STEPS_M),
                   "int8_latent": f"symmetric per dimension over the prior's +-{INT8_SIGMAS:g} sigma: "
                                  f"q = clip(round(z * 127 / {INT8_SIGMAS:g}), -127, 127)",
-                  "no_return_fraction": NO_RETURN_FRACTION},
+                  "no_return_fraction": NO_RETURN_FRACTION,
+                  "range_image_rays": "vae_ros.conversions.decoded_range_image_to_points"},
     )
     threads = torch.get_num_threads()
     try:
