@@ -1,4 +1,4 @@
-"""The ROS-free rule: importing every vae_ros.core module and vae_ros.sim leaves rclpy out of sys.modules."""
+"""The ROS-free rule: importing every vae_ros.core module, vae_ros.sim and vae_ros.control leaves rclpy out of sys.modules."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 # Runs in a fresh interpreter: this test process may already have rclpy loaded by other tests.
 _SCRIPT = """
 import importlib, json, pkgutil, sys
-import vae_ros.core, vae_ros.sim
+import vae_ros.control, vae_ros.core, vae_ros.sim
 names = []
-for package in (vae_ros.core, vae_ros.sim):
+for package in (vae_ros.core, vae_ros.sim, vae_ros.control):
     names.append(package.__name__)
     names += [info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
 for name in names + sys.argv[1:]:
@@ -31,7 +31,8 @@ def _imports(*extra: str) -> dict[str, list[str]]:
 def test_core_and_sim_never_import_rclpy() -> None:
     report = _imports()
     assert {"vae_ros.core.models", "vae_ros.core.model_dir", "vae_ros.core.losses", "vae_ros.core.metrics",
-            "vae_ros.core.preprocess", "vae_ros.core.config"} <= set(report["imported"])
+            "vae_ros.core.preprocess", "vae_ros.core.config", "vae_ros.control.representations",
+            "vae_ros.control.basin", "vae_ros.control.plots"} <= set(report["imported"])
     assert report["ros"] == [], f"ROS modules imported by the core: {report['ros']}"
 
 
