@@ -19,6 +19,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("train-dynamics", "train_dynamics", "train the latent world model from a bag of latents and commands"),
     ("export", "export", "write ONNX, INT8 ONNX, TorchScript or TensorRT artifacts into a model directory"),
     ("eval", "evaluate", "report ELBO, reconstruction error, KL per dimension, active units; write PNG plots"),
+    ("eval-control", "eval_control", "basin of attraction of latent representations, closed-loop servo episodes"),
     ("demo", "demo", "the main job: closed-loop run in the simulator with the packaged models"),
     ("bench", "bench", "measure latency and throughput of each backend and of the running nodes"),
 ]
