@@ -94,6 +94,8 @@ def test_summary_table_and_report(pose_and_noise: dict) -> None:
     record = report(pose_and_noise["results"], TINY)
     assert len(record["goals"]) == 2 and record["config"]["extent"] == 0.4
     assert record["representations"]["pose"]["starts"] == sum(g["starts"] for g in record["goals"])
+    assert record["representations"]["pose"]["greedy_pct_per_goal"] == [100.0, 100.0]
+    assert record["representations"]["pose"]["jacobian_left_grid_pct"] == 0.0
 
 
 def _pose_field(grid: PoseGrid) -> tuple[np.ndarray, np.ndarray]:

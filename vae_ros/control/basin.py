@@ -441,21 +441,26 @@ def _rate(success: np.ndarray) -> float | None:
 
 
 def summarise(results: Sequence[GoalResult], config: BasinConfig) -> dict[str, dict[str, Any]]:
-    """Per representation: success rates (%) of both descents, overall and split by start yaw, the number of
-    starts, and the Spearman correlation (mean over goals and per goal)."""
+    """Per representation: success rates (%) of both descents, overall, split by start yaw and per goal, how
+    Jacobian descents stopped, the number of starts, and the Spearman correlation (mean over goals, per goal)."""
     if not results:
         return {}
     split = math.radians(config.yaw_split_deg) + _EPS
     summary: dict[str, dict[str, Any]] = {}
     for name in results[0].descents:
-        greedy, jacobian, small_yaw, rhos = [], [], [], []
+        greedy, jacobian, status, small_yaw, rhos = [], [], [], [], []
         for result in results:
             d = result.descents[name]
             greedy.append(d.greedy_success)
             jacobian.append(d.jacobian_success)
+            status.append(d.jacobian_status)
             small_yaw.append(np.abs(result.grid.offsets(result.starts)[:, 2]) <= split)
             rhos.append(d.spearman)
         g, j, s = np.concatenate(greedy), np.concatenate(jacobian), np.concatenate(small_yaw)
+        stopped = np.concatenate(status)
+
+        def per_goal(rates: list[np.ndarray]) -> list[float | None]:
+            return [None if r.size == 0 else round(100.0 * float(r.mean()), 1) for r in rates]
         finite = [r for r in rhos if math.isfinite(r)]
         summary[name] = {
             "starts": int(g.size),
@@ -466,6 +471,11 @@ def summarise(results: Sequence[GoalResult], config: BasinConfig) -> dict[str, d
             "jacobian_pct_small_yaw": _rate(j[s]),
             "jacobian_pct_large_yaw": _rate(j[~s]),
             "starts_small_yaw": int(s.sum()),
+            # Why Jacobian descents failed besides ending too far: they walked off the grid or into an obstacle.
+            "jacobian_left_grid_pct": _rate(stopped == STATUS_LEFT_GRID),
+            "jacobian_collision_pct": _rate(stopped == STATUS_COLLISION),
+            "greedy_pct_per_goal": per_goal(greedy),
+            "jacobian_pct_per_goal": per_goal(jacobian),
             "spearman": float(np.mean(finite)) if finite else None,
             "spearman_per_goal": [None if not math.isfinite(r) else round(r, 4) for r in rhos],
             "latent_dim": int(results[0].fields[name].jacobian.shape[0]),
