@@ -410,29 +410,26 @@ def measure_basin(representations: Sequence[Representation], seeds: Sequence[int
     if not seeds:
         raise ConfigError("measure_basin needs at least one world seed")
 
-    results: list[GoalResult] = []
-    bar: Any = None
-    try:
-        for seed in seeds:
-            with SimWorld(SimConfig(seed=int(seed))) as world:
-                goals = sample_goals(world.objects, goals_per_seed, np.random.default_rng(int(seed)), config)
-                grids = [make_grid(goal, world.objects, config) for goal in goals]
-                if bar is None:
-                    from tqdm import tqdm
+    from tqdm import tqdm
 
-                    per_goal = int(grids[0].valid.sum())
-                    bar = tqdm(total=per_goal * goals_per_seed * len(seeds), unit="pose", desc="basin",
-                               disable=not progress, smoothing=0.1)
-                for grid in grids:
+    # Goals and grids first (building a world without rendering is cheap), so progress counts every pose.
+    grids: dict[int, list[PoseGrid]] = {}
+    for seed in dict.fromkeys(int(s) for s in seeds):
+        with SimWorld(SimConfig(seed=seed)) as world:
+            goals = sample_goals(world.objects, goals_per_seed, np.random.default_rng(seed), config)
+            grids[seed] = [make_grid(goal, world.objects, config) for goal in goals]
+    total = sum(int(grid.valid.sum()) for seed_grids in grids.values() for grid in seed_grids)
+    results: list[GoalResult] = []
+    with tqdm(total=total, unit="pose", desc="basin", disable=not progress, smoothing=0.1) as bar:
+        for seed, seed_grids in grids.items():
+            with SimWorld(SimConfig(seed=seed)) as world:
+                for grid in seed_grids:
                     fields = encode_grid(world, grid, representations, config, on_progress=bar.update)
                     starts = start_cells(grid, config)
-                    result = GoalResult(int(seed), grid, starts, fields)
+                    result = GoalResult(seed, grid, starts, fields)
                     for name, latent in fields.items():
                         result.descents[name] = descend(grid, starts, latent, config)
                     results.append(result)
-    finally:
-        if bar is not None:
-            bar.close()
     return results
 
 
