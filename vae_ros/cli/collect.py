@@ -33,8 +33,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-camera", action="store_true", help="do not render or record the camera")
     parser.add_argument("--lidar", choices=LIDAR_CHOICES, default="scan",
                         help="LiDAR topics to record: scan (/scan), pointcloud (/lidar/points), both, none")
-    parser.add_argument("--policy", choices=("explore",), default="explore",
-                        help="how the robot is driven: explore = smooth random walk that avoids obstacles")
+    parser.add_argument("--policy", choices=("explore", "cover"), default="explore",
+                        help="how the robot moves: explore = smooth random walk that avoids obstacles (for "
+                             "reconstruction and dynamics data; records cmd_vel); cover = placed at clustered "
+                             "free poses, 50 within 1.3 m and +/-70 deg of each anchor (dense pose coverage for "
+                             "control-fit training with --pose-topic odom; no cmd_vel, the robot is not driven)")
     parser.add_argument("--initial-pose", type=float, nargs=3, metavar=("X", "Y", "YAW"), default=(0.0, 0.0, 0.0),
                         help="start pose in the odom frame (m, m, rad)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
@@ -61,13 +64,14 @@ def run(args: argparse.Namespace) -> int:
 
     from vae_ros.bagio import BagWriter, reliable_qos
     from vae_ros.sim import messages
-    from vae_ros.sim.policy import ExplorationPolicy, PolicyConfig
+    from vae_ros.sim.policy import CoverPolicy, ExplorationPolicy, PolicyConfig
     from vae_ros.sim.world import SimConfig, SimWorld
 
     world = SimWorld(SimConfig(seed=args.seed, image_width=args.image_width, image_height=args.image_height,
                                initial_pose=tuple(args.initial_pose)))
     policy_seed = args.seed if args.policy_seed is None else args.policy_seed
     policy = ExplorationPolicy(PolicyConfig(), seed=policy_seed)
+    cover = CoverPolicy(world.clearance, seed=policy_seed) if args.policy == "cover" else None
     state = policy.initial_state()
     dt = 1.0 / args.rate
     frames = max(1, int(round(args.duration * args.rate)))
@@ -76,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
     record_cloud = args.lidar in ("pointcloud", "both")
     record_image = not args.no_camera
     sensor_qos = reliable_qos(depth=1)  # what sim_node offers (see sim_node.SENSOR_QOS)
-    topics = [(messages.CLOCK_TOPIC, reliable_qos()), (messages.ODOM_TOPIC, reliable_qos()),
-              (messages.CMD_TOPIC, reliable_qos())]
+    topics = [(messages.CLOCK_TOPIC, reliable_qos()), (messages.ODOM_TOPIC, reliable_qos())]
+    if cover is None:
+        topics.append((messages.CMD_TOPIC, reliable_qos()))
     if record_image:
         topics.append((messages.IMAGE_TOPIC, sensor_qos))
     if record_scan:
@@ -96,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
                 "seed": args.seed, "policy_seed": policy_seed, "rate": args.rate, "duration": args.duration, "policy": args.policy,
                 "image_width": args.image_width, "image_height": args.image_height, "lidar": args.lidar,
                 "camera": record_image, "initial_pose": list(args.initial_pose)}))
-            for _ in range(frames):
+            for frame in range(frames):
+                if cover is not None:
+                    world.set_pose(*cover.pose(frame))
                 stamp = messages.time_msg(world.time)
                 stamp_ns = messages.time_ns(world.time)
                 ranges = world.scan()  # (beams,); the policy always needs it
@@ -113,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
                 if record_image:
                     bag.write(messages.IMAGE_TOPIC, stamp_ns, serialize_message(
                         messages.image_msg(world.render(), stamp)))
-                state, (linear, angular) = policy.step(state, ranges, angles, dt)
-                bag.write(messages.CMD_TOPIC, stamp_ns, serialize_message(messages.twist_msg(linear, angular)))
-                world.step(linear, angular, dt)
+                if cover is not None:
+                    world.step(0.0, 0.0, dt)  # time moves on; the robot rests where it was placed
+                else:
+                    state, (linear, angular) = policy.step(state, ranges, angles, dt)
+                    bag.write(messages.CMD_TOPIC, stamp_ns, serialize_message(messages.twist_msg(linear, angular)))
+                    world.step(linear, angular, dt)
                 progress.update(1)
     except KeyboardInterrupt:
         print(f"vae-ros collect: interrupted; {out} was closed with {sum(bag.counts.values())} messages",

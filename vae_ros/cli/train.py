@@ -35,17 +35,22 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--bag/--topic/--images, shared with `vae-ros eval`."""
+def add_data_arguments(parser: argparse.ArgumentParser, several_bags: bool = False) -> None:
+    """--bag/--topic/--images, shared with `vae-ros eval`; `several_bags`: --bag may repeat (control training)."""
     data = parser.add_argument_group("data (give --bag and --topic, or --images)")
-    data.add_argument("--bag", metavar="PATH", help="rosbag2 folder, or a single .mcap / .db3 file")
+    if several_bags:
+        data.add_argument("--bag", metavar="PATH", action="append",
+                          help="rosbag2 folder, or a single .mcap / .db3 file; repeat it with --pose-topic to "
+                               "train on several recordings (one world each)")
+    else:
+        data.add_argument("--bag", metavar="PATH", help="rosbag2 folder, or a single .mcap / .db3 file")
     data.add_argument("--topic", metavar="NAME",
                       help="topic to read: sensor_msgs/Image, CompressedImage, LaserScan or PointCloud2")
     data.add_argument("--images", metavar="DIR", help="folder of .png/.jpg/.jpeg/.bmp images (recursive)")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    add_data_arguments(parser)
+    add_data_arguments(parser, several_bags=True)
     parser.add_argument("--out", metavar="DIR", required=True, help="model directory to write")
     parser.add_argument("--resume", action="store_true",
                         help="continue from DIR/checkpoint after its last completed epoch (model and "
@@ -92,6 +97,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--cache-mb", type=float, default=2048.0,
                      help="RAM for preprocessed samples; larger data streams from disk every epoch (2048)")
     opt.add_argument("--quiet", action="store_true", help="no progress bar")
+    control = parser.add_argument_group(
+        "control-fit training (with --pose-topic: ELBO + a term tying latent distance to pose distance, so that "
+        "latent_servo_node can servo in the latent space; see docs/CONTROL.md)")
+    control.add_argument("--pose-topic", metavar="NAME",
+                         help="nav_msgs/Odometry topic giving each sensor message its pose (e.g. odom); turns on "
+                              "control-fit training, which counts --steps instead of --epochs")
+    control.add_argument("--steps", type=_positive_int, default=6000, help="optimisation steps (6000)")
+    control.add_argument("--metric-weight", type=float, default=300.0, metavar="W",
+                         help="weight of the pose-metric term (300)")
+    control.add_argument("--yaw-weight", type=float, default=1.0, metavar="M",
+                         help="metres of pose distance per radian of yaw in the metric (1.0)")
 
 
 class _LineFormatter(logging.Formatter):
@@ -169,13 +185,56 @@ def build_model_config(args: argparse.Namespace, source: Any) -> Any:
     return config
 
 
+def _run_control(args: argparse.Namespace) -> int:
+    from vae_ros.control.metric import MetricSpec
+    from vae_ros.control.train_metric import ControlTrainConfig, read_posed_samples, train_control
+    from vae_ros.core.data import BagSource
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.core.train import select_device
+
+    if not args.bag or not args.topic or args.images:
+        raise ConfigError("--pose-topic trains from bags: give --bag PATH (one or more) and --topic NAME")
+    if args.resume:
+        raise ConfigError("--resume is not supported with --pose-topic; control-fit training restarts")
+    select_device(args.device)
+    config = ControlTrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        warmup_steps=min(args.warmup_steps, args.steps), val_percent=args.val_percent, seed=args.seed,
+        device=args.device, metric=MetricSpec(weight=args.metric_weight, yaw_weight=args.yaw_weight))
+    config.validate()
+    out = Path(args.out).expanduser()
+    prepare_out_dir(out, False, args.force)
+    model_config = build_model_config(args, BagSource(args.bag[0], args.topic))
+    data = read_posed_samples(args.bag, args.topic, args.pose_topic, model_config, progress=not args.quiet)
+    summary = train_control(data, model_config, config, out, progress=not args.quiet)
+    best = summary["best"]
+    calibration = summary["control"]["calibration"]
+    print("\n".join([
+        f"model directory: {out}",
+        f"samples: {summary['samples']['train']} train, {summary['samples']['val']} validation, "
+        f"from {len(args.bag)} recording(s)",
+        f"best at step {best['epoch']}: val metric loss {best['val_metric']:.4f}, latent vs pose distance "
+        f"Spearman {best['val_spearman_1_5m']:.3f} (pairs within 1.5 m), recon NLL {best['val_recon_nll']:.1f}, "
+        f"KL {best['val_kl']:.1f}",
+        f"servo tolerance: latent error {calibration['tolerance']:.4f} (precision {calibration['precision']:.1%}, "
+        f"recall {calibration['recall']:.1%} for 0.10 m / 5 deg)",
+        f"time: {summary['time_s']:.1f} s on {summary['device']}"]))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from vae_ros.core.data import open_source
+    from vae_ros.core.errors import ConfigError
     from vae_ros.core.train import TrainConfig, select_device, train
 
     setup_logging("train")
+    if args.pose_topic:
+        return _run_control(args)
+    bags = args.bag or []
+    if len(bags) > 1:
+        raise ConfigError("several --bag are for control-fit training (--pose-topic); give one --bag")
     select_device(args.device)  # before anything is removed by --force
-    source = open_source(args.bag, args.topic, args.images)
+    source = open_source(bags[0] if bags else None, args.topic, args.images)
     out = Path(args.out).expanduser()
     prepare_out_dir(out, args.resume, args.force)
     model_config = build_model_config(args, source)

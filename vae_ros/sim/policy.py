@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -130,3 +131,63 @@ def _side_space(ranges: np.ndarray, angles: np.ndarray, side: float) -> float:
     if not sector.any():
         return 0.0
     return float(np.minimum(ranges[sector], 5.0).mean())
+
+
+@dataclass(frozen=True)
+class CoverConfig:
+    """Pose sampling of the `cover` collection mode (m, rad)."""
+
+    per_anchor: int = 50  # poses drawn around each anchor
+    neighbourhood: float = 1.3  # m: radius of an anchor's neighbourhood (servo starts are up to 1 m away)
+    yaw_spread: float = math.radians(70.0)  # yaw drawn within +/- this of the anchor's heading
+    anchor_clearance: float = 0.4  # m of free space around an anchor (a goal one can servo to)
+    pose_clearance: float = 0.02  # m of free space around every pose
+
+    def validate(self) -> None:
+        if self.per_anchor < 1 or not (self.neighbourhood > 0 and 0 < self.yaw_spread <= math.pi):
+            raise ConfigError("cover: per_anchor >= 1, neighbourhood > 0 and yaw_spread in (0, pi]")
+        if self.anchor_clearance < 0 or self.pose_clearance < 0:
+            raise ConfigError("cover: clearances must be >= 0")
+
+
+class CoverPolicy:
+    """Where to place the robot, frame by frame, so that a recording covers what a servo crosses.
+
+    Poses come in clusters: an anchor (a free pose, like a goal) and `per_anchor` poses within
+    `neighbourhood` of it, headings within `yaw_spread` of the anchor's, so that every region of the
+    room is seen from many nearby poses and headings — what a pose-metric training term needs, and what a
+    driving policy covers only sparsely. Pure and seeded: `pose(index)` depends on (seed, index) only.
+    `clearance(x, y)` is the world's free distance (SimWorld.clearance).
+    """
+
+    def __init__(self, clearance: Any, config: CoverConfig | None = None, seed: int = 0,
+                 half_size: float = 2.8) -> None:
+        self.config = config if config is not None else CoverConfig()
+        self.config.validate()
+        self.clearance = clearance
+        self.seed = seed
+        self.half_size = half_size
+
+    def _free_point(self, rng: np.random.Generator, near: tuple[float, float] | None, clearance: float) -> tuple[float, float]:
+        for _ in range(10_000):
+            if near is None:
+                x, y = rng.uniform(-self.half_size, self.half_size, size=2)
+            else:
+                radius = self.config.neighbourhood * math.sqrt(rng.uniform())
+                angle = rng.uniform(-math.pi, math.pi)
+                x, y = near[0] + radius * math.cos(angle), near[1] + radius * math.sin(angle)
+            if self.clearance(float(x), float(y)) >= clearance:
+                return float(x), float(y)
+        raise ConfigError("cover: found no free pose in 10000 draws; the world is too cluttered")
+
+    def pose(self, index: int) -> tuple[float, float, float]:
+        """The index-th pose (x, y, yaw) of the recording."""
+        cfg = self.config
+        anchor_index = index // cfg.per_anchor
+        anchor_rng = np.random.default_rng([self.seed, anchor_index])
+        ax, ay = self._free_point(anchor_rng, None, cfg.anchor_clearance)
+        heading = float(anchor_rng.uniform(-math.pi, math.pi))
+        rng = np.random.default_rng([self.seed, anchor_index, index % cfg.per_anchor + 1])
+        x, y = self._free_point(rng, (ax, ay), cfg.pose_clearance)
+        yaw = heading + float(rng.uniform(-cfg.yaw_spread, cfg.yaw_spread))
+        return x, y, math.atan2(math.sin(yaw), math.cos(yaw))

@@ -371,6 +371,12 @@ class SimWorld:
         self._command = (0.0, 0.0)
         self._mj.mj_forward(self.model, self.data)
 
+    def clearance(self, x: float, y: float) -> float:
+        """Free distance (m) from a robot-sized disc at (x, y) to the nearest wall or object footprint (< 0: collision)."""
+        walls = ROOM_HALF_SIZE - max(abs(x), abs(y)) - ROBOT_RADIUS
+        objects = min((math.hypot(x - o.x, y - o.y) - o.radius - ROBOT_RADIUS for o in self.objects), default=math.inf)
+        return min(walls, objects)
+
     # -- motion ------------------------------------------------------------------------------------------
     def step(self, linear: float, angular: float, dt: float) -> None:
         """Drive with (linear m/s, angular rad/s), clamped to the base's limits, for dt seconds of physics.

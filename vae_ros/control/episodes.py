@@ -1,0 +1,177 @@
+"""Closed-loop servo episodes in the simulator, in-process and faster than real time (ROS-free).
+
+An episode places the robot at a goal pose, records the goal observation, moves the robot to a start
+pose and runs the same control law the latent_servo_node runs (vae_ros.control.servo) on what the robot
+senses, stepping MuJoCo physics between control steps, until the servo declares convergence or gives up
+(LOST, or the time limit). It is judged by the simulator's ground truth: success means within 0.10 m and
+5 deg of the goal. Episodes are sampled with a seed: starts 0.3-1.0 m and up to 45 deg from the goal,
+with a free straight path, goals away from walls and objects.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vae_ros.control.sensing import ScanLatentSensor
+from vae_ros.control.servo import CONVERGED, LOST, ServoConfig, ServoState, servo_step, wrap_angle
+from vae_ros.core.errors import ConfigError
+
+SUCCESS_POSITION_M = 0.10
+SUCCESS_YAW_RAD = math.radians(5.0)
+
+@dataclass(frozen=True)
+class Episode:
+    """One start/goal pair in one world (poses x, y, yaw in the odom frame)."""
+
+    seed: int
+    start: tuple[float, float, float]
+    goal: tuple[float, float, float]
+
+    @property
+    def start_distance(self) -> float:
+        return math.hypot(self.start[0] - self.goal[0], self.start[1] - self.goal[1])
+
+    @property
+    def start_yaw_error(self) -> float:
+        return abs(wrap_angle(self.start[2] - self.goal[2]))
+
+
+@dataclass
+class EpisodeResult:
+    episode: Episode
+    success: bool
+    converged: bool  # the servo declared convergence (it may be wrong: success is ground truth)
+    status: str
+    final_position_error: float  # m
+    final_yaw_error: float  # rad
+    time_s: float  # simulated seconds until convergence or the end
+    path_length: float  # m driven
+    path_ratio: float  # path length / straight-line start-goal distance
+    trajectory: list[tuple[float, float, float]] = field(default_factory=list, repr=False)  # (x, y, yaw)
+    latent_error: list[float] = field(default_factory=list, repr=False)  # per control step
+
+    def to_dict(self, with_traces: bool = False) -> dict[str, Any]:
+        out = asdict(self)
+        if not with_traces:
+            out.pop("trajectory")
+            out.pop("latent_error")
+        return out
+
+
+def pose_error(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> tuple[float, float]:
+    """(position error m, absolute yaw error rad)."""
+    return math.hypot(pose[0] - goal[0], pose[1] - goal[1]), abs(wrap_angle(pose[2] - goal[2]))
+
+
+def path_is_free(world: Any, a: tuple[float, float], b: tuple[float, float], margin: float = 0.05) -> bool:
+    """True when a robot-sized disc moving straight from a to b keeps `margin` from everything."""
+    samples = max(2, int(math.hypot(b[0] - a[0], b[1] - a[1]) / 0.02) + 1)
+    return all(world.clearance(a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])) >= margin
+               for t in np.linspace(0.0, 1.0, samples))
+
+
+def sample_episodes(world: Any, count: int, rng: np.random.Generator, min_distance: float = 0.3,
+                    max_distance: float = 1.0, max_yaw: float = math.radians(45.0),
+                    goal_clearance: float = 0.35) -> list[Episode]:
+    """`count` start/goal pairs in `world` (a SimWorld): free goals, starts at the given distance and yaw."""
+    episodes: list[Episode] = []
+    attempts = 0
+    while len(episodes) < count:
+        attempts += 1
+        if attempts > 200 * count + 1000:
+            raise ConfigError(f"could not place {count} episodes in world seed {world.config.seed}")
+        gx, gy = rng.uniform(-2.5, 2.5, size=2)
+        if world.clearance(gx, gy) < goal_clearance:
+            continue
+        gyaw = float(rng.uniform(-math.pi, math.pi))
+        dist = min_distance + (max_distance - min_distance) * math.sqrt(rng.uniform())
+        bearing = rng.uniform(-math.pi, math.pi)
+        sx, sy = gx + dist * math.cos(bearing), gy + dist * math.sin(bearing)
+        if world.clearance(sx, sy) < 0.05 or not path_is_free(world, (sx, sy), (gx, gy)):
+            continue
+        syaw = wrap_angle(gyaw + float(rng.uniform(-max_yaw, max_yaw)))
+        episodes.append(Episode(int(world.config.seed), (float(sx), float(sy), syaw), (float(gx), float(gy), gyaw)))
+    return episodes
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    control_rate: float = 10.0  # Hz: the camera / LiDAR rate the node runs at
+    time_limit: float = 40.0  # simulated seconds
+    settle_after_converged: float = 0.5  # s of physics after convergence so the robot has stopped
+
+
+def run_episode(world: Any, sensor: ScanLatentSensor, episode: Episode, servo: ServoConfig,
+                config: EpisodeConfig = EpisodeConfig(), keep_traces: bool = True) -> EpisodeResult:
+    """Servo from episode.start to the goal observation in `world` (already built for episode.seed)."""
+    world.set_pose(*episode.goal)
+    z_goal = sensor.latent(world.scan())
+    world.set_pose(*episode.start)
+    dt = 1.0 / config.control_rate
+    state = ServoState()
+    trajectory: list[tuple[float, float, float]] = []
+    errors: list[float] = []
+    path = 0.0
+    t = 0.0
+    pose = world.pose()
+    while t < config.time_limit:
+        trajectory.append((pose.x, pose.y, pose.yaw))
+        z, jac = sensor.latent_and_jacobian(world.scan())
+        state, (v, w) = servo_step(state, z, z_goal, jac, dt, servo)
+        errors.append(state.error)
+        if state.status in (CONVERGED, LOST):
+            break
+        world.step(v, w, dt)
+        t += dt
+        new = world.pose()
+        path += math.hypot(new.x - pose.x, new.y - pose.y)
+        pose = new
+    # Let the base come to rest (the servo commands zero from here on).
+    world.step(0.0, 0.0, config.settle_after_converged)
+    pose = world.pose()
+    trajectory.append((pose.x, pose.y, pose.yaw))
+    pos_err, yaw_err = pose_error((pose.x, pose.y, pose.yaw), episode.goal)
+    straight = max(episode.start_distance, 1e-6)
+    return EpisodeResult(
+        episode=episode,
+        success=pos_err <= SUCCESS_POSITION_M and yaw_err <= SUCCESS_YAW_RAD,
+        converged=state.status == CONVERGED,
+        status=state.status,
+        final_position_error=pos_err,
+        final_yaw_error=yaw_err,
+        time_s=t,
+        path_length=path,
+        path_ratio=path / straight,
+        trajectory=trajectory if keep_traces else [],
+        latent_error=errors if keep_traces else [],
+    )
+
+
+def summarise(results: list[EpisodeResult]) -> dict[str, Any]:
+    """Success rate, final errors (median, p90), time and path ratio over episodes."""
+    if not results:
+        return {"episodes": 0}
+    pos = np.array([r.final_position_error for r in results])
+    yaw = np.degrees([r.final_yaw_error for r in results])
+    ok = [r for r in results if r.success]
+    return {
+        "episodes": len(results),
+        "success_rate": len(ok) / len(results),
+        "converged_rate": sum(r.converged for r in results) / len(results),
+        "false_convergence": sum(r.converged and not r.success for r in results),
+        "final_position_error_m": {"median": float(np.median(pos)), "p90": float(np.percentile(pos, 90))},
+        "final_yaw_error_deg": {"median": float(np.median(yaw)), "p90": float(np.percentile(yaw, 90))},
+        "time_s_median_success": float(np.median([r.time_s for r in ok])) if ok else None,
+        "path_ratio_median_success": float(np.median([r.path_ratio for r in ok])) if ok else None,
+    }
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    return fn(), time.perf_counter() - started
