@@ -869,3 +869,18 @@ def test_decoded_scan_of_the_wrong_shape_raises_input_error(shape: tuple[int, ..
 def test_decoded_cloud_of_the_wrong_shape_raises_input_error() -> None:
     with pytest.raises(InputError, match="decoded LiDAR has shape"):
         conv.decoded_to_pointcloud_msg(np.zeros((1, 16, 8), np.float32), PointCloudSpec(rows=8, cols=16))
+
+
+def test_a_compressed_image_declaring_too_many_pixels_is_refused_before_decoding() -> None:
+    from hostile_inputs import png_header_only
+
+    bomb = _compressed(png_header_only(32000, 32000), "png")
+    with pytest.raises(InputError, match="max_image_pixels"):
+        conv.compressed_msg_to_array(bomb)
+    with pytest.raises(InputError, match="max_image_pixels"):
+        conv.msg_to_model_input(bomb, ModelConfig("image"), max_image_pixels=4096 * 4096)
+    small = _compressed(cv2.imencode(".png", np.zeros((40, 50, 3), np.uint8))[1], "png")
+    with pytest.raises(InputError, match="40 = 2000 pixels"):
+        conv.compressed_msg_to_array(small, max_pixels=1999)
+    assert conv.compressed_msg_to_array(small, max_pixels=2000).shape == (40, 50, 3)
+    assert conv.compressed_msg_to_array(small, max_pixels=0).shape == (40, 50, 3)  # 0: no limit

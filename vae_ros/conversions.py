@@ -23,6 +23,7 @@ import numpy as np
 
 from vae_ros.core.config import ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.errors import InputError
+from vae_ros.core.image_header import check_declared_size
 from vae_ros.core.preprocess import preprocess_image, preprocess_pointcloud, preprocess_scan
 
 __all__ = [
@@ -193,9 +194,13 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # compressed_depth_image_transport prefixes its PNG with ConfigHeader {int32 format; float32 depthParam[2]}.
 _DEPTH_HEADER_BYTES = 12
 _COMPRESSED_KINDS = ("jpeg", "jpg", "png", "tiff", "tif", "webp")
+# Default limit on the pixels a compressed image may declare (4096 x 4096); 0 disables the check.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
-def _imdecode(buf: np.ndarray, what: str) -> np.ndarray:
+def _imdecode(buf: np.ndarray, what: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    if max_pixels > 0:  # the declared size first: decoding a 1 MB PNG of 32000x32000 would take gigabytes
+        check_declared_size(buf.tobytes(), max_pixels, what)
     try:
         image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
@@ -205,7 +210,7 @@ def _imdecode(buf: np.ndarray, what: str) -> np.ndarray:
     return image
 
 
-def _decode_compressed_depth(buf: np.ndarray, fmt: str) -> np.ndarray:
+def _decode_compressed_depth(buf: np.ndarray, fmt: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """compressedDepth payload -> (H, W) uint16 (16UC1) or float32 metres (32FC1, NaN where no return)."""
     if "rvl" in fmt:
         raise InputError(f"compressedDepth format {fmt!r} (RVL) is not supported; expected 'compressedDepth png'")
@@ -215,7 +220,7 @@ def _decode_compressed_depth(buf: np.ndarray, fmt: str) -> np.ndarray:
         if buf.size <= _DEPTH_HEADER_BYTES:
             raise InputError(f"compressedDepth data has {buf.size} bytes, expected a 12-byte header and a PNG")
         header, png = buf[:_DEPTH_HEADER_BYTES], buf[_DEPTH_HEADER_BYTES:]
-    image = _imdecode(png, "compressedDepth PNG")
+    image = _imdecode(png, "compressedDepth PNG", max_pixels)
     if image.ndim != 2 or image.dtype != np.uint16:
         raise InputError(f"compressedDepth PNG must be single-channel 16-bit, got {image.dtype} {image.shape}")
     if not fmt.startswith("32fc1"):
@@ -231,21 +236,22 @@ def _decode_compressed_depth(buf: np.ndarray, fmt: str) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def compressed_msg_to_array(msg: Any) -> np.ndarray:
+def compressed_msg_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """sensor_msgs/CompressedImage -> NumPy image: (H, W, 3) uint8 RGB, (H, W) uint8 grey or (H, W) uint16.
 
     Reads the ``format`` strings image_transport writes ("jpeg", "png", "rgb8; jpeg compressed bgr8",
     "16UC1; compressedDepth png", ...). compressedDepth yields (H, W) uint16, or float32 metres for 32FC1.
+    Images declaring more than max_pixels pixels are refused before decoding (0: no limit).
     """
     fmt = str(getattr(msg, "format", "")).strip().lower()
     buf = _as_uint8(getattr(msg, "data", None), "compressed image data")
     if buf.size == 0:
         raise InputError("compressed image has no data")
     if "compresseddepth" in fmt:
-        return _decode_compressed_depth(buf, fmt)
+        return _decode_compressed_depth(buf, fmt, max_pixels)
     if fmt and not any(kind in fmt for kind in _COMPRESSED_KINDS):
         raise InputError(f"compressed image format {fmt!r} is not supported; expected jpeg or png")
-    image = _imdecode(buf, f"compressed image ({fmt or 'no format'})")
+    image = _imdecode(buf, f"compressed image ({fmt or 'no format'})", max_pixels)
     original = fmt.split(";", 1)[0].strip() if ";" in fmt else ""
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
@@ -382,10 +388,12 @@ def message_kind(msg: Any) -> str:
     )
 
 
-def msg_to_model_input(msg: Any, config: ModelConfig) -> np.ndarray:
+def msg_to_model_input(msg: Any, config: ModelConfig,
+                       max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Any supported sensor message -> one preprocessed float32 sample shaped config.input_shape.
 
     The single path used by the encoder node and by training data, so both see identical inputs.
+    max_image_pixels bounds what a compressed image may declare (see compressed_msg_to_array).
     """
     kind = message_kind(msg)
     if _KIND_MODALITY[kind] != config.modality:
@@ -393,7 +401,7 @@ def msg_to_model_input(msg: Any, config: ModelConfig) -> np.ndarray:
     if kind == "image":
         return preprocess_image(image_msg_to_array(msg), config.image_spec)
     if kind == "compressed":
-        return preprocess_image(compressed_msg_to_array(msg), config.image_spec)
+        return preprocess_image(compressed_msg_to_array(msg, max_image_pixels), config.image_spec)
     if kind == "scan":
         return scan_msg_to_input(msg, config.scan_spec)
     return preprocess_pointcloud(pointcloud_msg_to_xyz(msg), config.pointcloud_spec)

@@ -162,6 +162,72 @@ def test_scan_rejections() -> None:
         preprocess_scan(np.ones(4), -1.0, float("nan"), 0.0, 10.0, FULL)
 
 
+def _nearest_fill_reference(ranges: np.ndarray, angle_min: float, increment: float, range_min: float,
+                            range_max: float, spec: ScanSpec) -> np.ndarray:
+    """The empty-bin rule as first written: argmin over the full (empty bins x beams) difference matrix."""
+    out = preprocess_scan(ranges, angle_min, increment, range_min, range_max, spec)
+    ranges = np.asarray(ranges, np.float32)
+    angles = angle_min + increment * np.arange(ranges.size, dtype=np.float64)
+    bin_width = (spec.angle_max - spec.angle_min) / spec.beams
+    rel = angles - spec.angle_min
+    if spec.wraps:
+        rel = np.mod(rel, 2 * math.pi)
+    bins = np.floor(rel / bin_width + 1e-6).astype(np.int64)
+    if spec.wraps:
+        bins %= spec.beams
+    inside = (bins >= 0) & (bins < spec.beams)
+    covered = np.zeros(spec.beams, bool)
+    covered[bins[inside]] = True
+    empty = np.flatnonzero(~covered)
+    valid = np.isfinite(ranges) & (ranges >= range_min) & (ranges <= range_max) & (ranges <= spec.range_max)
+    expected = out.copy()
+    if empty.size:
+        centres = spec.angle_min + (empty + 0.5) * bin_width
+        diff = centres[:, None] - angles[None, :]
+        if spec.wraps:
+            diff = (diff + math.pi) % (2 * math.pi) - math.pi
+        nearest = np.argmin(np.abs(diff), axis=1)
+        close = np.abs(diff[np.arange(empty.size), nearest]) <= abs(increment) + 1e-9
+        ok = close & valid[nearest]
+        expected[0, empty] = np.where(ok, ranges[nearest] / np.float32(spec.range_max), 1.0)
+        expected[1, empty] = ok
+    return expected
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_empty_bins_match_the_full_difference_matrix(seed: int) -> None:
+    # Sparse, dense, clockwise, partial and shifted scans: the O(beams) search gives the same bins as the
+    # (empty bins x beams) matrix it replaced.
+    rng = np.random.default_rng(seed)
+    spec = [ScanSpec(16, range_max=10.0), ScanSpec(beams=64, angle_min=-1.0, angle_max=1.5, range_max=8.0),
+            ScanSpec(beams=360, range_max=10.0)][seed % 3]
+    n = int(rng.integers(1, 500))
+    increment = float(rng.choice([1, -1]) * rng.choice([2 * math.pi / n, rng.uniform(1e-4, 0.5)]))
+    angle_min = float(rng.uniform(-4 * math.pi, 4 * math.pi))
+    ranges = rng.uniform(0.0, 12.0, n).astype(np.float32)
+    ranges[rng.random(n) < 0.1] = np.nan
+    out = preprocess_scan(ranges, angle_min, increment, 0.2, 11.0, spec)
+    np.testing.assert_array_equal(out, _nearest_fill_reference(ranges, angle_min, increment, 0.2, 11.0, spec))
+
+
+def test_a_huge_narrow_scan_costs_linear_time_and_memory() -> None:
+    # The attack: 1e6 beams in a 0.1 rad arc left 359 empty bins x 1e6 beams = 2.9 GB of float64 (and a
+    # MemoryError in the node). Now a few arrays of 1e6 entries.
+    import time
+    import tracemalloc
+
+    ranges = np.full(1_000_000, 3.0, np.float32)
+    tracemalloc.start()
+    start = time.perf_counter()
+    out = preprocess_scan(ranges, 0.0, 1e-7, 0.1, 30.0, ScanSpec(beams=360, range_max=10.0))
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out[1].sum() >= 1.0
+    assert peak < 200e6, f"peak {peak / 1e6:.0f} MB"
+    assert elapsed < 5.0, f"{elapsed:.1f} s"
+
+
 # -- point clouds --------------------------------------------------------------------------------------------
 CLOUD = PointCloudSpec(rows=16, cols=256, fov_up_deg=15.0, fov_down_deg=-15.0, range_max=10.0)
 
