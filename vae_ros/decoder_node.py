@@ -56,6 +56,7 @@ from vae_ros.core.model_dir import resolve_model_dir
 from vae_ros.node_utils import (
     DiagnosticsPublisher,
     LatestWorker,
+    MessageGuard,
     ParamSpec,
     declare_parameters,
     run_node,
@@ -160,17 +161,21 @@ class DecoderNode(Node):
         self._last_stamped = -math.inf  # time.monotonic() of the last stamped latent
         self._latent_input = "none"  # which latent topic was decoded last, for /diagnostics
         self.stats = NodeStats(expect_input=not self.params.generate)
+        self._guard = guard = MessageGuard.for_stats(self, self.stats)
         self._worker: LatestWorker | None = None
         self._timer: Any = None
         self._rng = np.random.default_rng(self.params.seed)
         if self.params.generate:
-            self._timer = self.create_timer(1.0 / self.params.generate_rate, self._on_generate_timer)
+            self._timer = self.create_timer(1.0 / self.params.generate_rate,
+                                            guard.wrap("a prior sample", self._on_generate_timer))
             source = f"prior samples at {self.params.generate_rate:g} Hz"
         else:
-            self._worker = LatestWorker(self._decode, self.stats.on_dropped, self._on_worker_failure,
-                                        name="vae_ros_decoder")
-            self._latent_sub = self.create_subscription(Float32MultiArray, LATENT_TOPIC, self._on_latent, LATENT_QOS)
-            self._stamped_sub = self.create_subscription(Image, STAMPED_LATENT_TOPIC, self._on_stamped_latent,
+            self._worker = LatestWorker(guard.wrap("a latent", self._decode), self.stats.on_dropped,
+                                        self._on_worker_failure, name="vae_ros_decoder")
+            self._latent_sub = self.create_subscription(Float32MultiArray, LATENT_TOPIC,
+                                                        guard.wrap("a latent", self._on_latent), LATENT_QOS)
+            self._stamped_sub = self.create_subscription(Image, STAMPED_LATENT_TOPIC,
+                                                         guard.wrap("a stamped latent", self._on_stamped_latent),
                                                          LATENT_QOS)
             source = f"{self._stamped_sub.topic_name} or {self._latent_sub.topic_name}"
         self._diagnostics = DiagnosticsPublisher(
@@ -267,7 +272,8 @@ class DecoderNode(Node):
             return SetParametersResult(successful=False, reason=str(err))
         if self._timer is not None and candidate.generate_rate != self.params.generate_rate:
             self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / candidate.generate_rate, self._on_generate_timer)
+            self._timer = self.create_timer(1.0 / candidate.generate_rate,
+                                            self._guard.wrap("a prior sample", self._on_generate_timer))
         self.params = candidate
         return SetParametersResult(successful=True)
 

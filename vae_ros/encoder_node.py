@@ -40,7 +40,12 @@ from typing import Any
 
 from rclpy.node import Node
 
-from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg, msg_to_model_input
+from vae_ros.conversions import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    latent_to_msg,
+    latent_to_stamped_msg,
+    msg_to_model_input,
+)
 from vae_ros.core.backends import create_backend, load_config
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError, VaeRosError
@@ -49,6 +54,7 @@ from vae_ros.node_utils import (
     ANOMALY_METRICS,
     CdrDecoder,
     DiagnosticsPublisher,
+    MessageGuard,
     ParamSpec,
     anomaly_score,
     declare_parameters,
@@ -97,6 +103,8 @@ PARAMETERS = [
               "best_effort or reliable.", read_only=True),
     ParamSpec("threads", 0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", read_only=True),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
+              "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit."),
 ]
 
 
@@ -115,10 +123,13 @@ class EncoderParams:
     qos_reliability: str = "auto"
     threads: int = 0
     diagnostics_period: float = 1.0
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid value and what is allowed."""
         validate_inference_parameters(self.modality, self.backend, self.device, self.diagnostics_period)
+        if self.max_image_pixels < 0:
+            raise ConfigError(f"max_image_pixels must be >= 0 (0 = no limit), got {self.max_image_pixels}")
         if self.anomaly_metric not in ANOMALY_METRICS:
             raise ConfigError(
                 f"anomaly_metric must be one of {', '.join(ANOMALY_METRICS)}, got {self.anomaly_metric!r}"
@@ -175,6 +186,7 @@ class EncoderNode(Node):
             self._anomaly_pub = self.create_publisher(Float32, ANOMALY_TOPIC, LATENT_QOS)
 
         self.stats = NodeStats()
+        self._guard = MessageGuard.for_stats(self, self.stats)
         self._last_sequence: int | None = None
         callbacks = {"image": self._on_image, "compressed": self._on_compressed, "scan": self._on_scan,
                      "pointcloud": self._on_pointcloud}
@@ -214,7 +226,7 @@ class EncoderNode(Node):
     def _receive(self, raw: bytes, info: Any) -> None:
         self.stats.on_received()
         self._count_skipped(info)
-        self._encode(raw)
+        self._guard.run(f"a {self.kind} message", self._encode, raw)
 
     def _count_skipped(self, info: Any) -> None:
         """Frames between the previous one encoded and this one were published but never encoded."""
@@ -232,7 +244,7 @@ class EncoderNode(Node):
         params = self.params
         try:
             msg = self._cdr.decode(raw)
-            x = msg_to_model_input(msg, self.config)[None]  # (1, *input_shape)
+            x = msg_to_model_input(msg, self.config, params.max_image_pixels)[None]  # (1, *input_shape)
             mean, logvar = self.backend.encode(x)  # (1, D) each
             variance = logvar[0] if params.publish_variance else None
             latent_msg = latent_to_msg(mean[0], variance)

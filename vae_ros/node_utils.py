@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,56 @@ def stamp_age(node: Any, stamp: Any) -> float | None:
         )
         return None
     return age
+
+
+# -- per-message exception safety ---------------------------------------------------------------------------
+WARN_THROTTLE_S = 2.0
+ERROR_THROTTLE_S = 10.0
+
+
+class MessageGuard:
+    """Runs one message's work so that no single message can take the node down.
+
+    A VaeRosError (a malformed or unusable message) is logged as a throttled warning and passed to
+    `on_rejected`; anything else (a bug, a MemoryError from a hostile message) is logged at error level
+    with its traceback, throttled, and passed to `on_error`, which nodes surface in /diagnostics as
+    ERROR. Either way the message is dropped and the node goes on. Only per-message work is wrapped:
+    start-up errors still end the process (run_node). KeyboardInterrupt and SystemExit pass through.
+    """
+
+    def __init__(self, node: Any, on_rejected: Callable[[str], None], on_error: Callable[[str], None]) -> None:
+        self._node = node
+        self._on_rejected = on_rejected
+        self._on_error = on_error
+
+    @classmethod
+    def for_stats(cls, node: Any, stats: NodeStats) -> MessageGuard:
+        """The usual guard: rejections and errors counted in the node's NodeStats."""
+        return cls(node, stats.on_rejected, stats.on_error)
+
+    def run(self, what: str, work: Callable[..., Any], *args: Any) -> bool:
+        """Call work(*args); True when it completed, False when the message was dropped."""
+        try:
+            work(*args)
+        except VaeRosError as err:
+            self._on_rejected(str(err))
+            self._node.get_logger().warning(f"rejected {what}: {err}", throttle_duration_sec=WARN_THROTTLE_S)
+            return False
+        except Exception as err:  # one bad message must not stop the robot's perception
+            self._on_error(f"{type(err).__name__}: {err}")
+            self._node.get_logger().error(
+                f"unexpected error while processing {what} (dropped; the node keeps running):\n"
+                f"{traceback.format_exc()}", throttle_duration_sec=ERROR_THROTTLE_S)
+            return False
+        return True
+
+    def wrap(self, what: str, work: Callable[..., Any]) -> Callable[..., None]:
+        """A callback that runs work through the guard (for subscriptions, timers, workers)."""
+
+        def guarded(*args: Any) -> None:
+            self.run(what, work, *args)
+
+        return guarded
 
 
 # -- latest-wins worker ---------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, LaserScan, PointCloud2
 
 from vae_ros.core.errors import ConfigError, VaeRosError
-from vae_ros.node_utils import run_node
+from vae_ros.node_utils import MessageGuard, run_node
 from vae_ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, sensor_qos
 from vae_ros.sim import messages
 from vae_ros.sim.world import SimConfig, SimWorld
@@ -131,7 +131,8 @@ class SimNode(Node):
         self._tick = 0
         self._command = (0.0, 0.0)
         self._command_time = -math.inf  # sim time of the last accepted command
-        self._counts = {"frames": 0, "commands": 0, "rejected_commands": 0, "stale_stops": 0}
+        self._counts = {"frames": 0, "commands": 0, "rejected_commands": 0, "stale_stops": 0, "errors": 0}
+        self._errors_reported = 0
         self._render_seconds = 0.0
         self._stale = True
 
@@ -144,7 +145,9 @@ class SimNode(Node):
         self._cloud_pub = (self.create_publisher(PointCloud2, messages.CLOUD_TOPIC, SENSOR_PUBLISHER_QOS)
                            if p.lidar in ("pointcloud", "both") else None)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
-        self.create_subscription(Twist, messages.CMD_TOPIC, self._on_cmd_vel, COMMAND_QOS)
+        guard = MessageGuard(self, lambda _: self._count("rejected_commands"), lambda _: self._count("errors"))
+        self.create_subscription(Twist, messages.CMD_TOPIC, guard.wrap("a cmd_vel message", self._on_cmd_vel),
+                                 COMMAND_QOS)
         # Steady clock: the node must not wait on /clock, which it publishes itself.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._timer = self.create_timer(self._tick_period, self._on_tick, clock=steady)
@@ -220,6 +223,9 @@ class SimNode(Node):
         self._command_time = self._sim_world.time
         self._counts["commands"] += 1
 
+    def _count(self, name: str) -> None:
+        self._counts[name] += 1
+
     @property
     def _sim_world(self) -> SimWorld:
         if self._world is None:  # only during construction
@@ -268,6 +274,10 @@ class SimNode(Node):
         status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_name()}: simulation",
                                   hardware_id="mujoco")
         status.message = "stale cmd_vel: stopped" if self._stale else "driving"
+        if self._counts["errors"] > self._errors_reported:  # a cmd_vel callback failed unexpectedly
+            status.level = DiagnosticStatus.ERROR
+            status.message = f"{self._counts['errors'] - self._errors_reported} cmd_vel message(s) failed: see the log"
+            self._errors_reported = self._counts["errors"]
         pose = world.pose()
         values = {
             "sim_time": f"{world.time:.3f}",

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from vae_ros.core.diagnostics import OK, WARN, NodeStats, RateWindow, ValueWindow
+from vae_ros.core.diagnostics import ERROR, OK, WARN, NodeStats, RateWindow, ValueWindow
 from vae_ros.core.errors import ConfigError
 
 
@@ -93,6 +93,18 @@ def test_node_stats_report_and_levels() -> None:
     clock.now += 3.0  # no input for longer than stale_after
     snap = stats.snapshot()
     assert snap.level == WARN and "no input" in snap.message
+
+
+def test_unexpected_errors_are_counted_apart_and_reported_as_error() -> None:
+    stats = NodeStats(clock=FakeClock())
+    stats.on_rejected("image step 3 is too small")
+    stats.on_error("MemoryError: Unable to allocate 3.6 GiB")
+    snap = stats.snapshot()
+    assert snap.level == ERROR and "1 message(s) failed" in snap.message and "MemoryError" in snap.message
+    values = dict(snap.values())
+    assert values["errors"] == "1" and values["rejected"] == "1" and "MemoryError" in values["last_error"]
+    assert stats.snapshot().level == OK  # like rejections, the level covers the report period it happened in
+    assert dict(stats.snapshot().values())["errors"] == "1"  # the count stays
 
 
 def test_node_stats_without_expected_input_never_go_stale() -> None:

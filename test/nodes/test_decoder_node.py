@@ -134,7 +134,8 @@ def test_wrong_latents_are_rejected_and_counted(probe: Probe, nodes: Any, models
     bad_layout.layout.dim = [MultiArrayDimension(label="pixels", size=LATENT_DIM, stride=LATENT_DIM)]
     size_mismatch = latent_to_msg(z)
     size_mismatch.data = size_mismatch.data[:-1]
-    bad = [too_long, nan, bad_layout, size_mismatch]
+    overflow = latent_to_msg(np.full(LATENT_DIM, 3e38, np.float32))  # finite, but the decoder overflows to NaN
+    bad = [too_long, nan, bad_layout, size_mismatch, overflow]
     publisher = probe.publishers[f"{NS_DECODE}/vae/latent"]
     for msg in bad:
         publisher.publish(msg)

@@ -397,6 +397,26 @@ def test_bad_clouds_scans_and_compressed_are_rejected(probe: Probe, nodes: Any, 
                         array_to_compressed_msg(picture(), "png"))
 
 
+def test_hostile_scan_and_png_bomb_cost_bounded_time(probe: Probe, nodes: Any, backends: Any) -> None:
+    """Issue 10: a 1e6-beam scan in a narrow arc took 25 s and gigabytes (then a MemoryError that killed the
+    node); a 1 MB PNG declaring 32000x32000 took 2.3 GB. Now the scan is encoded like any other and the PNG
+    is refused from its header."""
+    from hostile_inputs import png_header_only
+    from sensor_msgs.msg import CompressedImage, LaserScan
+
+    narrow = LaserScan(angle_min=0.0, angle_max=0.1, angle_increment=1e-7, range_min=0.1, range_max=8.0)
+    narrow.ranges = np.full(1_000_000, 3.0, np.float32)
+    start = time.monotonic()
+    send_until_latent(probe, nodes, "scan", narrow, offline(backends, "scan", narrow)[0])
+    assert time.monotonic() - start < 15.0
+
+    bomb = CompressedImage(format="png")
+    bomb.data = png_header_only(32000, 32000)
+    _send_bad_then_good(probe, nodes, backends, "compressed", [bomb], array_to_compressed_msg(picture(), "png"))
+    values = _diagnostic(probe, f"{NAMESPACES['compressed']}/encoder_node: encoder")[2]  # type: ignore[index]
+    assert "max_image_pixels" in values["last_rejection"]
+
+
 def test_diagnostics_report_rates_latency_and_counts(probe: Probe, nodes: Any, backends: Any) -> None:
     good = raw_image_msg(picture(), "rgb8")
     expected = offline(backends, "image", good)[0]

@@ -15,7 +15,7 @@ from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, ScanSpec
 from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.core.losses import vae_loss
 from vae_ros.core.models import build_model
-from vae_ros.node_utils import CdrDecoder, LatestWorker, anomaly_score, use_large_data_profile
+from vae_ros.node_utils import CdrDecoder, LatestWorker, MessageGuard, anomaly_score, use_large_data_profile
 from vae_ros.resources import config_dir
 
 
@@ -147,3 +147,52 @@ def test_stamp_age_measures_latency_and_refuses_stamps_from_another_clock() -> N
     # A simulator's stamp (sim time from 0) seen by a wall-clock node: no latency, and a hint why.
     assert stamp_age(wall, Time(sec=12, nanosec=0)) is None
     assert "use_sim_time" in wall.warnings[0]
+
+
+class _Logger:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, float]] = []
+
+    def warning(self, text: str, throttle_duration_sec: float = 0.0) -> None:
+        self.lines.append(("warning", text, throttle_duration_sec))
+
+    def error(self, text: str, throttle_duration_sec: float = 0.0) -> None:
+        self.lines.append(("error", text, throttle_duration_sec))
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.logger = _Logger()
+
+    def get_logger(self) -> _Logger:
+        return self.logger
+
+
+def test_message_guard_rejects_domain_errors_and_survives_everything_else() -> None:
+    from vae_ros.core.diagnostics import ERROR, NodeStats
+
+    node, stats = _Node(), NodeStats()
+    guard = MessageGuard.for_stats(node, stats)
+    done: list[int] = []
+    assert guard.run("a message", done.append, 1) and done == [1]
+
+    def bad_input(_: object) -> None:
+        raise InputError("scan has no ranges")
+
+    def bug(_: object) -> None:
+        raise MemoryError("Unable to allocate 3.6 GiB for an array")
+
+    callback = guard.wrap("a scan message", bug)
+    callback(object())  # does not raise: the node keeps running
+    assert not guard.run("a scan message", bad_input, object())
+    assert stats.rejected == 1 and stats.errors == 1
+    (level_e, text_e, throttle_e), (level_w, text_w, throttle_w) = node.logger.lines
+    assert level_e == "error" and "Traceback" in text_e and "MemoryError" in text_e and throttle_e > 0
+    assert level_w == "warning" and text_w == "rejected a scan message: scan has no ranges" and throttle_w > 0
+    assert stats.snapshot().level == ERROR
+
+    def interrupted(_: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C is not a message's fault: it still stops the node
+        guard.run("a message", interrupted, None)

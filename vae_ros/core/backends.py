@@ -131,12 +131,19 @@ class InferenceBackend(ABC):
         """Latent means and log-variances of a preprocessed batch."""
         batch = _as_batch(x, self.config.input_shape, "encoder input")
         mean, logvar = self._encode(batch)
-        return np.asarray(mean, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
+        mean, logvar = np.asarray(mean, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
+        if not (np.isfinite(mean).all() and np.isfinite(logvar).all()):
+            raise InputError("the encoder produced NaN or infinite latents for this input; nothing published")
+        return mean, logvar
 
     def decode(self, z: np.ndarray) -> np.ndarray:
-        """Reconstructions in [0, 1] of a batch of latents."""
+        """Reconstructions in [0, 1] of a batch of latents; InputError when they are not finite."""
         batch = _as_batch(z, (self.config.latent_dim,), "latent batch")
-        return np.asarray(self._decode(batch), dtype=np.float32)
+        out = np.asarray(self._decode(batch), dtype=np.float32)
+        if not np.isfinite(out).all():  # e.g. a latent of 3e38 overflows inside the decoder
+            raise InputError(f"the decoder produced NaN or infinite values for this latent (largest |z| "
+                             f"{float(np.abs(batch).max()):.3g}, far outside the prior N(0, I)); nothing published")
+        return out
 
     @abstractmethod
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...

@@ -123,6 +123,8 @@ class StatsSnapshot:
     processing_ms: WindowSummary
     latency_ms: WindowSummary
     last_rejection: str
+    errors: int = 0
+    last_error: str = ""
 
     def values(self) -> list[tuple[str, str]]:
         """(key, value) pairs with units in the key names, for DiagnosticStatus.values."""
@@ -137,6 +139,7 @@ class StatsSnapshot:
             ("published", str(self.published)),
             ("dropped", str(self.dropped)),
             ("rejected", str(self.rejected)),
+            ("errors", str(self.errors)),
             ("processing_time_mean_ms", fmt(self.processing_ms.mean)),
             ("processing_time_p99_ms", fmt(self.processing_ms.p99)),
             ("processing_time_max_ms", fmt(self.processing_ms.max)),
@@ -146,15 +149,18 @@ class StatsSnapshot:
         ]
         if self.last_rejection:
             pairs.append(("last_rejection", self.last_rejection))
+        if self.last_error:
+            pairs.append(("last_error", self.last_error))
         return pairs
 
 
 class NodeStats:
     """Thread-safe health counters of one node: input/output rates, processing time, end-to-end latency,
-    dropped (superseded by a newer message before being processed) and rejected (malformed) messages.
+    dropped (superseded by a newer message before being processed) and rejected (malformed) messages,
+    and errors (a message whose processing raised something unexpected: a bug, a MemoryError).
 
-    The level is WARN when messages were rejected since the previous snapshot, or when input is expected
-    but none arrived for `stale_after` seconds; OK otherwise.
+    The level is ERROR when errors happened since the previous snapshot; WARN when messages were rejected
+    since then, or when input is expected but none arrived for `stale_after` seconds; OK otherwise.
     """
 
     def __init__(
@@ -177,6 +183,9 @@ class NodeStats:
         self.rejected = 0
         self._rejected_at_last_snapshot = 0
         self.last_rejection = ""
+        self.errors = 0
+        self._errors_at_last_snapshot = 0
+        self.last_error = ""
 
     @property
     def received(self) -> int:
@@ -211,6 +220,12 @@ class NodeStats:
             self.rejected += 1
             self.last_rejection = reason
 
+    def on_error(self, reason: str) -> None:
+        """Processing one message failed unexpectedly (not a rejection); `reason` is kept for the report."""
+        with self._lock:
+            self.errors += 1
+            self.last_error = reason
+
     def snapshot(self) -> StatsSnapshot:
         """The current report; also starts a new period for the 'rejected since last report' warning."""
         with self._lock:
@@ -218,13 +233,17 @@ class NodeStats:
             input_rate, output_rate = self._input.rate(now), self._output.rate(now)
             new_rejections = self.rejected - self._rejected_at_last_snapshot
             self._rejected_at_last_snapshot = self.rejected
+            new_errors = self.errors - self._errors_at_last_snapshot
+            self._errors_at_last_snapshot = self.errors
             idle = self._input.seconds_since_last(now)
             problems = []
+            if new_errors:
+                problems.append(f"{new_errors} message(s) failed with an unexpected error: {self.last_error}")
             if new_rejections:
                 problems.append(f"{new_rejections} message(s) rejected: {self.last_rejection}")
             if self.expect_input and idle > self.stale_after and self._input.age(now) > self.stale_after:
                 problems.append(f"no input for more than {self.stale_after:g} s")
-            level = WARN if problems else OK
+            level = ERROR if new_errors else WARN if problems else OK
             message = "; ".join(problems) if problems else (
                 f"in {input_rate:.1f} Hz, out {output_rate:.1f} Hz" if self.expect_input else f"out {output_rate:.1f} Hz"
             )
@@ -240,4 +259,6 @@ class NodeStats:
                 processing_ms=self._processing.summary(),
                 latency_ms=self._latency.summary(),
                 last_rejection=self.last_rejection,
+                errors=self.errors,
+                last_error=self.last_error,
             )
