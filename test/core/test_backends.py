@@ -8,6 +8,7 @@ logic, not TensorRT itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import shutil
@@ -89,6 +90,15 @@ def copy_model(src: Path, dst: Path, exports: tuple[str, ...] = ()) -> Path:
     for name in ("model.json", "weights.safetensors", *exports):
         shutil.copy2(src / name, dst / name)
     return dst
+
+
+def record_as_exported(model_dir: Path, name: str) -> None:
+    """Make model.json vouch for whatever file `name` now holds (its SHA-256 recorded, as export does),
+    so that the checks after the hash (ONNX Runtime's parsing, shapes) are what a test exercises."""
+    data = json.loads((model_dir / "model.json").read_text())
+    record = data["exports"][name]
+    record["sha256"] = hashlib.sha256((model_dir / name).read_bytes()).hexdigest()
+    (model_dir / "model.json").write_text(json.dumps(data))
 
 
 def tiny_model_dir(path: Path, config: ModelConfig, seed: int = 0) -> Path:
@@ -187,6 +197,7 @@ def test_missing_decoder_onnx_falls_back_to_torch_for_decoding(trained: Path, tm
 def test_corrupt_onnx_is_one_clear_line(trained: Path, tmp_path: Path, content: bytes) -> None:
     broken = copy_model(trained, tmp_path / "broken")
     (broken / "encoder.onnx").write_bytes(content)
+    record_as_exported(broken, "encoder.onnx")
     with pytest.raises(ModelFileError, match="not a usable ONNX model") as info:
         create_backend(broken, "onnxruntime")
     assert "\n" not in str(info.value)
@@ -203,8 +214,12 @@ def test_crafted_pickle_as_export_is_refused_and_never_run(trained: Path, tmp_pa
     crafted = copy_model(trained, tmp_path / "crafted")
     (crafted / "encoder.onnx").write_bytes(payload)
     (crafted / "encoder.torchscript.pt").write_bytes(payload)
+    with pytest.raises(ModelFileError, match="SHA-256 differs"):  # not what export wrote: never parsed
+        create_backend(crafted, "onnxruntime")
+    record_as_exported(crafted, "encoder.onnx")
     with pytest.raises(ModelFileError, match="not a usable ONNX model"):
-        create_backend(crafted, "auto")
+        create_backend(crafted, "onnxruntime")
+    assert isinstance(create_backend(crafted, "auto"), TorchBackend)  # auto falls back, saying why
     (crafted / "encoder.onnx").unlink()
     backend = create_backend(crafted, "auto")  # TorchScript files are never loaded
     assert isinstance(backend, TorchBackend)
@@ -219,6 +234,7 @@ def test_onnx_of_another_shape_is_refused(trained: Path, tmp_path: Path) -> None
     export_onnx(foreign)
     target = copy_model(trained, tmp_path / "target")
     shutil.copy2(foreign / "encoder.onnx", target / "encoder.onnx")
+    record_as_exported(target, "encoder.onnx")
     with pytest.raises(ModelFileError, match=r"takes inputs shaped \(B, 3, 32, 32\) but model.json says"):
         create_backend(target, "onnxruntime")
 
@@ -367,6 +383,10 @@ def test_tensorrt_engines_are_cached_and_rebuilt_on_mismatch(trained: Path, tmp_
     decoded = create_backend(model_dir, "tensorrt")
     decoded.encode(x)
     assert len(fake_trt.compiled) == 5 and json.loads(sidecar.read_text())["weights_sha256"] != "0" * 64
+    # An engine file changed behind the cache's back (its SHA-256 no longer matches the sidecar): rebuilt.
+    engine.write_bytes(engine.read_bytes() + b"tampered")
+    create_backend(model_dir, "tensorrt").encode(x)
+    assert len(fake_trt.compiled) == 6
     recon = decoded.decode(mean)
     np.testing.assert_allclose(recon, create_backend(model_dir, "torch").decode(mean), atol=1e-5)
 
@@ -391,3 +411,100 @@ def test_tensorrt_fp16_with_explicit_typing(trained: Path, tmp_path: Path, fake_
     assert mean.dtype == np.float32
     np.testing.assert_allclose(mean, ref_mean, atol=0.05)
     assert json.loads(next((model_dir / "trt").glob("encoder_*.json")).read_text())["input_dtype"] == "float16"
+
+
+def test_a_swapped_export_is_refused_and_auto_falls_back_saying_why(
+        trained: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 10: a different encoder.onnx with the same shapes (latents of exactly 42.0) was served by
+    backend auto without a word. Each export's own SHA-256 is now recorded and checked."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model_dir = copy_model(trained, tmp_path / "swapped", ("encoder.onnx", "decoder.onnx"))
+    assert isinstance(create_backend(model_dir, "onnxruntime"), OnnxRuntimeBackend)
+    assert len(json.loads((model_dir / "model.json").read_text())["exports"]["encoder.onnx"]["sha256"]) == 64
+    # Same input and outputs as the real encoder; every latent is 42.
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 64, 64])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 8]) for n in ("mean", "logvar")]
+    nodes = [helper.make_node("ReduceMean", ["input"], ["pooled"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Unsqueeze", ["pooled", "axis"], ["col"]),
+             helper.make_node("Mul", ["col", "zeros"], ["zero"]),
+             helper.make_node("Add", ["zero", "fortytwo"], ["mean"]),
+             helper.make_node("Identity", ["zero"], ["logvar"])]
+    inits = [helper.make_tensor("axis", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("zeros", TensorProto.FLOAT, [1, 8], [0.0] * 8),
+             helper.make_tensor("fortytwo", TensorProto.FLOAT, [1, 8], [42.0] * 8)]
+    graph = helper.make_graph(nodes, "impostor", [x], outs, inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model_dir / "encoder.onnx")
+
+    with pytest.raises(ModelFileError, match="encoder.onnx is not the file `vae-ros export` wrote.*vae-ros export"):
+        create_backend(model_dir, "onnxruntime")
+    with caplog.at_level("WARNING"):
+        backend = create_backend(model_dir, "auto")
+    assert isinstance(backend, TorchBackend)
+    assert "not using ONNX Runtime" in caplog.text and "SHA-256" in caplog.text
+    mean, _ = backend.encode(blobs(1, seed=3))
+    assert not np.allclose(mean, 42.0)
+    # Once vouched for, the impostor would have run: the hash is what stops it.
+    record_as_exported(model_dir, "encoder.onnx")
+    np.testing.assert_allclose(create_backend(model_dir, "onnxruntime").encode(blobs(1, seed=3))[0], 42.0)
+
+
+def test_an_export_without_a_recorded_hash_is_refused_naming_vae_ros_export(trained: Path, tmp_path: Path) -> None:
+    model_dir = copy_model(trained, tmp_path / "legacy", ("encoder.onnx", "decoder.onnx"))
+    data = json.loads((model_dir / "model.json").read_text())
+    for record in data["exports"].values():
+        del record["sha256"]  # as an older vae_ros wrote them
+    (model_dir / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFileError, match="no SHA-256 recorded.*re-run `vae-ros export --model .* --format onnx`"):
+        create_backend(model_dir, "onnxruntime")
+    assert isinstance(create_backend(model_dir, "auto"), TorchBackend)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "too_big"])
+@pytest.mark.parametrize("name", ["weights.safetensors", "encoder.onnx", "model.json"])
+def test_model_files_that_are_not_regular_files_are_refused_at_once(trained: Path, tmp_path: Path, kind: str,
+                                                                   name: str) -> None:
+    """Issue 10: weights.safetensors as a link to /dev/zero or a FIFO kept backends hashing (or blocked)
+    forever; backend torch said 'has no weights.safetensors'. Every backend now refuses, naming the file."""
+    import os
+    import time
+
+    from vae_ros.core import files
+
+    model_dir = copy_model(trained, tmp_path / "hostile", ("encoder.onnx", "decoder.onnx"))
+    target = model_dir / name
+    target.unlink()
+    if kind == "fifo":
+        os.mkfifo(target)
+        expected = "is a FIFO"
+    elif kind == "dev_zero":
+        target.symlink_to("/dev/zero")
+        expected = "is a link to /dev/zero, which is a character device"
+    else:
+        with open(target, "wb") as handle:  # sparse: huge on paper, nothing on disk
+            handle.truncate(files.MAX_WEIGHTS_BYTES + 1)
+        expected = "bytes, more than the"
+    start = time.monotonic()
+    # Only ONNX Runtime reads encoder.onnx; auto then falls back (saying why) and torch never looks at it.
+    refusing = ("onnxruntime",) if name == "encoder.onnx" else ("auto", "torch", "onnxruntime")
+    for backend in refusing:
+        with pytest.raises(ModelFileError, match=expected) as info:
+            create_backend(model_dir, backend)
+        assert str(target) in str(info.value) and "\n" not in str(info.value)
+    if name == "encoder.onnx":
+        assert isinstance(create_backend(model_dir, "auto"), TorchBackend)
+    assert time.monotonic() - start < 20.0
+
+
+@pytest.mark.parametrize("modality", ["image", "scan", "pointcloud"])
+def test_packaged_exports_record_their_own_hash_and_verify(modality: str) -> None:
+    from vae_ros.core.backends import check_export_fresh, read_export_records
+    from vae_ros.resources import default_model_dir
+
+    model_dir = default_model_dir(modality)
+    records = read_export_records(model_dir)
+    assert {"encoder.onnx", "decoder.onnx", "encoder.int8.onnx"} <= set(records)
+    for name in records:
+        check_export_fresh(model_dir, name)
+    assert create_backend(model_dir, "auto").name == "onnxruntime"

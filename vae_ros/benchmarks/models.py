@@ -103,6 +103,7 @@ def _prepare_exports(model_dir: Path, work: Path, want_int8: bool) -> tuple[Path
     """A directory with up-to-date encoder.onnx (and encoder.int8.onnx): model_dir, or a temporary copy."""
     from vae_ros.core.backends import ENCODER_INT8_ONNX, ENCODER_ONNX, check_export_fresh, load_config
     from vae_ros.core.export import (
+        copy_export,
         example_inputs,
         export_onnx,
         prepare_out_dir,
@@ -113,8 +114,6 @@ def _prepare_exports(model_dir: Path, work: Path, want_int8: bool) -> tuple[Path
     notes: dict[str, str] = {}
 
     def fresh(name: str) -> bool:
-        if not (model_dir / name).is_file():
-            return False
         try:
             check_export_fresh(model_dir, name)
         except ModelFileError:
@@ -126,13 +125,13 @@ def _prepare_exports(model_dir: Path, work: Path, want_int8: bool) -> tuple[Path
         return model_dir, notes
     copy = prepare_out_dir(model_dir, work / "model")
     if have_fp32:
-        (copy / ENCODER_ONNX).write_bytes((model_dir / ENCODER_ONNX).read_bytes())
+        copy_export(model_dir, copy, ENCODER_ONNX)
     else:
         export_onnx(copy)
         notes["onnxruntime"] = "exported for this run"
     if want_int8:
         if have_int8:
-            (copy / ENCODER_INT8_ONNX).write_bytes((model_dir / ENCODER_INT8_ONNX).read_bytes())
+            copy_export(model_dir, copy, ENCODER_INT8_ONNX)
         else:
             samples = example_inputs(load_config(copy), 64, seed=11)
             calibration, held_out = split_calibration(samples)

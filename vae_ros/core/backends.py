@@ -26,6 +26,7 @@ import numpy as np
 
 from vae_ros.core.config import ModelConfig, read_json_object
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, InputError, ModelFileError
+from vae_ros.core.files import MAX_ONNX_BYTES, MAX_WEIGHTS_BYTES, check_regular_file, sha256_file
 
 if TYPE_CHECKING:  # heavy imports stay lazy: an ONNX Runtime node never pays for CUDA or TensorRT
     import onnxruntime
@@ -55,16 +56,9 @@ EXPORTS_KEY = "exports"
 def weights_digest(model_dir: str | Path) -> str:
     """SHA-256 of weights.safetensors: exports record it, so artifacts of older weights are detected."""
     path = Path(model_dir) / WEIGHTS_FILE
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-    except FileNotFoundError as err:
-        raise ModelFileError(f"{path} does not exist; a model directory needs {WEIGHTS_FILE}") from err
-    except OSError as err:
-        raise ModelFileError(f"{path} is not readable: {err}") from err
-    return digest.hexdigest()
+    if not os.path.lexists(path):
+        raise ModelFileError(f"{path} does not exist; a model directory needs {WEIGHTS_FILE}")
+    return sha256_file(path, MAX_WEIGHTS_BYTES)
 
 
 def read_export_records(model_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -73,20 +67,39 @@ def read_export_records(model_dir: str | Path) -> dict[str, dict[str, Any]]:
     return records if isinstance(records, dict) else {}
 
 
-def check_export_fresh(model_dir: str | Path, file_name: str) -> None:
-    """Raise ModelFileError when model.json says file_name was exported from other weights than today's.
+# model.json export record key holding the SHA-256 of the exported file itself.
+EXPORT_SHA256_KEY = "sha256"
 
-    Files with no record (exported by hand, or by an older vae_ros) are taken as they are.
-    """
+
+def _export_format(file_name: str) -> str:
+    return "int8" if file_name == ENCODER_INT8_ONNX else "torchscript" if file_name.endswith(".pt") else "onnx"
+
+
+def export_record(model_dir: str | Path, file_name: str) -> dict[str, Any]:
+    """The export record of file_name, checked against today's weights; ModelFileError when the file was
+    exported from other weights, or when model.json records no SHA-256 of it (exported by hand, by an
+    older vae_ros, or swapped in), so it could not be verified."""
+    path = Path(model_dir) / file_name
     record = read_export_records(model_dir).get(file_name)
-    if not isinstance(record, dict) or "weights_sha256" not in record:
-        return
-    if record["weights_sha256"] != weights_digest(model_dir):
-        raise ModelFileError(
-            f"{Path(model_dir) / file_name} was exported from different weights than {WEIGHTS_FILE} "
-            f"(the model was retrained since); re-run `vae-ros export --model {model_dir} --format "
-            f"{record.get('format', 'onnx')}`"
-        )
+    rerun = f"re-run `vae-ros export --model {model_dir} --format {_export_format(file_name)}`"
+    if not isinstance(record, dict) or not isinstance(record.get(EXPORT_SHA256_KEY), str):
+        raise ModelFileError(f"{path} has no SHA-256 recorded in {MODEL_JSON} (exported by hand or by an older "
+                             f"vae_ros), so it cannot be verified; {rerun}")
+    if record.get("weights_sha256") != weights_digest(model_dir):
+        raise ModelFileError(f"{path} was exported from different weights than {WEIGHTS_FILE} (the model was "
+                             f"retrained since); {rerun}")
+    return record
+
+
+def check_export_fresh(model_dir: str | Path, file_name: str) -> None:
+    """Raise ModelFileError unless file_name is exactly what `vae-ros export` wrote from today's weights:
+    its record matches the weights (export_record) and the file's own SHA-256 matches the record."""
+    record = export_record(model_dir, file_name)
+    path = Path(model_dir) / file_name
+    if sha256_file(path, MAX_ONNX_BYTES) != record[EXPORT_SHA256_KEY]:
+        raise ModelFileError(f"{path} is not the file `vae-ros export` wrote (its SHA-256 differs from the one in "
+                             f"{MODEL_JSON}); it was changed or replaced since: re-run `vae-ros export --model "
+                             f"{model_dir} --format {_export_format(file_name)}`")
 
 
 def load_config(model_dir: str | Path) -> ModelConfig:
@@ -227,23 +240,39 @@ def onnx_providers(device: str) -> list[str]:
     return chosen + ["CPUExecutionProvider"]
 
 
-def open_onnx_session(path: Path, device: str = "cpu", threads: int | None = None) -> onnxruntime.InferenceSession:
-    """An InferenceSession for path, or ModelFileError in one line when the file is missing or corrupt."""
+def open_onnx_session(path: Path, device: str = "cpu", threads: int | None = None,
+                      sha256: str | None = None) -> onnxruntime.InferenceSession:
+    """An InferenceSession for path, or ModelFileError in one line when the file is missing or corrupt.
+
+    With sha256 given, the bytes are read once, checked against it and handed to ONNX Runtime, so the
+    graph that runs is the one verified (no window to swap the file between check and load).
+    """
     try:
         import onnxruntime
     except ImportError as err:
         raise BackendUnavailableError("onnxruntime is not installed (pip install onnxruntime)") from err
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ModelFileError(f"{path} does not exist; create it with `vae-ros export --model {path.parent} --format "
                              f"{'int8' if path.name == ENCODER_INT8_ONNX else 'onnx'}`")
+    check_regular_file(path, MAX_ONNX_BYTES)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only; the warnings are about unused initialisers
+    model: str | bytes = str(path)
+    if sha256 is not None:
+        try:
+            model = path.read_bytes()
+        except OSError as err:
+            raise ModelFileError(f"{path} is not readable: {err}") from err
+        if len(model) > MAX_ONNX_BYTES or hashlib.sha256(model).hexdigest() != sha256:
+            raise ModelFileError(f"{path} is not the file `vae-ros export` wrote (its SHA-256 differs from the one "
+                                 f"in {MODEL_JSON}); it was changed or replaced since: re-run `vae-ros export "
+                                 f"--model {path.parent} --format {_export_format(path.name)}`")
     try:
-        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=onnx_providers(device))
+        return onnxruntime.InferenceSession(model, sess_options=options, providers=onnx_providers(device))
     except _ort_errors() as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelFileError(f"{path} is not a usable ONNX model ({first_line}); re-export it with "
@@ -287,13 +316,13 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.threads = threads
         encoder_file = ENCODER_INT8_ONNX if precision == "int8" else ENCODER_ONNX
         encoder_path = self.model_dir / encoder_file
-        if not encoder_path.is_file():
+        if not os.path.lexists(encoder_path):
             raise ModelFileError(
                 f"{encoder_path} does not exist; backend 'onnxruntime' needs it: run `vae-ros export --model "
                 f"{self.model_dir} --format {'int8' if precision == 'int8' else 'onnx'}`"
             )
-        check_export_fresh(self.model_dir, encoder_file)
-        self._encoder = open_onnx_session(encoder_path, device, threads)
+        record = export_record(self.model_dir, encoder_file)
+        self._encoder = open_onnx_session(encoder_path, device, threads, sha256=record[EXPORT_SHA256_KEY])
         latent = (self.config.latent_dim,)
         _check_io(self._encoder, encoder_path, self.config.input_shape, [latent, latent])
         self._encoder_input = self._encoder.get_inputs()[0].name
@@ -301,9 +330,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._decoder_input = ""
         self._torch_fallback: TorchBackend | None = None
         decoder_path = self.model_dir / DECODER_ONNX
-        if decoder_path.is_file():
-            check_export_fresh(self.model_dir, DECODER_ONNX)
-            self._decoder = open_onnx_session(decoder_path, device, threads)
+        if os.path.lexists(decoder_path):
+            record = export_record(self.model_dir, DECODER_ONNX)
+            self._decoder = open_onnx_session(decoder_path, device, threads, sha256=record[EXPORT_SHA256_KEY])
             _check_io(self._decoder, decoder_path, latent, [self._output_shape()])
             self._decoder_input = self._decoder.get_inputs()[0].name
         self.providers: list[str] = list(self._encoder.get_providers())
@@ -427,8 +456,13 @@ class TensorRTEngineCache:
             meta = json.loads(sidecar.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             meta = None
+        recorded = meta.pop(EXPORT_SHA256_KEY, None) if isinstance(meta, dict) else None
         if meta != self._meta(shape):
             _log.info("TensorRT engine %s does not match this model/GPU/TensorRT; rebuilding it", path.name)
+            return None
+        if recorded != sha256_file(path, MAX_WEIGHTS_BYTES):
+            _log.warning("TensorRT engine %s is not the file vae_ros built (SHA-256 differs from %s or none "
+                         "recorded); rebuilding it", path.name, sidecar.name)
             return None
         return self.torch_tensorrt.load(str(path)).module()
 
@@ -445,7 +479,8 @@ class TensorRTEngineCache:
         path = self.engine_path(shape)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.torch_tensorrt.save(compiled, str(path), inputs=[example])
-        path.with_suffix(".json").write_text(json.dumps(self._meta(shape), indent=2, sort_keys=True))
+        meta = {**self._meta(shape), EXPORT_SHA256_KEY: sha256_file(path, MAX_WEIGHTS_BYTES)}
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         self.built.append(path)
         return compiled
 
@@ -531,11 +566,9 @@ def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "
         return TensorRTBackend(path, device, "fp16")
     if precision == "int8":
         return OnnxRuntimeBackend(path, device, "int8", threads)
-    if (path / ENCODER_ONNX).is_file():
+    if os.path.lexists(path / ENCODER_ONNX):
         try:
-            check_export_fresh(path, ENCODER_ONNX)
-        except ModelFileError as err:
-            _log.warning("%s; using eager PyTorch", err)
-        else:
             return OnnxRuntimeBackend(path, device, "fp32", threads)
+        except ModelFileError as err:  # stale, swapped, unverifiable or corrupt export: the weights still work
+            _log.warning("backend auto: not using ONNX Runtime: %s; using eager PyTorch", err)
     return TorchBackend(path, device)

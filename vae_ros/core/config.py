@@ -228,7 +228,10 @@ class ModelConfig:
 
 def read_json_object(path: str | Path) -> dict[str, Any]:
     """A JSON file holding an object (model.json), or ModelFileError saying what is wrong with it."""
+    from vae_ros.core.files import MAX_JSON_BYTES, check_regular_file
+
     path = Path(path)
+    check_regular_file(path, MAX_JSON_BYTES)  # not a FIFO or /dev/zero: reading those never ends
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as err:

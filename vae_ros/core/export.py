@@ -29,6 +29,7 @@ from vae_ros.core.backends import (
     ENCODER_INT8_ONNX,
     ENCODER_ONNX,
     ENCODER_TORCHSCRIPT,
+    EXPORT_SHA256_KEY,
     EXPORTS_KEY,
     MODEL_JSON,
     TRT_DIR,
@@ -42,6 +43,7 @@ from vae_ros.core.backends import (
 )
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.errors import ConfigError, DataError, ModelFileError
+from vae_ros.core.files import MAX_ONNX_BYTES, sha256_file
 from vae_ros.core.model_dir import load_model_dir
 from vae_ros.core.models import VAE
 
@@ -132,7 +134,9 @@ def record_export(result: ExportResult, extra: dict[str, Any] | None = None) -> 
     stamp = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     digest = weights_digest(result.model_dir)
     for name in result.files:
-        records[name] = {"format": result.format, "date": stamp, "weights_sha256": digest,
+        # The file's own SHA-256: backends refuse a file that no longer matches (swapped or edited).
+        own = sha256_file(result.model_dir / name, MAX_ONNX_BYTES)
+        records[name] = {"format": result.format, "date": stamp, "weights_sha256": digest, EXPORT_SHA256_KEY: own,
                          "torch": torch.__version__, **{k: round(float(v), 8) for k, v in result.figures.items()},
                          **(extra or {})}
     data[EXPORTS_KEY] = records
@@ -143,6 +147,23 @@ def record_export(result: ExportResult, extra: dict[str, Any] | None = None) -> 
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise ModelFileError(f"cannot update {path}: {err}") from err
+
+
+def copy_export(src_dir: str | Path, dst_dir: str | Path, name: str) -> None:
+    """Copy one exported file and its model.json record (hashes included) into a copy of the same model."""
+    src, dst = Path(src_dir), Path(dst_dir)
+    record = read_export_records(src).get(name)
+    if not isinstance(record, dict):
+        raise ModelFileError(f"{src / name} has no export record in {MODEL_JSON}; re-run `vae-ros export`")
+    try:
+        shutil.copyfile(src / name, dst / name)
+        data = json.loads((dst / MODEL_JSON).read_text())
+        records = data.get(EXPORTS_KEY) if isinstance(data.get(EXPORTS_KEY), dict) else {}
+        records[name] = record
+        data[EXPORTS_KEY] = records
+        (dst / MODEL_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"cannot copy {name} into {dst}: {err}") from err
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from vae_ros.core.config import FORMAT_VERSION, MODALITIES, ModelConfig
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, ModelFileError
+from vae_ros.core.files import MAX_WEIGHTS_BYTES, check_regular_file
 from vae_ros.core.models import VAE, build_model
 
 CONFIG_FILE = "model.json"
@@ -203,7 +204,7 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, 
         )
     dev = _torch_device(device)
     config_path = directory / CONFIG_FILE
-    if not config_path.is_file():
+    if not os.path.lexists(config_path):
         raise ModelFileError(f"{directory} has no {CONFIG_FILE} (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
     try:
         config = ModelConfig.load(config_path)
@@ -211,8 +212,9 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, 
         raise ModelFileError(f"{config_path}: {err}") from err
 
     weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
+    if not os.path.lexists(weights):
         _refuse_pickles(directory)
+    check_regular_file(weights, MAX_WEIGHTS_BYTES)  # a FIFO or a link to /dev/zero is refused, not read
     _check_safetensors_header(weights)
     try:
         state = load_file(str(weights), device="cpu")

@@ -1,0 +1,68 @@
+"""Model files are opened only when they are regular files of a bounded size.
+
+A weights.safetensors that is a symlink to /dev/zero or a FIFO once kept a node hashing (or blocked in
+open()) forever at start-up, deaf to SIGTERM. Everything vae_ros reads from a model directory goes
+through check_regular_file first: stat() never blocks, so a FIFO is refused before anyone opens it.
+Symlinks to regular files (colcon --symlink-install) are fine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from vae_ros.core.errors import ModelFileError
+
+GiB = 1 << 30
+# Generous for these networks (the packaged ones are a few MB), small enough to refuse garbage early.
+MAX_WEIGHTS_BYTES = 4 * GiB
+MAX_ONNX_BYTES = 2 * GiB  # protobuf's own limit for one ONNX file
+MAX_JSON_BYTES = 16 << 20
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _describe(path: Path, mode: int) -> str:
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    if path.is_symlink():
+        return f"a link to {os.readlink(path)}, which is {kind}"
+    return kind
+
+
+def check_regular_file(path: str | Path, max_bytes: int) -> int:
+    """The size of path, or ModelFileError (naming the file) when it is missing, not a regular file, or
+    larger than max_bytes."""
+    path = Path(path)
+    try:
+        info = os.stat(path)  # follows links; never opens (a FIFO would block in open)
+    except FileNotFoundError as err:
+        raise ModelFileError(f"{path} does not exist") from err
+    except OSError as err:
+        raise ModelFileError(f"cannot read {path}: {err}") from err
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelFileError(f"{path} is {_describe(path, info.st_mode)}, not a regular file; refused")
+    if info.st_size > max_bytes:
+        raise ModelFileError(f"{path} is {info.st_size} bytes, more than the {max_bytes} bytes allowed for it; "
+                             "refused")
+    return info.st_size
+
+
+def sha256_file(path: str | Path, max_bytes: int) -> str:
+    """SHA-256 of a regular file of at most max_bytes (checked first, and again while reading)."""
+    path = Path(path)
+    check_regular_file(path, max_bytes)
+    digest = hashlib.sha256()
+    read = 0
+    try:
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                read += len(block)
+                if read > max_bytes:
+                    raise ModelFileError(f"{path} grew beyond {max_bytes} bytes while being read; refused")
+                digest.update(block)
+    except OSError as err:
+        raise ModelFileError(f"{path} is not readable: {err}") from err
+    return digest.hexdigest()
