@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -367,18 +368,103 @@ def run_node(node_factory: Callable[[], Any], program: str, args: list[str] | No
     """Shared `main`: Fast DDS profile, rclpy.init, build the node, spin, clean shutdown.
 
     A VaeRosError while building the node (missing or broken model, invalid parameter) prints one line
-    `program: error: ...` on stderr and returns 2, without a traceback. Ctrl-C and external shutdown
-    return 0. A failed worker thread (a bug; its traceback is printed) returns 1.
+    `program: error: ...` on stderr and returns 2, without a traceback. Ctrl-C, SIGTERM and external
+    shutdown return 0, at any point of start-up too. A failed worker thread (a bug; its traceback is
+    printed) returns 1.
     """
     use_large_data_profile()
+    # SIGTERM (launch, systemd, docker stop) stops start-up at once, like Ctrl-C: a Python-level handler
+    # raises in the main thread, whatever start-up is doing (importing torch, loading a model). rclpy's own
+    # handler, installed by rclpy.init, calls this one after shutting its context down.
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _init_build_spin(node_factory, program, args)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def check_params_files(args: Sequence[str]) -> None:
+    """ConfigError in one line for a `--params-file` that is missing or not YAML (rcl's own error is a
+    traceback with C source locations)."""
+    import yaml
+
+    for flag, value in zip(args, list(args)[1:], strict=False):
+        if flag != "--params-file":
+            continue
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"--params-file {path} does not exist or is not a file")
+        try:
+            content = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"--params-file {path} cannot be read: {err}") from err
+        except yaml.YAMLError as err:
+            mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+            detail = (f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark and problem
+                      else " ".join(str(err).split()))
+            raise ConfigError(f"--params-file {path} is not valid YAML: {detail}") from err
+        problem = _params_tree_problem(content)
+        if problem:
+            raise ConfigError(f"--params-file {path}: {problem}; expected node names (or namespaces) mapping to "
+                              "'ros__parameters:' blocks, e.g. 'encoder_node: {ros__parameters: {backend: torch}}'")
+
+
+def _params_tree_problem(tree: Any, where: str = "") -> str:
+    """What rcl would refuse in a params file's structure ('' when nothing): a value where a node name or
+    ros__parameters is expected, or ros__parameters that is not a mapping."""
+    if not isinstance(tree, dict) or not tree:
+        return f"{where or 'the file'} is not a mapping of node names"
+    for key, value in tree.items():
+        here = f"{where}/{key}" if where else str(key)
+        if key == "ros__parameters":
+            if not isinstance(value, dict):
+                return f"{here} must be a mapping of parameter names to values"
+        elif not isinstance(value, dict):
+            return f"{here} has a value before any ros__parameters"
+        else:
+            problem = _params_tree_problem(value, here)
+            if problem:
+                return problem
+    return ""
+
+
+def warn_unknown_parameters(node: Any) -> list[str]:
+    """Warn, naming them, about parameters given for this node (params file, -p) that it never declared:
+    a misspelt `modell:` would otherwise be ignored without a word. Returns the unknown names."""
+    import difflib
+
+    overrides = getattr(node, "_parameter_overrides", None) or {}  # rclpy keeps them here (Humble..Kilted)
+    declared = sorted(name for name in getattr(node, "_parameters", {}))
+    unknown = sorted(name for name in overrides if name not in declared and not name.startswith("qos_overrides."))
+    for name in unknown:
+        close = difflib.get_close_matches(name, declared, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; its parameters are {', '.join(declared)}"
+        node.get_logger().warning(f"parameter {name!r} is not a parameter of {node.get_name()} and is "
+                                  f"ignored{hint}")
+    return unknown
+
+
+def _init_build_spin(node_factory: Callable[[], Any], program: str, args: list[str] | None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    rclpy.init(args=args)
     node = None
     code = 0
     try:
+        check_params_files(sys.argv if args is None else args)
+        try:
+            rclpy.init(args=args)
+        except Exception as err:  # rclpy's RCLError: bad --ros-args; its text ends in C source locations
+            detail = str(err).split(", at /")[0]
+            raise ConfigError(f"invalid ROS arguments: {detail}") from err
         node = node_factory()
+        warn_unknown_parameters(node)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -397,4 +483,3 @@ def run_node(node_factory: Callable[[], Any], program: str, args: list[str] | No
             node.destroy_node()
         rclpy.try_shutdown()
     return code
-

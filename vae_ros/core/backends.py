@@ -546,6 +546,8 @@ def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     path = Path(model_dir)
     load_config(path)  # a missing or broken model.json fails here, the same way for every backend
+    if os.path.lexists(path / WEIGHTS_FILE):  # a FIFO or /dev/zero too, before auto weighs its options
+        check_regular_file(path / WEIGHTS_FILE, MAX_WEIGHTS_BYTES)
 
     if backend == "torch":
         if precision != "fp32":
