@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vae_ros.cli.train import _positive_int, add_data_arguments, setup_logging
+from vae_ros.cli.train import _positive_int, add_data_arguments, remove_if_empty, setup_logging
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -49,10 +49,17 @@ def run(args: argparse.Namespace) -> int:
     val_percent = args.val_percent
     if val_percent is None:
         val_percent = float(config.training.get("train_config", {}).get("val_percent", 10.0))
-    report = run_evaluation(model, model_dir, source, Path(args.out).expanduser(), batch_size=args.batch_size,
-                            split=args.split, val_percent=val_percent, limit=args.limit, top_k=args.top_k,
-                            examples=args.examples, seed=args.seed, device=args.device,
-                            progress=not args.quiet)
+    out_dir = Path(args.out).expanduser()
+    created = not out_dir.exists()
+    try:
+        report = run_evaluation(model, model_dir, source, out_dir, batch_size=args.batch_size,
+                                split=args.split, val_percent=val_percent, limit=args.limit, top_k=args.top_k,
+                                examples=args.examples, seed=args.seed, device=args.device,
+                                progress=not args.quiet)
+    except BaseException:
+        if created:
+            remove_if_empty(out_dir)
+        raise
     print(f"model {model_dir} on {source.label()} ({args.split}, {report['skipped']} skipped)")
     print(format_table(report["metrics"]))
     out = Path(args.out)

@@ -12,6 +12,7 @@ epoch), with training_curves.png and checkpoint/ (for --resume) beside them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -133,6 +134,17 @@ def setup_logging(command: str) -> None:
         logger.propagate = False
 
 
+def remove_if_empty(folder: Path) -> None:
+    """Remove folder (and empty folders in it) when nothing was written there."""
+    if not folder.is_dir():
+        return
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # fails, as it should, when something is in it
+
+
 def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:
     """Refuse to train over a non-empty folder unless resuming, or told to overwrite (then clean it)."""
     from vae_ros.core.errors import ConfigError
@@ -236,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
     select_device(args.device)  # before anything is removed by --force
     source = open_source(bags[0] if bags else None, args.topic, args.images)
     out = Path(args.out).expanduser()
+    created = not out.exists()
     prepare_out_dir(out, args.resume, args.force)
     model_config = build_model_config(args, source)
     source.check_modality(model_config)
@@ -245,7 +258,12 @@ def run(args: argparse.Namespace) -> int:
         val_percent=args.val_percent, seed=args.seed, device=args.device, num_workers=args.num_workers,
         cache_mb=args.cache_mb,
     )
-    summary = train(source, model_config, train_config, out, resume=args.resume, progress=not args.quiet)
+    try:
+        summary = train(source, model_config, train_config, out, resume=args.resume, progress=not args.quiet)
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no empty folder behind
+            remove_if_empty(out)
+        raise
     best = summary.get("best") or {}
     lines = [f"model directory: {out}",
              f"samples: {summary['samples']['train']} train, {summary['samples']['val']} validation, "

@@ -195,26 +195,31 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        try:
-            version = int(data.get("format_version", 0))
-            if version > FORMAT_VERSION or version < 1:
-                raise ModelFileError(
-                    f"model.json format_version {version} is not supported (this vae_ros reads 1..{FORMAT_VERSION})"
-                )
-            modality = data["modality"]
-            cfg = cls(
-                modality=modality,
-                arch=ArchSpec(**data.get("arch", {})),
-                image=ImageSpec(**data["image"]) if data.get("image") else None,
-                scan=ScanSpec(**data["scan"]) if data.get("scan") else None,
-                pointcloud=PointCloudSpec(**data["pointcloud"]) if data.get("pointcloud") else None,
-                training=dict(data.get("training", {})),
-                format_version=version,
+        """Build from model.json's content; ModelFileError in one line naming the first field of the wrong
+        type ("height": "64", "format_version": "one") or value, before anything is built from it."""
+        version = data.get("format_version", 0)
+        if not _is_int(version):
+            raise ModelFileError(f"model.json format_version must be an integer, got {version!r}")
+        if version > FORMAT_VERSION or version < 1:
+            raise ModelFileError(
+                f"model.json format_version {version} is not supported (this vae_ros reads 1..{FORMAT_VERSION})"
             )
-        except KeyError as err:
-            raise ModelFileError(f"model.json misses the key {err}") from err
-        except TypeError as err:
-            raise ModelFileError(f"model.json has an unexpected field or value: {err}") from err
+        if "modality" not in data:
+            raise ModelFileError("model.json misses the key 'modality'")
+        if not isinstance(data["modality"], str):
+            raise ModelFileError(f"model.json modality must be a string, got {data['modality']!r}")
+        training = data.get("training", {})
+        if not isinstance(training, dict):
+            raise ModelFileError(f"model.json training must be an object, got {type(training).__name__}")
+        cfg = cls(
+            modality=data["modality"],
+            arch=_typed(ArchSpec, data.get("arch", {}), "arch"),
+            image=_typed(ImageSpec, data["image"], "image") if data.get("image") else None,
+            scan=_typed(ScanSpec, data["scan"], "scan") if data.get("scan") else None,
+            pointcloud=_typed(PointCloudSpec, data["pointcloud"], "pointcloud") if data.get("pointcloud") else None,
+            training=dict(training),
+            format_version=version,
+        )
         try:
             cfg.validate()
         except ConfigError as err:
@@ -224,6 +229,40 @@ class ModelConfig:
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
         return cls.from_dict(read_json_object(path))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _matches(value: Any, annotation: str) -> bool:
+    """Whether a JSON value fits a spec field's annotation (the few the specs use)."""
+    if annotation == "int":
+        return _is_int(value)
+    if annotation == "float":
+        return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    if annotation == "str":
+        return isinstance(value, str)
+    if annotation == "list[int]":
+        return isinstance(value, list) and all(_is_int(v) for v in value)
+    return True
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a finite number", "str": "a string", "list[int]": "a list of integers"}
+
+
+def _typed(spec_class: type[Any], values: Any, section: str) -> Any:
+    """spec_class(**values) once every value has its field's type: a string "64" for a height would
+    otherwise fail deep inside validation or model building, with a traceback."""
+    if not isinstance(values, dict):
+        raise ModelFileError(f"model.json {section} must be an object, got {type(values).__name__}")
+    fields = {f.name: str(f.type) for f in dataclasses.fields(spec_class)}
+    for key, value in values.items():
+        if key not in fields:
+            raise ModelFileError(f"model.json {section} has an unknown field {key!r}; expected {', '.join(fields)}")
+        if not _matches(value, fields[key]):
+            raise ModelFileError(f"model.json {section}.{key} must be {_TYPE_WORDS[fields[key]]}, got {value!r}")
+    return spec_class(**values)
 
 
 def read_json_object(path: str | Path) -> dict[str, Any]:

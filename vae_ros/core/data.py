@@ -202,7 +202,8 @@ class BagSource(DataSource):
         worker, workers = shard
         with self._reader() as reader:
             connections = [c for c in reader.connections if c.topic == self.topic]
-            for index, (connection, stamp, raw) in enumerate(reader.messages(connections=connections)):
+            messages = self._read(reader.messages(connections=connections))
+            for index, (connection, stamp, raw) in enumerate(messages):
                 if index % workers != worker or (select is not None and not select(str(index))):
                     continue
                 if stats is not None:
@@ -217,6 +218,22 @@ class BagSource(DataSource):
                         stats.skip(f"message {index}", InputError(f"corrupt CDR: {err}"))
                     continue
                 yield index, stamp, msg
+
+    def _read(self, messages: Iterator[Any]) -> Iterator[Any]:
+        """The reader's messages; a damaged file met while reading (a corrupt sqlite3 page, a broken MCAP
+        chunk) becomes one DataError line instead of the storage library's traceback."""
+        errors = _storage_errors()
+        count = 0
+        while True:
+            try:
+                item = next(messages)
+            except StopIteration:
+                return
+            except errors as err:
+                raise DataError(f"bag {self.path} is damaged: reading message {count + 1} of {self.topic} failed "
+                                f"({type(err).__name__}: {err})") from err
+            count += 1
+            yield item
 
     def samples(self, config: ModelConfig, select: Callable[[str], bool] | None = None,
                 stats: DecodeStats | None = None, shard: tuple[int, int] = (0, 1),
@@ -234,6 +251,26 @@ class BagSource(DataSource):
             stats.decoded += 1
             yield index, sample
         _check_any_decoded(stats, self.label())
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """What rosbags' storage back-ends raise on a damaged file: its own errors, sqlite3's (apsw's where
+    rosbags uses apsw), struct/zstd/lz4 errors inside MCAP chunks, and plain I/O errors."""
+    import sqlite3
+    import struct
+
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+
+    errors: list[type[BaseException]] = [AnyReaderError, ReaderError, sqlite3.Error, struct.error, OSError,
+                                         ValueError, KeyError, IndexError, EOFError]
+    try:
+        import apsw
+
+        errors.append(apsw.Error)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 class ImageFolderSource(DataSource):

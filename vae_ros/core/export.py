@@ -97,6 +97,9 @@ def prepare_out_dir(model_dir: str | Path, out_dir: str | Path | None) -> Path:
     load_config(src)
     weights_digest(src)  # a clear error when the weights are missing
     if out_dir is None or Path(out_dir).resolve() == src.resolve():
+        if not os.access(src, os.W_OK):
+            raise ModelFileError(f"cannot write exports into {src}: the model directory is read-only (an installed "
+                                 "package?); pass --out DIR to write a complete copy with its exports there")
         return src
     dst = Path(out_dir)
     if dst.exists() and not dst.is_dir():
@@ -508,4 +511,10 @@ def export_model(model_dir: str | Path, fmt: str, out_dir: str | Path | None = N
                  "tensorrt": export_tensorrt}
     if fmt not in functions:
         raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    return functions[fmt](model_dir, out_dir, **options)  # type: ignore[operator]
+    try:
+        return functions[fmt](model_dir, out_dir, **options)  # type: ignore[operator]
+    except OSError as err:  # a read-only or full file system, found while writing
+        where = out_dir if out_dir is not None else model_dir
+        reason = f"{err.strerror}: {err.filename}" if err.strerror and err.filename else str(err)
+        raise ModelFileError(f"cannot write the {fmt} export into {where} ({reason}); pass --out DIR to export "
+                             "into a writable copy") from err

@@ -221,11 +221,15 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, 
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{weights} is not a valid safetensors file: {err}") from err
 
+    # Shapes first, on the meta device (no memory): model.json's latent_dim: 100000000 must be refused by
+    # comparing with the weights, not discovered by allocating gigabytes of parameters.
     try:
-        model = build_model(config)
+        with torch.device("meta"):
+            skeleton = build_model(config)
     except ConfigError as err:
         raise ModelFileError(f"{config_path}: {err}") from err
-    _check_state(weights, state, model)
+    _check_state(weights, state, skeleton)
+    model = build_model(config)
     model.load_state_dict(state, strict=True)
     return config, model.to(dev).eval()
 
