@@ -41,6 +41,7 @@ setup(
         "onnxruntime",
         "opencv-python-headless",
         "rosbags>=0.10",
+        "mcap>=1.1",
         "mujoco>=3.1",
         "matplotlib",
         "tqdm",

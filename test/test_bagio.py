@@ -120,3 +120,38 @@ def test_custom_type_by_definition(tmp_path: Path) -> None:
 def test_normalise_msgtype() -> None:
     assert normalise_msgtype("sensor_msgs/Image") == "sensor_msgs/msg/Image"
     assert normalise_msgtype("sensor_msgs/msg/Image") == "sensor_msgs/msg/Image"
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_flushed_messages_survive_a_writer_that_never_closes(tmp_path: Path, storage: str) -> None:
+    """What is on disk when a recorder is killed: everything up to its last flush(). `repair_bag` turns it
+    into a bag every reader opens; messages after the flush (still in memory) are gone, nothing else."""
+    import shutil
+
+    from vae_ros.bagio import repair_bag
+
+    live = tmp_path / "live"
+    bag = BagWriter(live, storage=storage).open()
+    bag.add_topic("/vae/latent", "std_msgs/msg/Float32MultiArray", reliable_qos())
+    for i in range(10):
+        bag.write("/vae/latent", 1_000 + i, serialize_message(Float32MultiArray(data=[float(i)])))
+    bag.flush()
+    assert yaml.safe_load((live / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["message_count"] == 10
+    for i in range(10, 15):  # after the last flush: lost with the process
+        bag.write("/vae/latent", 1_000 + i, serialize_message(Float32MultiArray(data=[float(i)])))
+    killed = tmp_path / "killed"
+    shutil.copytree(live, killed)  # the disk as a SIGKILL would leave it
+    bag.close()
+
+    summary = repair_bag(killed)
+    assert "metadata.yaml rebuilt: 10 messages on 1 topic(s)" in summary
+    assert [float(msg.data[0]) for _, msg in _read(killed)["/vae/latent"]] == [float(i) for i in range(10)]
+    info = yaml.safe_load((killed / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["message_count"] == 10 and info["duration"]["nanoseconds"] == 9
+    topic = info["topics_with_message_count"][0]["topic_metadata"]
+    assert topic["type_description_hash"].startswith("RIHS01_")
+    assert topic["offered_qos_profiles"][0]["reliability"] == "reliable"
+    # The closed original needs nothing, and repairing it changes nothing.
+    before = (live / "metadata.yaml").read_text()
+    assert repair_bag(live) == f"{live} is complete and readable; nothing to repair"
+    assert (live / "metadata.yaml").read_text() == before and len(_read(live)["/vae/latent"]) == 15

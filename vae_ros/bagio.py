@@ -7,11 +7,18 @@ rclpy.serialization.serialize_message; this module itself never imports rclpy.
 
 Unlike rosbags' own context manager, which aborts (loses the chunk in memory and the metadata) when an
 exception leaves the block, BagWriter always closes the bag properly, so Ctrl-C keeps what was written.
+A recorder that can be killed (SIGKILL, power loss) calls flush() about once a second: the pending MCAP
+chunk is closed and synced to disk (sqlite3: the transaction is committed) and metadata.yaml is rewritten
+to describe it, so a kill loses at most the last second; `vae-ros repair` then adds what a killed writer
+never wrote (the MCAP summary and footer).
 """
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Sequence
+from io import StringIO
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -20,6 +27,61 @@ from vae_ros.core.errors import DataError
 
 STORAGES = ("mcap", "sqlite3")
 BAG_VERSION: Literal[9] = 9
+METADATA_FILE = "metadata.yaml"
+# What a hard kill may lose: recorders flush (close the MCAP chunk, commit, rewrite metadata.yaml) this often.
+FLUSH_PERIOD_S = 1.0
+
+
+def metadata_yaml(storage: str, file_name: str, topics: Sequence[dict[str, Any]], start_ns: int, end_ns: int,
+                  custom_data: dict[str, str] | None = None) -> str:
+    """metadata.yaml text of a one-file bag, in the layout rosbags' Writer writes at close (version 9).
+
+    topics: {"name", "type", "serialization_format", "offered_qos_profiles" (rosbags Qos list),
+    "type_description_hash", "message_count"} each. start_ns/end_ns: first and last message stamps.
+    """
+    from rosbags.rosbag2.metadata import dump_qos_v9
+    from ruamel.yaml import YAML
+
+    count = sum(int(t["message_count"]) for t in topics)
+    start = start_ns if count else 0
+    duration = max(0, end_ns - start_ns) if count else 0
+    info = {
+        "version": BAG_VERSION,
+        "storage_identifier": storage,
+        "relative_file_paths": [file_name],
+        "duration": {"nanoseconds": duration},
+        "starting_time": {"nanoseconds_since_epoch": start},
+        "message_count": count,
+        "topics_with_message_count": [
+            {"topic_metadata": {"name": t["name"], "type": t["type"],
+                                "serialization_format": t.get("serialization_format", "cdr"),
+                                "offered_qos_profiles": dump_qos_v9(list(t.get("offered_qos_profiles") or [])),
+                                "type_description_hash": t.get("type_description_hash", "")},
+             "message_count": int(t["message_count"])}
+            for t in topics
+        ],
+        "compression_format": "",
+        "compression_mode": "",
+        "files": [{"path": file_name, "starting_time": {"nanoseconds_since_epoch": start},
+                   "duration": {"nanoseconds": duration}, "message_count": count}],
+        "custom_data": custom_data or None,
+        "ros_distro": "rosbags",
+    }
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    text = StringIO()
+    yaml.dump({"rosbag2_bagfile_information": info}, text)
+    return text.getvalue()
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Replace path with text atomically, synced to disk (a temporary name, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def _qos(reliable: bool, depth: int) -> list[Any]:
@@ -111,6 +173,40 @@ class BagWriter:
     @property
     def is_open(self) -> bool:
         return self._writer is not None
+
+    def flush(self) -> None:
+        """Make every message written so far survive a SIGKILL or power loss, and describe it in
+        metadata.yaml: MCAP closes its pending chunk (rosbags keeps up to 1 MiB in memory otherwise) and
+        syncs the file; sqlite3 commits its transaction. Costs one small chunk and one fsync per call."""
+        if self._writer is None:
+            return
+        storage = getattr(self._writer, "storage", None)
+        try:
+            if self.storage == "mcap":
+                chunk = getattr(storage, "chunk", None)
+                if chunk is not None and chunk.bio.tell():
+                    storage.close_chunk()  # type: ignore[union-attr]
+                stream = getattr(storage, "bio", None)
+                if stream is not None:
+                    stream.flush()
+                    os.fsync(stream.fileno())
+            else:
+                connection = getattr(storage, "conn", None)
+                if connection is not None:
+                    connection.commit()
+            write_durably(self.path / METADATA_FILE, self._metadata_snapshot())
+        except OSError as err:
+            raise DataError(f"cannot write to the bag {self.path}: {err}") from err
+
+    def _metadata_snapshot(self) -> str:
+        """metadata.yaml for what is in the bag now (its final version is written by close)."""
+        writer = self._writer
+        storage_path = Path(getattr(writer.storage, "path", self.path / f"{self.path.name}.{self.storage}"))
+        topics = [{"name": c.topic, "type": c.msgtype, "serialization_format": c.ext.serialization_format,
+                   "offered_qos_profiles": c.ext.offered_qos_profiles, "type_description_hash": c.digest,
+                   "message_count": writer.counts.get(c.id, 0)} for c in writer.connections]
+        return metadata_yaml("mcap" if self.storage == "mcap" else "sqlite3", storage_path.name, topics,
+                             writer.min_timestamp, writer.max_timestamp, dict(writer.custom_data))
 
     # -- content -----------------------------------------------------------------------------------------
     def _store(self) -> Any:
@@ -206,3 +302,193 @@ class BagWriter:
     def counts(self) -> dict[str, int]:
         """Messages written so far, per topic."""
         return dict(self._counts)
+
+
+# -- repair ---------------------------------------------------------------------------------------------------
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _storage_file(bag: Path) -> tuple[str, Path]:
+    """('mcap' | 'sqlite3', the bag's one storage file); DataError when there is not exactly one."""
+    if bag.is_file():
+        bag = bag.parent
+    if not bag.is_dir():
+        raise DataError(f"bag {bag} does not exist (expected a bag folder)")
+    files = sorted(bag.glob("*.mcap")) + sorted(bag.glob("*.db3"))
+    if len(files) != 1:
+        found = ", ".join(p.name for p in files) or "none"
+        raise DataError(f"bag {bag} must hold exactly one .mcap or .db3 file to repair, found {found}")
+    return ("mcap" if files[0].suffix == ".mcap" else "sqlite3"), files[0]
+
+
+def _known_hashes(bag: Path) -> dict[str, str]:
+    """topic -> type_description_hash from an existing (snapshot) metadata.yaml, if readable."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        info = YAML(typ="safe").load((bag / METADATA_FILE).read_text())["rosbag2_bagfile_information"]
+        return {t["topic_metadata"]["name"]: str(t["topic_metadata"].get("type_description_hash", ""))
+                for t in info["topics_with_message_count"]}
+    except (OSError, YAMLError, KeyError, TypeError):
+        return {}
+
+
+def _type_hash(msgtype: str, known: str) -> str:
+    if known:
+        return known
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.LATEST)
+    return str(store.hash_rihs01(msgtype)) if msgtype in store.fielddefs else ""
+
+
+def _qos_profiles(text: str) -> list[Any]:
+    from rosbags.rosbag2.errors import ReaderError
+    from rosbags.rosbag2.metadata import parse_qos
+
+    try:
+        return parse_qos(text) if text else []
+    except (ReaderError, KeyError, TypeError, ValueError):
+        return []
+
+
+def _mcap_complete(path: Path) -> bool:
+    size = path.stat().st_size
+    if size < 8 + 37:
+        return False
+    with path.open("rb") as handle:
+        handle.seek(-8, os.SEEK_END)
+        return handle.read(8) == _MCAP_MAGIC
+
+
+def _repair_mcap(path: Path) -> tuple[list[dict[str, Any]], int, int, str]:
+    """Rewrite the records a killed writer completed (schemas, channels and messages of whole chunks)
+    into a new MCAP with index and summary; the damaged original is kept as NAME.damaged.
+    Returns (topics, first stamp, last stamp, what was done)."""
+    try:
+        from mcap.exceptions import McapError
+        from mcap.records import Channel, Message, Schema
+        from mcap.records import Metadata as McapMetadata
+        from mcap.stream_reader import StreamReader
+        from mcap.writer import CompressionType, Writer
+    except ImportError as err:
+        raise DataError("repairing an MCAP bag needs the mcap package (pip install mcap)") from err
+
+    complete = _mcap_complete(path)
+    tmp = path.with_name(f".{path.name}.repair.tmp")
+    schemas: dict[int, tuple[int, Schema]] = {}
+    channels: dict[int, tuple[int, Channel]] = {}
+    counts: dict[int, int] = {}
+    first, last, problem = 2**63 - 1, 0, ""
+    with path.open("rb") as source, tmp.open("wb") as target:
+        writer = Writer(target, compression=CompressionType.NONE)
+        writer.start(profile="ros2", library="vae_ros repair")
+        try:
+            for record in StreamReader(source, validate_crcs=True).records:
+                if isinstance(record, Schema) and record.id not in schemas:
+                    schemas[record.id] = (writer.register_schema(record.name, record.encoding, record.data), record)
+                elif isinstance(record, Channel) and record.id not in channels:
+                    schema_id = schemas[record.schema_id][0] if record.schema_id in schemas else 0
+                    new_id = writer.register_channel(record.topic, record.message_encoding, schema_id,
+                                                     dict(record.metadata))
+                    channels[record.id] = (new_id, record)
+                elif isinstance(record, Message) and record.channel_id in channels:
+                    writer.add_message(channels[record.channel_id][0], record.log_time, record.data,
+                                       record.publish_time, record.sequence)
+                    counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
+                    first, last = min(first, record.log_time), max(last, record.log_time)
+                elif isinstance(record, McapMetadata):
+                    writer.add_metadata(record.name, dict(record.metadata))
+        except (McapError, struct.error, ValueError, EOFError) as err:
+            problem = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        writer.finish()
+        target.flush()
+        os.fsync(target.fileno())
+    if complete and not problem:
+        tmp.unlink()
+        done = "the MCAP file is complete"
+    else:
+        backup = path.with_name(path.name + ".damaged")
+        os.replace(path, backup)
+        os.replace(tmp, path)
+        done = (f"rebuilt {path.name} from its complete chunks (the writer stopped mid-record: {problem or 'no footer'}); "
+                f"the damaged original is kept as {backup.name}")
+    topics = [{"name": ch.topic, "type": schemas[ch.schema_id][1].name if ch.schema_id in schemas else "",
+               "serialization_format": ch.message_encoding,
+               "offered_qos_profiles": _qos_profiles(ch.metadata.get("offered_qos_profiles", "")),
+               "message_count": counts.get(old_id, 0)} for old_id, (_, ch) in channels.items()]
+    return topics, first, last, done
+
+
+def _repair_sqlite3(path: Path) -> tuple[list[dict[str, Any]], int, int, str]:
+    """Open the database read-write once (sqlite rolls back the transaction a kill left open) and read
+    what it holds: topics, message counts and time range."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(path, timeout=0.0)
+        try:
+            try:  # the write lock: no recorder may still be writing this bag (and a hot journal is rolled back)
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as err:
+                raise DataError(f"{path} is still being written by another process ({err}); stop the recorder "
+                                "first") from err
+            check = connection.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise DataError(f"{path} is damaged beyond a killed recorder ({check}); it cannot be repaired here")
+            topics_rows = connection.execute(
+                "SELECT id, name, type, serialization_format, offered_qos_profiles FROM topics").fetchall()
+            stats = {row[0]: row[1:] for row in connection.execute(
+                "SELECT topic_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM messages GROUP BY topic_id")}
+            # A journal left now is not hot (sqlite rolled a hot one back when it took the lock): stale.
+            path.with_name(path.name + "-journal").unlink(missing_ok=True)
+            connection.rollback()
+        finally:
+            connection.close()
+    except sqlite3.Error as err:
+        raise DataError(f"cannot read {path}: {err}") from err
+    topics = [{"name": name, "type": msgtype, "serialization_format": fmt, "offered_qos_profiles": _qos_profiles(qos),
+               "message_count": stats.get(topic_id, (0,))[0]} for topic_id, name, msgtype, fmt, qos in topics_rows]
+    first = min((s[1] for s in stats.values()), default=2**63 - 1)
+    last = max((s[2] for s in stats.values()), default=0)
+    return topics, first, last, "the committed messages are intact (an open transaction was rolled back)"
+
+
+def _needs_repair(folder: Path, storage: str, path: Path) -> bool:
+    """False for a bag that was closed properly: rosbags opens it (metadata.yaml, MCAP footer and summary)
+    and no sqlite3 transaction was left open (a -journal or -wal file beside the database)."""
+    from rosbags.rosbag2 import Reader, ReaderError
+
+    if storage == "sqlite3" and any(path.with_name(path.name + suffix).exists() for suffix in ("-journal", "-wal")):
+        return True
+    if not (folder / METADATA_FILE).is_file():
+        return True
+    try:
+        with Reader(folder):
+            return False
+    except (ReaderError, OSError, ValueError, KeyError, struct.error):
+        return True
+
+
+def repair_bag(bag: str | Path) -> str:
+    """Make a bag left by a killed recorder (SIGKILL, power loss) readable: the MCAP summary and footer
+    rebuilt from its complete chunks, metadata.yaml rebuilt from what the storage file holds. Returns a
+    one-line summary. Bags that are already complete get a fresh metadata.yaml only if theirs is missing."""
+    bag_path = Path(bag)
+    storage, path = _storage_file(bag_path)
+    folder = path.parent
+    if not _needs_repair(folder, storage, path):
+        return f"{folder} is complete and readable; nothing to repair"
+    known = _known_hashes(folder)
+    try:
+        if storage == "mcap":
+            topics, first, last, done = _repair_mcap(path)
+        else:
+            topics, first, last, done = _repair_sqlite3(path)
+        for topic in topics:
+            topic["type_description_hash"] = _type_hash(topic["type"], known.get(topic["name"], ""))
+        write_durably(folder / METADATA_FILE, metadata_yaml(storage, path.name, topics, first, last))
+    except OSError as err:
+        raise DataError(f"cannot repair {folder}: {err}") from err
+    count = sum(int(t["message_count"]) for t in topics)
+    return f"{folder}: {done}; metadata.yaml rebuilt: {count} messages on {len(topics)} topic(s)"

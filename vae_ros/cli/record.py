@@ -6,6 +6,8 @@ CDR (never deserialised) and go straight into the bag through vae_ros.bagio, sta
 time. QoS adapts to the publishers as rosbag2 does: reliable only when every publisher is reliable,
 transient-local only when every publisher is, and the publishers' offered QoS is stored in
 metadata.yaml. Ctrl-C or SIGTERM stops the recording and closes the bag with everything received so far.
+Once a second the bag is flushed (MCAP chunk closed and synced, sqlite3 committed, metadata.yaml rewritten),
+so SIGKILL or a power cut loses at most about a second; `vae-ros repair BAG` then makes such a bag whole.
 """
 
 from __future__ import annotations
@@ -285,13 +287,18 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     deadline = started + args.duration if args.duration is not None else math.inf
     log(f"waiting for {', '.join(recorder.topics)} (Ctrl-C to stop)")
+    from vae_ros.bagio import FLUSH_PERIOD_S
+
     try:
-        next_discovery = next_progress = 0.0
+        next_discovery = next_progress = next_flush = 0.0
         while not stop.is_set() and time.monotonic() < deadline:
             now = time.monotonic()
             if now >= next_discovery:
                 recorder.discover()
                 next_discovery = now + DISCOVERY_PERIOD
+            if now >= next_flush and recorder.bag.is_open:  # a hard kill loses at most this period
+                recorder.bag.flush()
+                next_flush = now + FLUSH_PERIOD_S
             if now >= next_progress and not args.quiet:
                 if recorder.bag.is_open:
                     counts = "  ".join(f"{name}: {n}" for name, n in recorder.counts().items())

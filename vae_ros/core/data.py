@@ -163,7 +163,10 @@ class BagSource(DataSource):
         try:
             reader = AnyReader([self.path], default_typestore=get_typestore(Stores.LATEST))
             reader.open()
-        except (AnyReaderError, ReaderError, OSError, ValueError, KeyError) as err:
+        except (AnyReaderError, ReaderError) as err:
+            raise DataError(f"cannot read bag {self.path}: {err} (a bag left by a killed recorder is made "
+                            f"readable by `vae-ros repair {self.path}`)") from err
+        except (OSError, ValueError, KeyError) as err:
             raise DataError(f"cannot read bag {self.path}: {err}") from err
         try:
             yield reader
