@@ -238,7 +238,8 @@ class LatestWorker:
     arrives is dropped (and counted), so a slow model never works through stale frames, and the executor
     thread stays free to take messages off the wire, run timers and answer parameter requests.
 
-    A programming error in `process` is not swallowed: the thread ends with its traceback and
+    Nodes pass `process` through MessageGuard.wrap, so one bad item is logged, counted and dropped. What
+    still escapes (a process not wrapped, or a BaseException) ends the thread with its traceback and
     `on_failure` runs (the nodes shut down their context so `main` exits non-zero).
     """
 
