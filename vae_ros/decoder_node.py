@@ -174,9 +174,8 @@ class DecoderNode(Node):
                                         self._on_worker_failure, name="vae_ros_decoder")
             self._latent_sub = self.create_subscription(Float32MultiArray, LATENT_TOPIC,
                                                         guard.wrap("a latent", self._on_latent), LATENT_QOS)
-            self._stamped_sub = self.create_subscription(Image, STAMPED_LATENT_TOPIC,
-                                                         guard.wrap("a stamped latent", self._on_stamped_latent),
-                                                         LATENT_QOS)
+            on_stamped = guard.wrap("a stamped latent", self._on_stamped_latent)
+            self._stamped_sub = self.create_subscription(Image, STAMPED_LATENT_TOPIC, on_stamped, LATENT_QOS)
             source = f"{self._stamped_sub.topic_name} or {self._latent_sub.topic_name}"
         self._diagnostics = DiagnosticsPublisher(
             self, self.stats, f"{self.get_fully_qualified_name()}: decoder", hardware_id=str(model_dir),
