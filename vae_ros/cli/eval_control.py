@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,20 @@ def register(parser: argparse.ArgumentParser) -> None:
     reps.add_argument("--backend", default="auto", help="inference backend of model directories (auto)")
     reps.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                       help="ONNX Runtime threads (default: up to 4)")
+    episodes = parser.add_argument_group("closed-loop episodes (without --basin)")
+    episodes.add_argument("--model", metavar="DIR", default="",
+                          help="control model directory (default: the packaged models/control_default)")
+    episodes.add_argument("--episodes", type=_positive_int, default=50, metavar="N",
+                          help="start/goal pairs per world seed (50)")
+    episodes.add_argument("--episode-seed", type=_seed, default=0, metavar="SEED",
+                          help="seed of the start/goal sampling (0)")
+    episodes.add_argument("--tolerance", type=_positive_float, default=None, metavar="E",
+                          help="latent error that counts as converged (default: the model's calibrated value)")
+    episodes.add_argument("--time-limit", type=_positive_float, default=40.0, metavar="S",
+                          help="simulated seconds per episode (40)")
+    episodes.add_argument("--ros", type=int, default=0, metavar="N",
+                          help="also run the first N episodes of each seed through the real ROS nodes (sim_node, "
+                               "encoder_node, latent_servo_node over DDS, in real time) and compare (0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -84,9 +99,141 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_episodes(args: argparse.Namespace) -> int:
-    from vae_ros.core.errors import ConfigError
+    import numpy as np
+    from tqdm import tqdm
 
-    raise ConfigError("closed-loop episodes: not implemented in this build; use --basin")
+    from vae_ros.control.control_model import ControlModel, control_model_dir
+    from vae_ros.control.episodes import EpisodeConfig, run_episode, sample_episodes, summarise
+    from vae_ros.control.plots import save_episode_errors, save_episode_starts, save_episode_trajectories
+    from vae_ros.control.servo import ServoConfig
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.sim.world import SimConfig, SimWorld
+
+    setup_logging("eval-control")
+    if args.ros < 0:
+        raise ConfigError(f"--ros must be >= 0, got {args.ros}")
+    seeds = list(dict.fromkeys(args.seeds))
+    model_dir = control_model_dir(args.model)
+    model = ControlModel(model_dir, args.backend, threads=args.threads)
+    tolerance = args.tolerance or model.tolerance
+    if not tolerance:
+        raise ConfigError(f"{model_dir} has no calibrated tolerance; pass --tolerance")
+    servo = ServoConfig(tolerance=tolerance)
+    episode_config = EpisodeConfig(time_limit=args.time_limit)
+    out = Path(args.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+
+    started = time.monotonic()
+    results = []
+    per_seed: dict[int, list] = {}
+    with tqdm(total=len(seeds) * args.episodes, desc="episodes", unit="ep", disable=args.quiet,
+              file=sys.stderr) as bar:
+        for seed in seeds:
+            with SimWorld(SimConfig(seed=seed, image_width=16, image_height=16)) as world:
+                episodes = sample_episodes(world, args.episodes, np.random.default_rng([args.episode_seed, seed]))
+                for episode in episodes:
+                    result = run_episode(world, model, episode, servo, episode_config)
+                    results.append(result)
+                    per_seed.setdefault(seed, []).append(result)
+                    bar.update(1)
+                    bar.set_postfix(success=f"{np.mean([r.success for r in results]):.0%}")
+    elapsed = time.monotonic() - started
+
+    record: dict = {
+        "command": _episodes_command(args, seeds), "model": str(model_dir), "tolerance": tolerance,
+        "seeds": seeds, "seconds": round(elapsed, 1), "in_process": summarise(results),
+        "in_process_by_seed": {str(seed): summarise(rs) for seed, rs in per_seed.items()},
+        "episodes": [r.to_dict() for r in results],
+    }
+    title = f"{model_dir.name} (world seeds {' '.join(map(str, seeds))})"
+    files = [save_episode_trajectories(results, out / "episodes_trajectories.png", title),
+             save_episode_errors(results, tolerance, out / "episodes_latent_error.png", title),
+             save_episode_starts(results, out / "episodes_starts.png", title)]
+    if args.ros:
+        record["ros"] = _ros_episodes(args, seeds, per_seed, out, tolerance)
+    (out / "episodes.json").write_text(json.dumps(record, indent=2) + "\n")
+    files.insert(0, out / "episodes.json")
+
+    print(f"closed-loop servo episodes: {len(results)} in world seeds {' '.join(map(str, seeds))}, model {model_dir}, "
+          f"tolerance {tolerance:.4f}, {elapsed:.0f} s")
+    print(_episode_table(record))
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _ros_episodes(args: argparse.Namespace, seeds: list[int], per_seed: dict, out: Path,
+                  tolerance: float) -> dict:
+    """The first --ros episodes of each seed again, through the real nodes; success compared pairwise."""
+    import numpy as np
+
+    from vae_ros.control.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error
+    from vae_ros.servo_session import ServoSession, SessionConfig
+
+    rows = []
+    for seed in seeds:
+        chosen = per_seed[seed][: args.ros]
+        config = SessionConfig(seed=seed, control_model=args.model, backend=args.backend,
+                               log_dir=out / "ros_logs" / f"seed{seed}", initial_pose=chosen[0].episode.goal)
+        with ServoSession(config) as session:
+            for result in chosen:
+                episode = result.episode
+                session.place(episode.goal)
+                session.teach_goal()
+                session.place(episode.start)
+                run = session.servo(timeout=args.time_limit)
+                pos, yaw = pose_error(run.final_pose, episode.goal)
+                rows.append({"seed": seed, "start": episode.start, "goal": episode.goal, "status": run.status,
+                             "success": bool(pos <= SUCCESS_POSITION_M and yaw <= SUCCESS_YAW_RAD),
+                             "final_position_error": pos, "final_yaw_error": yaw, "time_s": run.time_s,
+                             "in_process_success": result.success,
+                             "in_process_final_position_error": result.final_position_error})
+                print(f"ros episode {len(rows)}: {run.status}, {pos * 100:.1f} cm / {math.degrees(yaw):.1f} deg "
+                      f"(in-process: {'success' if result.success else 'failure'})", file=sys.stderr)
+    ros_success = np.array([r["success"] for r in rows], dtype=float)
+    sim_success = np.array([r["in_process_success"] for r in rows], dtype=float)
+    return {"episodes": rows, "success_rate": float(ros_success.mean()),
+            "in_process_success_rate_same_episodes": float(sim_success.mean()),
+            "agreement": float((ros_success == sim_success).mean()),
+            "final_position_error_m_median": float(np.median([r["final_position_error"] for r in rows]))}
+
+
+def _episode_table(record: dict) -> str:
+    def row(name: str, s: dict) -> str:
+        if not s.get("episodes"):
+            return f"{name:<22} (none)"
+        time_s = s["time_s_median_success"]
+        ratio = s["path_ratio_median_success"]
+        return (f"{name:<22} {s['episodes']:>8} {s['success_rate']:>8.0%} "
+                f"{s['final_position_error_m']['median'] * 100:>8.1f} {s['final_position_error_m']['p90'] * 100:>8.1f} "
+                f"{s['final_yaw_error_deg']['median']:>8.1f} {s['final_yaw_error_deg']['p90']:>8.1f} "
+                f"{'-' if time_s is None else f'{time_s:.1f}':>8} {'-' if ratio is None else f'{ratio:.2f}':>8}")
+
+    lines = [f"{'':<22} {'episodes':>8} {'success':>8} {'pos cm':>8} {'p90':>8} {'yaw deg':>8} {'p90':>8} "
+             f"{'time s':>8} {'path':>8}"]
+    lines.append(row("all seeds", record["in_process"]))
+    for seed, summary in record["in_process_by_seed"].items():
+        lines.append(row(f"  world seed {seed}", summary))
+    ros = record.get("ros")
+    if ros:
+        lines.append(f"ROS nodes: {len(ros['episodes'])} episodes, success {ros['success_rate']:.0%} "
+                     f"(in-process on the same episodes {ros['in_process_success_rate_same_episodes']:.0%}), "
+                     f"outcome agreement {ros['agreement']:.0%}, median final error "
+                     f"{ros['final_position_error_m_median'] * 100:.1f} cm")
+    lines.append("(pos / yaw: final error median and p90; time: simulated s to convergence and path: length over "
+                 "straight line, medians of successful episodes)")
+    return "\n".join(lines)
+
+
+def _episodes_command(args: argparse.Namespace, seeds: list[int]) -> str:
+    parts = [f"vae-ros eval-control --seeds {' '.join(map(str, seeds))} --episodes {args.episodes}",
+             f"--episode-seed {args.episode_seed}"]
+    if args.model:
+        parts.append(f"--model {args.model}")
+    if args.tolerance:
+        parts.append(f"--tolerance {args.tolerance:g}")
+    if args.ros:
+        parts.append(f"--ros {args.ros}")
+    return " ".join(parts + [f"--out {args.out}"])
 
 
 def _command(args: argparse.Namespace, seeds: list[int]) -> str:

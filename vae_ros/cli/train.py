@@ -228,8 +228,9 @@ def _run_control(args: argparse.Namespace) -> int:
         f"best at step {best['epoch']}: val metric loss {best['val_metric']:.4f}, latent vs pose distance "
         f"Spearman {best['val_spearman_1_5m']:.3f} (pairs within 1.5 m), recon NLL {best['val_recon_nll']:.1f}, "
         f"KL {best['val_kl']:.1f}",
-        f"servo tolerance: latent error {calibration['tolerance']:.4f} (precision {calibration['precision']:.1%}, "
-        f"recall {calibration['recall']:.1%} for 0.10 m / 5 deg)",
+        (f"servo tolerance: latent error {calibration['tolerance']:.4f} (precision {calibration['precision']:.1%}, "
+         f"recall {calibration['recall']:.1%} for 0.10 m / 5 deg)" if calibration.get("tolerance") else
+         f"servo tolerance: not calibrated ({calibration.get('error')}); set latent_servo_node's tolerance"),
         f"time: {summary['time_s']:.1f} s on {summary['device']}"]))
     return 0
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vae_ros.control.sensing import ScanLatentSensor
+from vae_ros.control.control_model import ControlModel
 from vae_ros.control.servo import CONVERGED, LOST, ServoConfig, ServoState, servo_step, wrap_angle
 from vae_ros.core.errors import ConfigError
 
@@ -107,11 +107,17 @@ class EpisodeConfig:
     settle_after_converged: float = 0.5  # s of physics after convergence so the robot has stopped
 
 
-def run_episode(world: Any, sensor: ScanLatentSensor, episode: Episode, servo: ServoConfig,
+def run_episode(world: Any, model: ControlModel, episode: Episode, servo: ServoConfig,
                 config: EpisodeConfig = EpisodeConfig(), keep_traces: bool = True) -> EpisodeResult:
     """Servo from episode.start to the goal observation in `world` (already built for episode.seed)."""
+    geo = world.scan_geometry
+
+    def latent() -> np.ndarray:
+        return model.scan_latents(world.scan()[None], geo.angle_min, geo.angle_increment, geo.range_min,
+                                  geo.range_max)[0]
+
     world.set_pose(*episode.goal)
-    z_goal = sensor.latent(world.scan())
+    z_goal = latent()
     world.set_pose(*episode.start)
     dt = 1.0 / config.control_rate
     state = ServoState()
@@ -122,8 +128,8 @@ def run_episode(world: Any, sensor: ScanLatentSensor, episode: Episode, servo: S
     pose = world.pose()
     while t < config.time_limit:
         trajectory.append((pose.x, pose.y, pose.yaw))
-        z, jac = sensor.latent_and_jacobian(world.scan())
-        state, (v, w) = servo_step(state, z, z_goal, jac, dt, servo)
+        z = latent()
+        state, (v, w) = servo_step(state, z, z_goal, model.estimate(z, z_goal), dt, servo)
         errors.append(state.error)
         if state.status in (CONVERGED, LOST):
             break

@@ -125,3 +125,87 @@ def save_distance_scatter(results: Sequence[GoalResult], config: BasinConfig, pa
     if image is not None:
         fig.colorbar(image, ax=list(axes[:len(names)]), label="|yaw offset| (deg)", shrink=0.8)
     return _save(fig, path)
+
+
+# -- closed-loop episodes ----------------------------------------------------------------------------------
+def save_episode_trajectories(results: Sequence[Any], path: str | Path, title: str, max_shown: int = 24) -> Path:
+    """Small multiples: each episode's path in the goal frame (goal at the origin facing +x), start marked."""
+    shown = list(results)[:max_shown]
+    cols = 6
+    rows = max(1, math.ceil(len(shown) / cols))
+    fig = _figure(2.2 * cols, 2.2 * rows + 0.5)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax, result in zip(axes, shown, strict=False):
+        gx, gy, gyaw = result.episode.goal
+        c, s = math.cos(gyaw), math.sin(gyaw)
+        traj = np.asarray(result.trajectory, dtype=np.float64).reshape(-1, 3)
+        x = c * (traj[:, 0] - gx) + s * (traj[:, 1] - gy)
+        y = -s * (traj[:, 0] - gx) + c * (traj[:, 1] - gy)
+        colour = _GOOD if result.success else _BAD
+        ax.plot(x, y, "-", color=colour, linewidth=1.2)
+        for px, py, yaw in ((x[0], y[0], traj[0, 2] - gyaw), (x[-1], y[-1], traj[-1, 2] - gyaw)):
+            ax.annotate("", xy=(px + 0.12 * math.cos(yaw), py + 0.12 * math.sin(yaw)), xytext=(px, py),
+                        arrowprops={"arrowstyle": "->", "color": "black", "linewidth": 0.8})
+        ax.plot([0.0], [0.0], marker="*", color="black", markersize=9)
+        ax.annotate("", xy=(0.15, 0.0), xytext=(0.0, 0.0), arrowprops={"arrowstyle": "->", "color": "black"})
+        ax.add_patch(_circle(0.10))
+        ax.set_aspect("equal")
+        ax.set_xlim(-1.2, 1.2)
+        ax.set_ylim(-1.2, 1.2)
+        ax.tick_params(labelsize=6)
+        ax.set_title(f"{result.status}, {result.final_position_error * 100:.0f} cm / "
+                     f"{math.degrees(result.final_yaw_error):.1f} deg", fontsize=7)
+    for ax in axes[len(shown):]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: paths in the goal frame (goal *, 0.10 m circle; green success)", fontsize=10)
+    return _save(fig, path)
+
+
+def _circle(radius: float) -> Any:
+    from matplotlib.patches import Circle
+
+    return Circle((0.0, 0.0), radius, fill=False, linestyle=":", color="grey")
+
+
+def save_episode_errors(results: Sequence[Any], tolerance: float, path: str | Path, title: str,
+                        rate: float = 10.0) -> Path:
+    """Latent error against time for every episode, with the convergence tolerance."""
+    fig = _figure(7, 3.6)
+    ax = fig.subplots()
+    for result in results:
+        errors = np.asarray(result.latent_error, dtype=np.float64)
+        ax.plot(np.arange(errors.size) / rate, errors, color=_GOOD if result.success else _BAD, alpha=0.4,
+                linewidth=0.8)
+    ax.axhline(tolerance, color="black", linestyle="--", linewidth=1, label=f"tolerance {tolerance:.3f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("latent error |z - z*|")
+    ax.set_title(f"{title}: latent error over time (green success, red failure)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def save_episode_starts(results: Sequence[Any], path: str | Path, title: str) -> Path:
+    """Start positions in the goal frame coloured by outcome: the closed-loop basin."""
+    fig = _figure(9, 4)
+    left, right = fig.subplots(1, 2)
+    for result in results:
+        gx, gy, gyaw = result.episode.goal
+        sx, sy, syaw = result.episode.start
+        c, s = math.cos(gyaw), math.sin(gyaw)
+        x, y = c * (sx - gx) + s * (sy - gy), -s * (sx - gx) + c * (sy - gy)
+        colour = _GOOD if result.success else _BAD
+        left.plot([x], [y], marker="o", color=colour, markersize=4)
+        right.plot([result.episode.start_distance], [math.degrees(result.episode.start_yaw_error)], marker="o",
+                   color=colour, markersize=4)
+    left.plot([0.0], [0.0], marker="*", color="black", markersize=10)
+    left.set_aspect("equal")
+    left.set_xlabel("start x in the goal frame (m)")
+    left.set_ylabel("start y (m)")
+    right.set_xlabel("start distance (m)")
+    right.set_ylabel("start yaw error (deg)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}: episode starts (green success, red failure)", fontsize=10)
+    return _save(fig, path)

@@ -35,6 +35,13 @@ from vae_ros.control.metric import (
     pose_distance,
     spearman,
 )
+from vae_ros.control.pose_head import (
+    HEAD_FILE,
+    RelativePoseHead,
+    head_loss,
+    head_state,
+    relative_pose_targets,
+)
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.data import split_of
 from vae_ros.core.errors import ConfigError, DataError, InputError
@@ -169,6 +176,8 @@ class ControlTrainConfig:
     seed: int = 0
     device: str = "cpu"
     grad_clip: float = 100.0
+    head_weight: float = 2000.0  # weight of the relative-pose head's regression loss
+    head_hidden: tuple[int, ...] = (256, 256)
     metric: MetricSpec = field(default_factory=MetricSpec)
 
     def validate(self) -> None:
@@ -202,10 +211,11 @@ class _Batcher:
         return np.concatenate([chosen, far])
 
 
-def _evaluate(model: VAE, config: ModelConfig, data: PosedSamples, spec: MetricSpec,
+def _evaluate(model: VAE, head: RelativePoseHead, config: ModelConfig, data: PosedSamples, spec: MetricSpec,
               device: torch.device, rng: np.random.Generator) -> dict[str, float]:
     """Validation: ELBO terms over all samples, metric loss and distance correlation on neighbourhoods."""
     model.eval()
+    head.eval()
     mus = []
     recon, kl = 0.0, 0.0
     with torch.no_grad():
@@ -218,7 +228,7 @@ def _evaluate(model: VAE, config: ModelConfig, data: PosedSamples, spec: MetricS
             mus.append(mu.cpu().numpy())
     latents = np.concatenate(mus)
     n = len(data.inputs)
-    metric_values, lat_d, pose_d = [], [], []
+    metric_values, head_values, head_pos, head_yaw, lat_d, pose_d = [], [], [], [], [], []
     for group in np.unique(data.groups):
         members = np.flatnonzero(data.groups == group)
         for _ in range(8):
@@ -226,6 +236,16 @@ def _evaluate(model: VAE, config: ModelConfig, data: PosedSamples, spec: MetricS
             mu_t = torch.from_numpy(latents[pick])
             pose_t = torch.from_numpy(data.poses[pick])
             metric_values.append(float(metric_loss(mu_t, pose_t, spec)))
+            with torch.no_grad():
+                dist = pose_distance(pose_t, spec.yaw_weight)
+                head_values.append(float(head_loss(head, mu_t.float(), pose_t.float(), dist.float())))
+                rows, cols = torch.nonzero((dist < 1.0) & (dist > 0), as_tuple=True)
+                if rows.numel():
+                    out = head(mu_t[rows].float(), mu_t[cols].float())
+                    target = relative_pose_targets(pose_t.float(), rows, cols)
+                    head_pos.append(torch.hypot(out[:, 0] - target[:, 0], out[:, 1] - target[:, 1]).numpy())
+                    err = torch.atan2(out[:, 2], out[:, 3]) - torch.atan2(target[:, 2], target[:, 3])
+                    head_yaw.append(torch.rad2deg(torch.abs(torch.remainder(err + math.pi, 2 * math.pi) - math.pi)).numpy())
             rows, cols = np.triu_indices(len(pick), 1)
             lat_d.append(latent_distance(mu_t).numpy()[rows, cols])
             pose_d.append(pose_distance(pose_t, spec.yaw_weight).numpy()[rows, cols])
@@ -234,8 +254,12 @@ def _evaluate(model: VAE, config: ModelConfig, data: PosedSamples, spec: MetricS
     near = pose < 1.5
     rho = spearman(lat[near], pose[near]) if near.sum() > 2 else float("nan")
     model.train()
+    head.train()
     return {"val_recon_nll": recon / n, "val_kl": kl / n, "val_elbo": -(recon + kl) / n,
-            "val_metric": float(np.mean(metric_values)), "val_spearman_1_5m": float(rho)}
+            "val_metric": float(np.mean(metric_values)), "val_spearman_1_5m": float(rho),
+            "val_head": float(np.mean(head_values)),
+            "val_head_position_m": float(np.median(np.concatenate(head_pos))) if head_pos else float("nan"),
+            "val_head_yaw_deg": float(np.median(np.concatenate(head_yaw))) if head_yaw else float("nan")}
 
 
 def train_control(data: PosedSamples, model_config: ModelConfig, config: ControlTrainConfig,
@@ -261,12 +285,14 @@ def train_control(data: PosedSamples, model_config: ModelConfig, config: Control
     poses = torch.from_numpy(train_set.poses).float()
 
     model = build_model(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr / 10)
+    head = RelativePoseHead(model_config.latent_dim, config.head_hidden).to(device)
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=config.lr / 10)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
                                                    pct_start=0.1)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     best_state: dict[str, torch.Tensor] | None = None
+    best_head: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
     window: list[tuple[float, float, float]] = []
     model.train()
@@ -280,7 +306,8 @@ def train_control(data: PosedSamples, model_config: ModelConfig, config: Control
         kl_weight = config.beta * min(1.0, step / max(1, config.warmup_steps))
         terms = vae_loss(model.decoder(z), x, mu, logvar, model_config, beta=kl_weight)
         metric = metric_loss(mu, p, config.metric)
-        loss = terms.loss + config.metric.weight * metric
+        head_term = head_loss(head, mu, p, pose_distance(p, config.metric.yaw_weight))
+        loss = terms.loss + config.metric.weight * metric + config.head_weight * head_term
         if not torch.isfinite(loss):
             raise DataError(f"training diverged at step {step} (loss {float(loss)}); lower --lr")
         optimizer.zero_grad(set_to_none=True)
@@ -289,24 +316,28 @@ def train_control(data: PosedSamples, model_config: ModelConfig, config: Control
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         schedule.step()
-        window.append((float(terms.recon_nll), float(terms.kl), float(metric)))
+        window.append((float(terms.recon_nll), float(terms.kl), float(metric.detach()), float(head_term.detach())))
         last = step == config.steps - 1
         if (step + 1) % config.val_every == 0 or last:
-            recon, kl, met = (float(np.mean(v)) for v in zip(*window, strict=True))
+            recon, kl, met, head_value = (float(np.mean(v)) for v in zip(*window, strict=True))
             window = []
             record = {"epoch": step + 1, "train_recon_nll": recon, "train_kl": kl, "train_metric": met,
-                      "train_elbo": -(recon + kl)}
-            record.update(_evaluate(model, model_config, val_set, config.metric, device, rng))
-            score = record["val_metric"] * config.metric.weight + record["val_recon_nll"] + record["val_kl"]
+                      "train_head": head_value, "train_elbo": -(recon + kl)}
+            record.update(_evaluate(model, head, model_config, val_set, config.metric, device, rng))
+            score = (record["val_metric"] * config.metric.weight + record["val_head"] * config.head_weight
+                     + record["val_recon_nll"] + record["val_kl"])
             record["val_loss"] = score
             history.append(record)
             improved = best is None or score < best["val_loss"]
             if improved:
                 best = record
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_head = head_state(head)
             bar.set_postfix(metric=f"{record['val_metric']:.3f}", rho=f"{record['val_spearman_1_5m']:.3f}")
-            LOG.info("step %d/%d: val metric %.4f, Spearman %.3f, recon %.1f, KL %.1f%s", step + 1, config.steps,
-                     record["val_metric"], record["val_spearman_1_5m"], record["val_recon_nll"], record["val_kl"],
+            LOG.info("step %d/%d: val metric %.4f, head %.4f (goal estimate %.3f m / %.1f deg median), "
+                     "Spearman %.3f, recon %.1f, KL %.1f%s", step + 1, config.steps, record["val_metric"],
+                     record["val_head"], record["val_head_position_m"], record["val_head_yaw_deg"],
+                     record["val_spearman_1_5m"], record["val_recon_nll"], record["val_kl"],
                      " (best)" if improved else "")
     bar.close()
     if best_state is None or best is None:
@@ -314,7 +345,12 @@ def train_control(data: PosedSamples, model_config: ModelConfig, config: Control
     model.load_state_dict(best_state)
     model.eval()
     latents = encode_means(model, val_set.inputs, device)
-    calibration = calibrate_tolerance(latents, val_set.poses, val_set.groups, np.random.default_rng(config.seed))
+    try:
+        calibration = calibrate_tolerance(latents, val_set.poses, val_set.groups, np.random.default_rng(config.seed))
+    except ConfigError as err:
+        # The model is still written (it may be worth inspecting); the servo then asks for `tolerance`.
+        LOG.warning("servo tolerance not calibrated: %s", err)
+        calibration = {"tolerance": None, "error": str(err)}
     summary = {
         "kind": "control",
         "sources": data.sources,
@@ -329,8 +365,13 @@ def train_control(data: PosedSamples, model_config: ModelConfig, config: Control
         "control": {"metric": asdict(config.metric), "tolerance": calibration["tolerance"],
                     "calibration": calibration},
     }
+    summary["control"]["head"] = {"file": HEAD_FILE, "hidden": list(config.head_hidden),
+                                  "inputs": "[z, z_goal - z]", "outputs": "dx, dy, sin dyaw, cos dyaw"}
     model_config.training = summary
     save_model_dir(out, model_config, model)
+    from safetensors.torch import save_file
+
+    save_file(best_head, str(out / HEAD_FILE))
     save_training_curves(history, out / CURVES_FILE)
     return summary
 

@@ -1,0 +1,326 @@
+"""Goal-reaching runs through the real ROS 2 nodes: what `vae-ros demo` and `eval-control --ros` share.
+
+A ServoSession starts sim_node, an encoder_node on the control model (publishing `vae/latent_stamped`) and
+latent_servo_node as separate processes over DDS (optionally also a camera encoder and a decoder, so the
+camera frames and their reconstructions can be shown), plus an in-process probe node that places the
+robot (sim_node's `initial_pose` parameter), teaches goals (`servo/set_goal`) and records what the
+servo does, judged by the simulator's ground-truth odometry. Everything follows the simulator's /clock.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_ros.core.errors import ConfigError, VaeRosError
+
+IMAGE_LATENT_TOPIC = "vae/image_latent"
+
+
+class NodeExitedError(VaeRosError):
+    """A node process of the session ended on its own."""
+
+
+def _yaw(q: Any) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def _stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+@dataclass
+class SessionConfig:
+    seed: int = 0
+    rate: float = 10.0
+    control_model: str = ""  # empty: the packaged control model
+    backend: str = "auto"
+    camera_views: bool = False  # also run the camera encoder + decoder (for the demo's pictures)
+    log_dir: Path = Path("servo_logs")
+    startup_timeout: float = 90.0
+    initial_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass
+class ServoRun:
+    """What happened between placing the robot at a start and the servo's verdict."""
+
+    status: str  # converged, lost, timeout
+    time_s: float  # simulated seconds from the first command to the verdict
+    poses: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, x, y, yaw) from odom
+    errors: list[tuple[float, float]] = field(default_factory=list)  # (t, latent error) from servo/error
+    final_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+class ServoSession:
+    """Use as a context manager; every process started is stopped on exit, also after an error."""
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._odom: list[tuple[float, float, float, float]] = []
+        self._errors: list[tuple[float, float]] = []
+        self._latent_stamps: list[int] = []
+        self._servo_state = ""
+        self._servo_state_ns = 0  # stamp of the diagnostics that reported it
+        self._clock_ns = 0
+        self._frames: dict[int, np.ndarray] = {}  # camera frames by stamp (camera_views only)
+        self._reconstructions: dict[int, np.ndarray] = {}
+        self._executor: Any = None
+        self._thread: threading.Thread | None = None
+        self.node: Any = None
+
+    # -- processes -------------------------------------------------------------------------------------------
+    def _start(self, name: str, module: str, args: list[str]) -> None:
+        log = open(self.config.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in _stop_all
+        proc = subprocess.Popen([sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", *args],
+                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        proc._vae_ros_log = log  # type: ignore[attr-defined]
+        self.procs.append(proc)
+
+    def _stop_all(self, timeout: float = 10.0) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc._vae_ros_log.close()  # type: ignore[attr-defined]
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise NodeExitedError(f"{proc.args[3]} exited with code {proc.returncode}; see "
+                                      f"{self.config.log_dir}/{proc.args[6].split(':=')[1]}.log")
+
+    def __enter__(self) -> ServoSession:
+        cfg = self.config
+        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        from vae_ros.node_utils import use_large_data_profile
+
+        use_large_data_profile()
+        sim_time = ["-p", "use_sim_time:=true"]
+        model = ["-p", f"model:={cfg.control_model}"] if cfg.control_model else []
+        x, y, yaw = cfg.initial_pose
+        try:
+            self._start("sim_node", "vae_ros.sim_node", [
+                "-p", f"rate:={float(cfg.rate)}", "-p", f"seed:={cfg.seed}", "-p", "lidar:=scan",
+                "-p", f"initial_pose:=[{x:.6f}, {y:.6f}, {yaw:.6f}]"])
+            control_model = cfg.control_model or str(_control_model_path())
+            self._start("control_encoder_node", "vae_ros.encoder_node", [
+                "-p", "modality:=scan", "-p", f"model:={control_model}", "-p", f"backend:={cfg.backend}", *sim_time])
+            self._start("latent_servo_node", "vae_ros.latent_servo_node", [
+                *model, "-p", f"backend:={cfg.backend}", "-p", "diagnostics_period:=0.2", *sim_time])
+            if cfg.camera_views:
+                self._start("image_encoder_node", "vae_ros.encoder_node", [
+                    "-p", "modality:=image", "-p", f"backend:={cfg.backend}", *sim_time,
+                    "-r", f"vae/latent:={IMAGE_LATENT_TOPIC}", "-r", f"vae/latent_stamped:={IMAGE_LATENT_TOPIC}_stamped"])
+                self._start("decoder_node", "vae_ros.decoder_node", [
+                    "-p", "modality:=image", "-p", f"backend:={cfg.backend}", *sim_time,
+                    "-r", f"vae/latent:={IMAGE_LATENT_TOPIC}", "-r", f"vae/latent_stamped:={IMAGE_LATENT_TOPIC}_stamped"])
+            self._start_probe()
+            self._wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._executor is not None:
+                self._executor.shutdown()
+            if self.node is not None:
+                self.node.destroy_node()
+        finally:
+            self._stop_all()
+
+    # -- probe -----------------------------------------------------------------------------------------------
+    def _start_probe(self) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import Odometry
+        from rclpy.executors import SingleThreadedExecutor
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32
+        from std_srvs.srv import Trigger
+
+        from vae_ros.qos import LATENT_QOS, sensor_qos
+
+        if not rclpy.ok():
+            rclpy.init()
+        node = rclpy.create_node("vae_ros_servo_probe")
+        self.node = node
+        node.create_subscription(Clock, "/clock", self._on_clock, LATENT_QOS)
+        node.create_subscription(Odometry, "odom", self._on_odom, LATENT_QOS)
+        node.create_subscription(Float32, "servo/error", self._on_error, LATENT_QOS)
+        node.create_subscription(Image, "vae/latent_stamped", self._on_latent, LATENT_QOS)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, LATENT_QOS)
+        if self.config.camera_views:
+            node.create_subscription(Image, "camera/image_raw", self._on_camera, sensor_qos(depth=5))
+            node.create_subscription(Image, "vae/reconstruction", self._on_reconstruction, LATENT_QOS)
+        self._set_goal = node.create_client(Trigger, "servo/set_goal")
+        from rcl_interfaces.srv import SetParameters
+
+        self._set_params = node.create_client(SetParameters, "sim_node/set_parameters")
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+
+    def _on_clock(self, msg: Any) -> None:
+        with self._lock:
+            self._clock_ns = _stamp_ns(msg.clock)
+
+    def _on_odom(self, msg: Any) -> None:
+        p = msg.pose.pose
+        with self._lock:
+            self._odom.append((_stamp_ns(msg.header.stamp) * 1e-9, p.position.x, p.position.y, _yaw(p.orientation)))
+
+    def _on_error(self, msg: Any) -> None:
+        with self._lock:
+            self._errors.append((self._clock_ns * 1e-9, float(msg.data)))
+
+    def _on_latent(self, msg: Any) -> None:
+        with self._lock:
+            self._latent_stamps.append(_stamp_ns(msg.header.stamp))
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        for status in msg.status:
+            if status.name.endswith(": latent servo"):
+                for kv in status.values:
+                    if kv.key == "state":
+                        with self._lock:
+                            self._servo_state = kv.value
+                            self._servo_state_ns = _stamp_ns(msg.header.stamp)
+
+    def _on_camera(self, msg: Any) -> None:
+        from vae_ros.conversions import image_msg_to_array
+
+        with self._lock:
+            self._frames[_stamp_ns(msg.header.stamp)] = image_msg_to_array(msg)
+            if len(self._frames) > 600:
+                self._frames.pop(next(iter(self._frames)))
+
+    def _on_reconstruction(self, msg: Any) -> None:
+        from vae_ros.conversions import image_msg_to_array
+
+        with self._lock:
+            self._reconstructions[_stamp_ns(msg.header.stamp)] = image_msg_to_array(msg)
+            if len(self._reconstructions) > 600:
+                self._reconstructions.pop(next(iter(self._reconstructions)))
+
+    # -- waiting ---------------------------------------------------------------------------------------------
+    def _wait(self, what: str, condition: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise ConfigError(f"timed out after {timeout:.0f} s waiting for {what}; logs in {self.config.log_dir}")
+            time.sleep(0.02)
+
+    def _wait_ready(self) -> None:
+        self._wait("the first control latent and the servo's diagnostics",
+                   lambda: bool(self._latent_stamps) and bool(self._servo_state), self.config.startup_timeout)
+        self._wait("the servo's set_goal service and sim_node's parameters",
+                   lambda: self._set_goal.service_is_ready() and self._set_params.service_is_ready(),
+                   self.config.startup_timeout)
+
+    @property
+    def sim_time(self) -> float:
+        with self._lock:
+            return self._clock_ns * 1e-9
+
+    @property
+    def servo_state(self) -> str:
+        with self._lock:
+            return self._servo_state
+
+    def latest_pose(self) -> tuple[float, float, float]:
+        with self._lock:
+            if not self._odom:
+                raise ConfigError("no odometry received")
+            _, x, y, yaw = self._odom[-1]
+        return x, y, yaw
+
+    def _call(self, client: Any, request: Any, what: str, timeout: float = 10.0) -> Any:
+        future = client.call_async(request)
+        self._wait(what, future.done, timeout)
+        return future.result()
+
+    def place(self, pose: tuple[float, float, float], settle: float = 0.3) -> None:
+        """Put the robot at `pose` (x, y, yaw) and wait until a latent from there has been published."""
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        request = SetParameters.Request()
+        request.parameters = [Parameter(name="initial_pose", value=ParameterValue(
+            type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[float(v) for v in pose]))]
+        result = self._call(self._set_params, request, "sim_node to place the robot")
+        if not result.results[0].successful:
+            raise ConfigError(f"sim_node refused the pose {pose}: {result.results[0].reason}")
+        placed_at = self.sim_time
+        after = int((placed_at + settle) * 1e9)
+        self._wait("a latent after placing the robot", lambda: bool(self._latent_stamps)
+                   and self._latent_stamps[-1] >= after, 20.0)
+
+    def teach_goal(self) -> None:
+        """The current observation becomes the servo's goal (servo/set_goal)."""
+        from std_srvs.srv import Trigger
+
+        response = self._call(self._set_goal, Trigger.Request(), "servo/set_goal")
+        if not response.success:
+            raise ConfigError(f"servo/set_goal failed: {response.message}")
+
+    def servo(self, timeout: float = 40.0) -> ServoRun:
+        """Record until the servo says converged or lost (or `timeout` simulated seconds), then let it stop."""
+        start = self.sim_time
+        with self._lock:
+            first_odom, first_error = len(self._odom), len(self._errors)
+
+        def verdict() -> str:
+            # Only diagnostics stamped after the servo saw the new start count (older ones may say converged).
+            with self._lock:
+                fresh = self._servo_state_ns > int((start + 0.3) * 1e9)
+                return self._servo_state if fresh and self._servo_state in ("converged", "lost") else ""
+
+        self._wait("the servo's verdict", lambda: bool(verdict()) or self.sim_time - start > timeout,
+                   timeout * 4 + 30)
+        status = verdict() or "timeout"
+        end = self.sim_time
+        self._wait("the robot to stop", lambda: self.sim_time - end > 0.5, 10.0)
+        with self._lock:
+            poses = self._odom[first_odom:]
+            errors = self._errors[first_error:]
+        final = self.latest_pose()
+        return ServoRun(status=status, time_s=end - start, poses=poses, errors=errors, final_pose=final)
+
+    def frame_near(self, t: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(camera frame, its reconstruction) with the stamp nearest to simulated time t (camera_views)."""
+        with self._lock:
+            if not self._frames:
+                return None, None
+            stamp = min(self._frames, key=lambda s: abs(s * 1e-9 - t))
+            return self._frames[stamp], self._reconstructions.get(stamp)
+
+
+def _control_model_path() -> Path:
+    from vae_ros.control.control_model import control_model_dir
+
+    return control_model_dir("")
