@@ -2,7 +2,7 @@
 # Rebuilds the packaged control model (models/control_default): a LaserScan VAE whose latent distance
 # follows SE(2) pose distance, with the servo's relative-pose head, from `collect --policy cover` data.
 #   bash scripts/make_control_model.sh [OUT_DIR] [STEPS]
-# Training worlds: seeds 2-21 (20 object layouts). Seeds 0 and 1 are held out: never used for training,
+# Training worlds: seeds 2-21 (20 object layouts; LAST_SEED=N for more). Seeds 0 and 1 are held out: never used for training,
 # they are where `vae-ros eval-control` and the demo (seed 0, sim_node's default world) run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ export MUJOCO_GL=${MUJOCO_GL:-egl}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # a small model: one thread is fastest on a busy 2-core machine
 
 bags=()
-for seed in $(seq 2 21); do
+for seed in $(seq 2 "${LAST_SEED:-21}"); do
   # 250 s at 10 Hz = 2500 placements: 50 anchors x 50 poses within 1.3 m and +/-70 deg.
   $VAE collect --out "$WORK/world$seed" --duration 250 --seed "$seed" --policy cover --no-camera --quiet
   bags+=(--bag "$WORK/world$seed")
