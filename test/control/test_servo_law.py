@@ -1,0 +1,119 @@
+"""The servo's control law on an ideal unicycle: it reaches goals from every side, obeys its limits,
+declares convergence from the latent error and stops; it reports LOST when no progress is made."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vae_ros.control.servo import CONVERGED, LOST, SERVOING, ServoConfig, ServoState, servo_step, wrap_angle
+from vae_ros.core.errors import ConfigError, InputError
+
+DT = 0.1
+
+
+def _relative(pose: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    dx, dy = goal[0] - pose[0], goal[1] - pose[1]
+    c, s = math.cos(pose[2]), math.sin(pose[2])
+    return np.array([c * dx + s * dy, -s * dx + c * dy, wrap_angle(goal[2] - pose[2])])
+
+
+def _drive(start: tuple[float, float, float], config: ServoConfig, seconds: float = 40.0,
+           estimate_noise: float = 0.0, seed: int = 0) -> tuple[ServoState, np.ndarray, list[tuple[float, float]]]:
+    """Integrate a unicycle under the law; the 'latent' is the pose error itself (an ideal metric latent)."""
+    rng = np.random.default_rng(seed)
+    pose = np.array(start, dtype=np.float64)
+    goal = np.zeros(3)
+    state = ServoState()
+    commands = []
+    for _ in range(int(seconds / DT)):
+        rel = _relative(pose, goal)
+        estimate = rel + rng.normal(0.0, estimate_noise, size=3)
+        state, (v, w) = servo_step(state, -rel, np.zeros(3), estimate, DT, config)
+        commands.append((v, w))
+        if state.status in (CONVERGED, LOST):
+            break
+        pose = pose + DT * np.array([v * math.cos(pose[2]), v * math.sin(pose[2]), w])
+    return state, pose, commands
+
+
+STARTS = [(0.8, 0.0, 0.0), (-0.8, 0.3, 0.5), (0.0, 0.9, -0.7), (0.5, -0.6, 0.78), (-0.4, -0.4, -0.3),
+          (0.2, 0.25, 0.7), (-0.9, 0.0, 0.0), (0.0, -0.5, 0.0)]
+
+
+@pytest.mark.parametrize("start", STARTS)
+def test_reaches_the_goal_from_any_side_and_declares_convergence(start) -> None:
+    # The law aligns the yaw in place once within fine_radius (0.05 m), so a tolerance above that converges.
+    config = ServoConfig(tolerance=0.06)
+    state, pose, _ = _drive(start, config)
+    assert state.status == CONVERGED
+    assert math.hypot(pose[0], pose[1]) < 0.06 and abs(wrap_angle(pose[2])) < math.radians(3)
+
+
+def test_converges_with_a_noisy_goal_estimate() -> None:
+    reached = 0
+    for seed, start in enumerate(STARTS):
+        state, pose, _ = _drive(start, ServoConfig(tolerance=0.08), estimate_noise=0.01, seed=seed)
+        reached += state.status == CONVERGED and math.hypot(pose[0], pose[1]) < 0.1
+    assert reached == len(STARTS)
+
+
+def test_velocity_and_acceleration_limits_hold() -> None:
+    config = ServoConfig(tolerance=0.06, max_linear=0.2, max_angular=0.5, max_linear_accel=0.5, max_angular_accel=1.0)
+    _, _, commands = _drive((-0.9, 0.4, 0.6), config)
+    v = np.array([c[0] for c in commands])
+    w = np.array([c[1] for c in commands])
+    assert np.abs(v).max() <= 0.2 + 1e-12 and np.abs(w).max() <= 0.5 + 1e-12
+    assert np.abs(np.diff(np.concatenate([[0.0], v]))).max() <= 0.5 * DT + 1e-12
+    assert np.abs(np.diff(np.concatenate([[0.0], w]))).max() <= 1.0 * DT + 1e-12
+    assert np.abs(v).max() > 0.15  # the limits were actually reached, so the check can fail
+
+
+def test_a_goal_behind_is_reached_driving_backwards_without_turning_around() -> None:
+    state, _, commands = _drive((0.6, 0.0, 0.0), ServoConfig(tolerance=0.06))  # goal 0.6 m behind, same heading
+    assert state.status == CONVERGED
+    assert min(c[0] for c in commands) < -0.1 and max(c[0] for c in commands) <= 1e-9
+
+
+def test_stays_converged_within_the_resume_band_and_resumes_beyond_it() -> None:
+    config = ServoConfig(tolerance=0.1, settle_steps=2)
+    state = ServoState()
+    for _ in range(2):
+        state, command = servo_step(state, np.zeros(3), np.full(3, 0.01), np.zeros(3), DT, config)
+    assert state.status == CONVERGED and command == (0.0, 0.0)
+    state, _ = servo_step(state, np.zeros(3), np.full(3, 0.12 / math.sqrt(3)), np.array([0.1, 0, 0]), DT, config)
+    assert state.status == CONVERGED  # 0.12 < 1.5 x tolerance
+    state, command = servo_step(state, np.zeros(3), np.full(3, 0.3), np.array([0.3, 0, 0]), DT, config)
+    assert state.status == SERVOING
+
+
+def test_lost_when_the_error_does_not_improve() -> None:
+    config = ServoConfig(tolerance=0.05, lost_after_s=2.0)
+    state = ServoState()
+    statuses = []
+    for _ in range(40):
+        state, command = servo_step(state, np.zeros(3), np.ones(3), np.array([0.5, 0.0, 0.0]), DT, config)
+        statuses.append(state.status)
+    assert statuses[10] == SERVOING and statuses[-1] == LOST
+    assert command == pytest.approx((0.0, 0.0), abs=0.1)  # decelerating to zero within the accel limit
+
+
+@pytest.mark.parametrize("bad", [dict(tolerance=0.0), dict(max_linear=-1.0), dict(coarse_radius=0.01),
+                                 dict(settle_steps=0), dict(resume_factor=0.5), dict(gain=math.nan)])
+def test_invalid_configs_are_refused(bad) -> None:
+    with pytest.raises(ConfigError):
+        ServoConfig(**bad).validate()
+
+
+def test_invalid_inputs_raise_input_error() -> None:
+    config = ServoConfig()
+    with pytest.raises(InputError):
+        servo_step(ServoState(), np.zeros(3), np.zeros(4), np.zeros(3), DT, config)
+    with pytest.raises(InputError):
+        servo_step(ServoState(), np.array([np.nan, 0, 0]), np.zeros(3), np.zeros(3), DT, config)
+    with pytest.raises(InputError):
+        servo_step(ServoState(), np.zeros(3), np.zeros(3), np.array([0.0, np.inf, 0.0]), DT, config)
+    with pytest.raises(InputError):
+        servo_step(ServoState(), np.zeros(3), np.zeros(3), np.zeros(3), 0.0, config)
