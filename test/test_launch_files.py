@@ -1,7 +1,9 @@
 """launch/*.launch.py: arguments, nodes, parameters files, remappings and the Fast DDS profile.
 
-The ROS 2 `launch` and `launch_ros` packages cannot be installed here (ENVIRONMENT.md), so this test
-injects a small FAKE of the parts the launch files use through sys.modules. The fake evaluates a launch
+test_real_launch.py runs every launch file through the real ROS 2 launch (Jazzy and Humble wheels from
+../shared/ros-launch) and checks the nodes, topics and parameters. This file covers, cheaply and on any
+machine, what that cannot: many argument combinations, Gazebo (no ros_gz here) and distribution-dependent
+environment. It injects a small FAKE of the parts the launch files use through sys.modules. The fake evaluates a launch
 description the way `ros2 launch` does for these files: declared argument defaults, command-line
 overrides, launch configurations shared with included files unless a GroupAction scopes them,
 OpaqueFunction, conditions, environment actions and Node. It starts no processes; it records what would
@@ -180,6 +182,12 @@ class UnsetEnvironmentVariable(Action):
         self.name = name
 
 
+class ResetLaunchConfigurations(Action):
+    def __init__(self, launch_configurations: dict[Any, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.launch_configurations = launch_configurations or {}
+
+
 class OpaqueFunction(Action):
     def __init__(self, *, function: Callable[..., Any], args: Any = None, kwargs: Any = None,
                  **action_kwargs: Any) -> None:
@@ -231,6 +239,7 @@ def fake_launch_modules() -> dict[str, types.ModuleType]:
     actions = _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument,
                       SetEnvironmentVariable=SetEnvironmentVariable,
                       UnsetEnvironmentVariable=UnsetEnvironmentVariable, OpaqueFunction=OpaqueFunction,
+                      ResetLaunchConfigurations=ResetLaunchConfigurations,
                       GroupAction=GroupAction, IncludeLaunchDescription=IncludeLaunchDescription)
     substitutions = _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
                             EnvironmentVariable=EnvironmentVariable, PathJoinSubstitution=PathJoinSubstitution,
@@ -317,6 +326,10 @@ def _visit(entities: Iterable[Any], context: FakeContext, result: LaunchResult, 
             context.environment.pop(perform(entity.name, context), None)
         elif isinstance(entity, OpaqueFunction):
             _visit(entity.function(context, *entity.args, **entity.kwargs) or [], context, result, top)
+        elif isinstance(entity, ResetLaunchConfigurations):
+            kept = {perform(k, context): perform(v, context) for k, v in entity.launch_configurations.items()}
+            context.launch_configurations.clear()
+            context.launch_configurations.update(kept)
         elif isinstance(entity, GroupAction):
             if entity.scoped:
                 context.push()
@@ -541,7 +554,8 @@ def test_perception_runs_sim_encoder_decoder_on_sim_time(
     assert sorted(n.executable for n in result.nodes) == ["decoder_node", "encoder_node", "sim_node"]
     perception_yaml = str(REPO / "config" / "perception.yaml")
     sim, encoder, decoder = (result.node(name) for name in ("sim_node", "encoder_node", "decoder_node"))
-    assert sim.parameters == [perception_yaml, {"lidar": lidar}]  # the clock itself: no use_sim_time
+    # The clock itself: no use_sim_time. The camera renders only for the image encoder.
+    assert sim.parameters == [perception_yaml, {"lidar": lidar, "publish_camera": modality == "image"}]
     assert encoder.parameters == [perception_yaml, {"modality": modality, "backend": "torch",
                                                     "use_sim_time": True}]
     assert decoder.parameters == [perception_yaml, {"modality": modality, "backend": "torch",
@@ -552,7 +566,24 @@ def test_perception_runs_sim_encoder_decoder_on_sim_time(
 def test_perception_without_decoder(run_launch: Callable[..., LaunchResult]) -> None:
     result = run_launch("perception.launch.py", decoder="false", lidar="none")
     assert sorted(n.executable for n in result.nodes) == ["encoder_node", "sim_node"]
-    assert result.node("sim_node").parameters[-1] == {"lidar": "none"}
+    assert result.node("sim_node").parameters[-1] == {"lidar": "none", "publish_camera": True}
+
+
+@pytest.mark.parametrize(("modality", "camera", "rendered"), [("scan", "true", True), ("image", "False", False)])
+def test_perception_camera_argument_overrides_the_modality(
+        run_launch: Callable[..., LaunchResult], modality: str, camera: str, rendered: bool) -> None:
+    sim = run_launch("perception.launch.py", modality=modality, camera=camera).node("sim_node")
+    assert sim.parameters[-1]["publish_camera"] is rendered
+
+
+def test_included_files_get_only_what_the_including_file_passes(run_launch: Callable[..., LaunchResult]) -> None:
+    # sim_node (world) and decoder_node (prior samples) both take `seed`: the command line's seed:=3 goes to
+    # the simulator only, as perception.launch.py passes it; it must not leak into decoder.launch.py.
+    result = run_launch("perception.launch.py", seed="3", initial_pose="[1, 2, 0]")
+    assert result.node("sim_node").parameters[-1]["seed"] == 3
+    assert result.node("sim_node").parameters[-1]["initial_pose"] == [1.0, 2.0, 0.0]
+    assert "seed" not in result.node("decoder_node").parameters[-1]
+    assert "seed" not in result.node("encoder_node").parameters[-1]
 
 
 def test_gazebo_starts_the_world_the_bridge_and_the_vae_nodes(run_launch: Callable[..., LaunchResult]) -> None:

@@ -17,6 +17,7 @@ from launch.actions import (
     GroupAction,
     IncludeLaunchDescription,
     OpaqueFunction,
+    ResetLaunchConfigurations,
     SetEnvironmentVariable,
 )
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -78,9 +79,17 @@ def profile_actions(context: Any, profile: str) -> list[SetEnvironmentVariable]:
 
 
 def include(package: str, file_name: str, arguments: Mapping[str, str]) -> GroupAction:
-    """A package's launch/file_name in its own scope, so its arguments do not leak to the others."""
+    """A package's launch/file_name that sees only `arguments`, and whose own configurations stay inside.
+
+    A scoped GroupAction alone forwards every launch configuration of the including file (the command
+    line's too) into the include: `perception.launch.py seed:=3` would set the seed of every included
+    file that declares one. The configurations are therefore cleared inside the scope before the include
+    sets its arguments. ResetLaunchConfigurations exists on every distribution; GroupAction(forwarding=False)
+    does not (Humble's first releases), and it resets the environment as well.
+    """
     path = PathJoinSubstitution([FindPackageShare(package), "launch", file_name])
-    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+    return GroupAction([ResetLaunchConfigurations(),
+                        IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
                                                  launch_arguments=list(arguments.items()))], scoped=True)
 
 
