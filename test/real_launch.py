@@ -149,6 +149,23 @@ class LaunchProcess:
         return status
 
 
+def run_in_group(command: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tuple[int, str]:
+    """Run command in its own process group; (exit status, output). On a timeout the whole group is killed
+    (a launch's nodes too) and the status is -9."""
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        return process.returncode, output
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        return -9, output + f"\n[killed after {timeout:g} s]"
+    finally:
+        if _group_alive(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -235,3 +236,18 @@ def test_launch_file_through_the_real_launch(launched: Callable[..., real_launch
         executable = node.rsplit("/", 1)[-1]
         assert re.search(rf"\[{executable}-\d+\]: process has finished cleanly", output), log()
     assert "process has died" not in output, log()
+
+
+@pytest.mark.parametrize("distro", ["jazzy"])
+def test_launch_testing_test_of_the_perception_pipeline(colcon_installed: real_launch.Installed, tmp_path: Path,
+                                                        distro: str) -> None:
+    """test/launch_tests/perception_launch_test.py through `launch_test`, as on a robot."""
+    reason = real_launch.missing_reason(distro)
+    if reason:
+        pytest.skip(reason)
+    env = real_launch.launch_env(distro, colcon_installed, tmp_path / "ros_log")
+    test_file = real_launch.REPO / "test" / "launch_tests" / "perception_launch_test.py"
+    status, output = real_launch.run_in_group([sys.executable, "-m", "launch_testing.launch_test", str(test_file)],
+                                              env, tmp_path, timeout=180)
+    assert status == 0, output[-8000:]
+    assert "Ran 2 tests" in output and "Ran 1 test" in output, output[-8000:]  # active, then post-shutdown
