@@ -235,9 +235,17 @@ def onnx_providers(device: str) -> list[str]:
     wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if device == "cuda" else []
     chosen = [p for p in wanted if p in available]
     if device == "cuda" and not chosen:
-        _log.warning("onnxruntime has no CUDA execution provider here (%s); running on the CPU",
-                     ", ".join(sorted(available)))
+        raise BackendUnavailableError(_NO_CUDA_IN_ORT.format(why="has no CUDA execution provider (it offers "
+                                                             + ", ".join(sorted(available)) + ")"))
     return chosen + ["CPUExecutionProvider"]
+
+
+# device:=cuda on an ONNX Runtime without CUDA: most often the CPU package installed after (over) onnxruntime-gpu.
+_NO_CUDA_IN_ORT = (
+    "device 'cuda' was asked for, but this ONNX Runtime {why}. Install the GPU build alone: `pip uninstall -y "
+    "onnxruntime onnxruntime-gpu && pip install -r requirements-robot-gpu.txt` (Jetson: NVIDIA's onnxruntime-gpu "
+    "wheel for your JetPack, docs/ROBOT.md), or run with device:=cpu"
+)
 
 
 def open_onnx_session(path: Path, device: str = "cpu", threads: int | None = None,
@@ -271,8 +279,9 @@ def open_onnx_session(path: Path, device: str = "cpu", threads: int | None = Non
             raise ModelFileError(f"{path} is not the file `vae-ros export` wrote (its SHA-256 differs from the one "
                                  f"in {MODEL_JSON}); it was changed or replaced since: re-run `vae-ros export "
                                  f"--model {path.parent} --format {_export_format(path.name)}`")
+    providers = onnx_providers(device)
     try:
-        return onnxruntime.InferenceSession(model, sess_options=options, providers=onnx_providers(device))
+        return onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
     except _ort_errors() as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelFileError(f"{path} is not a usable ONNX model ({first_line}); re-export it with "
@@ -336,6 +345,10 @@ class OnnxRuntimeBackend(InferenceBackend):
             _check_io(self._decoder, decoder_path, latent, [self._output_shape()])
             self._decoder_input = self._decoder.get_inputs()[0].name
         self.providers: list[str] = list(self._encoder.get_providers())
+        if device == "cuda" and self.providers[0] == "CPUExecutionProvider":
+            # onnxruntime-gpu whose CUDA/cuDNN libraries do not load falls back to the CPU with a mere warning.
+            raise BackendUnavailableError(_NO_CUDA_IN_ORT.format(
+                why="could not start its CUDA execution provider (are CUDA 12 and cuDNN 9 on the library path?)"))
         self.name = "onnxruntime" + ("-int8" if precision == "int8" else "")
         if self.providers[0] != "CPUExecutionProvider":
             self.name += f"-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
@@ -362,8 +375,10 @@ def _import_torch_tensorrt() -> Any:
         import torch_tensorrt
     except ImportError as err:
         raise BackendUnavailableError(
-            "TensorRT needs torch_tensorrt (pip install torch-tensorrt, or NVIDIA's JetPack wheels) and a CUDA "
-            "GPU, and torch_tensorrt is not installed here; use backend 'onnxruntime' or 'torch'"
+            "backend 'tensorrt' needs torch_tensorrt built for this torch and a CUDA GPU, and torch_tensorrt is not "
+            "installed here. Do not `pip install torch-tensorrt` on Jetson: it pins a PyPI torch and replaces "
+            "NVIDIA's; see docs/ROBOT.md (NVIDIA's Jetson wheels, or ONNX Runtime's TensorRT execution provider: "
+            "backend 'onnxruntime' with device 'cuda')"
         ) from err
     return torch_tensorrt
 
@@ -515,6 +530,12 @@ class TensorRTBackend(InferenceBackend):
 
 
 # -- choosing ------------------------------------------------------------------------------------------------
+def _onnxruntime_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def tensorrt_available(device: str = "cuda") -> bool:
     """True when torch_tensorrt imports and PyTorch sees a CUDA device."""
     if device != "cuda":
@@ -568,7 +589,10 @@ def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "
         return TensorRTBackend(path, device, "fp16")
     if precision == "int8":
         return OnnxRuntimeBackend(path, device, "int8", threads)
-    if os.path.lexists(path / ENCODER_ONNX):
+    if os.path.lexists(path / ENCODER_ONNX) and not _onnxruntime_installed():
+        _log.warning("%s has %s, but onnxruntime is not installed (pip install -r requirements-robot.txt); "
+                     "using eager PyTorch", path, ENCODER_ONNX)
+    elif os.path.lexists(path / ENCODER_ONNX):
         try:
             return OnnxRuntimeBackend(path, device, "fp32", threads)
         except ModelFileError as err:  # stale, swapped, unverifiable or corrupt export: the weights still work
