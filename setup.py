@@ -40,8 +40,7 @@ setup(
         "numpy>=1.21; python_version >= '3.11'",
         "torch",
         "safetensors",
-        "opencv-python-headless<4.12; python_version < '3.11'",
-        "opencv-python-headless; python_version >= '3.11'",
+        "opencv-python-headless<4.12",  # 4.12+ forces NumPy 2 over the distribution's 1.x
         "rosbags>=0.10",
         "mcap>=1.1",
         "mujoco>=3.1",
