@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vae_ros.core import backends
-from vae_ros.core.backends import OnnxRuntimeBackend, TorchBackend, create_backend
+from vae_ros.core.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend, create_backend
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
 from vae_ros.core.errors import BackendUnavailableError
 from vae_ros.core.export import export_onnx
@@ -60,10 +60,12 @@ def test_tensorrt_absent_points_to_the_jetson_sources_not_pypi(exported: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch_tensorrt", None)
     with pytest.raises(BackendUnavailableError) as raised:
-        create_backend(exported, "tensorrt", "cuda")
+        TensorRTBackend(exported)
     message = str(raised.value)
     assert "Do not `pip install torch-tensorrt` on Jetson" in message and "docs/ROBOT.md" in message
     assert not re.search(r"\(pip install torch-tensorrt", message)
+    with pytest.raises(BackendUnavailableError, match="torch_tensorrt.*docs/ROBOT.md"):
+        create_backend(exported, "tensorrt", "cuda")  # the fallback chain (test_accel.py) finds no GPU either
 
 
 def test_auto_without_onnxruntime_runs_torch(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
