@@ -19,26 +19,23 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import EnvironmentVariable
 
 from vae_ros.launch_support import (
+    LIDAR_FOR_MODALITY,
     PACKAGE,
     fastdds_profile_argument,
     flag,
     include,
     log_level_argument,
+    modality_of,
     namespace_argument,
     params_file_argument,
     use_sim_time_argument,
     vae_arguments,
 )
 
-# Which simulated LiDAR each encoder modality needs.
-LIDAR_FOR_MODALITY = {"image": "scan", "scan": "scan", "pointcloud": "pointcloud"}
-
 
 def _launch_pipeline(context, *args, **kwargs):
     config = context.launch_configurations
-    modality = config["modality"]
-    if modality not in LIDAR_FOR_MODALITY:
-        raise ValueError(f"launch argument modality:={modality!r} is not one of {sorted(LIDAR_FOR_MODALITY)}")
+    modality = modality_of(config)
     common = {name: config[name] for name in ("namespace", "params_file", "fastdds_profile", "log_level")}
     vae = {name: config[name] for name in ("model", "backend", "device")}
     vae["modality"] = modality

@@ -40,7 +40,7 @@ CONTRACT_TOPICS = {
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 SUPPORT_MODULE = "vae_ros.launch_support"
 LAUNCH_FILES = ["encoder.launch.py", "decoder.launch.py", "sim.launch.py", "perception.launch.py",
-                "gazebo.launch.py", "base_station.launch.py"]
+                "gazebo.launch.py", "base_station.launch.py", "jetson.launch.py"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -421,7 +421,7 @@ def _yaml_parameters(path: str, node: StartedNode) -> dict[str, Any]:
 # sim.launch.py has no use_sim_time: the simulator is the clock (it publishes /clock, paced on wall time).
 COMMON_ARGUMENTS = {"namespace", "params_file", "fastdds_profile", "log_level"}
 SIM_TIME_FILES = {"encoder.launch.py", "decoder.launch.py", "perception.launch.py", "gazebo.launch.py",
-                  "base_station.launch.py"}
+                  "base_station.launch.py", "jetson.launch.py"}
 
 
 @pytest.mark.parametrize("file_name", LAUNCH_FILES)
@@ -662,3 +662,23 @@ def test_stamped_latent_topic_follows_a_remapped_latent_topic(run_launch: Callab
     assert node.remappings == {"vae/latent": "vae/scan_latent", "vae/latent_stamped": "vae/scan_latent_stamped"}
     node = run_launch(file_name, latent_topic="vae/scan_latent", latent_stamped_topic="mine").nodes[0]
     assert node.remappings == {"vae/latent": "vae/scan_latent", "vae/latent_stamped": "mine"}
+
+
+def test_jetson_runs_the_encoder_on_tensorrt_with_an_engine_cache(run_launch: Callable[..., LaunchResult]) -> None:
+    jetson_yaml = str(REPO / "config" / "jetson.yaml")
+    result = run_launch("jetson.launch.py")
+    encoder = result.node("encoder_node")
+    assert [n.executable for n in result.nodes] == ["encoder_node"]
+    assert encoder.parameters == [jetson_yaml, {"modality": "image", "use_sim_time": False}]
+    from_file = _yaml_parameters(jetson_yaml, encoder)
+    assert from_file["backend"] == "tensorrt" and from_file["device"] == "cuda"
+    assert from_file["engine_cache"].startswith("~/") and from_file["warmup"] > 0
+
+    result = run_launch("jetson.launch.py", modality="scan", decoder="true", sim="true", engine_cache="/ssd/engines",
+                        warmup="3", namespace="robot1")
+    assert sorted(n.executable for n in result.nodes) == ["decoder_node", "encoder_node", "sim_node"]
+    for name in ("encoder_node", "decoder_node"):
+        assert result.node(name).parameters[-1] == {"modality": "scan", "engine_cache": "/ssd/engines", "warmup": 3,
+                                                    "use_sim_time": True}
+    assert result.node("sim_node").parameters[-1] == {"lidar": "scan", "publish_camera": False}
+    assert {n.namespace for n in result.nodes} == {"robot1"}

@@ -37,6 +37,8 @@ TopicArgument = tuple[str, str, str]
 RemappingRule = Callable[[Mapping[str, str]], list[tuple[str, str]]]
 
 _EXAMPLES = {bool: "true", int: "10", float: "1.5", list: "[0.0, 0.0, 0.0]"}
+# Which simulated LiDAR each encoder modality needs.
+LIDAR_FOR_MODALITY = {"image": "scan", "scan": "scan", "pointcloud": "pointcloud"}
 
 
 # -- resolving arguments (inside OpaqueFunctions) ---------------------------------------------------------
@@ -62,6 +64,14 @@ def flag(config: Mapping[str, str], name: str) -> bool:
     if value not in ("true", "false"):
         raise ValueError(f"launch argument {name}:={config[name]!r} must be true or false")
     return value == "true"
+
+
+def modality_of(config: Mapping[str, str]) -> str:
+    """The modality launch argument of a pipeline file, checked."""
+    modality = config["modality"]
+    if modality not in LIDAR_FOR_MODALITY:
+        raise ValueError(f"launch argument modality:={modality!r} is not one of {sorted(LIDAR_FOR_MODALITY)}")
+    return modality
 
 
 def profile_actions(context: Any, profile: str) -> list[SetEnvironmentVariable]:
