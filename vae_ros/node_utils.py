@@ -216,6 +216,9 @@ class MessageGuard:
             self._node.get_logger().warning(f"rejected {what}: {err}", throttle_duration_sec=WARN_THROTTLE_S)
             return False
         except Exception as err:  # one bad message must not stop the robot's perception
+            context = getattr(self._node, "context", None)
+            if context is not None and not context.ok():
+                return False  # Ctrl-C shut the context down under this message (its publish failed): no error
             self._on_error(f"{type(err).__name__}: {err}")
             self._node.get_logger().error(
                 f"unexpected error while processing {what} (dropped; the node keeps running):\n"
