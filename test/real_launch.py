@@ -125,13 +125,13 @@ class LaunchProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGINT the launch (it stops its nodes), wait; kill the whole group if anything is left.
-
-        Returns the launch's exit status, or None when it had to be killed."""
+        """Ctrl-C as a terminal delivers it: SIGINT to the launch and its nodes (one process group; launch
+        itself only escalates to SIGTERM, then SIGKILL, for processes still running after 5 s). Wait; kill
+        the whole group if anything is left. Returns the launch's exit status, None when it had to be killed."""
         status: int | None = None
         try:
             if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
+                os.killpg(self.process.pid, signal.SIGINT)
             status = self.process.wait(timeout)
             deadline = time.monotonic() + timeout
             while _group_alive(self.process.pid) and time.monotonic() < deadline:

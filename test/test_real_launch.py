@@ -12,7 +12,9 @@ ros_gz_sim and Gazebo, which no machine here has; many argument combinations cos
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import os
 import re
 import sys
 import threading
@@ -43,6 +45,26 @@ class Case:
     # Topics nobody may publish.
     unpublished: tuple[str, ...] = ()
     distros: tuple[str, ...] = real_launch.DISTROS
+    # Extra environment of the launch (and so of its nodes); "{tmp}" in any text is the test's folder.
+    environment: dict[str, str] = field(default_factory=dict)
+    # Log lines (regular expressions) -> how many times each must appear in the launch's output.
+    log_counts: dict[str, int] = field(default_factory=dict)
+    # Log lines (regular expressions) that must appear in this order.
+    log_order: tuple[str, ...] = ()
+    # /diagnostics: status name (a substring) -> key -> a substring of its value.
+    diagnostics: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Files (globs below the test's folder) that must exist once the nodes are up.
+    files: tuple[str, ...] = ()
+
+    def resolved(self, tmp: Path) -> Case:
+        """This case with "{tmp}" replaced everywhere (arguments, expected parameters, environment)."""
+        def sub(value: Any) -> Any:
+            return value.replace("{tmp}", str(tmp)) if isinstance(value, str) else value
+
+        return dataclasses.replace(
+            self, arguments={k: sub(v) for k, v in self.arguments.items()},
+            nodes={n: {k: sub(v) for k, v in p.items()} for n, p in self.nodes.items()},
+            environment={k: sub(v) for k, v in self.environment.items()})
 
 
 CASES = [
@@ -62,7 +84,7 @@ CASES = [
                 "/robot1/decoder_node": {"modality": "scan", "backend": "onnxruntime"}},
          topics={"/robot1/scan": "sensor_msgs/msg/LaserScan", "/robot1/vae/latent": "std_msgs/msg/Float32MultiArray",
                  "/robot1/vae/scan": "sensor_msgs/msg/LaserScan"},
-         unpublished=("/robot1/camera/image_raw",)),
+         unpublished=("/robot1/camera/image_raw",), distros=("jazzy",)),
     Case("sim", "sim.launch.py", {"lidar": "pointcloud", "publish_camera": "false", "rate": "20"},
          nodes={"/sim_node": {"lidar": "pointcloud", "publish_camera": False, "rate": 20.0}},
          topics={"/lidar/points": "sensor_msgs/msg/PointCloud2", "/odom": "nav_msgs/msg/Odometry"},
@@ -75,7 +97,29 @@ CASES = [
          topics={"/vae/reconstruction": "sensor_msgs/msg/Image"}, distros=("jazzy",)),
     Case("base-station", "base_station.launch.py", {"robot_namespace": "robot7", "modality": "scan"},
          nodes={"/base/decoder_node": {"modality": "scan", "use_sim_time": False}},
-         subscribed=("/robot7/vae/latent_stamped",)),
+         subscribed=("/robot7/vae/latent_stamped",), distros=("jazzy",)),
+    # TensorRT on a Jetson without torch_tensorrt (really absent here) and with onnxruntime-gpu (faked at its
+    # provider API, test/fake_gpu): ONNX Runtime's TensorRT provider takes over, said once per node in the log
+    # and in /diagnostics; the engines go to the engine cache; the warm-up runs before the encoder subscribes.
+    Case("jetson", "jetson.launch.py",
+         {"modality": "scan", "decoder": "true", "sim": "true", "engine_cache": "{tmp}/engines", "warmup": "3"},
+         nodes={"/encoder_node": {"backend": "tensorrt", "device": "cuda", "engine_cache": "{tmp}/engines",
+                                  "warmup": 3, "use_sim_time": True, "threads": 1},
+                "/decoder_node": {"backend": "tensorrt", "device": "cuda", "engine_cache": "{tmp}/engines",
+                                  "warmup": 3},
+                "/sim_node": {"publish_camera": False, "lidar": "scan"}},
+         topics={"/vae/latent": "std_msgs/msg/Float32MultiArray", "/vae/scan": "sensor_msgs/msg/LaserScan"},
+         environment={"VAE_ROS_FAKE_GPU": "tensorrt,cuda"},
+         log_counts={r"\[encoder_node\]: backend 'tensorrt' runs as onnxruntime-tensorrt \(TensorrtExecutionProvider, "
+                     r"engines in .*/engines/[0-9a-f]{16}/onnxruntime-trt\w+\) because torch_tensorrt": 1,
+                     r"\[decoder_node\]: backend 'tensorrt' runs as onnxruntime-tensorrt": 1,
+                     r"\[encoder_node\]: warm-up: 3 runs": 1, r"\[decoder_node\]: warm-up: 3 runs": 1},
+         log_order=(r"\[encoder_node\]: warm-up: 3 runs", r"\[encoder_node\]: .* on onnxruntime-tensorrt; ",
+                    r"\[encoder_node\]: /scan: 1 publisher"),
+         diagnostics={"encoder_node: encoder": {"backend": "onnxruntime-tensorrt", "fallback": "because torch_tensorrt",
+                                                "warm_up": "3 runs"},
+                      "decoder_node: decoder": {"fallback": "runs as onnxruntime-tensorrt"}},
+         files=("engines/*/onnxruntime-trt*/fake_encoder.engine", "engines/*/onnxruntime-trt*/fake_decoder.engine")),
 ]
 
 
@@ -96,11 +140,14 @@ def launched(colcon_installed: real_launch.Installed, tmp_path: Path
     """launched(distro, file, arguments) -> the running launch; stopped (Ctrl-C, then kill) at the end."""
     started: list[real_launch.LaunchProcess] = []
 
-    def start(distro: str, file_name: str, arguments: dict[str, str]) -> real_launch.LaunchProcess:
+    def start(distro: str, file_name: str, arguments: dict[str, str],
+              environment: dict[str, str] | None = None) -> real_launch.LaunchProcess:
         reason = real_launch.missing_reason(distro)
         if reason:
             pytest.skip(reason)
-        env = real_launch.launch_env(distro, colcon_installed, tmp_path / "ros_log")
+        env = real_launch.launch_env(distro, colcon_installed, tmp_path / "ros_log", **(environment or {}))
+        if "VAE_ROS_FAKE_GPU" in env:  # its sitecustomize fakes onnxruntime-gpu in every process started
+            env["PYTHONPATH"] = os.pathsep.join([str(real_launch.REPO / "test" / "fake_gpu"), env["PYTHONPATH"]])
         process = real_launch.LaunchProcess(env, tmp_path / "launch.log", file_name, arguments)
         started.append(process)
         return process
@@ -148,6 +195,27 @@ class Probe:
     def received(self, topic: str) -> int:
         with self._lock:
             return self.counts[topic]
+
+    def collect_diagnostics(self) -> None:
+        """Keep the latest values of every /diagnostics status, by status name."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.statuses: dict[str, dict[str, str]] = {}
+
+        def on_array(msg: Any) -> None:
+            with self._lock:
+                for status in msg.status:
+                    self.statuses[status.name] = {kv.key: kv.value for kv in status.values}
+
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", on_array, 10)
+
+    def diagnostic(self, name_part: str) -> dict[str, str] | None:
+        with self._lock:
+            return next((v for name, v in self.statuses.items() if name_part in name), None)
+
+    def diagnostic_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self.statuses)
 
     def node_names(self) -> set[str]:
         return {"/".join(p for p in (ns.rstrip("/"), name) if p) if ns != "/" else "/" + name
@@ -203,10 +271,13 @@ CASE_PARAMS = [pytest.param(distro, case, id=f"{distro}-{case.id}") for case in 
 
 @pytest.mark.parametrize(("distro", "case"), CASE_PARAMS)
 def test_launch_file_through_the_real_launch(launched: Callable[..., real_launch.LaunchProcess], probe: Probe,
-                                             distro: str, case: Case) -> None:
-    running = launched(distro, case.file, case.arguments)
+                                             tmp_path: Path, distro: str, case: Case) -> None:
+    case = case.resolved(tmp_path)
+    running = launched(distro, case.file, case.arguments, case.environment)
     for topic, type_name in case.topics.items():
         probe.count(topic, type_name)
+    if case.diagnostics:
+        probe.collect_diagnostics()
 
     def log() -> str:
         return f"\n--- ros2 launch vae_ros {case.file} ({distro}) ---\n" + running.output()[-6000:]
@@ -227,6 +298,14 @@ def test_launch_file_through_the_real_launch(launched: Callable[..., real_launch
     for node, expected in case.nodes.items():
         reported = probe.parameters(node, list(expected))
         assert reported == expected, f"{node} reports {reported}{log()}"
+    for status_name, expected_values in case.diagnostics.items():
+        wait_until(lambda name=status_name: probe.diagnostic(name) is not None, 30,
+                   lambda name=status_name: f"no /diagnostics status {name!r} in {probe.diagnostic_names()}{log()}")
+        values = probe.diagnostic(status_name) or {}
+        for key, text in expected_values.items():
+            assert text in values.get(key, ""), f"/diagnostics {status_name}: {key}={values.get(key)!r}{log()}"
+    for pattern in case.files:
+        assert list(tmp_path.glob(pattern)), f"no {pattern} below {tmp_path}{log()}"
     assert not exited(), f"the launch ended by itself{log()}"
 
     status = running.stop()
@@ -236,6 +315,13 @@ def test_launch_file_through_the_real_launch(launched: Callable[..., real_launch
         executable = node.rsplit("/", 1)[-1]
         assert re.search(rf"\[{executable}-\d+\]: process has finished cleanly", output), log()
     assert "process has died" not in output, log()
+    assert "failed to terminate" not in output, log()  # each node stops on Ctrl-C itself, not by escalation
+    for pattern, count in case.log_counts.items():
+        assert len(re.findall(pattern, output)) == count, f"{pattern!r} is not in the log {count} time(s){log()}"
+    positions = [re.search(pattern, output) for pattern in case.log_order]
+    assert all(positions), f"{[p for p, m in zip(case.log_order, positions, strict=True) if not m]} not logged{log()}"
+    starts = [match.start() for match in positions if match]
+    assert starts == sorted(starts), f"not logged in the order {case.log_order}{log()}"
 
 
 @pytest.mark.parametrize("distro", ["jazzy"])
