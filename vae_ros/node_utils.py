@@ -393,6 +393,19 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _params_file_loader() -> Any:
+    """yaml.SafeLoader that also reads `!!python/tuple` sequences as lists: launch_ros writes list parameters
+    (e.g. initial_pose) that way into the params files it passes to the nodes, and rcl reads them fine."""
+    import yaml
+
+    class ParamsFileLoader(yaml.SafeLoader):
+        pass
+
+    ParamsFileLoader.add_constructor("tag:yaml.org,2002:python/tuple",
+                                     lambda loader, node: loader.construct_sequence(node))
+    return ParamsFileLoader
+
+
 def check_params_files(args: Sequence[str]) -> None:
     """ConfigError in one line for a `--params-file` that is missing or not YAML (rcl's own error is a
     traceback with C source locations)."""
@@ -405,7 +418,7 @@ def check_params_files(args: Sequence[str]) -> None:
         if not path.is_file():
             raise ConfigError(f"--params-file {path} does not exist or is not a file")
         try:
-            content = yaml.safe_load(path.read_text())
+            content = yaml.load(path.read_text(), Loader=_params_file_loader())
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"--params-file {path} cannot be read: {err}") from err
         except yaml.YAMLError as err:

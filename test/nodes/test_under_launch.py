@@ -1,6 +1,8 @@
-"""Ctrl-C while a node is mid-message: the context is shut down under a publish. That is the shutdown asked
-for, not an error (it would log a traceback and count an ERROR on every Ctrl-C); the same exception while
-the node runs still is one."""
+"""What a real `ros2 launch` does to the nodes, found by test_real_launch.py.
+
+Ctrl-C while a node is mid-message shuts the context down under a publish: that is the shutdown asked for,
+not an error (it would log a traceback and count an ERROR on every stop); the same exception while the node
+runs still is one. And launch_ros writes list parameters into its params files as Python tuples."""
 
 from __future__ import annotations
 
@@ -43,3 +45,20 @@ def test_the_same_error_while_running_is_logged_and_counted() -> None:
     assert guard.run("a latent", _publish_on_a_closed_context) is False
     assert errors == ["RuntimeError: Failed to publish: publisher's context is invalid"]
     assert "Traceback" in node.logger.errors[0]
+
+
+def test_params_files_written_by_launch_ros_are_accepted(tmp_path: Any) -> None:
+    # launch_ros dumps list parameters as Python tuples (!!python/tuple); rcl reads them, so must the check.
+    import pytest
+    import yaml
+
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.node_utils import check_params_files
+
+    path = tmp_path / "launch_params"
+    path.write_text(yaml.dump({"/**": {"ros__parameters": {"initial_pose": (0.5, 0.0, 1.0), "seed": 3}}}))
+    assert "!!python/tuple" in path.read_text()
+    check_params_files(["--params-file", str(path)])
+    path.write_text("/**:\n  ros__parameters:\n    x: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):  # still a safe loader
+        check_params_files(["--params-file", str(path)])
