@@ -182,12 +182,6 @@ class UnsetEnvironmentVariable(Action):
         self.name = name
 
 
-class ResetLaunchConfigurations(Action):
-    def __init__(self, launch_configurations: dict[Any, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.launch_configurations = launch_configurations or {}
-
-
 class OpaqueFunction(Action):
     def __init__(self, *, function: Callable[..., Any], args: Any = None, kwargs: Any = None,
                  **action_kwargs: Any) -> None:
@@ -239,7 +233,6 @@ def fake_launch_modules() -> dict[str, types.ModuleType]:
     actions = _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument,
                       SetEnvironmentVariable=SetEnvironmentVariable,
                       UnsetEnvironmentVariable=UnsetEnvironmentVariable, OpaqueFunction=OpaqueFunction,
-                      ResetLaunchConfigurations=ResetLaunchConfigurations,
                       GroupAction=GroupAction, IncludeLaunchDescription=IncludeLaunchDescription)
     substitutions = _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
                             EnvironmentVariable=EnvironmentVariable, PathJoinSubstitution=PathJoinSubstitution,
@@ -326,10 +319,6 @@ def _visit(entities: Iterable[Any], context: FakeContext, result: LaunchResult, 
             context.environment.pop(perform(entity.name, context), None)
         elif isinstance(entity, OpaqueFunction):
             _visit(entity.function(context, *entity.args, **entity.kwargs) or [], context, result, top)
-        elif isinstance(entity, ResetLaunchConfigurations):
-            kept = {perform(k, context): perform(v, context) for k, v in entity.launch_configurations.items()}
-            context.launch_configurations.clear()
-            context.launch_configurations.update(kept)
         elif isinstance(entity, GroupAction):
             if entity.scoped:
                 context.push()
@@ -584,6 +573,21 @@ def test_included_files_get_only_what_the_including_file_passes(run_launch: Call
     assert result.node("sim_node").parameters[-1]["initial_pose"] == [1.0, 2.0, 0.0]
     assert "seed" not in result.node("decoder_node").parameters[-1]
     assert "seed" not in result.node("encoder_node").parameters[-1]
+
+
+def test_launch_own_configurations_still_reach_the_included_files(run_launch: Callable[..., LaunchResult]) -> None:
+    # ros2 launch --launch-prefix, sigterm_timeout:=, an including file's PushRosNamespace: launch reads these
+    # from the configurations wherever a process starts, so the scoping must keep them. (run_launch: the
+    # fakes, so that vae_ros.launch_support imports here.)
+    from vae_ros.launch_support import LAUNCH_OWN_CONFIGURATIONS, _keep_only_launch_own_configurations
+
+    context = FakeContext({})
+    context.launch_configurations.update({"sigterm_timeout": "30", "launch-prefix": "gdb -ex run --args",
+                                          "ros_namespace": "/team", "seed": "3", "model": "/x"})
+    assert _keep_only_launch_own_configurations(context) == []
+    assert context.launch_configurations == {"sigterm_timeout": "30", "launch-prefix": "gdb -ex run --args",
+                                             "ros_namespace": "/team"}
+    assert {"launch-prefix", "sigterm_timeout", "ros_namespace", "global_params"} <= set(LAUNCH_OWN_CONFIGURATIONS)
 
 
 def test_gazebo_starts_the_world_the_bridge_and_the_vae_nodes(run_launch: Callable[..., LaunchResult]) -> None:

@@ -272,7 +272,9 @@ CASE_PARAMS = [pytest.param(distro, case, id=f"{distro}-{case.id}") for case in 
 def test_launch_file_through_the_real_launch(launched: Callable[..., real_launch.LaunchProcess], probe: Probe,
                                              tmp_path: Path, distro: str, case: Case) -> None:
     case = case.resolved(tmp_path)
-    running = launched(distro, case.file, case.arguments, case.environment)
+    # Launch escalates to SIGTERM 5 s after Ctrl-C by default; a loaded CI machine can need longer to stop
+    # torch-heavy nodes. sigterm_timeout also has to pass through the included files' scopes.
+    running = launched(distro, case.file, {**case.arguments, "sigterm_timeout": "30"}, case.environment)
     for topic, type_name in case.topics.items():
         probe.count(topic, type_name)
     if case.diagnostics:
@@ -308,7 +310,7 @@ def test_launch_file_through_the_real_launch(launched: Callable[..., real_launch
         assert len(found) == count, f"{len(found)} files {pattern} below {tmp_path}, not {count}{log()}"
     assert not exited(), f"the launch ended by itself{log()}"
 
-    status = running.stop()
+    status = running.stop(timeout=60)
     assert status is not None, f"Ctrl-C did not stop every process the launch started{log()}"
     output = running.output()
     for node in case.nodes:

@@ -17,7 +17,6 @@ from launch.actions import (
     GroupAction,
     IncludeLaunchDescription,
     OpaqueFunction,
-    ResetLaunchConfigurations,
     SetEnvironmentVariable,
 )
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -88,19 +87,35 @@ def profile_actions(context: Any, profile: str) -> list[SetEnvironmentVariable]:
     return [SetEnvironmentVariable(name, profile) for name in variables]
 
 
+# Launch configurations that `launch` and `launch_ros` themselves keep (ros2 launch --launch-prefix,
+# sigterm_timeout:=..., an including file's PushRosNamespace / SetParameter / SetRemap): they must reach every
+# include, unlike the arguments of the including file.
+LAUNCH_OWN_CONFIGURATIONS = ("launch-prefix", "launch-prefix-filter", "sigterm_timeout", "sigkill_timeout",
+                             "emulate_tty", "anon", "ros_namespace", "global_params", "ros_remaps")
+
+
 def include(package: str, file_name: str, arguments: Mapping[str, str]) -> GroupAction:
     """A package's launch/file_name that sees only `arguments`, and whose own configurations stay inside.
 
     A scoped GroupAction alone forwards every launch configuration of the including file (the command
     line's too) into the include: `perception.launch.py seed:=3` would set the seed of every included
-    file that declares one. The configurations are therefore cleared inside the scope before the include
-    sets its arguments. ResetLaunchConfigurations exists on every distribution; GroupAction(forwarding=False)
-    does not (Humble's first releases), and it resets the environment as well.
+    file that declares one. The configurations are therefore cleared inside the scope, except launch's
+    own (LAUNCH_OWN_CONFIGURATIONS), before the include sets its arguments. This works on every
+    distribution; GroupAction(forwarding=False) does not exist on Humble's first releases, and it would
+    drop launch's own configurations and the environment as well.
     """
     path = PathJoinSubstitution([FindPackageShare(package), "launch", file_name])
-    return GroupAction([ResetLaunchConfigurations(),
+    return GroupAction([OpaqueFunction(function=_keep_only_launch_own_configurations),
                         IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
                                                  launch_arguments=list(arguments.items()))], scoped=True)
+
+
+def _keep_only_launch_own_configurations(context: Any) -> list[Any]:
+    configurations = context.launch_configurations
+    kept = {name: configurations[name] for name in LAUNCH_OWN_CONFIGURATIONS if name in configurations}
+    configurations.clear()
+    configurations.update(kept)
+    return []
 
 
 # -- declaring arguments ----------------------------------------------------------------------------------
