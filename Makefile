@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 export MUJOCO_GL ?= egl
 export AMENT_PREFIX_PATH := $(abspath $(VENV))$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH),)
 
-.PHONY: setup test lint typecheck pytest demo models bench colcon-check clean
+.PHONY: setup test test-numpy1 lint typecheck pytest demo models bench colcon-check clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ pytest: setup
 
 test: lint typecheck pytest
 
+# The NumPy-facing tests under NumPy 1.x (Humble, JetPack 6) in a second environment, .venv-numpy1.
+test-numpy1:
+	bash .ci/numpy1
+
 demo: setup
 	$(VENV)/bin/vae-ros demo
 
@@ -42,4 +46,4 @@ bench: setup
 	$(VENV)/bin/vae-ros bench
 
 clean:
-	rm -rf $(VENV) build install log .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-numpy1 build install log .pytest_cache .mypy_cache .ruff_cache

@@ -31,15 +31,16 @@ setup(
         ("share/" + package_name + "/config/gazebo", glob("config/gazebo/*.sdf") + glob("config/gazebo/*.yaml")),
         *_tree("models"),
     ],
-    # torch is deliberately unpinned: on Jetson it comes from NVIDIA's builds.
+    # torch is deliberately unpinned: on Jetson it comes from NVIDIA's builds. ONNX Runtime is an extra,
+    # CPU or GPU (the two packages are one module; installing both lets the later one win silently).
+    # onnx is for exporting only: it pulls NumPy 2, which breaks Python 3.10's OpenCV (Humble, JetPack 6).
     install_requires=[
         "setuptools",
-        "numpy>=1.21",
+        "numpy>=1.21,<2; python_version < '3.11'",
+        "numpy>=1.21; python_version >= '3.11'",
         "torch",
         "safetensors",
-        "onnx",
-        "onnxruntime",
-        "opencv-python-headless",
+        "opencv-python-headless<4.12",  # 4.12+ forces NumPy 2 over the distribution's 1.x
         "rosbags>=0.10",
         "mcap>=1.1",
         "mujoco>=3.1",
@@ -47,6 +48,11 @@ setup(
         "tqdm",
         "PyYAML",
     ],
+    extras_require={
+        "cpu": ["onnxruntime>=1.16"],
+        "gpu": ["onnxruntime-gpu>=1.18"],
+        "export": ["onnx>=1.14"],
+    },
     zip_safe=True,
     maintainer="vae_ros maintainers",
     maintainer_email="maintainers@vae-ros.dev",

@@ -34,6 +34,8 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = [
     ("generate", bool, "true: decode samples of the prior N(0, I) instead of vae/latent"),
     ("generate_rate", float, "samples per second when generating"),
     ("seed", int, "seed of the prior samples"),
+    ("engine_cache", str, "folder kept across starts for TensorRT engines ('' = the model directory's trt/)"),
+    ("warmup", int, "inferences on a blank input before the first message is accepted"),
 ]
 
 # Topic arguments: (argument, contract topic it remaps, description).

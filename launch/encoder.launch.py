@@ -37,6 +37,8 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = [
     ("anomaly_metric", str, "reconstruction (mean squared error) | neg_elbo (negative ELBO, nats)"),
     ("qos_reliability", str, "input QoS: auto (match the publishers) | best_effort | reliable"),
     ("threads", int, "ONNX Runtime CPU threads; 0 = all cores up to 4"),
+    ("engine_cache", str, "folder kept across starts for TensorRT engines ('' = the model directory's trt/)"),
+    ("warmup", int, "inferences on a blank input before the first message is accepted"),
 ]
 
 # Topic arguments: (argument, contract topic it remaps, description).

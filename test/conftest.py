@@ -14,6 +14,9 @@ import ros_env  # noqa: E402
 
 ros_env.apply_to_this_process()
 
+# launch_testing files: run by `launch_test` (test_real_launch.py does, with the real launch), not by pytest.
+collect_ignore = ["launch_tests"]
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

@@ -11,7 +11,7 @@ from rclpy.serialization import serialize_message
 from rosbags.highlevel import AnyReader
 from std_msgs.msg import Float32MultiArray, String
 
-from vae_ros.bagio import BagWriter, best_effort_qos, normalise_msgtype, reliable_qos
+from vae_ros.bagio import BagWriter, bag_version, best_effort_qos, normalise_msgtype, reliable_qos
 from vae_ros.conversions import array_to_image_msg
 from vae_ros.core.errors import DataError
 
@@ -155,3 +155,35 @@ def test_flushed_messages_survive_a_writer_that_never_closes(tmp_path: Path, sto
     before = (live / "metadata.yaml").read_text()
     assert repair_bag(live) == f"{live} is complete and readable; nothing to repair"
     assert (live / "metadata.yaml").read_text() == before and len(_read(live)["/vae/latent"]) == 15
+
+
+@pytest.mark.parametrize(("ros_distro", "version"), [("humble", 8), ("Iron", 8), ("jazzy", 9), ("kilted", 9),
+                                                     ("rolling", 9), ("", 9)])
+def test_bag_version_follows_the_target_distribution(monkeypatch: pytest.MonkeyPatch, ros_distro: str,
+                                                     version: int) -> None:
+    assert bag_version(ros_distro) == version
+    monkeypatch.setenv("ROS_DISTRO", ros_distro)
+    assert bag_version() == version and BagWriter("unused").version == version
+    monkeypatch.delenv("ROS_DISTRO")
+    assert bag_version() == 9
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_version_8_metadata_is_what_humble_reads(tmp_path: Path, storage: str) -> None:
+    # Humble's rosbag2 (metadata version <= 8) reads offered_qos_profiles as ONE YAML string; version 9 as a list.
+    forms = {}
+    for version in (8, 9):
+        path = tmp_path / f"bag{version}"
+        with BagWriter(path, storage=storage, version=version) as bag:
+            bag.add_topic("/chatter", "std_msgs/msg/String", reliable_qos())
+            bag.write("/chatter", 7, serialize_message(String(data="hi")))
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        assert info["version"] == version
+        forms[version] = info["topics_with_message_count"][0]["topic_metadata"]["offered_qos_profiles"]
+        assert _read(path)["/chatter"][0][1].data == "hi"  # and rosbags reads both
+    assert isinstance(forms[8], str) and isinstance(forms[9], list)
+    (profile,) = yaml.safe_load(forms[8])
+    assert profile["reliability"] == 1  # Humble's enum numbers inside the string (1 = reliable)
+    assert forms[9][0]["reliability"] == "reliable"
+    with pytest.raises(DataError, match="8 .Humble. or 9"):
+        BagWriter(tmp_path / "x", version=10)  # type: ignore[arg-type]

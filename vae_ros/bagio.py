@@ -1,6 +1,7 @@
 """rosbag2 writing without ROS: a thin, safe layer over rosbags' Writer (used by `collect` and `record`).
 
-Bags get a standard metadata.yaml (rosbag2 format version 9), message definitions and type hashes from
+Bags get a standard metadata.yaml (rosbag2 format version 9; 8 where $ROS_DISTRO is humble, whose
+`ros2 bag` reads no later one), message definitions and type hashes from
 rosbags' ROS 2 typestore, and each topic's offered QoS profiles, so `ros2 bag info` / `ros2 bag play`
 (Jazzy, Kilted) and `vae-ros train` read them. Messages go in as CDR bytes, e.g. from
 rclpy.serialization.serialize_message; this module itself never imports rclpy.
@@ -27,26 +28,38 @@ from vae_ros.core.errors import DataError
 
 STORAGES = ("mcap", "sqlite3")
 BAG_VERSION: Literal[9] = 9
+# Whose `ros2 bag` reads only up to metadata version 8 (offered QoS as one YAML string, not a list).
+VERSION_8_DISTROS = ("foxy", "galactic", "humble", "iron")
+
+
+def bag_version(ros_distro: str | None = None) -> Literal[8, 9]:
+    """metadata.yaml version the target distribution reads: 8 for Humble (and older), else 9.
+
+    ros_distro: "humble", "jazzy", ...; None takes $ROS_DISTRO (unset: 9, what Jazzy and later read).
+    """
+    distro = (os.environ.get("ROS_DISTRO", "") if ros_distro is None else ros_distro).strip().lower()
+    return 8 if distro in VERSION_8_DISTROS else BAG_VERSION
+
 METADATA_FILE = "metadata.yaml"
 # What a hard kill may lose: recorders flush (close the MCAP chunk, commit, rewrite metadata.yaml) this often.
 FLUSH_PERIOD_S = 1.0
 
 
 def metadata_yaml(storage: str, file_name: str, topics: Sequence[dict[str, Any]], start_ns: int, end_ns: int,
-                  custom_data: dict[str, str] | None = None) -> str:
-    """metadata.yaml text of a one-file bag, in the layout rosbags' Writer writes at close (version 9).
+                  custom_data: dict[str, str] | None = None, version: Literal[8, 9] = BAG_VERSION) -> str:
+    """metadata.yaml text of a one-file bag, in the layout rosbags' Writer writes at close (version 8 or 9).
 
     topics: {"name", "type", "serialization_format", "offered_qos_profiles" (rosbags Qos list),
     "type_description_hash", "message_count"} each. start_ns/end_ns: first and last message stamps.
     """
-    from rosbags.rosbag2.metadata import dump_qos_v9
+    from rosbags.rosbag2.metadata import dump_qos_v8, dump_qos_v9
     from ruamel.yaml import YAML
 
     count = sum(int(t["message_count"]) for t in topics)
     start = start_ns if count else 0
     duration = max(0, end_ns - start_ns) if count else 0
     info = {
-        "version": BAG_VERSION,
+        "version": version,
         "storage_identifier": storage,
         "relative_file_paths": [file_name],
         "duration": {"nanoseconds": duration},
@@ -55,7 +68,8 @@ def metadata_yaml(storage: str, file_name: str, topics: Sequence[dict[str, Any]]
         "topics_with_message_count": [
             {"topic_metadata": {"name": t["name"], "type": t["type"],
                                 "serialization_format": t.get("serialization_format", "cdr"),
-                                "offered_qos_profiles": dump_qos_v9(list(t.get("offered_qos_profiles") or [])),
+                                "offered_qos_profiles": (dump_qos_v9 if version >= 9 else dump_qos_v8)(
+                                    list(t.get("offered_qos_profiles") or [])),
                                 "type_description_hash": t.get("type_description_hash", "")},
              "message_count": int(t["message_count"])}
             for t in topics
@@ -126,9 +140,13 @@ class BagWriter:
     Use as a context manager; the bag is closed (index and metadata.yaml written) however the block ends.
     """
 
-    def __init__(self, path: str | Path, storage: str = "mcap") -> None:
+    def __init__(self, path: str | Path, storage: str = "mcap", version: Literal[8, 9] | None = None) -> None:
+        """version: metadata.yaml version, 8 or 9; None = bag_version() (from $ROS_DISTRO)."""
         if storage not in STORAGES:
             raise DataError(f"storage must be one of {STORAGES}, got {storage!r}")
+        if version not in (None, 8, 9):
+            raise DataError(f"bag version must be 8 (Humble) or 9 (Jazzy and later), got {version!r}")
+        self.version = bag_version() if version is None else version
         self.path = Path(path)
         self.storage = storage
         self._writer: Any = None
@@ -144,7 +162,7 @@ class BagWriter:
         if self.path.exists():
             raise DataError(f"{self.path} already exists; bags are never overwritten, choose a new path")
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
-        writer = Writer(self.path, version=BAG_VERSION, storage_plugin=plugin)
+        writer = Writer(self.path, version=self.version, storage_plugin=plugin)
         try:
             writer.open()
         except (WriterError, OSError) as err:
@@ -206,7 +224,7 @@ class BagWriter:
                    "offered_qos_profiles": c.ext.offered_qos_profiles, "type_description_hash": c.digest,
                    "message_count": writer.counts.get(c.id, 0)} for c in writer.connections]
         return metadata_yaml("mcap" if self.storage == "mcap" else "sqlite3", storage_path.name, topics,
-                             writer.min_timestamp, writer.max_timestamp, dict(writer.custom_data))
+                             writer.min_timestamp, writer.max_timestamp, dict(writer.custom_data), self.version)
 
     # -- content -----------------------------------------------------------------------------------------
     def _store(self) -> Any:
@@ -487,7 +505,8 @@ def repair_bag(bag: str | Path) -> str:
             topics, first, last, done = _repair_sqlite3(path)
         for topic in topics:
             topic["type_description_hash"] = _type_hash(topic["type"], known.get(topic["name"], ""))
-        write_durably(folder / METADATA_FILE, metadata_yaml(storage, path.name, topics, first, last))
+        write_durably(folder / METADATA_FILE, metadata_yaml(storage, path.name, topics, first, last,
+                                                                    version=bag_version()))
     except OSError as err:
         raise DataError(f"cannot repair {folder}: {err}") from err
     count = sum(int(t["message_count"]) for t in topics)

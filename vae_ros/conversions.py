@@ -68,10 +68,15 @@ def _as_uint8(data: Any, what: str) -> np.ndarray:
         return np.frombuffer(data, dtype=np.uint8)
     if isinstance(data, (list, tuple)):
         # Only hand-built messages get here; real ones carry array.array (rclpy) or ndarray (rosbags).
+        # Through int64 and an explicit range check: NumPy 1.x casts 300 to uint8 44 with only a warning.
         try:
-            return np.asarray(data, dtype=np.uint8).reshape(-1)
+            values = np.asarray(data, dtype=np.int64).reshape(-1)
         except (OverflowError, ValueError, TypeError) as err:
             raise InputError(f"{what} must be a sequence of bytes 0..255: {err}") from err
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise InputError(f"{what} must be a sequence of bytes 0..255, got values in "
+                             f"{values.min()}..{values.max()}")
+        return values.astype(np.uint8)
     raise InputError(f"{what} must be bytes-like (bytes, array.array, uint8 ndarray), got {type(data).__name__}")
 
 

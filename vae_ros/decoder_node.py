@@ -48,6 +48,7 @@ from vae_ros.conversions import (
     msg_to_latent,
     stamped_msg_to_latent,
 )
+from vae_ros.core.accel import warm_up, warm_up_summary
 from vae_ros.core.backends import create_backend, load_config
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.diagnostics import NodeStats
@@ -89,6 +90,11 @@ PARAMETERS = [
               "subscribing to vae/latent and vae/latent_stamped.", read_only=True),
     ParamSpec("generate_rate", 1.0, "Samples per second in generation mode (> 0)."),
     ParamSpec("seed", 0, "Seed of the prior samples in generation mode.", read_only=True),
+    ParamSpec("engine_cache", "", "Folder kept across starts for TensorRT engines (backend tensorrt): built on the "
+              "first start on the device, then reused; one subfolder per model weights. Empty = the model "
+              "directory's trt/.", read_only=True),
+    ParamSpec("warmup", 0, "Inferences on a blank input at start, before the first message is accepted (TensorRT "
+              "builds or loads its engines, CUDA initialises); 0 = none.", read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", read_only=True),
 ]
 
@@ -105,11 +111,15 @@ class DecoderParams:
     generate: bool = False
     generate_rate: float = 1.0
     seed: int = 0
+    engine_cache: str = ""
+    warmup: int = 0
     diagnostics_period: float = 1.0
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid value and what is allowed."""
         validate_inference_parameters(self.modality, self.backend, self.device, self.diagnostics_period)
+        if self.warmup < 0:
+            raise ConfigError(f"warmup must be >= 0 inferences, got {self.warmup}")
         if not (self.generate_rate > 0 and self.generate_rate <= 1000):
             raise ConfigError(f"generate_rate must be in (0, 1000] Hz, got {self.generate_rate}")
         if self.seed < 0:
@@ -145,7 +155,13 @@ class DecoderNode(Node):
                 f"modality {self.params.modality!r} does not match the model's {self.config.modality!r} "
                 f"({model_dir}); set modality to {self.config.modality!r} or pass another model"
             )
-        self.backend = create_backend(model_dir, self.params.backend, self.params.device)
+        self.backend = create_backend(model_dir, self.params.backend, self.params.device,
+                                      engine_cache=self.params.engine_cache or None)
+        if self.backend.fallback:  # said once, here; /diagnostics repeats it
+            self.get_logger().warning(self.backend.fallback)
+        self.warm_up = warm_up_summary(warm_up(self.backend.decode, (self.config.latent_dim,), self.params.warmup))
+        if self.warm_up:
+            self.get_logger().info(self.warm_up)
         self.model_dir = model_dir
 
         from sensor_msgs.msg import Image, LaserScan, PointCloud2
@@ -283,6 +299,8 @@ class DecoderNode(Node):
             ("latent_dim", str(self.config.latent_dim)),
             ("mode", "generate" if self.params.generate else "decode"),
             ("latent_input", self._latent_input),
+            *([("fallback", self.backend.fallback)] if self.backend.fallback else []),
+            *([("warm_up", self.warm_up)] if self.warm_up else []),
         ]
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ from vae_ros.conversions import (
     latent_to_stamped_msg,
     msg_to_model_input,
 )
+from vae_ros.core.accel import warm_up, warm_up_summary
 from vae_ros.core.backends import create_backend, load_config
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError, VaeRosError
@@ -102,6 +103,11 @@ PARAMETERS = [
     ParamSpec("qos_reliability", "auto", "Input reliability: auto (match the publishers, as rosbag2 does), "
               "best_effort or reliable.", read_only=True),
     ParamSpec("threads", 0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True),
+    ParamSpec("engine_cache", "", "Folder kept across starts for TensorRT engines (backend tensorrt): built on the "
+              "first start on the device, then reused; one subfolder per model weights. Empty = the model "
+              "directory's trt/.", read_only=True),
+    ParamSpec("warmup", 0, "Inferences on a blank input at start, before the first message is accepted (TensorRT "
+              "builds or loads its engines, CUDA initialises); 0 = none.", read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", read_only=True),
     ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
               "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit."),
@@ -122,6 +128,8 @@ class EncoderParams:
     anomaly_metric: str = "reconstruction"
     qos_reliability: str = "auto"
     threads: int = 0
+    engine_cache: str = ""
+    warmup: int = 0
     diagnostics_period: float = 1.0
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
@@ -130,6 +138,8 @@ class EncoderParams:
         validate_inference_parameters(self.modality, self.backend, self.device, self.diagnostics_period)
         if self.max_image_pixels < 0:
             raise ConfigError(f"max_image_pixels must be >= 0 (0 = no limit), got {self.max_image_pixels}")
+        if self.warmup < 0:
+            raise ConfigError(f"warmup must be >= 0 inferences, got {self.warmup}")
         if self.anomaly_metric not in ANOMALY_METRICS:
             raise ConfigError(
                 f"anomaly_metric must be one of {', '.join(ANOMALY_METRICS)}, got {self.anomaly_metric!r}"
@@ -168,7 +178,19 @@ class EncoderNode(Node):
         if self.params.compressed and self.config.modality != "image":
             raise ConfigError(f"compressed:=true needs an image model, but {model_dir} is {self.config.modality!r}")
         self.backend = create_backend(model_dir, self.params.backend, self.params.device,
-                                      threads=self.params.threads or None)
+                                      threads=self.params.threads or None,
+                                      engine_cache=self.params.engine_cache or None)
+        if self.backend.fallback:  # said once, here; /diagnostics repeats it
+            self.get_logger().warning(self.backend.fallback)
+
+        def blank_run(x: Any) -> None:  # (1, *input_shape) zeros
+            mean, _ = self.backend.encode(x)
+            if self.params.publish_anomaly_score:
+                self.backend.decode(mean)
+
+        self.warm_up = warm_up_summary(warm_up(blank_run, self.config.input_shape, self.params.warmup))
+        if self.warm_up:
+            self.get_logger().info(self.warm_up)
         self.model_dir = model_dir
         self.kind = "compressed" if self.params.compressed else self.config.modality
         topic, msgtype = INPUTS[self.kind]
@@ -286,6 +308,8 @@ class EncoderNode(Node):
             ("latent_dim", str(self.config.latent_dim)),
             ("input_topic", self._input.topic_name),
             ("input_reliability", self._input.reliability.name.lower()),
+            *([("fallback", self.backend.fallback)] if self.backend.fallback else []),
+            *([("warm_up", self.warm_up)] if self.warm_up else []),
         ]
 
 

@@ -36,6 +36,8 @@ TopicArgument = tuple[str, str, str]
 RemappingRule = Callable[[Mapping[str, str]], list[tuple[str, str]]]
 
 _EXAMPLES = {bool: "true", int: "10", float: "1.5", list: "[0.0, 0.0, 0.0]"}
+# Which simulated LiDAR each encoder modality needs.
+LIDAR_FOR_MODALITY = {"image": "scan", "scan": "scan", "pointcloud": "pointcloud"}
 
 
 # -- resolving arguments (inside OpaqueFunctions) ---------------------------------------------------------
@@ -63,6 +65,14 @@ def flag(config: Mapping[str, str], name: str) -> bool:
     return value == "true"
 
 
+def modality_of(config: Mapping[str, str]) -> str:
+    """The modality launch argument of a pipeline file, checked."""
+    modality = config["modality"]
+    if modality not in LIDAR_FOR_MODALITY:
+        raise ValueError(f"launch argument modality:={modality!r} is not one of {sorted(LIDAR_FOR_MODALITY)}")
+    return modality
+
+
 def profile_actions(context: Any, profile: str) -> list[SetEnvironmentVariable]:
     """Point Fast DDS at the profile in every process started from here (empty: leave the environment).
 
@@ -77,11 +87,35 @@ def profile_actions(context: Any, profile: str) -> list[SetEnvironmentVariable]:
     return [SetEnvironmentVariable(name, profile) for name in variables]
 
 
+# Launch configurations that `launch` and `launch_ros` themselves keep (ros2 launch --launch-prefix,
+# sigterm_timeout:=..., an including file's PushRosNamespace / SetParameter / SetRemap): they must reach every
+# include, unlike the arguments of the including file.
+LAUNCH_OWN_CONFIGURATIONS = ("launch-prefix", "launch-prefix-filter", "sigterm_timeout", "sigkill_timeout",
+                             "emulate_tty", "anon", "ros_namespace", "global_params", "ros_remaps")
+
+
 def include(package: str, file_name: str, arguments: Mapping[str, str]) -> GroupAction:
-    """A package's launch/file_name in its own scope, so its arguments do not leak to the others."""
+    """A package's launch/file_name that sees only `arguments`, and whose own configurations stay inside.
+
+    A scoped GroupAction alone forwards every launch configuration of the including file (the command
+    line's too) into the include: `perception.launch.py seed:=3` would set the seed of every included
+    file that declares one. The configurations are therefore cleared inside the scope, except launch's
+    own (LAUNCH_OWN_CONFIGURATIONS), before the include sets its arguments. This works on every
+    distribution; GroupAction(forwarding=False) does not exist on Humble's first releases, and it would
+    drop launch's own configurations and the environment as well.
+    """
     path = PathJoinSubstitution([FindPackageShare(package), "launch", file_name])
-    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+    return GroupAction([OpaqueFunction(function=_keep_only_launch_own_configurations),
+                        IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
                                                  launch_arguments=list(arguments.items()))], scoped=True)
+
+
+def _keep_only_launch_own_configurations(context: Any) -> list[Any]:
+    configurations = context.launch_configurations
+    kept = {name: configurations[name] for name in LAUNCH_OWN_CONFIGURATIONS if name in configurations}
+    configurations.clear()
+    configurations.update(kept)
+    return []
 
 
 # -- declaring arguments ----------------------------------------------------------------------------------

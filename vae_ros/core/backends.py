@@ -139,6 +139,8 @@ class InferenceBackend(ABC):
     name: str
     config: ModelConfig
     model_dir: Path
+    # Set when this runtime stands in for the one asked for (vae_ros.core.accel): what and why, one line.
+    fallback: str = ""
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances of a preprocessed batch."""
@@ -235,17 +237,27 @@ def onnx_providers(device: str) -> list[str]:
     wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if device == "cuda" else []
     chosen = [p for p in wanted if p in available]
     if device == "cuda" and not chosen:
-        _log.warning("onnxruntime has no CUDA execution provider here (%s); running on the CPU",
-                     ", ".join(sorted(available)))
+        raise BackendUnavailableError(_NO_CUDA_IN_ORT.format(why="has no CUDA execution provider (it offers "
+                                                             + ", ".join(sorted(available)) + ")"))
     return chosen + ["CPUExecutionProvider"]
 
 
+# device:=cuda on an ONNX Runtime without CUDA: most often the CPU package installed after (over) onnxruntime-gpu.
+_NO_CUDA_IN_ORT = (
+    "device 'cuda' was asked for, but this ONNX Runtime {why}. Install the GPU build alone: `pip uninstall -y "
+    "onnxruntime onnxruntime-gpu && pip install -r requirements-robot-gpu.txt` (Jetson: NVIDIA's onnxruntime-gpu "
+    "wheel for your JetPack, docs/ROBOT.md), or run with device:=cpu"
+)
+
+
 def open_onnx_session(path: Path, device: str = "cpu", threads: int | None = None,
-                      sha256: str | None = None) -> onnxruntime.InferenceSession:
+                      sha256: str | None = None, providers: Sequence[Any] | None = None,
+                      ) -> onnxruntime.InferenceSession:
     """An InferenceSession for path, or ModelFileError in one line when the file is missing or corrupt.
 
     With sha256 given, the bytes are read once, checked against it and handed to ONNX Runtime, so the
     graph that runs is the one verified (no window to swap the file between check and load).
+    providers: execution providers with their options (vae_ros.core.accel); None = onnx_providers(device).
     """
     try:
         import onnxruntime
@@ -271,8 +283,9 @@ def open_onnx_session(path: Path, device: str = "cpu", threads: int | None = Non
             raise ModelFileError(f"{path} is not the file `vae-ros export` wrote (its SHA-256 differs from the one "
                                  f"in {MODEL_JSON}); it was changed or replaced since: re-run `vae-ros export "
                                  f"--model {path.parent} --format {_export_format(path.name)}`")
+    providers = onnx_providers(device) if providers is None else list(providers)
     try:
-        return onnxruntime.InferenceSession(model, sess_options=options, providers=onnx_providers(device))
+        return onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
     except _ort_errors() as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelFileError(f"{path} is not a usable ONNX model ({first_line}); re-export it with "
@@ -309,7 +322,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     """
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, providers: Sequence[Any] | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.config = load_config(self.model_dir)
         self.device = device
@@ -322,7 +335,8 @@ class OnnxRuntimeBackend(InferenceBackend):
                 f"{self.model_dir} --format {'int8' if precision == 'int8' else 'onnx'}`"
             )
         record = export_record(self.model_dir, encoder_file)
-        self._encoder = open_onnx_session(encoder_path, device, threads, sha256=record[EXPORT_SHA256_KEY])
+        self._encoder = open_onnx_session(encoder_path, device, threads, sha256=record[EXPORT_SHA256_KEY],
+                                          providers=providers)
         latent = (self.config.latent_dim,)
         _check_io(self._encoder, encoder_path, self.config.input_shape, [latent, latent])
         self._encoder_input = self._encoder.get_inputs()[0].name
@@ -332,10 +346,15 @@ class OnnxRuntimeBackend(InferenceBackend):
         decoder_path = self.model_dir / DECODER_ONNX
         if os.path.lexists(decoder_path):
             record = export_record(self.model_dir, DECODER_ONNX)
-            self._decoder = open_onnx_session(decoder_path, device, threads, sha256=record[EXPORT_SHA256_KEY])
+            self._decoder = open_onnx_session(decoder_path, device, threads, sha256=record[EXPORT_SHA256_KEY],
+                                              providers=providers)
             _check_io(self._decoder, decoder_path, latent, [self._output_shape()])
             self._decoder_input = self._decoder.get_inputs()[0].name
         self.providers: list[str] = list(self._encoder.get_providers())
+        if device == "cuda" and self.providers[0] == "CPUExecutionProvider":
+            # onnxruntime-gpu whose CUDA/cuDNN libraries do not load falls back to the CPU with a mere warning.
+            raise BackendUnavailableError(_NO_CUDA_IN_ORT.format(
+                why="could not start its CUDA execution provider (are CUDA 12 and cuDNN 9 on the library path?)"))
         self.name = "onnxruntime" + ("-int8" if precision == "int8" else "")
         if self.providers[0] != "CPUExecutionProvider":
             self.name += f"-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
@@ -362,8 +381,10 @@ def _import_torch_tensorrt() -> Any:
         import torch_tensorrt
     except ImportError as err:
         raise BackendUnavailableError(
-            "TensorRT needs torch_tensorrt (pip install torch-tensorrt, or NVIDIA's JetPack wheels) and a CUDA "
-            "GPU, and torch_tensorrt is not installed here; use backend 'onnxruntime' or 'torch'"
+            "backend 'tensorrt' needs torch_tensorrt built for this torch and a CUDA GPU, and torch_tensorrt is not "
+            "installed here. Do not `pip install torch-tensorrt` on Jetson: it pins a PyPI torch and replaces "
+            "NVIDIA's; see docs/ROBOT.md (NVIDIA's Jetson wheels, or ONNX Runtime's TensorRT execution provider: "
+            "backend 'onnxruntime' with device 'cuda')"
         ) from err
     return torch_tensorrt
 
@@ -408,11 +429,12 @@ class TensorRTEngineCache:
     """
 
     def __init__(self, model_dir: Path, part: str, module: torch.nn.Module, device: str = "cuda",
-                 precision: str = "fp16") -> None:
+                 precision: str = "fp16", cache_dir: Path | None = None) -> None:
         self.torch_tensorrt = _import_torch_tensorrt()
         self.gpu_name, self.device = _cuda_target(device)
         self.trt_version = tensorrt_version()
         self.model_dir = model_dir
+        self.cache_dir = model_dir / TRT_DIR if cache_dir is None else Path(cache_dir)
         self.part = part
         self.precision = precision
         # Recent torch_tensorrt builds strongly typed networks (the module's dtypes decide; TensorRT 10
@@ -428,7 +450,7 @@ class TensorRTEngineCache:
 
     def engine_path(self, input_shape: Sequence[int]) -> Path:
         key = engine_cache_key(self.gpu_name, self.trt_version, input_shape, self.precision)
-        return self.model_dir / TRT_DIR / f"{self.part}_{key}.ep"
+        return self.cache_dir / f"{self.part}_{key}.ep"
 
     def _meta(self, input_shape: Sequence[int]) -> dict[str, Any]:
         return {"part": self.part, "gpu": self.gpu_name, "tensorrt": self.trt_version,
@@ -495,15 +517,18 @@ class TensorRTEngineCache:
 class TensorRTBackend(InferenceBackend):
     """torch_tensorrt FP16 engines of the encoder and decoder, cached per GPU, TensorRT version and shape."""
 
-    def __init__(self, model_dir: str | Path, device: str = "cuda", precision: str = "fp16") -> None:
+    def __init__(self, model_dir: str | Path, device: str = "cuda", precision: str = "fp16",
+                 cache_dir: Path | None = None) -> None:
+        """cache_dir: where engines are kept (default model_dir/trt)."""
         from vae_ros.core.model_dir import load_model_dir
 
         _import_torch_tensorrt()  # the clear error first, before loading anything
         self.model_dir = Path(model_dir)
         self.config, model = load_model_dir(self.model_dir, device="cpu")
         # model.encoder: x -> (mean, logvar); export_decoder(): z -> reconstruction in [0, 1].
-        self.encoder = TensorRTEngineCache(self.model_dir, "encoder", model.encoder, device, precision)
-        self.decoder = TensorRTEngineCache(self.model_dir, "decoder", model.export_decoder(), device, precision)
+        self.encoder = TensorRTEngineCache(self.model_dir, "encoder", model.encoder, device, precision, cache_dir)
+        self.decoder = TensorRTEngineCache(self.model_dir, "decoder", model.export_decoder(), device, precision,
+                                           cache_dir)
         self.name = "tensorrt" if precision == "fp32" else f"tensorrt-{precision}"
 
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -515,6 +540,12 @@ class TensorRTBackend(InferenceBackend):
 
 
 # -- choosing ------------------------------------------------------------------------------------------------
+def _onnxruntime_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def tensorrt_available(device: str = "cuda") -> bool:
     """True when torch_tensorrt imports and PyTorch sees a CUDA device."""
     if device != "cuda":
@@ -529,12 +560,15 @@ def tensorrt_available(device: str = "cuda") -> bool:
 
 
 def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
-                   int8: bool = False, threads: int | None = None) -> InferenceBackend:
+                   int8: bool = False, threads: int | None = None,
+                   engine_cache: str | Path | None = None) -> InferenceBackend:
     """Open a model directory with the named runtime; `auto` takes the fastest one available here.
 
     precision: "fp32" everywhere; "int8" selects encoder.int8.onnx (ONNX Runtime); "fp16" is what
     TensorRT builds (the default there). `int8=True` is shorthand for precision="int8". `threads` sets
-    ONNX Runtime's intra-op threads (default: all cores up to 4).
+    ONNX Runtime's intra-op threads (default: all cores up to 4). `tensorrt` falls back to ONNX Runtime's
+    TensorRT, then CUDA execution provider where torch_tensorrt cannot run (vae_ros.core.accel; the
+    backend's `fallback` says so); engine_cache: a folder for TensorRT engines (default model_dir/trt).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -561,14 +595,19 @@ def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "
     if backend == "tensorrt":
         if precision == "int8":
             raise ConfigError("backend 'tensorrt' builds fp16 or fp32 engines; int8 runs on 'onnxruntime'")
-        return TensorRTBackend(path, "cuda", "fp16" if precision == "fp32" else precision)
+        from vae_ros.core.accel import open_tensorrt
+
+        return open_tensorrt(path, "fp16" if precision == "fp32" else precision, engine_cache, threads)
 
     # auto: fastest first.
     if precision != "int8" and tensorrt_available(device):
         return TensorRTBackend(path, device, "fp16")
     if precision == "int8":
         return OnnxRuntimeBackend(path, device, "int8", threads)
-    if os.path.lexists(path / ENCODER_ONNX):
+    if os.path.lexists(path / ENCODER_ONNX) and not _onnxruntime_installed():
+        _log.warning("%s has %s, but onnxruntime is not installed (pip install -r requirements-robot.txt); "
+                     "using eager PyTorch", path, ENCODER_ONNX)
+    elif os.path.lexists(path / ENCODER_ONNX):
         try:
             return OnnxRuntimeBackend(path, device, "fp32", threads)
         except ModelFileError as err:  # stale, swapped, unverifiable or corrupt export: the weights still work

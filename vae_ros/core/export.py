@@ -42,7 +42,7 @@ from vae_ros.core.backends import (
     weights_digest,
 )
 from vae_ros.core.config import ModelConfig
-from vae_ros.core.errors import ConfigError, DataError, ModelFileError
+from vae_ros.core.errors import BackendUnavailableError, ConfigError, DataError, ModelFileError
 from vae_ros.core.files import MAX_ONNX_BYTES, sha256_file
 from vae_ros.core.model_dir import load_model_dir
 from vae_ros.core.models import VAE
@@ -209,6 +209,16 @@ def _tmp_path(directory: Path, name: str) -> Path:
 
 
 # -- ONNX -----------------------------------------------------------------------------------------------------
+def _require_onnx() -> None:
+    """onnx is an export-only dependency (it pulls NumPy 2 through ml_dtypes): say how to get it."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise BackendUnavailableError("exporting ONNX needs the onnx package, which is not installed: "
+                                      "pip install -r requirements-export.txt (or pip install \"vae_ros[export]\"); "
+                                      "robots that only run exports do not need it")
+
+
 def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, opset: int = OPSET,
                 atol: float = ONNX_ATOL) -> ExportResult:
     """encoder.onnx (x -> mean, logvar) and decoder.onnx (z -> reconstruction in [0, 1]), dynamic batch.
@@ -218,6 +228,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, opset:
     """
     if opset < 17:
         raise ConfigError(f"opset must be >= 17, got {opset}")
+    _require_onnx()
     target = prepare_out_dir(model_dir, out_dir)
     config, model = load_model_dir(target)
     encoder, decoder = model.encoder.eval(), model.export_decoder().eval()
@@ -350,6 +361,7 @@ def quantize_int8(model_dir: str | Path, calibration: np.ndarray, held_out: np.n
     other samples on which the INT8 latent means must reach mean cosine similarity >= min_cosine to FP32.
     Needs an up-to-date encoder.onnx (exported first when missing or stale).
     """
+    _require_onnx()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
