@@ -239,10 +239,10 @@ def _evaluate(model: VAE, head: RelativePoseHead, config: ModelConfig, data: Pos
             with torch.no_grad():
                 dist = pose_distance(pose_t, spec.yaw_weight)
                 head_values.append(float(head_loss(head, mu_t.float(), pose_t.float(), dist.float())))
-                rows, cols = torch.nonzero((dist < 1.0) & (dist > 0), as_tuple=True)
-                if rows.numel():
-                    out = head(mu_t[rows].float(), mu_t[cols].float())
-                    target = relative_pose_targets(pose_t.float(), rows, cols)
+                near_rows, near_cols = torch.nonzero((dist < 1.0) & (dist > 0), as_tuple=True)
+                if near_rows.numel():
+                    out = head(mu_t[near_rows].float(), mu_t[near_cols].float())
+                    target = relative_pose_targets(pose_t.float(), near_rows, near_cols)
                     head_pos.append(torch.hypot(out[:, 0] - target[:, 0], out[:, 1] - target[:, 1]).numpy())
                     err = torch.atan2(out[:, 2], out[:, 3]) - torch.atan2(target[:, 2], target[:, 3])
                     head_yaw.append(torch.rad2deg(torch.abs(torch.remainder(err + math.pi, 2 * math.pi) - math.pi)).numpy())
@@ -294,7 +294,7 @@ def train_control(data: PosedSamples, model_config: ModelConfig, config: Control
     best_state: dict[str, torch.Tensor] | None = None
     best_head: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
-    window: list[tuple[float, float, float]] = []
+    window: list[tuple[float, float, float, float]] = []
     model.train()
     bar = tqdm(range(config.steps), desc="train (control)", unit="step", disable=not progress, file=sys.stderr)
     for step in bar:
@@ -351,7 +351,7 @@ def train_control(data: PosedSamples, model_config: ModelConfig, config: Control
         # The model is still written (it may be worth inspecting); the servo then asks for `tolerance`.
         LOG.warning("servo tolerance not calibrated: %s", err)
         calibration = {"tolerance": None, "error": str(err)}
-    summary = {
+    summary: dict[str, Any] = {
         "kind": "control",
         "sources": data.sources,
         "samples": {"train": int(len(train_set.inputs)), "val": int(len(val_set.inputs))},
