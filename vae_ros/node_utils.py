@@ -402,7 +402,7 @@ def check_params_files(args: Sequence[str]) -> None:
         if not path.is_file():
             raise ConfigError(f"--params-file {path} does not exist or is not a file")
         try:
-            content = yaml.safe_load(path.read_text())
+            content = yaml.load(path.read_text(), Loader=_params_file_loader())  # a SafeLoader (below)
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"--params-file {path} cannot be read: {err}") from err
         except yaml.YAMLError as err:
@@ -414,6 +414,19 @@ def check_params_files(args: Sequence[str]) -> None:
         if problem:
             raise ConfigError(f"--params-file {path}: {problem}; expected node names (or namespaces) mapping to "
                               "'ros__parameters:' blocks, e.g. 'encoder_node: {ros__parameters: {backend: torch}}'")
+
+
+def _params_file_loader() -> Any:
+    """yaml.SafeLoader that also reads `!!python/tuple` as a list: launch_ros writes list parameters
+    (initial_pose:=[...] from a launch file) as tuples with that tag, and rcl reads them as arrays."""
+    import yaml
+
+    class ParamsFileLoader(yaml.SafeLoader):
+        pass
+
+    ParamsFileLoader.add_constructor("tag:yaml.org,2002:python/tuple",
+                                     lambda loader, node: loader.construct_sequence(node))
+    return ParamsFileLoader
 
 
 def _params_tree_problem(tree: Any, where: str = "") -> str:
