@@ -64,6 +64,7 @@ setup(
             "encoder_node = vae_ros.encoder_node:main",
             "decoder_node = vae_ros.decoder_node:main",
             "sim_node = vae_ros.sim_node:main",
+            "latent_servo_node = vae_ros.latent_servo_node:main",
             "vae-ros = vae_ros.cli:main",
         ],
     },

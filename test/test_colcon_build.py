@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXECUTABLES = ("encoder_node", "decoder_node", "sim_node", "vae-ros")
+EXECUTABLES = ("encoder_node", "decoder_node", "sim_node", "latent_servo_node", "vae-ros")
 # What setup.py installs under share/vae_ros, relative to the source tree.
 SHARED_GLOBS = ("launch/*.launch.py", "config/*.yaml", "config/*.xml", "config/gazebo/*", "models/**/*")
 

@@ -40,7 +40,8 @@ CONTRACT_TOPICS = {
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 SUPPORT_MODULE = "vae_ros.launch_support"
 LAUNCH_FILES = ["encoder.launch.py", "decoder.launch.py", "sim.launch.py", "perception.launch.py",
-                "gazebo.launch.py", "base_station.launch.py", "jetson.launch.py"]
+                "gazebo.launch.py", "base_station.launch.py", "jetson.launch.py",
+                "latent_servo.launch.py", "servo.launch.py"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -410,7 +411,8 @@ def _yaml_parameters(path: str, node: StartedNode) -> dict[str, Any]:
 # sim.launch.py has no use_sim_time: the simulator is the clock (it publishes /clock, paced on wall time).
 COMMON_ARGUMENTS = {"namespace", "params_file", "fastdds_profile", "log_level"}
 SIM_TIME_FILES = {"encoder.launch.py", "decoder.launch.py", "perception.launch.py", "gazebo.launch.py",
-                  "base_station.launch.py", "jetson.launch.py"}
+                  "base_station.launch.py", "jetson.launch.py",
+                  "latent_servo.launch.py", "servo.launch.py"}
 
 
 @pytest.mark.parametrize("file_name", LAUNCH_FILES)
@@ -510,6 +512,10 @@ def test_sim_arguments_are_typed_like_the_node_declares_them(run_launch: Callabl
     ("gazebo.launch.py", "headless", "yes please"),
     ("base_station.launch.py", "robot_namespace", "robot 1"),
     ("base_station.launch.py", "use_sim_time", "sometimes"),
+    ("servo.launch.py", "initial_pose", "[1, x]"),
+    ("servo.launch.py", "sim", "maybe"),
+    ("servo.launch.py", "use_sim_time", "sometimes"),
+    ("latent_servo.launch.py", "max_linear", "fast"),
 ])
 def test_bad_argument_values_are_refused_with_their_name(
         run_launch: Callable[..., LaunchResult], file_name: str, argument: str, value: str) -> None:
@@ -611,7 +617,8 @@ def test_gazebo_starts_the_world_the_bridge_and_the_vae_nodes(run_launch: Callab
 
 @pytest.mark.parametrize(("file_name", "node_name"), [("encoder.launch.py", "encoder_node"),
                                                       ("decoder.launch.py", "decoder_node"),
-                                                      ("sim.launch.py", "sim_node")])
+                                                      ("sim.launch.py", "sim_node"),
+                                                      ("latent_servo.launch.py", "latent_servo_node")])
 def test_parameter_arguments_are_declared_by_the_node_with_the_same_type(
         run_launch: Callable[..., LaunchResult], file_name: str, node_name: str) -> None:
     from test_config_files import _UNKNOWN, declared_parameters
@@ -686,3 +693,50 @@ def test_jetson_runs_the_encoder_on_tensorrt_with_an_engine_cache(run_launch: Ca
                                                     "use_sim_time": True}
     assert result.node("sim_node").parameters[-1] == {"lidar": "scan", "publish_camera": False}
     assert {n.namespace for n in result.nodes} == {"robot1"}
+
+
+# -- servo.launch.py ---------------------------------------------------------------------------------------
+CONTROL_MODEL = str(REPO / "models" / "control_default")
+
+
+def test_servo_runs_sim_scan_encoder_and_servo_on_the_control_model(run_launch: Callable[..., LaunchResult]) -> None:
+    result = run_launch("servo.launch.py")
+    assert sorted(n.executable for n in result.nodes) == ["encoder_node", "latent_servo_node", "sim_node"]
+    servo_yaml = str(REPO / "config" / "servo.yaml")
+    sim, encoder, servo = (result.node(name) for name in ("sim_node", "encoder_node", "latent_servo_node"))
+    assert sim.parameters == [servo_yaml, {"lidar": "scan"}]  # the clock itself: no use_sim_time
+    # The encoder's own '' would be the plain scan model: both get the packaged control model's path.
+    assert encoder.parameters == [servo_yaml, {"model": CONTROL_MODEL, "modality": "scan", "use_sim_time": True}]
+    assert servo.parameters == [servo_yaml, {"model": CONTROL_MODEL, "use_sim_time": True}]
+    assert Path(CONTROL_MODEL, "model.json").is_file()
+    assert _yaml_parameters(servo_yaml, sim)["publish_camera"] is False  # the scan model needs no camera
+    assert {n.namespace for n in result.nodes} == {""}
+    assert all(n.remappings == {} for n in result.nodes)
+
+
+def test_servo_arguments_reach_the_simulator_and_the_servo(run_launch: Callable[..., LaunchResult]) -> None:
+    result = run_launch("servo.launch.py", seed="1", initial_pose="[0.5, -0.3, 0.4]", goal_image="/tmp/goal.png",
+                        namespace="robot1", backend="onnxruntime", model="/data/control_run2")
+    sim, encoder, servo = (result.node(name) for name in ("sim_node", "encoder_node", "latent_servo_node"))
+    assert sim.parameters[-1] == {"lidar": "scan", "seed": 1, "initial_pose": [0.5, -0.3, 0.4]}
+    assert encoder.parameters[-1] == {"model": "/data/control_run2", "modality": "scan", "backend": "onnxruntime",
+                                      "use_sim_time": True}
+    assert servo.parameters[-1] == {"model": "/data/control_run2", "goal_image": "/tmp/goal.png",
+                                    "backend": "onnxruntime", "use_sim_time": True}
+    assert {n.namespace for n in result.nodes} == {"robot1"}
+
+
+def test_servo_without_the_simulator_runs_on_the_robots_clock(run_launch: Callable[..., LaunchResult]) -> None:
+    result = run_launch("servo.launch.py", sim="false")
+    assert sorted(n.executable for n in result.nodes) == ["encoder_node", "latent_servo_node"]
+    assert all(n.parameters[-1]["use_sim_time"] is False for n in result.nodes)
+    bag = run_launch("servo.launch.py", sim="false", use_sim_time="true")  # e.g. a bag played with --clock
+    assert all(n.parameters[-1]["use_sim_time"] is True for n in bag.nodes)
+
+
+def test_latent_servo_topic_arguments_remap_contract_topics(run_launch: Callable[..., LaunchResult]) -> None:
+    node = run_launch("latent_servo.launch.py", latent_stamped_topic="/robot1/vae/latent_stamped",
+                      cmd_vel_topic="/robot1/cmd_vel_servo", max_linear="0.2").node("latent_servo_node")
+    assert node.remappings == {"vae/latent_stamped": "/robot1/vae/latent_stamped",
+                               "cmd_vel": "/robot1/cmd_vel_servo"}
+    assert node.parameters == [str(REPO / "config" / "servo.yaml"), {"max_linear": 0.2, "use_sim_time": False}]

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.signals import uninstall_signal_handlers
 
 from vae_ros.control.control_model import ControlModel, control_model_dir
 from vae_ros.control.servo import CONVERGED, IDLE, LOST, ServoConfig, ServoState, servo_step
@@ -121,6 +123,11 @@ class LatentServoNode(Node):
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
+        # rclpy's signal handlers shut the context down before Python sees Ctrl-C / SIGTERM, and then the
+        # final zero command (close) could no longer be published: let the signal reach Python as
+        # KeyboardInterrupt instead (run_node's handlers), so close() still has a valid context. The
+        # watchdog timer wakes the executor for it.
+        uninstall_signal_handlers()
         self.params = ServoParams(**declare_parameters(self, PARAMETERS))
         self.params.validate()
         self.model_dir = control_model_dir(self.params.model)
@@ -155,7 +162,9 @@ class LatentServoNode(Node):
         self._goal_image_sub = self.create_subscription(
             Image, GOAL_IMAGE_TOPIC, guard.wrap("a goal image", self._on_goal_image), LATENT_QOS)
         self._set_goal_srv = self.create_service(Trigger, SET_GOAL_SERVICE, self._on_set_goal)
-        self._watchdog = self.create_timer(0.1, self._on_watchdog)
+        # On the steady clock: it also wakes the executor at least every 0.1 s, so Ctrl-C is handled (see above)
+        # even when no input arrives (a stopped simulator stops the sim-time clock too).
+        self._watchdog = self.create_timer(0.1, self._on_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._diagnostics = DiagnosticsPublisher(
             self, self.stats, f"{self.get_fully_qualified_name()}: latent servo", hardware_id=str(self.model_dir),
             period=self.params.diagnostics_period, extra=self._diagnostic_values,
@@ -209,6 +218,10 @@ class LatentServoNode(Node):
         self._latest, self._latest_stamp_ns = mean, stamp
         if self.goal is None:
             self._publish_command(0.0, 0.0)
+            return
+        if self._is_stale():
+            # An old latent (a delayed link, a bag replayed late) is no basis for a command.
+            self._on_watchdog()
             return
         estimate = self.model.estimate(mean, self.goal)
         dt = 0.1 if self._last_step_ns is None else min(max((stamp - self._last_step_ns) * 1e-9, 0.01), 0.5)

@@ -3,6 +3,7 @@ worker and raw CDR decoding."""
 
 from __future__ import annotations
 
+import pathlib
 import threading
 import time
 
@@ -196,3 +197,20 @@ def test_message_guard_rejects_domain_errors_and_survives_everything_else() -> N
 
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C is not a message's fault: it still stops the node
         guard.run("a message", interrupted, None)
+
+
+def test_params_files_as_launch_ros_writes_them_are_accepted(tmp_path: pathlib.Path) -> None:
+    # launch_ros writes list parameters (sim_node's initial_pose:=[...] from servo.launch.py) as tuples,
+    # tagged !!python/tuple; rcl reads them as arrays, so the start-up check must too, and still nothing else.
+    import yaml
+
+    from vae_ros.node_utils import check_params_files
+
+    written = tmp_path / "launch_params.yaml"
+    written.write_text(yaml.dump({"/**": {"ros__parameters": {"initial_pose": (0.5, -0.3, 0.4)}}}))
+    assert "!!python/tuple" in written.read_text()
+    check_params_files(["--params-file", str(written)])
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text('/**: {ros__parameters: {x: !!python/object/apply:os.system ["true"]}}\n')
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        check_params_files(["--params-file", str(hostile)])

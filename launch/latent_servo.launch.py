@@ -1,0 +1,49 @@
+"""Latent servo on a robot: vae/latent_stamped + a goal latent -> cmd_vel (geometry_msgs/Twist).
+
+    ros2 launch vae_ros latent_servo.launch.py
+    ros2 launch vae_ros latent_servo.launch.py namespace:=robot1 max_linear:=0.2 use_sim_time:=false
+
+Run it beside an encoder_node on the same control model (servo.launch.py starts both, and the simulator).
+Node parameters come from params_file (config/servo.yaml). A parameter argument left empty keeps the file's
+value; one given on the command line overrides it. Goals: `ros2 service call servo/set_goal
+std_srvs/srv/Trigger` (the current view becomes the goal) or a latent on servo/goal_latent.
+"""
+
+from __future__ import annotations
+
+from launch import LaunchDescription
+
+from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description
+
+NODE = "latent_servo_node"
+
+# Node parameters a user sets from the command line: (name, type, description). Empty = params_file's value.
+PARAMETER_ARGUMENTS: list[ParameterArgument] = [
+    ("model", str, "control model directory (the encoder's); '' in params_file = the packaged "
+                   "models/control_default"),
+    ("goal_image", str, "image file whose latent is the goal (camera control models only)"),
+    ("gain", float, "proportional gain on the estimated distance to the goal (1/s)"),
+    ("max_linear", float, "speed limit in m/s"),
+    ("max_angular", float, "turn-rate limit in rad/s"),
+    ("stale_timeout", float, "seconds since the newest latent's stamp after which the command is zero"),
+    ("tolerance", float, "latent error counted as converged; 0 = the model's calibrated value"),
+    ("backend", str, "auto | torch | onnxruntime | tensorrt"),
+    ("device", str, "cpu | cuda"),
+]
+
+# Topic arguments: (argument, contract topic it remaps, description).
+TOPIC_ARGUMENTS: list[TopicArgument] = [
+    ("latent_stamped_topic", "vae/latent_stamped", "stamped latent input (sensor_msgs/Image 32FC1) from the "
+                                                   "encoder on the control model"),
+    ("cmd_vel_topic", "cmd_vel", "velocity command output (geometry_msgs/Twist)"),
+    ("error_topic", "servo/error", "latent error norm output (std_msgs/Float32)"),
+    ("goal_latent_topic", "servo/goal_latent", "goal latent input (std_msgs/Float32MultiArray)"),
+    ("goal_image_topic", "servo/goal_image", "goal image input (sensor_msgs/Image; camera control models)"),
+]
+
+
+def generate_launch_description() -> LaunchDescription:
+    return node_launch_description(
+        NODE, params_file="servo.yaml", parameters=PARAMETER_ARGUMENTS, topics=TOPIC_ARGUMENTS,
+        profile_purpose="Fast DDS XML profile for large messages (goal images); the other vae_ros processes "
+                        "use it too.")
