@@ -119,6 +119,14 @@ CASES = [
                                                 "warm_up": "3 runs"},
                       "decoder_node: decoder": {"fallback": "runs as onnxruntime-tensorrt"}},
          files={"engines/*/onnxruntime-trt*/fake_*.engine": 2}),  # the encoder's and the decoder's graph
+    # Latent servoing: the simulator, the scan encoder on the control model and the servo, which waits for a goal
+    # and publishes zero velocity meanwhile.
+    Case("servo", "servo.launch.py", {"seed": "1", "initial_pose": "[0.3, 0.2, 0.5]"},
+         nodes={"/sim_node": {"seed": 1, "initial_pose": [0.3, 0.2, 0.5], "publish_camera": False},
+                "/encoder_node": {"modality": "scan", "use_sim_time": True},
+                "/latent_servo_node": {"use_sim_time": True}},
+         topics={"/vae/latent_stamped": "sensor_msgs/msg/Image", "/cmd_vel": "geometry_msgs/msg/Twist"},
+         distros=("jazzy",)),
 ]
 
 
