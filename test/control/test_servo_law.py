@@ -49,7 +49,8 @@ def test_reaches_the_goal_from_any_side_and_declares_convergence(start) -> None:
     config = ServoConfig(tolerance=0.06)
     state, pose, _ = _drive(start, config)
     assert state.status == CONVERGED
-    assert math.hypot(pose[0], pose[1]) < 0.06 and abs(wrap_angle(pose[2])) < math.radians(3)
+    # The ideal latent is the pose error itself, so converging means |(dx, dy, dyaw)| < tolerance.
+    assert math.hypot(pose[0], pose[1]) < 0.06 and abs(wrap_angle(pose[2])) < 0.06
 
 
 def test_converges_with_a_noisy_goal_estimate() -> None:
@@ -75,6 +76,13 @@ def test_a_goal_behind_is_reached_driving_backwards_without_turning_around() -> 
     state, _, commands = _drive((0.6, 0.0, 0.0), ServoConfig(tolerance=0.06))  # goal 0.6 m behind, same heading
     assert state.status == CONVERGED
     assert min(c[0] for c in commands) < -0.1 and max(c[0] for c in commands) <= 1e-9
+
+
+def test_brakes_as_soon_as_the_error_is_under_the_tolerance() -> None:
+    config = ServoConfig(tolerance=0.1, settle_steps=3, max_angular_accel=100.0)
+    state = ServoState(command=(0.0, 0.5))
+    state, command = servo_step(state, np.zeros(3), np.full(3, 0.03), np.array([0.0, 0.0, 0.05]), DT, config)
+    assert state.status == SERVOING and state.settled == 1 and command == (0.0, 0.0)
 
 
 def test_stays_converged_within_the_resume_band_and_resumes_beyond_it() -> None:

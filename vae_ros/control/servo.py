@@ -9,8 +9,9 @@ backwards, whichever keeps its heading nearer the goal's; close to it (with hyst
 in place, correcting the remaining offset along its heading. The estimate is made again from the
 sensor at every step, so its errors far from the goal only bend the path. Velocity and acceleration
 limits apply last. Convergence is declared from the latent error alone (the model's `tolerance`,
-calibrated on held-out data so that it means <= 0.10 m and 5 deg), held for `settle_steps` consecutive
-steps; the robot then stops, and servoing resumes if the error grows past `resume_factor * tolerance`.
+calibrated on held-out data so that it means <= 0.10 m and 5 deg): the robot brakes as soon as the error
+is under it, convergence is declared when it stays under for `settle_steps` consecutive steps, and
+servoing resumes if the error grows past `resume_factor * tolerance` (or past the tolerance before that).
 
 State is passed explicitly: `servo_step(state, z, z_goal, estimate, dt, config) -> (state, command)`.
 """
@@ -158,7 +159,9 @@ def servo_step(
     estimate = np.asarray(estimate, dtype=np.float64).reshape(-1)
     if estimate.shape != (3,) or not np.all(np.isfinite(estimate)):
         raise InputError(f"goal estimate must be three finite numbers (dx, dy, dyaw), got {estimate}")
-    if status in (CONVERGED, LOST):
+    if status in (CONVERGED, LOST) or settled:
+        # Under the tolerance the robot brakes at once and convergence is confirmed standing still: moving
+        # on through the settle steps would carry it past the goal by (latency + settle time) x speed.
         target = (0.0, 0.0)
         fine, backwards = state.fine, state.backwards
     else:
