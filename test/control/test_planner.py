@@ -1,0 +1,110 @@
+"""The latent MPC (CEM) planner: pure, limited, reproducible, and it reaches goals through a learned model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from dynamics_helpers import trained_unicycle_dynamics, unicycle_latent, unicycle_step
+
+from vae_ros.control.planner import (
+    CONVERGED,
+    MpcConfig,
+    MpcState,
+    mpc_step,
+    plan_step,
+    scan_obstacles,
+    sequence_costs,
+)
+from vae_ros.core.errors import ConfigError, InputError
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> MpcConfig:
+    dyn = trained_unicycle_dynamics(tmp_path_factory.mktemp("dyn") / "unicycle")
+    cfg = MpcConfig(dynamics=dyn, horizon=10, samples=200, iterations=3, elites=20, tolerance=0.08, seed=3)
+    cfg.validate()
+    return cfg
+
+
+def _run(config: MpcConfig, start: np.ndarray, goal: np.ndarray, steps: int) -> tuple[np.ndarray, MpcState,
+                                                                                       list[tuple[float, float]]]:
+    z_goal = unicycle_latent(goal[None])[0]
+    pose, state, commands = start.copy(), MpcState(), []
+    for _ in range(steps):
+        state, (v, w) = plan_step(state, unicycle_latent(pose[None])[0], z_goal, config)
+        commands.append((v, w))
+        if state.status == CONVERGED:
+            break
+        pose = unicycle_step(pose, np.array([v, w]))
+    return pose, state, commands
+
+
+def test_reaches_a_goal_through_the_learned_model(config: MpcConfig) -> None:
+    goal = np.array([0.6, 0.3, 0.5])
+    pose, state, commands = _run(config, np.zeros(3), goal, steps=120)
+    assert math.hypot(pose[0] - goal[0], pose[1] - goal[1]) < 0.12, pose
+    assert state.status == CONVERGED
+    cmds = np.array(commands)
+    assert np.all(np.abs(cmds[:, 0]) <= config.max_linear + 1e-6)
+    assert np.all(np.abs(cmds[:, 1]) <= config.max_angular + 1e-6)
+    # Acceleration limits between consecutive commands (dt = the model step).
+    dv = np.abs(np.diff(np.vstack([[0.0, 0.0], cmds]), axis=0))
+    assert np.all(dv[:, 0] <= config.max_linear_accel * config.dynamics.dt + 1e-5)
+    assert np.all(dv[:, 1] <= config.max_angular_accel * config.dynamics.dt + 1e-5)
+    assert state.predicted is not None and state.predicted.shape == (config.horizon, 4)
+
+
+def test_goal_behind_the_robot(config: MpcConfig) -> None:
+    goal = np.array([-0.5, 0.0, math.pi])
+    pose, _, _ = _run(config, np.zeros(3), goal, steps=150)
+    assert math.hypot(pose[0] - goal[0], pose[1] - goal[1]) < 0.15, pose
+
+
+def test_step_is_pure_and_reproducible(config: MpcConfig) -> None:
+    z = unicycle_latent(np.array([[0.0, 0.0, 0.0]]))[0]
+    goal = unicycle_latent(np.array([[0.5, 0.0, 0.0]]))[0]
+    state = MpcState()
+    s1, c1 = plan_step(state, z, goal, config)
+    s2, c2 = plan_step(state, z, goal, config)
+    assert c1 == c2 and state.plan is None and state.step == 0
+    assert s1.step == 1 and s1.plan is not None
+    # Warm start: the next plan begins from the shifted last one.
+    s3, _ = plan_step(s1, z, goal, config)
+    assert s3.step == 2 and s3.plan is not None and np.isfinite(s3.cost)
+    np.testing.assert_array_equal(s1.plan, s2.plan)
+
+
+def test_bad_inputs_and_configs_are_refused(config: MpcConfig) -> None:
+    with pytest.raises(InputError, match="dimensions"):
+        plan_step(MpcState(), np.zeros(3), np.zeros(4), config)
+    with pytest.raises(InputError, match="NaN"):
+        plan_step(MpcState(), np.full(4, np.nan), np.zeros(4), config)
+    with pytest.raises(ConfigError, match="elites"):
+        replace(config, elites=500).validate()
+    with pytest.raises(ConfigError, match="does not match"):
+        mpc_step(MpcState(), np.zeros(4), np.zeros(4), None, 0.5, config)
+    _, (v, w) = mpc_step(MpcState(), np.zeros(4), np.ones(4), np.zeros((4, 3)), 0.1, config)
+    assert math.isfinite(v) and math.isfinite(w)
+
+
+def test_collision_cost_from_a_scan(config: MpcConfig) -> None:
+    # A wall 0.4 m ahead: driving straight costs more than turning away, all else equal.
+    angles = np.linspace(-math.pi, math.pi, 360, endpoint=False)
+    ranges = np.full(360, np.inf, np.float32)
+    ahead = np.abs(angles) < 0.6
+    ranges[ahead] = 0.4 / np.cos(angles[ahead])
+    obstacles = scan_obstacles(ranges, -math.pi, 2 * math.pi / 360)
+    assert 0 < obstacles.shape[0] <= 90 and np.all(obstacles[:, 0] > 0.35)
+    straight = np.tile([0.3, 0.0], (1, config.horizon, 1)).astype(np.float32)
+    still = np.zeros_like(straight)
+    z = np.zeros(4, np.float32)
+    free, _ = sequence_costs(config, z, z, np.concatenate([straight, still]))
+    walled, _ = sequence_costs(config, z, z, np.concatenate([straight, still]), obstacles)
+    assert walled[0] - free[0] > 10.0
+    assert walled[1] == pytest.approx(free[1])
