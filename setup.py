@@ -65,6 +65,7 @@ setup(
             "decoder_node = vae_ros.decoder_node:main",
             "sim_node = vae_ros.sim_node:main",
             "latent_servo_node = vae_ros.latent_servo_node:main",
+            "world_model_node = vae_ros.world_model_node:main",
             "vae-ros = vae_ros.cli:main",
         ],
     },

@@ -1,0 +1,218 @@
+"""world_model_node over real ROS 2: stamped one-step predictions, goals by set_goal / goal_latent, MPC
+commands, zero on stale latents and on shutdown, bad latents rejected and counted, goal images refused."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
+
+from vae_ros.control.dynamics import DynamicsConfig, LatentDynamics, save_dynamics_dir
+from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg, stamped_msg_to_latent
+
+pytestmark = pytest.mark.ros
+
+NS = "/wm"
+LATENT_DIM = 4
+DT = 0.1
+
+
+def random_dynamics(path: Path, seed: int = 0) -> LatentDynamics:
+    """A seeded, untrained ensemble whose predictions depend on the command (fine for plumbing)."""
+    rng = np.random.default_rng(seed)
+    d, hidden, members = LATENT_DIM, 16, 2
+    config = DynamicsConfig(latent_dim=d, members=members, hidden=[hidden], dt=DT, z_mean=[0.0] * d,
+                            z_std=[1.0] * d, a_scale=[0.3, 0.8], dz_mean=[0.0] * d, dz_std=[0.05] * d)
+    weights = {
+        "layers.0.weight": rng.normal(0, 0.5, (members, d + 2, hidden)).astype(np.float32),
+        "layers.0.bias": np.zeros((members, hidden), np.float32),
+        "layers.1.weight": rng.normal(0, 0.5, (members, hidden, 2 * d)).astype(np.float32),
+        "layers.1.bias": np.zeros((members, 2 * d), np.float32),
+        "max_logvar": np.zeros(d, np.float32), "min_logvar": np.full(d, -8.0, np.float32),
+    }
+    save_dynamics_dir(path, config, weights)
+    return LatentDynamics(config, weights)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("world_model")
+    model = make_model_dir(root / "scan", "scan", latent_dim=LATENT_DIM, seed=3, beams=64)
+    dynamics = random_dynamics(root / "dynamics")
+    proc = start_node("world_model_node", "-r", f"__ns:={NS}", *param_args(
+        model=model, dynamics=root / "dynamics", tolerance=0.001, samples=64, iterations=2, elites=8, horizon=6,
+        stale_timeout=0.5, diagnostics_period=0.5, collision=False))
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import Twist
+    from sensor_msgs.msg import Image
+
+    probe = Probe("world_model_test_probe")
+    probe.record(Image, f"{NS}/world_model/predicted_latent")
+    probe.record(Twist, f"{NS}/cmd_vel")
+    probe.record(DiagnosticArray, "/diagnostics")
+    probe.publishers["latent"] = probe.node.create_publisher(Image, f"{NS}/vae/latent_stamped", 10)
+    yield {"proc": proc, "probe": probe, "dynamics": dynamics, "root": root, "model": model}
+    probe.close()
+    stop_node(proc)
+
+
+def _header(probe: Probe, offset_ns: int = 0) -> Any:
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    now = probe.node.get_clock().now().nanoseconds + offset_ns
+    return Header(stamp=Time(sec=now // 1_000_000_000, nanosec=now % 1_000_000_000), frame_id="laser")
+
+
+def _stream(setup: Any, z: np.ndarray, until: Any, timeout: float = 30.0, period: float = 0.1) -> bool:
+    """Publish fresh latents z at 10 Hz until until() holds (the node must stay alive)."""
+    probe = setup["probe"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert setup["proc"].poll() is None, stop_node(setup["proc"])
+        probe.publishers["latent"].publish(latent_to_stamped_msg(z, None, _header(probe)))
+        if until():
+            return True
+        time.sleep(period)
+    return until()
+
+
+def _status(probe: Probe) -> dict[str, str]:
+    for array in reversed(probe.messages("/diagnostics")):
+        for status in array.status:
+            if status.name == f"{NS}/world_model_node: world model":
+                return {"level": str(status.level[0] if isinstance(status.level, bytes) else status.level),
+                        **{kv.key: kv.value for kv in status.values}}
+    return {}
+
+
+def _call_set_goal(probe: Probe) -> Any:
+    from std_srvs.srv import Trigger
+
+    client = probe.node.create_client(Trigger, f"{NS}/servo/set_goal")
+    assert client.wait_for_service(timeout_sec=20.0)
+    future = client.call_async(Trigger.Request())
+    assert probe.wait_for(future.done, timeout=10.0)
+    return future.result()
+
+
+def test_predictions_arrive_stamped_for_the_time_they_predict(setup: Any) -> None:
+    probe, dyn = setup["probe"], setup["dynamics"]
+    z = np.array([0.2, -0.1, 0.4, 0.0], np.float32)
+    topic = f"{NS}/world_model/predicted_latent"
+    probe.clear(topic)
+    sent: set[int] = set()
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and not probe.messages(topic):
+        header = _header(probe)
+        sent.add(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
+        probe.publishers["latent"].publish(latent_to_stamped_msg(z, None, header))
+        time.sleep(0.1)
+    msgs = probe.messages(topic)
+    assert msgs, "no prediction"
+    mean, logvar, out_header = stamped_msg_to_latent(msgs[-1], expected_dim=LATENT_DIM)
+    assert logvar is not None and out_header.frame_id == "laser"
+    # Idle (no goal): the prediction is for the newest executed command, here the node's own zero.
+    ref_mean, ref_var = dyn.predict(z[None], np.zeros((1, 2), np.float32))
+    np.testing.assert_allclose(mean, ref_mean[0], atol=1e-5)
+    np.testing.assert_allclose(np.exp(logvar), ref_var[0], rtol=1e-4)
+    stamp_ns = out_header.stamp.sec * 1_000_000_000 + out_header.stamp.nanosec
+    # Stamped t + dt: the stamp of a latent sent, plus the model step.
+    assert stamp_ns - int(round(DT * 1e9)) in sent
+    # The running one-step error appears in /diagnostics once a prediction meets the latent it predicted.
+    assert _stream(setup, z, lambda: _status(probe).get("prediction_error_count", "0") not in ("0", ""),
+                   timeout=20.0, period=0.09)
+
+
+def test_bad_latents_are_rejected_and_counted(setup: Any) -> None:
+    probe = setup["probe"]
+    z = np.zeros(LATENT_DIM, np.float32)
+    assert _stream(setup, z, lambda: bool(_status(probe)), timeout=20.0)
+    before = int(_status(probe)["rejected"])
+    for _ in range(3):
+        probe.publishers["latent"].publish(latent_to_stamped_msg(np.zeros(LATENT_DIM + 3, np.float32), None,
+                                                                 _header(probe)))
+        time.sleep(0.05)
+    assert probe.wait_for(lambda: int(_status(probe).get("rejected", "0")) >= before + 3, timeout=10.0)
+    assert "dimensions" in _status(probe).get("last_rejection", "")
+    assert setup["proc"].poll() is None
+
+
+def test_goal_images_are_refused_for_scan_models(setup: Any) -> None:
+    from sensor_msgs.msg import Image
+
+    probe = setup["probe"]
+    before = int(_status(probe).get("rejected", "0") or 0)
+    pub = probe.node.create_publisher(Image, f"{NS}/servo/goal_image", 10)
+    image = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline and int(_status(probe).get("rejected", "0") or 0) <= before:
+        pub.publish(image)
+        time.sleep(0.3)
+    assert "goal images need a camera model" in _status(probe).get("last_rejection", "")
+
+
+def test_set_goal_then_commands_then_zero_when_stale(setup: Any) -> None:
+    probe = setup["probe"]
+    z_goal = np.array([0.5, 0.5, -0.5, 0.2], np.float32)
+    z_away = np.array([-0.5, -0.3, 0.6, -0.4], np.float32)
+    assert _stream(setup, z_goal, lambda: _status(probe).get("state") == "idle", timeout=20.0)
+    result = _call_set_goal(probe)
+    assert result.success, result.message
+    cmd_topic = f"{NS}/cmd_vel"
+    probe.clear(cmd_topic)
+
+    def moving() -> bool:
+        return any(abs(m.linear.x) > 1e-3 or abs(m.angular.z) > 1e-3 for m in probe.messages(cmd_topic))
+
+    assert _stream(setup, z_away, moving, timeout=20.0), "no non-zero command toward the goal"
+    cmds = probe.messages(cmd_topic)
+    assert all(abs(m.linear.x) <= 0.3 + 1e-6 and abs(m.angular.z) <= 0.8 + 1e-6 for m in cmds)
+    assert probe.wait_for(lambda: _status(probe).get("goal_source") == "servo/set_goal", timeout=5.0)
+    # Latents stop: within stale_timeout (0.5 s) the node publishes zero, and keeps doing so.
+    probe.clear(cmd_topic)
+    assert probe.wait_for(lambda: len(probe.messages(cmd_topic)) >= 5, timeout=5.0)
+    last = probe.messages(cmd_topic)[-3:]
+    assert all(m.linear.x == 0.0 and m.angular.z == 0.0 for m in last)
+    assert probe.wait_for(lambda: _status(probe).get("state") == "stale", timeout=5.0)
+    assert float(_status(probe)["plan_time_p50_ms"]) > 0.0
+
+
+def test_goal_latent_topic_and_zero_on_shutdown(setup: Any) -> None:
+    from std_msgs.msg import Float32MultiArray
+
+    probe = setup["probe"]
+    pub = probe.node.create_publisher(Float32MultiArray, f"{NS}/servo/goal_latent", 10)
+    z_goal = np.array([0.3, -0.6, 0.1, 0.5], np.float32)
+    z_away = np.array([-0.4, 0.4, -0.3, 0.0], np.float32)
+    cmd_topic = f"{NS}/cmd_vel"
+    assert probe.wait_for(lambda: pub.get_subscription_count() > 0, timeout=10.0)
+    pub.publish(latent_to_msg(z_goal))
+    probe.clear(cmd_topic)
+
+    def moving() -> bool:
+        return any(abs(m.linear.x) > 1e-3 or abs(m.angular.z) > 1e-3 for m in probe.messages(cmd_topic))
+
+    assert _stream(setup, z_away, moving, timeout=20.0)
+    assert probe.wait_for(lambda: _status(probe).get("goal_source") == "servo/goal_latent", timeout=5.0)
+    # Shutdown while driving: the last command on cmd_vel is a zero.
+    proc = setup["proc"]
+    probe.publishers["latent"].publish(latent_to_stamped_msg(z_away, None, _header(probe)))
+    proc.send_signal(2)
+    proc.wait(15.0)
+    assert proc.returncode == 0
+    time.sleep(0.5)  # the final message is in flight when the process exits; nothing else publishes here
+    final = probe.messages(cmd_topic)[-1]
+    assert final.linear.x == 0.0 and final.angular.z == 0.0
+
+
+def test_bad_dynamics_path_is_one_clear_line(setup: Any) -> None:
+    proc = start_node("world_model_node", "-r", "__ns:=/wm_bad", *param_args(
+        model=setup["model"], dynamics=setup["root"] / "nowhere", tolerance=0.01))
+    out = stop_node(proc, timeout=30.0) if proc.wait(30.0) is None else proc.stdout.read()
+    assert proc.returncode == 2, out
+    assert "world_model_node: error: dynamics directory" in out and "Traceback" not in out
