@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from vae_ros.latent_servo_node import (
     calibrated_tolerance,
     control_model_dir,
 )
-from vae_ros.node_utils import DiagnosticsPublisher, ParamSpec, declare_parameters, run_node
+from vae_ros.node_utils import DiagnosticsPublisher, LatestWorker, ParamSpec, declare_parameters, run_node
 from vae_ros.qos import COMMAND_QOS, LATENT_QOS, sensor_qos
 
 NODE_NAME = "world_model_node"
@@ -194,10 +195,13 @@ class WorldModelNode(Node):
         self._internal_errors = 0
         self._backend: Any = None
         self._closed = False
+        self._lock = threading.RLock()  # goal and planner state: executor thread vs planner thread
 
         self._cmd_pub = self.create_publisher(Twist, CMD_TOPIC, COMMAND_QOS)
         self._pred_pub = self.create_publisher(Image, PREDICTED_TOPIC, LATENT_QOS)
         self.stats = NodeStats()
+        self._worker = LatestWorker(self._step, self.stats.on_dropped, self._on_worker_failure,
+                                    name="world_model_planner")
         self._latent_sub = self.create_subscription(Image, LATENT_TOPIC, self._on_latent, LATENT_QOS)
         self._cmd_sub = self.create_subscription(Twist, CMD_TOPIC, self._on_cmd_vel, COMMAND_QOS)
         self._scan_sub = self.create_subscription(LaserScan, SCAN_TOPIC, self._on_scan, sensor_qos(depth=1))
@@ -233,10 +237,11 @@ class WorldModelNode(Node):
 
     # -- goals -----------------------------------------------------------------------------------------------
     def _set_goal(self, latent: np.ndarray, source: str) -> None:
-        self.goal = np.asarray(latent, dtype=np.float32).copy()
-        self.goal_source = source
-        self.state = MpcState(command=self.state.command, step=self.state.step)
-        self.status = PLANNING
+        with self._lock:
+            self.goal = np.asarray(latent, dtype=np.float32).copy()
+            self.goal_source = source
+            self.state = MpcState(command=self.state.command, step=self.state.step)
+            self.status = PLANNING
         self.get_logger().info(f"new goal from {source}")
 
     def _image_goal_refusal(self) -> str:
@@ -304,7 +309,7 @@ class WorldModelNode(Node):
             self._reject(f"scan: {err}")
 
     def _on_latent(self, msg: Any) -> None:
-        start = time.perf_counter()
+        """Executor thread: check the latent, score the last prediction, hand the step to the planner thread."""
         self.stats.on_received()
         try:
             mean, _, header = stamped_msg_to_latent(msg, expected_dim=self.config.latent_dim)
@@ -314,8 +319,17 @@ class WorldModelNode(Node):
         stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
         self._latest, self._latest_stamp_ns = mean, stamp
         self._score_prediction(stamp, mean)
+        self._worker.submit((mean, header, stamp, time.perf_counter()))
+
+    def _step(self, item: tuple[np.ndarray, Any, int, float]) -> None:
+        """Planner thread (newest latent only): plan, command, predict. Never raises: fails safe instead."""
+        mean, header, stamp, received = item
         try:
-            command = self._control(mean)
+            with self._lock:
+                if stamp != self._latest_stamp_ns or self._is_stale():
+                    self.stats.on_dropped()  # superseded or too old by now: the watchdog holds the robot
+                    return
+                command = self._control(mean)
             self._predict(mean, command, header, stamp)
         except VaeRosError as err:
             self._reject(f"planning: {err}")
@@ -327,10 +341,10 @@ class WorldModelNode(Node):
                                     f"{traceback.format_exc()}", throttle_duration_sec=WARN_THROTTLE_S)
             self._stop()
             return
-        self.stats.on_published(time.perf_counter() - start)
+        self.stats.on_published(time.perf_counter() - received)
 
     def _control(self, z: np.ndarray) -> tuple[float, float]:
-        """Plan and publish a command when a goal is set; the action the next interval will see."""
+        """Plan and publish a command when a goal is set (lock held); the action the next interval will see."""
         if self.goal is None:  # the contract: zero velocity and wait; predict for what cmd_vel last carried
             self._publish_command(0.0, 0.0)
             return self._executed
@@ -341,6 +355,9 @@ class WorldModelNode(Node):
         self.status = PLANNING if self.state.status not in (CONVERGED, LOST) else self.state.status
         if self.status in (CONVERGED, LOST):
             v, w = 0.0, 0.0
+        if self._is_stale():  # the latent aged while planning: the watchdog's zero stands
+            self._stop()
+            return (0.0, 0.0)
         self._publish_command(v, w)
         return (v, w)
 
@@ -387,8 +404,12 @@ class WorldModelNode(Node):
         self._stop()
 
     def _stop(self) -> None:
-        self.state = dataclasses.replace(self.state, command=(0.0, 0.0), plan=None)
-        self._publish_command(0.0, 0.0)
+        with self._lock:
+            self.state = dataclasses.replace(self.state, command=(0.0, 0.0), plan=None)
+            self._publish_command(0.0, 0.0)
+
+    def _on_worker_failure(self) -> None:  # _step never raises; kept for LatestWorker's contract
+        self._internal_errors += 1
 
     def _publish_command(self, linear: float, angular: float) -> None:
         msg = self._twist()
@@ -446,8 +467,13 @@ class WorldModelNode(Node):
         if self._closed:
             return
         self._closed = True
+        self._worker.close()
         try:
             self._publish_command(0.0, 0.0)
+            from rclpy.duration import Duration
+
+            # Reliable subscribers (the base) acknowledge the stop before the process goes.
+            self._cmd_pub.wait_for_all_acked(Duration(seconds=0.5))
         except Exception as err:  # noqa: BLE001 - the context may already be gone; nothing else to do
             print(f"{NODE_NAME}: could not publish the final zero command: {err}", file=sys.stderr)
 

@@ -204,7 +204,7 @@ def test_goal_latent_topic_and_zero_on_shutdown(setup: Any) -> None:
     probe.publishers["latent"].publish(latent_to_stamped_msg(z_away, None, _header(probe)))
     proc.send_signal(2)
     proc.wait(15.0)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
     time.sleep(0.5)  # the final message is in flight when the process exits; nothing else publishes here
     final = probe.messages(cmd_topic)[-1]
     assert final.linear.x == 0.0 and final.angular.z == 0.0
