@@ -2,10 +2,10 @@
 
 For each (samples x iterations, horizon) setting it times `plan_step` (NumPy rollouts, what
 world_model_node runs) over a stream of real latents from a held-out bag, warm-started as in the node, and
-reports the distribution (p50 / p90 / p99 / max ms and the re-planning rate it allows). `--torch` also
-times the same CEM with the rollouts in torch (batched bmm), to compare the two on this machine's cores.
+reports the distribution (p50 / p90 / p99 / max ms and the re-planning rate it allows). Rollouts run in
+torch (what the node uses); `--numpy` also times the NumPy rollouts of the same model for comparison.
 
-    python bench/planner.py --dynamics /tmp/dyn --model models/scan_default --bag /tmp/test_s0 --threads 2
+    OPENBLAS_NUM_THREADS=1 python bench/planner.py --dynamics DIR --model models/scan_default --bag BAG --numpy
 """
 
 from __future__ import annotations
@@ -40,47 +40,6 @@ def _latents(args: argparse.Namespace, dim: int, count: int) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(count + 50, dim)).astype(np.float32)
 
 
-def _torch_costs(dynamics, threads: int):  # type: ignore[no-untyped-def]
-    """sequence_costs with torch rollouts (same model, same cost without collision)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    w = [torch.from_numpy(wi) for wi, _ in dynamics.layers]
-    b = [torch.from_numpy(bi) for _, bi in dynamics.layers]
-    c = {k: torch.from_numpy(np.asarray(getattr(dynamics, k), np.float32)) for k in
-         ("z_mean", "z_std", "a_scale", "dz_mean", "dz_std")}
-    d = dynamics.latent_dim
-
-    def costs(config, z, z_goal, actions, obstacles=None):  # type: ignore[no-untyped-def]
-        del obstacles
-        with torch.no_grad():
-            n, h = actions.shape[:2]
-            e = dynamics.members
-            per = -(-n // e)
-            acts = torch.from_numpy(np.resize(actions, (per * e, h, 2))).reshape(per, e, h, 2).transpose(0, 1)
-            cur = torch.from_numpy(z.astype(np.float32)).expand(e, per, d)
-            goal = torch.from_numpy(z_goal.astype(np.float32))
-            preds = []
-            for step in range(h):
-                x = torch.cat([(cur - c["z_mean"]) / c["z_std"], acts[:, :, step] / c["a_scale"]], -1)
-                for i in range(len(w)):
-                    x = torch.baddbmm(b[i], x, w[i])
-                    if i < len(w) - 1:
-                        x = torch.nn.functional.silu(x)
-                cur = cur + x[..., :d] * c["dz_std"] + c["dz_mean"]
-                preds.append(cur)
-            pred = torch.stack(preds, 2).transpose(0, 1).reshape(per * e, h, d)[:n]
-            dist = ((pred - goal) ** 2).sum(-1)
-            weights = torch.ones(h)
-            weights[-1] = config.terminal_weight
-            cost = (dist * weights).sum(1) / weights.sum()
-            lim = torch.tensor([config.max_linear, config.max_angular])
-            cost = cost + config.effort_weight * ((torch.from_numpy(actions) / lim) ** 2).sum((1, 2))
-            return cost.numpy(), pred.numpy()
-
-    return costs
-
-
 def run_setting(config, latents: np.ndarray, goal: np.ndarray, steps: int, obstacles) -> list[float]:  # type: ignore[no-untyped-def]
     from vae_ros.control.planner import MpcState, plan_step
 
@@ -108,15 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bag", help="held-out sensor bag: the latents to plan from (else random latents)")
     parser.add_argument("--topic", default="scan", help="sensor topic of --bag (scan)")
     parser.add_argument("--steps", type=int, default=60, help="plans timed per setting (60)")
-    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (2, the robot's cores)")
-    parser.add_argument("--torch", action="store_true", help="also time torch rollouts")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1, as world_model_node)")
+    parser.add_argument("--numpy", action="store_true", help="also time NumPy rollouts (BLAS threads: set "
+                                                             "OPENBLAS_NUM_THREADS before starting)")
     parser.add_argument("--collision", action="store_true", help="include the LiDAR collision cost (90 points)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(args.threads))
+    import torch
 
-    from vae_ros.control import planner
+    torch.set_num_threads(args.threads)
     from vae_ros.control.dynamics import load_dynamics_dir
     from vae_ros.control.planner import MpcConfig
 
@@ -128,27 +87,23 @@ def main(argv: list[str] | None = None) -> int:
         angles = np.linspace(-math.pi, math.pi, 90, endpoint=False)
         obstacles = np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32) * 1.2
     results = []
-    variants = [("numpy", planner.sequence_costs)]
-    if args.torch:
-        variants.append(("torch", _torch_costs(dynamics, args.threads)))
+    variants = ["torch", "numpy"] if args.numpy else ["torch"]
     print(f"dynamics {args.dynamics}: D={dynamics.latent_dim}, {dynamics.members} members, hidden "
-          f"{dynamics.config.hidden}; {args.threads} threads; {args.steps} plans per setting")
+          f"{dynamics.config.hidden}; torch threads {args.threads}, OPENBLAS_NUM_THREADS "
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; load average {os.getloadavg()[0]:.1f}; "
+          f"{args.steps} plans per setting")
     print("| rollouts | samples x iterations | horizon | p50 ms | p90 ms | p99 ms | max ms | Hz at p90 |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    original = planner.sequence_costs
-    try:
-        for name, costs in variants:
-            planner.sequence_costs = costs  # plan() looks it up at call time
-            for samples, iterations, elites, horizon in SETTINGS:
-                config = MpcConfig(dynamics=dynamics, samples=samples, iterations=iterations, elites=elites,
-                                   horizon=horizon, tolerance=1e-6)
-                s = summary(run_setting(config, latents, goal, args.steps, obstacles))
-                results.append({"rollouts": name, "samples": samples, "iterations": iterations, "horizon": horizon,
-                                "collision": args.collision, **s})
-                print(f"| {name} | {samples} x {iterations} | {horizon} | {s['p50_ms']:.1f} | {s['p90_ms']:.1f} | "
-                      f"{s['p99_ms']:.1f} | {s['max_ms']:.1f} | {s['rate_hz_at_p90']:.1f} |", flush=True)
-    finally:
-        planner.sequence_costs = original
+    for name in variants:
+        dynamics.rollout_backend = name
+        for samples, iterations, elites, horizon in SETTINGS:
+            config = MpcConfig(dynamics=dynamics, samples=samples, iterations=iterations, elites=elites,
+                               horizon=horizon, tolerance=1e-6)
+            s = summary(run_setting(config, latents, goal, args.steps, obstacles))
+            results.append({"rollouts": name, "samples": samples, "iterations": iterations, "horizon": horizon,
+                            "collision": args.collision, "load_average": os.getloadavg()[0], **s})
+            print(f"| {name} | {samples} x {iterations} | {horizon} | {s['p50_ms']:.1f} | {s['p90_ms']:.1f} | "
+                  f"{s['p99_ms']:.1f} | {s['max_ms']:.1f} | {s['rate_hz_at_p90']:.1f} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -167,6 +167,11 @@ class WorldModelNode(Node):
         self.config = load_config(self.model_dir)
         self.dynamics_dir = dynamics_dir(self.params.dynamics, self.model_dir)
         self.dynamics = load_dynamics_dir(self.dynamics_dir)
+        import torch
+
+        # One thread: small batched matmuls gain nothing from more, and the encoder shares the cores
+        # (bench/planner.py: threaded BLAS on a loaded 2-core machine is 10-40x slower).
+        torch.set_num_threads(1)
         if self.dynamics.latent_dim != self.config.latent_dim:
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")

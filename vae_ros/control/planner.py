@@ -114,29 +114,25 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
                    obstacles: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cost of each candidate and its predicted latents: actions (N, H, 2) -> ((N,), (N, H, D)).
 
-    Candidates are split across ensemble members in order (candidate i rolls out with member i mod E).
+    Candidates are split across ensemble members (candidate i rolls out with member i mod E).
     """
     dyn = config.dynamics
-    n, h = actions.shape[:2]
-    e = dyn.members
-    per = -(-n // e)  # ceil
-    padded = np.concatenate([actions, np.repeat(actions[-1:], per * e - n, axis=0)]) if per * e != n else actions
-    acts = padded.reshape(per, e, h, 2).transpose(1, 0, 2, 3)  # (E, per, H, 2): member k gets rows k, k+E, ...
-    zs = np.empty((e, per, h, dyn.latent_dim), np.float32)
-    cur = np.broadcast_to(z.astype(np.float32), (e, per, dyn.latent_dim))
-    for step in range(h):
-        cur = dyn.step_members(cur, acts[:, :, step])
-        zs[:, :, step] = cur
-    pred = zs.transpose(1, 0, 2, 3).reshape(per * e, h, dyn.latent_dim)[:n]  # (N, H, D)
+    h = actions.shape[1]
+    pred = dyn.rollout_split(z, actions)  # (N, H, D)
     dist = ((pred - z_goal.astype(np.float32)) ** 2).sum(-1)  # (N, H)
     weights = np.ones(h, np.float32)
     weights[-1] = config.terminal_weight
     cost = (dist * weights).sum(1) / weights.sum()
     cost += config.effort_weight * ((actions / config.limits) ** 2).sum((1, 2))
     if obstacles is not None and len(obstacles):
-        pos = _kinematic_positions(actions, dyn.dt)  # (N, H, 2)
-        gap = np.sqrt(((pos[:, :, None, :] - obstacles[None, None]) ** 2).sum(-1)).min(-1)  # (N, H)
-        cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / config.collision_radius) ** 2).sum(1)
+        # Only points the robot could touch within the horizon matter.
+        reach = h * dyn.dt * config.max_linear + config.collision_radius
+        near = obstacles[(obstacles**2).sum(1) <= reach**2]
+        if len(near):
+            pos = _kinematic_positions(actions, dyn.dt)  # (N, H, 2)
+            gap2 = ((pos[:, :, None, :] - near[None, None]) ** 2).sum(-1).min(-1)  # (N, H) squared
+            gap = np.sqrt(gap2)
+            cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / config.collision_radius) ** 2).sum(1)
     return cost, pred
 
 
