@@ -39,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    from vae_ros.control.sensing import model_scan_encoder
+
     from vae_ros.control.dynamics import load_dynamics_dir
     from vae_ros.control.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error, sample_episodes
     from vae_ros.control.planner import MpcConfig, MpcState, plan_step, scan_obstacles
-    from vae_ros.control.sensing import model_scan_encoder
     from vae_ros.core.backends import create_backend
     from vae_ros.sim.world import SimConfig, SimWorld
 

@@ -38,19 +38,14 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 
+from vae_ros.control.control_model import calibrated_tolerance, control_model_dir
 from vae_ros.control.dynamics import LatentDynamics, load_dynamics_dir
 from vae_ros.control.planner import CONVERGED, LOST, MpcConfig, MpcState, plan_step, scan_obstacles
 from vae_ros.conversions import latent_to_stamped_msg, msg_to_latent, stamped_msg_to_latent
 from vae_ros.core.backends import load_config
 from vae_ros.core.diagnostics import NodeStats, ValueWindow
 from vae_ros.core.errors import ConfigError, InputError, VaeRosError
-from vae_ros.latent_servo_node import (
-    GOAL_IMAGE_TOPIC,
-    GOAL_LATENT_TOPIC,
-    SET_GOAL_SERVICE,
-    calibrated_tolerance,
-    control_model_dir,
-)
+from vae_ros.latent_servo_node import GOAL_IMAGE_TOPIC, GOAL_LATENT_TOPIC, SET_GOAL_SERVICE
 from vae_ros.node_utils import DiagnosticsPublisher, LatestWorker, ParamSpec, declare_parameters, run_node
 from vae_ros.qos import COMMAND_QOS, LATENT_QOS, sensor_qos
 
@@ -175,8 +170,8 @@ class WorldModelNode(Node):
         if self.dynamics.latent_dim != self.config.latent_dim:
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")
-        self._calibrated = calibrated_tolerance(self.config.training) if not self.params.tolerance else 0.0
-        self.mpc_config = self.params.mpc_config(self.dynamics, self.params.tolerance or self._calibrated)
+        self._calibrated = calibrated_tolerance(self.config.training)
+        self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params))
         self._warn_if_other_model()
 
         from geometry_msgs.msg import Twist
@@ -229,6 +224,13 @@ class WorldModelNode(Node):
             f"{self.mpc_config.iterations} over {self.mpc_config.horizon} steps; {self._latent_sub.topic_name} -> "
             f"{self._pred_pub.topic_name}, {self._cmd_pub.topic_name}; "
             f"{'goal from ' + self.goal_source if self.goal is not None else 'waiting for a goal'}")
+
+    def _tolerance(self, params: WorldModelParams) -> float:
+        tolerance = params.tolerance or self._calibrated
+        if not tolerance:
+            raise ConfigError(f"{self.model_dir} has no calibrated tolerance (model.json training.control.tolerance); "
+                              "set the `tolerance` parameter")
+        return tolerance
 
     def _warn_if_other_model(self) -> None:
         trained_on = self.dynamics.config.latent_model.get("weights_sha256")
@@ -435,9 +437,7 @@ class WorldModelNode(Node):
         try:
             candidate = dataclasses.replace(self.params, **updates)
             candidate.validate()
-            if not candidate.tolerance and not self._calibrated:
-                self._calibrated = calibrated_tolerance(self.config.training)
-            mpc_config = candidate.mpc_config(self.dynamics, candidate.tolerance or self._calibrated)
+            mpc_config = candidate.mpc_config(self.dynamics, self._tolerance(candidate))
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
         if mpc_config.horizon != self.mpc_config.horizon:
