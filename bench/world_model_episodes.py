@@ -39,12 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from vae_ros.control.sensing import model_scan_encoder
 
     from vae_ros.control.dynamics import load_dynamics_dir
     from vae_ros.control.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error, sample_episodes
     from vae_ros.control.planner import MpcConfig, MpcState, plan_step, scan_obstacles
     from vae_ros.core.backends import create_backend
+    from vae_ros.core.preprocess import preprocess_scan
     from vae_ros.sim.world import SimConfig, SimWorld
 
     backend = create_backend(args.model, "auto", "cpu")
@@ -55,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with SimWorld(SimConfig(seed=args.seed)) as world:
         geo = world.scan_geometry
-        encode = model_scan_encoder(backend, backend.config, geo.angle_min, geo.angle_increment, geo.range_min,
-                                    geo.range_max)
+        spec = backend.config.scan_spec
+
+        def encode(scans: np.ndarray) -> np.ndarray:  # (K, beams) ranges -> (K, D), as encoder_node does
+            batch = np.stack([preprocess_scan(r, geo.angle_min, geo.angle_increment, geo.range_min, geo.range_max,
+                                              spec) for r in scans])
+            return backend.encode(batch)[0]
+
         if args.hard:
             episodes = sample_episodes(world, args.episodes, rng, min_distance=1.0, max_distance=2.0,
                                        max_yaw=math.pi)
