@@ -66,7 +66,8 @@ def test_bad_model_directory_is_one_line(tmp_path: Path) -> None:
     (["--basin", "--step", "0.5", "--extent", "0.3"], "step"),
     (["--basin", "--representations", "pose", "pose"], "twice"),
     (["--basin", "--representations", "pca", "--seeds", "2"], "pca-fit-seeds"),
-    (["--representations", "pose"], "not implemented"),
+    (["--ros", "-1"], "--ros must be"),
+    (["--model", "/nonexistent/control"], "does not exist"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args: list[str], fragment: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
