@@ -141,3 +141,16 @@ def test_bad_arguments_give_one_error_line(case: str, image_bag: Path, tmp_path:
     assert_one_error_line(result, *fragments)
     assert result.returncode == 2
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_force_removes_exactly_what_training_and_export_write(tmp_path: Path) -> None:
+    from vae_ros.cli.train import prepare_out_dir
+
+    written = ["model.json", "weights.safetensors", "encoder.torchscript.pt", "decoder.torchscript.pt",
+               "encoder.int8.onnx", "servo_head.safetensors", "training_curves.png"]
+    for name in [*written, "notes.txt"]:
+        (tmp_path / name).write_text("x")
+    (tmp_path / "trt").mkdir()
+    (tmp_path / "trt" / "engine.ep").write_text("x")
+    prepare_out_dir(tmp_path, resume=False, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # the user's own file stays

@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from vae_ros.core.errors import InputError, ModelFileError
-
-HEAD_FILE = "servo_head.safetensors"
+from vae_ros.core.model_dir import SERVO_HEAD_FILE as HEAD_FILE
 
 
 class RelativePoseHead(nn.Module):

@@ -68,10 +68,12 @@ def _write_files(directory: Path, config_json: str, state: dict[str, torch.Tenso
 EXPORT_FILES = ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx",
                 "encoder.torchscript.pt", "decoder.torchscript.pt")
 EXPORT_DIRS = ("trt",)
+# Control models (vae_ros.control): the servo head, trained with these weights, so stale with new ones.
+SERVO_HEAD_FILE = "servo_head.safetensors"
 
 
 def _remove_stale_exports(directory: Path) -> None:
-    for name in EXPORT_FILES:
+    for name in (*EXPORT_FILES, SERVO_HEAD_FILE):
         (directory / name).unlink(missing_ok=True)
     for name in EXPORT_DIRS:
         if (directory / name).is_dir():
