@@ -70,8 +70,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     say = print if config.progress else (lambda *_a, **_k: None)
     with ServoSession(session_config) as session:
         say(f"nodes up after {time.monotonic() - wall:.1f} s; teaching the goal at {_fmt_pose(config.goal)}")
-        session.place(config.goal)
-        session.teach_goal()
+        session.teach_at(config.goal)
         goal_views = session.frame_near(session.sim_time - 0.2)
         say(f"moving the robot away to {_fmt_pose(config.start)}; servoing back")
         session.place(config.start)

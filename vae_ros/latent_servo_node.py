@@ -51,6 +51,7 @@ ERROR_TOPIC = "servo/error"
 GOAL_LATENT_TOPIC = "servo/goal_latent"
 GOAL_IMAGE_TOPIC = "servo/goal_image"
 SET_GOAL_SERVICE = "servo/set_goal"
+CLEAR_GOAL_SERVICE = "servo/clear_goal"
 STALE = "stale"
 WARN_THROTTLE_S = 2.0
 
@@ -162,6 +163,7 @@ class LatentServoNode(Node):
         self._goal_image_sub = self.create_subscription(
             Image, GOAL_IMAGE_TOPIC, guard.wrap("a goal image", self._on_goal_image), LATENT_QOS)
         self._set_goal_srv = self.create_service(Trigger, SET_GOAL_SERVICE, self._on_set_goal)
+        self._clear_goal_srv = self.create_service(Trigger, CLEAR_GOAL_SERVICE, self._on_clear_goal)
         # On the steady clock: it also wakes the executor at least every 0.1 s, so Ctrl-C is handled (see above)
         # even when no input arrives (a stopped simulator stops the sim-time clock too).
         self._watchdog = self.create_timer(0.1, self._on_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -207,6 +209,16 @@ class LatentServoNode(Node):
         self._set_goal(self._latest, SET_GOAL_SERVICE)
         response.success = True
         response.message = f"goal set from the latent stamped {self._latest_stamp_ns} ns"
+        return response
+
+    def _on_clear_goal(self, _request: Any, response: Any) -> Any:
+        """Forget the goal and stop: the servo is idle until the next goal (e.g. before moving the robot)."""
+        had = self.goal is not None
+        self.goal, self.goal_source, self.status = None, "", IDLE
+        self._stop()
+        self.state = ServoState()
+        response.success = True
+        response.message = "goal cleared; stopped" if had else "no goal was set"
         return response
 
     # -- control ---------------------------------------------------------------------------------------------

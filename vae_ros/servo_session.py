@@ -176,6 +176,7 @@ class ServoSession:
             node.create_subscription(Image, "camera/image_raw", self._on_camera, sensor_qos(depth=5))
             node.create_subscription(Image, "vae/reconstruction", self._on_reconstruction, LATENT_QOS)
         self._set_goal = node.create_client(Trigger, "servo/set_goal")
+        self._clear_goal = node.create_client(Trigger, "servo/clear_goal")
         from rcl_interfaces.srv import SetParameters
 
         self._set_params = node.create_client(SetParameters, "sim_node/set_parameters")
@@ -238,8 +239,9 @@ class ServoSession:
     def _wait_ready(self) -> None:
         self._wait("the first control latent and the servo's diagnostics",
                    lambda: bool(self._latent_stamps) and bool(self._servo_state), self.config.startup_timeout)
-        self._wait("the servo's set_goal service and sim_node's parameters",
-                   lambda: self._set_goal.service_is_ready() and self._set_params.service_is_ready(),
+        self._wait("the servo's goal services and sim_node's parameters",
+                   lambda: self._set_goal.service_is_ready() and self._clear_goal.service_is_ready()
+                   and self._set_params.service_is_ready(),
                    self.config.startup_timeout)
 
     @property
@@ -279,6 +281,18 @@ class ServoSession:
         after = int((placed_at + settle) * 1e9)
         self._wait("a latent after placing the robot", lambda: bool(self._latent_stamps)
                    and self._latent_stamps[-1] >= after, 20.0)
+
+    def clear_goal(self) -> None:
+        """The servo forgets its goal and stops (servo/clear_goal), so placing the robot moves nothing."""
+        from std_srvs.srv import Trigger
+
+        self._call(self._clear_goal, Trigger.Request(), "servo/clear_goal")
+
+    def teach_at(self, pose: tuple[float, float, float]) -> None:
+        """Place the robot at `pose` with the servo idle, and teach that view as the goal."""
+        self.clear_goal()
+        self.place(pose)
+        self.teach_goal()
 
     def teach_goal(self) -> None:
         """The current observation becomes the servo's goal (servo/set_goal)."""

@@ -110,6 +110,7 @@ class ServoProbe(Probe):
         self.record(Image, "/vae/latent_stamped", LATENT_QOS)
         self.record(Clock, "/clock", 10)
         self.set_goal = self.node.create_client(Trigger, "/servo/set_goal")
+        self.lone_clear_goal = self.node.create_client(Trigger, f"{LONE}/servo/clear_goal")
         self.sim_params = self.node.create_client(SetParameters, "/sim_node/set_parameters")
         self.lone_params = self.node.create_client(SetParameters, f"{LONE}/latent_servo_node/set_parameters")
         self.latent_pub = self.node.create_publisher(Image, f"{LONE}/vae/latent_stamped", LATENT_QOS)
@@ -320,6 +321,15 @@ def test_goal_latent_topic_drives_and_a_wrong_size_goal_is_rejected(probe: Servo
     _wait(probe, procs, LONE_ONLY, lambda: any(_moving(m) for m in probe.messages(f"{LONE}/cmd_vel")),
           "commands toward the old goal")
     assert probe.latest(LONE_STATUS)["goal_source"] == "servo/goal_latent"
+
+    # clear_goal: idle again, and only zero commands from then on.
+    from std_srvs.srv import Trigger
+
+    assert probe.call(probe.lone_clear_goal, Trigger.Request()).success
+    _wait(probe, procs, LONE_ONLY, lambda: probe.latest(LONE_STATUS).get("state") == "idle", "state idle")
+    probe.clear(f"{LONE}/cmd_vel")
+    _wait(probe, procs, LONE_ONLY, lambda: len(probe.messages(f"{LONE}/cmd_vel")) >= 3, "commands after clearing")
+    assert all(_is_zero(m) for m in probe.messages(f"{LONE}/cmd_vel"))
 
 
 @pytest.mark.parametrize("bad", ["width", "encoding"])

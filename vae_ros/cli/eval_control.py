@@ -177,8 +177,7 @@ def _ros_episodes(args: argparse.Namespace, seeds: list[int], per_seed: dict, ou
         with ServoSession(config) as session:
             for result in chosen:
                 episode = result.episode
-                session.place(episode.goal)
-                session.teach_goal()
+                session.teach_at(episode.goal)  # the servo is idle while the robot is placed
                 session.place(episode.start)
                 run = session.servo(timeout=args.time_limit)
                 pos, yaw = pose_error(run.final_pose, episode.goal)
