@@ -27,11 +27,8 @@ from typing import Any
 import numpy as np
 
 from vae_ros.control.dynamics import LatentDynamics
+from vae_ros.control.servo import CONVERGED, LOST, SERVOING, verdict
 from vae_ros.core.errors import ConfigError, InputError
-
-SERVOING = "servoing"
-CONVERGED = "converged"
-LOST = "lost"
 
 
 @dataclass(frozen=True)
@@ -189,17 +186,7 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
         obstacles = np.asarray(obstacles, np.float32).reshape(-1, 2)
     error = float(np.linalg.norm(z - z_goal))
     dt = dyn.dt
-    best, since = state.best_error, state.since_progress + dt
-    if error < 0.95 * best:
-        best, since = error, 0.0
-    settled = state.settled + 1 if error < config.tolerance else 0
-    status = state.status
-    if status == CONVERGED and error <= config.resume_factor * config.tolerance:
-        settled = max(settled, config.settle_steps)
-    elif settled >= config.settle_steps:
-        status = CONVERGED
-    else:
-        status = LOST if since > config.lost_after_s else SERVOING
+    status, settled, best, since = verdict(state, error, dt, config)
     common: dict[str, Any] = {"settled": settled, "best_error": best, "since_progress": since, "error": error,
               "step": state.step + 1}
     if status in (CONVERGED, LOST):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -87,6 +88,48 @@ def wrap_angle(angle: float) -> float:
     return math.atan2(math.sin(angle), math.cos(angle))
 
 
+class _VerdictState(Protocol):  # ServoState, planner.MpcState
+    @property
+    def status(self) -> str: ...
+    @property
+    def settled(self) -> int: ...
+    @property
+    def best_error(self) -> float: ...
+    @property
+    def since_progress(self) -> float: ...
+
+
+class _VerdictConfig(Protocol):  # ServoConfig, planner.MpcConfig
+    @property
+    def tolerance(self) -> float: ...
+    @property
+    def settle_steps(self) -> int: ...
+    @property
+    def resume_factor(self) -> float: ...
+    @property
+    def lost_after_s(self) -> float: ...
+
+
+def verdict(state: _VerdictState, error: float, dt: float, config: _VerdictConfig) -> tuple[str, int, float, float]:
+    """The goal controllers' shared convergence rule: (status, settled steps, best error, s since progress).
+
+    CONVERGED after `settle_steps` consecutive errors under the tolerance, kept while the error stays within
+    `resume_factor` tolerances; LOST when the error has not improved by 5 % for `lost_after_s` seconds.
+    """
+    best, since = state.best_error, state.since_progress + dt
+    if error < 0.95 * best:
+        best, since = error, 0.0
+    settled = state.settled + 1 if error < config.tolerance else 0
+    status = state.status
+    if status == CONVERGED and error <= config.resume_factor * config.tolerance:
+        settled = max(settled, config.settle_steps)
+    elif settled >= config.settle_steps:
+        status = CONVERGED
+    else:
+        status = LOST if since > config.lost_after_s else SERVOING
+    return status, settled, best, since
+
+
 def _limit(value: float, previous: float, limit: float, accel: float, dt: float) -> float:
     value = min(max(value, -limit), limit)
     step = accel * dt
@@ -142,19 +185,7 @@ def servo_step(
     if not math.isfinite(error):
         raise InputError("latent or goal latent holds NaN or inf")
 
-    # Progress bookkeeping for LOST.
-    best, since = state.best_error, state.since_progress + dt
-    if error < 0.95 * best:
-        best, since = error, 0.0
-
-    settled = state.settled + 1 if error < config.tolerance else 0
-    status = state.status
-    if status == CONVERGED and error <= config.resume_factor * config.tolerance:
-        settled = max(settled, config.settle_steps)
-    elif settled >= config.settle_steps:
-        status = CONVERGED
-    else:
-        status = LOST if since > config.lost_after_s else SERVOING
+    status, settled, best, since = verdict(state, error, dt, config)
 
     estimate = np.asarray(estimate, dtype=np.float64).reshape(-1)
     if estimate.shape != (3,) or not np.all(np.isfinite(estimate)):
