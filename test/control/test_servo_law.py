@@ -125,3 +125,17 @@ def test_invalid_inputs_raise_input_error() -> None:
         servo_step(ServoState(), np.zeros(3), np.zeros(3), np.array([0.0, np.inf, 0.0]), DT, config)
     with pytest.raises(InputError):
         servo_step(ServoState(), np.zeros(3), np.zeros(3), np.zeros(3), 0.0, config)
+
+
+def test_the_goal_estimate_is_carried_through_the_robot_motion_before_blending() -> None:
+    from vae_ros.control.servo import _fuse
+
+    # Weight 0: pure prediction. Driving 0.5 m toward a goal 1 m ahead leaves it 0.5 m ahead.
+    np.testing.assert_allclose(_fuse((1.0, 0.0, 0.0), (1.0, 0.0), np.zeros(3), 0.5, 0.0), [0.5, 0.0, 0.0], atol=1e-12)
+    # Turning 90 deg left in place puts a goal that was ahead on the right, its yaw 90 deg to the right.
+    np.testing.assert_allclose(_fuse((1.0, 0.0, 0.0), (0.0, math.pi / 2), np.zeros(3), 1.0, 0.0),
+                               [0.0, -1.0, -math.pi / 2], atol=1e-12)
+    # Weight 1 (or no history): the new estimate as it is; in between, the mean.
+    np.testing.assert_allclose(_fuse(None, (0.3, 0.1), np.array([0.2, 0.1, 0.3]), 0.1, 0.5), [0.2, 0.1, 0.3])
+    np.testing.assert_allclose(_fuse((1.0, 0.0, 0.2), (0.0, 0.0), np.array([0.0, 0.0, 0.0]), 0.1, 0.5),
+                               [0.5, 0.0, 0.1], atol=1e-12)

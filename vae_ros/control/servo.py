@@ -7,7 +7,8 @@ A differential drive cannot move sideways, so the estimate is turned into (v, w)
 the goal position the robot turns toward it and drives while the heading error is small, forwards or
 backwards, whichever keeps its heading nearer the goal's; close to it (with hysteresis) it aligns the yaw
 in place, correcting the remaining offset along its heading. The estimate is made again from the
-sensor at every step, so its errors far from the goal only bend the path. Velocity and acceleration
+sensor at every step and blended with the previous one carried through the robot's last command
+(`smoothing`), so the head's pose-dependent errors average out over the path and only bend it. Velocity and acceleration
 limits apply last. Convergence is declared from the latent error alone (the model's `tolerance`,
 calibrated on held-out data so that it means <= 0.10 m and 5 deg): the robot brakes as soon as the error
 is under it, convergence is declared when it stays under for `settle_steps` consecutive steps, and
@@ -47,6 +48,7 @@ class ServoConfig:
     coarse_radius: float = 0.25  # m: ... until the position estimate leaves this radius (hysteresis)
     drive_heading: float = math.radians(35.0)  # drive only while the heading error is below this
     direction_hysteresis: float = math.radians(25.0)  # a forward/backward switch must gain this much
+    smoothing: float = 0.5  # weight of the newest goal estimate against the motion-predicted previous one
     max_step_estimate: float = 1.5  # m: a goal estimate beyond this is scaled down (outside the training range)
     settle_steps: int = 3  # consecutive steps under tolerance before declaring convergence
     resume_factor: float = 1.5  # leave CONVERGED when the error exceeds resume_factor * tolerance
@@ -81,6 +83,7 @@ class ServoState:
     since_progress: float = 0.0  # s since best_error last improved by 5 %
     error: float = math.inf  # latent error norm at the last step
     estimate: tuple[float, float, float] = (0.0, 0.0, 0.0)  # goal pose in the robot frame (dx, dy, dyaw)
+    fused: tuple[float, float, float] | None = None  # the filtered goal estimate (robot frame)
 
 
 def wrap_angle(angle: float) -> float:
@@ -128,6 +131,25 @@ def verdict(state: _VerdictState, error: float, dt: float, config: _VerdictConfi
     else:
         status = LOST if since > config.lost_after_s else SERVOING
     return status, settled, best, since
+
+
+def _fuse(previous: tuple[float, float, float] | None, command: tuple[float, float], estimate: np.ndarray,
+          dt: float, weight: float) -> np.ndarray:
+    """Blend the new goal estimate with the previous one moved by the last command (the goal is fixed in the
+    world, so its estimate in the robot frame moves opposite to the robot): pose-dependent errors of the
+    head average out over the robot's path instead of steering it."""
+    if previous is None or weight >= 1.0:
+        return estimate
+    v, w = command
+    dyaw = w * dt
+    mx, my = v * dt * math.cos(dyaw / 2), v * dt * math.sin(dyaw / 2)  # the robot's motion (arc chord)
+    c, s = math.cos(dyaw), math.sin(dyaw)
+    px, py = previous[0] - mx, previous[1] - my
+    predicted = np.array([c * px + s * py, -s * px + c * py, wrap_angle(previous[2] - dyaw)])
+    yaw = math.atan2(weight * math.sin(estimate[2]) + (1 - weight) * math.sin(predicted[2]),
+                     weight * math.cos(estimate[2]) + (1 - weight) * math.cos(predicted[2]))
+    return np.array([weight * estimate[0] + (1 - weight) * predicted[0],
+                     weight * estimate[1] + (1 - weight) * predicted[1], yaw])
 
 
 def _limit(value: float, previous: float, limit: float, accel: float, dt: float) -> float:
@@ -190,19 +212,20 @@ def servo_step(
     estimate = np.asarray(estimate, dtype=np.float64).reshape(-1)
     if estimate.shape != (3,) or not np.all(np.isfinite(estimate)):
         raise InputError(f"goal estimate must be three finite numbers (dx, dy, dyaw), got {estimate}")
+    fused = _fuse(state.fused, state.command, estimate, dt, config.smoothing)
     if status in (CONVERGED, LOST) or settled:
         # Under the tolerance the robot brakes at once and convergence is confirmed standing still: moving
         # on through the settle steps would carry it past the goal by (latency + settle time) x speed.
         target = (0.0, 0.0)
         fine, backwards = state.fine, state.backwards
     else:
-        v, w, fine, backwards = _unicycle(estimate, state.fine, state.backwards, config)
+        v, w, fine, backwards = _unicycle(fused, state.fine, state.backwards, config)
         target = (v, w)
     prev_v, prev_w = state.command
     v = _limit(target[0], prev_v, config.max_linear, config.max_linear_accel, dt)
     w = _limit(target[1], prev_w, config.max_angular, config.max_angular_accel, dt)
     new_state = replace(state, status=status, command=(v, w), fine=fine, backwards=backwards, settled=settled,
-                        best_error=best,
+                        fused=(float(fused[0]), float(fused[1]), float(fused[2])), best_error=best,
                         since_progress=since, error=error,
                         estimate=(float(estimate[0]), float(estimate[1]), float(estimate[2])))
     return new_state, (v, w)
