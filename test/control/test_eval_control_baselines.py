@@ -25,7 +25,8 @@ def test_baselines_run_on_the_same_episodes_and_write_rows(tmp_path: Path) -> No
          "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=240, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr
-    assert "raw_scan (baseline)" in result.stdout
+    assert "the same controller on baseline representations" in result.stdout
+    assert any(line.split()[:1] == ["raw_scan"] for line in result.stdout.splitlines()), result.stdout
     record = json.loads((out / "episodes.json").read_text())
     entry = record["baselines"]["raw_scan"]
     assert entry["in_process"]["episodes"] == 2 and 0.0 <= entry["in_process"]["success_rate"] <= 1.0
