@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -107,12 +107,33 @@ class EpisodeConfig:
     settle_after_converged: float = 0.5  # s of physics after convergence so the robot has stopped
 
 
-def run_episode(world: Any, model: ControlModel, episode: Episode, servo: ServoConfig,
+class ServoModel(Protocol):
+    """What an episode needs of any representation: the current observation's latent and the goal estimate.
+
+    vae_ros.control.baselines.BaselineEstimator is one (baseline representations with their own head).
+    """
+
+    def latent(self, world: Any) -> np.ndarray:
+        """(D,) latent of what the robot in `world` (a SimWorld) senses now."""
+        ...
+
+    def estimate(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
+        """(3,) the goal's (dx, dy, dyaw) in the robot frame."""
+        ...
+
+
+def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, servo: ServoConfig,
                 config: EpisodeConfig = EpisodeConfig(), keep_traces: bool = True) -> EpisodeResult:
-    """Servo from episode.start to the goal observation in `world` (already built for episode.seed)."""
+    """Servo from episode.start to the goal observation in `world` (already built for episode.seed).
+
+    `model` is a ControlModel (the LaserScan latent, as latent_servo_node runs it) or any ServoModel; a
+    camera representation needs `world` built with the image size it was trained on.
+    """
     geo = world.scan_geometry
 
     def latent() -> np.ndarray:
+        if not isinstance(model, ControlModel):
+            return model.latent(world)
         return model.scan_latents(world.scan()[None], geo.angle_min, geo.angle_increment, geo.range_min,
                                   geo.range_max)[0]
 
