@@ -75,6 +75,12 @@ class ControlModel:
         mean, _ = self.backend.encode(batch)
         return np.asarray(mean, dtype=np.float64)
 
+    def latent(self, world: Any) -> np.ndarray:
+        """(D,) latent of what the simulated robot's LiDAR sees now (a vae_ros.sim.world.SimWorld)."""
+        geo = world.scan_geometry
+        return self.scan_latents(world.scan()[None], geo.angle_min, geo.angle_increment, geo.range_min,
+                                 geo.range_max)[0]
+
     def estimate(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
         """(3,) the goal's (dx, dy, dyaw) in the robot frame, from the two latents."""
         return self.head.estimate(z, z_goal)

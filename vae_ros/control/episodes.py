@@ -129,13 +129,9 @@ def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, 
     `model` is a ControlModel (the LaserScan latent, as latent_servo_node runs it) or any ServoModel; a
     camera representation needs `world` built with the image size it was trained on.
     """
-    geo = world.scan_geometry
 
     def latent() -> np.ndarray:
-        if not isinstance(model, ControlModel):
-            return model.latent(world)
-        return model.scan_latents(world.scan()[None], geo.angle_min, geo.angle_increment, geo.range_min,
-                                  geo.range_max)[0]
+        return model.latent(world)
 
     world.set_pose(*episode.goal)
     z_goal = latent()
