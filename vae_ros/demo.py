@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from vae_ros.control.episodes import pose_error
+from vae_ros.control.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
 from vae_ros.core.errors import ConfigError
 
-SUCCESS_POSITION_M = 0.10
-SUCCESS_YAW_DEG = 5.0
+SUCCESS_YAW_DEG = math.degrees(SUCCESS_YAW_RAD)
 
 
 @dataclass
@@ -51,8 +52,9 @@ class DemoConfig:
 
 
 def _pose_error(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> tuple[float, float]:
-    yaw = math.degrees(abs(math.atan2(math.sin(pose[2] - goal[2]), math.cos(pose[2] - goal[2]))))
-    return math.hypot(pose[0] - goal[0], pose[1] - goal[1]), yaw
+    """(position error m, yaw error deg)."""
+    position, yaw = pose_error(pose, goal)
+    return position, math.degrees(yaw)
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:

@@ -11,19 +11,16 @@ with a free straight path, goals away from walls and objects.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from vae_ros.control.control_model import ControlModel
+from vae_ros.control.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
 from vae_ros.control.servo import CONVERGED, LOST, ServoConfig, ServoState, servo_step, wrap_angle
 from vae_ros.core.errors import ConfigError
 
-SUCCESS_POSITION_M = 0.10
-SUCCESS_YAW_RAD = math.radians(5.0)
 
 @dataclass(frozen=True)
 class Episode:
@@ -193,8 +190,3 @@ def summarise(results: list[EpisodeResult]) -> dict[str, Any]:
         "time_s_median_success": float(np.median([r.time_s for r in ok])) if ok else None,
         "path_ratio_median_success": float(np.median([r.path_ratio for r in ok])) if ok else None,
     }
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    return fn(), time.perf_counter() - started
