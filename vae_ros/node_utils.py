@@ -175,7 +175,8 @@ def stamp_age(node: Any, stamp: Any) -> float | None:
     if abs(age) > CLOCK_MISMATCH_S:
         node.get_logger().warning(
             f"input header stamps are {age:.0f} s away from this node's clock, so no end-to-end latency is "
-            "reported; if the input comes from a simulator or a bag, set use_sim_time:=true",
+            "reported; if the input comes from a simulator or a bag, set use_sim_time:=true; if it comes from "
+            "another machine, synchronise the two clocks (chrony, PTP)",
             throttle_duration_sec=60.0,
         )
         return None
