@@ -70,9 +70,10 @@ PARAMETERS = [
               "publishes zero velocity."),
     ParamSpec("tolerance", 0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
               "(model.json training.control.tolerance: <= 0.10 m and 5 deg)."),
-    ParamSpec("backend", "auto", "Inference runtime for encoding goals: auto, torch, onnxruntime or tensorrt.",
+    ParamSpec("backend", "auto", "Runtime of the control model's encoder where the servo encodes an observation "
+              "itself (camera goal images, with camera control models): auto, torch, onnxruntime or tensorrt.",
               read_only=True),
-    ParamSpec("device", "cpu", "cpu or cuda.", read_only=True),
+    ParamSpec("device", "cpu", "cpu or cuda, for that encoder.", read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", read_only=True),
 ]
 
@@ -312,7 +313,7 @@ class LatentServoNode(Node):
             ("goal_source", self.goal_source or "none"),
             ("goal_estimate_robot_frame", f"{est[0]:.3f} m, {est[1]:.3f} m, {math.degrees(est[2]):.1f} deg"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
-            ("backend", self.model.backend.name),
+            ("model", str(self.model_dir)),
         ]
 
     def close(self) -> None:

@@ -51,7 +51,7 @@ class ControlModel:
 
     def __init__(self, model_dir: str | Path, backend: str = "auto", device: str = "cpu",
                  threads: int | None = None) -> None:
-        from vae_ros.core.backends import create_backend, load_config
+        from vae_ros.core.backends import load_config
 
         self.model_dir = Path(model_dir)
         self.config = load_config(self.model_dir)
@@ -60,7 +60,19 @@ class ControlModel:
                               "control models are LaserScan models (train one with `vae-ros train --pose-topic`)")
         self.head = PoseHeadNumpy.load(self.model_dir, self.config.latent_dim)
         self.tolerance = calibrated_tolerance(self.config.training)
-        self.backend = create_backend(self.model_dir, backend, device, threads=threads)
+        self._backend_args = (backend, device, threads)
+        self._backend: Any = None
+
+    @property
+    def backend(self) -> Any:
+        """The encoder's runtime, created on first use: latent_servo_node never encodes (its latents come
+        from encoder_node), the in-process evaluation does."""
+        if self._backend is None:
+            from vae_ros.core.backends import create_backend
+
+            backend, device, threads = self._backend_args
+            self._backend = create_backend(self.model_dir, backend, device, threads=threads)
+        return self._backend
 
     @property
     def latent_dim(self) -> int:
