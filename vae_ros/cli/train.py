@@ -31,8 +31,8 @@ def _int_list(text: str) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers")
     return values
 
 

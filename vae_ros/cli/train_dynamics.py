@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vae_ros.cli.train import _int_list, _positive_int
 from vae_ros.core.errors import ConfigError
 
 # The sensor topic each modality is read from when --model is given without --topic.
@@ -28,21 +29,6 @@ ARTIFACTS = ("dynamics.json", "weights.safetensors", "dynamics.onnx", "evaluatio
              "error_vs_horizon.png", "r2_per_dim.png", "example_rollout.png", "training_curve.png")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("expected positive integers")
-    return values
 
 
 def _float_list(text: str) -> list[float]:
