@@ -17,61 +17,19 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import EnvironmentVariable, PathJoinSubstitution
-from launch_ros.substitutions import FindPackageShare
 
-from vae_ros.launch_support import (
-    PACKAGE,
-    fastdds_profile_argument,
-    flag,
-    include,
-    log_level_argument,
-    namespace_argument,
-    params_file_argument,
-    use_sim_time_argument,
-)
-
-CONTROL_MODEL = "control_default"  # vae_ros.control.control_model.CONTROL_MODEL (no torch import here)
+from vae_ros.launch_support import controller_pipeline, controller_pipeline_arguments
 
 
 def _launch_pipeline(context, *args, **kwargs):
     config = context.launch_configurations
-    sim = flag(config, "sim")
-    use_sim_time = config["use_sim_time"].strip() or str(sim).lower()
-    if use_sim_time.lower() not in ("true", "false"):
-        raise ValueError(f"launch argument use_sim_time:={use_sim_time!r} must be true, false or empty")
-    common = {name: config[name] for name in ("namespace", "params_file", "fastdds_profile", "log_level")}
-    # The encoder and the servo must run the same control model; '' = the packaged one (the encoder's own
-    # '' would mean the plain scan model, so the path is always given).
-    model = config["model"] or PathJoinSubstitution(
-        [FindPackageShare(PACKAGE), "models", CONTROL_MODEL]).perform(context)
-    nodes = {"model": model, "backend": config["backend"], "device": config["device"],
-             "use_sim_time": use_sim_time.lower()}
-    actions = []
-    if sim:
-        # The simulator is the clock: it paces itself on the wall clock and publishes /clock.
-        actions.append(include(PACKAGE, "sim.launch.py", {
-            **common, "lidar": "scan", "seed": config["seed"], "initial_pose": config["initial_pose"],
-            "mujoco_gl": config["mujoco_gl"]}))
-    actions += [
-        include(PACKAGE, "encoder.launch.py", {**common, **nodes, "modality": "scan"}),
-        include(PACKAGE, "latent_servo.launch.py", {**common, **nodes, "goal_image": config["goal_image"]}),
-    ]
-    return actions
+    return controller_pipeline(context, "latent_servo.launch.py", shared=("backend", "device"),
+                               controller_arguments={"goal_image": config["goal_image"]})
 
 
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
-        namespace_argument("namespace for all nodes and their relative topics (e.g. robot1)"),
-        params_file_argument("servo.yaml", "YAML with sim_node, encoder_node and latent_servo_node blocks"),
-        use_sim_time_argument("", "true: follow /clock (empty: true with the simulator, false without)"),
-        fastdds_profile_argument("Fast DDS XML profile for large messages (images between vae_ros processes)."),
-        DeclareLaunchArgument("sim", default_value="true",
-                              description="true: run sim_node; false: the robot's own scan, odom and cmd_vel"),
-        DeclareLaunchArgument("seed", default_value="", description="simulator world seed (empty: params_file)"),
-        DeclareLaunchArgument("initial_pose", default_value="",
-                              description="robot start [x, y, yaw] in the simulator, e.g. '[0.5, -0.3, 0.4]' "
-                                          "(empty: params_file)"),
+        *controller_pipeline_arguments("servo.yaml", "YAML with sim_node, encoder_node and latent_servo_node blocks"),
         DeclareLaunchArgument("goal_image", default_value="",
                               description="image file whose latent is the goal (camera control models only; "
                                           "empty: teach with servo/set_goal or send servo/goal_latent)"),
@@ -81,9 +39,5 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("backend", default_value="",
                               description="auto | torch | onnxruntime | tensorrt (empty: params_file)"),
         DeclareLaunchArgument("device", default_value="", description="cpu | cuda (empty: params_file)"),
-        DeclareLaunchArgument("mujoco_gl",
-                              default_value=EnvironmentVariable("MUJOCO_GL", default_value="egl"),
-                              description="MuJoCo rendering: egl (headless), glfw (with a display) or osmesa"),
-        log_level_argument(),
         OpaqueFunction(function=_launch_pipeline),
     ])

@@ -256,3 +256,56 @@ def _launch_node(context: Any, *, node: str, parameters: Sequence[ParameterArgum
     variables = [SetEnvironmentVariable(variable, config[argument])
                  for variable, argument in environment.items()]
     return [*profile_actions(context, config["fastdds_profile"]), *variables, started]
+
+
+# -- controller pipelines (servo.launch.py, world_model.launch.py) ------------------------------------------
+CONTROL_MODEL = "control_default"  # vae_ros.control.control_model.CONTROL_MODEL (no torch import here)
+
+
+def controller_pipeline(context: Any, controller_file: str, shared: Sequence[str] = (),
+                        controller_arguments: Mapping[str, str] | None = None) -> list[Any]:
+    """sim.launch.py (unless sim:=false) + a scan encoder_node on the control model + the controller's file.
+
+    The encoder and the controller get the same `model` ('' = the packaged control model, given as a path:
+    the encoder's own '' would mean the plain scan model), `use_sim_time` ('' = follow the simulator when it
+    runs) and the launch configurations named in `shared`; the controller also gets `controller_arguments`.
+    """
+    config = context.launch_configurations
+    sim = flag(config, "sim")
+    use_sim_time = config["use_sim_time"].strip() or str(sim).lower()
+    if use_sim_time.lower() not in ("true", "false"):
+        raise ValueError(f"launch argument use_sim_time:={use_sim_time!r} must be true, false or empty")
+    common = {name: config[name] for name in ("namespace", "params_file", "fastdds_profile", "log_level")}
+    model = config["model"] or PathJoinSubstitution(
+        [FindPackageShare(PACKAGE), "models", CONTROL_MODEL]).perform(context)
+    nodes = {"model": model, **{name: config[name] for name in shared}, "use_sim_time": use_sim_time.lower()}
+    actions: list[Any] = []
+    if sim:
+        # The simulator is the clock: it paces itself on the wall clock and publishes /clock.
+        actions.append(include(PACKAGE, "sim.launch.py", {
+            **common, "lidar": "scan", "seed": config["seed"], "initial_pose": config["initial_pose"],
+            "mujoco_gl": config["mujoco_gl"]}))
+    actions += [
+        include(PACKAGE, "encoder.launch.py", {**common, **nodes, "modality": "scan"}),
+        include(PACKAGE, controller_file, {**common, **nodes, **(controller_arguments or {})}),
+    ]
+    return actions
+
+
+def controller_pipeline_arguments(params_file: str, params_description: str) -> list[DeclareLaunchArgument]:
+    """The arguments every controller pipeline declares (the controller's own come beside them)."""
+    return [
+        namespace_argument("namespace for all nodes and their relative topics (e.g. robot1)"),
+        params_file_argument(params_file, params_description),
+        use_sim_time_argument("", "true: follow /clock (empty: true with the simulator, false without)"),
+        fastdds_profile_argument("Fast DDS XML profile for large messages (images between vae_ros processes)."),
+        DeclareLaunchArgument("sim", default_value="true",
+                              description="true: run sim_node; false: the robot's own scan, odom and cmd_vel"),
+        DeclareLaunchArgument("seed", default_value="", description="simulator world seed (empty: params_file)"),
+        DeclareLaunchArgument("initial_pose", default_value="",
+                              description="robot start [x, y, yaw] in the simulator, e.g. '[0.5, -0.3, 0.4]' "
+                                          "(empty: params_file)"),
+        DeclareLaunchArgument("mujoco_gl", default_value=EnvironmentVariable("MUJOCO_GL", default_value="egl"),
+                              description="MuJoCo rendering: egl (headless), glfw (with a display) or osmesa"),
+        log_level_argument(),
+    ]
