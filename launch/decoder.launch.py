@@ -19,24 +19,16 @@ from vae_ros.launch_support import (
     TopicArgument,
     latent_stamped_follows,
     node_launch_description,
+    node_parameters,
 )
 
 NODE = "decoder_node"
 
-# Node parameters a user sets from the command line: (name, type, description). Empty = params_file's value.
-PARAMETER_ARGUMENTS: list[ParameterArgument] = [
-    ("model", str, "model directory (the encoder's); '' in params_file = the packaged default for the "
-                   "modality"),
-    ("modality", str, "image | scan | pointcloud ('' in params_file = the model's)"),
-    ("backend", str, "auto | torch | onnxruntime | tensorrt"),
-    ("device", str, "cpu | cuda"),
-    ("frame_id", str, "header.frame_id of outputs decoded from unstamped vae/latent"),
-    ("generate", bool, "true: decode samples of the prior N(0, I) instead of vae/latent"),
-    ("generate_rate", float, "samples per second when generating"),
-    ("seed", int, "seed of the prior samples"),
-    ("engine_cache", str, "folder kept across starts for TensorRT engines ('' = the model directory's trt/)"),
-    ("warmup", int, "inferences on a blank input before the first message is accepted"),
-]
+# Node parameters a user sets from the command line (type and description: the node's declarations).
+# Empty = params_file's value.
+PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
+    "model", "modality", "backend", "device", "frame_id", "generate", "generate_rate", "seed", "engine_cache",
+    "warmup"])
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [

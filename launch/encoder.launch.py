@@ -20,26 +20,16 @@ from vae_ros.launch_support import (
     TopicArgument,
     latent_stamped_follows,
     node_launch_description,
+    node_parameters,
 )
 
 NODE = "encoder_node"
 
-# Node parameters a user sets from the command line: (name, type, description). Empty = params_file's value.
-PARAMETER_ARGUMENTS: list[ParameterArgument] = [
-    ("model", str, "model directory (model.json + weights.safetensors); '' in params_file = the packaged "
-                   "default for the modality"),
-    ("modality", str, "image | scan | pointcloud ('' in params_file = the model's)"),
-    ("backend", str, "auto | torch | onnxruntime | tensorrt"),
-    ("device", str, "cpu | cuda"),
-    ("compressed", bool, "true: subscribe to <image_topic>/compressed (sensor_msgs/CompressedImage)"),
-    ("publish_variance", bool, "true: latent messages carry D means then D log-variances"),
-    ("publish_anomaly_score", bool, "true: also publish vae/anomaly_score (std_msgs/Float32)"),
-    ("anomaly_metric", str, "reconstruction (mean squared error) | neg_elbo (negative ELBO, nats)"),
-    ("qos_reliability", str, "input QoS: auto (match the publishers) | best_effort | reliable"),
-    ("threads", int, "ONNX Runtime CPU threads; 0 = all cores up to 4"),
-    ("engine_cache", str, "folder kept across starts for TensorRT engines ('' = the model directory's trt/)"),
-    ("warmup", int, "inferences on a blank input before the first message is accepted"),
-]
+# Node parameters a user sets from the command line (type and description: the node's declarations).
+# Empty = params_file's value.
+PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
+    "model", "modality", "backend", "device", "compressed", "publish_variance", "publish_anomaly_score",
+    "anomaly_metric", "qos_reliability", "threads", "engine_cache", "warmup"])
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [

@@ -13,23 +13,15 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 
-from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description
+from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description, node_parameters
 
 NODE = "latent_servo_node"
 
-# Node parameters a user sets from the command line: (name, type, description). Empty = params_file's value.
-PARAMETER_ARGUMENTS: list[ParameterArgument] = [
-    ("model", str, "control model directory (the encoder's); '' in params_file = the packaged "
-                   "models/control_default"),
-    ("goal_image", str, "image file whose latent is the goal (camera control models only)"),
-    ("gain", float, "proportional gain on the estimated distance to the goal (1/s)"),
-    ("max_linear", float, "speed limit in m/s"),
-    ("max_angular", float, "turn-rate limit in rad/s"),
-    ("stale_timeout", float, "seconds since the newest latent's stamp after which the command is zero"),
-    ("tolerance", float, "latent error counted as converged; 0 = the model's calibrated value"),
-    ("backend", str, "auto | torch | onnxruntime | tensorrt"),
-    ("device", str, "cpu | cuda"),
-]
+# Node parameters a user sets from the command line (type and description: the node's declarations).
+# Empty = params_file's value.
+PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
+    "model", "goal_image", "gain", "max_linear", "max_angular", "stale_timeout", "tolerance", "backend",
+    "device"])
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [

@@ -16,23 +16,15 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import EnvironmentVariable
 
-from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description
+from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description, node_parameters
 
 NODE = "sim_node"
 
-# Node parameters a user sets from the command line: (name, type, description). Empty = params_file's value.
-PARAMETER_ARGUMENTS: list[ParameterArgument] = [
-    ("rate", float, "sensor frames per second (simulated time advances 1/rate per frame)"),
-    ("image_width", int, "camera image width in pixels"),
-    ("image_height", int, "camera image height in pixels"),
-    ("lidar", str, "scan (LaserScan) | pointcloud (PointCloud2) | both | none"),
-    ("seed", int, "world seed: object placement and colours"),
-    ("initial_pose", list, "robot start [x, y, yaw] in the odom frame, e.g. '[1.0, 0.5, 1.57]'"),
-    ("max_linear", float, "limit of |cmd_vel.linear.x| in m/s"),
-    ("max_angular", float, "limit of |cmd_vel.angular.z| in rad/s"),
-    ("cmd_timeout", float, "simulated seconds without cmd_vel after which the robot stops"),
-    ("publish_camera", bool, "publish camera/image_raw (rendering costs CPU)"),
-]
+# Node parameters a user sets from the command line (type and description: the node's declarations).
+# Empty = params_file's value.
+PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
+    "rate", "image_width", "image_height", "lidar", "seed", "initial_pose", "max_linear", "max_angular",
+    "cmd_timeout", "publish_camera"])
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [

@@ -18,7 +18,12 @@ from __future__ import annotations
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
-from vae_ros.launch_support import controller_pipeline, controller_pipeline_arguments
+from vae_ros.launch_support import (
+    controller_pipeline,
+    controller_pipeline_arguments,
+    node_parameters,
+    parameter_arguments,
+)
 
 # world_model_node parameters this file passes through when given (empty: params_file).
 PASSED = ("dynamics", "goal_image", "horizon", "samples", "iterations", "max_linear", "max_angular",
@@ -44,7 +49,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("goal_image", default_value="",
                               description="image file whose latent is the goal (camera models only; empty: teach "
                                           "with servo/set_goal or send servo/goal_latent)"),
-        *[DeclareLaunchArgument(name, default_value="", description=f"world_model_node {name} (empty: params_file)")
-          for name in PASSED if name not in ("dynamics", "goal_image")],
+        *parameter_arguments(node_parameters("world_model_node",
+                                             [name for name in PASSED if name not in ("dynamics", "goal_image")])),
         OpaqueFunction(function=_launch_pipeline),
     ])

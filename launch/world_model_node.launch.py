@@ -13,23 +13,15 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 
-from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description
+from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description, node_parameters
 
 NODE = "world_model_node"
 
-# Node parameters a user sets from the command line: (name, type, description). Empty = params_file's value.
-PARAMETER_ARGUMENTS: list[ParameterArgument] = [
-    ("model", str, "model directory (the encoder's); '' in params_file = the packaged models/control_default"),
-    ("dynamics", str, "dynamics directory (vae-ros train-dynamics); '' in params_file = <model>/dynamics"),
-    ("goal_image", str, "image file whose latent is the goal (camera models only)"),
-    ("horizon", int, "planning horizon in model steps"),
-    ("samples", int, "CEM candidate sequences per iteration"),
-    ("iterations", int, "CEM iterations per plan"),
-    ("max_linear", float, "speed limit in m/s"),
-    ("max_angular", float, "turn-rate limit in rad/s"),
-    ("stale_timeout", float, "seconds since the newest latent's stamp after which the command is zero"),
-    ("tolerance", float, "latent error counted as converged; 0 = the model's calibrated value"),
-]
+# Node parameters a user sets from the command line (type and description: the node's declarations).
+# Empty = params_file's value.
+PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
+    "model", "dynamics", "goal_image", "horizon", "samples", "iterations", "max_linear", "max_angular",
+    "stale_timeout", "tolerance"])
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [

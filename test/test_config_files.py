@@ -1,62 +1,32 @@
 """config/*.yaml: every file parses as a ROS 2 parameters file, names only nodes this package has, and
 sets only parameters those nodes declare, with the type they declare (rclpy refuses `rate: 10` for a
-float parameter). Declarations are read from the node sources (declare_parameter / ParamSpec calls), so
-a parameter renamed or removed in a node makes this fail."""
+float parameter). Declarations are the nodes' own (vae_ros.node_params, which each node declares from), so
+a parameter renamed or removed in a node makes this fail; a node's own params file (the one its launch
+file defaults to) gives each parameter it sets the node's default, so the file documents the defaults."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from vae_ros.node_params import NODE_PARAMS, specs_of
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_FILES = sorted((REPO / "config").glob("*.yaml"))
 IMPLICIT = {"use_sim_time": False}  # rclpy declares it on every node
-_UNKNOWN = object()  # a default the source does not spell out as a literal
-
-
-def _literal(node: ast.expr, class_defaults: dict[str, Any]) -> Any:
-    """A default from the source: a literal, list(<literal>), or `<obj>.name` of a dataclass default."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("list", "tuple") \
-            and node.args:
-        value = _literal(node.args[0], class_defaults)
-        return list(value) if isinstance(value, list | tuple) else _UNKNOWN
-    if isinstance(node, ast.Attribute):
-        return class_defaults.get(node.attr, _UNKNOWN)
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        return _UNKNOWN
+# The params file each node's own launch file defaults to; its values are the node's defaults.
+OWN_PARAMS_FILE = {"encoder_node": "encoder.yaml", "decoder_node": "decoder.yaml", "sim_node": "sim.yaml",
+                   "latent_servo_node": "servo.yaml", "world_model_node": "world_model.yaml"}
 
 
 def declared_parameters(node_name: str) -> dict[str, Any]:
-    """{parameter: default} that vae_ros/<node_name>.py declares (default _UNKNOWN when not a literal)."""
-    source = REPO / "vae_ros" / f"{node_name}.py"
-    tree = ast.parse(source.read_text())
-    class_defaults: dict[str, Any] = {}
-    for node in ast.walk(tree):  # dataclass field defaults, e.g. SimNodeParams.rate = 10.0
-        if isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value:
-                    class_defaults.setdefault(item.target.id, _literal(item.value, {}))
+    """{parameter: default} that the node declares (arrays as lists, as a params file writes them)."""
     declared = dict(IMPLICIT)
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        func = node.func
-        called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-        if called not in ("declare_parameter", "ParamSpec"):
-            continue
-        arguments = {k.arg: k.value for k in node.keywords}
-        name_node = node.args[0] if node.args else arguments.get("name")
-        default_node = node.args[1] if len(node.args) > 1 else arguments.get("default",
-                                                                             arguments.get("value"))
-        if isinstance(name_node, ast.Constant) and isinstance(name_node.value, str):
-            default = _literal(default_node, class_defaults) if default_node is not None else _UNKNOWN
-            declared[name_node.value] = default
+    for spec in specs_of(NODE_PARAMS[node_name]):
+        declared[spec.name] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
     return declared
 
 
@@ -67,8 +37,6 @@ def node_name_of(key: str) -> str:
 
 def same_type(value: Any, default: Any) -> bool:
     """Whether rclpy would accept `value` for a parameter declared with `default` (no dynamic typing)."""
-    if default is _UNKNOWN:
-        return True
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, list | tuple):
@@ -88,7 +56,8 @@ def test_params_file_sets_only_declared_parameters_with_their_types(path: Path) 
     assert isinstance(data, dict) and data, f"{path.name} is not a mapping of node blocks"
     for key, block in data.items():
         node = node_name_of(key)
-        assert (REPO / "vae_ros" / f"{node}.py").is_file(), f"{path.name}: {key} names no vae_ros node"
+        assert node in NODE_PARAMS and (REPO / "vae_ros" / f"{node}.py").is_file(), \
+            f"{path.name}: {key} names no vae_ros node"
         assert key.startswith("/**/"), f"{path.name}: {key} should be /**/{node} to match in any namespace"
         assert set(block) == {"ros__parameters"}, f"{path.name}: {key} needs exactly a ros__parameters block"
         parameters = block["ros__parameters"]
@@ -98,6 +67,23 @@ def test_params_file_sets_only_declared_parameters_with_their_types(path: Path) 
         for name, value in parameters.items():
             assert same_type(value, declared[name]), (
                 f"{path.name}: {node}.{name} = {value!r} does not have the declared type of {declared[name]!r}")
+
+
+@pytest.mark.parametrize(("node", "file_name"), sorted(OWN_PARAMS_FILE.items()))
+def test_a_nodes_own_params_file_gives_the_declared_defaults(node: str, file_name: str) -> None:
+    data = yaml.safe_load((REPO / "config" / file_name).read_text())
+    parameters = data[f"/**/{node}"]["ros__parameters"]
+    declared = declared_parameters(node)
+    differ = {name: (value, declared[name]) for name, value in parameters.items() if value != declared[name]}
+    assert not differ, f"{file_name}: {node} (value in the file, node default): {differ}"
+
+
+def test_every_node_has_its_parameters_declared() -> None:
+    nodes = {path.stem for path in (REPO / "vae_ros").glob("*_node.py")}
+    assert nodes == set(NODE_PARAMS) == set(OWN_PARAMS_FILE)
+    for params_type in NODE_PARAMS.values():
+        for spec in specs_of(params_type):
+            assert spec.description.strip(), f"{params_type.__name__}.{spec.name} has no description"
 
 
 def test_the_checks_catch_mistakes() -> None:

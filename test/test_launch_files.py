@@ -618,21 +618,25 @@ def test_gazebo_starts_the_world_the_bridge_and_the_vae_nodes(run_launch: Callab
 @pytest.mark.parametrize(("file_name", "node_name"), [("encoder.launch.py", "encoder_node"),
                                                       ("decoder.launch.py", "decoder_node"),
                                                       ("sim.launch.py", "sim_node"),
-                                                      ("latent_servo.launch.py", "latent_servo_node")])
-def test_parameter_arguments_are_declared_by_the_node_with_the_same_type(
+                                                      ("latent_servo.launch.py", "latent_servo_node"),
+                                                      ("world_model_node.launch.py", "world_model_node")])
+def test_parameter_arguments_are_declared_by_the_node_with_the_same_type_and_description(
         run_launch: Callable[..., LaunchResult], file_name: str, node_name: str) -> None:
-    from test_config_files import _UNKNOWN, declared_parameters
+    from test_config_files import declared_parameters
 
     spec = importlib.util.spec_from_file_location("launch_module_" + node_name, LAUNCH_DIR / file_name)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # the fakes are in sys.modules (run_launch fixture)
+    from vae_ros.node_params import NODE_PARAMS, specs_of
+
     declared = declared_parameters(node_name)
-    for name, kind, _ in module.PARAMETER_ARGUMENTS:
+    descriptions = {spec.name: spec.description for spec in specs_of(NODE_PARAMS[node_name])}
+    for name, kind, text in module.PARAMETER_ARGUMENTS:
         assert name in declared, f"{file_name}: {node_name} does not declare {name}"
-        if declared[name] is not _UNKNOWN:
-            assert isinstance(declared[name], kind), f"{file_name}: {name} is {kind.__name__} here, " \
-                                                     f"{type(declared[name]).__name__} in {node_name}"
+        assert text == descriptions[name], f"{file_name}: {name} is described apart from the node's declaration"
+        assert isinstance(declared[name], kind), f"{file_name}: {name} is {kind.__name__} here, " \
+                                                 f"{type(declared[name]).__name__} in {node_name}"
 
 
 def test_base_station_decodes_the_robots_stamped_latents_in_its_own_namespace(

@@ -23,7 +23,7 @@ import numpy as np
 
 from vae_ros.core.config import ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.errors import InputError
-from vae_ros.core.image_header import check_declared_size
+from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS, check_declared_size
 from vae_ros.core.preprocess import preprocess_image, preprocess_pointcloud, preprocess_scan
 
 __all__ = [
@@ -199,8 +199,6 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # compressed_depth_image_transport prefixes its PNG with ConfigHeader {int32 format; float32 depthParam[2]}.
 _DEPTH_HEADER_BYTES = 12
 _COMPRESSED_KINDS = ("jpeg", "jpg", "png", "tiff", "tif", "webp")
-# Default limit on the pixels a compressed image may declare (4096 x 4096); 0 disables the check.
-DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 def _imdecode(buf: np.ndarray, what: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:

@@ -31,11 +31,9 @@ wrong size or layout are rejected with a throttled warning and counted in /diagn
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,21 +46,20 @@ from vae_ros.conversions import (
     msg_to_latent,
     stamped_msg_to_latent,
 )
-from vae_ros.core.accel import warm_up, warm_up_summary
-from vae_ros.core.backends import create_backend, load_config
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.diagnostics import NodeStats
-from vae_ros.core.errors import ConfigError, InputError, VaeRosError
-from vae_ros.core.model_dir import resolve_model_dir
+from vae_ros.core.errors import InputError, VaeRosError
+from vae_ros.node_params import DecoderParams
 from vae_ros.node_utils import (
     DiagnosticsPublisher,
     LatestWorker,
     MessageGuard,
-    ParamSpec,
-    declare_parameters,
+    declare_params,
+    load_inference_model,
+    on_parameter_changes,
     run_node,
     stamp_age,
-    validate_inference_parameters,
+    warm_up_model,
 )
 from vae_ros.qos import LATENT_QOS
 
@@ -76,54 +73,6 @@ WARN_THROTTLE_S = 2.0
 # Latents on vae/latent are ignored while the last stamped latent is younger than this (seconds): the
 # encoder publishes each latent on both topics, and the stamped copy carries the sensor's time.
 STAMPED_PREFERENCE_S = 1.0
-
-PARAMETERS = [
-    ParamSpec("model", "", "Model directory (model.json + weights.safetensors); empty = the packaged default "
-              "for the modality.", read_only=True),
-    ParamSpec("modality", "", "image, scan or pointcloud; empty = the model's (image when `model` is empty too).",
-              read_only=True),
-    ParamSpec("backend", "auto", "Inference runtime: auto, torch, onnxruntime or tensorrt.", read_only=True),
-    ParamSpec("device", "cpu", "cpu or cuda.", read_only=True),
-    ParamSpec("frame_id", "vae", "header.frame_id of what is decoded from unstamped latents (vae/latent) and "
-              "from prior samples; outputs of vae/latent_stamped carry the latent's own header."),
-    ParamSpec("generate", False, "Sample latents from the prior N(0, I) at generate_rate instead of "
-              "subscribing to vae/latent and vae/latent_stamped.", read_only=True),
-    ParamSpec("generate_rate", 1.0, "Samples per second in generation mode (> 0)."),
-    ParamSpec("seed", 0, "Seed of the prior samples in generation mode.", read_only=True),
-    ParamSpec("engine_cache", "", "Folder kept across starts for TensorRT engines (backend tensorrt): built on the "
-              "first start on the device, then reused; one subfolder per model weights. Empty = the model "
-              "directory's trt/.", read_only=True),
-    ParamSpec("warmup", 0, "Inferences on a blank input at start, before the first message is accepted (TensorRT "
-              "builds or loads its engines, CUDA initialises); 0 = none.", read_only=True),
-    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", read_only=True),
-]
-
-
-@dataclass(frozen=True)
-class DecoderParams:
-    """The decoder's parameters, read once at start-up; runtime changes swap in a validated copy."""
-
-    model: str = ""
-    modality: str = ""
-    backend: str = "auto"
-    device: str = "cpu"
-    frame_id: str = "vae"
-    generate: bool = False
-    generate_rate: float = 1.0
-    seed: int = 0
-    engine_cache: str = ""
-    warmup: int = 0
-    diagnostics_period: float = 1.0
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first invalid value and what is allowed."""
-        validate_inference_parameters(self.modality, self.backend, self.device, self.diagnostics_period)
-        if self.warmup < 0:
-            raise ConfigError(f"warmup must be >= 0 inferences, got {self.warmup}")
-        if not (self.generate_rate > 0 and self.generate_rate <= 1000):
-            raise ConfigError(f"generate_rate must be in (0, 1000] Hz, got {self.generate_rate}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
 
 def reconstruction_to_image(x_hat: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, str]:
@@ -145,23 +94,10 @@ class DecoderNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         self.failed = False
-        self.params = DecoderParams(**declare_parameters(self, PARAMETERS))
-        self.params.validate()
-
-        model_dir = resolve_model_dir(self.params.model, self.params.modality or "image")
-        self.config = load_config(model_dir)
-        if self.params.modality and self.params.modality != self.config.modality:
-            raise ConfigError(
-                f"modality {self.params.modality!r} does not match the model's {self.config.modality!r} "
-                f"({model_dir}); set modality to {self.config.modality!r} or pass another model"
-            )
-        self.backend = create_backend(model_dir, self.params.backend, self.params.device,
-                                      engine_cache=self.params.engine_cache or None)
-        if self.backend.fallback:  # said once, here; /diagnostics repeats it
-            self.get_logger().warning(self.backend.fallback)
-        self.warm_up = warm_up_summary(warm_up(self.backend.decode, (self.config.latent_dim,), self.params.warmup))
-        if self.warm_up:
-            self.get_logger().info(self.warm_up)
+        self.params = declare_params(self, DecoderParams)
+        self.model = load_inference_model(self, self.params)
+        self.config, self.backend, model_dir = self.model.config, self.model.backend, self.model.model_dir
+        warm_up_model(self, self.model, self.backend.decode, (self.config.latent_dim,), self.params.warmup)
         self.model_dir = model_dir
 
         from sensor_msgs.msg import Image, LaserScan, PointCloud2
@@ -197,7 +133,7 @@ class DecoderNode(Node):
             self, self.stats, f"{self.get_fully_qualified_name()}: decoder", hardware_id=str(model_dir),
             period=self.params.diagnostics_period, extra=self._diagnostic_values,
         )
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        on_parameter_changes(self, lambda: self.params, self._apply_params)
         outputs = self._image_pub.topic_name + (f", {self._lidar_pub.topic_name}" if self._lidar_pub else "")
         self.get_logger().info(
             f"{self.config.modality} model {model_dir} (latent {self.config.latent_dim}) on {self.backend.name}; "
@@ -275,33 +211,16 @@ class DecoderNode(Node):
         self.context.try_shutdown()
 
     # -- parameters ------------------------------------------------------------------------------------------
-    def _on_set_parameters(self, parameters: list[Any]) -> Any:
-        from rcl_interfaces.msg import SetParametersResult
-
-        names = {f.name for f in dataclasses.fields(DecoderParams)}
-        updates = {p.name: p.value for p in parameters if p.name in names}
-        try:
-            candidate = dataclasses.replace(self.params, **updates)
-            candidate.validate()
-        except ConfigError as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        if self._timer is not None and candidate.generate_rate != self.params.generate_rate:
+    def _apply_params(self, params: DecoderParams) -> None:
+        if self._timer is not None and params.generate_rate != self.params.generate_rate:
             self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / candidate.generate_rate,
+            self._timer = self.create_timer(1.0 / params.generate_rate,
                                             self._guard.wrap("a prior sample", self._on_generate_timer))
-        self.params = candidate
-        return SetParametersResult(successful=True)
+        self.params = params
 
     def _diagnostic_values(self) -> list[tuple[str, str]]:
-        return [
-            ("backend", self.backend.name),
-            ("modality", self.config.modality),
-            ("latent_dim", str(self.config.latent_dim)),
-            ("mode", "generate" if self.params.generate else "decode"),
-            ("latent_input", self._latent_input),
-            *([("fallback", self.backend.fallback)] if self.backend.fallback else []),
-            *([("warm_up", self.warm_up)] if self.warm_up else []),
-        ]
+        return self.model.diagnostic_values(("mode", "generate" if self.params.generate else "decode"),
+                                            ("latent_input", self._latent_input))
 
     def close(self) -> None:
         """Stop the worker (the node is destroyed by the caller)."""

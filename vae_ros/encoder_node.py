@@ -32,38 +32,31 @@ Outputs, each latent on both latent topics (reliable, vae_ros.qos.LATENT_QOS):
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from rclpy.node import Node
 
-from vae_ros.conversions import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    latent_to_msg,
-    latent_to_stamped_msg,
-    msg_to_model_input,
-)
-from vae_ros.core.accel import warm_up, warm_up_summary
-from vae_ros.core.backends import create_backend, load_config
+from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg, msg_to_model_input
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError, VaeRosError
-from vae_ros.core.model_dir import resolve_model_dir
+from vae_ros.node_params import EncoderParams
 from vae_ros.node_utils import (
-    ANOMALY_METRICS,
     CdrDecoder,
     DiagnosticsPublisher,
     MessageGuard,
-    ParamSpec,
     anomaly_score,
-    declare_parameters,
+    declare_params,
+    load_inference_model,
+    on_parameter_changes,
     run_node,
     stamp_age,
-    validate_inference_parameters,
+    warm_up_model,
 )
-from vae_ros.qos import LATENT_QOS, RELIABILITY_CHOICES, PublisherMatchingSubscription, reliability_from_name
+from vae_ros.qos import LATENT_QOS, PublisherMatchingSubscription, reliability_from_name
 
 NODE_NAME = "encoder_node"
 LATENT_TOPIC = "vae/latent"
@@ -86,111 +79,25 @@ def _message_info_supported() -> bool:
     return hasattr(Subscription, "CallbackType")
 
 
-PARAMETERS = [
-    ParamSpec("model", "", "Model directory (model.json + weights.safetensors); empty = the packaged default "
-              "for the modality.", read_only=True),
-    ParamSpec("modality", "", "image, scan or pointcloud; empty = the model's (image when `model` is empty too). "
-              "Must match the model.", read_only=True),
-    ParamSpec("backend", "auto", "Inference runtime: auto, torch, onnxruntime or tensorrt.", read_only=True),
-    ParamSpec("device", "cpu", "cpu or cuda.", read_only=True),
-    ParamSpec("compressed", False, "Image modality: subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
-              "camera/image_raw/compressed instead of Image on camera/image_raw.", read_only=True),
-    ParamSpec("publish_variance", False, "Also publish the latent log-variances (vae/latent: layout stat x "
-              "latent; vae/latent_stamped: a second row)."),
-    ParamSpec("publish_anomaly_score", False, "Publish an anomaly score per input on vae/anomaly_score."),
-    ParamSpec("anomaly_metric", "reconstruction", "reconstruction (mean squared error, normalised units) or "
-              "neg_elbo (negative ELBO, nats)."),
-    ParamSpec("qos_reliability", "auto", "Input reliability: auto (match the publishers, as rosbag2 does), "
-              "best_effort or reliable.", read_only=True),
-    ParamSpec("threads", 0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True),
-    ParamSpec("engine_cache", "", "Folder kept across starts for TensorRT engines (backend tensorrt): built on the "
-              "first start on the device, then reused; one subfolder per model weights. Empty = the model "
-              "directory's trt/.", read_only=True),
-    ParamSpec("warmup", 0, "Inferences on a blank input at start, before the first message is accepted (TensorRT "
-              "builds or loads its engines, CUDA initialises); 0 = none.", read_only=True),
-    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", read_only=True),
-    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
-              "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit."),
-]
-
-
-@dataclass(frozen=True)
-class EncoderParams:
-    """The encoder's parameters, read once at start-up; runtime changes swap in a validated copy."""
-
-    model: str = ""
-    modality: str = ""
-    backend: str = "auto"
-    device: str = "cpu"
-    compressed: bool = False
-    publish_variance: bool = False
-    publish_anomaly_score: bool = False
-    anomaly_metric: str = "reconstruction"
-    qos_reliability: str = "auto"
-    threads: int = 0
-    engine_cache: str = ""
-    warmup: int = 0
-    diagnostics_period: float = 1.0
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first invalid value and what is allowed."""
-        validate_inference_parameters(self.modality, self.backend, self.device, self.diagnostics_period)
-        if self.max_image_pixels < 0:
-            raise ConfigError(f"max_image_pixels must be >= 0 (0 = no limit), got {self.max_image_pixels}")
-        if self.warmup < 0:
-            raise ConfigError(f"warmup must be >= 0 inferences, got {self.warmup}")
-        if self.anomaly_metric not in ANOMALY_METRICS:
-            raise ConfigError(
-                f"anomaly_metric must be one of {', '.join(ANOMALY_METRICS)}, got {self.anomaly_metric!r}"
-            )
-        if self.qos_reliability not in RELIABILITY_CHOICES:
-            raise ConfigError(
-                f"qos_reliability must be one of {', '.join(RELIABILITY_CHOICES)}, got {self.qos_reliability!r}"
-            )
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
-        if self.compressed and self.modality not in ("", "image"):
-            raise ConfigError(f"compressed:=true needs the image modality, got modality {self.modality!r}")
-
-
-def _params_from(values: dict[str, Any]) -> EncoderParams:
-    params = EncoderParams(**values)
-    params.validate()
-    return params
-
-
 class EncoderNode(Node):
     """Sensor message -> preprocess (model.json) -> backend.encode -> vae/latent (+ anomaly score)."""
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        self.params = _params_from(declare_parameters(self, PARAMETERS))
+        self.params = declare_params(self, EncoderParams)
 
         # Model: the directory decides the modality and the preprocessing.
-        model_dir = resolve_model_dir(self.params.model, self.params.modality or "image")
-        self.config = load_config(model_dir)
-        if self.params.modality and self.params.modality != self.config.modality:
-            raise ConfigError(
-                f"modality {self.params.modality!r} does not match the model's {self.config.modality!r} "
-                f"({model_dir}); set modality to {self.config.modality!r} or pass another model"
-            )
+        self.model = load_inference_model(self, self.params, threads=self.params.threads or None)
+        self.config, self.backend, model_dir = self.model.config, self.model.backend, self.model.model_dir
         if self.params.compressed and self.config.modality != "image":
             raise ConfigError(f"compressed:=true needs an image model, but {model_dir} is {self.config.modality!r}")
-        self.backend = create_backend(model_dir, self.params.backend, self.params.device,
-                                      threads=self.params.threads or None,
-                                      engine_cache=self.params.engine_cache or None)
-        if self.backend.fallback:  # said once, here; /diagnostics repeats it
-            self.get_logger().warning(self.backend.fallback)
 
-        def blank_run(x: Any) -> None:  # (1, *input_shape) zeros
+        def blank_run(x: np.ndarray) -> None:  # (1, *input_shape) zeros
             mean, _ = self.backend.encode(x)
             if self.params.publish_anomaly_score:
                 self.backend.decode(mean)
 
-        self.warm_up = warm_up_summary(warm_up(blank_run, self.config.input_shape, self.params.warmup))
-        if self.warm_up:
-            self.get_logger().info(self.warm_up)
+        warm_up_model(self, self.model, blank_run, self.config.input_shape, self.params.warmup)
         self.model_dir = model_dir
         self.kind = "compressed" if self.params.compressed else self.config.modality
         topic, msgtype = INPUTS[self.kind]
@@ -212,12 +119,9 @@ class EncoderNode(Node):
         self._last_sequence: int | None = None
         callbacks = {"image": self._on_image, "compressed": self._on_compressed, "scan": self._on_scan,
                      "pointcloud": self._on_pointcloud}
-        callback = callbacks[self.kind]
-        if not _message_info_supported():  # Humble: callbacks take the message only
-
-            def callback(raw: bytes, _inner: Any = callback) -> None:
-                _inner(raw, None)
-
+        receive = callbacks[self.kind]
+        # Humble: callbacks take the message only (no MessageInfo).
+        callback: Callable[..., None] = receive if _message_info_supported() else lambda raw: receive(raw, None)
         self._input = PublisherMatchingSubscription(
             self, _ros_type(msgtype), topic, callback, raw=True,
             fixed=reliability_from_name(self.params.qos_reliability),
@@ -226,7 +130,7 @@ class EncoderNode(Node):
             self, self.stats, f"{self.get_fully_qualified_name()}: encoder", hardware_id=str(model_dir),
             period=self.params.diagnostics_period, extra=self._diagnostic_values,
         )
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        on_parameter_changes(self, lambda: self.params, self._apply_params)
         self.get_logger().info(
             f"{self.config.modality} model {model_dir} (latent {self.config.latent_dim}) on {self.backend.name}; "
             f"{self._input.topic_name} ({msgtype}) -> {self._latent_pub.topic_name}, {self._stamped_pub.topic_name}"
@@ -286,31 +190,14 @@ class EncoderNode(Node):
         self.stats.on_published(time.perf_counter() - start, stamp_age(self, msg.header.stamp))
 
     # -- parameters ------------------------------------------------------------------------------------------
-    def _on_set_parameters(self, parameters: list[Any]) -> Any:
-        from rcl_interfaces.msg import SetParametersResult
-
-        names = {f.name for f in dataclasses.fields(EncoderParams)}
-        updates = {p.name: p.value for p in parameters if p.name in names}
-        try:
-            candidate = dataclasses.replace(self.params, **updates)
-            candidate.validate()
-        except ConfigError as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        if candidate.publish_anomaly_score and self._anomaly_pub is None:
+    def _apply_params(self, params: EncoderParams) -> None:
+        if params.publish_anomaly_score and self._anomaly_pub is None:
             self._anomaly_pub = self.create_publisher(self._float32, ANOMALY_TOPIC, LATENT_QOS)
-        self.params = candidate
-        return SetParametersResult(successful=True)
+        self.params = params
 
     def _diagnostic_values(self) -> list[tuple[str, str]]:
-        return [
-            ("backend", self.backend.name),
-            ("modality", self.config.modality),
-            ("latent_dim", str(self.config.latent_dim)),
-            ("input_topic", self._input.topic_name),
-            ("input_reliability", self._input.reliability.name.lower()),
-            *([("fallback", self.backend.fallback)] if self.backend.fallback else []),
-            *([("warm_up", self.warm_up)] if self.warm_up else []),
-        ]
+        return self.model.diagnostic_values(("input_topic", self._input.topic_name),
+                                            ("input_reliability", self._input.reliability.name.lower()))
 
 
 def _ros_type(msgtype: str) -> Any:

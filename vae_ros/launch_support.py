@@ -24,6 +24,7 @@ from launch.substitutions import EnvironmentVariable, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from vae_ros.node_params import NODE_PARAMS, specs_of
 from vae_ros.node_utils import FASTDDS_PROFILE_NAME, PROFILE_VARIABLES, profile_variables_for
 
 PACKAGE = "vae_ros"
@@ -174,9 +175,19 @@ def vae_arguments(model_description: str) -> list[DeclareLaunchArgument]:
     ]
 
 
+def node_parameters(node: str, names: Sequence[str]) -> list[ParameterArgument]:
+    """(name, type, description) of the named parameters of `node`, from the node's own declarations
+    (vae_ros.node_params), so that a launch argument says what the parameter says."""
+    specs = {spec.name: spec for spec in specs_of(NODE_PARAMS[node])}
+    unknown = [name for name in names if name not in specs]
+    if unknown:
+        raise ValueError(f"{node} has no parameter {', '.join(unknown)}; it has {', '.join(specs)}")
+    return [(name, specs[name].kind, specs[name].description) for name in names]
+
+
 def parameter_arguments(parameters: Sequence[ParameterArgument]) -> list[DeclareLaunchArgument]:
     """One argument per node parameter, empty by default (empty: keep params_file's value)."""
-    return [DeclareLaunchArgument(name, default_value="", description=text + " (empty: params_file)")
+    return [DeclareLaunchArgument(name, default_value="", description=f"{text} (Argument empty: params_file's value.)")
             for name, _, text in parameters]
 
 

@@ -15,13 +15,17 @@ import traceback
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError, InputError, VaeRosError
+from vae_ros.node_params import InferenceParams, NodeParams, specs_of
+
+if TYPE_CHECKING:
+    from vae_ros.core.backends import InferenceBackend
 
 FASTDDS_PROFILE_NAME = "fastdds_large_data.xml"
 # Fast DDS 3 (Kilted and later) reads the first; Fast DDS 2.x (Humble 2.6, Jazzy 2.14) the second, which
@@ -65,63 +69,141 @@ def use_large_data_profile(environ: MutableMapping[str, str] | None = None) -> P
 
 
 # -- parameters -----------------------------------------------------------------------------------------------
-def validate_inference_parameters(modality: str, backend: str, device: str, diagnostics_period: float) -> None:
-    """The checks encoder_node and decoder_node share: ConfigError naming the first bad value and the choices."""
-    from vae_ros.core.backends import BACKENDS, DEVICES
-    from vae_ros.core.config import MODALITIES
-
-    if modality not in ("", *MODALITIES):
-        raise ConfigError(f"modality must be one of {', '.join(MODALITIES)} (or empty), got {modality!r}")
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if device not in DEVICES:
-        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if not diagnostics_period > 0:
-        raise ConfigError(f"diagnostics_period must be > 0 seconds, got {diagnostics_period}")
+P = TypeVar("P", bound=NodeParams)
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """One ROS parameter: name, default (its type is the parameter's type), description, read-only."""
-
-    name: str
-    default: Any
-    description: str
-    read_only: bool = False
-
-
-def declare_parameters(node: Any, specs: list[ParamSpec]) -> dict[str, Any]:
-    """Declare every spec with a ParameterDescriptor and return {name: value} as given at start-up."""
-    from rcl_interfaces.msg import ParameterDescriptor
+def declare_params(node: Any, params_type: type[P]) -> P:
+    """Declare every field of a parameters dataclass (vae_ros.node_params) as a ROS parameter, with its
+    description, read-only flag and range, and return the start-up values read into it, validated.
+    ConfigError, in one line, for a value of the wrong type, out of range or invalid."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
     values = {}
-    for spec in specs:
+    for spec in specs_of(params_type):
         descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+        if spec.range is not None and spec.kind is float:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                                  to_value=float(spec.range[1]))]
+        elif spec.range is not None and spec.kind is int:
+            descriptor.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]))]
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
         try:
-            values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor).value
-        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+            values[spec.name] = node.declare_parameter(spec.name, default, descriptor).value
+        except InvalidParameterTypeException as err:
             raise ConfigError(
-                f"parameter {spec.name!r} must be of type {type(spec.default).__name__} (e.g. {spec.default!r}): {err}"
+                f"parameter {spec.name!r} must be of type {spec.kind.__name__} (e.g. {default!r}): {err}"
             ) from err
-    return values
+        except InvalidParameterValueException as err:
+            raise ConfigError(f"parameter {spec.name!r}: {err}") from err
+    return params_type.from_values(values)
+
+
+def on_parameter_changes(node: Any, current: Callable[[], P], apply: Callable[[P], None]) -> None:
+    """Register the usual on-set-parameters callback: a validated copy of current() with the new values goes
+    to apply(), which swaps it in (and may raise ConfigError to refuse it with a reason); a ConfigError
+    refuses the change with its message as the reason."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    def callback(parameters: list[Any]) -> Any:
+        try:
+            apply(current().updated({p.name: p.value for p in parameters}))
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(callback)
+
+
+# -- encoder_node and decoder_node: one model on one runtime ---------------------------------------------------
+@dataclass
+class InferenceModel:
+    """A VAE loaded for a node: directory, config, backend and what its warm-up did."""
+
+    model_dir: Path
+    config: ModelConfig
+    backend: InferenceBackend
+    warm_up: str = ""
+
+    def diagnostic_values(self, *node_values: tuple[str, str]) -> list[tuple[str, str]]:
+        """The /diagnostics pairs every inference node reports, with the node's own in the middle."""
+        return [
+            ("backend", self.backend.name),
+            ("modality", self.config.modality),
+            ("latent_dim", str(self.config.latent_dim)),
+            *node_values,
+            *([("fallback", self.backend.fallback)] if self.backend.fallback else []),
+            *([("warm_up", self.warm_up)] if self.warm_up else []),
+        ]
+
+
+def load_inference_model(node: Any, params: InferenceParams, threads: int | None = None) -> InferenceModel:
+    """The model the parameters name (the packaged default for the modality when `model` is empty), checked
+    against `modality`, on the runtime asked for; a fallback runtime is said once in the log."""
+    from vae_ros.core.backends import create_backend, load_config
+    from vae_ros.core.model_dir import resolve_model_dir
+
+    model_dir = resolve_model_dir(params.model, params.modality or "image")
+    config = load_config(model_dir)
+    if params.modality and params.modality != config.modality:
+        raise ConfigError(
+            f"modality {params.modality!r} does not match the model's {config.modality!r} "
+            f"({model_dir}); set modality to {config.modality!r} or pass another model"
+        )
+    backend = create_backend(model_dir, params.backend, params.device, threads=threads,
+                             engine_cache=params.engine_cache or None)
+    if backend.fallback:  # said once, here; /diagnostics repeats it
+        node.get_logger().warning(backend.fallback)
+    return InferenceModel(model_dir, config, backend)
+
+
+def warm_up_model(node: Any, model: InferenceModel, run: Callable[[np.ndarray], Any], shape: tuple[int, ...],
+                  count: int) -> None:
+    """`count` runs on a blank (1, *shape) input before the first message (engine builds, CUDA start)."""
+    from vae_ros.core.accel import warm_up, warm_up_summary
+
+    model.warm_up = warm_up_summary(warm_up(run, shape, count))
+    if model.warm_up:
+        node.get_logger().info(model.warm_up)
 
 
 # -- diagnostics ----------------------------------------------------------------------------------------------
-class DiagnosticsPublisher:
-    """Publishes one DiagnosticStatus for a node on /diagnostics every `period` seconds from NodeStats.
+class HealthReport(Protocol):
+    """What one DiagnosticStatus carries (core.diagnostics.StatsSnapshot is one)."""
 
-    `extra` returns additional (key, value) pairs (backend, model, QoS in use...).
+    @property
+    def level(self) -> int: ...
+
+    @property
+    def message(self) -> str: ...
+
+    def values(self) -> list[tuple[str, str]]: ...
+
+
+class HealthSource(Protocol):
+    """Where a node's health comes from (core.diagnostics.NodeStats is one)."""
+
+    def snapshot(self) -> HealthReport: ...
+
+
+class DiagnosticsPublisher:
+    """Publishes one DiagnosticStatus for a node on /diagnostics every `period` seconds from its health
+    source (usually NodeStats).
+
+    `extra` returns additional (key, value) pairs (backend, model, QoS in use...); `stamp` the header stamp
+    (default: the node's clock now); `clock` the timer's clock (default: the node's).
     """
 
     def __init__(
         self,
         node: Any,
-        stats: NodeStats,
+        stats: HealthSource,
         name: str,
         hardware_id: str = "",
         period: float = 1.0,
         extra: Callable[[], list[tuple[str, str]]] | None = None,
+        stamp: Callable[[], Any] | None = None,
+        clock: Any = None,
     ) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
 
@@ -132,8 +214,9 @@ class DiagnosticsPublisher:
         self._name = name
         self._hardware_id = hardware_id
         self._extra = extra
+        self._stamp = stamp or (lambda: node.get_clock().now().to_msg())
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
-        self._timer = node.create_timer(period, self.publish)
+        self._timer = node.create_timer(period, self.publish, clock=clock)
 
     def build(self) -> Any:
         """The DiagnosticArray for the current snapshot."""
@@ -148,7 +231,7 @@ class DiagnosticsPublisher:
         pairs = snap.values() + (self._extra() if self._extra else [])
         status.values = [KeyValue(key=key, value=value) for key, value in pairs]
         array = DiagnosticArray()
-        array.header.stamp = self._node.get_clock().now().to_msg()
+        array.header.stamp = self._stamp()
         array.status = [status]
         return array
 

@@ -107,7 +107,7 @@ class PublisherMatchingSubscription:
         node: Node,
         msg_type: Any,
         topic: str,
-        callback: Callable[[Any], None],
+        callback: Callable[..., None],
         depth: int = SENSOR_DEPTH,
         raw: bool = False,
         check_period: float = 1.0,
@@ -127,12 +127,15 @@ class PublisherMatchingSubscription:
         # The resolved name (namespace, remapping) is what the graph API knows the publishers by.
         self.topic_name: str = self.subscription.topic_name
         self.check()
-        self._timer = node.create_timer(check_period, self.check)
+        self._timer = node.create_timer(check_period, self._on_check_timer)
 
     def _create(self, reliability: ReliabilityPolicy) -> Any:
         return self._node.create_subscription(
             self._msg_type, self._topic, self._callback, sensor_qos(reliability, self._depth), raw=self._raw
         )
+
+    def _on_check_timer(self) -> None:
+        self.check()
 
     def check(self) -> ReliabilityPolicy:
         """Re-read the publishers of the topic; re-create the subscription if the matching policy changed."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from vae_ros.core.errors import InputError
 
+# Default limit on the pixels a compressed image may declare (4096 x 4096); 0 disables the check.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOI = b"\xff\xd8"
 # Start-of-frame markers (baseline, progressive, lossless, arithmetic...): C0-CF except DHT, JPG and DAC.

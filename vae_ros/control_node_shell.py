@@ -1,0 +1,239 @@
+"""What the latent controllers (latent_servo_node, world_model_node) share: goals, the newest latent, the
+stale-input watchdog and a velocity output that fails safe. A controller subclasses ControlNode, loads its
+model, calls `_start_control` and implements its step on `_on_latent`.
+
+Goals, changeable while running: `servo/set_goal` (std_srvs/Trigger: the newest fresh latent becomes the
+goal), `servo/clear_goal` (std_srvs/Trigger: forget the goal and stop), `servo/goal_latent`
+(std_msgs/Float32MultiArray in the contract's layout) and `servo/goal_image` (sensor_msgs/Image; only where
+the controller can encode an image: `_encode_goal_image`).
+
+Fail-safe: zero velocity on `cmd_vel` while no goal is set, when the newest latent is older than
+`stale_timeout` (its header stamp against this node's clock; a 0.1 s watchdog on the steady clock checks),
+when a message is rejected while a goal is set, on an unexpected error, and once more on shutdown (`close`,
+after SIGINT / SIGTERM, while the ROS context is still valid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+
+from vae_ros.conversions import msg_to_latent
+from vae_ros.core.diagnostics import NodeStats
+from vae_ros.core.errors import InputError
+from vae_ros.node_params import ControlParams
+from vae_ros.node_utils import MessageGuard
+from vae_ros.qos import COMMAND_QOS, LATENT_QOS
+
+LATENT_TOPIC = "vae/latent_stamped"
+CMD_TOPIC = "cmd_vel"
+GOAL_LATENT_TOPIC = "servo/goal_latent"
+GOAL_IMAGE_TOPIC = "servo/goal_image"
+SET_GOAL_SERVICE = "servo/set_goal"
+CLEAR_GOAL_SERVICE = "servo/clear_goal"
+IDLE, STALE = "idle", "stale"
+WATCHDOG_PERIOD_S = 0.1
+WARN_THROTTLE_S = 2.0
+FINAL_STOP_ACK_S = 0.5
+
+
+class ControlNode(Node):
+    """Base of the latent controllers: goal inputs, the newest latent, the watchdog and cmd_vel.
+
+    Subclasses set `params` (a ControlParams) and `stats` before `_start_control`, and may override the
+    hooks `_reset_for_goal` (a new goal: restart the controller's state), `_reset_command` (a stop: the
+    command state is zero) and `_encode_goal_image` (a goal image -> its latent).
+    """
+
+    ACTIVE: ClassVar[str] = "active"  # the status while a goal is being pursued
+    GOAL_DTYPE: ClassVar[type] = np.float32
+
+    params: ControlParams
+    stats: NodeStats
+
+    def __init__(self, node_name: str, **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        stop_before_shutdown()
+
+    def _start_control(self, latent_dim: int, model_dir: Path, modality: str, lock: Any = None) -> None:
+        """The latent subscription (to `_on_latent`), cmd_vel, the goal subscriptions and services and the
+        watchdog. `lock` guards goal and controller state where a planner thread shares them."""
+        from geometry_msgs.msg import Twist
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32MultiArray
+        from std_srvs.srv import Trigger
+
+        self._twist = Twist
+        self._latent_dim = latent_dim
+        self._control_model_dir = model_dir
+        self._modality = modality
+        self.goal: np.ndarray | None = None
+        self.goal_source = ""
+        self.status = IDLE
+        self._latest: np.ndarray | None = None  # newest latent, for set_goal
+        self._latest_stamp_ns: int | None = None
+        self._closed = False
+        self._lock: Any = lock if lock is not None else contextlib.nullcontext()
+        self._cmd_pub = self.create_publisher(Twist, CMD_TOPIC, COMMAND_QOS)
+        # One bad message is logged, counted and dropped, and the robot is stopped (fail safe).
+        self._guard = MessageGuard(self, self._on_rejected, self._on_error)
+        self._latent_sub = self.create_subscription(Image, LATENT_TOPIC, self._guard.wrap("a latent", self._on_latent),
+                                                    LATENT_QOS)
+        self._goal_latent_sub = self.create_subscription(
+            Float32MultiArray, GOAL_LATENT_TOPIC, self._guard.wrap("a goal latent", self._on_goal_latent), LATENT_QOS)
+        self._goal_image_sub = self.create_subscription(
+            Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS)
+        self._set_goal_srv = self.create_service(Trigger, SET_GOAL_SERVICE, self._on_set_goal)
+        self._clear_goal_srv = self.create_service(Trigger, CLEAR_GOAL_SERVICE, self._on_clear_goal)
+        # On the steady clock: it also wakes the executor at least every 0.1 s, so Ctrl-C is handled (see
+        # stop_before_shutdown) even when no input arrives (a stopped simulator stops the sim-time clock too).
+        self._watchdog = self.create_timer(WATCHDOG_PERIOD_S, self._on_watchdog,
+                                           clock=Clock(clock_type=ClockType.STEADY_TIME))
+        stop_before_shutdown()
+
+    # -- hooks -----------------------------------------------------------------------------------------------
+    def _on_latent(self, msg: Any) -> None:
+        """A stamped latent (sensor_msgs/Image 32FC1) arrived: one control step."""
+        raise NotImplementedError
+
+    def _reset_for_goal(self) -> None:
+        """A new goal was set (lock held): restart the controller's state."""
+
+    def _reset_command(self) -> None:
+        """The robot is being stopped (lock held): the controller's command state becomes zero."""
+
+    def _encode_goal_image(self, msg: Any) -> np.ndarray:
+        """A goal image -> its latent (D,); this controller takes none."""
+        raise InputError(self._image_goal_refusal())
+
+    def _image_goal_refusal(self) -> str:
+        return (f"goal images need a camera model; {self._control_model_dir} is a {self._modality} model: teach "
+                f"the goal with {SET_GOAL_SERVICE} or send its latent on {GOAL_LATENT_TOPIC}")
+
+    # -- goals -----------------------------------------------------------------------------------------------
+    def _set_goal(self, latent: np.ndarray, source: str) -> None:
+        with self._lock:
+            self.goal = np.asarray(latent, dtype=self.GOAL_DTYPE).copy()
+            self.goal_source = source
+            self._reset_for_goal()
+            self.status = self.ACTIVE
+        self.get_logger().info(f"new goal from {source}")
+
+    def _on_goal_latent(self, msg: Any) -> None:
+        mean, _ = msg_to_latent(msg, expected_dim=self._latent_dim)
+        if not np.all(np.isfinite(mean)):
+            raise InputError("goal latent holds NaN or inf")
+        self._set_goal(mean, GOAL_LATENT_TOPIC)
+
+    def _on_goal_image(self, msg: Any) -> None:
+        self._set_goal(self._encode_goal_image(msg), GOAL_IMAGE_TOPIC)
+
+    def _on_set_goal(self, _request: Any, response: Any) -> Any:
+        latest = self._latest
+        if latest is None or self._is_stale():
+            response.success = False
+            response.message = f"no fresh latent on {self._latent_sub.topic_name} to take as the goal"
+            return response
+        self._set_goal(latest, SET_GOAL_SERVICE)
+        response.success = True
+        response.message = f"goal set from the latent stamped {self._latest_stamp_ns} ns"
+        return response
+
+    def _on_clear_goal(self, _request: Any, response: Any) -> Any:
+        """Forget the goal and stop: idle until the next goal (e.g. before moving the robot)."""
+        with self._lock:
+            had = self.goal is not None
+            self.goal, self.goal_source, self.status = None, "", IDLE
+            self._stop()
+            self._reset_for_goal()
+        response.success = True
+        response.message = "goal cleared; stopped" if had else "no goal was set"
+        return response
+
+    # -- the newest latent and the watchdog ------------------------------------------------------------------
+    def _record_latent(self, mean: np.ndarray, header: Any) -> int:
+        """Keep the newest latent (for set_goal and the watchdog); returns its stamp in ns."""
+        stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        self._latest, self._latest_stamp_ns = mean, stamp
+        return stamp
+
+    def _is_stale(self) -> bool:
+        if self._latest_stamp_ns is None:
+            return True
+        age = (self.get_clock().now().nanoseconds - self._latest_stamp_ns) * 1e-9
+        return age > self.params.stale_timeout
+
+    def _on_watchdog(self) -> None:
+        """Zero velocity while the newest latent is older than stale_timeout (or none came yet)."""
+        if not self._is_stale():
+            return
+        if self.goal is not None:
+            if self.status != STALE:
+                self.get_logger().warning(f"no fresh latent for {self.params.stale_timeout} s: stopping",
+                                          throttle_duration_sec=WARN_THROTTLE_S)
+            self.status = STALE
+        self._stop()
+
+    # -- output ----------------------------------------------------------------------------------------------
+    def _publish_command(self, linear: float, angular: float) -> None:
+        msg = self._twist()
+        msg.linear.x = float(linear)
+        msg.angular.z = float(angular)
+        self._cmd_pub.publish(msg)
+
+    def _stop(self) -> None:
+        with self._lock:
+            self._reset_command()
+            self._publish_command(0.0, 0.0)
+
+    def _on_rejected(self, reason: str) -> None:
+        self.stats.on_rejected(reason)
+        if self.goal is not None:
+            self._stop()
+
+    def _on_error(self, reason: str) -> None:
+        self.stats.on_error(reason)
+        self._stop()
+
+    def close(self) -> None:
+        """Fail safe on the way out: a last zero command (run_node calls this in its finally)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._publish_command(0.0, 0.0)
+            from rclpy.duration import Duration
+
+            # Reliable subscribers (the base) acknowledge the stop before the process goes.
+            self._cmd_pub.wait_for_all_acked(Duration(seconds=FINAL_STOP_ACK_S))
+        except Exception as err:  # noqa: BLE001 - the context may already be gone; nothing else to do
+            print(f"{self.get_name()}: could not publish the final zero command: {err}", file=sys.stderr)
+
+
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_before_shutdown() -> None:
+    """Let SIGINT / SIGTERM reach run_node as KeyboardInterrupt while the ROS context is still valid.
+
+    rclpy's own handlers shut the context down first, so the final zero command of close() could no longer
+    be published (measured: "publisher's context is invalid"). Python's handlers run between callbacks (the
+    0.1 s watchdog timer bounds the wait), run_node then calls close(), which publishes the zero, and only
+    then shuts rclpy down. Only in the main thread (where run_node builds the node).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    from rclpy.signals import uninstall_signal_handlers
+
+    uninstall_signal_handlers()
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)

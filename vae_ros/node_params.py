@@ -1,0 +1,321 @@
+"""The parameters of every vae_ros node, declared once: name, default (its type is the ROS parameter's type),
+description, read-only flag and range, as fields of one frozen dataclass per node.
+
+Each node declares its dataclass's fields (vae_ros.node_utils.declare_params) and reads them into it once;
+the launch files derive their parameter arguments (type and description) from the same fields
+(vae_ros.launch_support.parameter_arguments_of), and test/test_config_files.py checks config/*.yaml
+against them. This module imports neither rclpy nor the models, so a launch file can read it cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from vae_ros.core.errors import ConfigError
+from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS
+
+if TYPE_CHECKING:
+    from vae_ros.control.dynamics import LatentDynamics
+    from vae_ros.control.planner import MpcConfig
+    from vae_ros.control.servo import ServoConfig
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: name, default (its type is the parameter's type), description, read-only, and an
+    inclusive (low, high) range the ROS descriptor enforces (None: any value of the type)."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    range: tuple[float, float] | None = None
+
+    @property
+    def kind(self) -> type:
+        """The parameter's Python type: bool, int, float, str, or list for arrays."""
+        return list if isinstance(self.default, list | tuple) else type(self.default)
+
+
+def param(default: Any, description: str, *, read_only: bool = False,
+          range: tuple[float, float] | None = None) -> Any:  # noqa: A002 - the ROS descriptor's word
+    """A parameters-dataclass field that is also a ROS parameter declaration."""
+    return field(default=default, metadata={"description": description, "read_only": read_only, "range": range})
+
+
+def specs_of(params_type: type) -> list[ParamSpec]:
+    """The ParamSpec of every field of a parameters dataclass, in field order."""
+    return [ParamSpec(f.name, f.default, f.metadata["description"], f.metadata["read_only"], f.metadata["range"])
+            for f in dataclasses.fields(params_type)]
+
+
+P = TypeVar("P", bound="NodeParams")
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Base of the nodes' parameter dataclasses: read once at start-up; runtime changes swap in a validated
+    copy (`updated`)."""
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid value and what is allowed."""
+
+    @classmethod
+    def from_values(cls: type[P], values: dict[str, Any]) -> P:
+        """Values as rclpy gives them (arrays as lists) -> a validated instance."""
+        converted = {name: tuple(float(v) for v in value) if isinstance(_default(cls, name), tuple) else value
+                     for name, value in values.items()}
+        params = cls(**converted)
+        params.validate()
+        return params
+
+    def updated(self: P, values: dict[str, Any]) -> P:
+        """A validated copy with the fields named in `values` replaced (other names are ignored)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        return type(self).from_values({**dataclasses.asdict(self), **{k: v for k, v in values.items() if k in names}})
+
+
+def _default(cls: type, name: str) -> Any:
+    return next((f.default for f in dataclasses.fields(cls) if f.name == name), None)
+
+
+def _require_positive(params: Any, names: Sequence[str]) -> None:
+    for name in names:
+        value = getattr(params, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number, got {value}")
+
+
+def _require_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_runtime(backend: str, device: str) -> None:
+    from vae_ros.core.backends import BACKENDS, DEVICES
+
+    _require_choice("backend", backend, BACKENDS)
+    _require_choice("device", device, DEVICES)
+
+
+# -- encoder_node and decoder_node ----------------------------------------------------------------------------
+_BACKEND = "Inference runtime: auto, torch, onnxruntime or tensorrt."
+_DIAGNOSTICS_PERIOD = "Seconds between /diagnostics reports."
+
+
+@dataclass(frozen=True)
+class InferenceParams(NodeParams):
+    """What encoder_node and decoder_node share: the model and how it runs."""
+
+    model: str = param("", "Model directory (model.json + weights.safetensors); empty = the packaged default for "
+                           "the modality.", read_only=True)
+    modality: str = param("", "image, scan or pointcloud; empty = the model's (image when `model` is empty too). "
+                              "Must match the model.", read_only=True)
+    backend: str = param("auto", _BACKEND, read_only=True)
+    device: str = param("cpu", "cpu or cuda.", read_only=True)
+    engine_cache: str = param("", "Folder kept across starts for TensorRT engines (backend tensorrt): built on the "
+                                  "first start on the device, then reused; one subfolder per model weights. Empty = "
+                                  "the model directory's trt/.", read_only=True)
+    warmup: int = param(0, "Inferences on a blank input at start, before the first message is accepted (TensorRT "
+                           "builds or loads its engines, CUDA initialises); 0 = none.", read_only=True)
+    diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True)
+
+    def validate(self) -> None:
+        from vae_ros.core.config import MODALITIES
+
+        if self.modality not in ("", *MODALITIES):
+            raise ConfigError(f"modality must be one of {', '.join(MODALITIES)} (or empty), got {self.modality!r}")
+        _check_runtime(self.backend, self.device)
+        if not self.diagnostics_period > 0:
+            raise ConfigError(f"diagnostics_period must be > 0 seconds, got {self.diagnostics_period}")
+        if self.warmup < 0:
+            raise ConfigError(f"warmup must be >= 0 inferences, got {self.warmup}")
+
+
+@dataclass(frozen=True)
+class EncoderParams(InferenceParams):
+    """encoder_node's parameters."""
+
+    compressed: bool = param(False, "Image modality: subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
+                                    "camera/image_raw/compressed instead of Image on camera/image_raw.", read_only=True)
+    publish_variance: bool = param(False, "Also publish the latent log-variances (vae/latent: layout stat x latent; "
+                                          "vae/latent_stamped: a second row).")
+    publish_anomaly_score: bool = param(False, "Publish an anomaly score per input on vae/anomaly_score.")
+    anomaly_metric: str = param("reconstruction", "reconstruction (mean squared error, normalised units) or "
+                                                  "neg_elbo (negative ELBO, nats).")
+    qos_reliability: str = param("auto", "Input reliability: auto (match the publishers, as rosbag2 does), "
+                                         "best_effort or reliable.", read_only=True)
+    threads: int = param(0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True)
+    max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
+                                  "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit.")
+
+    def validate(self) -> None:
+        from vae_ros.node_utils import ANOMALY_METRICS
+        from vae_ros.qos import RELIABILITY_CHOICES
+
+        super().validate()
+        if self.max_image_pixels < 0:
+            raise ConfigError(f"max_image_pixels must be >= 0 (0 = no limit), got {self.max_image_pixels}")
+        _require_choice("anomaly_metric", self.anomaly_metric, ANOMALY_METRICS)
+        _require_choice("qos_reliability", self.qos_reliability, RELIABILITY_CHOICES)
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
+        if self.compressed and self.modality not in ("", "image"):
+            raise ConfigError(f"compressed:=true needs the image modality, got modality {self.modality!r}")
+
+
+@dataclass(frozen=True)
+class DecoderParams(InferenceParams):
+    """decoder_node's parameters."""
+
+    frame_id: str = param("vae", "header.frame_id of what is decoded from unstamped latents (vae/latent) and from "
+                                 "prior samples; outputs of vae/latent_stamped carry the latent's own header.")
+    generate: bool = param(False, "Sample latents from the prior N(0, I) at generate_rate instead of subscribing "
+                                  "to vae/latent and vae/latent_stamped.", read_only=True)
+    generate_rate: float = param(1.0, "Samples per second in generation mode (> 0).")
+    seed: int = param(0, "Seed of the prior samples in generation mode.", read_only=True)
+
+    def validate(self) -> None:
+        super().validate()
+        if not (self.generate_rate > 0 and self.generate_rate <= 1000):
+            raise ConfigError(f"generate_rate must be in (0, 1000] Hz, got {self.generate_rate}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+
+
+# -- sim_node -------------------------------------------------------------------------------------------------
+LIDAR_MODES = ("scan", "pointcloud", "both", "none")
+MAX_SIM_RATE = 100.0
+
+
+@dataclass(frozen=True)
+class SimNodeParams(NodeParams):
+    """sim_node's parameters; max_linear, max_angular, cmd_timeout and initial_pose change at runtime."""
+
+    rate: float = param(10.0, "Sensor frames per second (simulated time advances 1/rate per frame).",
+                        read_only=True, range=(0.1, MAX_SIM_RATE))
+    image_width: int = param(128, "Camera image width in pixels.", read_only=True, range=(8, 4096))
+    image_height: int = param(128, "Camera image height in pixels.", read_only=True, range=(8, 4096))
+    lidar: str = param("scan", "LiDAR to publish: scan (LaserScan on `scan`), pointcloud (PointCloud2 on "
+                               "`lidar/points`), both, or none.", read_only=True)
+    seed: int = param(0, "World seed: object placement and colours.", read_only=True)
+    initial_pose: tuple[float, float, float] = param(
+        (0.0, 0.0, 0.0), "[x, y, yaw] of the robot in the odom frame (m, m, rad), e.g. '[1.0, 0.5, 1.57]'; "
+                         "setting it at runtime teleports the robot there at rest.")
+    max_linear: float = param(0.5, "Limit of |cmd_vel.linear.x| in m/s.", range=(0.0, 1.0))
+    max_angular: float = param(1.5, "Limit of |cmd_vel.angular.z| in rad/s.", range=(0.0, 2.0))
+    cmd_timeout: float = param(0.5, "Seconds (simulated) without a fresh cmd_vel after which the robot stops.")
+    publish_camera: bool = param(True, "Publish camera/image_raw (rendering costs CPU).", read_only=True)
+
+    def validate(self) -> None:
+        _require_choice("lidar", self.lidar, LIDAR_MODES)
+        if not 0 < self.rate <= MAX_SIM_RATE:
+            raise ConfigError(f"rate must be in (0, {MAX_SIM_RATE:g}] Hz, got {self.rate!r}")
+        for name in ("image_width", "image_height"):
+            if not 8 <= getattr(self, name) <= 4096:
+                raise ConfigError(f"{name} must be an integer in 8..4096, got {getattr(self, name)!r}")
+        if len(self.initial_pose) != 3 or not all(math.isfinite(v) for v in self.initial_pose):
+            raise ConfigError(f"initial_pose must be [x, y, yaw] (three finite numbers), got {list(self.initial_pose)}")
+        for name in ("max_linear", "max_angular"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be a non-negative float, got {getattr(self, name)!r}")
+        if not self.cmd_timeout > 0:
+            raise ConfigError(f"cmd_timeout must be a positive float (seconds), got {self.cmd_timeout!r}")
+
+
+# -- latent_servo_node and world_model_node -------------------------------------------------------------------
+_GOAL_WAIT = "empty = wait for a goal on servo/goal_latent, servo/goal_image or servo/set_goal."
+
+
+@dataclass(frozen=True)
+class ControlParams(NodeParams):
+    """What the two controllers share: goals, limits, the stale-input watchdog and the goal-image encoder."""
+
+    model: str = param("", "VAE model directory whose latents this node receives; empty = the packaged "
+                           "models/control_default.", read_only=True)
+    goal_image: str = param("", "Image file whose latent is the goal at start (camera models only); " + _GOAL_WAIT,
+                            read_only=True)
+    max_linear: float = param(0.3, "Speed limit (m/s).")
+    max_angular: float = param(0.8, "Turn-rate limit (rad/s).")
+    max_linear_accel: float = param(0.8, "Linear acceleration limit (m/s^2).")
+    max_angular_accel: float = param(3.0, "Angular acceleration limit (rad/s^2).")
+    stale_timeout: float = param(0.5, "Seconds since the newest latent's header stamp after which the node "
+                                      "publishes zero velocity.")
+    tolerance: float = param(0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
+                                  "(model.json training.control.tolerance: <= 0.10 m and 5 deg).")
+    backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
+                                 "(goal images, with camera models): auto, torch, onnxruntime or tensorrt.",
+                         read_only=True)
+    device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
+    diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True)
+
+    def validate(self) -> None:
+        _require_positive(self, ("stale_timeout", "diagnostics_period"))
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ConfigError(f"tolerance must be >= 0 (0 = the model's calibrated value), got {self.tolerance}")
+        _check_runtime(self.backend, self.device)
+
+
+@dataclass(frozen=True)
+class ServoParams(ControlParams):
+    """latent_servo_node's parameters."""
+
+    model: str = param("", "Control model directory (a LaserScan VAE trained with `vae-ros train --pose-topic`); "
+                           "empty = the packaged models/control_default.", read_only=True)
+    gain: float = param(1.0, "Proportional gain on the estimated distance to the goal (1/s).")
+    angular_gain: float = param(2.0, "Gain on heading and final yaw errors (1/s).")
+
+    def validate(self) -> None:
+        _require_positive(self, ("gain", "angular_gain", "max_linear", "max_angular", "max_linear_accel",
+                                 "max_angular_accel"))
+        super().validate()
+
+    def servo_config(self, tolerance: float) -> ServoConfig:
+        from vae_ros.control.servo import ServoConfig
+
+        config = ServoConfig(
+            tolerance=tolerance, gain=self.gain, angular_gain=self.angular_gain,
+            max_linear=self.max_linear, max_angular=self.max_angular, max_linear_accel=self.max_linear_accel,
+            max_angular_accel=self.max_angular_accel)
+        config.validate()
+        return config
+
+
+@dataclass(frozen=True)
+class WorldModelParams(ControlParams):
+    """world_model_node's parameters."""
+
+    dynamics: str = param("", "Dynamics directory (`vae-ros train-dynamics --out`) trained on that model's "
+                              "latents; empty = <model>/dynamics.", read_only=True)
+    horizon: int = param(12, "Planning horizon in model steps (each the dynamics' dt, e.g. 0.1 s).")
+    samples: int = param(400, "Candidate command sequences per CEM iteration.")
+    iterations: int = param(4, "CEM iterations per plan.")
+    elites: int = param(40, "Cheapest candidates the CEM refits to (at most samples).")
+    collision: bool = param(True, "Add a collision cost from the newest LaserScan on `scan` to the plan.")
+    collision_radius: float = param(0.3, "Robot radius plus margin for the collision cost (m).")
+    seed: int = param(0, "Seed of the planner's sampling (each plan is reproducible from it and its step).")
+
+    def mpc_config(self, dynamics: LatentDynamics, tolerance: float) -> MpcConfig:
+        from vae_ros.control.planner import MpcConfig
+
+        config = MpcConfig(
+            dynamics=dynamics, horizon=self.horizon, samples=self.samples, iterations=self.iterations,
+            elites=min(self.elites, self.samples), max_linear=self.max_linear, max_angular=self.max_angular,
+            max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
+            collision_radius=self.collision_radius, tolerance=tolerance, seed=self.seed)
+        config.validate()
+        return config
+
+
+# Node name -> its parameters (the launch files and the config tests look them up here).
+NODE_PARAMS: dict[str, type[NodeParams]] = {
+    "encoder_node": EncoderParams,
+    "decoder_node": DecoderParams,
+    "sim_node": SimNodeParams,
+    "latent_servo_node": ServoParams,
+    "world_model_node": WorldModelParams,
+}
