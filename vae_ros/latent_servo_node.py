@@ -4,9 +4,10 @@ Inputs (relative names; remap as needed):
 - `vae/latent_stamped` (sensor_msgs/Image 32FC1, from encoder_node running the same control model): the
   current latent z, stamped with its sensor message. Each fresh latent is one control step, so the node
   runs at the sensor rate.
-- Goals, changeable while running: `servo/set_goal` (std_srvs/Trigger: the current latent becomes the
-  goal — teach, then repeat), `servo/goal_latent` (std_msgs/Float32MultiArray, the contract's layout, e.g.
-  a latent recorded earlier). `servo/goal_image` and the `goal_image` parameter need a camera control
+- Goals, changeable while running (vae_ros.control_node_shell, shared with world_model_node):
+  `servo/set_goal` (std_srvs/Trigger: the current latent becomes the goal — teach, then repeat),
+  `servo/clear_goal` (forget it and stop), `servo/goal_latent` (std_msgs/Float32MultiArray, the contract's
+  layout, e.g. a latent recorded earlier). `servo/goal_image` and the `goal_image` parameter need a camera control
   model; the packaged control model reads LaserScans, so image goals are refused with a clear message.
 
 The control law (vae_ros.control.servo): the model's servo head estimates where the goal lies in the robot

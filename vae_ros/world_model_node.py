@@ -7,10 +7,10 @@ Inputs (relative names; remap as needed):
   controller's or a joystick's while it has no goal): the action the one-step prediction is made for.
 - `scan` (sensor_msgs/LaserScan, optional): the newest scan gives obstacle points for the planner's
   collision cost (parameter `collision`).
-- Goals, changeable while running, exactly as latent_servo_node takes them: `servo/set_goal`
-  (std_srvs/Trigger: the current latent becomes the goal), `servo/goal_latent`
-  (std_msgs/Float32MultiArray), and for camera models `servo/goal_image` / the `goal_image` parameter.
-  Goal images are refused with a clear message for LiDAR models (use set_goal).
+- Goals, changeable while running, exactly as latent_servo_node takes them (vae_ros.control_node_shell):
+  `servo/set_goal` (std_srvs/Trigger: the current latent becomes the goal), `servo/clear_goal` (forget it
+  and stop), `servo/goal_latent` (std_msgs/Float32MultiArray), and for camera models `servo/goal_image` /
+  the `goal_image` parameter. Goal images are refused with a clear message for LiDAR models (use set_goal).
 
 Outputs: `world_model/predicted_latent` (the one-step prediction z_{t+1} = f(z_t, a_t) in the stamped
 layout: row 0 the ensemble mean, row 1 the log of its predictive variance, stamped t + dt, the time it

@@ -90,10 +90,10 @@ def _status(probe: Probe) -> dict[str, str]:
     return {}
 
 
-def _call_set_goal(probe: Probe) -> Any:
+def _call_set_goal(probe: Probe, service: str = "servo/set_goal") -> Any:
     from std_srvs.srv import Trigger
 
-    client = probe.node.create_client(Trigger, f"{NS}/servo/set_goal")
+    client = probe.node.create_client(Trigger, f"{NS}/{service}")
     assert client.wait_for_service(timeout_sec=20.0)
     future = client.call_async(Trigger.Request())
     assert probe.wait_for(future.done, timeout=10.0)
@@ -180,6 +180,30 @@ def test_set_goal_then_commands_then_zero_when_stale(setup: Any) -> None:
     assert all(m.linear.x == 0.0 and m.angular.z == 0.0 for m in last)
     assert probe.wait_for(lambda: _status(probe).get("state") == "stale", timeout=5.0)
     assert float(_status(probe)["plan_time_p50_ms"]) > 0.0
+
+
+def test_clear_goal_stops_the_robot_and_waits_idle(setup: Any) -> None:
+    probe = setup["probe"]
+    z_goal = np.array([0.5, 0.5, -0.5, 0.2], np.float32)
+    z_away = np.array([-0.5, -0.3, 0.6, -0.4], np.float32)
+    cmd_topic = f"{NS}/cmd_vel"
+    assert _stream(setup, z_goal, lambda: _status(probe).get("state") != "stale", timeout=20.0)
+    assert _call_set_goal(probe).success
+    probe.clear(cmd_topic)
+
+    def moving() -> bool:
+        return any(abs(m.linear.x) > 1e-3 or abs(m.angular.z) > 1e-3 for m in probe.messages(cmd_topic))
+
+    assert _stream(setup, z_away, moving, timeout=20.0), "no non-zero command toward the goal"
+    result = _call_set_goal(probe, "servo/clear_goal")
+    assert result.success and result.message == "goal cleared; stopped", result.message
+    # Fresh latents keep coming, the goal is gone: only zero commands, idle, no goal.
+    probe.clear(cmd_topic)
+    assert _stream(setup, z_away, lambda: len(probe.messages(cmd_topic)) >= 5, timeout=20.0)
+    assert all(m.linear.x == 0.0 and m.angular.z == 0.0 for m in probe.messages(cmd_topic))
+    assert _stream(setup, z_away, lambda: _status(probe).get("state") == "idle"
+                   and _status(probe).get("goal_source") == "none", timeout=20.0)
+    assert _call_set_goal(probe, "servo/clear_goal").message == "no goal was set"
 
 
 def test_goal_latent_topic_and_zero_on_shutdown(setup: Any) -> None:
