@@ -2,7 +2,8 @@
 
 - Sensor inputs: keep-last with depth 1, volatile: a slow consumer takes the newest frame and never
   works through a queue of stale ones (latest frame wins).
-- Latents and commands: reliable, keep-last 10: small messages that consumers must not lose.
+- Latents, commands, odometry, /clock and /diagnostics: reliable, keep-last 10: small messages that
+  consumers must not lose.
 
 Reliability of sensor inputs is matched to the publishers, as rosbag2 does for recording:
 - A best-effort subscription receives from reliable and best-effort publishers alike, so it is the safe
@@ -28,37 +29,23 @@ from vae_ros.core.errors import ConfigError
 
 SENSOR_DEPTH = 1
 
+
+def _keep_last(depth: int, reliability: ReliabilityPolicy) -> QoSProfile:
+    """Keep-last `depth`, volatile: every profile here (none replays old messages to late joiners)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
 # Sensor inputs: best effort, keep last 1, volatile (what the contract calls sensor-data QoS).
-SENSOR_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=SENSOR_DEPTH,
-    reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-)
-
+SENSOR_QOS = _keep_last(SENSOR_DEPTH, ReliabilityPolicy.BEST_EFFORT)
 # Latents, anomaly scores, reconstructions for viewers: reliable, small queue.
-LATENT_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
-
+LATENT_QOS = _keep_last(10, ReliabilityPolicy.RELIABLE)
 # Velocity commands: reliable; a lost stop command is worse than a late one.
-COMMAND_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
-
+COMMAND_QOS = _keep_last(10, ReliabilityPolicy.RELIABLE)
+# A simulator's odometry and /clock: reliable, small queue.
+STATE_QOS = _keep_last(10, ReliabilityPolicy.RELIABLE)
 # /diagnostics: reliable, as diagnostic_updater publishes it.
-DIAGNOSTICS_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
+DIAGNOSTICS_QOS = _keep_last(10, ReliabilityPolicy.RELIABLE)
 
 # Values of the encoder's `qos_reliability` parameter.
 RELIABILITY_CHOICES = ("auto", "best_effort", "reliable")
@@ -68,12 +55,7 @@ def sensor_qos(reliability: ReliabilityPolicy = ReliabilityPolicy.BEST_EFFORT, d
     """Sensor-input QoS (keep last `depth`, volatile) with the given reliability."""
     if depth < 1:
         raise ConfigError(f"sensor queue depth must be >= 1, got {depth}")
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=reliability,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    return _keep_last(depth, reliability)
 
 
 def matching_reliability(publisher_reliabilities: Iterable[ReliabilityPolicy]) -> ReliabilityPolicy:

@@ -45,7 +45,7 @@ from vae_ros.node_utils import (
     on_parameter_changes,
     run_node,
 )
-from vae_ros.qos import COMMAND_QOS, LATENT_QOS, sensor_qos
+from vae_ros.qos import COMMAND_QOS, STATE_QOS, sensor_qos
 from vae_ros.sim import messages
 from vae_ros.sim.world import SimConfig, SimWorld
 
@@ -54,8 +54,6 @@ MIN_CLOCK_RATE = 50.0  # Hz: /clock and physics ticks, so sim-time timers elsewh
 
 # Sensors: reliable keep-last 1 (the encoder's publisher-matching subscription then receives reliably).
 SENSOR_PUBLISHER_QOS = sensor_qos(ReliabilityPolicy.RELIABLE)
-# Odometry and /clock: reliable, small queue (the named profile latents use).
-STATE_QOS = LATENT_QOS
 
 
 @dataclass(frozen=True)
