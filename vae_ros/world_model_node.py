@@ -39,7 +39,7 @@ import numpy as np
 from rclpy.node import Node
 
 from vae_ros.control.control_model import calibrated_tolerance, control_model_dir
-from vae_ros.control.dynamics import LatentDynamics, load_dynamics_dir
+from vae_ros.control.dynamics import LatentDynamics, load_dynamics_dir, rollout_runtime
 from vae_ros.control.planner import CONVERGED, LOST, MpcConfig, MpcState, plan_step, scan_obstacles
 from vae_ros.conversions import latent_to_stamped_msg, msg_to_latent, stamped_msg_to_latent
 from vae_ros.core.backends import load_config
@@ -82,7 +82,8 @@ PARAMETERS = [
     ParamSpec("collision_radius", 0.3, "Robot radius plus margin for the collision cost (m)."),
     ParamSpec("seed", 0, "Seed of the planner's sampling (each plan is reproducible from it and its step)."),
     ParamSpec("backend", "auto", "Inference runtime for goal images (camera models): auto, torch, "
-              "onnxruntime or tensorrt.", read_only=True),
+              "onnxruntime or tensorrt. torch and tensorrt also run the planner's rollouts in torch (faster, "
+              "but the node loads torch); otherwise they run in NumPy.", read_only=True),
     ParamSpec("device", "cpu", "cpu or cuda (goal images).", read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", read_only=True),
 ]
@@ -162,11 +163,13 @@ class WorldModelNode(Node):
         self.config = load_config(self.model_dir)
         self.dynamics_dir = dynamics_dir(self.params.dynamics, self.model_dir)
         self.dynamics = load_dynamics_dir(self.dynamics_dir)
-        import torch
+        self.dynamics.rollout_backend = rollout_runtime(self.params.backend)
+        if self.dynamics.rollout_backend == "torch":  # only where the node runs torch anyway (the import rule)
+            import torch
 
-        # One thread: small batched matmuls gain nothing from more, and the encoder shares the cores
-        # (bench/planner.py: threaded BLAS on a loaded 2-core machine is 10-40x slower).
-        torch.set_num_threads(1)
+            # One thread: small batched matmuls gain nothing from more, and the encoder shares the cores
+            # (bench/planner.py: threaded BLAS on a loaded 2-core machine is 10-40x slower).
+            torch.set_num_threads(1)
         if self.dynamics.latent_dim != self.config.latent_dim:
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")
@@ -265,8 +268,7 @@ class WorldModelNode(Node):
     def _encode_goal_file(self, path: str) -> np.ndarray:
         if self.config.modality != "image":
             raise ConfigError(f"goal_image {path!r}: {self._image_goal_refusal()}")
-        from vae_ros.core.data import read_image_file
-        from vae_ros.core.preprocess import preprocess_image
+        from vae_ros.core.preprocess import preprocess_image, read_image_file
 
         sample = preprocess_image(read_image_file(path), self.config.image_spec)
         return np.asarray(self._image_backend().encode(sample[None])[0][0])
