@@ -11,7 +11,6 @@ so the check can fail.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from node_helpers import Probe, make_model_dir, param_args, start_node, stop_nod
 from test_world_model_node import LATENT_DIM as WM_LATENT_DIM
 from test_world_model_node import random_dynamics
 
+from vae_ros.benchmarks.footprint import peak_rss_mb, torch_libraries
 from vae_ros.conversions import array_to_image_msg, latent_to_msg, latent_to_stamped_msg
 from vae_ros.core.model_dir import resolve_model_dir
 
@@ -34,22 +34,6 @@ pytestmark = [
 ]
 
 STARTUP_S = 120.0  # five nodes start together on two shared cores
-# torch's own shared objects: libtorch.so, libtorch_cpu.so, libtorch_python.so, torch/_C.cpython-*.so.
-TORCH_LIBRARY = re.compile(r"(/libtorch[^/]*\.so|/torch/_C\.)")
-
-
-def torch_libraries(pid: int) -> list[str]:
-    """Files of torch mapped into process `pid` (empty when it never imported torch)."""
-    maps = Path(f"/proc/{pid}/maps").read_text()
-    return sorted({line.split()[-1] for line in maps.splitlines() if TORCH_LIBRARY.search(line)})
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of process `pid`, in MB (reported, not asserted)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 @pytest.fixture(scope="module")
