@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
         image = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)  # (H, W, 3)
         small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        code = cv2.COLOR_BGR2GRAY if channels == 1 else cv2.COLOR_BGR2RGB
+        code: int | None = cv2.COLOR_BGR2GRAY if channels == 1 else cv2.COLOR_BGR2RGB
         if msg.encoding == "rgb8":
             code = cv2.COLOR_RGB2GRAY if channels == 1 else None
         if code is not None:
