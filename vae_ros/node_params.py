@@ -298,6 +298,10 @@ class WorldModelParams(ControlParams):
     collision: bool = param(True, "Add a collision cost from the newest LaserScan on `scan` to the plan.")
     collision_radius: float = param(0.3, "Robot radius plus margin for the collision cost (m).")
     seed: int = param(0, "Seed of the planner's sampling (each plan is reproducible from it and its step).")
+    backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
+                                 "(goal images, with camera models): auto, torch, onnxruntime or tensorrt. "
+                                 "torch and tensorrt also run the planner's rollouts in torch (faster, but the "
+                                 "node loads torch); otherwise they run in NumPy.", read_only=True)
 
     def mpc_config(self, dynamics: LatentDynamics, tolerance: float) -> MpcConfig:
         from vae_ros.control.planner import MpcConfig

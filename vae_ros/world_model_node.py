@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.control.control_model import calibrated_tolerance, control_model_dir
-from vae_ros.control.dynamics import load_dynamics_dir
+from vae_ros.control.dynamics import load_dynamics_dir, rollout_runtime
 from vae_ros.control.planner import CONVERGED, LOST, MpcState, plan_step, scan_obstacles
 from vae_ros.control_node_shell import CMD_TOPIC, ControlNode
 from vae_ros.conversions import latent_to_stamped_msg, stamped_msg_to_latent
@@ -95,11 +95,13 @@ class WorldModelNode(ControlNode):
         self.config = load_config(self.model_dir)
         self.dynamics_dir = dynamics_dir(self.params.dynamics, self.model_dir)
         self.dynamics = load_dynamics_dir(self.dynamics_dir)
-        import torch
+        self.dynamics.rollout_backend = rollout_runtime(self.params.backend)
+        if self.dynamics.rollout_backend == "torch":  # only where the node runs torch anyway (the import rule)
+            import torch
 
-        # One thread: small batched matmuls gain nothing from more, and the encoder shares the cores
-        # (bench/planner.py: threaded BLAS on a loaded 2-core machine is 10-40x slower).
-        torch.set_num_threads(1)
+            # One thread: small batched matmuls gain nothing from more, and the encoder shares the cores
+            # (bench/planner.py: threaded BLAS on a loaded 2-core machine is 10-40x slower).
+            torch.set_num_threads(1)
         if self.dynamics.latent_dim != self.config.latent_dim:
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")
@@ -176,8 +178,7 @@ class WorldModelNode(ControlNode):
     def _encode_goal_file(self, path: str) -> np.ndarray:
         if self.config.modality != "image":
             raise ConfigError(f"goal_image {path!r}: {self._image_goal_refusal()}")
-        from vae_ros.core.data import read_image_file
-        from vae_ros.core.preprocess import preprocess_image
+        from vae_ros.core.preprocess import preprocess_image, read_image_file
 
         sample = preprocess_image(read_image_file(path), self.config.image_spec)
         return np.asarray(self._image_backend().encode(sample[None])[0][0])

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_ros.core import model_dir as model_dir_module
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, ModelFileError
 from vae_ros.core.model_dir import load_model_dir, resolve_model_dir, save_model_dir
@@ -92,7 +91,9 @@ def test_a_failed_save_leaves_the_previous_model_intact(saved: Path, monkeypatch
         Path(str(args[1])).write_bytes(b"half a file")  # what a crash mid-write would leave
         raise OSError("disk full")
 
-    monkeypatch.setattr(model_dir_module, "save_file", crash)
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)  # model_dir imports it when it saves
     with pytest.raises(ModelFileError, match="disk full"):
         save_model_dir(saved, config, build_model(config))
     with pytest.raises(ModelFileError):

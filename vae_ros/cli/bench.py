@@ -1,9 +1,10 @@
-"""`vae-ros bench [models|nodes|compression]`: latency and throughput of each inference backend and of the
-running nodes; rate–distortion of LiDAR latents against classic codecs.
+"""`vae-ros bench [models|nodes|footprint|compression]`: latency and throughput of each inference backend
+and of the running nodes; their memory and start time; rate–distortion of LiDAR latents against classic codecs.
 
 `models` times the encoder in every backend available here (vae_ros.benchmarks.models); `nodes` runs the
-node benchmark (vae_ros.benchmarks.nodes, or bench/nodes.py in a source checkout). With no target, both
-run, the nodes part only where its code exists. `compression` (vae_ros.benchmarks.compression) runs only
+node benchmark (vae_ros.benchmarks.nodes, or bench/nodes.py in a source checkout); `footprint` measures
+encoder_node's peak memory and time to first latent per backend against a lean ONNX Runtime process
+(vae_ros.benchmarks.footprint). With no target, these three run, the nodes part only where its code exists. `compression` (vae_ros.benchmarks.compression) runs only
 when named: bytes per message, error and codec time for LaserScan / PointCloud2 messages.
 """
 
@@ -16,21 +17,24 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-TARGETS = ("models", "nodes", "compression")
+TARGETS = ("models", "nodes", "footprint", "compression")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     from vae_ros.benchmarks.compression import add_arguments as add_compression_arguments
+    from vae_ros.benchmarks.footprint import add_arguments as add_footprint_arguments
     from vae_ros.benchmarks.models import add_arguments
 
     parser.add_argument("target", nargs="?", choices=TARGETS, default=None,
-                        help="models: encoder latency/throughput per backend; nodes: the running nodes "
-                        "(default: both); compression: LiDAR bytes vs error, latents against codecs")
+                        help="models: encoder latency/throughput per backend; nodes: the running nodes; "
+                        "footprint: encoder_node's memory and start time per backend against a lean process "
+                        "(default: these three); compression: LiDAR bytes vs error, latents against codecs")
     add_arguments(parser)  # --model and --json serve both benchmarks
     nodes = _nodes_module()
     add_node_arguments = getattr(nodes, "add_arguments", None) if nodes is not None else None
     if add_node_arguments is not None:
         add_node_arguments(parser.add_argument_group("node benchmark"))
+    add_footprint_arguments(parser.add_argument_group("footprint benchmark"))
     add_compression_arguments(parser.add_argument_group("compression benchmark"))
 
 
@@ -73,8 +77,15 @@ def run(args: argparse.Namespace) -> int:
         return run_compression(args)
     if args.target in (None, "models"):
         status = run_from_args(args)
+    json_path = args.json
     if args.target in (None, "nodes"):
-        if args.target is None and args.json:
-            args.json = str(Path(args.json).with_name(Path(args.json).stem + "_nodes.json"))
+        if args.target is None and json_path:
+            args.json = str(Path(json_path).with_name(Path(json_path).stem + "_nodes.json"))
         status = max(status, _run_nodes(args, required=args.target == "nodes"))
+    if args.target in (None, "footprint"):
+        from vae_ros.benchmarks.footprint import run_from_args as run_footprint
+
+        if args.target is None and json_path:
+            args.json = str(Path(json_path).with_name(Path(json_path).stem + "_footprint.json"))
+        status = max(status, run_footprint(args))
     return status

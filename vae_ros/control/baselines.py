@@ -304,7 +304,7 @@ def train_baseline_head(representation: Representation, train_seeds: Sequence[in
     import torch
 
     from vae_ros.control.metric import pose_distance
-    from vae_ros.control.pose_head import RelativePoseHead, head_loss
+    from vae_ros.control.pose_head_train import RelativePoseHead, head_loss
     from vae_ros.sim.policy import CoverConfig
 
     config = config if config is not None else BaselineHeadConfig()

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from vae_ros.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the losses run in training only; the servo imports the thresholds without torch
+    import torch
 
 SUCCESS_POSITION_M = 0.10
 SUCCESS_YAW_RAD = math.radians(5.0)
@@ -46,6 +48,8 @@ class MetricSpec:
 
 def pose_distance(poses: torch.Tensor, yaw_weight: float) -> torch.Tensor:
     """(B, B) d_pose between all pairs of poses (B, 3) = (x, y, yaw)."""
+    import torch
+
     dx = poses[:, None, 0] - poses[None, :, 0]
     dy = poses[:, None, 1] - poses[None, :, 1]
     dyaw = torch.remainder(poses[:, None, 2] - poses[None, :, 2] + math.pi, 2 * math.pi) - math.pi
@@ -54,11 +58,15 @@ def pose_distance(poses: torch.Tensor, yaw_weight: float) -> torch.Tensor:
 
 def latent_distance(mu: torch.Tensor) -> torch.Tensor:
     """(B, B) Euclidean distances between latent means (B, D); differentiable at zero."""
+    import torch
+
     return torch.sqrt(((mu[:, None, :] - mu[None, :, :]) ** 2).sum(-1) + 1e-9)
 
 
 def metric_loss(mu: torch.Tensor, poses: torch.Tensor, spec: MetricSpec) -> torch.Tensor:
     """L_metric over the upper-triangle pairs of a batch from one recording."""
+    import torch
+
     batch = mu.shape[0]
     rows, cols = torch.triu_indices(batch, batch, 1, device=mu.device)
     d_pose = pose_distance(poses, spec.yaw_weight)[rows, cols]

@@ -35,7 +35,7 @@ from vae_ros.control.metric import (
     pose_distance,
     spearman,
 )
-from vae_ros.control.pose_head import (
+from vae_ros.control.pose_head_train import (
     HEAD_FILE,
     RelativePoseHead,
     head_loss,

@@ -370,7 +370,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         if self._decoder is not None:
             return self._decoder.run(None, {self._decoder_input: z})[0]  # (B, C, ...)
         if self._torch_fallback is None:
-            _log.info("%s has no %s; decoding with eager PyTorch", self.model_dir, DECODER_ONNX)
+            _log.warning("%s has no %s; decoding with eager PyTorch, which loads torch into this process "
+                         "(`vae-ros export --model %s` writes it)", self.model_dir, DECODER_ONNX, self.model_dir)
             self._torch_fallback = TorchBackend(self.model_dir, "cpu")
         return self._torch_fallback._decode(z)
 

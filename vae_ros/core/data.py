@@ -28,14 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from vae_ros.core.config import ModelConfig, ScanSpec
 from vae_ros.core.errors import DataError, InputError
-from vae_ros.core.preprocess import preprocess_image
+from vae_ros.core.preprocess import preprocess_image, read_image_file  # noqa: F401  (re-exported)
 
 LOG = logging.getLogger(__name__)
 
@@ -327,18 +326,6 @@ def _check_any_decoded(stats: DecodeStats, label: str) -> None:
     """A pass that saw items but could decode none of them is a bad source, not a few bad messages."""
     if stats.seen and not stats.decoded:
         raise DataError(f"none of the {stats.seen} items of {label} could be decoded (first: {stats.first_error})")
-
-
-def read_image_file(path: str | Path) -> np.ndarray:
-    """An image file -> (H, W) or (H, W, 3|4) array in RGB(A) order, uint8 or uint16 as stored."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise InputError(f"{path} is not a readable image")
-    if image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    return image
 
 
 def open_source(bag: str | None = None, topic: str | None = None, images: str | None = None) -> DataSource:

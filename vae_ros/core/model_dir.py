@@ -3,6 +3,10 @@
 Loading never unpickles: weights are read only with safetensors, which parses a JSON header and raw
 tensor bytes. A pickle (torch.save) file, even one renamed to weights.safetensors, is refused with a clear
 error; there is deliberately no torch.load fallback, because unpickling runs arbitrary code.
+
+torch is imported by the functions that need it (save_model_dir, load_model_dir), never at import time:
+nodes on ONNX Runtime import this module for resolve_model_dir and the file names, and must not load torch
+(docs/ARCHITECTURE.md, "Imports").
 """
 
 from __future__ import annotations
@@ -13,15 +17,16 @@ import shutil
 import struct
 import tempfile
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from vae_ros.core.config import FORMAT_VERSION, MODALITIES, ModelConfig
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, ModelFileError
 from vae_ros.core.files import MAX_WEIGHTS_BYTES, check_regular_file
-from vae_ros.core.models import VAE, build_model
+
+if TYPE_CHECKING:  # torch loads only where a model is built or saved
+    import torch
+
+    from vae_ros.core.models import VAE
 
 CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -50,6 +55,8 @@ def _write_files(directory: Path, config_json: str, state: dict[str, torch.Tenso
     """Write weights then model.json into `directory`, each to a temp name first and renamed into place."""
     tmp_weights = directory / f".{WEIGHTS_FILE}.tmp"
     tmp_config = directory / f".{CONFIG_FILE}.tmp"
+    from safetensors.torch import save_file
+
     try:
         save_file(state, str(tmp_weights), metadata=metadata)
         with open(tmp_weights, "rb") as handle:
@@ -155,6 +162,8 @@ def _check_safetensors_header(weights: Path) -> None:
 
 def _check_state(weights: Path, state: dict[str, torch.Tensor], model: VAE) -> None:
     """Compare loaded tensors with what the config's architecture expects; name the first mismatches."""
+    import torch
+
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -181,6 +190,8 @@ def _check_state(weights: Path, state: dict[str, torch.Tensor], model: VAE) -> N
 
 
 def _torch_device(device: str) -> torch.device:
+    import torch
+
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError) as err:
@@ -197,6 +208,12 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, 
     model.json, missing weights (pickles present instead are refused), a weights file that is not
     safetensors, and tensors whose names or shapes do not match the architecture in model.json.
     """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from vae_ros.core.models import build_model
+
     directory = Path(path).expanduser()
     if not directory.exists():
         raise ModelFileError(f"model directory {directory} does not exist")

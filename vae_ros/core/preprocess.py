@@ -8,6 +8,7 @@ Outputs are float32 NumPy arrays shaped as ModelConfig.input_shape; backends tur
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -209,3 +210,15 @@ def input_mask(batch: np.ndarray, config: ModelConfig) -> np.ndarray | None:
     if config.modality == "image":
         return None
     return batch[:, 1:2]
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """An image file -> (H, W) or (H, W, 3|4) array in RGB(A) order, uint8 or uint16 as stored."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(f"{path} is not a readable image")
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
