@@ -416,7 +416,7 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loade
     while True:
         batch = next(iterator, None)
         # BatchNorm cannot train on one sample; only a last batch can be this small.
-        if not dist.all_true(batch is not None and batch.shape[0] >= 2, device):
+        if not dist.all_true(batch is not None and batch.shape[0] >= 2, device) or batch is None:
             break
         x = batch.to(device, non_blocking=True)  # (B, *input_shape)
         logits, mu, logvar = model(x)
