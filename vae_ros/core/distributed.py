@@ -14,10 +14,12 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from vae_ros.core.errors import ConfigError
+
+if TYPE_CHECKING:  # torch loads only when training does (the world-model node imports dynamics without it)
+    import torch
 
 # Rank 0 validates and writes the model directory while the others wait in their next collective; a large
 # validation split on a slow disk must not trip the default timeout (10 min for NCCL).
@@ -65,6 +67,8 @@ class Distributed:
         """Element-wise sum over processes (float64)."""
         if not self.enabled:
             return [float(v) for v in values]
+        import torch
+
         tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
         return [float(v) for v in tensor.cpu()]
@@ -73,6 +77,8 @@ class Distributed:
         """True when flag is true in every process (keeps the processes' steps in lockstep)."""
         if not self.enabled:
             return flag
+        import torch
+
         tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
         return bool(tensor.item())
@@ -116,6 +122,8 @@ def process_group(dist: Distributed, device: str) -> Iterator[None]:
     if not dist.enabled:
         yield
         return
+    import torch
+
     cuda = device.startswith("cuda") and torch.cuda.is_available()  # else training says CUDA is absent
     if cuda:
         torch.cuda.set_device(dist.local_rank)
