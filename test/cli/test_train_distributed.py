@@ -7,15 +7,14 @@ each other through 127.0.0.1 only (MASTER_ADDR, GLOO_SOCKET_IFNAME=lo) and train
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import bagutil
 import pytest
+from torchrun_helpers import PER_RANK_OUT, REPO, env, torchrun, vae_ros
 
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
 from vae_ros.core.data import BagSource
@@ -23,31 +22,9 @@ from vae_ros.core.distributed import SINGLE, Distributed, from_env
 from vae_ros.core.errors import ConfigError
 from vae_ros.core.train import TrainConfig, train
 
-REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 8  # enough for the validation ELBO to settle (after 2 epochs it still varies 2x between seeds)
 TINY = ["--image-size", "32", "--latent-dim", "4", "--arch-channels", "8,16,32", "--batch-size", "16",
         "--lr", "3e-3", "--warmup-steps", "10", "--val-percent", "20", "--seed", "1", "--quiet"]
-TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
-    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", **extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _torchrun(command: list[str], *args: str, out: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Two processes on this machine, rendezvous on loopback."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
-    return subprocess.run([*launcher, *command, *args], capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env=_env(OUT=str(out or "")))
 
 
 def _training(out: Path) -> dict:
@@ -61,14 +38,11 @@ def image_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_two_processes_match_one_write_from_rank_0_and_resume(image_bag: Path, tmp_path: Path) -> None:
     data = ["--bag", str(image_bag), "--topic", "/camera/image_raw", *TINY]
-    single = subprocess.run([sys.executable, "-m", "vae_ros.cli", "train", *data, "--epochs", str(EPOCHS),
-                             "--out", str(tmp_path / "single")], capture_output=True, text=True, timeout=300,
-                            cwd=REPO, env=_env())
+    single = vae_ros("train", *data, "--epochs", str(EPOCHS), "--out", str(tmp_path / "single"))
     assert single.returncode == 0, single.stderr
 
     # First half on two processes, each told to write into its own folder: rank 1 must write nothing.
-    per_rank = _torchrun(["--no-python", "sh", "-c", 'exec "$0" -m vae_ros.cli train "$@" --out "$OUT/rank$RANK"',
-                          sys.executable], *data, "--epochs", str(EPOCHS // 2), out=tmp_path)
+    per_rank = torchrun(PER_RANK_OUT, "train", *data, "--epochs", str(EPOCHS // 2), out=tmp_path)
     assert per_rank.returncode == 0, per_rank.stderr
     assert not (tmp_path / "rank1").exists(), list((tmp_path / "rank1").rglob("*"))
     assert (tmp_path / "rank0" / "checkpoint").is_dir()
@@ -77,7 +51,7 @@ def test_two_processes_match_one_write_from_rank_0_and_resume(image_bag: Path, t
 
     # Resume the second half on two processes reading one (shared) --out.
     shutil.copytree(tmp_path / "rank0", tmp_path / "shared")
-    resumed = _torchrun(["-m", "vae_ros.cli", "train"], *data, "--epochs", str(EPOCHS), "--resume",
+    resumed = torchrun(["-m", "vae_ros.cli", "train"], *data, "--epochs", str(EPOCHS), "--resume",
                         "--out", str(tmp_path / "shared"))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr and resumed.stdout.count("model directory:") == 1
@@ -104,11 +78,10 @@ def test_the_environment_torchrun_sets_is_read() -> None:
     dist = from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
     assert dist == Distributed(rank=3, world_size=4, local_rank=1) and dist.enabled and not dist.is_main
     assert dist.device_name("cuda") == "cuda:1" and dist.device_name("cpu") == "cpu"
-    assert dist.shard(worker=1, workers=2) == (7, 8)
-    for env, fragment in [({"RANK": "4", "WORLD_SIZE": "4"}, "inconsistent"), ({"WORLD_SIZE": "2"}, "RANK"),
+    for variables, fragment in [({"RANK": "4", "WORLD_SIZE": "4"}, "inconsistent"), ({"WORLD_SIZE": "2"}, "RANK"),
                           ({"RANK": "x", "WORLD_SIZE": "2"}, "integer")]:
         with pytest.raises(ConfigError, match=fragment):
-            from_env(env)
+            from_env(variables)
     with pytest.raises(ConfigError, match="--device cuda"):
         dist.device_name("cuda:0")
 
@@ -127,7 +100,7 @@ def test_control_training_under_torchrun_is_refused_in_one_line(tmp_path: Path) 
     result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "train", "--bag", str(tmp_path / "none"),
                              "--topic", "scan", "--pose-topic", "odom", "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, timeout=120, cwd=REPO,
-                            env=_env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0"))
+                            env=env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "vae-ros train: error: control-fit training (--pose-topic) runs in one process; start it without torchrun"]

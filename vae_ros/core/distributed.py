@@ -51,10 +51,6 @@ class Distributed:
                               "of its LOCAL_RANK")
         return f"cuda:{self.local_rank}"
 
-    def shard(self, worker: int, workers: int) -> tuple[int, int]:
-        """(index, count) of a data-loader worker's shard among all processes' workers."""
-        return self.rank * workers + worker, self.world_size * workers
-
     def wrap(self, module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """The module as DistributedDataParallel (gradients averaged over processes), or as it is."""
         if not self.enabled:
