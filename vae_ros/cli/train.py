@@ -4,6 +4,7 @@
     vae-ros train --images photos/ --out models/photos --image-size 64 --channels 3
     vae-ros train --bag BAG --topic /scan --out models/my_scan          # modality from the topic type
     vae-ros train ... --out models/my_camera --resume --epochs 50      # continue (or extend) a run
+    torchrun --nproc-per-node=4 -m vae_ros.cli train ...               # one process per GPU (or CPU share)
 
 The output folder becomes a model directory (model.json + weights.safetensors of the best validation
 epoch), with training_curves.png and checkpoint/ (for --resume) beside them.
@@ -83,7 +84,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                        help="LiDAR normalising range (default: the scan's range_max, 10 m for clouds)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=_positive_int, default=30, help="epochs (30)")
-    opt.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (64)")
+    opt.add_argument("--batch-size", type=_positive_int, default=64,
+                     help="batch size (64); under torchrun the global batch, shared by the processes")
     opt.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
     opt.add_argument("--beta", type=float, default=1.0, help="KL weight beta (1.0)")
     opt.add_argument("--kl-anneal", choices=("linear", "cyclical", "none"), default="linear",
@@ -93,10 +95,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--free-bits", type=float, default=0.0, metavar="F", help="free bits per dim, nats (0)")
     opt.add_argument("--val-percent", type=float, default=10.0, help="validation share in percent (10)")
     opt.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    opt.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
+    opt.add_argument("--device", default="cpu",
+                     help="cpu or cuda[:N] (cpu); under torchrun cuda, each process on the GPU of its LOCAL_RANK")
     opt.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes (0)")
     opt.add_argument("--cache-mb", type=float, default=2048.0,
-                     help="RAM for preprocessed samples; larger data streams from disk every epoch (2048)")
+                     help="RAM for preprocessed samples (per process); larger data streams from disk every "
+                          "epoch (2048)")
     opt.add_argument("--quiet", action="store_true", help="no progress bar")
     control = parser.add_argument_group(
         "control-fit training (with --pose-topic: ELBO + a term tying latent distance to pose distance, so that "
@@ -114,23 +118,24 @@ def register(parser: argparse.ArgumentParser) -> None:
 class _LineFormatter(logging.Formatter):
     """'vae-ros train: epoch 3/30 ...' for progress, 'vae-ros train: warning: ...' for problems."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, rank: int = 0) -> None:
         super().__init__()
-        self.prefix = f"vae-ros {command}: "
+        self.prefix = f"vae-ros {command}: " if rank == 0 else f"vae-ros {command} [rank {rank}]: "
 
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno <= logging.INFO else record.levelname.lower() + ": "
         return self.prefix + level + record.getMessage()
 
 
-def setup_logging(command: str) -> None:
-    """vae_ros log records (e.g. 'skipped 3 undecodable messages') as plain lines on stderr."""
+def setup_logging(command: str, rank: int = 0) -> None:
+    """vae_ros log records (e.g. 'skipped 3 undecodable messages') as plain lines on stderr; under torchrun
+    the processes other than rank 0 report only warnings and errors, marked with their rank."""
     logger = logging.getLogger("vae_ros")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_LineFormatter(command))
+        handler.setFormatter(_LineFormatter(command, rank))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
         logger.propagate = False
 
 
@@ -197,6 +202,38 @@ def build_model_config(args: argparse.Namespace, source: Any) -> Any:
     return config
 
 
+def _train(args: argparse.Namespace, dist: Any) -> dict[str, Any]:
+    """Train as the flags say; under torchrun rank 0 alone prepares --out and gets the summary."""
+    from vae_ros.core.data import open_source
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.core.train import TrainConfig, select_device, train
+
+    bags = args.bag or []
+    if len(bags) > 1:
+        raise ConfigError("several --bag are for control-fit training (--pose-topic); give one --bag")
+    select_device(dist.device_name(args.device))  # before anything is removed by --force
+    source = open_source(bags[0] if bags else None, args.topic, args.images)
+    out = Path(args.out).expanduser()
+    created = not out.exists()
+    if dist.is_main:
+        prepare_out_dir(out, args.resume, args.force)
+    model_config = build_model_config(args, source)
+    source.check_modality(model_config)
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        kl_annealing=args.kl_anneal, warmup_steps=args.warmup_steps, free_bits=args.free_bits,
+        val_percent=args.val_percent, seed=args.seed, device=args.device, num_workers=args.num_workers,
+        cache_mb=args.cache_mb,
+    )
+    try:
+        return train(source, model_config, train_config, out, resume=args.resume, progress=not args.quiet,
+                     dist=dist)
+    except BaseException:
+        if created and dist.is_main:  # a run that failed before writing anything leaves no empty folder behind
+            remove_if_empty(out)
+        raise
+
+
 def _run_control(args: argparse.Namespace) -> int:
     from vae_ros.control.metric import MetricSpec
     from vae_ros.control.train_metric import ControlTrainConfig, read_posed_samples, train_control
@@ -236,37 +273,21 @@ def _run_control(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vae_ros.core.data import open_source
+    from vae_ros.core.distributed import from_env, process_group
     from vae_ros.core.errors import ConfigError
-    from vae_ros.core.train import TrainConfig, select_device, train
 
-    setup_logging("train")
+    dist = from_env()  # under torchrun: this process's rank; otherwise one process
+    setup_logging("train", dist.rank)
     if args.pose_topic:
+        if dist.enabled:
+            raise ConfigError("control-fit training (--pose-topic) runs in one process; start it without torchrun")
         return _run_control(args)
-    bags = args.bag or []
-    if len(bags) > 1:
-        raise ConfigError("several --bag are for control-fit training (--pose-topic); give one --bag")
-    select_device(args.device)  # before anything is removed by --force
-    source = open_source(bags[0] if bags else None, args.topic, args.images)
-    out = Path(args.out).expanduser()
-    created = not out.exists()
-    prepare_out_dir(out, args.resume, args.force)
-    model_config = build_model_config(args, source)
-    source.check_modality(model_config)
-    train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
-        kl_annealing=args.kl_anneal, warmup_steps=args.warmup_steps, free_bits=args.free_bits,
-        val_percent=args.val_percent, seed=args.seed, device=args.device, num_workers=args.num_workers,
-        cache_mb=args.cache_mb,
-    )
-    try:
-        summary = train(source, model_config, train_config, out, resume=args.resume, progress=not args.quiet)
-    except BaseException:
-        if created:  # a run that failed before writing anything leaves no empty folder behind
-            remove_if_empty(out)
-        raise
+    with process_group(dist, args.device):
+        summary = _train(args, dist)
+    if not dist.is_main:
+        return 0
     best = summary.get("best") or {}
-    lines = [f"model directory: {out}",
+    lines = [f"model directory: {Path(args.out).expanduser()}",
              f"samples: {summary['samples']['train']} train, {summary['samples']['val']} validation, "
              f"{summary['samples']['skipped']} skipped",
              f"best epoch {summary['best_epoch']} of {summary['epochs']}: val ELBO {summary['val_elbo']:.3f} "

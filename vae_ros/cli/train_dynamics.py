@@ -128,15 +128,24 @@ def _reader(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from vae_ros.cli.train import setup_logging
+    from vae_ros.core.distributed import from_env, process_group
 
-    setup_logging("train-dynamics")
+    dist = from_env()  # under torchrun: this process's rank; otherwise one process
+    setup_logging("train-dynamics", dist.rank)
     if args.cmd_timeout < 0:
         raise ConfigError(f"--cmd-timeout must be >= 0, got {args.cmd_timeout}")
+    with process_group(dist, args.device):
+        return _run(args, dist)
+
+
+def _run(args: argparse.Namespace, dist: Any) -> int:
+    """Every process reads the bags and trains on its share; rank 0 alone writes --out and reports."""
+    import numpy as np
+
     out = Path(args.out)
-    _prepare_out(out, args.force)
+    if dist.is_main:
+        _prepare_out(out, args.force)
     import torch
     from tqdm import tqdm
 
@@ -149,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from vae_ros.control.dynamics_data import Trajectory
     from vae_ros.control.dynamics_eval import evaluate, format_table, save_plots
+    from vae_ros.core.train import select_device
 
     torch.set_num_threads(args.threads)
     read, latent_info = _reader(args)
@@ -169,17 +179,22 @@ def run(args: argparse.Namespace) -> int:
     if len(dims) != 1:
         raise ConfigError(f"the bags hold latents of different sizes: {sorted(dims)}")
     frames = sum(len(t) for t in train)
-    print(f"vae-ros train-dynamics: {len(train)} training trajectories ({frames} latents, D = {dims.pop()}), "
-          f"{len(test)} held out", file=sys.stderr)
+    if dist.is_main:
+        print(f"vae-ros train-dynamics: {len(train)} training trajectories ({frames} latents, D = {dims.pop()}), "
+              f"{len(test)} held out" + (f", {dist.world_size} processes" if dist.enabled else ""), file=sys.stderr)
 
     config = DynamicsTrainConfig(members=args.members, hidden=tuple(args.hidden), steps=args.steps,
-                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
-    with tqdm(total=args.steps, unit="step", desc="train", disable=args.quiet, file=sys.stderr) as bar:
+                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                 device=str(select_device(dist.device_name(args.device))))
+    with tqdm(total=args.steps, unit="step", desc="train", disable=args.quiet or not dist.is_main,
+              file=sys.stderr) as bar:
         def progress(step: int, record: dict[str, float]) -> None:
             bar.update(step - bar.n)
             bar.set_postfix(val_nll=f"{record['val_nll']:.3f}")
 
-        dyn_config, weights, history = train_dynamics(train, config, progress)
+        dyn_config, weights, history = train_dynamics(train, config, progress, dist)
+    if not dist.is_main:
+        return 0
     dyn_config.latent_model = latent_info
     dynamics = LatentDynamics(dyn_config, weights)
     result = evaluate(dynamics, test, train, horizons_s=args.horizons)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.control.dynamics_data import Trajectory
+from vae_ros.core.distributed import SINGLE, Distributed
 from vae_ros.core.errors import ConfigError, DataError, InputError, ModelFileError
 
 DYNAMICS_FILE = "dynamics.json"
@@ -354,110 +355,55 @@ def _split(trajs: Sequence[Trajectory], val_fraction: float) -> tuple[list[Traje
 
 def train_dynamics(trajs: Sequence[Trajectory], config: DynamicsTrainConfig,
                    progress: Callable[[int, dict[str, float]], None] | None = None,
-                   ) -> tuple[DynamicsConfig, dict[str, np.ndarray], list[dict[str, float]]]:
-    """Fit the ensemble; returns (config, NumPy weights of the best validation NLL, history)."""
+                   dist: Distributed = SINGLE) -> tuple[DynamicsConfig, dict[str, np.ndarray], list[dict[str, float]]]:
+    """Fit the ensemble; returns (config, NumPy weights of the best validation NLL, history).
+
+    dist: this process's place under torchrun (process group initialised). Each process draws its batches
+    from its own share of the transitions, batch_size / world_size per member, and DistributedDataParallel
+    averages the gradients, so a step sees the same global batch as one process does.
+    """
     import torch
 
     config.validate()
-    if not trajs:
-        raise DataError("no trajectories to train on")
-    dims = {t.latent_dim for t in trajs}
-    if len(dims) != 1:
-        raise DataError(f"trajectories have different latent sizes {sorted(dims)}")
-    d = dims.pop()
-    dts = np.concatenate([np.diff(t.t) for t in trajs])
-    dt = float(np.median(dts))
-    train_t, val_t = _split(trajs, config.val_fraction)
-    z, a, z1 = transitions(train_t)
-    if z.shape[0] < config.batch_size // 4 or z.shape[0] < 8:
-        raise DataError(f"only {z.shape[0]} transitions to train on; record longer bags")
-    dz = z1 - z
-    f64 = np.float64
-    z_mean, z_std = z.mean(0, dtype=f64), z.std(0, dtype=f64) + 1e-6
-    dz_mean, dz_std = dz.mean(0, dtype=f64), dz.std(0, dtype=f64) + 1e-6
-    a_scale = np.maximum(np.abs(a).max(0).astype(f64), 1e-3)
-    dyn = DynamicsConfig(
-        latent_dim=d, members=config.members, hidden=list(config.hidden), dt=dt,
-        z_mean=z_mean.tolist(), z_std=z_std.tolist(), a_scale=a_scale.tolist(), dz_mean=dz_mean.tolist(),
-        dz_std=dz_std.tolist(), action_low=a.min(0).astype(f64).tolist(), action_high=a.max(0).astype(f64).tolist())
-    dyn.validate()
-
+    if config.batch_size % dist.world_size:
+        raise ConfigError(f"the batch size ({config.batch_size}) is shared by the {dist.world_size} processes: "
+                          f"it must be a multiple of {dist.world_size}")
+    dyn, dts, train_t, val_t = _normalisation(trajs, config)
+    d = dyn.latent_dim
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    # Rank 0 draws what a single process draws; the others their own stream.
+    rng = np.random.default_rng(config.seed if dist.rank == 0 else [config.seed, dist.rank])
     device = torch.device(config.device)
-
-    def tensors(z_: np.ndarray, a_: np.ndarray, z1_: np.ndarray) -> tuple[Any, Any]:
-        x = np.concatenate([(z_ - z_mean) / z_std, a_ / a_scale], axis=1)
-        y = ((z1_ - z_) - dz_mean) / dz_std
-        return (torch.as_tensor(x, dtype=torch.float32, device=device),
-                torch.as_tensor(y, dtype=torch.float32, device=device))
-
-    x_train, y_train = tensors(z, a, z1)
+    x_train, y_train = _tensors(*transitions(train_t), dyn, device)
     val = transitions(val_t) if val_t else None
-    x_val, y_val = tensors(*val) if val is not None and val[0].shape[0] > 0 else (x_train[:2048], y_train[:2048])
-
-    e = config.members
-    sizes = [d + ACTION_DIM, *config.hidden, 2 * d]
-    params: list[Any] = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-        w = torch.empty(e, n_in, n_out, device=device)
-        for k in range(e):
-            torch.nn.init.kaiming_uniform_(w[k].T, a=math.sqrt(5))  # nn.Linear's default, per member
-        bound = 1.0 / math.sqrt(n_in)
-        b = torch.empty(e, n_out, device=device).uniform_(-bound, bound)
-        params += [w.requires_grad_(), b.requires_grad_()]
-    max_logvar = torch.full((d,), 0.5, device=device, requires_grad=True)
-    min_logvar = torch.full((d,), -10.0, device=device, requires_grad=True)
-    optimiser = torch.optim.AdamW([*params, max_logvar, min_logvar], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    x_val, y_val = _tensors(*val, dyn, device) if val is not None and val[0].shape[0] > 0 else (x_train[:2048],
+                                                                                                   y_train[:2048])
+    net = _ensemble_net(d, [d + ACTION_DIM, *config.hidden, 2 * d], config.members, device)
+    ddp_net = dist.wrap(net, device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps, eta_min=config.lr * 0.05)
 
-    def net(x: Any) -> tuple[Any, Any]:
-        h = x  # (E, B, in)
-        for i in range(0, len(params), 2):
-            h = torch.baddbmm(params[i + 1][:, None, :], h, params[i])
-            if i < len(params) - 2:
-                h = torch.nn.functional.silu(h)
-        mean, raw = h[..., :d], h[..., d:]
-        logvar = max_logvar - torch.nn.functional.softplus(max_logvar - raw)
-        logvar = min_logvar + torch.nn.functional.softplus(logvar - min_logvar)
-        return mean, logvar
-
-    def nll(x: Any, y: Any) -> Any:
-        """Per-member Gaussian NLL (nats per dimension, without the log 2π constant): (E,)."""
-        mean, logvar = net(x)
-        return (0.5 * ((y - mean) ** 2 * torch.exp(-logvar) + logvar)).mean(dim=(1, 2))
-
     n = x_train.shape[0]
+    share = np.arange(dist.rank, n, dist.world_size)  # this process's transitions
+    e, batch = config.members, config.batch_size // dist.world_size
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, np.ndarray] | None] = (math.inf, None)
     eval_every = max(1, min(250, config.steps // 8))
     started = time.perf_counter()
     for step in range(1, config.steps + 1):
-        idx = torch.as_tensor(rng.integers(0, n, size=(e, config.batch_size)), device=device)  # own batch per member
-        loss_members = nll(x_train[idx], y_train[idx])
+        idx = torch.as_tensor(share[rng.integers(0, share.size, size=(e, batch))], device=device)  # own batch per member
+        loss_members = _nll(ddp_net, x_train[idx], y_train[idx])
         # Keep the log-variance bounds tight (PETS): a small penalty on their spread.
-        loss = loss_members.sum() + 0.01 * (max_logvar.sum() - min_logvar.sum())
+        loss = loss_members.sum() + 0.01 * (net.max_logvar.sum() - net.min_logvar.sum())
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         schedule.step()
         if step % eval_every == 0 or step == config.steps:
-            with torch.no_grad():
-                xv = x_val.expand(e, *x_val.shape)
-                yv = y_val.expand(e, *y_val.shape)
-                val_nll = float(nll(xv, yv).mean())
-                mean, _ = net(xv)
-                val_mse = float(((mean.mean(0) - y_val) ** 2).mean())
-            record = {"step": float(step), "train_nll": float(loss_members.detach().mean()), "val_nll": val_nll,
-                      "val_mse_normalised": val_mse, "seconds": time.perf_counter() - started}
+            record = _validate(net, x_val, y_val, float(loss_members.detach().mean()), step, started)
             history.append(record)
-            if val_nll < best[0]:
-                state = {f"layers.{i // 2}.{'weight' if i % 2 == 0 else 'bias'}": p.detach().cpu().numpy().copy()
-                         for i, p in enumerate(params)}
-                state["max_logvar"] = max_logvar.detach().cpu().numpy().copy()
-                state["min_logvar"] = min_logvar.detach().cpu().numpy().copy()
-                best = (val_nll, state)
+            if record["val_nll"] < best[0]:
+                best = (record["val_nll"], net.numpy_state())
             if progress is not None:
                 progress(step, record)
     best_state = best[1]
@@ -467,9 +413,113 @@ def train_dynamics(trajs: Sequence[Trajectory], config: DynamicsTrainConfig,
         "transitions": int(n), "validation_transitions": int(x_val.shape[0]), "trajectories": len(trajs),
         "best_val_nll": best[0], "seconds": round(time.perf_counter() - started, 1),
         "steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "seed": config.seed,
-        "dt_median": dt, "dt_p90": float(np.percentile(dts, 90)),
+        "dt_median": float(np.median(dts)), "dt_p90": float(np.percentile(dts, 90)),
     }
+    if dist.enabled:
+        dyn.training["processes"] = dist.world_size
     return dyn, best_state, history
+
+
+def _normalisation(trajs: Sequence[Trajectory], config: DynamicsTrainConfig,
+                   ) -> tuple[DynamicsConfig, np.ndarray, list[Trajectory], list[Trajectory]]:
+    """The dynamics config with its normalisation from the training transitions; (config, time steps, train and
+    validation trajectories)."""
+    if not trajs:
+        raise DataError("no trajectories to train on")
+    dims = {t.latent_dim for t in trajs}
+    if len(dims) != 1:
+        raise DataError(f"trajectories have different latent sizes {sorted(dims)}")
+    d = dims.pop()
+    dts = np.concatenate([np.diff(t.t) for t in trajs])
+    train_t, val_t = _split(trajs, config.val_fraction)
+    z, a, z1 = transitions(train_t)
+    if z.shape[0] < config.batch_size // 4 or z.shape[0] < 8:
+        raise DataError(f"only {z.shape[0]} transitions to train on; record longer bags")
+    dz = z1 - z
+    f64 = np.float64
+    dyn = DynamicsConfig(
+        latent_dim=d, members=config.members, hidden=list(config.hidden), dt=float(np.median(dts)),
+        z_mean=z.mean(0, dtype=f64).tolist(), z_std=(z.std(0, dtype=f64) + 1e-6).tolist(),
+        a_scale=np.maximum(np.abs(a).max(0).astype(f64), 1e-3).tolist(), dz_mean=dz.mean(0, dtype=f64).tolist(),
+        dz_std=(dz.std(0, dtype=f64) + 1e-6).tolist(), action_low=a.min(0).astype(f64).tolist(),
+        action_high=a.max(0).astype(f64).tolist())
+    dyn.validate()
+    return dyn, dts, train_t, val_t
+
+
+def _tensors(z: np.ndarray, a: np.ndarray, z1: np.ndarray, dyn: DynamicsConfig, device: Any) -> tuple[Any, Any]:
+    """Normalised inputs [z, a] (N, D + 2) and targets Δz (N, D), float32 on device."""
+    import torch
+
+    z_mean, z_std = np.asarray(dyn.z_mean), np.asarray(dyn.z_std)
+    x = np.concatenate([(z - z_mean) / z_std, a / np.asarray(dyn.a_scale)], axis=1)
+    y = ((z1 - z) - np.asarray(dyn.dz_mean)) / np.asarray(dyn.dz_std)
+    return (torch.as_tensor(x, dtype=torch.float32, device=device),
+            torch.as_tensor(y, dtype=torch.float32, device=device))
+
+
+def _ensemble_net(d: int, sizes: list[int], members: int, device: Any) -> Any:
+    """The ensemble as one torch module: (E, B, D + 2) -> mean, log-variance (E, B, D) of the normalised Δz."""
+    import torch
+
+    class EnsembleNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            params: list[torch.nn.Parameter] = []
+            for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+                w = torch.empty(members, n_in, n_out, device=device)
+                for k in range(members):
+                    torch.nn.init.kaiming_uniform_(w[k].T, a=math.sqrt(5))  # nn.Linear's default, per member
+                bound = 1.0 / math.sqrt(n_in)
+                b = torch.empty(members, n_out, device=device).uniform_(-bound, bound)
+                params += [torch.nn.Parameter(w), torch.nn.Parameter(b)]
+            self.layers = torch.nn.ParameterList(params)  # weight, bias, weight, bias, ...
+            self.max_logvar = torch.nn.Parameter(torch.full((d,), 0.5, device=device))
+            self.min_logvar = torch.nn.Parameter(torch.full((d,), -10.0, device=device))
+
+        def forward(self, x: Any) -> tuple[Any, Any]:
+            h = x  # (E, B, in)
+            for i in range(0, len(self.layers), 2):
+                h = torch.baddbmm(self.layers[i + 1][:, None, :], h, self.layers[i])
+                if i < len(self.layers) - 2:
+                    h = torch.nn.functional.silu(h)
+            mean, raw = h[..., :d], h[..., d:]
+            logvar = self.max_logvar - torch.nn.functional.softplus(self.max_logvar - raw)
+            logvar = self.min_logvar + torch.nn.functional.softplus(logvar - self.min_logvar)
+            return mean, logvar
+
+        def numpy_state(self) -> dict[str, np.ndarray]:
+            """The weights as save_dynamics_dir and LatentDynamics name them."""
+            state = {f"layers.{i // 2}.{'weight' if i % 2 == 0 else 'bias'}": p.detach().cpu().numpy().copy()
+                     for i, p in enumerate(self.layers)}
+            state["max_logvar"] = self.max_logvar.detach().cpu().numpy().copy()
+            state["min_logvar"] = self.min_logvar.detach().cpu().numpy().copy()
+            return state
+
+    return EnsembleNet()
+
+
+def _nll(net: Any, x: Any, y: Any) -> Any:
+    """Per-member Gaussian NLL (nats per dimension, without the log 2π constant): (E,)."""
+    import torch
+
+    mean, logvar = net(x)
+    return (0.5 * ((y - mean) ** 2 * torch.exp(-logvar) + logvar)).mean(dim=(1, 2))
+
+
+def _validate(net: Any, x_val: Any, y_val: Any, train_nll: float, step: int, started: float) -> dict[str, float]:
+    """Validation NLL of the members and normalised error of the ensemble mean (every process: cheap)."""
+    import torch
+
+    members = net.layers[0].shape[0]
+    with torch.no_grad():
+        xv = x_val.expand(members, *x_val.shape)
+        yv = y_val.expand(members, *y_val.shape)
+        val_nll = float(_nll(net, xv, yv).mean())
+        mean, _ = net(xv)
+        val_mse = float(((mean.mean(0) - y_val) ** 2).mean())
+    return {"step": float(step), "train_nll": train_nll, "val_nll": val_nll, "val_mse_normalised": val_mse,
+            "seconds": time.perf_counter() - started}
 
 
 def fit_linear(trajs: Sequence[Trajectory], ridge: float = 1e-3) -> np.ndarray:

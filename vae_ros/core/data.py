@@ -389,14 +389,16 @@ class SplitDataset(IterableDataset):
     """One split of a source as a torch IterableDataset of float32 samples (C, ...), streamed from disk.
 
     shuffle: bounded shuffle buffer, seeded by (seed, epoch): call set_epoch(epoch) before each pass.
-    The order depends only on (source, split, seed, epoch, shuffle_buffer, num_workers), not on whether
-    the RAM cache was used, so an interrupted and resumed training sees the same batches.
+    The order depends only on (source, split, seed, epoch, shuffle_buffer, num_workers, process), not on
+    whether the RAM cache was used, so an interrupted and resumed training sees the same batches.
+    process: (rank, processes) under distributed training: this process reads only its share of the items
+    (index % (processes x workers)), as a DistributedSampler would give it; (0, 1) reads everything.
     """
 
     def __init__(self, source: DataSource, config: ModelConfig, split: str = "train",
                  val_percent: float = 10.0, shuffle: bool = False,
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, seed: int = 0,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, process: tuple[int, int] = (0, 1)) -> None:
         super().__init__()
         source.check_modality(config)
         self._select = _selector(split, val_percent)
@@ -405,6 +407,7 @@ class SplitDataset(IterableDataset):
         self.source, self.config, self.split = source, config, split
         self.shuffle, self.shuffle_buffer, self.seed = shuffle, shuffle_buffer, seed
         self.cache_bytes = cache_bytes
+        self.process = process
         self.epoch = 0
         self.stats = DecodeStats()  # of the last complete pass over the disk
         self.peak_held = 0  # most samples held at once by the shuffle buffer (streaming check)
@@ -447,7 +450,9 @@ class SplitDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         info = get_worker_info()
-        shard = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rank, processes = self.process
+        shard = (rank * workers + worker, processes * workers)
         if self._cache is not None and info is None:
             items: Iterable[np.ndarray] = iter(self._cache)
         else:

@@ -30,6 +30,7 @@ import torch
 
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.data import DataSource, SplitDataset, batched, make_loader
+from vae_ros.core.distributed import SINGLE, Distributed
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, DataError, ModelFileError
 from vae_ros.core.evaluate import EvalResult, evaluate_batches
 from vae_ros.core.losses import ANNEALING_KINDS, KLAnnealing, vae_loss
@@ -239,18 +240,87 @@ def _epoch_line(record: dict[str, Any], epochs: int, improved: bool) -> str:
     return " | ".join(parts) + ("  * best" if improved else "")
 
 
+@dataclass
+class _Run:
+    """What the loop carries from epoch to epoch, and what a checkpoint restores."""
+
+    started: float  # time.monotonic() at the start of this process's run
+    step: int = 0
+    epoch: int = 0  # the last completed epoch
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best: dict[str, Any] | None = None
+    elapsed_before: float = 0.0  # seconds spent by the runs this one resumes
+    samples: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"train": None, "val": None, "skipped": 0})
+
+
 def train(source: DataSource, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
-          resume: bool = False, progress: bool = True) -> dict[str, Any]:
+          resume: bool = False, progress: bool = True, dist: Distributed = SINGLE) -> dict[str, Any]:
     """Train a VAE on source into the model directory out_dir; return the training summary (also in
     model.json under "training").
 
     resume: continue from out_dir/checkpoint with the model and optimisation settings stored there;
     only epochs (to extend a run), device and cache_mb are taken from train_config.
+    dist: this process's place under torchrun (the process group already initialised). Each process trains
+    on its share of the data with batch_size / world_size samples a step (the batch stays global, so the
+    results do not depend on the number of processes); rank 0 validates, writes and logs, and alone
+    returns the summary (the others return {}).
     """
-    started = time.monotonic()
+    run = _Run(started=time.monotonic())
     out = Path(out_dir)
+    tc, config, checkpoint = _settings(model_config, train_config, out / CHECKPOINT_DIR, resume, dist)
+    source.check_modality(config)
+    device = select_device(dist.device_name(tc.device))
+    if dist.is_main:
+        _make_folder(out)
+
+    _seed_everything(tc.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    if checkpoint is not None:
+        _restore(checkpoint, model, optimizer, run, source, out / CHECKPOINT_DIR)
+    train_set, val_set = _datasets(source, config, tc, dist)
+    loader = make_loader(train_set, tc.batch_size // dist.world_size, tc.num_workers)
+    ddp_model = dist.wrap(model, device)
+    annealing = KLAnnealing(kind=tc.kl_annealing, warmup_steps=tc.warmup_steps)
+    say = _say(progress and dist.is_main)
+    if checkpoint is not None:
+        say(f"resuming {out} after epoch {run.epoch} (step {run.step})")
+
+    for epoch in range(run.epoch + 1, tc.epochs + 1):
+        # Rank 0 draws what a single process draws; the others draw their own reparameterisation noise.
+        torch.manual_seed((_epoch_seed(tc.seed, epoch) + dist.rank) % 2**63)
+        train_set.set_epoch(epoch)
+        bar = _progress_bar(loader, train_set, source, tc, epoch, dist) if progress and dist.is_main else None
+        local = _train_epoch(ddp_model, optimizer, loader, bar, annealing, run, config, tc, epoch, device, dist)
+        totals = _epoch_totals(local, train_set, source, dist, device)
+        run.epoch = epoch
+        if dist.is_main:
+            record, improved = _validate(model, val_set, totals, run, source, tc, annealing, device)
+            if improved:
+                config.training = _summary(run, source, model, tc, device)
+                save_model_dir(out, config, model)
+            _save_checkpoint(out, model, optimizer, run, config, tc, source)
+            from vae_ros.core import plots
+
+            plots.save_training_curves(run.history, out / CURVES_FILE)
+            say(_epoch_line(record, tc.epochs, improved))
+        dist.barrier(device)
+
+    if not dist.is_main:
+        return {}
+    # The best epoch's weights are on disk; reload them (this also proves the directory loads) and
+    # record the final summary beside them.
+    best_config, best_model = load_model_dir(out, device="cpu")
+    best_config.training = _summary(run, source, model, tc, device)
+    save_model_dir(out, best_config, best_model)
+    return best_config.training
+
+
+def _settings(model_config: ModelConfig, train_config: TrainConfig, ckpt_dir: Path, resume: bool,
+              dist: Distributed) -> tuple[TrainConfig, ModelConfig, Checkpoint | None]:
+    """This run's training and model settings: from the arguments, or from the checkpoint when resuming."""
     train_config.validate()
-    ckpt_dir = out / CHECKPOINT_DIR
     checkpoint: Checkpoint | None = None
     if resume:
         checkpoint = load_checkpoint(ckpt_dir)
@@ -265,149 +335,175 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
     else:
         tc = train_config
         config = tc.apply_to(model_config)
-    source.check_modality(config)
-    device = select_device(tc.device)
+    if tc.batch_size % dist.world_size or tc.batch_size // dist.world_size < 2:
+        raise ConfigError(f"the batch size ({tc.batch_size}) is shared by the {dist.world_size} processes: it must "
+                          f"be a multiple of {dist.world_size}, at least {2 * dist.world_size}")
+    return tc, config, checkpoint
+
+
+def _make_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"cannot create the output folder {out}: {err}") from err
 
-    _seed_everything(tc.seed)
-    model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    annealing = KLAnnealing(kind=tc.kl_annealing, warmup_steps=tc.warmup_steps)
+
+def _restore(checkpoint: Checkpoint, model: VAE, optimizer: torch.optim.Optimizer, run: _Run, source: DataSource,
+             ckpt_dir: Path) -> None:
+    """Model, optimizer and loop state from the checkpoint (every process reads it: --out must be shared)."""
+    try:
+        model.load_state_dict(checkpoint.model_state, strict=True)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        meta = checkpoint.meta
+        run.step, run.epoch = int(meta["step"]), int(meta["epoch"])
+        run.history, run.best = list(meta["history"]), meta.get("best")
+        run.elapsed_before = float(meta.get("elapsed_s", 0.0))
+        run.samples = dict(meta.get("samples", run.samples))
+        if meta.get("source") != source.describe():
+            LOG.warning("resuming on %s, but the checkpoint was trained on %s", source.describe(),
+                        meta.get("source"))
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise ModelFileError(f"the training checkpoint in {ckpt_dir} does not match its model: {err}") from err
+
+
+def _datasets(source: DataSource, config: ModelConfig, tc: TrainConfig,
+              dist: Distributed) -> tuple[SplitDataset, SplitDataset]:
+    """The train split (this process's share, shuffled) and the whole validation split (used by rank 0)."""
     cache_bytes = int(tc.cache_mb * 2**20)
     train_set = SplitDataset(source, config, "train", tc.val_percent, shuffle=True,
                              shuffle_buffer=tc.shuffle_buffer, seed=tc.seed,
-                             cache_bytes=int(cache_bytes * (100 - tc.val_percent) / 100))
+                             cache_bytes=int(cache_bytes * (100 - tc.val_percent) / 100),
+                             process=(dist.rank, dist.world_size))
     val_set = SplitDataset(source, config, "val", tc.val_percent, shuffle=False,
                            cache_bytes=int(cache_bytes * tc.val_percent / 100))
-    loader = make_loader(train_set, tc.batch_size, tc.num_workers)
+    return train_set, val_set
 
-    step, start_epoch, elapsed_before = 0, 1, 0.0
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    samples_before: dict[str, Any] = {"train": None, "val": None, "skipped": 0}
-    if checkpoint is not None:
-        try:
-            model.load_state_dict(checkpoint.model_state, strict=True)
-            optimizer.load_state_dict(checkpoint.optimizer_state)
-            meta = checkpoint.meta
-            step, start_epoch = int(meta["step"]), int(meta["epoch"]) + 1
-            history, best = list(meta["history"]), meta.get("best")
-            elapsed_before = float(meta.get("elapsed_s", 0.0))
-            samples_before = dict(meta.get("samples", samples_before))
-            if meta.get("source") != source.describe():
-                LOG.warning("resuming on %s, but the checkpoint was trained on %s", source.describe(),
-                            meta.get("source"))
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise ModelFileError(f"the training checkpoint in {ckpt_dir} does not match its model: {err}") from err
 
-    write: Callable[[str], None] = LOG.info
-    if progress:
-        from tqdm import tqdm
+def _say(progress: bool) -> Callable[[str], None]:
+    """Where epoch lines go: above the progress bar, or to the log."""
+    if not progress:
+        return LOG.info
+    from tqdm import tqdm
 
-        def write(line: str) -> None:
-            tqdm.write(line, file=sys.stderr)
-    if checkpoint is not None:
-        write(f"resuming {out} after epoch {start_epoch - 1} (step {step})")
+    def write(line: str) -> None:
+        tqdm.write(line, file=sys.stderr)
 
-    def samples() -> dict[str, Any]:
-        """Sample counts of this run's passes, or of the checkpoint's run when no pass happened here."""
-        if train_set.samples_last_pass is None or val_set.samples_last_pass is None:
-            return samples_before
-        return {"train": train_set.samples_last_pass, "val": val_set.samples_last_pass,
-                "skipped": train_set.stats.skipped + val_set.stats.skipped}
+    return write
 
-    def summary(done_epochs: int) -> dict[str, Any]:
-        return {
-            "source": source.describe(),
-            "samples": samples(),
-            "epochs": done_epochs,
-            "best_epoch": best["epoch"] if best else None,
-            "val_elbo": best["val_elbo"] if best else None,
-            "best": best,
-            "parameters": parameter_count(model),
-            "time_s": round(elapsed_before + time.monotonic() - started, 2),
-            "device": str(device),
-            "train_config": asdict(tc),
-            "history": history,
-            "torch_version": torch.__version__,
-        }
 
-    for epoch in range(start_epoch, tc.epochs + 1):
-        torch.manual_seed(_epoch_seed(tc.seed, epoch))
-        train_set.set_epoch(epoch)
-        model.train()
-        totals = {"elbo": 0.0, "recon_nll": 0.0, "kl": 0.0}
-        seen = 0
-        expected = train_set.samples_last_pass
-        if expected is None:
-            expected = round(len(source) * (100 - tc.val_percent) / 100)
-        batches: Any = loader
-        bar: Any = None
-        if progress:
-            bar = tqdm(loader, total=max(1, math.ceil(expected / tc.batch_size)), unit="batch",
-                       desc=f"epoch {epoch}/{tc.epochs}", leave=False, dynamic_ncols=True, file=sys.stderr)
-            batches = bar
-        for batch in batches:
-            if batch.shape[0] < 2:  # BatchNorm cannot train on one sample; only a last batch can be this small
-                continue
-            x = batch.to(device, non_blocking=True)  # (B, *input_shape)
-            logits, mu, logvar = model(x)
-            terms = vae_loss(logits, x, mu, logvar, config, beta=tc.beta * annealing.weight(step),
-                             free_bits=tc.free_bits)
-            if not torch.isfinite(terms.loss):
-                raise ConfigError(f"training diverged: the loss became {float(terms.loss)} at epoch {epoch}, "
-                                  f"step {step}; lower --lr (now {tc.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            step += 1
-            size = x.shape[0]
-            seen += size
-            totals["elbo"] += float(terms.elbo) * size
-            totals["recon_nll"] += float(terms.recon_nll) * size
-            totals["kl"] += float(terms.kl) * size
-            if bar is not None:
-                bar.set_postfix(elbo=f"{float(terms.elbo):.1f}", refresh=False)
+def _progress_bar(loader: Any, train_set: SplitDataset, source: DataSource, tc: TrainConfig, epoch: int,
+                  dist: Distributed) -> Any:
+    from tqdm import tqdm
+
+    expected = train_set.samples_last_pass
+    if expected is None:
+        expected = round(len(source) * (100 - tc.val_percent) / 100 / dist.world_size)
+    return tqdm(loader, total=max(1, math.ceil(expected * dist.world_size / tc.batch_size)), unit="batch",
+                desc=f"epoch {epoch}/{tc.epochs}", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any, bar: Any,
+                 annealing: KLAnnealing, run: _Run, config: ModelConfig, tc: TrainConfig, epoch: int,
+                 device: torch.device, dist: Distributed) -> dict[str, float]:
+    """One pass over this process's share of the training split; sums of the ELBO terms over its samples.
+
+    The processes step together: when one has no batch left, all stop, and each finishes reading its share
+    without training on the rest (at most a batch or two: the shares differ by a few samples).
+    """
+    model.train()
+    sums = {"seen": 0.0, "elbo": 0.0, "recon_nll": 0.0, "kl": 0.0}
+    iterator = iter(bar if bar is not None else loader)
+    while True:
+        batch = next(iterator, None)
+        # BatchNorm cannot train on one sample; only a last batch can be this small.
+        if not dist.all_true(batch is not None and batch.shape[0] >= 2, device) or batch is None:
+            break
+        x = batch.to(device, non_blocking=True)  # (B, *input_shape)
+        logits, mu, logvar = model(x)
+        terms = vae_loss(logits, x, mu, logvar, config, beta=tc.beta * annealing.weight(run.step),
+                         free_bits=tc.free_bits)
+        if not torch.isfinite(terms.loss):
+            raise ConfigError(f"training diverged: the loss became {float(terms.loss)} at epoch {epoch}, "
+                              f"step {run.step}; lower --lr (now {tc.lr})")
+        optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optimizer.step()
+        run.step += 1
+        size = x.shape[0]
+        sums["seen"] += size
+        sums["elbo"] += float(terms.elbo) * size
+        sums["recon_nll"] += float(terms.recon_nll) * size
+        sums["kl"] += float(terms.kl) * size
         if bar is not None:
-            bar.close()
-        if seen == 0:
-            raise DataError(f"{source.label()} gave no training samples ({train_set.stats.skipped} could not be "
-                            f"decoded; first: {train_set.stats.first_error or 'none'})")
-        try:
-            val_result, _ = evaluate_batches(model, batched(iter(val_set), tc.batch_size), str(device),
-                                             seed=tc.seed)
-        except DataError as err:
-            raise DataError(f"the validation split of {source.label()} is empty ({tc.val_percent}% of "
-                            f"{seen} samples); raise --val-percent or add data") from err
-        record: dict[str, Any] = {"epoch": epoch, "step": step, "kl_weight": tc.beta * annealing.weight(step)}
-        record.update({f"train_{k}": v / seen for k, v in totals.items()})
-        record.update(_metrics_of(val_result, "val"))
-        history.append(record)
-        improved = best is None or record["val_elbo"] > best["val_elbo"]
-        if improved:
-            best = dict(record, active_units=val_result.active_units, kl_per_dim=val_result.kl_per_dim,
+            bar.set_postfix(elbo=f"{float(terms.elbo):.1f}", refresh=False)
+    for _ in iterator:  # complete the pass (sample counts, RAM cache)
+        pass
+    if bar is not None:
+        bar.close()
+    return sums
+
+
+def _epoch_totals(local: dict[str, float], train_set: SplitDataset, source: DataSource, dist: Distributed,
+                  device: torch.device) -> dict[str, float]:
+    """Training sums and pass counts over all processes (every process calls this: it is a collective)."""
+    known = train_set.samples_last_pass is not None  # None with loader workers: they count in their copies
+    keys = ["seen", "elbo", "recon_nll", "kl"]
+    values = [local[k] for k in keys] + [train_set.samples_last_pass or 0, train_set.stats.skipped]
+    summed = dict(zip([*keys, "passed", "skipped"], dist.sum(values, device), strict=True))
+    if summed["seen"] == 0:
+        raise DataError(f"{source.label()} gave no training samples ({int(summed['skipped'])} could not be "
+                        f"decoded; first: {train_set.stats.first_error or 'none'})")
+    summed["known"] = float(known)
+    return summed
+
+
+def _validate(model: VAE, val_set: SplitDataset, totals: dict[str, float], run: _Run, source: DataSource,
+              tc: TrainConfig, annealing: KLAnnealing, device: torch.device) -> tuple[dict[str, Any], bool]:
+    """Evaluate the validation split, append the epoch's record to the history, keep the best; (record, improved)."""
+    seen = totals["seen"]
+    try:
+        val_result, _ = evaluate_batches(model, batched(iter(val_set), tc.batch_size), str(device), seed=tc.seed)
+    except DataError as err:
+        raise DataError(f"the validation split of {source.label()} is empty ({tc.val_percent}% of "
+                        f"{int(seen)} samples); raise --val-percent or add data") from err
+    if totals["known"] and val_set.samples_last_pass is not None:
+        run.samples = {"train": int(totals["passed"]), "val": val_set.samples_last_pass,
+                       "skipped": int(totals["skipped"]) + val_set.stats.skipped}
+    record: dict[str, Any] = {"epoch": run.epoch, "step": run.step, "kl_weight": tc.beta * annealing.weight(run.step)}
+    record.update({f"train_{k}": totals[k] / seen for k in ("elbo", "recon_nll", "kl")})
+    record.update(_metrics_of(val_result, "val"))
+    run.history.append(record)
+    improved = run.best is None or record["val_elbo"] > run.best["val_elbo"]
+    if improved:
+        run.best = dict(record, active_units=val_result.active_units, kl_per_dim=val_result.kl_per_dim,
                         latent_variance=val_result.latent_variance)
-            config.training = summary(epoch)
-            save_model_dir(out, config, model)
-        save_checkpoint(ckpt_dir, model, optimizer, {
-            "epoch": epoch, "step": step, "history": history, "best": best,
-            "elapsed_s": elapsed_before + time.monotonic() - started,
-            "model_config": dict(config.to_dict(), training={}),
-            "train_config": asdict(tc), "source": source.describe(), "samples": samples(),
-        })
-        from vae_ros.core import plots
+    return record, improved
 
-        plots.save_training_curves(history, out / CURVES_FILE)
-        write(_epoch_line(record, tc.epochs, improved))
 
-    # The best epoch's weights are on disk; reload them (this also proves the directory loads) and
-    # record the final summary beside them.
-    best_config, best_model = load_model_dir(out, device="cpu")
-    best_config.training = summary(len(history))
-    save_model_dir(out, best_config, best_model)
-    return best_config.training
+def _summary(run: _Run, source: DataSource, model: VAE, tc: TrainConfig, device: torch.device) -> dict[str, Any]:
+    return {
+        "source": source.describe(),
+        "samples": run.samples,
+        "epochs": len(run.history),
+        "best_epoch": run.best["epoch"] if run.best else None,
+        "val_elbo": run.best["val_elbo"] if run.best else None,
+        "best": run.best,
+        "parameters": parameter_count(model),
+        "time_s": round(run.elapsed_before + time.monotonic() - run.started, 2),
+        "device": str(device),
+        "train_config": asdict(tc),
+        "history": run.history,
+        "torch_version": torch.__version__,
+    }
+
+
+def _save_checkpoint(out: Path, model: VAE, optimizer: torch.optim.Optimizer, run: _Run, config: ModelConfig,
+                     tc: TrainConfig, source: DataSource) -> None:
+    save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, {
+        "epoch": run.epoch, "step": run.step, "history": run.history, "best": run.best,
+        "elapsed_s": run.elapsed_before + time.monotonic() - run.started,
+        "model_config": dict(config.to_dict(), training={}),
+        "train_config": asdict(tc), "source": source.describe(), "samples": run.samples,
+    })
