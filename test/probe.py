@@ -40,6 +40,7 @@ class Probe:
         self.node = rclpy.create_node(name, context=self.context)
         self.lock = threading.Lock()
         self.recorded: dict[str, list[Any]] = {}
+        self.publishers: dict[str, Any] = {}  # by topic, for tests that publish
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._running = True

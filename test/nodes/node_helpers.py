@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,24 @@ def param_args(**params: Any) -> list[str]:
         text = str(value).lower() if isinstance(value, bool) else str(value)
         out += ["-p", f"{key}:={text}"]
     return out
+
+
+def send_each_until_counted(probe: Probe, publisher: Any, messages: list[Any], count: Callable[[], int],
+                            attempts: int = 1, timeout: float = 10.0) -> int:
+    """Publish `messages` one at a time, each until `count()` (e.g. a node's `rejected` in /diagnostics) goes up.
+
+    One at a time, because a node that keeps only the newest message would drop (supersede) a pending one;
+    a best-effort sample can also be lost on a busy machine, so one not counted is sent again, up to
+    `attempts` times in all. Returns how many were re-sent (a re-sent one may have been counted twice).
+    """
+    resent = 0
+    for index, msg in enumerate(messages):
+        for _attempt in range(attempts):
+            before = count()
+            publisher.publish(msg)
+            if probe.wait_for(lambda before=before: count() > before, timeout):
+                break
+            resent += 1
+        else:
+            raise AssertionError(f"message {index} of {len(messages)} was never counted (count {count()})")
+    return resent
