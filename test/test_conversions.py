@@ -884,3 +884,14 @@ def test_a_compressed_image_declaring_too_many_pixels_is_refused_before_decoding
         conv.compressed_msg_to_array(small, max_pixels=1999)
     assert conv.compressed_msg_to_array(small, max_pixels=2000).shape == (40, 50, 3)
     assert conv.compressed_msg_to_array(small, max_pixels=0).shape == (40, 50, 3)  # 0: no limit
+
+
+@pytest.mark.parametrize("yaw", [0.0, 1.2, -2.5, math.pi - 1e-6])
+def test_planar_pose_reads_back_the_simulators_odometry(yaw: float) -> None:
+    from vae_ros.sim.messages import odometry_msg
+    from vae_ros.sim.world import Pose2D, Velocity2D
+
+    msg = odometry_msg(Pose2D(0.4, -1.1, yaw), Velocity2D(0.0, 0.0, 0.0), Time())
+    x, y, read_yaw = conv.planar_pose(msg.pose.pose)
+    assert (x, y) == pytest.approx((0.4, -1.1))
+    assert read_yaw == pytest.approx(yaw, abs=1e-9)

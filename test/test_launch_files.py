@@ -3,7 +3,9 @@
 test_real_launch.py runs every launch file through the real ROS 2 launch (Jazzy and Humble wheels from
 ../shared/ros-launch) and checks the nodes, topics and parameters. This file covers, cheaply and on any
 machine, what that cannot: many argument combinations, Gazebo (no ros_gz here) and distribution-dependent
-environment. It injects a small FAKE of the parts the launch files use through sys.modules. The fake evaluates a launch
+environment. It injects a small FAKE of the parts the launch files use through sys.modules (where the real
+launch is installed, test_the_fake_substitutions_and_conditions_agree_with_the_real_launch checks the
+fake's semantics against it). The fake evaluates a launch
 description the way `ros2 launch` does for these files: declared argument defaults, command-line
 overrides, launch configurations shared with included files unless a GroupAction scopes them,
 OpaqueFunction, conditions, environment actions and Node. It starts no processes; it records what would
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -103,11 +107,18 @@ class LaunchConfiguration(Substitution):
 
 
 class EnvironmentVariable(Substitution):
-    def __init__(self, name: str, *, default_value: Any = "") -> None:
+    """As launch's: a variable set to "" gives "", not the default; unset and no default is an error."""
+
+    def __init__(self, name: str, *, default_value: Any = None) -> None:
         self.name, self.default_value = name, default_value
 
     def perform(self, context: FakeContext) -> str:
-        return context.environment.get(self.name) or perform(self.default_value, context)
+        value = context.environment.get(self.name)
+        if value is not None:
+            return value
+        if self.default_value is None:
+            raise KeyError(f"environment variable {self.name!r} does not exist")
+        return perform(self.default_value, context)
 
 
 class PathJoinSubstitution(Substitution):
@@ -744,3 +755,84 @@ def test_latent_servo_topic_arguments_remap_contract_topics(run_launch: Callable
     assert node.remappings == {"vae/latent_stamped": "/robot1/vae/latent_stamped",
                                "cmd_vel": "/robot1/cmd_vel_servo"}
     assert node.parameters == [str(REPO / "config" / "servo.yaml"), {"max_linear": 0.2, "use_sim_time": False}]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The fake against the real launch
+# ----------------------------------------------------------------------------------------------------------
+# (construct, arguments, environment, launch configurations): what the launch files evaluate.
+SEMANTICS_CASES: list[tuple[str, list[Any], dict[str, str], dict[str, str]]] = [
+    ("env", ["VAE_T", "d"], {}, {}),
+    ("env", ["VAE_T", "d"], {"VAE_T": ""}, {}),  # set but empty: "" (an older fake gave the default)
+    ("env", ["VAE_T", "d"], {"VAE_T": "x"}, {}),
+    ("env", ["VAE_T", None], {}, {}),  # unset, no default: an error
+    ("env", ["VAE_T", ""], {}, {}),
+    ("config", ["a", "d"], {}, {}),
+    ("config", ["a", "d"], {}, {"a": "given"}),
+    ("config", ["a", None], {}, {}),
+    ("join", [["x", "y", "z.yaml"]], {}, {}),
+    *[("if", [text], {}, {}) for text in ("true", "True", "1", "false", "FALSE", "0", "yes")],
+    *[("unless", [text], {}, {}) for text in ("true", "0", "maybe")],
+]
+
+_REAL_SEMANTICS = """
+import json, os, sys
+from launch import LaunchContext
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+
+out = []
+for kind, args, environ, configurations in json.loads(sys.argv[1]):
+    for name in ("VAE_T",):
+        os.environ.pop(name, None)
+    os.environ.update(environ)  # the real LaunchContext's environment is os.environ
+    context = LaunchContext()
+    context.launch_configurations.update(configurations)
+    try:
+        if kind == "env":
+            value = EnvironmentVariable(args[0], default_value=args[1]).perform(context)
+        elif kind == "config":
+            value = LaunchConfiguration(args[0], default=args[1]).perform(context)
+        elif kind == "join":
+            value = PathJoinSubstitution(args[0]).perform(context)
+        else:
+            value = (IfCondition if kind == "if" else UnlessCondition)(args[0]).evaluate(context)
+    except Exception:
+        value = "error"
+    out.append(value)
+print(json.dumps(out))
+"""
+
+
+def _fake_semantics(kind: str, args: list[Any], environ: dict[str, str], configurations: dict[str, str]) -> Any:
+    context = FakeContext(environ)
+    context.launch_configurations.update(configurations)
+    try:
+        if kind == "env":
+            return EnvironmentVariable(args[0], default_value=args[1]).perform(context)
+        if kind == "config":
+            return LaunchConfiguration(args[0], default=args[1]).perform(context)
+        if kind == "join":
+            return PathJoinSubstitution(args[0]).perform(context)
+        return (IfCondition if kind == "if" else UnlessCondition)(args[0]).evaluate(context)
+    except (KeyError, ValueError):
+        return "error"
+
+
+@pytest.mark.parametrize("distro", ["jazzy", "humble"])
+def test_the_fake_substitutions_and_conditions_agree_with_the_real_launch(distro: str) -> None:
+    """Where the real launch is installed (../shared/ros-launch), the fake must evaluate as it does."""
+    import real_launch
+
+    if not (real_launch.SHARED_LAUNCH / distro).is_dir():
+        pytest.skip(f"{real_launch.SHARED_LAUNCH / distro} is absent: the real launch wheels are only beside the "
+                    "repository on development and CI machines")
+    env = {k: v for k, v in os.environ.items() if k != "VAE_T"}
+    env["PYTHONPATH"] = os.pathsep.join([str(real_launch.launch_site(distro)), *filter(None, [env.get("PYTHONPATH")])])
+    result = subprocess.run([sys.executable, "-c", _REAL_SEMANTICS, json.dumps(SEMANTICS_CASES)], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    real = json.loads(result.stdout.strip().splitlines()[-1])
+    fake = [_fake_semantics(*case) for case in SEMANTICS_CASES]
+    differ = [(case, r, f) for case, r, f in zip(SEMANTICS_CASES, real, fake, strict=True) if r != f]
+    assert not differ, f"(case, real launch, fake): {differ}"

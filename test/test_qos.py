@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import pytest
+from probe import Probe, wait_for
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from vae_ros.core.errors import ConfigError
@@ -49,36 +48,9 @@ def test_reliability_names() -> None:
 
 @pytest.fixture()
 def spinning() -> Any:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    if not rclpy.ok():
-        rclpy.init()
-    node = rclpy.create_node("qos_test")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    running = True
-
-    def spin() -> None:
-        while running:
-            executor.spin_once(timeout_sec=0.05)
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    yield node
-    running = False
-    thread.join(2.0)
-    executor.shutdown()
-    node.destroy_node()
-
-
-def _wait(predicate: Any, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    probe = Probe("qos_test")
+    yield probe.node
+    probe.close()
 
 
 def test_subscription_follows_its_publishers(spinning: Any) -> None:
@@ -91,18 +63,18 @@ def test_subscription_follows_its_publishers(spinning: Any) -> None:
     assert sub.reliability == BEST_EFFORT  # no publisher yet
 
     reliable = node.create_publisher(String, topic, QoSProfile(depth=5, reliability=RELIABLE))
-    assert _wait(lambda: sub.reliability == RELIABLE)
-    assert _wait(lambda: reliable.get_subscription_count() == 1)
-    assert _wait(lambda: (reliable.publish(String(data="r")), "r" in received)[1])
+    assert wait_for(lambda: sub.reliability == RELIABLE)
+    assert wait_for(lambda: reliable.get_subscription_count() == 1)
+    assert wait_for(lambda: (reliable.publish(String(data="r")), "r" in received)[1])
 
     best_effort = node.create_publisher(String, topic, QoSProfile(depth=5, reliability=BEST_EFFORT))
-    assert _wait(lambda: sub.reliability == BEST_EFFORT)  # a reliable reader could not hear it
-    assert _wait(lambda: best_effort.get_subscription_count() == 1)
-    assert _wait(lambda: (best_effort.publish(String(data="b")), "b" in received)[1])
+    assert wait_for(lambda: sub.reliability == BEST_EFFORT)  # a reliable reader could not hear it
+    assert wait_for(lambda: best_effort.get_subscription_count() == 1)
+    assert wait_for(lambda: (best_effort.publish(String(data="b")), "b" in received)[1])
     assert sub.changes == 2
 
     node.destroy_publisher(best_effort)
-    assert _wait(lambda: sub.reliability == RELIABLE)
+    assert wait_for(lambda: sub.reliability == RELIABLE)
     sub.close()
 
 
@@ -113,6 +85,7 @@ def test_fixed_reliability_never_changes(spinning: Any) -> None:
     topic = "/qos_test/fixed"
     sub = PublisherMatchingSubscription(node, String, topic, lambda m: None, check_period=0.1, fixed=BEST_EFFORT)
     node.create_publisher(String, topic, QoSProfile(depth=5, reliability=RELIABLE))
-    time.sleep(0.5)
+    assert wait_for(lambda: sub.publisher_count == 1)  # the timer's check has seen the reliable publisher
+    assert sub.check() == BEST_EFFORT  # and one more, now that it is there for certain
     assert sub.reliability == BEST_EFFORT and sub.changes == 0
     sub.close()

@@ -17,7 +17,6 @@ import importlib
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import real_launch
+from probe import Probe as SpinningProbe
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -164,27 +164,12 @@ def launched(colcon_installed: real_launch.Installed, tmp_path: Path
         process.stop()
 
 
-class Probe:
+class Probe(SpinningProbe):
     """A node in its own rclpy context, spun on a thread: graph queries, subscriptions, parameter calls."""
 
     def __init__(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("launch_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__("launch_probe", own_context=True)
         self.counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._running = True
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self._running:
-            self.executor.spin_once(timeout_sec=0.05)
 
     def count(self, topic: str, type_name: str) -> None:
         from rclpy.qos import qos_profile_sensor_data  # best effort: matches reliable publishers too
@@ -194,13 +179,13 @@ class Probe:
         self.counts[topic] = 0
 
         def on_message(_: Any) -> None:
-            with self._lock:
+            with self.lock:
                 self.counts[topic] += 1
 
         self.node.create_subscription(msg_type, topic, on_message, qos_profile_sensor_data)
 
     def received(self, topic: str) -> int:
-        with self._lock:
+        with self.lock:
             return self.counts[topic]
 
     def collect_diagnostics(self) -> None:
@@ -210,18 +195,18 @@ class Probe:
         self.statuses: dict[str, dict[str, str]] = {}
 
         def on_array(msg: Any) -> None:
-            with self._lock:
+            with self.lock:
                 for status in msg.status:
                     self.statuses[status.name] = {kv.key: kv.value for kv in status.values}
 
         self.node.create_subscription(DiagnosticArray, "/diagnostics", on_array, 10)
 
     def diagnostic(self, name_part: str) -> dict[str, str] | None:
-        with self._lock:
+        with self.lock:
             return next((v for name, v in self.statuses.items() if name_part in name), None)
 
     def diagnostic_names(self) -> list[str]:
-        with self._lock:
+        with self.lock:
             return sorted(self.statuses)
 
     def node_names(self) -> set[str]:
@@ -247,12 +232,6 @@ class Probe:
         finally:
             self.node.destroy_client(client)
 
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(2.0)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
 
 
 @pytest.fixture

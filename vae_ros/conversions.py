@@ -846,3 +846,16 @@ def decoded_to_pointcloud_msg(
     msg.is_dense = True
     msg.data = _to_bytes_array(points)
     return msg
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Poses
+# ---------------------------------------------------------------------------------------------------------
+def planar_pose(pose: Any) -> tuple[float, float, float]:
+    """geometry_msgs/Pose (e.g. nav_msgs/Odometry's pose.pose) -> (x, y, yaw): the robot in the plane.
+
+    yaw is the rotation about z of the orientation quaternion, in (-pi, pi]; roll and pitch are ignored.
+    """
+    p, q = pose.position, pose.orientation
+    yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    return float(p.x), float(p.y), yaw

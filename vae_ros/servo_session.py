@@ -9,7 +9,6 @@ servo does, judged by the simulator's ground-truth odometry. Everything follows 
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -22,17 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from vae_ros.core.errors import ConfigError, VaeRosError
+from vae_ros.conversions import planar_pose
+from vae_ros.core.errors import NodeExitedError, RosError, RosTimeoutError
 
 IMAGE_LATENT_TOPIC = "vae/image_latent"
-
-
-class NodeExitedError(VaeRosError):
-    """A node process of the session ended on its own."""
-
-
-def _yaw(q: Any) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
 
 def _stamp_ns(stamp: Any) -> int:
@@ -67,7 +59,7 @@ class ServoSession:
 
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}  # by node name
         self._lock = threading.Lock()
         self._odom: list[tuple[float, float, float, float]] = []
         self._errors: list[tuple[float, float]] = []
@@ -78,6 +70,9 @@ class ServoSession:
         self._frames: dict[int, np.ndarray] = {}  # camera frames by stamp (camera_views only)
         self._reconstructions: dict[int, np.ndarray] = {}
         self._executor: Any = None
+        self._set_goal: Any = None  # service clients, made in _start_probe
+        self._clear_goal: Any = None
+        self._set_params: Any = None
         self._thread: threading.Thread | None = None
         self.node: Any = None
 
@@ -87,14 +82,14 @@ class ServoSession:
         proc = subprocess.Popen([sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", *args],
                                 stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         proc._vae_ros_log = log  # type: ignore[attr-defined]
-        self.procs.append(proc)
+        self.procs[name] = proc
 
     def _stop_all(self, timeout: float = 10.0) -> None:
-        for proc in self.procs:
+        for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout
-        for proc in self.procs:
+        for proc in self.procs.values():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -103,10 +98,9 @@ class ServoSession:
             proc._vae_ros_log.close()  # type: ignore[attr-defined]
 
     def check_alive(self) -> None:
-        for proc in self.procs:
+        for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise NodeExitedError(f"{proc.args[3]} exited with code {proc.returncode}; see "
-                                      f"{self.config.log_dir}/{proc.args[6].split(':=')[1]}.log")
+                raise NodeExitedError(f"{name} exited with code {proc.returncode}; see {self.config.log_dir}/{name}.log")
 
     def __enter__(self) -> ServoSession:
         cfg = self.config
@@ -190,9 +184,9 @@ class ServoSession:
             self._clock_ns = _stamp_ns(msg.clock)
 
     def _on_odom(self, msg: Any) -> None:
-        p = msg.pose.pose
+        pose = planar_pose(msg.pose.pose)
         with self._lock:
-            self._odom.append((_stamp_ns(msg.header.stamp) * 1e-9, p.position.x, p.position.y, _yaw(p.orientation)))
+            self._odom.append((_stamp_ns(msg.header.stamp) * 1e-9, *pose))
 
     def _on_error(self, msg: Any) -> None:
         with self._lock:
@@ -233,7 +227,8 @@ class ServoSession:
         while not condition():
             self.check_alive()
             if time.monotonic() > deadline:
-                raise ConfigError(f"timed out after {timeout:.0f} s waiting for {what}; logs in {self.config.log_dir}")
+                raise RosTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; logs in "
+                                      f"{self.config.log_dir}")
             time.sleep(0.02)
 
     def _wait_ready(self) -> None:
@@ -257,7 +252,7 @@ class ServoSession:
     def latest_pose(self) -> tuple[float, float, float]:
         with self._lock:
             if not self._odom:
-                raise ConfigError("no odometry received")
+                raise RosError("no odometry received from sim_node")
             _, x, y, yaw = self._odom[-1]
         return x, y, yaw
 
@@ -276,7 +271,7 @@ class ServoSession:
             type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[float(v) for v in pose]))]
         result = self._call(self._set_params, request, "sim_node to place the robot")
         if not result.results[0].successful:
-            raise ConfigError(f"sim_node refused the pose {pose}: {result.results[0].reason}")
+            raise RosError(f"sim_node refused the pose {pose}: {result.results[0].reason}")
         placed_at = self.sim_time
         after = int((placed_at + settle) * 1e9)
         self._wait("a latent after placing the robot", lambda: bool(self._latent_stamps)
@@ -300,7 +295,7 @@ class ServoSession:
 
         response = self._call(self._set_goal, Trigger.Request(), "servo/set_goal")
         if not response.success:
-            raise ConfigError(f"servo/set_goal failed: {response.message}")
+            raise RosError(f"servo/set_goal failed: {response.message}")
 
     def servo(self, timeout: float = 40.0) -> ServoRun:
         """Record until the servo says converged or lost (or `timeout` simulated seconds), then let it stop."""

@@ -71,7 +71,7 @@ def test_trained_model_exports_and_every_backend_agrees(trained: Path, bag: Path
     for backend in ("onnxruntime", "auto"):
         mean, _ = create_backend(trained, backend).encode(x)
         assert np.abs(mean - ref).max() <= 1e-4, backend
-    int8, _ = create_backend(trained, "onnxruntime", int8=True).encode(x)
+    int8, _ = create_backend(trained, "onnxruntime", precision="int8").encode(x)
     cosine = np.sum(ref * int8, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(int8, axis=1))
     print(f"\nINT8 vs FP32 on bag frames of a `vae-ros train` model: cosine mean {cosine.mean():.5f}")
     assert cosine.mean() >= 0.99

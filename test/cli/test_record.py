@@ -17,8 +17,9 @@ import ros_env
 pytestmark = pytest.mark.ros
 
 # Publishes N numbered messages on vae/latent (Float32MultiArray, reliable) and cmd_vel (Twist, best
-# effort), but only after "go" on stdin, which the test sends once the recorder has subscribed and both
-# publishers see it. Prints "matched" when both see a subscription, "done" when all N are out.
+# effort), but only after "go" on stdin, which the test sends once both sides of discovery are done: the
+# publishers have matched the recorder's readers ("matched" here) and its readers the publishers (the
+# recorder's "matched" lines). Prints "done" when all N are out.
 PUBLISHER = textwrap.dedent("""
     import sys, threading, time
     import rclpy
@@ -51,20 +52,28 @@ PUBLISHER = textwrap.dedent("""
 """)
 
 
-def _wait_for_line(stream, wanted: str, timeout: float, seen: list[str]) -> None:
-    """Read lines from a process pipe until one contains `wanted` (on a thread, so a timeout can apply)."""
+def _wait_for_line(stream, wanted: str | list[str], timeout: float, seen: list[str]) -> None:
+    """Read lines from a process pipe into `seen` until, for each of `wanted`, a line seen contains it (on a
+    thread, so a timeout can apply)."""
+    wanted = [wanted] if isinstance(wanted, str) else wanted
     found = threading.Event()
 
+    def all_seen() -> bool:
+        return all(any(w in line for line in seen) for w in wanted)
+
     def reader() -> None:
+        if all_seen():
+            found.set()
+            return
         for line in stream:
             seen.append(line)
-            if wanted in line:
+            if all_seen():
                 found.set()
                 return
 
     threading.Thread(target=reader, daemon=True).start()
     if not found.wait(timeout):
-        raise AssertionError(f"no line with {wanted!r} within {timeout} s; got {''.join(seen)!r}")
+        raise AssertionError(f"no lines with {wanted!r} within {timeout} s; got {''.join(seen)!r}")
 
 
 def _read_bag(path: Path) -> dict[str, tuple[str, list, list]]:
@@ -96,11 +105,8 @@ def test_record_writes_every_message_sent_after_matching(tmp_path: Path, stop_si
     try:
         publisher_lines: list[str] = []
         recorder_lines: list[str] = []
-        _wait_for_line(recorder.stderr, "subscribed /vae/latent", 60, recorder_lines)
-        if not any("subscribed /cmd_vel" in line for line in recorder_lines):
-            _wait_for_line(recorder.stderr, "subscribed /cmd_vel", 30, recorder_lines)
+        _wait_for_line(recorder.stderr, ["/vae/latent: matched", "/cmd_vel: matched"], 60, recorder_lines)
         _wait_for_line(publisher.stdout, "matched", 30, publisher_lines)
-        time.sleep(0.5)  # let the recorder's readers match the writers too (discovery is two-sided)
         publisher.stdin.write("go\n")
         publisher.stdin.flush()
         _wait_for_line(publisher.stdout, "done", 30, publisher_lines)
@@ -170,9 +176,10 @@ def test_message_definition_of_a_custom_type_comes_from_the_ament_prefix(tmp_pat
         message_definition("my_robot_msgs/msg/Missing", prefixes=[str(tmp_path)])
 
 
-# Publishes numbered latents and 32x32 images at 50 Hz once matched, forever, printing "sent N" every 10.
+# Publishes numbered latents and 32x32 images at 50 Hz after "go" on stdin (sent once discovery is done on
+# both sides, as above), forever, printing "sent N" every 10.
 STEADY_PUBLISHER = textwrap.dedent("""
-    import time
+    import sys, time
     import rclpy
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
@@ -184,8 +191,8 @@ STEADY_PUBLISHER = textwrap.dedent("""
     image = node.create_publisher(Image, "camera/image_raw", QoSProfile(depth=100))
     while not (latent.get_subscription_count() and image.get_subscription_count()):
         rclpy.spin_once(node, timeout_sec=0.05)
-    time.sleep(0.5)  # the recorder's readers match the writers too (discovery is two-sided)
     print("matched", flush=True)
+    sys.stdin.readline()
     seq, start = 0, time.monotonic()
     while True:
         latent.publish(Float32MultiArray(data=[float(seq)]))
@@ -216,11 +223,14 @@ def test_a_recorder_killed_hard_loses_at_most_about_a_second_and_repair_makes_th
                                  storage, "vae/latent", "camera/image_raw"], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     publisher = subprocess.Popen([sys.executable, "-c", STEADY_PUBLISHER], env=env, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sent = [0]
     try:
         lines: list[str] = []
+        _wait_for_line(recorder.stdout, ["/vae/latent: matched", "/camera/image_raw: matched"], 60, [])
         _wait_for_line(publisher.stdout, "matched", 60, lines)
+        publisher.stdin.write("go\n")  # type: ignore[union-attr]
+        publisher.stdin.flush()  # type: ignore[union-attr]
 
         def count() -> None:
             for line in publisher.stdout:  # type: ignore[union-attr]

@@ -183,7 +183,7 @@ def test_onnxruntime_without_export_says_how_to_make_it(trained: Path, tmp_path:
     with pytest.raises(ModelFileError, match="vae-ros export --model .* --format onnx"):
         create_backend(bare, "onnxruntime")
     with pytest.raises(ModelFileError, match="--format int8"):
-        create_backend(bare, "onnxruntime", int8=True)
+        create_backend(bare, "onnxruntime", precision="int8")
 
 
 def test_missing_decoder_onnx_falls_back_to_torch_for_decoding(trained: Path, tmp_path: Path) -> None:

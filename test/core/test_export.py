@@ -128,7 +128,7 @@ def test_int8_from_an_image_folder_and_from_the_training_summary(model_dir: Path
 
     # No source given: the one model.json's training summary names (as vae_ros.core.data describes it).
     data = json.loads((model_dir / "model.json").read_text())
-    data["training"] = {"data": {"kind": "images", "path": str(folder), "files": 48}}
+    data["training"] = {"source": {"kind": "images", "path": str(folder), "files": 48}}
     (model_dir / "model.json").write_text(json.dumps(data))
     (model_dir / "encoder.int8.onnx").unlink()
     export_int8(model_dir, calib_samples=16)

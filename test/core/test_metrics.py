@@ -1,15 +1,13 @@
-"""PSNR, KL per dimension and active units on hand-computable inputs."""
+"""PSNR and active units on hand-computable inputs (the KL per dimension is tested in test_losses.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 import torch
 
 from vae_ros.core.errors import InputError
-from vae_ros.core.metrics import active_units, bits_per_dim, kl_per_dimension, psnr, psnr_per_sample
+from vae_ros.core.metrics import active_units, psnr, psnr_per_sample
 
 
 def test_psnr_of_a_known_error() -> None:
@@ -40,14 +38,6 @@ def test_psnr_mask_counts_only_valid_elements() -> None:
         psnr(x_hat, torch.zeros(1, 1, 5))
 
 
-def test_kl_per_dimension() -> None:
-    mu = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
-    logvar = torch.tensor([[0.0, math.log(2.0)], [0.0, math.log(2.0)]])
-    expected = torch.tensor([0.5, 0.5 * (2.0 - 1.0 - math.log(2.0))], dtype=torch.float64)
-    torch.testing.assert_close(kl_per_dimension(mu, logvar), expected)
-    torch.testing.assert_close(kl_per_dimension(mu.numpy(), logvar.numpy()), expected)
-
-
 def test_active_units_follow_the_variance_of_the_means() -> None:
     rng = np.random.default_rng(0)
     means = np.stack([rng.normal(0, 1.0, 1000), rng.normal(0, 0.05, 1000), np.full(1000, 3.0),
@@ -62,6 +52,3 @@ def test_active_units_follow_the_variance_of_the_means() -> None:
     with pytest.raises(InputError, match="NaN"):
         active_units(np.array([[0.0, np.nan], [1.0, 2.0]]))
 
-
-def test_bits_per_dim() -> None:
-    assert bits_per_dim(64 * math.log(2.0), 64) == pytest.approx(1.0)

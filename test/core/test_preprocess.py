@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from vae_ros.core.config import ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
+from vae_ros.core.config import ImageSpec, PointCloudSpec, ScanSpec
 from vae_ros.core.errors import InputError
-from vae_ros.core.preprocess import input_mask, preprocess_image, preprocess_pointcloud, preprocess_scan
+from vae_ros.core.preprocess import preprocess_image, preprocess_pointcloud, preprocess_scan
 
 
 # -- images -------------------------------------------------------------------------------------------------
@@ -290,8 +290,3 @@ def test_pointcloud_rejections() -> None:
     with pytest.raises(InputError, match="field of view"):
         preprocess_pointcloud(np.array([_point(3.0, 0.0, 60.0)]), CLOUD)
 
-
-def test_input_mask() -> None:
-    batch = np.random.default_rng(0).random((2, 2, 16)).astype(np.float32)
-    np.testing.assert_array_equal(input_mask(batch, ModelConfig("scan", scan=FULL)), batch[:, 1:2])
-    assert input_mask(np.zeros((1, 3, 16, 16), np.float32), ModelConfig("image")) is None

@@ -1,17 +1,16 @@
-"""Shared helpers of the node tests: small seeded model directories, node processes, a probe node."""
+"""Shared helpers of the node tests: small seeded model directories, node processes; Probe is test/probe.py's."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ros_env
 import torch
+from probe import Probe  # noqa: F401 - the node tests take it from here
 
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.model_dir import save_model_dir
@@ -70,56 +69,22 @@ def param_args(**params: Any) -> list[str]:
     return out
 
 
-class Probe:
-    """An in-test rclpy node spun on a background thread: publishers and recording subscriptions."""
+def send_each_until_counted(probe: Probe, publisher: Any, messages: list[Any], count: Callable[[], int],
+                            attempts: int = 1, timeout: float = 10.0) -> int:
+    """Publish `messages` one at a time, each until `count()` (e.g. a node's `rejected` in /diagnostics) goes up.
 
-    def __init__(self, name: str) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        if not rclpy.ok():
-            rclpy.init()
-        self.node = rclpy.create_node(name)
-        self.lock = threading.Lock()
-        self.received: dict[str, list[Any]] = {}
-        self.publishers: dict[str, Any] = {}
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._running = True
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self._running:
-            self._executor.spin_once(timeout_sec=0.05)
-
-    def record(self, msg_type: Any, topic: str, qos: Any = 10) -> None:
-        self.received[topic] = []
-
-        def callback(msg: Any) -> None:
-            with self.lock:
-                self.received[topic].append(msg)
-
-        self.node.create_subscription(msg_type, topic, callback, qos)
-
-    def messages(self, topic: str) -> list[Any]:
-        with self.lock:
-            return list(self.received[topic])
-
-    def clear(self, topic: str) -> None:
-        with self.lock:
-            self.received[topic].clear()
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0, poll: float = 0.05) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(poll)
-        return predicate()
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(2.0)
-        self._executor.shutdown()
-        self.node.destroy_node()
+    One at a time, because a node that keeps only the newest message would drop (supersede) a pending one;
+    a best-effort sample can also be lost on a busy machine, so one not counted is sent again, up to
+    `attempts` times in all. Returns how many were re-sent (a re-sent one may have been counted twice).
+    """
+    resent = 0
+    for index, msg in enumerate(messages):
+        for _attempt in range(attempts):
+            before = count()
+            publisher.publish(msg)
+            if probe.wait_for(lambda before=before: count() > before, timeout):
+                break
+            resent += 1
+        else:
+            raise AssertionError(f"message {index} of {len(messages)} was never counted (count {count()})")
+    return resent

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
+from node_helpers import Probe, make_model_dir, param_args, send_each_until_counted, start_node, stop_node
 
 from vae_ros.conversions import (
     NO_RETURN_FRACTION,
@@ -136,25 +136,12 @@ def test_wrong_latents_are_rejected_and_counted(probe: Probe, nodes: Any, models
     size_mismatch.data = size_mismatch.data[:-1]
     overflow = latent_to_msg(np.full(LATENT_DIM, 3e38, np.float32))  # finite, but the decoder overflows to NaN
     bad = [too_long, nan, bad_layout, size_mismatch, overflow]
-    publisher = probe.publishers[f"{NS_DECODE}/vae/latent"]
-    for msg in bad:
-        publisher.publish(msg)
-        time.sleep(0.1)
+    name = f"{NS_DECODE}/decoder_node: decoder"
+    send_each_until_counted(probe, probe.publishers[f"{NS_DECODE}/vae/latent"], bad, lambda: _rejected(probe, name))
     z2 = -z
     expected2, _ = reconstruction_to_image(backend.decode(z2[None])[0], backend.config)
     _send_until_image(probe, nodes, NS_DECODE, latent_to_msg(z2), expected2)
-
-    name = f"{NS_DECODE}/decoder_node: decoder"
-
-    def rejected() -> int:
-        for array in reversed(probe.messages("/diagnostics")):
-            for status in array.status:
-                if status.name == name:
-                    return int({kv.key: kv.value for kv in status.values}["rejected"])
-        return -1
-
-    assert probe.wait_for(lambda: rejected() >= len(bad), timeout=10.0), rejected()
-    assert rejected() == len(bad)
+    assert _rejected(probe, name) == len(bad)
 
 
 def test_generation_samples_the_seeded_prior(probe: Probe, nodes: Any, models: Any) -> None:
@@ -289,9 +276,7 @@ def test_bad_stamped_latents_are_rejected_and_counted(probe: Probe, nodes: Any, 
     camera_image = latent_to_stamped_msg(z, None, _sensor_header("camera"))
     camera_image.height, camera_image.step = 3, 16  # a 3-row image is no latent layout
     bad = [wrong_width, wrong_encoding, camera_image]
-    for msg in bad:
-        probe.publishers[topic].publish(msg)
-        time.sleep(0.1)  # one at a time: a newer latent would supersede (drop) a pending one
+    send_each_until_counted(probe, probe.publishers[topic], bad, lambda: _rejected(probe, name))
     # The node keeps running and decodes the next good latent.
     z2 = -z
     _send_until(probe, nodes, topic, latent_to_stamped_msg(z2, None, _sensor_header("robot7/laser")),

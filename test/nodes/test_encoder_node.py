@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
+from node_helpers import Probe, make_model_dir, param_args, send_each_until_counted, start_node, stop_node
 
 from vae_ros.conversions import (
     array_to_compressed_msg,
@@ -329,18 +329,7 @@ def _send_bad_then_good(probe: Probe, nodes: Any, backends: Any, kind: str, bad:
         report = _diagnostic(probe, name)
         return int(report[2]["rejected"]) - rejected_before if report is not None else 0
 
-    # One at a time, each until /diagnostics counts it: a newer message would supersede a pending one, and a
-    # best-effort sample can be lost on a busy machine, so an uncounted one is sent again (at most 3 times).
-    resent = 0
-    for index, msg in enumerate(bad):
-        for _attempt in range(3):
-            counted_before = rejected()
-            publisher.publish(msg)
-            if probe.wait_for(lambda before=counted_before: rejected() > before, timeout=4.0):
-                break
-            resent += 1
-        else:
-            raise AssertionError(f"bad message {index} was never counted as rejected: {_diagnostic(probe, name)}")
+    resent = send_each_until_counted(probe, publisher, bad, rejected, attempts=3, timeout=4.0)  # best effort
     # The node survives and processes the next good message.
     send_until_latent(probe, nodes, kind, good, offline(backends, kind, good)[0])
     level, message, values = _diagnostic(probe, name)  # type: ignore[misc]

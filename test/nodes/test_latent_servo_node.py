@@ -23,7 +23,7 @@ import pytest
 from node_helpers import Probe, node_env, param_args, start_node, stop_node
 
 from vae_ros.control.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error
-from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg
+from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg, planar_pose
 
 pytestmark = pytest.mark.ros
 
@@ -34,7 +34,7 @@ GOAL_POSE = (0.0, 0.0, 0.0)  # sim_node's initial pose: the goal is taught where
 # In-process, vae_ros.control.episodes.run_episode converges from here in 4 s (0.9 cm, 0.8 deg).
 START_POSE = (-0.5, 0.0, math.radians(20.0))
 STALE_TIMEOUT = 0.5
-STARTUP_S = 90.0
+STARTUP_S = 180.0  # six processes start together; a loaded machine took more than 90 s once
 # Servos that must refuse to start: (namespace = name) -> parameters.
 BAD_START = {"goal_image": {"goal_image": "/some/file.png"}, "negative_max_linear": {"max_linear": -1.0}}
 
@@ -116,7 +116,7 @@ class ServoProbe(Probe):
         self.latent_pub = self.node.create_publisher(Image, f"{LONE}/vae/latent_stamped", LATENT_QOS)
         self.goal_pub = self.node.create_publisher(Float32MultiArray, f"{LONE}/servo/goal_latent", LATENT_QOS)
         self.feed: tuple[np.ndarray, float] | None = None  # (latent, age of its stamp in s) sent at 10 Hz
-        self.fed = 0
+        self.sent = 0  # stamped latents published to the /lone servo, fed or not
         self.node.create_timer(0.1, self._on_feed)
 
     def _on_feed(self) -> None:
@@ -125,9 +125,12 @@ class ServoProbe(Probe):
         if feed is None:
             return
         z, age = feed
-        self.latent_pub.publish(latent_to_stamped_msg(z, None, self.header(age)))
+        self.publish_latent(latent_to_stamped_msg(z, None, self.header(age)))
+
+    def publish_latent(self, msg: Any) -> None:
+        self.latent_pub.publish(msg)
         with self.lock:
-            self.fed += 1
+            self.sent += 1
 
     def header(self, age: float = 0.0) -> Any:
         from std_msgs.msg import Header
@@ -173,9 +176,7 @@ class ServoProbe(Probe):
     def pose(self) -> tuple[float, float, float, float]:
         """(stamp s, x, y, yaw) of the newest odometry."""
         msg = self.messages("/odom")[-1]
-        p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-        return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, p.x, p.y, yaw
+        return (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, *planar_pose(msg.pose.pose))
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +203,13 @@ def _wait(probe: ServoProbe, procs: Any, names: tuple[str, ...], condition: Any,
         _alive(procs, *names)
         return bool(condition())
 
-    assert probe.wait_for(check, timeout), f"timed out waiting for {what}"
+    assert probe.wait_for(check, timeout), f"timed out waiting for {what}; {_seen(probe)}"
+
+
+def _seen(probe: ServoProbe) -> str:
+    """What has arrived so far, for a failure message: messages per topic, the servos' latest diagnostics."""
+    counts = ", ".join(f"{topic} {len(probe.messages(topic))}" for topic in probe.recorded)
+    return f"received: {counts}; {SERVO_STATUS}: {probe.latest(SERVO_STATUS)}; {LONE_STATUS}: {probe.latest(LONE_STATUS)}"
 
 
 def _moving(msg: Any) -> bool:
@@ -342,18 +349,19 @@ def test_bad_stamped_latent_is_rejected_and_stops_the_robot(probe: ServoProbe, p
         _drive(probe, procs, latents)
         before = _rejected(probe, LONE_STATUS)
         probe.set_feed(None)
+        # Every latent sent so far has reached the servo (its diagnostics count them), so none is in flight.
+        _wait(probe, procs, LONE_ONLY, lambda: _received(probe, LONE_STATUS) >= probe.sent,
+              "the fed latents to reach the /lone servo")
         msg = latent_to_stamped_msg(np.concatenate([z_start, [0.5]]).astype(np.float32) if bad == "width"
                                     else z_start, None, probe.header())
         if bad == "encoding":
             msg.encoding = "mono8"
-        time.sleep(0.15)  # let a feed message already in flight arrive first (not a wait on the result)
-        probe.clear(f"{LONE}/cmd_vel")
-        probe.latent_pub.publish(msg)
-        _wait(probe, procs, LONE_ONLY, lambda: probe.messages(f"{LONE}/cmd_vel"), "a command after the bad latent",
-              5.0)
-        assert _is_zero(probe.messages(f"{LONE}/cmd_vel")[0])
+        probe.publish_latent(msg)
         _wait(probe, procs, LONE_ONLY, lambda: _rejected(probe, LONE_STATUS) == before + 1,
               "the bad latent to be counted as rejected")
+        # The servo was driving, the goal stays and stale_timeout is 30 s: only the rejection can stop it.
+        _wait(probe, procs, LONE_ONLY, lambda: _is_zero(probe.messages(f"{LONE}/cmd_vel")[-1]),
+              "a zero command after the bad latent", 5.0)
         # The node goes on: good latents drive again.
         _drive(probe, procs, latents)
     finally:
@@ -375,9 +383,9 @@ def test_stale_latents_give_exactly_zero_velocity(probe: ServoProbe, procs: Any,
     # Latents that keep coming but are old (stamped 2 s ago) are no basis for a command either.
     probe.clear(topic)
     with probe.lock:
-        fed_before = probe.fed
+        sent_before = probe.sent
     probe.set_feed(z_start, age=4 * STALE_TIMEOUT)
-    _wait(probe, procs, LONE_ONLY, lambda: probe.fed >= fed_before + 10 and len(probe.messages(topic)) >= 10,
+    _wait(probe, procs, LONE_ONLY, lambda: probe.sent >= sent_before + 10 and len(probe.messages(topic)) >= 10,
           "old latents and the servo's answers")
     assert all(_is_zero(m) for m in probe.messages(topic))
     assert probe.latest(LONE_STATUS)["state"] == "stale"

@@ -8,71 +8,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import ros_env
+from probe import Probe, wait_for
+
+from vae_ros.conversions import planar_pose
 
 pytestmark = pytest.mark.ros
 
 NODE_PARAMS = ["-p", "lidar:=both", "-p", "image_width:=32", "-p", "image_height:=24", "-p", "rate:=20.0",
                "-p", "seed:=2", "-p", "initial_pose:=[-0.5, -0.3, 0.0]", "-p", "cmd_timeout:=0.5"]
-
-
-class Probe:
-    """A test-side rclpy node spun on a background thread, recording what arrives per topic."""
-
-    def __init__(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        if not rclpy.ok():
-            rclpy.init()
-        self.node = rclpy.create_node("sim_node_probe")
-        self.lock = threading.Lock()
-        self.received: dict[str, list[Any]] = {}
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._running = True
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self._running:
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def record(self, msg_type: Any, topic: str, qos: Any) -> None:
-        self.received[topic] = []
-
-        def on_message(msg: Any) -> None:
-            with self.lock:
-                self.received[topic].append(msg)
-
-        self.node.create_subscription(msg_type, topic, on_message, qos)
-
-    def messages(self, topic: str) -> list[Any]:
-        with self.lock:
-            return list(self.received[topic])
-
-    def close(self) -> None:
-        import rclpy
-
-        self._running = False
-        self._thread.join(2.0)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def stamp_s(stamp: Any) -> float:
@@ -81,6 +30,7 @@ def stamp_s(stamp: Any) -> float:
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[tuple[subprocess.Popen[str], Probe]]:
+    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Odometry
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -89,7 +39,7 @@ def sim() -> Iterator[tuple[subprocess.Popen[str], Probe]]:
 
     proc = subprocess.Popen([sys.executable, "-m", "vae_ros.sim_node", "--ros-args", *NODE_PARAMS],
                             env=ros_env.ros_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    probe = Probe()
+    probe = Probe("sim_node_probe")
     # Sensors as the encoder subscribes to them (best effort), the clock as rclpy's TimeSource does.
     probe.record(Image, "camera/image_raw", qos_profile_sensor_data)
     probe.record(LaserScan, "scan", qos_profile_sensor_data)
@@ -98,15 +48,16 @@ def sim() -> Iterator[tuple[subprocess.Popen[str], Probe]]:
     probe.record(Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     probe.record(DiagnosticArray, "/diagnostics", 10)
     try:
-        ready = wait_for(lambda: all(len(probe.messages(t)) >= 3 for t in probe.received if t != "/diagnostics"),
+        ready = wait_for(lambda: all(len(probe.messages(t)) >= 3 for t in probe.recorded if t != "/diagnostics"),
                          timeout=60.0)
         if not ready:
             proc.kill()
-            pytest.fail(f"sim_node topics did not arrive: {[(t, len(probe.messages(t))) for t in probe.received]}\n"
+            pytest.fail(f"sim_node topics did not arrive: {[(t, len(probe.messages(t))) for t in probe.recorded]}\n"
                         f"{proc.communicate()[0]}")
         yield proc, probe
     finally:
         probe.close()
+        rclpy.try_shutdown()
         if proc.poll() is None:
             proc.send_signal(2)
             try:
@@ -138,8 +89,7 @@ def latest_odom_after(probe: Probe, sim_time: float, timeout: float = 20.0) -> A
 
 
 def yaw_of(odom: Any) -> float:
-    q = odom.pose.pose.orientation
-    return math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
+    return planar_pose(odom.pose.pose)[2]
 
 
 def test_topics_arrive_with_the_right_types_sizes_and_frames(sim: tuple[subprocess.Popen[str], Probe]) -> None:

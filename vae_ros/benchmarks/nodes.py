@@ -36,12 +36,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from vae_ros.benchmarks import save_report_json
-from vae_ros.core.errors import ConfigError, ModelFileError
+from vae_ros.core.errors import ConfigError, ModelFileError, NodeExitedError, RosTimeoutError
 
 MODULE = "vae_ros.benchmarks.nodes"
 IMAGE_TOPIC = "camera/image_raw"
@@ -74,7 +74,7 @@ def image_msg(frame: np.ndarray) -> Any:
 
 
 # -- the naive node's pipeline ----------------------------------------------------------------------------------
-def naive_input(pixels: np.ndarray, height: int, width: int, size: tuple[int, int]) -> Any:
+def naive_input(pixels: Sequence[int] | np.ndarray, height: int, width: int, size: tuple[int, int]) -> Any:
     """(H*W*3,) bgr8 bytes -> (1, 3, h, w) float tensor: full-size float conversion, BGR->RGB, bilinear
     resize, all in eager PyTorch (what the common snippet does after its Python-list conversion)."""
     import torch
@@ -153,6 +153,31 @@ def _time_msg(stamp: Any) -> Any:
 
 
 # -- the publisher ----------------------------------------------------------------------------------------------
+class Send(NamedTuple):
+    """One image the publisher sent."""
+
+    phase: str  # "rate" or "flat"
+    seq: int  # order of sending, over both phases
+    picture: int  # which of the frames
+    stamp_ns: int  # header stamp = wall time at sending
+
+
+@dataclass
+class PublisherLog:
+    """What the publisher process sent, handed to the benchmark (or a test) through a JSON file."""
+
+    sends: list[Send]
+    phases: list[tuple[str, int, int]]  # (phase, start ns, end ns)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"sends": self.sends, "phases": self.phases}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> PublisherLog:
+        data = json.loads(Path(path).read_text())
+        return cls([Send(*s) for s in data["sends"]], [(str(p), int(a), int(b)) for p, a, b in data["phases"]])
+
+
 def _publisher_main(args: argparse.Namespace) -> int:
     """Publish the frames at `rate` for `duration`, then flat out for `duration`; log every send as JSON."""
     import rclpy
@@ -173,7 +198,7 @@ def _publisher_main(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     time.sleep(2.0)  # let the node settle its QoS match (it re-checks its publishers every second)
 
-    sends: list[tuple[str, int, int, int]] = []  # (phase, index, picture, stamp ns)
+    sends: list[Send] = []
     counter = 0
 
     def send(phase: str) -> None:
@@ -183,10 +208,10 @@ def _publisher_main(args: argparse.Namespace) -> int:
         stamp = time.time_ns()
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         publisher.publish(msg)
-        sends.append((phase, counter, picture, stamp))
+        sends.append(Send(phase, counter, picture, stamp))
         counter += 1
 
-    phases: list[tuple[str, float, float]] = []  # (phase, start ns, end ns)
+    phases: list[tuple[str, int, int]] = []  # (phase, start ns, end ns)
     modes = {"both": [("rate", args.rate), ("flat", 0.0)], "rate": [("rate", args.rate)],
              "flat": [("flat", 0.0)]}[args.modes]
     for phase, rate in modes:
@@ -202,7 +227,7 @@ def _publisher_main(args: argparse.Namespace) -> int:
             n += 1
         phases.append((phase, start_ns, time.time_ns()))
         time.sleep(1.0)  # drain
-    Path(args.log).write_text(json.dumps({"sends": sends, "phases": phases}))
+    PublisherLog(sends, phases).save(args.log)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -249,14 +274,14 @@ def _percentile(values: list[float], q: float) -> float:
 def match_latents(
     received: list[tuple[int, np.ndarray]],
     expected: np.ndarray,
-    sends: list[tuple[str, int, int, int]],
+    sends: list[Send],
     tolerance: float,
 ) -> dict[int, int]:
     """Received (time ns, latent) -> {send index: receive time ns}. Each latent goes to its nearest picture
     (within `tolerance`, max-abs) and then to that picture's latest send before it arrived."""
     by_picture: dict[int, list[tuple[int, int]]] = {}
-    for _, index, picture, stamp in sends:
-        by_picture.setdefault(picture, []).append((stamp, index))
+    for send in sends:
+        by_picture.setdefault(send.picture, []).append((send.stamp_ns, send.seq))
     matched: dict[int, int] = {}
     for recv_ns, latent in received:
         diffs = np.abs(expected - latent[None, :]).max(axis=1)  # (K,)
@@ -271,16 +296,15 @@ def match_latents(
     return matched
 
 
-def summarise(node: str, log: dict[str, Any], matched: dict[int, int], frames: int) -> list[PhaseResult]:
+def summarise(node: str, log: PublisherLog, matched: dict[int, int], frames: int) -> list[PhaseResult]:
     """Per phase: fraction of sends that produced a latent, latency percentiles, output rate."""
-    sends = [tuple(s) for s in log["sends"]]
     results = []
-    for phase, start_ns, end_ns in log["phases"]:
-        phase_sends = [s for s in sends if s[0] == phase]
+    for phase, start_ns, end_ns in log.phases:
+        phase_sends = [s for s in log.sends if s.phase == phase]
         if not phase_sends:
             continue
         seconds = (end_ns - start_ns) * 1e-9
-        latencies = [(matched[s[1]] - s[3]) * 1e-6 for s in phase_sends if s[1] in matched]
+        latencies = [(matched[s.seq] - s.stamp_ns) * 1e-6 for s in phase_sends if s.seq in matched]
         produced = len(latencies)
         rate = len(phase_sends) / seconds
         repeat_ms = frames / rate * 1e3  # how soon the same picture comes again
@@ -458,9 +482,10 @@ def _wait_for_publisher(receiver: _Receiver, topic: str, proc: subprocess.Popen[
     deadline = time.monotonic() + timeout
     while receiver.node.count_publishers(topic) == 0:
         if proc.poll() is not None:
-            raise ConfigError(f"the node under test exited with status {proc.returncode} before publishing {topic}")
+            raise NodeExitedError(f"the node under test exited with status {proc.returncode} before publishing "
+                                  f"{topic}")
         if time.monotonic() > deadline:
-            raise ConfigError(f"the node under test did not start publishing {topic} within {timeout:.0f} s")
+            raise RosTimeoutError(f"the node under test did not start publishing {topic} within {timeout:.0f} s")
         time.sleep(0.1)
 
 
@@ -545,22 +570,22 @@ def run_nodes_bench(
                 publisher = subprocess.run(pub_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                            timeout=4 * duration + 120, check=False)
                 if publisher.returncode != 0:
-                    raise ConfigError(f"the image publisher failed: {publisher.stderr.decode()[-500:]}")
+                    raise NodeExitedError(f"the image publisher failed: {publisher.stderr.decode()[-500:]}")
                 time.sleep(0.5)
             finally:
                 _stop(proc)
-            log = json.loads(log_path.read_text())
+            log = PublisherLog.load(log_path)
             with receiver.lock:
                 latents, echoes = list(receiver.latents), list(receiver.echoes)
             if name == "echo":
-                by_stamp = {s[3]: s[1] for s in log["sends"]}
-                matched = {}
+                by_stamp = {s.stamp_ns: s.seq for s in log.sends}
+                matched: dict[int, int] = {}
                 for recv_ns, stamp in echoes:
                     if stamp in by_stamp:
                         matched.setdefault(by_stamp[stamp], recv_ns)
             else:
                 table = expected if name == "encoder_node" or expected_naive is None else expected_naive
-                matched = match_latents(latents, table, [tuple(s) for s in log["sends"]], tolerance=1e-4)
+                matched = match_latents(latents, table, log.sends, tolerance=1e-4)
             report.phases.extend(summarise(name, log, matched, frames))
         report.targets = _targets(report)
         return report

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # (subcommand, module under vae_ros.cli, one-line help)
 SUBCOMMANDS: list[tuple[str, str, str]] = [
@@ -27,7 +28,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as for every other bad argument
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, as for every other bad argument
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

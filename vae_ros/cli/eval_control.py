@@ -17,8 +17,12 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vae_ros.cli.train import _positive_int, setup_logging
+
+if TYPE_CHECKING:
+    from vae_ros.control.episodes import EpisodeConfig, EpisodeResult
 
 DEFAULT_REPRESENTATIONS = ["pixels", "pca", "models/image_default", "models/scan_default", "raw_scan"]
 
@@ -186,7 +190,7 @@ def _run_episodes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _baseline_episodes(args: argparse.Namespace, per_seed: dict, episode_config: object) -> dict:
+def _baseline_episodes(args: argparse.Namespace, per_seed: dict, episode_config: EpisodeConfig) -> dict:
     """The same episodes (the first --baseline-episodes of each seed) with each baseline representation."""
     import numpy as np
     from tqdm import tqdm
@@ -195,6 +199,7 @@ def _baseline_episodes(args: argparse.Namespace, per_seed: dict, episode_config:
     from vae_ros.control.episodes import run_episode, summarise
     from vae_ros.control.representations import representation_from_name
     from vae_ros.control.servo import ServoConfig
+    from vae_ros.core.errors import ConfigError
     from vae_ros.sim.world import SimWorld
 
     out: dict = {}
@@ -204,8 +209,10 @@ def _baseline_episodes(args: argparse.Namespace, per_seed: dict, episode_config:
         started = time.monotonic()
         estimator = train_baseline_head(representation, args.baseline_seeds, args.baseline_poses,
                                         args.baseline_steps, log=lambda text: print(text, file=sys.stderr))
+        if estimator.tolerance is None:  # train_baseline_head calibrates one; say so if it ever does not
+            raise ConfigError(f"the {name} baseline's head has no calibrated tolerance")
         servo = ServoConfig(tolerance=estimator.tolerance)
-        results = []
+        results: list[EpisodeResult] = []
         by_seed = {}
         chosen = {seed: rs[: args.baseline_episodes] for seed, rs in per_seed.items()}
         with tqdm(total=sum(map(len, chosen.values())), desc=f"episodes {representation.name}", unit="ep",

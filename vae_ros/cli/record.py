@@ -216,8 +216,24 @@ class Recorder:
             self.bag.add_topic(topic.name, msgtype, offered_qos(profiles), msgdef=msgdef, rihs01=rihs01)
         topic.msgtype, topic.qos = msgtype, recording_qos(profiles)
         topic.subscription = self.node.create_subscription(
-            msg_class, topic.name, lambda data, t=topic: self._on_message(t, data), topic.qos, raw=True)
+            msg_class, topic.name, lambda data, t=topic: self._on_message(t, data), topic.qos, raw=True,
+            event_callbacks=self._match_events(topic))
         self.log(f"subscribed {topic.name} ({msgtype}, {len(profiles)} publisher(s), {_describe(topic.qos)})")
+
+    def _match_events(self, topic: _Topic) -> Any:
+        """Log each publisher the subscription matches: from then on its messages are recorded (discovery
+        is two-sided, so "subscribed" alone does not mean that yet). None where rclpy has no matched event
+        (Humble)."""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        def on_matched(info: Any) -> None:
+            if info.current_count_change > 0:
+                self.log(f"{topic.name}: matched {info.current_count} publisher(s)")
+
+        try:
+            return SubscriptionEventCallbacks(matched=on_matched)
+        except TypeError:
+            return None
 
     def _check_qos(self, topic: _Topic, infos: list[Any]) -> None:
         wanted = recording_qos([info.qos_profile for info in infos]) if infos else topic.qos

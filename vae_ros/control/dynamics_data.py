@@ -192,10 +192,6 @@ def _twist_values(msgs: list[tuple[float, Any]]) -> tuple[np.ndarray, np.ndarray
     return times, values
 
 
-def _yaw(q: Any) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
 def _poses_at(odom: list[tuple[float, Any]], t: np.ndarray) -> np.ndarray | None:
     """(N, 3) odometry pose at each time: nearest odometry stamp within 0.06 s, else None for the bag."""
     if not odom:
@@ -203,8 +199,9 @@ def _poses_at(odom: list[tuple[float, Any]], t: np.ndarray) -> np.ndarray | None
     stamps = np.array([_stamp_s(m.header) for _, m in odom])
     order = np.argsort(stamps)
     stamps = stamps[order]
-    poses = np.array([[m.pose.pose.position.x, m.pose.pose.position.y, _yaw(m.pose.pose.orientation)]
-                      for _, m in (odom[i] for i in order)])
+    from vae_ros.conversions import planar_pose
+
+    poses = np.array([planar_pose(m.pose.pose) for _, m in (odom[i] for i in order)])  # (N, 3)
     idx = np.clip(np.searchsorted(stamps, t), 1, len(stamps) - 1) if len(stamps) > 1 else np.zeros(t.size, int)
     if len(stamps) > 1:
         left = idx - 1

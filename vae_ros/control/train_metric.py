@@ -74,17 +74,13 @@ def _stamp_ns(msg: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def _yaw(q: Any) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
 def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: ModelConfig,
                        max_pose_gap: float = 0.05, progress: bool = True) -> PosedSamples:
     """Every sensor message of `topic` in each bag, preprocessed, with the nearest-stamped odometry pose."""
     from rosbags.highlevel import AnyReaderError
     from tqdm import tqdm
 
-    from vae_ros.conversions import msg_to_model_input
+    from vae_ros.conversions import msg_to_model_input, planar_pose
     from vae_ros.core.data import BagSource
 
     inputs: list[np.ndarray] = []
@@ -113,9 +109,8 @@ def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: Mod
                     rejected += 1
                     continue
                 if connection.topic == odom_topic:
-                    pose = msg.pose.pose
                     stamps.append(_stamp_ns(msg))
-                    odom_poses.append((float(pose.position.x), float(pose.position.y), _yaw(pose.orientation)))
+                    odom_poses.append(planar_pose(msg.pose.pose))
                     continue
                 try:
                     samples.append(msg_to_model_input(msg, config))

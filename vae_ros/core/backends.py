@@ -561,13 +561,12 @@ def tensorrt_available(device: str = "cuda") -> bool:
 
 
 def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
-                   int8: bool = False, threads: int | None = None,
-                   engine_cache: str | Path | None = None) -> InferenceBackend:
+                   threads: int | None = None, engine_cache: str | Path | None = None) -> InferenceBackend:
     """Open a model directory with the named runtime; `auto` takes the fastest one available here.
 
     precision: "fp32" everywhere; "int8" selects encoder.int8.onnx (ONNX Runtime); "fp16" is what
-    TensorRT builds (the default there). `int8=True` is shorthand for precision="int8". `threads` sets
-    ONNX Runtime's intra-op threads (default: all cores up to 4). `tensorrt` falls back to ONNX Runtime's
+    TensorRT builds (the default there). `threads` sets ONNX Runtime's intra-op threads (default: all
+    cores up to 4). `tensorrt` falls back to ONNX Runtime's
     TensorRT, then CUDA execution provider where torch_tensorrt cannot run (vae_ros.core.accel; the
     backend's `fallback` says so); engine_cache: a folder for TensorRT engines (default model_dir/trt).
     """
@@ -575,8 +574,6 @@ def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if int8:
-        precision = "int8"
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     path = Path(model_dir)

@@ -23,3 +23,19 @@ class ConfigError(VaeRosError, ValueError):
 
 class BackendUnavailableError(VaeRosError, RuntimeError):
     """An inference backend (onnxruntime, TensorRT, CUDA) that is not installed or cannot run here."""
+
+
+class TrainingDivergedError(VaeRosError, RuntimeError):
+    """Training produced a non-finite loss or weights (too high a learning rate, broken data)."""
+
+
+class RosError(VaeRosError, RuntimeError):
+    """A ROS 2 node that a tool started, or the link to it, failed: see the subclasses."""
+
+
+class NodeExitedError(RosError):
+    """A node process ended on its own; its log says why."""
+
+
+class RosTimeoutError(RosError, TimeoutError):
+    """A message, service or answer expected over ROS 2 did not come in time."""

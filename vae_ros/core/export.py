@@ -333,23 +333,17 @@ def calibration_data(config: ModelConfig, limit: int, bag: str | None = None, to
 def _training_source(config: ModelConfig) -> tuple[str | None, str | None, str | None]:
     """(bag, topic, images) of the data model.json's training summary names, if it still exists here.
 
-    Reads the data source description (vae_ros.core.data DataSource.describe(): kind, path, topic) under
-    training["data"] or training["source"], or flat "bag" / "topic" / "images" keys.
+    Training records its source as training["source"] (vae_ros.core.data DataSource.describe(): kind, path
+    and, for bags, topic).
     """
-    summary = config.training
-    candidates: list[dict[str, Any]] = [summary]
-    for key in ("data", "source", "train_data", "dataset"):
-        value = summary.get(key)
-        if isinstance(value, dict):
-            candidates.insert(0, value)
-    for entry in candidates:
-        kind, path, topic = entry.get("kind"), entry.get("path"), entry.get("topic")
-        bag = entry.get("bag") or (path if kind == "bag" else None)
-        images = entry.get("images") or (path if kind == "images" else None)
-        if isinstance(images, str) and Path(images).is_dir():
-            return None, None, images
-        if isinstance(bag, str) and isinstance(topic, str) and Path(bag).exists():
-            return bag, topic, None
+    source = config.training.get("source")
+    if not isinstance(source, dict):
+        return None, None, None
+    kind, path, topic = source.get("kind"), source.get("path"), source.get("topic")
+    if kind == "images" and isinstance(path, str) and Path(path).is_dir():
+        return None, None, path
+    if kind == "bag" and isinstance(path, str) and isinstance(topic, str) and Path(path).exists():
+        return path, topic, None
     return None, None, None
 
 

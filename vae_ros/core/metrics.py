@@ -1,12 +1,10 @@
-"""Evaluation metrics: PSNR, KL per latent dimension, active units.
+"""Evaluation metrics: PSNR and active units (the KL per latent dimension is vae_ros.core.losses').
 
 Inputs may be torch tensors or NumPy arrays (converted to float64 torch tensors on the CPU, so metrics are
 exact whatever the model's dtype). Scalars come back as Python floats/ints, vectors as float64 tensors.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -52,17 +50,6 @@ def psnr(x_hat: ArrayLike, x: ArrayLike, mask: ArrayLike | None = None, max_val:
     return float(psnr_per_sample(x_hat, x, mask, max_val).mean())
 
 
-def kl_per_dimension(mu: ArrayLike, logvar: ArrayLike) -> torch.Tensor:
-    """KL(q(z_i|x) || N(0, 1)) of each latent dimension averaged over the batch: (B, D) -> (D,), in nats.
-
-    Dimensions with KL near 0 carry no information about x (posterior collapse).
-    """
-    mean, log_var = _as_tensor(mu, "mu"), _as_tensor(logvar, "logvar")
-    if mean.shape != log_var.shape or mean.dim() != 2:
-        raise InputError(f"mu and logvar must both be (B, D), got {tuple(mean.shape)} and {tuple(log_var.shape)}")
-    return (0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var)).mean(dim=0)
-
-
 def active_units(means: ArrayLike, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
     """Active units (Burda et al. 2016, "Importance Weighted Autoencoders"): dims with Cov_x(E_q[z_i]) > threshold.
 
@@ -77,9 +64,3 @@ def active_units(means: ArrayLike, threshold: float = 0.01) -> tuple[int, torch.
     variance = m.var(dim=0, correction=1)  # (D,)
     return int((variance > threshold).sum()), variance
 
-
-def bits_per_dim(nll_nats: float, elements: int) -> float:
-    """Negative log-likelihood in nats per sample -> bits per element (a size-independent figure)."""
-    if elements < 1:
-        raise InputError(f"elements must be >= 1, got {elements}")
-    return nll_nats / (elements * math.log(2.0))

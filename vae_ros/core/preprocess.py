@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vae_ros.core.config import ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
+from vae_ros.core.config import ImageSpec, PointCloudSpec, ScanSpec
 from vae_ros.core.errors import InputError
 
 # Luminance weights (ITU-R BT.601), the same as cv2.COLOR_RGB2GRAY.
@@ -203,13 +203,6 @@ def preprocess_pointcloud(points: np.ndarray, spec: PointCloudSpec) -> np.ndarra
     out[0] = np.where(mask, best / spec.range_max, 1.0).reshape(spec.rows, spec.cols)
     out[1] = mask.reshape(spec.rows, spec.cols)
     return out
-
-
-def input_mask(batch: np.ndarray, config: ModelConfig) -> np.ndarray | None:
-    """Validity mask of a preprocessed LiDAR batch (B, 1, ...), or None for images (all pixels count)."""
-    if config.modality == "image":
-        return None
-    return batch[:, 1:2]
 
 
 def read_image_file(path: str | Path) -> np.ndarray:

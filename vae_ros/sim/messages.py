@@ -101,8 +101,3 @@ def twist_msg(linear: float, angular: float) -> Any:
     msg.linear.x = float(linear)
     msg.angular.z = float(angular)
     return msg
-
-
-def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
-    """Yaw (rotation about z) of a quaternion, for reading Odometry back."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))

@@ -292,7 +292,6 @@ class SimWorld:
         self._multiray_has_normal = "normal" in (mj.mj_multiRay.__doc__ or "").split("\n", 1)[0]
         self._scan_dirs = self._build_scan_directions()  # (beams, 3) in the lidar frame
         self._cloud_dirs = self._build_cloud_directions()  # (rings * columns, 3) in the lidar frame
-        self._command = (0.0, 0.0)
         self._target_time = 0.0
         mj.mj_forward(self.model, self.data)
         x, y, yaw = self.config.initial_pose
@@ -368,7 +367,6 @@ class SimWorld:
         qpos[self._qpos[2]] = yaw
         self.data.qvel[:] = 0.0
         self.data.ctrl[:] = 0.0
-        self._command = (0.0, 0.0)
         self._mj.mj_forward(self.model, self.data)
 
     def clearance(self, x: float, y: float) -> float:
@@ -390,7 +388,6 @@ class SimWorld:
         cfg = self.config
         linear = min(max(linear, -cfg.max_linear), cfg.max_linear)
         angular = min(max(angular, -cfg.max_angular), cfg.max_angular)
-        self._command = (linear, angular)
         # Physics advances in whole steps; aiming at an accumulated target time keeps the clock exact in the
         # long run when dt is not a multiple of the physics step (each call lands within half a step).
         self._target_time += dt
