@@ -31,7 +31,13 @@ import torch
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.data import DataSource, SplitDataset, batched, make_loader
 from vae_ros.core.distributed import SINGLE, Distributed
-from vae_ros.core.errors import BackendUnavailableError, ConfigError, DataError, ModelFileError
+from vae_ros.core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    DataError,
+    ModelFileError,
+    TrainingDivergedError,
+)
 from vae_ros.core.evaluate import EvalResult, evaluate_batches
 from vae_ros.core.losses import ANNEALING_KINDS, KLAnnealing, vae_loss
 from vae_ros.core.model_dir import EXPORT_DIRS, EXPORT_FILES, SERVO_HEAD_FILE, load_model_dir, save_model_dir
@@ -423,8 +429,8 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loade
         terms = vae_loss(logits, x, mu, logvar, config, beta=tc.beta * annealing.weight(run.step),
                          free_bits=tc.free_bits)
         if not torch.isfinite(terms.loss):
-            raise ConfigError(f"training diverged: the loss became {float(terms.loss)} at epoch {epoch}, "
-                              f"step {run.step}; lower --lr (now {tc.lr})")
+            raise TrainingDivergedError(f"training diverged: the loss became {float(terms.loss)} at epoch {epoch}, "
+                                        f"step {run.step}; lower --lr (now {tc.lr})")
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         if tc.grad_clip > 0:
