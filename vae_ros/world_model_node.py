@@ -41,6 +41,7 @@ from rclpy.node import Node
 from vae_ros.control.control_model import calibrated_tolerance, control_model_dir
 from vae_ros.control.dynamics import LatentDynamics, load_dynamics_dir
 from vae_ros.control.planner import CONVERGED, LOST, MpcConfig, MpcState, plan_step, scan_obstacles
+from vae_ros.control.servo import ServoConfig
 from vae_ros.conversions import latent_to_stamped_msg, msg_to_latent, stamped_msg_to_latent
 from vae_ros.core.backends import load_config
 from vae_ros.core.diagnostics import NodeStats, ValueWindow
@@ -81,6 +82,15 @@ PARAMETERS = [
     ParamSpec("collision", True, "Add a collision cost from the newest LaserScan on `scan` to the plan."),
     ParamSpec("collision_radius", 0.3, "Robot radius plus margin for the collision cost (m)."),
     ParamSpec("seed", 0, "Seed of the planner's sampling (each plan is reproducible from it and its step)."),
+    ParamSpec("cost", "latent", "Plan cost: latent (squared latent distance to the goal) or pose (the control "
+              "model's relative-pose head on the predicted latents, shaped for a differential drive).",
+              read_only=True),
+    ParamSpec("action_repeat", 1, "Model steps each planned command is held (horizon / action_repeat decisions).",
+              read_only=True),
+    ParamSpec("localise", False, "Find the goal by imagined turning in place when the head cannot see it from "
+              "here, and carry that belief (cost pose).", read_only=True),
+    ParamSpec("handover_distance", 0.0, "Within this estimated goal distance (m) the servo law drives; 0 = never.",
+              read_only=True),
     ParamSpec("backend", "auto", "Inference runtime for goal images (camera models): auto, torch, "
               "onnxruntime or tensorrt.", read_only=True),
     ParamSpec("device", "cpu", "cpu or cuda (goal images).", read_only=True),
@@ -108,6 +118,10 @@ class WorldModelParams:
     collision: bool = True
     collision_radius: float = 0.3
     seed: int = 0
+    cost: str = "latent"
+    action_repeat: int = 1
+    localise: bool = False
+    handover_distance: float = 0.0
     backend: str = "auto"
     device: str = "cpu"
     diagnostics_period: float = 1.0
@@ -120,12 +134,17 @@ class WorldModelParams:
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be >= 0 (0 = the model's calibrated value), got {self.tolerance}")
 
-    def mpc_config(self, dynamics: LatentDynamics, tolerance: float) -> MpcConfig:
+    def mpc_config(self, dynamics: LatentDynamics, tolerance: float, head: Any = None) -> MpcConfig:
+        shaped = self.cost == "pose" or self.handover_distance > 0
         config = MpcConfig(
             dynamics=dynamics, horizon=self.horizon, samples=self.samples, iterations=self.iterations,
             elites=min(self.elites, self.samples), max_linear=self.max_linear, max_angular=self.max_angular,
             max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
-            collision_radius=self.collision_radius, tolerance=tolerance, seed=self.seed)
+            collision_radius=self.collision_radius, tolerance=tolerance, seed=self.seed, cost=self.cost,
+            head=head, action_repeat=self.action_repeat, localise=self.localise,
+            handover_distance=self.handover_distance,
+            servo=ServoConfig(tolerance=tolerance, max_linear=self.max_linear, max_angular=self.max_angular)
+            if shaped else None)
         config.validate()
         return config
 
@@ -171,7 +190,12 @@ class WorldModelNode(Node):
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")
         self._calibrated = calibrated_tolerance(self.config.training)
-        self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params))
+        self._head = None
+        if self.params.cost == "pose" or self.params.handover_distance > 0:
+            from vae_ros.control.pose_head import PoseHeadNumpy
+
+            self._head = PoseHeadNumpy.load(self.model_dir, self.config.latent_dim)
+        self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head)
         self._warn_if_other_model()
 
         from geometry_msgs.msg import Twist
@@ -437,7 +461,7 @@ class WorldModelNode(Node):
         try:
             candidate = dataclasses.replace(self.params, **updates)
             candidate.validate()
-            mpc_config = candidate.mpc_config(self.dynamics, self._tolerance(candidate))
+            mpc_config = candidate.mpc_config(self.dynamics, self._tolerance(candidate), self._head)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
         if mpc_config.horizon != self.mpc_config.horizon:

@@ -145,6 +145,21 @@ class MpcState:
     support: int = 0  # imagined views that agreed on the belief at the last look-around
 
 
+def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: float, **overrides: Any) -> MpcConfig:
+    """The planner as measured for a differential drive on the control model (README, World model): pose cost
+    through the head over 3 s of commands held 0.5 s, the servo law as a candidate and near the goal, the
+    imagined look-around. `overrides` replace any field."""
+    settings: dict[str, Any] = {
+        "horizon": 30, "samples": 150, "iterations": 3, "elites": 15, "action_repeat": 5, "cost": "pose",
+        "terminal_weight": 1.0, "localise": True, "handover_distance": 0.8, "handover_yaw": math.radians(50.0),
+        "lost_after_s": 30.0}
+    settings.update(overrides)
+    servo = settings.pop("servo", None) or ServoConfig(tolerance=tolerance)
+    config = MpcConfig(dynamics=dynamics, head=head, tolerance=tolerance, servo=servo, **settings)
+    config.validate()
+    return config
+
+
 def _kinematic_positions(actions: np.ndarray, dt: float) -> np.ndarray:
     """(N, H, 2) commands -> (N, H, 2) robot-frame positions after each step (unicycle, from the origin)."""
     yaw = np.cumsum(actions[..., 1], axis=1) * dt  # heading after each step
@@ -265,7 +280,10 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
         near = obstacles[(obstacles**2).sum(1) <= reach**2]
         if len(near):
             pos = _kinematic_positions(actions, dyn.dt)  # (N, H, 2)
-            gap2 = ((pos[:, :, None, :] - near[None, None]) ** 2).sum(-1).min(-1)  # (N, H) squared
+            # |p - q|^2 = |p|^2 + |q|^2 - 2 p.q: one matmul instead of an (N, H, P, 2) difference array.
+            cross = pos.reshape(-1, 2) @ (-2.0 * near.T)  # (N * H, P)
+            cross += (near**2).sum(1)
+            gap2 = np.maximum(cross.min(1).reshape(pos.shape[:2]) + (pos**2).sum(-1), 0.0)  # (N, H) squared
             gap = np.sqrt(gap2)
             cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / config.collision_radius) ** 2).sum(1)
     return cost, pred
@@ -384,7 +402,7 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
         common["estimate"] = (float(estimate[0]), float(estimate[1]), float(estimate[2]))
     if status in (CONVERGED, LOST):
         return replace(state, status=status, command=(0.0, 0.0), plan=None, **common), (0.0, 0.0)
-    belief = None
+    belief: np.ndarray | None = None
     if config.localise and estimate is not None:
         support = state.support
         if state.belief is not None:
@@ -395,13 +413,15 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
                 belief = np.array([0.5 * (belief[0] + estimate[0]), 0.5 * (belief[1] + estimate[1]),
                                    math.atan2(math.sin(belief[2]) + math.sin(estimate[2]),
                                               math.cos(belief[2]) + math.cos(estimate[2]))])
+        looked = None
         if state.belief is None or state.step % config.relocalise_every == 0:
-            looked, looked_support = look_around(config, z, z_goal, state.command)
-            if belief is None or looked_support >= support:
-                belief, support = looked, looked_support
-        common["belief"] = (float(belief[0]), float(belief[1]), float(belief[2]))
-        common["support"] = support
-        estimate = belief
+            looked = look_around(config, z, z_goal, state.command)
+        if looked is not None and (belief is None or looked[1] >= support):
+            belief, support = looked
+        if belief is not None:  # always, from the first look-around on
+            common["belief"] = (float(belief[0]), float(belief[1]), float(belief[2]))
+            common["support"] = support
+            estimate = belief
     if estimate is not None and config.servo is not None and _handover(state, estimate, config):
         servo_state = state.servo if state.mode == SERVO and state.servo is not None else ServoState(
             command=state.command)
