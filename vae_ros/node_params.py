@@ -291,26 +291,54 @@ class WorldModelParams(ControlParams):
 
     dynamics: str = param("", "Dynamics directory (`vae-ros train-dynamics --out`) trained on that model's "
                               "latents; empty = <model>/dynamics.", read_only=True)
-    horizon: int = param(12, "Planning horizon in model steps (each the dynamics' dt, e.g. 0.1 s).")
-    samples: int = param(400, "Candidate command sequences per CEM iteration.")
-    iterations: int = param(4, "CEM iterations per plan.")
-    elites: int = param(40, "Cheapest candidates the CEM refits to (at most samples).")
+    horizon: int = param(30, "Planning horizon in model steps (each the dynamics' dt, e.g. 0.1 s).")
+    samples: int = param(150, "Candidate command sequences per CEM iteration.")
+    iterations: int = param(3, "CEM iterations per plan.")
+    elites: int = param(15, "Cheapest candidates the CEM refits to (at most samples).")
     collision: bool = param(True, "Add a collision cost from the newest LaserScan on `scan` to the plan.")
     collision_radius: float = param(0.3, "Robot radius plus margin for the collision cost (m).")
     seed: int = param(0, "Seed of the planner's sampling (each plan is reproducible from it and its step).")
+    cost: str = param("auto", "Plan cost: pose (the control model's relative-pose head on the predicted latents, "
+                              "shaped for a differential drive), latent (squared latent distance to the goal), "
+                              "or auto (pose when the model has the head, servo_head.safetensors).",
+                      read_only=True)
+    action_repeat: int = param(5, "Model steps each planned command is held (horizon / action_repeat decisions).",
+                               read_only=True)
+    localise: bool = param(True, "With the pose cost: find the goal by imagined turning in place when the head "
+                                 "cannot see it from here, and carry that belief.", read_only=True)
+    handover_distance: float = param(0.8, "With the pose cost: within this estimated goal distance (m) the servo "
+                                          "law drives; 0 = never.", read_only=True)
     backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
                                  "(goal images, with camera models): auto, torch, onnxruntime or tensorrt. "
                                  "torch and tensorrt also run the planner's rollouts in torch (faster, but the "
                                  "node loads torch); otherwise they run in NumPy.", read_only=True)
 
-    def mpc_config(self, dynamics: LatentDynamics, tolerance: float) -> MpcConfig:
-        from vae_ros.control.planner import MpcConfig
+    def validate(self) -> None:
+        super().validate()
+        if self.cost not in ("auto", "pose", "latent"):
+            raise ConfigError(f"cost must be auto, pose or latent, got {self.cost!r}")
+        if not (math.isfinite(self.handover_distance) and self.handover_distance >= 0):
+            raise ConfigError(f"handover_distance must be >= 0, got {self.handover_distance}")
 
-        config = MpcConfig(
-            dynamics=dynamics, horizon=self.horizon, samples=self.samples, iterations=self.iterations,
+    def plan_cost(self, has_head: bool) -> str:
+        """The cost the planner uses: `cost`, with auto resolved by whether the model has the pose head."""
+        return ("pose" if has_head else "latent") if self.cost == "auto" else self.cost
+
+    def mpc_config(self, dynamics: LatentDynamics, tolerance: float, head: Any = None) -> MpcConfig:
+        from vae_ros.control.planner import MpcConfig, differential_drive_config
+        from vae_ros.control.servo import ServoConfig
+
+        common = dict(
+            horizon=self.horizon, samples=self.samples, iterations=self.iterations,
             elites=min(self.elites, self.samples), max_linear=self.max_linear, max_angular=self.max_angular,
             max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
-            collision_radius=self.collision_radius, tolerance=tolerance, seed=self.seed)
+            collision_radius=self.collision_radius, seed=self.seed, action_repeat=self.action_repeat)
+        if self.plan_cost(head is not None) == "pose":
+            # The planner as measured in eval-control (differential_drive_config), with these parameters.
+            servo = ServoConfig(tolerance=tolerance, max_linear=self.max_linear, max_angular=self.max_angular)
+            return differential_drive_config(dynamics, head, tolerance, servo=servo, localise=self.localise,
+                                             handover_distance=self.handover_distance, **common)
+        config = MpcConfig(dynamics=dynamics, tolerance=tolerance, **common)
         config.validate()
         return config
 

@@ -106,7 +106,8 @@ class WorldModelNode(ControlNode):
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")
         self._calibrated = calibrated_tolerance(self.config.training)
-        self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params))
+        self._head = self._load_head()
+        self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head)
         self._warn_if_other_model()
 
         from geometry_msgs.msg import Twist
@@ -182,6 +183,20 @@ class WorldModelNode(ControlNode):
 
         sample = preprocess_image(read_image_file(path), self.config.image_spec)
         return np.asarray(self._image_backend().encode(sample[None])[0][0])
+
+    def _load_head(self) -> Any:
+        """The control model's relative-pose head where the pose cost wants it (None for the latent cost)."""
+        from vae_ros.core.model_dir import SERVO_HEAD_FILE
+
+        has_head = (self.model_dir / SERVO_HEAD_FILE).is_file()
+        cost = self.params.plan_cost(has_head)
+        if cost != "pose":
+            if self.params.cost == "auto":
+                self.get_logger().info(f"{self.model_dir} has no {SERVO_HEAD_FILE}: planning on the latent distance")
+            return None
+        from vae_ros.control.pose_head import PoseHeadNumpy
+
+        return PoseHeadNumpy.load(self.model_dir, self.config.latent_dim)
 
     def _encode_goal_image(self, msg: Any) -> np.ndarray:
         if self.config.modality != "image":
@@ -287,7 +302,7 @@ class WorldModelNode(ControlNode):
 
     # -- parameters and health -------------------------------------------------------------------------------
     def _apply_params(self, params: WorldModelParams) -> None:
-        mpc_config = params.mpc_config(self.dynamics, self._tolerance(params))
+        mpc_config = params.mpc_config(self.dynamics, self._tolerance(params), self._head)
         if mpc_config.horizon != self.mpc_config.horizon:
             self.state = dataclasses.replace(self.state, plan=None)  # the warm start has the old length
         self.params, self.mpc_config = params, mpc_config

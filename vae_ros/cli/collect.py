@@ -33,9 +33,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-camera", action="store_true", help="do not render or record the camera")
     parser.add_argument("--lidar", choices=LIDAR_CHOICES, default="scan",
                         help="LiDAR topics to record: scan (/scan), pointcloud (/lidar/points), both, none")
-    parser.add_argument("--policy", choices=("explore", "cover"), default="explore",
+    parser.add_argument("--policy", choices=("explore", "cover", "drive"), default="explore",
                         help="how the robot moves: explore = smooth random walk that avoids obstacles (for "
-                             "reconstruction and dynamics data; records cmd_vel); cover = placed at clustered "
+                             "reconstruction and dynamics data; records cmd_vel); drive = random commands held "
+                             "0.5-2.5 s within a planner's limits (0.3 m/s, 0.8 rad/s): turns in place, straight "
+                             "runs and arcs, forwards and backwards, kept clear of obstacles (for a world model "
+                             "that plans such moves; records cmd_vel); cover = placed at clustered "
                              "free poses, 50 within 1.3 m and +/-70 deg of each anchor (dense pose coverage for "
                              "control-fit training with --pose-topic odom; no cmd_vel, the robot is not driven)")
     parser.add_argument("--initial-pose", type=float, nargs=3, metavar=("X", "Y", "YAW"), default=(0.0, 0.0, 0.0),
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vae_ros.bagio import BagWriter, reliable_qos
     from vae_ros.sim import messages
-    from vae_ros.sim.policy import CoverPolicy, ExplorationPolicy, PolicyConfig
+    from vae_ros.sim.policy import CoverPolicy, DrivePolicy, DriveState, ExplorationPolicy, PolicyConfig
     from vae_ros.sim.world import SimConfig, SimWorld
 
     world = SimWorld(SimConfig(seed=args.seed, image_width=args.image_width, image_height=args.image_height,
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     policy = ExplorationPolicy(PolicyConfig(), seed=policy_seed)
     cover = CoverPolicy(world.clearance, seed=policy_seed) if args.policy == "cover" else None
     state = policy.initial_state()
+    drive = DrivePolicy(world.clearance, seed=policy_seed) if args.policy == "drive" else None
+    drive_state = DriveState()
     dt = 1.0 / args.rate
     frames = max(1, int(round(args.duration * args.rate)))
     angles = world.scan_geometry.angles
@@ -123,7 +128,11 @@ def run(args: argparse.Namespace) -> int:
                 if cover is not None:
                     world.step(0.0, 0.0, dt)  # time moves on; the robot rests where it was placed
                 else:
-                    state, (linear, angular) = policy.step(state, ranges, angles, dt)
+                    if drive is not None:
+                        pose = world.pose()
+                        drive_state, (linear, angular) = drive.step(drive_state, (pose.x, pose.y, pose.yaw), dt)
+                    else:
+                        state, (linear, angular) = policy.step(state, ranges, angles, dt)
                     bag.write(messages.CMD_TOPIC, stamp_ns, serialize_message(messages.twist_msg(linear, angular)))
                     world.step(linear, angular, dt)
                 progress.update(1)

@@ -90,6 +90,16 @@ def register(parser: argparse.ArgumentParser) -> None:
                           help="latent error that counts as converged (default: the model's calibrated value)")
     episodes.add_argument("--time-limit", type=_positive_float, default=40.0, metavar="S",
                           help="simulated seconds per episode (40)")
+    episodes.add_argument("--controller", choices=("servo", "world_model"), default="servo",
+                          help="servo = the latent servo law (latent_servo_node); world_model = the world model's "
+                               "MPC (world_model_node) through --dynamics (servo)")
+    episodes.add_argument("--dynamics", metavar="DIR", default="",
+                          help="dynamics directory for --controller world_model (default: <model>/dynamics)")
+    episodes.add_argument("--hard", action="store_true",
+                          help="hard episodes instead: the goal behind the robot and turned 90-180 deg, 1-2 m away, "
+                               "every third one with its straight path blocked by an object")
+    episodes.add_argument("--no-collision-cost", action="store_true",
+                          help="world_model: plan without the LaserScan collision cost")
     episodes.add_argument("--ros", type=int, default=0, metavar="N",
                           help="also run the first N episodes of each seed through the real ROS nodes (sim_node, "
                                "encoder_node, latent_servo_node over DDS, in real time) and compare (0)")
@@ -121,7 +131,13 @@ def _run_episodes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vae_ros.control.control_model import ControlModel, control_model_dir
-    from vae_ros.control.episodes import EpisodeConfig, run_episode, sample_episodes, summarise
+    from vae_ros.control.episodes import (
+        EpisodeConfig,
+        run_episode,
+        sample_episodes,
+        sample_hard_episodes,
+        summarise,
+    )
     from vae_ros.control.plots import save_episode_errors, save_episode_starts, save_episode_trajectories
     from vae_ros.control.servo import ServoConfig
     from vae_ros.core.errors import ConfigError
@@ -145,6 +161,25 @@ def _run_episodes(args: argparse.Namespace) -> int:
         raise ConfigError(f"{model_dir} has no calibrated tolerance; pass --tolerance")
     servo = ServoConfig(tolerance=tolerance)
     episode_config = EpisodeConfig(time_limit=args.time_limit)
+    controller = None
+    if args.controller == "world_model":
+        if args.ros or args.baselines:
+            raise ConfigError("--ros and --baselines run the servo; leave them out with --controller world_model")
+        import torch
+
+        from vae_ros.control.dynamics import load_dynamics_dir
+        from vae_ros.control.episodes import WorldModelController
+        from vae_ros.control.planner import differential_drive_config
+
+        torch.set_num_threads(1)  # the planner's rollouts: one thread is fastest on a small CPU (bench/planner.py)
+        dynamics_dir = Path(args.dynamics).expanduser() if args.dynamics else model_dir / "dynamics"
+        dynamics = load_dynamics_dir(dynamics_dir)
+        if dynamics.latent_dim != model.latent_dim:
+            raise ConfigError(f"dynamics {dynamics_dir} predicts {dynamics.latent_dim}-D latents, the model has "
+                              f"{model.latent_dim}")
+        controller = WorldModelController(differential_drive_config(dynamics, model.head, tolerance, servo=servo),
+                                          collision=not args.no_collision_cost)
+    sample = sample_hard_episodes if args.hard else sample_episodes
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -155,9 +190,9 @@ def _run_episodes(args: argparse.Namespace) -> int:
               file=sys.stderr) as bar:
         for seed in seeds:
             with SimWorld(SimConfig(seed=seed, image_width=16, image_height=16)) as world:
-                episodes = sample_episodes(world, args.episodes, np.random.default_rng([args.episode_seed, seed]))
+                episodes = sample(world, args.episodes, np.random.default_rng([args.episode_seed, seed]))
                 for episode in episodes:
-                    result = run_episode(world, model, episode, servo, episode_config)
+                    result = run_episode(world, model, episode, servo, episode_config, controller=controller)
                     results.append(result)
                     per_seed.setdefault(seed, []).append(result)
                     bar.update(1)
@@ -166,6 +201,7 @@ def _run_episodes(args: argparse.Namespace) -> int:
 
     record: dict = {
         "command": _episodes_command(args, seeds), "model": str(model_dir), "tolerance": tolerance,
+        "controller": args.controller, "episode_set": "hard" if args.hard else "servo",
         "seeds": seeds, "seconds": round(elapsed, 1), "in_process": summarise(results),
         "in_process_by_seed": {str(seed): summarise(rs) for seed, rs in per_seed.items()},
         "episodes": [r.to_dict() for r in results],
@@ -183,8 +219,12 @@ def _run_episodes(args: argparse.Namespace) -> int:
     (out / "episodes.json").write_text(json.dumps(record, indent=2) + "\n")
     files.insert(0, out / "episodes.json")
 
-    print(f"closed-loop servo episodes: {len(results)} in world seeds {' '.join(map(str, seeds))}, model {model_dir}, "
-          f"tolerance {tolerance:.4f}, {elapsed:.0f} s")
+    if controller is not None:
+        record["dynamics"] = str(dynamics_dir)
+        record["planner"] = {k: v for k, v in vars(controller.config).items()
+                             if isinstance(v, (int, float, str, bool))}
+    print(f"closed-loop {args.controller} episodes ({'hard' if args.hard else 'servo'} set): {len(results)} in world "
+          f"seeds {' '.join(map(str, seeds))}, model {model_dir}, tolerance {tolerance:.4f}, {elapsed:.0f} s")
     print(_episode_table(record))
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
@@ -345,6 +385,12 @@ def _episode_table(record: dict) -> str:
                      f"(in-process on the same episodes {ros['in_process_success_rate_same_episodes']:.0%}), "
                      f"outcome agreement {ros['agreement']:.0%}, median final error "
                      f"{ros['final_position_error_m_median'] * 100:.1f} cm")
+    summary = record["in_process"]
+    if summary.get("episodes"):
+        step = summary.get("step_ms") or {}
+        lines.append(f"collisions: {summary['collisions']} of {summary['episodes']} episodes; controller time per step "
+                     f"p50 {step.get('p50', float('nan')):.1f} ms, p90 {step.get('p90', float('nan')):.1f} ms, "
+                     f"p99 {step.get('p99', float('nan')):.1f} ms")
     lines.append("(pos / yaw: final error median and p90; time: simulated s to convergence and path: length over "
                  "straight line, medians of successful episodes)")
     return "\n".join(lines)
@@ -355,6 +401,12 @@ def _episodes_command(args: argparse.Namespace, seeds: list[int]) -> str:
              f"--episode-seed {args.episode_seed}"]
     if args.model:
         parts.append(f"--model {args.model}")
+    if args.controller != "servo":
+        parts.append(f"--controller {args.controller}" + (f" --dynamics {args.dynamics}" if args.dynamics else ""))
+        if args.no_collision_cost:
+            parts.append("--no-collision-cost")
+    if args.hard:
+        parts.append("--hard")
     if args.tolerance:
         parts.append(f"--tolerance {args.tolerance:g}")
     if args.ros:

@@ -27,8 +27,22 @@ from typing import Any
 import numpy as np
 
 from vae_ros.control.dynamics import LatentDynamics
-from vae_ros.control.servo import CONVERGED, LOST, SERVOING, verdict
+from vae_ros.control.servo import (
+    CONVERGED,
+    LOST,
+    SERVOING,
+    ServoConfig,
+    ServoState,
+    limit_command,
+    servo_step,
+    unicycle_command,
+    verdict,
+    wrap_angle,
+)
 from vae_ros.core.errors import ConfigError, InputError
+
+COSTS = ("latent", "pose")
+PLAN, SERVO = "plan", "servo"
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,22 @@ class MpcConfig:
     resume_factor: float = 1.5
     lost_after_s: float = 20.0
     seed: int = 0
+    # Shaped for a differential drive (see the module docstring): cost "pose" scores predicted latents
+    # through the control model's relative-pose head (`head`, a vae_ros.control.pose_head.PoseHeadNumpy).
+    cost: str = "latent"  # "latent": squared latent distance to the goal; "pose": the head's goal pose
+    head: Any = field(default=None, repr=False)
+    action_repeat: int = 1  # model steps each planned command is held: horizon / repeat decisions
+    heading_weight: float = 0.5  # m per rad: far from the goal, the bearing to it (forwards or backwards)
+    yaw_weight: float = 0.3  # m per rad: the goal's yaw
+    near_radius: float = 0.3  # m: the bearing term fades out between 2x and 1x this distance
+    servo: ServoConfig | None = field(default=None, repr=False)  # the servo law: a candidate, and inside ...
+    handover_distance: float = 0.0  # m: ... this estimated goal distance it drives (0: never hand over)
+    handover_yaw: float = math.radians(60.0)  # and within this estimated yaw error
+    # Where the goal is, when the head cannot tell from here (it is trained on goals within ~70 deg of yaw):
+    # look around in imagination (see look_around) and carry the belief through the executed commands.
+    localise: bool = False
+    look_steps: int = 40  # model steps of imagined turning in place, each way
+    relocalise_every: int = 10  # plans between two look-arounds
 
     def validate(self) -> None:
         for name in ("horizon", "samples", "iterations", "elites", "settle_steps"):
@@ -76,6 +106,18 @@ class MpcConfig:
             raise ConfigError(f"planner smoothing must be in [0, 1), got {self.smoothing}")
         if self.resume_factor < 1:
             raise ConfigError("planner resume_factor must be >= 1")
+        if self.cost not in COSTS:
+            raise ConfigError(f"planner cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        if (self.cost == "pose" or self.servo is not None) and self.head is None:
+            raise ConfigError("the pose cost and the servo candidate need the control model's relative-pose head")
+        if self.action_repeat < 1 or self.action_repeat > self.horizon:
+            raise ConfigError(f"planner action_repeat must be in [1, horizon], got {self.action_repeat}")
+        for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"planner {name} must be >= 0, got {value}")
+        if self.handover_distance > 0 and self.servo is None:
+            raise ConfigError("planner handover_distance needs the servo law (servo)")
 
     @property
     def limits(self) -> np.ndarray:
@@ -96,6 +138,26 @@ class MpcState:
     best_error: float = math.inf
     since_progress: float = 0.0
     error: float = math.inf  # latent error norm at the last step
+    mode: str = PLAN  # PLAN (the MPC drives) or SERVO (handed over to the servo law near the goal)
+    servo: ServoState | None = field(default=None, repr=False)  # the servo law's own state in SERVO mode
+    estimate: tuple[float, float, float] | None = None  # the head's goal pose estimate (robot frame) now
+    belief: tuple[float, float, float] | None = None  # localise: the goal pose believed (robot frame)
+    support: int = 0  # imagined views that agreed on the belief at the last look-around
+
+
+def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: float, **overrides: Any) -> MpcConfig:
+    """The planner as measured for a differential drive on the control model (README, World model): pose cost
+    through the head over 3 s of commands held 0.5 s, the servo law as a candidate and near the goal, the
+    imagined look-around. `overrides` replace any field."""
+    settings: dict[str, Any] = {
+        "horizon": 30, "samples": 150, "iterations": 3, "elites": 15, "action_repeat": 5, "cost": "pose",
+        "terminal_weight": 1.0, "localise": True, "handover_distance": 0.8, "handover_yaw": math.radians(50.0),
+        "lost_after_s": 30.0}
+    settings.update(overrides)
+    servo = settings.pop("servo", None) or ServoConfig(tolerance=tolerance)
+    config = MpcConfig(dynamics=dynamics, head=head, tolerance=tolerance, servo=servo, **settings)
+    config.validate()
+    return config
 
 
 def _kinematic_positions(actions: np.ndarray, dt: float) -> np.ndarray:
@@ -107,19 +169,110 @@ def _kinematic_positions(actions: np.ndarray, dt: float) -> np.ndarray:
     return np.stack([np.cumsum(dx, axis=1), np.cumsum(dy, axis=1)], axis=-1)
 
 
+def pose_cost(config: MpcConfig, estimate: np.ndarray) -> np.ndarray:
+    """Cost of being where the goal lies at `estimate` (..., 3) = (dx, dy, dyaw) in the robot frame: (...).
+
+    The servo's coarse-to-fine shape: the distance and the yaw error, plus far from the goal the bearing to
+    it (forwards or backwards, whichever is nearer), faded out between 2x and 1x `near_radius`. The yaw term
+    holds everywhere so that the cost falls all the way in (with it only near the goal, a robot turned the
+    wrong way stops at the edge of the near zone: measured).
+    """
+    dx, dy, dyaw = estimate[..., 0], estimate[..., 1], estimate[..., 2]
+    rho = np.hypot(dx, dy)
+    bearing = np.abs(np.arctan2(dy, dx))
+    heading = np.minimum(bearing, np.pi - bearing)  # backwards is as good as forwards
+    r = max(config.near_radius, 1e-6)
+    far = np.clip((rho - r) / r, 0.0, 1.0)
+    return rho + config.heading_weight * far * heading + config.yaw_weight * np.abs(dyaw)
+
+
+def _goal_in_frames(goal: np.ndarray, actions: np.ndarray, dt: float, steps: np.ndarray) -> np.ndarray:
+    """A goal pose (3,) in the robot frame, seen after each of `steps` of command sequences (N, H, 2) by
+    unicycle kinematics: (N, S, 3)."""
+    pos = _kinematic_positions(actions, dt)[:, steps]  # (N, S, 2)
+    yaw = (np.cumsum(actions[..., 1], axis=1) * dt)[:, steps]  # (N, S)
+    rel = goal[:2] - pos
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.stack([c * rel[..., 0] + s * rel[..., 1], -s * rel[..., 0] + c * rel[..., 1],
+                     np.arctan2(np.sin(goal[2] - yaw), np.cos(goal[2] - yaw))], axis=-1)
+
+
+def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray,
+                command: tuple[float, float]) -> tuple[np.ndarray, int]:
+    """Where the goal is, from views imagined turning in place: -> (goal pose (3,) robot frame, support).
+
+    The model predicts the latents of turning left and right for `look_steps`; the head reads the goal from
+    each and the reading is turned back into the current frame. Readings from headings where the goal is
+    within the head's range agree with each other, those from outside it scatter: the belief is the mean of
+    the largest group that agrees within 0.25 m and 25 deg, and `support` its size.
+    """
+    dyn, dt, n = config.dynamics, config.dynamics.dt, config.look_steps
+    turns = np.zeros((2, n, 2), np.float32)
+    turns[0, :, 1], turns[1, :, 1] = config.max_angular, -config.max_angular
+    turns = rate_limit(turns, command, config)
+    pred = dyn.rollout(np.repeat(np.asarray(z, np.float32)[None], 2, axis=0), turns)  # (2, n, D)
+    latents = np.concatenate([np.asarray(z, np.float32)[None], pred.reshape(-1, pred.shape[-1])])
+    readings = config.head.estimate_batch(latents, z_goal)  # (1 + 2n, 3) in each imagined frame
+    pos = np.concatenate([np.zeros((1, 2), np.float32), _kinematic_positions(turns, dt).reshape(-1, 2)])
+    yaw = np.concatenate([[0.0], (np.cumsum(turns[..., 1], axis=1) * dt).reshape(-1)])
+    c, s = np.cos(yaw), np.sin(yaw)
+    goals = np.stack([pos[:, 0] + c * readings[:, 0] - s * readings[:, 1],
+                      pos[:, 1] + s * readings[:, 0] + c * readings[:, 1], yaw + readings[:, 2]], axis=1)
+    gap = np.hypot(goals[:, None, 0] - goals[None, :, 0], goals[:, None, 1] - goals[None, :, 1])
+    turn = np.abs(np.angle(np.exp(1j * (goals[:, None, 2] - goals[None, :, 2]))))
+    agree = (gap < 0.25) & (turn < math.radians(25.0))  # (V, V)
+    best = int(np.argmax(agree.sum(1)))
+    group = goals[agree[best]]
+    belief = np.array([group[:, 0].mean(), group[:, 1].mean(),
+                       math.atan2(np.sin(group[:, 2]).mean(), np.cos(group[:, 2]).mean())])
+    return belief, int(agree[best].sum())
+
+
+def _carry(belief: tuple[float, float, float], command: tuple[float, float], dt: float) -> np.ndarray:
+    """The goal pose belief (robot frame) after the robot drove `command` for dt."""
+    moved = _goal_in_frames(np.asarray(belief, np.float32), np.asarray(command, np.float32)[None, None], dt,
+                            np.array([0]))
+    return moved[0, 0].astype(np.float64)
+
+
+def _step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(model steps scored, their weights): every step for the latent cost; for the pose cost the end of
+    every held command (the head costs a thousand times the dynamics), the last one weighted terminal."""
+    if config.cost == "pose":
+        steps = np.unique(np.r_[np.arange(config.action_repeat - 1, h, config.action_repeat), h - 1])
+    else:
+        steps = np.arange(h)
+    weights = np.ones(steps.size, np.float32)
+    weights[-1] = config.terminal_weight
+    return steps, weights / weights.sum()
+
+
 def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions: np.ndarray,
-                   obstacles: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   obstacles: np.ndarray | None = None, belief: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Cost of each candidate and its predicted latents: actions (N, H, 2) -> ((N,), (N, H, D)).
 
-    Candidates are split across ensemble members (candidate i rolls out with member i mod E).
+    Candidates are split across ensemble members (candidate i rolls out with member i mod E). `belief`: the
+    goal pose (robot frame) believed now (cost "pose" with `localise`).
     """
     dyn = config.dynamics
-    h = actions.shape[1]
+    n, h = actions.shape[:2]
     pred = dyn.rollout_split(z, actions)  # (N, H, D)
-    dist = ((pred - z_goal.astype(np.float32)) ** 2).sum(-1)  # (N, H)
-    weights = np.ones(h, np.float32)
-    weights[-1] = config.terminal_weight
-    cost = (dist * weights).sum(1) / weights.sum()
+    steps, weights = _step_weights(config, h)
+    if config.cost == "pose":
+        scored = pred[:, steps].reshape(-1, pred.shape[-1])  # (N * S, D)
+        readings = config.head.estimate_batch(scored, z_goal).reshape(n, steps.size, 3)
+        if belief is not None:
+            # Trust the head on a predicted view where it agrees with the belief carried along the
+            # candidate's path, the belief elsewhere (views from where the goal is out of the head's range).
+            carried = _goal_in_frames(np.asarray(belief, np.float32), actions, dyn.dt, steps)
+            agree = ((np.hypot(*(readings[..., :2] - carried[..., :2]).transpose(2, 0, 1)) < 0.3)
+                     & (np.abs(np.angle(np.exp(1j * (readings[..., 2] - carried[..., 2])))) < math.radians(30.0)))
+            readings = np.where(agree[..., None], readings, carried)
+        per_step = pose_cost(config, readings)
+    else:
+        per_step = ((pred[:, steps] - z_goal.astype(np.float32)) ** 2).sum(-1)  # (N, S)
+    cost = (per_step * weights).sum(1)
     cost += config.effort_weight * ((actions / config.limits) ** 2).sum((1, 2))
     if obstacles is not None and len(obstacles):
         # Only points the robot could touch within the horizon matter.
@@ -127,47 +280,102 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
         near = obstacles[(obstacles**2).sum(1) <= reach**2]
         if len(near):
             pos = _kinematic_positions(actions, dyn.dt)  # (N, H, 2)
-            gap2 = ((pos[:, :, None, :] - near[None, None]) ** 2).sum(-1).min(-1)  # (N, H) squared
+            # |p - q|^2 = |p|^2 + |q|^2 - 2 p.q: one matmul instead of an (N, H, P, 2) difference array.
+            cross = pos.reshape(-1, 2) @ (-2.0 * near.T)  # (N * H, P)
+            cross += (near**2).sum(1)
+            gap2 = np.maximum(cross.min(1).reshape(pos.shape[:2]) + (pos**2).sum(-1), 0.0)  # (N, H) squared
             gap = np.sqrt(gap2)
             cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / config.collision_radius) ** 2).sum(1)
     return cost, pred
 
 
+def rate_limit(targets: np.ndarray, command: tuple[float, float], config: MpcConfig) -> np.ndarray:
+    """Commands a rate-limited base executes for target sequences: (N, H, 2) -> (N, H, 2), from `command`."""
+    limits = config.limits
+    step = config.dynamics.dt * np.array([config.max_linear_accel, config.max_angular_accel], np.float32)
+    out = np.empty_like(targets)
+    prev = np.broadcast_to(np.asarray(command, np.float32), targets[:, 0].shape)
+    for t in range(targets.shape[1]):
+        prev = np.clip(np.clip(targets[:, t], -limits, limits), prev - step, prev + step)
+        out[:, t] = prev
+    return out
+
+
+def servo_rollout(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command: tuple[float, float],
+                  servo_state: ServoState | None = None) -> np.ndarray:
+    """The servo law's commands over the horizon, imagined through the model: (H, 2).
+
+    At each step the head estimates the goal from the predicted latent, the servo law turns that into a
+    command (with its limits) and the ensemble mean predicts the next latent. As a CEM candidate it makes
+    the plan never worse than the servo, as far as the model can tell.
+    """
+    servo = config.servo if config.servo is not None else ServoConfig()
+    dyn, dt = config.dynamics, config.dynamics.dt
+    fine = servo_state.fine if servo_state is not None else False
+    backwards = servo_state.backwards if servo_state is not None else False
+    v, w = command
+    cur = np.asarray(z, np.float32)[None]
+    out = np.empty((config.horizon, 2), np.float32)
+    for t in range(config.horizon):
+        estimate = config.head.estimate_batch(cur, z_goal)[0]
+        tv, tw, fine, backwards = unicycle_command(estimate, fine, backwards, servo)
+        v = limit_command(tv, v, min(servo.max_linear, config.max_linear), config.max_linear_accel, dt)
+        w = limit_command(tw, w, min(servo.max_angular, config.max_angular), config.max_angular_accel, dt)
+        out[t] = (v, w)
+        if t + 1 < config.horizon:
+            cur, _ = dyn.predict(cur, out[t : t + 1])
+    return out
+
+
 def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray | None,
          command: tuple[float, float], rng: np.random.Generator, obstacles: np.ndarray | None = None,
+         extra: np.ndarray | None = None, belief: np.ndarray | None = None,
          ) -> tuple[np.ndarray, float, np.ndarray]:
-    """CEM: -> (plan (H, 2), its cost, its predicted latents (H, D))."""
-    h, limits = config.horizon, config.limits
-    mean = np.zeros((h, 2), np.float32)
-    if warm is not None:  # shift the last plan by one step, repeating its final command
-        k = min(h, warm.shape[0] - 1)
-        mean[:k] = warm[1 : k + 1]
-        mean[k:] = warm[-1]
-    std = np.broadcast_to(config.init_std * limits, (h, 2)).astype(np.float32)
-    # Reachable first commands under the acceleration limits.
-    dt = config.dynamics.dt
-    first_lo = np.maximum(-limits, np.array(command, np.float32) - dt * np.array(
-        [config.max_linear_accel, config.max_angular_accel], np.float32))
-    first_hi = np.minimum(limits, np.array(command, np.float32) + dt * np.array(
-        [config.max_linear_accel, config.max_angular_accel], np.float32))
-    best = (math.inf, mean.copy(), np.zeros((h, config.dynamics.latent_dim), np.float32))
-    for _ in range(config.iterations):
-        eps = rng.standard_normal((config.samples, h, 2)).astype(np.float32)
+    """CEM: -> (plan (H, 2), its cost, its predicted latents (H, D)).
+
+    The Gaussian is over horizon / action_repeat decisions, each held for action_repeat model steps; every
+    candidate is rate-limited from `command` as the base would execute it. `extra` (K, H, 2) are further
+    whole sequences (the servo's) that compete with the sampled ones.
+    """
+    h, limits, k = config.horizon, config.limits, config.action_repeat
+    m = -(-h // k)  # decisions
+    mean = np.zeros((m, 2), np.float32)
+    if warm is not None:  # shift the last plan by one model step, repeating its final command
+        shifted = np.concatenate([warm[1:h], np.repeat(warm[-1:], max(1, h - warm.shape[0] + 1), axis=0)])[:h]
+        mean = shifted[::k][:m].astype(np.float32)
+    std = np.broadcast_to(config.init_std * limits, (m, 2)).astype(np.float32)
+    best = (math.inf, np.zeros((h, 2), np.float32), np.zeros((h, config.dynamics.latent_dim), np.float32))
+    for iteration in range(config.iterations):
+        eps = rng.standard_normal((config.samples, m, 2)).astype(np.float32)
         cand = mean + std * eps
         cand[0] = mean  # keep the current mean in the race
         cand[1] = 0.0  # and standing still
         cand = np.clip(cand, -limits, limits)
-        cand[:, 0] = np.clip(cand[:, 0], first_lo, first_hi)
-        cost, pred = sequence_costs(config, z, z_goal, cand, obstacles)
+        executed = rate_limit(np.repeat(cand, k, axis=1)[:, :h], command, config)
+        if iteration == 0 and extra is not None and len(extra):
+            executed = np.concatenate([executed, rate_limit(np.asarray(extra, np.float32), command, config)])
+        cost, pred = sequence_costs(config, z, z_goal, executed, obstacles, belief)
         order = np.argsort(cost)
         if cost[order[0]] < best[0]:
-            best = (float(cost[order[0]]), cand[order[0]].copy(), pred[order[0]].copy())
-        elites = cand[order[: config.elites]]
+            best = (float(cost[order[0]]), executed[order[0]].copy(), pred[order[0]].copy())
+        sampled = order[order < config.samples][: config.elites]
+        elites = cand[sampled]
         new_mean = elites.mean(0)
         new_std = np.maximum(elites.std(0), config.min_std * limits)
         mean = config.smoothing * mean + (1 - config.smoothing) * new_mean
         std = config.smoothing * std + (1 - config.smoothing) * new_std
     return best[1], best[0], best[2]
+
+
+def _handover(state: MpcState, estimate: np.ndarray, config: MpcConfig) -> bool:
+    """True while the servo law should drive: inside handover_distance and handover_yaw of the goal (head
+    estimate), left again only beyond 1.5x the distance or 20 deg more yaw (hysteresis)."""
+    if config.handover_distance <= 0:
+        return False
+    rho, yaw = math.hypot(estimate[0], estimate[1]), abs(wrap_angle(float(estimate[2])))
+    if state.mode == SERVO:
+        return rho <= 1.5 * config.handover_distance and yaw <= config.handover_yaw + math.radians(20.0)
+    return rho <= config.handover_distance and yaw <= config.handover_yaw
 
 
 def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcConfig,
@@ -189,13 +397,45 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
     status, settled, best, since = verdict(state, error, dt, config)
     common: dict[str, Any] = {"settled": settled, "best_error": best, "since_progress": since, "error": error,
               "step": state.step + 1}
+    estimate = None if config.head is None else config.head.estimate_batch(z[None], z_goal)[0]
+    if estimate is not None:
+        common["estimate"] = (float(estimate[0]), float(estimate[1]), float(estimate[2]))
     if status in (CONVERGED, LOST):
         return replace(state, status=status, command=(0.0, 0.0), plan=None, **common), (0.0, 0.0)
+    belief: np.ndarray | None = None
+    if config.localise and estimate is not None:
+        support = state.support
+        if state.belief is not None:
+            belief = _carry(state.belief, state.command, dt)
+            near = (math.hypot(belief[0] - estimate[0], belief[1] - estimate[1]) < 0.3
+                    and abs(wrap_angle(float(belief[2] - estimate[2]))) < math.radians(30.0))
+            if near:  # the head sees the goal where it is believed: follow the sensor
+                belief = np.array([0.5 * (belief[0] + estimate[0]), 0.5 * (belief[1] + estimate[1]),
+                                   math.atan2(math.sin(belief[2]) + math.sin(estimate[2]),
+                                              math.cos(belief[2]) + math.cos(estimate[2]))])
+        looked = None
+        if state.belief is None or state.step % config.relocalise_every == 0:
+            looked = look_around(config, z, z_goal, state.command)
+        if looked is not None and (belief is None or looked[1] >= support):
+            belief, support = looked
+        if belief is not None:  # always, from the first look-around on
+            common["belief"] = (float(belief[0]), float(belief[1]), float(belief[2]))
+            common["support"] = support
+            estimate = belief
+    if estimate is not None and config.servo is not None and _handover(state, estimate, config):
+        servo_state = state.servo if state.mode == SERVO and state.servo is not None else ServoState(
+            command=state.command)
+        servo_state, (v, w) = servo_step(servo_state, z, z_goal, estimate, dt, config.servo)
+        return replace(state, status=status, command=(v, w), plan=None, predicted=None, mode=SERVO,
+                       servo=servo_state, **common), (v, w)
     rng = np.random.default_rng((config.seed, state.step))
-    sequence, cost, predicted = plan(config, z, z_goal, state.plan, state.command, rng, obstacles)
+    extra = None
+    if config.servo is not None:
+        extra = servo_rollout(config, z, z_goal, state.command)[None]
+    sequence, cost, predicted = plan(config, z, z_goal, state.plan, state.command, rng, obstacles, extra, belief)
     v, w = float(sequence[0, 0]), float(sequence[0, 1])
     return replace(state, status=status, command=(v, w), plan=sequence, predicted=predicted, cost=cost,
-                   **common), (v, w)
+                   mode=PLAN, servo=None, **common), (v, w)
 
 
 def mpc_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, jacobian: np.ndarray | None, dt: float,

@@ -32,6 +32,7 @@ class PoseHeadNumpy:
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], latent_dim: int) -> None:
         self.layers = layers
         self.latent_dim = latent_dim
+        self._layers32 = [(np.ascontiguousarray(w.T, np.float32), b.astype(np.float32)) for w, b in layers]
 
     @classmethod
     def load(cls, model_dir: str | Path, latent_dim: int) -> PoseHeadNumpy:
@@ -65,6 +66,28 @@ class PoseHeadNumpy:
         if not np.all(np.isfinite(h)):
             raise InputError("servo head output is not finite")
         return h  # (B, 4)
+
+    def estimate_batch(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
+        """`estimate` for many latents against one goal, in float32: z (B, D), z_goal (D,) -> (B, 3).
+
+        What the world model's planner scores its predicted latents with (thousands per plan)."""
+        z = np.asarray(z, dtype=np.float32)
+        goal = np.broadcast_to(np.asarray(z_goal, dtype=np.float32).reshape(1, -1), z.shape)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise InputError(f"servo head expects (B, {self.latent_dim}) latents, got {z.shape}")
+        h = np.concatenate([np.concatenate([z, goal - z], 1), np.concatenate([goal, z - goal], 1)])  # (2B, 2D)
+        for i, (weight_t, bias) in enumerate(self._layers32):
+            h = h @ weight_t + bias
+            if i < len(self._layers32) - 1:
+                np.maximum(h, 0.0, out=h)
+        b = z.shape[0]
+        fwd, bwd = h[:b], h[b:]  # the goal seen from the robot; the robot seen from the goal
+        f_yaw = np.arctan2(fwd[:, 2], fwd[:, 3])
+        b_yaw = np.arctan2(bwd[:, 2], bwd[:, 3])
+        c, s = np.cos(b_yaw), np.sin(b_yaw)
+        ix, iy = -(c * bwd[:, 0] + s * bwd[:, 1]), -(-s * bwd[:, 0] + c * bwd[:, 1])
+        yaw = np.arctan2(np.sin(f_yaw) - np.sin(b_yaw), np.cos(f_yaw) + np.cos(b_yaw))
+        return np.stack([(fwd[:, 0] + ix) / 2, (fwd[:, 1] + iy) / 2, yaw], axis=1)
 
     def estimate(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
         """(3,) goal pose in the robot frame: dx, dy (m), dyaw (rad).

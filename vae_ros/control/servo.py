@@ -152,13 +152,13 @@ def _fuse(previous: tuple[float, float, float] | None, command: tuple[float, flo
                      weight * estimate[1] + (1 - weight) * predicted[1], yaw])
 
 
-def _limit(value: float, previous: float, limit: float, accel: float, dt: float) -> float:
+def limit_command(value: float, previous: float, limit: float, accel: float, dt: float) -> float:
     value = min(max(value, -limit), limit)
     step = accel * dt
     return min(max(value, previous - step), previous + step)
 
 
-def _unicycle(estimate: np.ndarray, fine: bool, backwards: bool,
+def unicycle_command(estimate: np.ndarray, fine: bool, backwards: bool,
               config: ServoConfig) -> tuple[float, float, bool, bool]:
     """(v, w, fine, backwards) that move a differential drive toward the goal pose `estimate` (robot frame)."""
     dx, dy, dyaw = (float(v) for v in estimate)
@@ -219,11 +219,11 @@ def servo_step(
         target = (0.0, 0.0)
         fine, backwards = state.fine, state.backwards
     else:
-        v, w, fine, backwards = _unicycle(fused, state.fine, state.backwards, config)
+        v, w, fine, backwards = unicycle_command(fused, state.fine, state.backwards, config)
         target = (v, w)
     prev_v, prev_w = state.command
-    v = _limit(target[0], prev_v, config.max_linear, config.max_linear_accel, dt)
-    w = _limit(target[1], prev_w, config.max_angular, config.max_angular_accel, dt)
+    v = limit_command(target[0], prev_v, config.max_linear, config.max_linear_accel, dt)
+    w = limit_command(target[1], prev_w, config.max_angular, config.max_angular_accel, dt)
     new_state = replace(state, status=status, command=(v, w), fine=fine, backwards=backwards, settled=settled,
                         fused=(float(fused[0]), float(fused[1]), float(fused[2])), best_error=best,
                         since_progress=since, error=error,

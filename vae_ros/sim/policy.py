@@ -1,6 +1,7 @@
-"""A smooth exploration policy for data collection (ROS-free, pure): a random walk that avoids obstacles.
+"""Driving policies for data collection (ROS-free, pure): a smooth exploring random walk that avoids obstacles,
+pose coverage (`CoverPolicy`) and random held commands for dynamics data (`DrivePolicy`).
 
-The turn rate wanders as an Ornstein-Uhlenbeck process (smooth, zero-mean, correlated over a few seconds);
+The explorer's turn rate wanders as an Ornstein-Uhlenbeck process (smooth, zero-mean, correlated over a few seconds);
 forward speed drops as the corridor ahead (the robot's width plus a margin) gets shorter, the robot steers
 towards the side with more room, and when something is closer than `stop_distance` it turns in place, in
 one committed direction, until the way ahead is clear. Commands are rate-limited (bounded accelerations).
@@ -191,3 +192,105 @@ class CoverPolicy:
         x, y = self._free_point(rng, (ax, ay), cfg.pose_clearance)
         yaw = heading + float(rng.uniform(-cfg.yaw_spread, cfg.yaw_spread))
         return x, y, math.atan2(math.sin(yaw), math.cos(yaw))
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    """Command repertoire of the `drive` collection mode (m/s, rad/s, s, m): a planner's limits."""
+
+    max_linear: float = 0.3
+    max_angular: float = 0.8
+    linear_accel: float = 0.8
+    angular_accel: float = 3.0
+    min_segment: float = 0.5  # s a drawn command is held (at least) ...
+    max_segment: float = 2.5  # ... and at most
+    lookahead: float = 0.8  # s: a command is kept only while driving it this long stays clear of everything
+    margin: float = 0.05  # m of free space kept around the robot's disc
+
+    def validate(self) -> None:
+        if not (self.max_linear > 0 and self.max_angular > 0 and self.linear_accel > 0 and self.angular_accel > 0):
+            raise ConfigError("drive: limits and accelerations must be positive")
+        if not 0 < self.min_segment <= self.max_segment or self.lookahead <= 0 or self.margin < 0:
+            raise ConfigError("drive: 0 < min_segment <= max_segment, lookahead > 0 and margin >= 0")
+
+
+@dataclass(frozen=True)
+class DriveState:
+    step: int = 0
+    target: tuple[float, float] = (0.0, 0.0)  # the command being held
+    remaining: float = 0.0  # s it is still held
+    linear: float = 0.0  # last command sent
+    angular: float = 0.0
+
+
+class DrivePolicy:
+    """Random held commands for dynamics data: turns in place, straight runs and arcs, forwards and
+    backwards, and stops, each held 0.5-2.5 s, rate-limited like a controller's output.
+
+    A world model learns only the motions it was shown; the explorer never reverses or turns in place, the
+    moves a differential drive's planner uses near a goal. A command is drawn again whenever driving it for
+    `lookahead` seconds would bring the robot within `margin` of an obstacle (`clearance(x, y)`: the
+    world's free distance, SimWorld.clearance); turning in place is always safe for a round robot. Pure and
+    seeded: `step(state, pose, dt) -> (state, (linear, angular))` draws from (seed, step index).
+    """
+
+    def __init__(self, clearance: Any, config: DriveConfig | None = None, seed: int = 0) -> None:
+        self.config = config if config is not None else DriveConfig()
+        self.config.validate()
+        self.clearance = clearance
+        self.seed = int(seed)
+
+    def initial_state(self) -> DriveState:
+        return DriveState()
+
+    def _draw(self, rng: np.random.Generator) -> tuple[float, float]:
+        cfg = self.config
+        kind = rng.choice(4, p=[0.3, 0.3, 0.3, 0.1])  # turn, straight, arc, stop
+        sign_v = 1.0 if rng.uniform() < 0.5 else -1.0
+        sign_w = 1.0 if rng.uniform() < 0.5 else -1.0
+        if kind == 0:
+            return 0.0, sign_w * float(rng.uniform(0.3, 1.0)) * cfg.max_angular
+        if kind == 1:
+            return sign_v * float(rng.uniform(0.25, 1.0)) * cfg.max_linear, float(rng.uniform(-0.2, 0.2)) * cfg.max_angular
+        if kind == 2:
+            return (sign_v * float(rng.uniform(0.15, 1.0)) * cfg.max_linear,
+                    sign_w * float(rng.uniform(0.25, 1.0)) * cfg.max_angular)
+        return 0.0, 0.0
+
+    def _safe(self, pose: tuple[float, float, float], command: tuple[float, float]) -> bool:
+        x, y, yaw = pose
+        steps = 8
+        h = self.config.lookahead / steps
+        for _ in range(steps):
+            yaw += command[1] * h * 0.5
+            x += command[0] * h * math.cos(yaw)
+            y += command[0] * h * math.sin(yaw)
+            yaw += command[1] * h * 0.5
+            if self.clearance(x, y) < self.config.margin:
+                return False
+        return True
+
+    def step(self, state: DriveState, pose: tuple[float, float, float],
+             dt: float) -> tuple[DriveState, tuple[float, float]]:
+        """Next command from the robot's pose (x, y, yaw) in the world frame."""
+        cfg = self.config
+        if not (math.isfinite(dt) and dt > 0):
+            raise InputError(f"dt must be positive, got {dt}")
+        if len(pose) != 3 or not all(math.isfinite(float(p)) for p in pose):
+            raise InputError(f"pose must be three finite numbers (x, y, yaw), got {pose}")
+        pose = (float(pose[0]), float(pose[1]), float(pose[2]))
+        target, remaining = state.target, state.remaining - dt
+        if remaining <= 0 or not self._safe(pose, target):
+            rng = np.random.default_rng([self.seed, state.step])
+            remaining = float(rng.uniform(cfg.min_segment, cfg.max_segment))
+            for _ in range(20):
+                target = self._draw(rng)
+                if self._safe(pose, target):
+                    break
+            else:
+                target = (0.0, (1.0 if rng.uniform() < 0.5 else -1.0) * cfg.max_angular)
+        linear = _approach(state.linear, target[0], cfg.linear_accel * dt)
+        angular = _approach(state.angular, target[1], cfg.angular_accel * dt)
+        new_state = replace(state, step=state.step + 1, target=target, remaining=remaining, linear=linear,
+                            angular=angular)
+        return new_state, (linear, angular)

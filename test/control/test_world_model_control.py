@@ -1,0 +1,143 @@
+"""The world model's MPC shaped for a differential drive: pose cost, look-around localisation, hard episodes,
+the `drive` data policy, and one closed-loop hard start on the packaged models (real MuJoCo, real encoder)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vae_ros.control.control_model import ControlModel
+from vae_ros.control.dynamics import load_dynamics_dir
+from vae_ros.control.episodes import (
+    EpisodeConfig,
+    WorldModelController,
+    path_is_free,
+    run_episode,
+    sample_hard_episodes,
+)
+from vae_ros.control.planner import MpcConfig, differential_drive_config, look_around, pose_cost
+from vae_ros.control.servo import ServoConfig, wrap_angle
+from vae_ros.sim.policy import DrivePolicy
+from vae_ros.sim.world import SimConfig, SimWorld
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "control_default"
+
+
+@pytest.fixture(scope="module")
+def model() -> ControlModel:
+    return ControlModel(MODEL)
+
+
+@pytest.fixture(scope="module")
+def config(model: ControlModel) -> MpcConfig:
+    assert model.tolerance is not None
+    return differential_drive_config(load_dynamics_dir(MODEL / "dynamics"), model.head, model.tolerance)
+
+
+def _goal_in_robot_frame(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> np.ndarray:
+    c, s = math.cos(pose[2]), math.sin(pose[2])
+    dx, dy = goal[0] - pose[0], goal[1] - pose[1]
+    return np.array([c * dx + s * dy, -s * dx + c * dy, wrap_angle(goal[2] - pose[2])])
+
+
+def test_pose_cost_falls_all_the_way_to_the_goal_forwards_or_backwards(config: MpcConfig) -> None:
+    # A robot turned 120 deg from the goal's yaw, the goal 1 m behind it: every step closer must be cheaper
+    # (a cost with the yaw term only near the goal stopped the robot at the near zone's edge).
+    distances = np.linspace(1.0, 0.0, 11)
+    behind = np.stack([-distances, np.zeros_like(distances), np.full_like(distances, math.radians(120))], 1)
+    cost = pose_cost(config, behind)
+    assert np.all(np.diff(cost) < 0)
+    ahead = behind * np.array([-1.0, 1.0, 1.0])
+    np.testing.assert_allclose(pose_cost(config, ahead), cost)  # driving backwards is as good as forwards
+    aligned = pose_cost(config, np.array([[0.0, 0.0, 0.0]]))[0]
+    assert aligned == 0.0 and cost[-1] > aligned  # at the goal position only the yaw is left
+
+
+def test_estimate_batch_matches_estimate(model: ControlModel) -> None:
+    rng = np.random.default_rng(0)
+    z, goal = rng.normal(size=(5, model.latent_dim)), rng.normal(size=model.latent_dim)
+    batch = model.head.estimate_batch(z, goal)
+    for row, latent in zip(batch, z, strict=True):
+        single = model.head.estimate(latent, goal)
+        np.testing.assert_allclose(row[:2], single[:2], atol=1e-4)
+        assert abs(wrap_angle(row[2] - single[2])) < 1e-4
+
+
+def test_hard_episodes_put_the_goal_behind_and_turned_and_block_every_third() -> None:
+    with SimWorld(SimConfig(seed=0, image_width=16, image_height=16)) as world:
+        episodes = sample_hard_episodes(world, 9, np.random.default_rng(4))
+        for index, episode in enumerate(episodes):
+            assert 1.0 <= episode.start_distance <= 2.0
+            assert episode.start_yaw_error >= math.radians(90)
+            goal = _goal_in_robot_frame(episode.start, episode.goal)
+            assert goal[0] <= 1e-9  # behind the robot
+            blocked = not path_is_free(world, episode.start[:2], episode.goal[:2])
+            assert blocked == (index % 3 == 2)
+
+
+def test_look_around_finds_a_goal_the_head_cannot_see(model: ControlModel, config: MpcConfig) -> None:
+    with SimWorld(SimConfig(seed=0, image_width=16, image_height=16)) as world:
+        episode = sample_hard_episodes(world, 1, np.random.default_rng([0, 0]))[0]
+        world.set_pose(*episode.goal)
+        z_goal = model.latent(world)
+        world.set_pose(*episode.start)
+        z = model.latent(world)
+    truth = _goal_in_robot_frame(episode.start, episode.goal)
+    direct = model.estimate(z, z_goal)
+    belief, support = look_around(config, z, z_goal, (0.0, 0.0))
+    assert np.hypot(*(direct[:2] - truth[:2])) > 0.5  # the head alone is far off here ...
+    assert np.hypot(*(belief[:2] - truth[:2])) < 0.4  # ... the imagined look-around is not
+    assert abs(wrap_angle(belief[2] - truth[2])) < math.radians(25)
+    assert support > 10
+
+
+def test_world_model_reaches_a_hard_start_the_servo_misses(model: ControlModel, config: MpcConfig) -> None:
+    assert model.tolerance is not None
+    servo = ServoConfig(tolerance=model.tolerance)
+    with SimWorld(SimConfig(seed=0, image_width=16, image_height=16)) as world:
+        episode = sample_hard_episodes(world, 1, np.random.default_rng([0, 0]))[0]
+        episode_config = EpisodeConfig(time_limit=30.0)
+        by_servo = run_episode(world, model, episode, servo, episode_config)
+        by_model = run_episode(world, model, episode, servo, episode_config,
+                               controller=WorldModelController(config))
+    assert not by_servo.success
+    assert by_model.success and not by_model.collided
+    assert by_model.handover_s is not None and by_model.handover_s > 1.0  # the MPC drove first
+    assert len(by_model.step_ms) == len(by_model.latent_error)
+
+
+def test_drive_policy_reverses_turns_in_place_and_keeps_clear() -> None:
+    with SimWorld(SimConfig(seed=3, image_width=16, image_height=16)) as world:
+        policy = DrivePolicy(world.clearance, seed=5)
+        state = policy.initial_state()
+        commands, closest = [], math.inf
+        for _ in range(1200):  # 120 s
+            pose = world.pose()
+            state, command = policy.step(state, (pose.x, pose.y, pose.yaw), 0.1)
+            commands.append(command)
+            world.step(*command, 0.1)
+            closest = min(closest, world.clearance(world.pose().x, world.pose().y))
+    cmd = np.array(commands)
+    assert closest > 0.0
+    assert (cmd[:, 0] < -0.1).mean() > 0.1 and (cmd[:, 0] > 0.1).mean() > 0.1
+    assert ((np.abs(cmd[:, 0]) < 0.01) & (np.abs(cmd[:, 1]) > 0.3)).mean() > 0.05  # turning in place
+    assert np.abs(cmd[:, 0]).max() <= 0.3 + 1e-9 and np.abs(cmd[:, 1]).max() <= 0.8 + 1e-9
+    again = DrivePolicy(world.clearance, seed=5)
+    replay = again.initial_state()
+    replay, first = again.step(replay, (0.0, 0.0, 0.0), 0.1)
+    assert first == DrivePolicy(world.clearance, seed=5).step(again.initial_state(), (0.0, 0.0, 0.0), 0.1)[1]
+
+
+def test_eval_control_world_model_without_dynamics_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "eval-control", "--controller", "world_model",
+                             "--dynamics", str(tmp_path / "missing"), "--episodes", "1", "--out", str(tmp_path),
+                             "--quiet"], capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "missing" in result.stderr.strip().splitlines()[-1]
