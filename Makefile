@@ -25,7 +25,7 @@ lint: setup
 	$(VENV)/bin/ruff check vae_ros test bench launch
 
 typecheck: setup
-	$(VENV)/bin/mypy vae_ros/core vae_ros/control
+	$(VENV)/bin/mypy vae_ros
 
 pytest: setup
 	$(PY) -m pytest -q test

@@ -328,7 +328,7 @@ class WorldModelParams(ControlParams):
         from vae_ros.control.planner import MpcConfig, differential_drive_config
         from vae_ros.control.servo import ServoConfig
 
-        common = dict(
+        common: dict[str, Any] = dict(
             horizon=self.horizon, samples=self.samples, iterations=self.iterations,
             elites=min(self.elites, self.samples), max_linear=self.max_linear, max_angular=self.max_angular,
             max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
