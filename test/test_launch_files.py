@@ -724,7 +724,9 @@ def test_servo_runs_sim_scan_encoder_and_servo_on_the_control_model(run_launch: 
     assert encoder.parameters == [servo_yaml, {"model": CONTROL_MODEL, "modality": "scan", "use_sim_time": True}]
     assert servo.parameters == [servo_yaml, {"model": CONTROL_MODEL, "use_sim_time": True}]
     assert Path(CONTROL_MODEL, "model.json").is_file()
-    assert _yaml_parameters(servo_yaml, sim)["publish_camera"] is False  # the scan model needs no camera
+    # The scan model reads no camera, but the servo remembers camera views so that goal images work.
+    assert _yaml_parameters(servo_yaml, sim)["publish_camera"] is True
+    assert _yaml_parameters(servo_yaml, servo)["view_memory"] > 0
     assert {n.namespace for n in result.nodes} == {""}
     assert all(n.remappings == {} for n in result.nodes)
 

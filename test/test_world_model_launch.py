@@ -30,7 +30,7 @@ def test_starts_sim_scan_encoder_and_world_model_on_one_model(
     # The encoder's own '' would be the plain scan model: both get the packaged control model's path.
     assert encoder.parameters == [YAML, {"model": CONTROL_MODEL, "modality": "scan", "use_sim_time": True}]
     assert world.parameters == [YAML, {"model": CONTROL_MODEL, "use_sim_time": True}]
-    assert _yaml_parameters(YAML, sim)["publish_camera"] is False
+    assert _yaml_parameters(YAML, sim)["publish_camera"] is True  # camera views for goal images (view_memory)
     for node in result.nodes:
         assert _yaml_parameters(YAML, node), node.name
         assert node.environment.get("FASTDDS_DEFAULT_PROFILES_FILE") == FASTDDS_PROFILE, node.executable

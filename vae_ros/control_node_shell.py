@@ -4,8 +4,11 @@ model, calls `_start_control` and implements its step on `_on_latent`.
 
 Goals, changeable while running: `servo/set_goal` (std_srvs/Trigger: the newest fresh latent becomes the
 goal), `servo/clear_goal` (std_srvs/Trigger: forget the goal and stop), `servo/goal_latent`
-(std_msgs/Float32MultiArray in the contract's layout) and `servo/goal_image` (sensor_msgs/Image; only where
-the controller can encode an image: `_encode_goal_image`).
+(std_msgs/Float32MultiArray in the contract's layout) and `servo/goal_image` (sensor_msgs/Image). A camera
+model encodes a goal image (`_encode_goal_image`); a model of another sensor (the packaged LaserScan control
+model) looks it up among the camera views it has seen (`view_memory`, vae_ros.control.view_memory: frames
+on `camera/image_raw` kept beside the latent of the same instant): the matching view's latent becomes the
+goal, and an image that matches no remembered view waits, the robot stopped, until one does.
 
 Fail-safe: zero velocity on `cmd_vel` while no goal is set, when the newest latent is older than
 `stale_timeout` (its header stamp against this node's clock; a 0.1 s watchdog on the steady clock checks),
@@ -26,17 +29,19 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from vae_ros.conversions import msg_to_latent
+from vae_ros.control.view_memory import Match, ViewMemory, ViewMemoryConfig
+from vae_ros.conversions import image_msg_to_array, msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError
 from vae_ros.node_params import ControlParams
 from vae_ros.node_utils import MessageGuard
-from vae_ros.qos import COMMAND_QOS, LATENT_QOS
+from vae_ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS
 
 LATENT_TOPIC = "vae/latent_stamped"
 CMD_TOPIC = "cmd_vel"
 GOAL_LATENT_TOPIC = "servo/goal_latent"
 GOAL_IMAGE_TOPIC = "servo/goal_image"
+CAMERA_TOPIC = "camera/image_raw"
 SET_GOAL_SERVICE = "servo/set_goal"
 CLEAR_GOAL_SERVICE = "servo/clear_goal"
 IDLE, STALE = "idle", "stale"
@@ -91,6 +96,15 @@ class ControlNode(Node):
             Float32MultiArray, GOAL_LATENT_TOPIC, self._guard.wrap("a goal latent", self._on_goal_latent), LATENT_QOS)
         self._goal_image_sub = self.create_subscription(
             Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS)
+        # Goal images for models of other sensors: remembered camera views (see the module docstring).
+        self.views: ViewMemory | None = None
+        self._pending_goal_image: tuple[np.ndarray, str] | None = None  # (image, source) waiting for its view
+        self.goal_image_score: float | None = None  # NCC of the goal image's view (matched or best so far)
+        if modality != "image" and self.params.view_memory > 0:
+            self.views = ViewMemory(ViewMemoryConfig(capacity=self.params.view_memory,
+                                                     min_score=self.params.view_match))
+            self._camera_sub = self.create_subscription(
+                Image, CAMERA_TOPIC, self._guard.wrap("a camera frame", self._on_camera), SENSOR_QOS)
         self._set_goal_srv = self.create_service(Trigger, SET_GOAL_SERVICE, self._on_set_goal)
         self._clear_goal_srv = self.create_service(Trigger, CLEAR_GOAL_SERVICE, self._on_clear_goal)
         # On the steady clock: it also wakes the executor at least every 0.1 s, so Ctrl-C is handled (see
@@ -115,8 +129,9 @@ class ControlNode(Node):
         raise InputError(self._image_goal_refusal())
 
     def _image_goal_refusal(self) -> str:
-        return (f"goal images need a camera model; {self._control_model_dir} is a {self._modality} model: teach "
-                f"the goal with {SET_GOAL_SERVICE} or send its latent on {GOAL_LATENT_TOPIC}")
+        return (f"goal images need a camera model or the view memory (view_memory > 0); {self._control_model_dir} "
+                f"is a {self._modality} model: teach the goal with {SET_GOAL_SERVICE} or send its latent on "
+                f"{GOAL_LATENT_TOPIC}")
 
     # -- goals -----------------------------------------------------------------------------------------------
     def _set_goal(self, latent: np.ndarray, source: str) -> None:
@@ -134,7 +149,71 @@ class ControlNode(Node):
         self._set_goal(mean, GOAL_LATENT_TOPIC)
 
     def _on_goal_image(self, msg: Any) -> None:
-        self._set_goal(self._encode_goal_image(msg), GOAL_IMAGE_TOPIC)
+        if self.views is None:
+            self._set_goal(self._encode_goal_image(msg), GOAL_IMAGE_TOPIC)
+        else:
+            self._goal_from_view(image_msg_to_array(msg), GOAL_IMAGE_TOPIC)
+
+    def _goal_image_file(self, path: str) -> None:
+        """The `goal_image` parameter with the view memory: looked up as soon as a view matches it."""
+        from vae_ros.core.preprocess import read_image_file
+
+        self._goal_from_view(read_image_file(path), f"goal_image {path}")
+
+    def _goal_from_view(self, image: np.ndarray, source: str) -> None:
+        """A goal image for a model of another sensor: the latent of the remembered view it shows, or wait."""
+        assert self.views is not None
+        found = self.views.best(image)  # InputError for an image that cannot be a view (uniform, bad shape)
+        if found is not None and found.score >= self.views.config.min_score:
+            self._pending_goal_image = None
+            self._goal_matched(found, source)
+            return
+        # Not seen (yet): stop and wait. Every new view is compared with it (_remember).
+        with self._lock:
+            self.goal, self.goal_source, self.status = None, "", IDLE
+            self._pending_goal_image = (image, source)
+            self.goal_image_score = None if found is None else found.score
+            self._stop()
+            self._reset_for_goal()
+        best = "no view remembered yet" if found is None else f"best NCC {found.score:.3f}"
+        self.get_logger().warning(f"goal image from {source} matches no remembered camera view ({best} < "
+                                  f"{self.views.config.min_score}); stopped, waiting until the robot has seen it")
+
+    def _goal_matched(self, found: Match, source: str) -> None:
+        self.goal_image_score = found.score
+        self._set_goal(found.latent, f"{source} (remembered view, NCC {found.score:.3f})")
+
+    def _on_camera(self, msg: Any) -> None:
+        """A camera frame for the view memory: paired with the latent of the same stamp when it arrives."""
+        assert self.views is not None
+        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        self.views.add_frame(stamp, image_msg_to_array(msg))
+
+    def _remember(self, mean: np.ndarray, stamp_ns: int) -> None:
+        """The newest latent joins the view memory; a waiting goal image is looked up again."""
+        if self.views is None or not self.views.add_latent(stamp_ns, mean):
+            return
+        pending = self._pending_goal_image
+        if pending is not None:
+            found = self.views.best(pending[0])
+            if found is not None and found.score >= self.views.config.min_score:
+                self._pending_goal_image = None
+                self._goal_matched(found, pending[1])
+            elif found is not None:
+                self.goal_image_score = max(found.score, self.goal_image_score or -1.0)
+
+    def _view_diagnostics(self) -> list[tuple[str, str]]:
+        """Diagnostics of the view memory (none when it is off)."""
+        if self.views is None:
+            return []
+        if self._pending_goal_image is not None:
+            score = "none" if self.goal_image_score is None else f"{self.goal_image_score:.3f}"
+            goal = f"waiting for a matching view ({self._pending_goal_image[1]}; best NCC so far {score})"
+        elif self.goal_image_score is not None:
+            goal = f"matched, NCC {self.goal_image_score:.3f}"
+        else:
+            goal = "none"
+        return [("remembered_views", str(len(self.views))), ("goal_image", goal)]
 
     def _on_set_goal(self, _request: Any, response: Any) -> Any:
         latest = self._latest
@@ -150,8 +229,9 @@ class ControlNode(Node):
     def _on_clear_goal(self, _request: Any, response: Any) -> Any:
         """Forget the goal and stop: idle until the next goal (e.g. before moving the robot)."""
         with self._lock:
-            had = self.goal is not None
+            had = self.goal is not None or self._pending_goal_image is not None
             self.goal, self.goal_source, self.status = None, "", IDLE
+            self._pending_goal_image, self.goal_image_score = None, None
             self._stop()
             self._reset_for_goal()
         response.success = True
@@ -163,6 +243,7 @@ class ControlNode(Node):
         """Keep the newest latent (for set_goal and the watchdog); returns its stamp in ns."""
         stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
         self._latest, self._latest_stamp_ns = mean, stamp
+        self._remember(mean, stamp)
         return stamp
 
     def _is_stale(self) -> bool:

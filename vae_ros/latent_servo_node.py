@@ -7,8 +7,10 @@ Inputs (relative names; remap as needed):
 - Goals, changeable while running (vae_ros.control_node_shell, shared with world_model_node):
   `servo/set_goal` (std_srvs/Trigger: the current latent becomes the goal — teach, then repeat),
   `servo/clear_goal` (forget it and stop), `servo/goal_latent` (std_msgs/Float32MultiArray, the contract's
-  layout, e.g. a latent recorded earlier). `servo/goal_image` and the `goal_image` parameter need a camera control
-  model; the packaged control model reads LaserScans, so image goals are refused with a clear message.
+  layout, e.g. a latent recorded earlier), and `servo/goal_image` / the `goal_image` parameter: the packaged
+  control model reads LaserScans, so a goal image is looked up among the camera views the node has seen
+  (`camera/image_raw`, each kept beside the latent of the same stamp; `view_memory`): the matching view's
+  latent becomes the goal; until a view matches, the robot stays stopped.
 
 The control law (vae_ros.control.servo): the model's servo head estimates where the goal lies in the robot
 frame from (z, z*) (vae_ros.control.pose_head), and a coarse-to-fine differential-drive law with velocity
@@ -72,7 +74,9 @@ class LatentServoNode(ControlNode):
             period=self.params.diagnostics_period, extra=self._diagnostic_values,
         )
         on_parameter_changes(self, lambda: self.params, self._apply_params)
-        if self.params.goal_image:
+        if self.params.goal_image and self.views is not None:
+            self._goal_image_file(self.params.goal_image)
+        elif self.params.goal_image:
             raise ConfigError(f"goal_image {self.params.goal_image!r}: {self._image_goal_refusal()}")
         self.get_logger().info(
             f"control model {self.model_dir} (latent {self.model.latent_dim}, tolerance "
@@ -133,6 +137,7 @@ class LatentServoNode(ControlNode):
             ("goal_estimate_robot_frame", f"{est[0]:.3f} m, {est[1]:.3f} m, {math.degrees(est[2]):.1f} deg"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("model", str(self.model_dir)),
+            *self._view_diagnostics(),
         ]
 
 

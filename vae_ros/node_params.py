@@ -237,8 +237,9 @@ class ControlParams(NodeParams):
 
     model: str = param("", "VAE model directory whose latents this node receives; empty = the packaged "
                            "models/control_default.", read_only=True)
-    goal_image: str = param("", "Image file whose latent is the goal at start (camera models only); " + _GOAL_WAIT,
-                            read_only=True)
+    goal_image: str = param("", "Image file whose latent is the goal at start: encoded by a camera model, or "
+                                "with another model looked up among the remembered camera views (view_memory) as "
+                                "soon as one matches; " + _GOAL_WAIT, read_only=True)
     max_linear: float = param(0.3, "Speed limit (m/s).")
     max_angular: float = param(0.8, "Turn-rate limit (rad/s).")
     max_linear_accel: float = param(0.8, "Linear acceleration limit (m/s^2).")
@@ -251,10 +252,19 @@ class ControlParams(NodeParams):
                                  "(goal images, with camera models): auto, torch, onnxruntime or tensorrt.",
                          read_only=True)
     device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
+    view_memory: int = param(3000, "Camera views (camera/image_raw) remembered beside the latent of the same "
+                                   "instant, so that goal images work with a model of another sensor (the "
+                                   "LaserScan control model): a goal image selects the view it matches and its "
+                                   "latent becomes the goal. 0 = off; unused with camera models.", read_only=True)
+    view_match: float = param(0.98, "Normalised cross-correlation a goal image must reach against a remembered "
+                                    "view (1 = the same frame).", read_only=True)
     diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True)
 
     def validate(self) -> None:
         _require_positive(self, ("stale_timeout", "diagnostics_period"))
+        if self.view_memory < 0 or not 0.0 < self.view_match <= 1.0:
+            raise ConfigError(f"view_memory must be >= 0 and view_match in (0, 1], got {self.view_memory} and "
+                              f"{self.view_match}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be >= 0 (0 = the model's calibrated value), got {self.tolerance}")
         _check_runtime(self.backend, self.device)

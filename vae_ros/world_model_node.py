@@ -9,8 +9,8 @@ Inputs (relative names; remap as needed):
   collision cost (parameter `collision`).
 - Goals, changeable while running, exactly as latent_servo_node takes them (vae_ros.control_node_shell):
   `servo/set_goal` (std_srvs/Trigger: the current latent becomes the goal), `servo/clear_goal` (forget it
-  and stop), `servo/goal_latent` (std_msgs/Float32MultiArray), and for camera models `servo/goal_image` /
-  the `goal_image` parameter. Goal images are refused with a clear message for LiDAR models (use set_goal).
+  and stop), `servo/goal_latent` (std_msgs/Float32MultiArray), `servo/goal_image` / the `goal_image`
+  parameter: encoded by a camera model, looked up among remembered camera views for a LiDAR model.
 
 Outputs: `world_model/predicted_latent` (the one-step prediction z_{t+1} = f(z_t, a_t) in the stamped
 layout: row 0 the ensemble mean, row 1 the log of its predictive variance, stamped t + dt, the time it
@@ -136,7 +136,9 @@ class WorldModelNode(ControlNode):
             hardware_id=str(self.dynamics_dir), period=self.params.diagnostics_period,
             extra=self._diagnostic_values, errors=lambda: self._internal_errors)
         on_parameter_changes(self, lambda: self.params, self._apply_params)
-        if self.params.goal_image:
+        if self.params.goal_image and self.views is not None:
+            self._goal_image_file(self.params.goal_image)
+        elif self.params.goal_image:
             self._set_goal(self._encode_goal_file(self.params.goal_image), "goal_image parameter")
         self.get_logger().info(
             f"model {self.model_dir} (latent {self.config.latent_dim}), dynamics {self.dynamics_dir} "
@@ -327,6 +329,7 @@ class WorldModelNode(ControlNode):
             ("plan_cost", fmt(self.state.cost) if math.isfinite(self.state.cost) else "none"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("internal_errors", str(self._internal_errors)),
+            *self._view_diagnostics(),
         ]
 
     def close(self) -> None:
