@@ -7,7 +7,8 @@ world model's MPC on the packaged dynamics, models/control_default/dynamics), fr
 cannot handle (the goal 1.1 m away behind the robot, which is turned 102 deg from the goal's heading); the demo then also records every
 plan (`world_model/planned_latents`) and writes demo_plans.png. The demo teaches the goal where the robot stands (`servo/set_goal`: the current
 observation becomes the goal) and keeps the camera frame seen there, moves the robot away through
-sim_node's `initial_pose`, and lets the servo bring it back. It prints the final pose error (simulator
+sim_node's `initial_pose` with the controller idle, gives the taught goal back (`servo/goal_latent`) and lets
+the controller bring it back. It prints the final pose error (simulator
 ground truth), the time to converge and whether it succeeded (within 0.10 m and 5 deg), and writes
 summary.json, demo_trajectory.png (path, heading, latent error over time) and demo_frames.png (goal,
 start and final camera frames beside their reconstructions). World seed 0 is one the control model
@@ -99,10 +100,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         goal_latent = session.goal_latent
         goal_views = session.frame_near(session.sim_time - 0.2)
         say(f"moving the robot away to {_fmt_pose(config.start)}; {session.controller_node} drives it back")
-        session.place(config.start)
+        session.start_from(config.start)
         start_views = session.frame_near(session.sim_time - 0.2)
         run = session.servo(timeout=config.timeout)
         final_views = session.frame_near(session.sim_time - 0.2)
+        diagnostics = dict(session.controller_values)
     position_error, yaw_error = _pose_error(run.final_pose, config.goal)
     start_error = _pose_error(config.start, config.goal)
     xy = np.array([(x, y) for _, x, y, _ in run.poses]) if run.poses else np.zeros((0, 2))
@@ -124,6 +126,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "latent_error_last": run.errors[-1][1] if run.errors else None,
         "commands": len(run.errors),
         "plans": len(run.plans),
+        # world model: its planning time per step (p50 / p99 over its last 500 steps, /diagnostics)
+        "plan_time_p50_ms": _number(diagnostics.get("plan_time_p50_ms")),
+        "plan_time_p99_ms": _number(diagnostics.get("plan_time_p99_ms")),
         "wall_time_s": time.monotonic() - wall,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -132,6 +137,14 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         _plot_plans(out / "demo_plans.png", config, run, goal_latent)
     _plot_frames(out / "demo_frames.png", [("goal", goal_views), ("start", start_views), ("final", final_views)])
     return summary
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _fmt_pose(pose: tuple[float, float, float]) -> str:
@@ -235,7 +248,7 @@ def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarra
     right.set_ylabel("y (m)")
     right.set_title("planned paths in pose terms beside the executed one")
     right.grid(alpha=0.3)
-    right.legend(fontsize=7, loc="upper left")
+    right.legend(fontsize=7, loc="center left")
     fig.suptitle("world model MPC: planned latent trajectories (thin, early purple -> late yellow) and the executed "
                  "one (red); none while the servo law drives near the goal.\nPlanned poses are the head's reading "
                  "of each planned latent, unreliable while the goal is outside its range (behind the robot, where "
@@ -278,5 +291,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
     ]
     if summary["controller"] == "world_model":
-        rows.insert(-1, ("plans recorded (world_model/planned_latents)", str(summary["plans"])))
+        rows.insert(-1, ("plans (world_model/planned_latents)", str(summary["plans"])))
+        p50, p99 = summary["plan_time_p50_ms"], summary["plan_time_p99_ms"]
+        if p50 is not None and p99 is not None:
+            rows.insert(-1, ("node step time p50 / p99 (diagnostics)", f"{p50:.0f} / {p99:.0f} ms"))
     return "\n".join(f"  {name:<40} {value}" for name, value in rows)

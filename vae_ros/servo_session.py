@@ -80,6 +80,7 @@ class ServoSession:
         self.goal_latent: np.ndarray | None = None  # the latent taught by the last teach_goal
         self._latents: dict[int, np.ndarray] = {}  # control latents by stamp (newest _KEEP_LATENTS)
         self._plans: list[tuple[float, np.ndarray]] = []
+        self.controller_values: dict[str, str] = {}  # the controller's newest /diagnostics key-values
         self.procs: dict[str, subprocess.Popen[bytes]] = {}  # by node name
         self._lock = threading.Lock()
         self._odom: list[tuple[float, float, float, float]] = []
@@ -195,6 +196,9 @@ class ServoSession:
             node.create_subscription(Image, "camera/image_raw", self._on_camera, sensor_qos(depth=5))
             node.create_subscription(Image, "vae/reconstruction", self._on_reconstruction, LATENT_QOS)
         self._set_goal = node.create_client(Trigger, "servo/set_goal")
+        from std_msgs.msg import Float32MultiArray
+
+        self._goal_pub = node.create_publisher(Float32MultiArray, "servo/goal_latent", LATENT_QOS)
         self._clear_goal = node.create_client(Trigger, "servo/clear_goal")
         from rcl_interfaces.srv import SetParameters
 
@@ -244,6 +248,8 @@ class ServoSession:
     def _on_diagnostics(self, msg: Any) -> None:
         for status in msg.status:
             if status.name.endswith(self._status_suffix):
+                with self._lock:
+                    self.controller_values = {kv.key: kv.value for kv in status.values}
                 for kv in status.values:
                     if kv.key == "state":
                         with self._lock:
@@ -347,6 +353,32 @@ class ServoSession:
                 self.goal_latent = self._latents[int(match.group(1))].copy()
             else:  # the robot stands still while it is taught: the newest latent is the same view
                 self.goal_latent = self._latents[self._latent_stamps[-1]].copy()
+
+    def start_from(self, pose: tuple[float, float, float]) -> None:
+        """Move the robot to `pose` with the controller idle, then give it the taught goal back
+        (`servo/goal_latent`), so it starts afresh from there.
+
+        The robot is teleported, not driven: a controller that carries a belief of where the goal is (the
+        world model's look-around, the servo's fused estimate) would otherwise keep the one from where the
+        goal was taught (measured: the world model then believed it was at the goal and never moved).
+        """
+        if self.goal_latent is None:
+            raise RosError("no goal taught yet (teach_at / teach_goal first)")
+        from vae_ros.conversions import latent_to_msg
+
+        self.clear_goal()
+        self.place(pose)
+        self._wait(f"{self.controller_node} to report no goal", lambda: self._controller_value("goal_source") == "none",
+                   20.0)
+        self._wait("the controller's goal_latent subscription", lambda: self._goal_pub.get_subscription_count() > 0,
+                   10.0)
+        self._goal_pub.publish(latent_to_msg(self.goal_latent))
+        self._wait(f"{self.controller_node} to take the goal latent",
+                   lambda: self._controller_value("goal_source") == "servo/goal_latent", 20.0)
+
+    def _controller_value(self, key: str) -> str:
+        with self._lock:
+            return self.controller_values.get(key, "")
 
     def servo(self, timeout: float = 40.0) -> ServoRun:
         """Record until the controller says converged or lost (or `timeout` simulated seconds), then let it
