@@ -717,6 +717,23 @@ def test_stamped_latent_copies_a_rosbags_header() -> None:
     assert conv.latent_to_stamped_msg(np.zeros(3, np.float32)).header.frame_id == ""
 
 
+def test_latent_rows_roundtrip_one_latent_per_row() -> None:
+    # world_model/planned_latents: a plan's predicted latents, one row per planned step, stamped like its input.
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3) * 0.5 - 1.0
+    msg = conv.latent_rows_to_msg(rows, _sensor_header())
+    assert (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == ("32FC1", 4, 3, 12, 0)
+    for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/Image")):
+        got, header = conv.msg_to_latent_rows(candidate, expected_dim=3)
+        np.testing.assert_array_equal(got, rows)
+        assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (1_700_000_123, 456_789, "robot1/laser")
+    with pytest.raises(InputError, match="expects 4"):
+        conv.msg_to_latent_rows(msg, expected_dim=4)
+    with pytest.raises(InputError, match="NaN"):
+        conv.latent_rows_to_msg(np.full((2, 3), np.nan))
+    with pytest.raises(InputError, match="encoding"):
+        conv.msg_to_latent_rows(Image(height=1, width=3, encoding="rgb8", step=9, data=bytes(9)))
+
+
 def test_stamped_latent_honours_big_endian() -> None:
     values = np.array([[1.5, -2.0, 3.0]], dtype=np.float32)
     msg = Image(height=1, width=3, encoding="32FC1", is_bigendian=1, step=12)

@@ -40,8 +40,10 @@ __all__ = [
     "image_msg_to_array",
     "latent_to_msg",
     "latent_to_stamped_msg",
+    "latent_rows_to_msg",
     "message_kind",
     "msg_to_latent",
+    "msg_to_latent_rows",
     "msg_to_model_input",
     "pointcloud_msg_to_xyz",
     "scan_msg_to_input",
@@ -751,6 +753,47 @@ def stamped_msg_to_latent(
     if header is None:
         raise InputError("stamped latent has no header")
     return values[0].copy(), (values[1].copy() if height == 2 else None), header
+
+
+def latent_rows_to_msg(rows: np.ndarray, header: Any = None) -> Any:
+    """(H, D) latents, one per row (e.g. a plan's predicted latents, one per planned step) + a header ->
+    sensor_msgs/Image 32FC1 as the stamped layout: width D, height H, step 4·D, little-endian."""
+    from sensor_msgs.msg import Image
+
+    values = np.asarray(rows, dtype=np.float32)
+    if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 1:
+        raise InputError(f"latent rows must be a non-empty (H, D) array, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise InputError("latent rows hold NaN or infinite values")
+    msg = Image()
+    msg.header = _copy_header(header)
+    msg.height, msg.width = int(values.shape[0]), int(values.shape[1])
+    msg.encoding = STAMPED_LATENT_ENCODING
+    msg.is_bigendian = 0
+    msg.step = 4 * int(values.shape[1])
+    msg.data = _to_bytes_array(values.astype("<f4"))
+    return msg
+
+
+def msg_to_latent_rows(msg: Any, expected_dim: int | None = None) -> tuple[np.ndarray, Any]:
+    """sensor_msgs/Image 32FC1 with one latent per row (latent_rows_to_msg) -> ((H, D) float32, its header)."""
+    encoding = str(getattr(msg, "encoding", ""))
+    if encoding != STAMPED_LATENT_ENCODING:
+        raise InputError(f"latent rows have encoding {encoding!r}; expected 32FC1, width D, height H, step 4·D")
+    height, width, step = _uint_field(msg, "height"), _uint_field(msg, "width"), _uint_field(msg, "step")
+    if height < 1 or width < 1 or step != 4 * width:
+        raise InputError(f"latent rows have height {height}, width {width}, step {step}; expected height >= 1, "
+                         "width D >= 1, step 4·D")
+    buf = _as_uint8(getattr(msg, "data", None), "latent rows data")
+    if buf.size != step * height:
+        raise InputError(f"latent rows data has {buf.size} bytes, expected step * height = {step * height}")
+    if expected_dim is not None and width != expected_dim:
+        raise InputError(f"latent rows have {width} dimensions but the model expects {expected_dim}")
+    wire = np.dtype(">f4" if bool(getattr(msg, "is_bigendian", 0)) else "<f4")
+    values = np.ascontiguousarray(buf).view(wire).astype(np.float32).reshape(height, width)
+    if not np.isfinite(values).all():
+        raise InputError("latent rows hold NaN or infinite values")
+    return values, getattr(msg, "header", None)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """`vae-ros demo`: goal-reaching latent servoing over real ROS 2 with the packaged models.
 
 sim_node, an encoder_node on the packaged control model (LaserScan -> `vae/latent_stamped`), a camera
-encoder_node + decoder_node (for the pictures) and latent_servo_node run as separate processes
-(vae_ros.servo_session). The demo teaches the goal where the robot stands (`servo/set_goal`: the current
+encoder_node + decoder_node (for the pictures) and the controller run as separate processes
+(vae_ros.servo_session): latent_servo_node, or with `controller` "world_model" world_model_node (the
+world model's MPC on the packaged dynamics, models/control_default/dynamics), from a start the servo
+cannot handle (the goal 1.1 m away behind the robot, which is turned 102 deg from the goal's heading); the demo then also records every
+plan (`world_model/planned_latents`) and writes demo_plans.png. The demo teaches the goal where the robot stands (`servo/set_goal`: the current
 observation becomes the goal) and keeps the camera frame seen there, moves the robot away through
-sim_node's `initial_pose`, and lets the servo bring it back. It prints the final pose error (simulator
+sim_node's `initial_pose` with the controller idle, gives the taught goal back (`servo/goal_latent`) and lets
+the controller bring it back. It prints the final pose error (simulator
 ground truth), the time to converge and whether it succeeded (within 0.10 m and 5 deg), and writes
 summary.json, demo_trajectory.png (path, heading, latent error over time) and demo_frames.png (goal,
 start and final camera frames beside their reconstructions). World seed 0 is one the control model
@@ -28,27 +32,46 @@ from vae_ros.core.errors import ConfigError
 SUCCESS_YAW_DEG = math.degrees(SUCCESS_YAW_RAD)
 
 
+# Per controller: (goal in the odom frame, where the robot is moved to in the goal's frame, simulated seconds).
+# servo: behind, to the left, turned right. world_model: a hard start (vae_ros.control.episodes
+# sample_hard_episodes) where the world model succeeds in-process (eval-control --controller world_model --hard).
+DEFAULTS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], float]] = {
+    "servo": ((0.0, 0.0, 0.0), (-0.6, -0.4, -0.4), 40.0),
+    # Hard episode 0 of `eval-control --controller world_model --hard --seeds 0` (rounded): the goal 1.12 m
+    # away, behind the robot (to its right rear), the robot turned 102 deg from the goal's heading.
+    "world_model": ((-1.0, -0.39, -2.96), (-0.70, -0.88, -1.79), 60.0),
+}
+
+
 @dataclass
 class DemoConfig:
     out: Path = Path("demo_out")
     seed: int = 0
     rate: float = 10.0
     backend: str = "auto"
-    goal: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    # Where the robot is moved to, in the goal's frame: behind, to the left, turned right.
-    offset: tuple[float, float, float] = (-0.6, -0.4, -0.4)
-    timeout: float = 40.0  # simulated seconds for the servo
+    controller: str = "servo"  # servo (latent_servo_node) or world_model (world_model_node's MPC)
+    dynamics: str = ""  # world_model: dynamics directory; empty: the control model's packaged dynamics
+    goal: tuple[float, float, float] | None = None  # None: the controller's default (DEFAULTS)
+    offset: tuple[float, float, float] | None = None  # where the robot is moved to, in the goal's frame
+    timeout: float | None = None  # simulated seconds for the controller
     startup_timeout: float = 90.0
     progress: bool = True
     start: tuple[float, float, float] = field(init=False, default=(0.0, 0.0, 0.0))
 
     def __post_init__(self) -> None:
+        if self.controller not in DEFAULTS:
+            raise ConfigError(f"--controller must be one of {', '.join(DEFAULTS)}, got {self.controller!r}")
+        goal, offset, timeout = DEFAULTS[self.controller]
+        self.goal = goal if self.goal is None else self.goal
+        self.offset = offset if self.offset is None else self.offset
+        self.timeout = timeout if self.timeout is None else self.timeout
         if not (self.rate > 0 and self.timeout > 0 and self.startup_timeout > 0):
             raise ConfigError("--rate, --timeout and --startup-timeout must be positive")
         gx, gy, gyaw = self.goal
         c, s = math.cos(gyaw), math.sin(gyaw)
         ox, oy, oyaw = self.offset
-        self.start = (gx + c * ox - s * oy, gy + s * ox + c * oy, gyaw + oyaw)
+        self.start = (gx + c * ox - s * oy, gy + s * ox + c * oy, math.atan2(math.sin(gyaw + oyaw),
+                                                                             math.cos(gyaw + oyaw)))
 
 
 def _pose_error(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> tuple[float, float]:
@@ -66,23 +89,27 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.monotonic()
+    assert config.goal is not None and config.timeout is not None  # resolved in __post_init__
     session_config = SessionConfig(seed=config.seed, rate=config.rate, backend=config.backend, camera_views=True,
                                    log_dir=out / "logs", startup_timeout=config.startup_timeout,
-                                   initial_pose=config.goal)
+                                   initial_pose=config.goal, controller=config.controller, dynamics=config.dynamics)
     say = print if config.progress else (lambda *_a, **_k: None)
     with ServoSession(session_config) as session:
         say(f"nodes up after {time.monotonic() - wall:.1f} s; teaching the goal at {_fmt_pose(config.goal)}")
         session.teach_at(config.goal)
+        goal_latent = session.goal_latent
         goal_views = session.frame_near(session.sim_time - 0.2)
-        say(f"moving the robot away to {_fmt_pose(config.start)}; servoing back")
-        session.place(config.start)
+        say(f"moving the robot away to {_fmt_pose(config.start)}; {session.controller_node} drives it back")
+        session.start_from(config.start)
         start_views = session.frame_near(session.sim_time - 0.2)
         run = session.servo(timeout=config.timeout)
         final_views = session.frame_near(session.sim_time - 0.2)
+        diagnostics = dict(session.controller_values)
     position_error, yaw_error = _pose_error(run.final_pose, config.goal)
     start_error = _pose_error(config.start, config.goal)
     xy = np.array([(x, y) for _, x, y, _ in run.poses]) if run.poses else np.zeros((0, 2))
     summary = {
+        "controller": config.controller,
         "world_seed": config.seed,
         "goal": list(config.goal),
         "start": list(config.start),
@@ -98,12 +125,26 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "latent_error_first": run.errors[0][1] if run.errors else None,
         "latent_error_last": run.errors[-1][1] if run.errors else None,
         "commands": len(run.errors),
+        "plans": len(run.plans),
+        # world model: its planning time per step (p50 / p99 over its last 500 steps, /diagnostics)
+        "plan_time_p50_ms": _number(diagnostics.get("plan_time_p50_ms")),
+        "plan_time_p99_ms": _number(diagnostics.get("plan_time_p99_ms")),
         "wall_time_s": time.monotonic() - wall,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _plot_trajectory(out / "demo_trajectory.png", config, run)
+    if config.controller == "world_model" and goal_latent is not None:
+        _plot_plans(out / "demo_plans.png", config, run, goal_latent)
     _plot_frames(out / "demo_frames.png", [("goal", goal_views), ("start", start_views), ("final", final_views)])
     return summary
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _fmt_pose(pose: tuple[float, float, float]) -> str:
@@ -132,7 +173,7 @@ def _plot_trajectory(path: Path, config: DemoConfig, run: Any) -> None:
     left.set_aspect("equal")
     left.set_xlabel("x (m)")
     left.set_ylabel("y (m)")
-    left.set_title(f"servo {run.status}: path back to the goal")
+    left.set_title(f"{config.controller.replace('_', ' ')} {run.status}: path back to the goal")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     if run.errors:
@@ -140,9 +181,78 @@ def _plot_trajectory(path: Path, config: DemoConfig, run: Any) -> None:
         right.plot(errors[:, 0] - errors[0, 0], errors[:, 1], "-", color="#2e9d4a")
         right.set_yscale("log")
     right.set_xlabel("simulated time (s)")
-    right.set_ylabel("latent error |z - z*| (servo/error)")
+    right.set_ylabel("latent error |z - z*|" + (" (servo/error)" if config.controller == "servo" else ""))
     right.set_title("latent error over time")
     right.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _plan_poses(head: Any, plan: np.ndarray, goal_latent: np.ndarray,
+                goal: tuple[float, float, float]) -> np.ndarray:
+    """Planned latents (H, D) -> the robot poses (H, 3) in the odom frame they stand for, read through the
+    control model's relative-pose head (the goal's pose in the robot frame) from the known goal pose."""
+    est = head.estimate_batch(plan, goal_latent)  # (H, 3): goal (dx, dy, dyaw) in the robot frame
+    yaw = goal[2] - est[:, 2]
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.stack([goal[0] - (c * est[:, 0] - s * est[:, 1]), goal[1] - (s * est[:, 0] + c * est[:, 1]), yaw], 1)
+
+
+def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarray) -> None:
+    """The world model's plans beside what was executed: each plan's predicted latent error to the goal over
+    its horizon, and the planned path in pose terms (the head's reading of each planned latent)."""
+    import matplotlib
+
+    from vae_ros.control.control_model import control_model_dir
+    from vae_ros.control.dynamics import load_dynamics_dir
+    from vae_ros.control.pose_head import PoseHeadNumpy
+    from vae_ros.core.plots import _figure, _save
+
+    model_dir = control_model_dir("")
+    dynamics_dir = Path(config.dynamics).expanduser() if config.dynamics else model_dir / "dynamics"
+    dt = load_dynamics_dir(dynamics_dir).dt
+    head = PoseHeadNumpy.load(model_dir, goal_latent.size)
+    goal = config.goal
+    assert goal is not None
+    fig = _figure(12, 4.8)
+    left, right = fig.subplots(1, 2)
+    t0 = run.poses[0][0] if run.poses else (run.plans[0][0] if run.plans else 0.0)
+    cmap = matplotlib.colormaps["viridis"]
+    span = max(1e-6, (run.plans[-1][0] - run.plans[0][0]) if run.plans else 1.0)
+    shown = run.plans[:: max(1, len(run.plans) // 25)]
+    for stamp, plan in shown:
+        colour = cmap((stamp - run.plans[0][0]) / span)
+        times = stamp - t0 + dt * np.arange(1, len(plan) + 1)
+        left.plot(times, np.linalg.norm(plan - goal_latent, axis=1), "-", color=colour, lw=0.8, alpha=0.8)
+        poses = _plan_poses(head, plan, goal_latent, goal)
+        right.plot(poses[:, 0], poses[:, 1], "-", color=colour, lw=0.8, alpha=0.8)
+    if run.errors:
+        errors = np.array(run.errors)
+        left.plot(errors[:, 0] - t0, errors[:, 1], "-", color="#d0342c", lw=2.0, label="executed (encoded scans)")
+    left.plot([], [], "-", color=cmap(0.5), lw=0.8, label="planned (world model), by plan time")
+    left.set_xlabel("simulated time (s)")
+    left.set_ylabel("latent error |z - z*| to the goal")
+    left.set_title(f"{len(run.plans)} plans of {len(shown[0][1]) if shown else 0} steps ({len(shown)} shown)")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    poses = np.array(run.poses) if run.poses else np.zeros((0, 4))
+    if len(poses):
+        right.plot(poses[:, 1], poses[:, 2], "-", color="#d0342c", lw=2.0, label="executed (odometry)")
+    right.plot([], [], "-", color=cmap(0.5), lw=0.8, label="planned (head's reading of the planned latents)")
+    for pose, colour, label in ((goal, "black", "goal"), (config.start, "#1f77b4", "start")):
+        right.plot([pose[0]], [pose[1]], marker="*" if label == "goal" else "o", color=colour, markersize=10,
+                   label=label, linestyle="none")
+        right.annotate("", xy=(pose[0] + 0.2 * math.cos(pose[2]), pose[1] + 0.2 * math.sin(pose[2])),
+                       xytext=(pose[0], pose[1]), arrowprops={"arrowstyle": "->", "color": colour})
+    right.set_aspect("equal")
+    right.set_xlabel("x (m)")
+    right.set_ylabel("y (m)")
+    right.set_title("planned paths in pose terms beside the executed one")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7, loc="center left")
+    fig.suptitle("world model MPC: planned latent trajectories (thin, early purple -> late yellow) and the executed "
+                 "one (red); none while the servo law drives near the goal.\nPlanned poses are the head's reading "
+                 "of each planned latent, unreliable while the goal is outside its range (behind the robot, where "
+                 "the planner scores by its look-around belief)", fontsize=8)
     _save(fig, path)
 
 
@@ -169,7 +279,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     rows = [
         ("world seed (never used in training)", f"{summary['world_seed']}"),
         ("start distance from the goal", f"{summary['start_error_m']:.2f} m, {summary['start_error_deg']:.1f} deg"),
-        ("servo verdict", summary["servo_status"]),
+        ("controller", summary["controller"]),
+        (f"{summary['controller'].replace('_', ' ')} verdict", summary["servo_status"]),
         ("time to converge (simulated)", "-" if converge is None else f"{converge:.1f} s"),
         ("final position error (ground truth)", f"{summary['final_position_error_m'] * 100:.1f} cm"),
         ("final yaw error (ground truth)", f"{summary['final_yaw_error_deg']:.2f} deg"),
@@ -179,4 +290,9 @@ def format_summary(summary: dict[str, Any]) -> str:
                                         f"{summary['latent_error_last'] or float('nan'):.3f}"),
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
     ]
+    if summary["controller"] == "world_model":
+        rows.insert(-1, ("plans (world_model/planned_latents)", str(summary["plans"])))
+        p50, p99 = summary["plan_time_p50_ms"], summary["plan_time_p99_ms"]
+        if p50 is not None and p99 is not None:
+            rows.insert(-1, ("node step time p50 / p99 (diagnostics)", f"{p50:.0f} / {p99:.0f} ms"))
     return "\n".join(f"  {name:<40} {value}" for name, value in rows)

@@ -1,15 +1,18 @@
 """Goal-reaching runs through the real ROS 2 nodes: what `vae-ros demo` and `eval-control --ros` share.
 
 A ServoSession starts sim_node, an encoder_node on the control model (publishing `vae/latent_stamped`) and
-latent_servo_node as separate processes over DDS (optionally also a camera encoder and a decoder, so the
-camera frames and their reconstructions can be shown), plus an in-process probe node that places the
-robot (sim_node's `initial_pose` parameter), teaches goals (`servo/set_goal`) and records what the
-servo does, judged by the simulator's ground-truth odometry. Everything follows the simulator's /clock.
+the controller (`controller`: latent_servo_node, or world_model_node with the model's packaged dynamics) as
+separate processes over DDS (optionally also a camera encoder and a decoder, so the camera frames and their
+reconstructions can be shown), plus an in-process probe node that places the robot (sim_node's
+`initial_pose` parameter), teaches goals (`servo/set_goal`, which both controllers take) and records what
+the controller does, judged by the simulator's ground-truth odometry; with the world model also every plan
+it publishes on `world_model/planned_latents`. Everything follows the simulator's /clock.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,9 +25,15 @@ from typing import Any
 import numpy as np
 
 from vae_ros.conversions import planar_pose
-from vae_ros.core.errors import NodeExitedError, RosError, RosTimeoutError
+from vae_ros.core.errors import ConfigError, InputError, NodeExitedError, RosError, RosTimeoutError
 
 IMAGE_LATENT_TOPIC = "vae/image_latent"
+CONTROLLERS = ("servo", "world_model")
+# Node name and the suffix of its /diagnostics status name, by controller.
+_CONTROLLER_NODE = {"servo": ("latent_servo_node", ": latent servo"), "world_model": ("world_model_node", ": world model")}
+# ControlNode._on_set_goal answers "goal set from the latent stamped <ns> ns": the latent that became the goal.
+_GOAL_STAMP = re.compile(r"stamped (\d+) ns")
+_KEEP_LATENTS = 3000  # newest stamped latents kept (5 min at 10 Hz)
 
 
 def _stamp_ns(stamp: Any) -> int:
@@ -36,6 +45,8 @@ class SessionConfig:
     seed: int = 0
     rate: float = 10.0
     control_model: str = ""  # empty: the packaged control model
+    controller: str = "servo"  # servo (latent_servo_node) or world_model (world_model_node)
+    dynamics: str = ""  # world_model: dynamics directory; empty: <control model>/dynamics
     backend: str = "auto"
     camera_views: bool = False  # also run the camera encoder + decoder (for the demo's pictures)
     log_dir: Path = Path("servo_logs")
@@ -50,15 +61,26 @@ class ServoRun:
     status: str  # converged, lost, timeout
     time_s: float  # simulated seconds from the first command to the verdict
     poses: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, x, y, yaw) from odom
-    errors: list[tuple[float, float]] = field(default_factory=list)  # (t, latent error) from servo/error
+    # (t, latent error |z - z_goal|): the servo's servo/error; for the world model (which publishes none) the
+    # control latents against the taught goal latent, t their stamps.
+    errors: list[tuple[float, float]] = field(default_factory=list)
     final_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # world model: (t, (H, D) predicted latents) per plan, t the stamp of the latent it planned from.
+    plans: list[tuple[float, np.ndarray]] = field(default_factory=list)
 
 
 class ServoSession:
     """Use as a context manager; every process started is stopped on exit, also after an error."""
 
     def __init__(self, config: SessionConfig) -> None:
+        if config.controller not in CONTROLLERS:
+            raise ConfigError(f"controller must be one of {', '.join(CONTROLLERS)}, got {config.controller!r}")
         self.config = config
+        self.controller_node, self._status_suffix = _CONTROLLER_NODE[config.controller]
+        self.goal_latent: np.ndarray | None = None  # the latent taught by the last teach_goal
+        self._latents: dict[int, np.ndarray] = {}  # control latents by stamp (newest _KEEP_LATENTS)
+        self._plans: list[tuple[float, np.ndarray]] = []
+        self.controller_values: dict[str, str] = {}  # the controller's newest /diagnostics key-values
         self.procs: dict[str, subprocess.Popen[bytes]] = {}  # by node name
         self._lock = threading.Lock()
         self._odom: list[tuple[float, float, float, float]] = []
@@ -119,8 +141,10 @@ class ServoSession:
             control_model = cfg.control_model or str(_control_model_path())
             self._start("control_encoder_node", "vae_ros.encoder_node", [
                 "-p", "modality:=scan", "-p", f"model:={control_model}", "-p", f"backend:={cfg.backend}", *sim_time])
-            self._start("latent_servo_node", "vae_ros.latent_servo_node", [
-                *model, "-p", f"backend:={cfg.backend}", "-p", "diagnostics_period:=0.2", *sim_time])
+            controller_args = [*model, "-p", f"backend:={cfg.backend}", "-p", "diagnostics_period:=0.2", *sim_time]
+            if cfg.controller == "world_model" and cfg.dynamics:
+                controller_args += ["-p", f"dynamics:={cfg.dynamics}"]
+            self._start(self.controller_node, f"vae_ros.{self.controller_node}", controller_args)
             if cfg.camera_views:
                 self._start("image_encoder_node", "vae_ros.encoder_node", [
                     "-p", "modality:=image", "-p", f"backend:={cfg.backend}", *sim_time,
@@ -166,10 +190,15 @@ class ServoSession:
         node.create_subscription(Float32, "servo/error", self._on_error, LATENT_QOS)
         node.create_subscription(Image, "vae/latent_stamped", self._on_latent, LATENT_QOS)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, LATENT_QOS)
+        if self.config.controller == "world_model":
+            node.create_subscription(Image, "world_model/planned_latents", self._on_plan, LATENT_QOS)
         if self.config.camera_views:
             node.create_subscription(Image, "camera/image_raw", self._on_camera, sensor_qos(depth=5))
             node.create_subscription(Image, "vae/reconstruction", self._on_reconstruction, LATENT_QOS)
         self._set_goal = node.create_client(Trigger, "servo/set_goal")
+        from std_msgs.msg import Float32MultiArray
+
+        self._goal_pub = node.create_publisher(Float32MultiArray, "servo/goal_latent", LATENT_QOS)
         self._clear_goal = node.create_client(Trigger, "servo/clear_goal")
         from rcl_interfaces.srv import SetParameters
 
@@ -193,12 +222,34 @@ class ServoSession:
             self._errors.append((self._clock_ns * 1e-9, float(msg.data)))
 
     def _on_latent(self, msg: Any) -> None:
+        from vae_ros.conversions import stamped_msg_to_latent
+
+        try:
+            mean, _, header = stamped_msg_to_latent(msg)
+        except InputError:
+            return  # not a latent the controller would take either; the encoder's diagnostics count it
+        stamp = _stamp_ns(header.stamp)
         with self._lock:
-            self._latent_stamps.append(_stamp_ns(msg.header.stamp))
+            self._latent_stamps.append(stamp)
+            self._latents[stamp] = mean
+            if len(self._latents) > _KEEP_LATENTS:
+                self._latents.pop(next(iter(self._latents)))
+
+    def _on_plan(self, msg: Any) -> None:
+        from vae_ros.conversions import msg_to_latent_rows
+
+        try:
+            rows, header = msg_to_latent_rows(msg)
+        except InputError:
+            return
+        with self._lock:
+            self._plans.append((_stamp_ns(header.stamp) * 1e-9, rows))
 
     def _on_diagnostics(self, msg: Any) -> None:
         for status in msg.status:
-            if status.name.endswith(": latent servo"):
+            if status.name.endswith(self._status_suffix):
+                with self._lock:
+                    self.controller_values = {kv.key: kv.value for kv in status.values}
                 for kv in status.values:
                     if kv.key == "state":
                         with self._lock:
@@ -232,9 +283,9 @@ class ServoSession:
             time.sleep(0.02)
 
     def _wait_ready(self) -> None:
-        self._wait("the first control latent and the servo's diagnostics",
+        self._wait(f"the first control latent and {self.controller_node}'s diagnostics",
                    lambda: bool(self._latent_stamps) and bool(self._servo_state), self.config.startup_timeout)
-        self._wait("the servo's goal services and sim_node's parameters",
+        self._wait(f"{self.controller_node}'s goal services and sim_node's parameters",
                    lambda: self._set_goal.service_is_ready() and self._clear_goal.service_is_ready()
                    and self._set_params.service_is_ready(),
                    self.config.startup_timeout)
@@ -278,7 +329,7 @@ class ServoSession:
                    and self._latent_stamps[-1] >= after, 20.0)
 
     def clear_goal(self) -> None:
-        """The servo forgets its goal and stops (servo/clear_goal), so placing the robot moves nothing."""
+        """The controller forgets its goal and stops (servo/clear_goal), so placing the robot moves nothing."""
         from std_srvs.srv import Trigger
 
         self._call(self._clear_goal, Trigger.Request(), "servo/clear_goal")
@@ -290,18 +341,51 @@ class ServoSession:
         self.teach_goal()
 
     def teach_goal(self) -> None:
-        """The current observation becomes the servo's goal (servo/set_goal)."""
+        """The current observation becomes the controller's goal (servo/set_goal); kept as `goal_latent`."""
         from std_srvs.srv import Trigger
 
         response = self._call(self._set_goal, Trigger.Request(), "servo/set_goal")
         if not response.success:
             raise RosError(f"servo/set_goal failed: {response.message}")
+        match = _GOAL_STAMP.search(response.message)
+        with self._lock:
+            if match and int(match.group(1)) in self._latents:
+                self.goal_latent = self._latents[int(match.group(1))].copy()
+            else:  # the robot stands still while it is taught: the newest latent is the same view
+                self.goal_latent = self._latents[self._latent_stamps[-1]].copy()
+
+    def start_from(self, pose: tuple[float, float, float]) -> None:
+        """Move the robot to `pose` with the controller idle, then give it the taught goal back
+        (`servo/goal_latent`), so it starts afresh from there.
+
+        The robot is teleported, not driven: a controller that carries a belief of where the goal is (the
+        world model's look-around, the servo's fused estimate) would otherwise keep the one from where the
+        goal was taught (measured: the world model then believed it was at the goal and never moved).
+        """
+        if self.goal_latent is None:
+            raise RosError("no goal taught yet (teach_at / teach_goal first)")
+        from vae_ros.conversions import latent_to_msg
+
+        self.clear_goal()
+        self.place(pose)
+        self._wait(f"{self.controller_node} to report no goal", lambda: self._controller_value("goal_source") == "none",
+                   20.0)
+        self._wait("the controller's goal_latent subscription", lambda: self._goal_pub.get_subscription_count() > 0,
+                   10.0)
+        self._goal_pub.publish(latent_to_msg(self.goal_latent))
+        self._wait(f"{self.controller_node} to take the goal latent",
+                   lambda: self._controller_value("goal_source") == "servo/goal_latent", 20.0)
+
+    def _controller_value(self, key: str) -> str:
+        with self._lock:
+            return self.controller_values.get(key, "")
 
     def servo(self, timeout: float = 40.0) -> ServoRun:
-        """Record until the servo says converged or lost (or `timeout` simulated seconds), then let it stop."""
+        """Record until the controller says converged or lost (or `timeout` simulated seconds), then let it
+        stop."""
         start = self.sim_time
         with self._lock:
-            first_odom, first_error = len(self._odom), len(self._errors)
+            first_odom, first_error, first_plan = len(self._odom), len(self._errors), len(self._plans)
 
         def verdict() -> str:
             # Only diagnostics stamped after the servo saw the new start count (older ones may say converged).
@@ -309,7 +393,7 @@ class ServoSession:
                 fresh = self._servo_state_ns > int((start + 0.3) * 1e9)
                 return self._servo_state if fresh and self._servo_state in ("converged", "lost") else ""
 
-        self._wait("the servo's verdict", lambda: bool(verdict()) or self.sim_time - start > timeout,
+        self._wait(f"{self.controller_node}'s verdict", lambda: bool(verdict()) or self.sim_time - start > timeout,
                    timeout * 4 + 30)
         status = verdict() or "timeout"
         end = self.sim_time
@@ -317,8 +401,14 @@ class ServoSession:
         with self._lock:
             poses = self._odom[first_odom:]
             errors = self._errors[first_error:]
+            plans = self._plans[first_plan:]
+            if self.config.controller == "world_model" and self.goal_latent is not None:
+                goal = self.goal_latent
+                errors = [(stamp * 1e-9, float(np.linalg.norm(z - goal))) for stamp, z in self._latents.items()
+                          if start * 1e9 <= stamp <= end * 1e9]
         final = self.latest_pose()
-        return ServoRun(status=status, time_s=end - start, poses=poses, errors=errors, final_pose=final)
+        return ServoRun(status=status, time_s=end - start, poses=poses, errors=errors, final_pose=final,
+                        plans=plans)
 
     def frame_near(self, t: float) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(camera frame, its reconstruction) with the stamp nearest to simulated time t (camera_views)."""

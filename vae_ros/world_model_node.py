@@ -14,7 +14,10 @@ Inputs (relative names; remap as needed):
 
 Outputs: `world_model/predicted_latent` (the one-step prediction z_{t+1} = f(z_t, a_t) in the stamped
 layout: row 0 the ensemble mean, row 1 the log of its predictive variance, stamped t + dt, the time it
-predicts), `cmd_vel` (the first command of each plan) and /diagnostics: state (idle, planning,
+predicts), `world_model/planned_latents` (after each plan: the latents the chosen plan predicts, one row
+per planned step, row k for time t + (k+1)·dt, sensor_msgs/Image 32FC1 of height `horizon`, stamped t like
+the latent it planned from; none while the servo law drives near the goal), `cmd_vel` (the first command of
+each plan) and /diagnostics: state (idle, planning,
 converged, lost, stale), the running one-step prediction error, planning time (p50/p99/max), plan cost.
 
 The planner (vae_ros.control.planner.plan_step: the cross-entropy method over the ensemble) is pure and
@@ -38,9 +41,9 @@ import numpy as np
 
 from vae_ros.control.control_model import calibrated_tolerance, control_model_dir
 from vae_ros.control.dynamics import load_dynamics_dir, rollout_runtime
-from vae_ros.control.planner import CONVERGED, LOST, MpcState, plan_step, scan_obstacles
+from vae_ros.control.planner import CONVERGED, LOST, PLAN, MpcState, plan_step, scan_obstacles
 from vae_ros.control_node_shell import CMD_TOPIC, ControlNode
-from vae_ros.conversions import latent_to_stamped_msg, stamped_msg_to_latent
+from vae_ros.conversions import latent_rows_to_msg, latent_to_stamped_msg, stamped_msg_to_latent
 from vae_ros.core.backends import load_config
 from vae_ros.core.diagnostics import ERROR, NodeStats, ValueWindow
 from vae_ros.core.errors import ConfigError, InputError, VaeRosError
@@ -57,6 +60,7 @@ from vae_ros.qos import COMMAND_QOS, LATENT_QOS, sensor_qos
 NODE_NAME = "world_model_node"
 SCAN_TOPIC = "scan"
 PREDICTED_TOPIC = "world_model/predicted_latent"
+PLANNED_TOPIC = "world_model/planned_latents"
 DYNAMICS_SUBDIR = "dynamics"  # `dynamics` '' = <model>/dynamics
 PLANNING = "planning"
 WARN_THROTTLE_S = 2.0
@@ -128,6 +132,7 @@ class WorldModelNode(ControlNode):
         # Goal and planner state are shared by the executor thread and the planner thread.
         self._start_control(self.config.latent_dim, self.model_dir, self.config.modality, lock=threading.RLock())
         self._pred_pub = self.create_publisher(Image, PREDICTED_TOPIC, LATENT_QOS)
+        self._plan_pub = self.create_publisher(Image, PLANNED_TOPIC, LATENT_QOS)
         self._cmd_sub = self.create_subscription(Twist, CMD_TOPIC, self._on_cmd_vel, COMMAND_QOS)
         self._scan_sub = self.create_subscription(LaserScan, SCAN_TOPIC, self._guard.wrap("a scan", self._on_scan),
                                                   sensor_qos(depth=1))
@@ -144,7 +149,7 @@ class WorldModelNode(ControlNode):
             f"model {self.model_dir} (latent {self.config.latent_dim}), dynamics {self.dynamics_dir} "
             f"({self.dynamics.members} members, dt {self.dynamics.dt:.3f} s); CEM {self.mpc_config.samples} x "
             f"{self.mpc_config.iterations} over {self.mpc_config.horizon} steps; {self._latent_sub.topic_name} -> "
-            f"{self._pred_pub.topic_name}, {self._cmd_pub.topic_name}; "
+            f"{self._pred_pub.topic_name}, {self._plan_pub.topic_name}, {self._cmd_pub.topic_name}; "
             f"{'goal from ' + self.goal_source if self.goal is not None else 'waiting for a goal'}")
 
     def _tolerance(self, params: WorldModelParams) -> float:
@@ -239,7 +244,7 @@ class WorldModelNode(ControlNode):
                 if stamp != self._latest_stamp_ns or self._is_stale():
                     self.stats.on_dropped()  # superseded or too old by now: the watchdog holds the robot
                     return
-                command = self._control(mean)
+                command = self._control(mean, header)
             self._predict(mean, command, header, stamp)
         except VaeRosError as err:
             self._reject(f"planning: {err}")
@@ -253,7 +258,7 @@ class WorldModelNode(ControlNode):
             return
         self.stats.on_published(time.perf_counter() - received)
 
-    def _control(self, z: np.ndarray) -> tuple[float, float]:
+    def _control(self, z: np.ndarray, header: Any) -> tuple[float, float]:
         """Plan and publish a command when a goal is set (lock held); the action the next interval will see."""
         if self.goal is None:  # the contract: zero velocity and wait; predict for what cmd_vel last carried
             self._publish_command(0.0, 0.0)
@@ -269,6 +274,8 @@ class WorldModelNode(ControlNode):
             self._stop()
             return (0.0, 0.0)
         self._publish_command(v, w)
+        if self.state.mode == PLAN and self.state.predicted is not None and self.status == PLANNING:
+            self._plan_pub.publish(latent_rows_to_msg(self.state.predicted, header))
         return (v, w)
 
     def _predict(self, z: np.ndarray, command: tuple[float, float], header: Any, stamp: int) -> None:

@@ -1,4 +1,5 @@
-"""`vae-ros demo` end to end: real sim_node, encoders, decoder and latent_servo_node over DDS, packaged models."""
+"""`vae-ros demo` end to end: real sim_node, encoders, decoder and latent_servo_node (or world_model_node) over
+DDS, packaged models."""
 
 from __future__ import annotations
 
@@ -34,7 +35,34 @@ def test_demo_teaches_a_goal_and_servos_back_to_it(tmp_path: Path) -> None:
     assert summary["path_length_m"] > 0.4
     for png in ("demo_trajectory.png", "demo_frames.png"):
         assert (out / png).stat().st_size > 10_000
+    assert not (out / "demo_plans.png").exists()  # plans only with --controller world_model
     assert "final position error" in result.stdout
+
+
+@pytest.mark.skipif(not (default_model_dir("control") / "dynamics" / "dynamics.json").is_file(),
+                    reason="packaged control model or its dynamics not built (scripts/make_control_model.sh, "
+                           "scripts/make_dynamics_model.sh)")
+def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its_plans(tmp_path: Path) -> None:
+    out = tmp_path / "demo_wm"
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_ros.cli", "demo", "--controller", "world_model", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=400, env=ros_env.ros_env(),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["controller"] == "world_model"
+    # A start the servo cannot handle (the goal behind, turned > 90 deg), and the MPC brought it back.
+    assert summary["start_error_m"] > 1.0 and summary["start_error_deg"] > 90.0
+    assert summary["servo_status"] == "converged" and summary["success"] is True
+    assert summary["final_position_error_m"] <= 0.10 and summary["final_yaw_error_deg"] <= 5.0
+    assert summary["latent_error_last"] < summary["latent_error_first"] / 5
+    # world_model_node published its plans on world_model/planned_latents, and the demo plotted them.
+    assert summary["plans"] >= 5
+    assert (out / "logs" / "world_model_node.log").is_file()
+    assert not (out / "logs" / "latent_servo_node.log").exists()
+    for png in ("demo_trajectory.png", "demo_plans.png", "demo_frames.png"):
+        assert (out / png).stat().st_size > 10_000
+    assert "world model verdict" in result.stdout and "demo_plans.png" in result.stdout
 
 
 def test_demo_rejects_bad_timeout(tmp_path: Path) -> None:

@@ -12,7 +12,12 @@ import pytest
 from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
 
 from vae_ros.control.dynamics import DynamicsConfig, LatentDynamics, save_dynamics_dir
-from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg, stamped_msg_to_latent
+from vae_ros.conversions import (
+    latent_to_msg,
+    latent_to_stamped_msg,
+    msg_to_latent_rows,
+    stamped_msg_to_latent,
+)
 
 pytestmark = pytest.mark.ros
 
@@ -52,6 +57,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     probe = Probe("world_model_test_probe")
     probe.record(Image, f"{NS}/world_model/predicted_latent")
+    probe.record(Image, f"{NS}/world_model/planned_latents")
     probe.record(Twist, f"{NS}/cmd_vel")
     probe.record(DiagnosticArray, "/diagnostics")
     probe.publishers["latent"] = probe.node.create_publisher(Image, f"{NS}/vae/latent_stamped", 10)
@@ -204,6 +210,45 @@ def test_clear_goal_stops_the_robot_and_waits_idle(setup: Any) -> None:
     assert _stream(setup, z_away, lambda: _status(probe).get("state") == "idle"
                    and _status(probe).get("goal_source") == "none", timeout=20.0)
     assert _call_set_goal(probe, "servo/clear_goal").message == "no goal was set"
+
+
+def test_each_plan_is_published_stamped_like_the_latent_it_planned_from(setup: Any) -> None:
+    probe, dyn = setup["probe"], setup["dynamics"]
+    plan_topic, cmd_topic = f"{NS}/world_model/planned_latents", f"{NS}/cmd_vel"
+    z_goal = np.array([0.5, 0.5, -0.5, 0.2], np.float32)
+    z_away = np.array([-0.5, -0.3, 0.6, -0.4], np.float32)
+    assert _stream(setup, z_goal, lambda: _status(probe).get("state") in ("idle", "stale"), timeout=20.0)
+    # No goal: no plans, however many latents come.
+    probe.clear(plan_topic)
+    _stream(setup, z_goal, lambda: False, timeout=1.5)
+    assert not probe.messages(plan_topic)
+    assert _stream(setup, z_goal, lambda: _status(probe).get("state") != "stale", timeout=20.0)
+    assert _call_set_goal(probe).success
+    probe.clear(plan_topic)
+    probe.clear(cmd_topic)
+    sent: set[int] = set()
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and len(probe.messages(plan_topic)) < 3:
+        assert setup["proc"].poll() is None
+        header = _header(probe)
+        sent.add(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
+        probe.publishers["latent"].publish(latent_to_stamped_msg(z_away, None, header))
+        time.sleep(0.1)
+    plans = probe.messages(plan_topic)
+    assert len(plans) >= 3, "fewer than 3 plans published"
+    commands = [(m.linear.x, m.angular.z) for m in probe.messages(cmd_topic)]
+    for msg in plans:
+        rows, header = msg_to_latent_rows(msg, expected_dim=LATENT_DIM)
+        assert rows.shape == (6, LATENT_DIM)  # one row per planned step (horizon 6)
+        assert header.frame_id == "laser"
+        assert header.stamp.sec * 1_000_000_000 + header.stamp.nanosec in sent  # the latent it planned from
+        # Row 0 is one ensemble member's prediction from that latent under the command the node sent.
+        firsts = [dyn.step_members(np.broadcast_to(z_away, (dyn.members, 1, LATENT_DIM)),
+                                   np.broadcast_to(np.array(c, np.float32), (dyn.members, 1, 2)))[:, 0]
+                  for c in commands]
+        assert any(np.allclose(rows[0], member, atol=1e-4) for first in firsts for member in first), rows[0]
+        assert not np.allclose(rows[-1], rows[0])  # the rollout moves
+    assert _call_set_goal(probe, "servo/clear_goal").success
 
 
 def test_goal_latent_topic_and_zero_on_shutdown(setup: Any) -> None:
