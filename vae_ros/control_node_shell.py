@@ -103,8 +103,8 @@ class ControlNode(Node):
         if modality != "image" and self.params.view_memory > 0:
             self.views = ViewMemory(ViewMemoryConfig(capacity=self.params.view_memory,
                                                      min_score=self.params.view_match))
-            self._camera_sub = self.create_subscription(
-                Image, CAMERA_TOPIC, self._guard.wrap("a camera frame", self._on_camera), SENSOR_QOS)
+            # Not through the guard: the camera only serves goal images, so a bad frame is counted, not a stop.
+            self._camera_sub = self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
         self._set_goal_srv = self.create_service(Trigger, SET_GOAL_SERVICE, self._on_set_goal)
         self._clear_goal_srv = self.create_service(Trigger, CLEAR_GOAL_SERVICE, self._on_clear_goal)
         # On the steady clock: it also wakes the executor at least every 0.1 s, so Ctrl-C is handled (see
@@ -156,9 +156,13 @@ class ControlNode(Node):
 
     def _goal_image_file(self, path: str) -> None:
         """The `goal_image` parameter with the view memory: looked up as soon as a view matches it."""
+        from vae_ros.core.errors import ConfigError
         from vae_ros.core.preprocess import read_image_file
 
-        self._goal_from_view(read_image_file(path), f"goal_image {path}")
+        try:
+            self._goal_from_view(read_image_file(path), f"goal_image {path}")
+        except InputError as err:
+            raise ConfigError(f"goal_image {path!r}: {err}") from err
 
     def _goal_from_view(self, image: np.ndarray, source: str) -> None:
         """A goal image for a model of another sensor: the latent of the remembered view it shows, or wait."""
@@ -184,10 +188,17 @@ class ControlNode(Node):
         self._set_goal(found.latent, f"{source} (remembered view, NCC {found.score:.3f})")
 
     def _on_camera(self, msg: Any) -> None:
-        """A camera frame for the view memory: paired with the latent of the same stamp when it arrives."""
+        """A camera frame for the view memory: paired with the latent of the same stamp when it arrives.
+
+        The camera only serves goal images, so a frame that cannot be used is counted and logged (throttled)
+        but does not stop the robot."""
         assert self.views is not None
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-        self.views.add_frame(stamp, image_msg_to_array(msg))
+        try:
+            self.views.add_frame(stamp, image_msg_to_array(msg))
+        except InputError as err:
+            self.stats.on_rejected(f"camera frame: {err}")
+            self.get_logger().warning(f"camera frame rejected: {err}", throttle_duration_sec=WARN_THROTTLE_S)
 
     def _remember(self, mean: np.ndarray, stamp_ns: int) -> None:
         """The newest latent joins the view memory; a waiting goal image is looked up again."""

@@ -256,7 +256,7 @@ class ControlParams(NodeParams):
                                    "instant, so that goal images work with a model of another sensor (the "
                                    "LaserScan control model): a goal image selects the view it matches and its "
                                    "latent becomes the goal. 0 = off; unused with camera models.", read_only=True)
-    view_match: float = param(0.98, "Normalised cross-correlation a goal image must reach against a remembered "
+    view_match: float = param(0.99, "Normalised cross-correlation a goal image must reach against a remembered "
                                     "view (1 = the same frame).", read_only=True)
     diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True)
 

@@ -7,7 +7,9 @@ Two sets of processes, started together once for the module (start-up dominates 
 - alone (/lone): a latent_servo_node on the wall clock fed by this test with stamped latents of the same
   control model (computed here from the simulator's scans at two poses), so stamps, bad messages and
   goal latents are under the test's control: stale input, rejected latents, parameters, shutdown.
-Plus two start-up failures (goal_image with the scan model, a negative max_linear).
+  Goal images: the /lone servo also gets camera frames stamped like the latents, remembers them (view
+  memory) and takes a goal image's latent from the frame it matches.
+Plus two start-up failures (an unreadable goal_image, a negative max_linear).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ STALE_TIMEOUT = 0.5
 STARTUP_S = 180.0  # six processes start together; a loaded machine took more than 90 s once
 # Servos that must refuse to start: (namespace = name) -> parameters.
 BAD_START = {"goal_image": {"goal_image": "/some/file.png"}, "negative_max_linear": {"max_linear": -1.0}}
+THIRD_POSE = (1.0, -0.8, math.radians(120.0))  # a view the /lone servo is shown only later
 
 
 def _control_latents() -> tuple[np.ndarray, np.ndarray, int]:
@@ -115,7 +118,12 @@ class ServoProbe(Probe):
         self.lone_params = self.node.create_client(SetParameters, f"{LONE}/latent_servo_node/set_parameters")
         self.latent_pub = self.node.create_publisher(Image, f"{LONE}/vae/latent_stamped", LATENT_QOS)
         self.goal_pub = self.node.create_publisher(Float32MultiArray, f"{LONE}/servo/goal_latent", LATENT_QOS)
+        from vae_ros.qos import SENSOR_QOS
+
+        self.camera_pub = self.node.create_publisher(Image, f"{LONE}/camera/image_raw", SENSOR_QOS)
+        self.goal_image_pub = self.node.create_publisher(Image, f"{LONE}/servo/goal_image", LATENT_QOS)
         self.feed: tuple[np.ndarray, float] | None = None  # (latent, age of its stamp in s) sent at 10 Hz
+        self.frame: np.ndarray | None = None  # a camera frame sent before each fed latent, with its stamp
         self.sent = 0  # stamped latents published to the /lone servo, fed or not
         self.node.create_timer(0.1, self._on_feed)
 
@@ -125,7 +133,12 @@ class ServoProbe(Probe):
         if feed is None:
             return
         z, age = feed
-        self.publish_latent(latent_to_stamped_msg(z, None, self.header(age)))
+        header = self.header(age)
+        if self.frame is not None:
+            from vae_ros.sim.messages import image_msg
+
+            self.camera_pub.publish(image_msg(self.frame, header.stamp))
+        self.publish_latent(latent_to_stamped_msg(z, None, header))
 
     def publish_latent(self, msg: Any) -> None:
         self.latent_pub.publish(msg)
@@ -140,9 +153,10 @@ class ServoProbe(Probe):
         header.stamp.sec, header.stamp.nanosec = divmod(now, 1_000_000_000)
         return header
 
-    def set_feed(self, z: np.ndarray | None, age: float = 0.0) -> None:
+    def set_feed(self, z: np.ndarray | None, age: float = 0.0, frame: np.ndarray | None = None) -> None:
         with self.lock:
             self.feed = None if z is None else (z, age)
+            self.frame = frame
 
     def call(self, client: Any, request: Any, timeout: float = 20.0) -> Any:
         assert self.wait_for(client.service_is_ready, timeout), f"{client.srv_name} not available"
@@ -337,6 +351,70 @@ def test_goal_latent_topic_drives_and_a_wrong_size_goal_is_rejected(probe: Servo
     probe.clear(f"{LONE}/cmd_vel")
     _wait(probe, procs, LONE_ONLY, lambda: len(probe.messages(f"{LONE}/cmd_vel")) >= 3, "commands after clearing")
     assert all(_is_zero(m) for m in probe.messages(f"{LONE}/cmd_vel"))
+
+
+def _views() -> dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]]:
+    """Camera frame (64 x 64 RGB) and control latent at GOAL_POSE, START_POSE and THIRD_POSE in world seed 0."""
+    from vae_ros.control.control_model import ControlModel, control_model_dir
+    from vae_ros.sim.world import SimConfig, SimWorld
+
+    model = ControlModel(control_model_dir(""), "auto", "cpu")
+    out = {}
+    with SimWorld(SimConfig(seed=0, image_width=64, image_height=64)) as world:
+        geo = world.scan_geometry
+        for pose in (GOAL_POSE, START_POSE, THIRD_POSE):
+            world.set_pose(*pose)
+            z = model.scan_latents(world.scan()[None], geo.angle_min, geo.angle_increment, geo.range_min,
+                                   geo.range_max)[0]
+            out[pose] = (world.render(), z.astype(np.float32))
+    return out
+
+
+def test_goal_image_selects_the_remembered_view_or_waits_for_it(probe: ServoProbe, procs: Any) -> None:
+    from vae_ros.sim.messages import image_msg
+
+    views = _views()
+    goal_frame, z_goal = views[GOAL_POSE]
+    start_frame, z_start = views[START_POSE]
+    third_frame, z_third = views[THIRD_POSE]
+    # The servo sees the goal place first (frames paired with latents by stamp), then the start.
+    probe.set_feed(z_goal, frame=goal_frame)
+    _wait(probe, procs, LONE_ONLY, lambda: int(probe.latest(LONE_STATUS).get("remembered_views", "0")) >= 3,
+          "the /lone servo to remember camera views", STARTUP_S)
+    probe.set_feed(z_start, frame=start_frame)
+    _wait(probe, procs, LONE_ONLY, lambda: probe.goal_image_pub.get_subscription_count() > 0, "servo/goal_image")
+    stamp = probe.header().stamp
+
+    # A goal image of a place it has seen: the latent seen with that frame is the goal.
+    probe.goal_image_pub.publish(image_msg(goal_frame, stamp))
+    _wait(probe, procs, LONE_ONLY, lambda: probe.latest(LONE_STATUS).get("goal_image", "").startswith("matched")
+          and probe.latest(LONE_STATUS).get("state") == "servoing", "the goal image to match a remembered view")
+    status = probe.latest(LONE_STATUS)
+    assert "remembered view" in status["goal_source"], status
+    assert float(status["latent_error"]) == pytest.approx(float(np.linalg.norm(z_start - z_goal)), rel=1e-3)
+
+    # One of a place it has not seen: stopped, waiting ...
+    probe.goal_image_pub.publish(image_msg(third_frame, stamp))
+    _wait(probe, procs, LONE_ONLY, lambda: probe.latest(LONE_STATUS).get("goal_image", "").startswith("waiting"),
+          "the unseen goal image to wait")
+    assert probe.latest(LONE_STATUS)["state"] == "idle"
+    probe.clear(f"{LONE}/cmd_vel")
+    _wait(probe, procs, LONE_ONLY, lambda: len(probe.messages(f"{LONE}/cmd_vel")) >= 3, "commands while waiting")
+    assert all(_is_zero(m) for m in probe.messages(f"{LONE}/cmd_vel"))
+    # ... until the robot sees that place: its latent becomes the goal.
+    probe.set_feed(z_third, frame=third_frame)
+    _wait(probe, procs, LONE_ONLY, lambda: probe.latest(LONE_STATUS).get("goal_image", "").startswith("matched"),
+          "the waiting goal image to match once the place is seen")
+    probe.set_feed(z_start, frame=start_frame)
+    _wait(probe, procs, LONE_ONLY, lambda: probe.latest(LONE_STATUS).get("state") == "servoing"
+          and float(probe.latest(LONE_STATUS)["latent_error"]) == pytest.approx(
+              float(np.linalg.norm(z_start - z_third)), rel=1e-3), "servoing toward the third place")
+
+    from std_srvs.srv import Trigger
+
+    assert probe.call(probe.lone_clear_goal, Trigger.Request()).success
+    _wait(probe, procs, LONE_ONLY, lambda: probe.latest(LONE_STATUS).get("state") == "idle", "state idle")
+    probe.set_feed(None)
 
 
 @pytest.mark.parametrize("bad", ["width", "encoding"])

@@ -8,10 +8,11 @@ a UI, a frame just captured) and it drives back to where that frame was taken.
 
 A view is a small descriptor of the frame (grey, `size` x `size`, zero mean, unit norm), so matching is a
 normalised cross-correlation (NCC) against every remembered view. The match must be near exact
-(`min_score`): measured in the simulator's rooms, the best-NCC view for an image taken *between*
-remembered views lay 0.45 m (median) and 2.8 m (p90) from it — similar-looking places alias — so only the
-frames themselves (NCC ~1) are goals this can find; an image of a place the robot has not seen is refused.
-docs/CONTROL.md has the measurement and what else was tried (regressing the scan latent from the image).
+(`min_score` 0.99), because similar-looking places alias. Measured in the simulator's held-out rooms
+(docs/CONTROL.md): the view 2 cm ahead scores 0.992-0.998; 5 cm sideways 0.84-0.99; 2 deg of yaw
+0.90-0.98; the best other place (> 0.3 m or 15 deg away) 0.88 median, 0.975 p99, 0.998 at worst. So a goal
+image must be (nearly) a frame the robot saw; an image of a place it has not seen waits, and regressing
+the scan latent from an image (tried) does not reach servo accuracy.
 
 Pure and ROS-free: the node feeds `add_frame` / `add_latent` and asks `match`.
 """
@@ -30,7 +31,7 @@ from vae_ros.core.errors import ConfigError, InputError
 class ViewMemoryConfig:
     capacity: int = 3000  # remembered views (a ring buffer): 5 min of frames at 10 Hz, about 3 MB
     size: int = 32  # descriptor side (pixels)
-    min_score: float = 0.98  # NCC a goal image must reach against a remembered view
+    min_score: float = 0.99  # NCC a goal image must reach against a remembered view (docs/CONTROL.md)
     max_pair_s: float = 0.05  # a frame and a latent pair when their header stamps are this close
     pending_frames: int = 30  # camera frames kept while their latents are on the way
 
@@ -92,9 +93,17 @@ class ViewMemory:
     def __len__(self) -> int:
         return min(self._count, self.config.capacity)
 
-    def add_frame(self, stamp_ns: int, image: np.ndarray) -> None:
-        """A camera frame: kept until a latent with a stamp within max_pair_s arrives (InputError if bad)."""
-        self._frames.append((int(stamp_ns), view_descriptor(image, self.config.size)))
+    def add_frame(self, stamp_ns: int, image: np.ndarray) -> bool:
+        """A camera frame: kept until a latent with a stamp within max_pair_s arrives. A uniform frame (a
+        blank wall filling the view) is skipped: no goal image could be told by it (False)."""
+        try:
+            descriptor = view_descriptor(image, self.config.size)
+        except InputError as err:
+            if "uniform" in str(err):
+                return False
+            raise
+        self._frames.append((int(stamp_ns), descriptor))
+        return True
 
     def add_latent(self, stamp_ns: int, latent: np.ndarray) -> bool:
         """A latent: remembered with the pending frame nearest in stamp, if one is within max_pair_s."""
