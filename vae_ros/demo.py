@@ -154,6 +154,8 @@ def _fmt_pose(pose: tuple[float, float, float]) -> str:
 def _plot_trajectory(path: Path, config: DemoConfig, run: Any) -> None:
     from vae_ros.core.plots import _figure, _save
 
+    goal = config.goal
+    assert goal is not None  # DemoConfig.__post_init__ resolved it
     fig = _figure(11, 4.2)
     left, right = fig.subplots(1, 2)
     poses = np.array(run.poses) if run.poses else np.zeros((0, 4))
@@ -162,14 +164,14 @@ def _plot_trajectory(path: Path, config: DemoConfig, run: Any) -> None:
         for _t, x, y, yaw in poses[:: max(1, len(poses) // 12)]:
             left.annotate("", xy=(x + 0.08 * math.cos(yaw), y + 0.08 * math.sin(yaw)), xytext=(x, y),
                           arrowprops={"arrowstyle": "->", "color": "#1f77b4", "linewidth": 0.8})
-    for pose, colour, label in ((config.goal, "black", "goal"), (config.start, "#d0342c", "start")):
+    for pose, colour, label in ((goal, "black", "goal"), (config.start, "#d0342c", "start")):
         left.plot([pose[0]], [pose[1]], marker="*" if label == "goal" else "o", color=colour, markersize=10,
                   label=label, linestyle="none")
         left.annotate("", xy=(pose[0] + 0.2 * math.cos(pose[2]), pose[1] + 0.2 * math.sin(pose[2])),
                       xytext=(pose[0], pose[1]), arrowprops={"arrowstyle": "->", "color": colour})
     from matplotlib.patches import Circle
 
-    left.add_patch(Circle(config.goal[:2], SUCCESS_POSITION_M, fill=False, linestyle=":", color="grey"))
+    left.add_patch(Circle(goal[:2], SUCCESS_POSITION_M, fill=False, linestyle=":", color="grey"))
     left.set_aspect("equal")
     left.set_xlabel("x (m)")
     left.set_ylabel("y (m)")
