@@ -5,10 +5,10 @@ encoder_node + decoder_node (for the pictures) and the controller run as separat
 (vae_ros.servo_session): latent_servo_node, or with `controller` "world_model" world_model_node (the
 world model's MPC on the packaged dynamics, models/control_default/dynamics), from a start the servo
 cannot handle (the goal 1.1 m away behind the robot, which is turned 102 deg from the goal's heading); the demo then also records every
-plan (`world_model/planned_latents`) and writes demo_plans.png. The demo teaches the goal where the robot stands (`servo/set_goal`: the current
-observation becomes the goal) and keeps the camera frame seen there, moves the robot away through
-sim_node's `initial_pose` with the controller idle, gives the taught goal back (`servo/goal_latent`) and lets
-the controller bring it back. It prints the final pose error (simulator
+plan (`world_model/planned_latents`) and writes demo_plans.png. The demo captures the goal where the robot
+stands (`servo/set_goal`, and the camera frame seen there), moves the robot away with the controller idle,
+gives the goal as that camera image (`servo/goal_image`: the controller finds it among the camera views it
+remembers and takes the LaserScan latent seen with it) and lets the controller bring the robot back. It prints the final pose error (simulator
 ground truth), the time to converge and whether it succeeded (within 0.10 m and 5 deg), and writes
 summary.json, demo_trajectory.png (path, heading, latent error over time) and demo_frames.png (goal,
 start and final camera frames beside their reconstructions). World seed 0 is one the control model
@@ -91,6 +91,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     wall = time.monotonic()
     assert config.goal is not None and config.timeout is not None  # resolved in __post_init__
     session_config = SessionConfig(seed=config.seed, rate=config.rate, backend=config.backend, camera_views=True,
+                                   goal_image=True,
                                    log_dir=out / "logs", startup_timeout=config.startup_timeout,
                                    initial_pose=config.goal, controller=config.controller, dynamics=config.dynamics)
     say = print if config.progress else (lambda *_a, **_k: None)
@@ -110,6 +111,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     xy = np.array([(x, y) for _, x, y, _ in run.poses]) if run.poses else np.zeros((0, 2))
     summary = {
         "controller": config.controller,
+        "goal_source": diagnostics.get("goal_source"),  # the goal image and the NCC of the view it matched
         "world_seed": config.seed,
         "goal": list(config.goal),
         "start": list(config.start),

@@ -49,6 +49,7 @@ class SessionConfig:
     dynamics: str = ""  # world_model: dynamics directory; empty: <control model>/dynamics
     backend: str = "auto"
     camera_views: bool = False  # also run the camera encoder + decoder (for the demo's pictures)
+    goal_image: bool = False  # start_from gives the goal as the camera frame seen there (servo/goal_image)
     log_dir: Path = Path("servo_logs")
     startup_timeout: float = 90.0
     initial_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -89,7 +90,8 @@ class ServoSession:
         self._servo_state = ""
         self._servo_state_ns = 0  # stamp of the diagnostics that reported it
         self._clock_ns = 0
-        self._frames: dict[int, np.ndarray] = {}  # camera frames by stamp (camera_views only)
+        self._frames: dict[int, np.ndarray] = {}  # camera frames by stamp (camera_views or goal_image)
+        self.goal_image: np.ndarray | None = None  # the camera frame seen with the taught goal (goal_image)
         self._reconstructions: dict[int, np.ndarray] = {}
         self._executor: Any = None
         self._set_goal: Any = None  # service clients, made in _start_probe
@@ -192,9 +194,11 @@ class ServoSession:
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, LATENT_QOS)
         if self.config.controller == "world_model":
             node.create_subscription(Image, "world_model/planned_latents", self._on_plan, LATENT_QOS)
-        if self.config.camera_views:
+        if self.config.camera_views or self.config.goal_image:
             node.create_subscription(Image, "camera/image_raw", self._on_camera, sensor_qos(depth=5))
+        if self.config.camera_views:
             node.create_subscription(Image, "vae/reconstruction", self._on_reconstruction, LATENT_QOS)
+        self._goal_image_pub = node.create_publisher(Image, "servo/goal_image", LATENT_QOS)
         self._set_goal = node.create_client(Trigger, "servo/set_goal")
         from std_msgs.msg import Float32MultiArray
 
@@ -350,9 +354,19 @@ class ServoSession:
         match = _GOAL_STAMP.search(response.message)
         with self._lock:
             if match and int(match.group(1)) in self._latents:
-                self.goal_latent = self._latents[int(match.group(1))].copy()
+                stamp = int(match.group(1))
             else:  # the robot stands still while it is taught: the newest latent is the same view
-                self.goal_latent = self._latents[self._latent_stamps[-1]].copy()
+                stamp = self._latent_stamps[-1]
+            self.goal_latent = self._latents[stamp].copy()
+        if self.config.goal_image:  # the frame of that instant (the camera and the LiDAR share stamps)
+            self._wait("the camera frame of the taught goal", lambda: stamp in self._frames, 10.0)
+            with self._lock:
+                self.goal_image = self._frames[stamp].copy()
+            # The controller must have remembered views of this place before the robot leaves it (its
+            # /diagnostics are published after the view memory has grown: wait for two more reports).
+            seen = self._remembered_views()
+            self._wait(f"{self.controller_node} to remember views of the goal place",
+                       lambda: self._remembered_views() >= seen + 3, 20.0)
 
     def start_from(self, pose: tuple[float, float, float]) -> None:
         """Move the robot to `pose` with the controller idle, then give it the taught goal back
@@ -370,11 +384,33 @@ class ServoSession:
         self.place(pose)
         self._wait(f"{self.controller_node} to report no goal", lambda: self._controller_value("goal_source") == "none",
                    20.0)
+        if self.config.goal_image:
+            self._give_goal_image()
+            return
         self._wait("the controller's goal_latent subscription", lambda: self._goal_pub.get_subscription_count() > 0,
                    10.0)
         self._goal_pub.publish(latent_to_msg(self.goal_latent))
         self._wait(f"{self.controller_node} to take the goal latent",
                    lambda: self._controller_value("goal_source") == "servo/goal_latent", 20.0)
+
+    def _give_goal_image(self) -> None:
+        """The goal as the camera frame seen there (servo/goal_image): the controller looks it up among the
+        views it remembers (view_memory) and takes the latent seen with it."""
+        from vae_ros.sim.messages import image_msg
+
+        if self.goal_image is None:
+            raise RosError("no goal image kept (SessionConfig.goal_image was off when the goal was taught)")
+        self._wait("the controller's goal_image subscription",
+                   lambda: self._goal_image_pub.get_subscription_count() > 0, 10.0)
+        from builtin_interfaces.msg import Time
+
+        self._goal_image_pub.publish(image_msg(self.goal_image, Time()))
+        self._wait(f"{self.controller_node} to recognise the goal image",
+                   lambda: self._controller_value("goal_source").startswith("servo/goal_image"), 20.0)
+
+    def _remembered_views(self) -> int:
+        value = self._controller_value("remembered_views")
+        return int(value) if value.isdigit() else 0
 
     def _controller_value(self, key: str) -> str:
         with self._lock:

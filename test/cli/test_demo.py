@@ -28,6 +28,8 @@ def test_demo_teaches_a_goal_and_servos_back_to_it(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     # The robot was really moved away, and came back by latent servoing (judged by the simulator's odometry).
     assert summary["start_error_m"] > 0.5
+    # The goal was given as the camera frame seen there, recognised among the servo's remembered views.
+    assert summary["goal_source"].startswith("servo/goal_image (remembered view, NCC"), summary["goal_source"]
     assert summary["servo_status"] == "converged"
     assert summary["final_position_error_m"] <= 0.10 and summary["final_yaw_error_deg"] <= 5.0
     assert summary["success"] is True
@@ -51,6 +53,7 @@ def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["controller"] == "world_model"
+    assert summary["goal_source"].startswith("servo/goal_image (remembered view"), summary["goal_source"]
     # A start the servo cannot handle (the goal behind, turned > 90 deg), and the MPC brought it back.
     assert summary["start_error_m"] > 1.0 and summary["start_error_deg"] > 90.0
     assert summary["servo_status"] == "converged" and summary["success"] is True
