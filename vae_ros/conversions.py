@@ -702,8 +702,6 @@ def latent_to_stamped_msg(mean: np.ndarray, logvar: np.ndarray | None = None, he
     encoding 32FC1, width D, height 1 (means) or 2 (row 0 means, row 1 log-variances), step 4·D,
     little-endian (is_bigendian 0); the header's stamp and frame_id are copied (rclpy or rosbags header).
     """
-    from sensor_msgs.msg import Image
-
     mu = _latent_vector(mean, "latent mean")  # (D,)
     rows = [mu]
     if logvar is not None:
@@ -711,15 +709,7 @@ def latent_to_stamped_msg(mean: np.ndarray, logvar: np.ndarray | None = None, he
         if lv.size != mu.size:
             raise InputError(f"latent log-variance has {lv.size} values but the mean has {mu.size}")
         rows.append(lv)
-    values = np.stack(rows).astype("<f4")  # (1 or 2, D), little-endian whatever the host
-    msg = Image()
-    msg.header = _copy_header(header)
-    msg.height, msg.width = int(values.shape[0]), int(values.shape[1])
-    msg.encoding = STAMPED_LATENT_ENCODING
-    msg.is_bigendian = 0
-    msg.step = 4 * int(values.shape[1])
-    msg.data = _to_bytes_array(values)
-    return msg
+    return latent_rows_to_msg(np.stack(rows), header)  # (1 or 2, D)
 
 
 def stamped_msg_to_latent(
@@ -771,7 +761,7 @@ def latent_rows_to_msg(rows: np.ndarray, header: Any = None) -> Any:
     msg.encoding = STAMPED_LATENT_ENCODING
     msg.is_bigendian = 0
     msg.step = 4 * int(values.shape[1])
-    msg.data = _to_bytes_array(values.astype("<f4"))
+    msg.data = _to_bytes_array(values.astype("<f4"))  # little-endian whatever the host
     return msg
 
 
