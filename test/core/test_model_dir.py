@@ -13,7 +13,7 @@ import torch
 
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, ModelFileError
-from vae_ros.core.model_dir import load_model_dir, resolve_model_dir, save_model_dir
+from vae_ros.core.model_dir import load_model_dir, resolve_model_dir, save_model_dir, store_weights_float16
 from vae_ros.core.models import build_model
 
 SMALL = [8, 16, 16, 32]
@@ -102,6 +102,58 @@ def test_a_failed_save_leaves_the_previous_model_intact(saved: Path, monkeypatch
     assert sorted(p.name for p in saved.iterdir()) == ["model.json", "weights.safetensors"]
     assert not (saved.parent / "fresh").exists()
     assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]  # no staging left behind
+    load_model_dir(saved)
+
+
+# -- float16 storage ------------------------------------------------------------------------------------------
+def test_float16_weights_take_half_the_bytes_and_load_as_float32(saved: Path) -> None:
+    from safetensors.torch import load_file
+
+    config, full = load_model_dir(saved)
+    before = (saved / "weights.safetensors").stat().st_size
+    (saved / "encoder.onnx").write_bytes(b"an export of the float32 weights")
+    (saved / "servo_head.safetensors").write_bytes(b"a head fitted to the float32 latents")
+    store_weights_float16(saved)
+    stored = load_file(str(saved / "weights.safetensors"))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    assert (saved / "weights.safetensors").stat().st_size < 0.55 * before
+    # Exports and the servo head belong to the old weights: removed, as on any save.
+    assert sorted(p.name for p in saved.iterdir()) == ["model.json", "weights.safetensors"]
+    loaded_config, half = load_model_dir(saved)
+    assert loaded_config.training["weights_dtype"] == "float16"
+    assert {p.dtype for p in half.state_dict().values() if p.is_floating_point()} == {torch.float32}
+    for name, tensor in full.state_dict().items():  # exactly the float16 rounding of each weight
+        assert torch.equal(half.state_dict()[name], tensor.half().float() if tensor.is_floating_point() else tensor)
+    x = torch.rand(4, *config.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = full.encode(x)[0], half.encode(x)[0]
+    assert not torch.equal(a, b) and torch.allclose(a, b, atol=1e-2)
+
+
+def test_float16_refuses_weights_beyond_its_range(saved: Path) -> None:
+    config, model = load_model_dir(saved)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = 1e5
+    save_model_dir(saved, config, model)
+    before = (saved / "weights.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="exceeds float16's range"):
+        store_weights_float16(saved)
+    assert (saved / "weights.safetensors").read_bytes() == before
+    with pytest.raises(ConfigError, match="weights_dtype must be one of"):
+        save_model_dir(saved, config, model, weights_dtype="bfloat16")
+
+
+def test_a_safetensors_header_length_starting_with_the_pickle_byte_loads(saved: Path) -> None:
+    # The header length is little-endian: 128 + 256k bytes begins with 0x80, a pickle's first byte. Such a
+    # file is still safetensors (its header starts with "{") and must load (it once was refused as a pickle).
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(saved / "weights.safetensors"))
+    for pad in range(300):
+        save_file(state, str(saved / "weights.safetensors"), metadata={"format": "pt", "pad": "x" * pad})
+        if (saved / "weights.safetensors").read_bytes()[:1] == b"\x80":
+            break
+    assert (saved / "weights.safetensors").read_bytes()[:1] == b"\x80"
     load_model_dir(saved)
 
 

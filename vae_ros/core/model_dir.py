@@ -1,7 +1,8 @@
 """Model directories: model.json (ModelConfig) + weights.safetensors, saved atomically, loaded safely.
 
 Loading never unpickles: weights are read only with safetensors, which parses a JSON header and raw
-tensor bytes. A pickle (torch.save) file, even one renamed to weights.safetensors, is refused with a clear
+tensor bytes. Weights may be stored as float32 or float16 (the packaged defaults: half the bytes, see
+store_weights_float16); they are loaded as float32 either way. A pickle (torch.save) file, even one renamed to weights.safetensors, is refused with a clear
 error; there is deliberately no torch.load fallback, because unpickling runs arbitrary code.
 
 torch is imported by the functions that need it (save_model_dir, load_model_dir), never at import time:
@@ -30,6 +31,10 @@ if TYPE_CHECKING:  # torch loads only where a model is built or saved
 
 CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+# How weights.safetensors may store floating-point tensors; models always run in float32.
+WEIGHTS_DTYPES = ("float32", "float16")
+# The largest finite float16: a weight beyond it cannot be stored in half precision.
+_FLOAT16_MAX = 65504.0
 # Files that look like pickled weights; named in the refusal message so users know why they were ignored.
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
 # torch.save writes a zip archive ("PK\x03\x04"), older versions and pickle.dump a raw pickle (b"\x80").
@@ -87,23 +92,34 @@ def _remove_stale_exports(directory: Path) -> None:
             shutil.rmtree(directory / name)
 
 
-def save_model_dir(path: str | Path, config: ModelConfig, model: torch.nn.Module) -> Path:
+def save_model_dir(path: str | Path, config: ModelConfig, model: torch.nn.Module,
+                   weights_dtype: str = "float32") -> Path:
     """Write model.json + weights.safetensors into `path` (created if needed) and return it.
+
+    weights_dtype "float16" stores the floating-point tensors rounded to half precision (half the bytes);
+    load_model_dir reads them back as float32.
 
     Atomic per file: everything is written under temporary names and renamed into place, so a crash
     never leaves a truncated file. A new directory is assembled beside its final name and renamed as a
     whole. Exports in an existing directory (encoder.onnx, TensorRT engines, ...) were made from the old
     weights, so they are removed: a stale export must never be served as this model.
     """
+    import torch
+
     path = Path(path)
     config.validate()
+    if weights_dtype not in WEIGHTS_DTYPES:
+        raise ConfigError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, got {weights_dtype!r}")
+    store = getattr(torch, weights_dtype)
     # Contiguous CPU copies: safetensors refuses views and shared storage.
-    state = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model.state_dict().items()}
+    state = {name: tensor.detach().to("cpu", dtype=store if tensor.is_floating_point() else tensor.dtype)
+             .contiguous().clone() for name, tensor in model.state_dict().items()}
     metadata = {
         "format": "pt",
         "vae_ros_format_version": str(FORMAT_VERSION),
         "modality": config.modality,
         "latent_dim": str(config.latent_dim),
+        "weights_dtype": weights_dtype,
     }
     try:
         config_json = config.to_json()
@@ -145,17 +161,19 @@ def _check_safetensors_header(weights: Path) -> None:
     """Reject files that are not safetensors before parsing: pickles get a message that says so."""
     try:
         with open(weights, "rb") as handle:
-            head = handle.read(8)
+            head = handle.read(9)
     except OSError as err:
         raise ModelFileError(f"cannot read {weights}: {err}") from err
-    if head.startswith(_PICKLE_MAGIC):
+    # A safetensors file is an 8-byte little-endian header length, then the JSON header ("{"). Its first
+    # byte can be 0x80 like a pickle's (a header of 128 + 256k bytes), so the "{" decides, not the magic.
+    if head.startswith(_PICKLE_MAGIC) and head[8:9] != b"{":
         raise ModelFileError(
             f"{weights} is a pickle / torch.save file, not safetensors; it is refused for safety and was not "
             f"loaded (loading pickles can run arbitrary code). {_CONVERT_HINT}"
         )
     if len(head) < 8:
         raise ModelFileError(f"{weights} is truncated or empty ({len(head)} bytes); expected a safetensors file")
-    (header_len,) = struct.unpack("<Q", head)
+    (header_len,) = struct.unpack("<Q", head[:8])
     if header_len > _MAX_HEADER_BYTES or header_len > weights.stat().st_size - 8:
         raise ModelFileError(f"{weights} is not a valid safetensors file (corrupt or truncated header)")
 
@@ -248,9 +266,29 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, 
     except ConfigError as err:
         raise ModelFileError(f"{config_path}: {err}") from err
     _check_state(weights, state, skeleton)
+    # float16 weights (WEIGHTS_DTYPES) are widened here: the model always computes in float32.
+    state = {name: t.float() if t.is_floating_point() else t for name, t in state.items()}
     model = build_model(config)
     model.load_state_dict(state, strict=True)
     return config, model.to(dev).eval()
+
+
+def store_weights_float16(path: str | Path) -> Path:
+    """Rewrite a model directory's weights.safetensors in float16: half the bytes, loaded as float32.
+
+    What `make models` does to the packaged defaults before exporting them. The rounding changes the
+    weights by up to 2^-11 (0.05 %) of their magnitude, so exports and the servo head made from the float32 weights
+    no longer belong to them: they are removed as on any save (re-run `vae-ros export`). model.json's
+    training summary records weights_dtype "float16". A weight beyond float16's range is refused.
+    """
+    config, model = load_model_dir(path)
+    largest = max((float(t.abs().max()) for t in model.state_dict().values() if t.is_floating_point() and t.numel()),
+                  default=0.0)
+    if largest > _FLOAT16_MAX:
+        raise ConfigError(f"{path}: a weight of magnitude {largest:.3g} exceeds float16's range ({_FLOAT16_MAX:g}); "
+                          "keep float32 weights")
+    config.training["weights_dtype"] = "float16"
+    return save_model_dir(path, config, model, weights_dtype="float16")
 
 
 def resolve_model_dir(path: str, modality: str) -> Path:
