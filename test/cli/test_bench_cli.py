@@ -83,9 +83,13 @@ def test_bench_nodes_dispatch(model_dir: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(bench_cli, "_nodes_module", lambda: fake)
     assert main(["bench", "nodes", "--model", str(model_dir)]) == 0
     assert len(calls) == 1 and calls[0].model == str(model_dir)
-    # No target: models, then nodes.
+    # No target: models, then nodes, then footprint (faked too: it starts real nodes; its own test runs it).
+    import vae_ros.benchmarks.footprint as footprint
+
+    footprints: list[argparse.Namespace] = []
+    monkeypatch.setattr(footprint, "run_from_args", lambda args: footprints.append(args) or 0)
     assert main(["bench", "--model", str(model_dir), *QUICK, "--backends", "torch"]) == 0
-    assert len(calls) == 2 and "\ntorch " in capsys.readouterr().out
+    assert len(calls) == 2 and len(footprints) == 1 and "\ntorch " in capsys.readouterr().out
 
 
 def test_bench_models_wrapper_runs_from_the_repository(model_dir: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,12 @@ def test_bench_footprint_reports_every_backend_against_the_lean_process(
     if not rclpy.ok():  # as after other node tests: the bench must put its processes in this process's domain
         rclpy.init()
     out = tmp_path / "footprint.json"
+    def ros_environment() -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k.startswith(("ROS_", "FAST", "AMENT_"))}
+
+    environment = ros_environment()
     assert main(["bench", "footprint", "--model", str(model_dir), "--runs", "1", "--json", str(out)]) == 0
+    assert ros_environment() == environment and rclpy.ok()  # this process is left as it was (its domain, rclpy)
     table = capsys.readouterr().out
     assert "lean reference" in table and "encoder_node onnxruntime" in table and "encoder_node torch" in table
     assert "targets (encoder_node on ONNX Runtime)" in table

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import re
 import shutil
 import subprocess
@@ -244,7 +242,7 @@ def run_footprint_bench(model: str = "", runs: int = 3, backends: Sequence[str] 
                         threads: int | None = None, width: int = 640, height: int = 480,
                         progress: Callable[[str], None] | None = None) -> FootprintReport:
     """Run the benchmark (module docstring); returns the report with medians, ratios and targets."""
-    from vae_ros.benchmarks.nodes import _env, _prepare_model, make_frames
+    from vae_ros.benchmarks.nodes import _prepare_model, make_frames
 
     if runs < 1 or settle < 1:
         raise ConfigError(f"runs and settle must be >= 1, got {runs} and {settle}")
@@ -254,53 +252,45 @@ def run_footprint_bench(model: str = "", runs: int = 3, backends: Sequence[str] 
     if not Path("/proc/self/status").is_file():
         raise ConfigError("the footprint benchmark reads /proc/PID/status and /proc/PID/maps (Linux only)")
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
-    import rclpy
+    from vae_ros.benchmarks.nodes import bench_domain
 
-    if rclpy.ok():  # this process has joined a domain already (a test's, an earlier bench's): children join it
-        domain = rclpy.get_default_context().get_domain_id()
-    else:
-        domain = int(os.environ.get("VAE_ROS_BENCH_DOMAIN", random.Random(os.getpid()).randrange(102, 200) % 101 + 1))
-    env = _env(domain)
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "FASTDDS_DEFAULT_PROFILES_FILE",
-                "FASTRTPS_DEFAULT_PROFILES_FILE", "AMENT_PREFIX_PATH"):
-        if key in env:  # this process joins the same private domain before rclpy starts here
-            os.environ[key] = env[key]
-    workdir = Path(tempfile.mkdtemp(prefix="vae_ros_bench_footprint_"))
-    station = None
-    try:
-        say("preparing the model ...")
-        model_dir = _prepare_model(model, workdir, "onnxruntime")
-        report = FootprintReport(model=str(model_dir), runs=runs, image=f"{width}x{height} bgr8")
-        commands: dict[str, list[str]] = {
-            LEAN: [sys.executable, "-m", "vae_ros.benchmarks.lean_encoder", "--onnx", str(model_dir / "encoder.onnx"),
-                   "--threads", str(threads or 0)]}
-        report.rows.append(FootprintRow(LEAN))
-        for backend in backends:
-            row = FootprintRow(backend)
-            report.rows.append(row)
-            if backend == "tensorrt":
-                row.skipped = tensorrt_skip_reason()
-                if row.skipped:
-                    continue
-            commands[backend] = [sys.executable, "-m", "vae_ros.encoder_node", "--ros-args", "-p",
-                                 f"model:={model_dir}", "-p", f"backend:={backend}", "-p", f"threads:={threads or 0}",
-                                 *(["-p", "device:=cuda"] if backend == "tensorrt" else [])]
-        rows = {row.name: row for row in report.rows}
-        station = _Station(make_frames(1, width, height)[0])
-        for run in range(runs):
-            for name, cmd in commands.items():
-                say(f"run {run + 1}/{runs}: {name} ...")
-                first, rss, loaded = measure_process(cmd, env, station, settle, log_dir=workdir)
-                row = rows[name]
-                row.first_latent_s.append(first)
-                row.peak_rss_mb.append(rss)
-                row.torch_loaded.append(loaded)
-        summarise(report)
-        return report
-    finally:
-        if station is not None:
-            station.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with bench_domain() as env:
+        workdir = Path(tempfile.mkdtemp(prefix="vae_ros_bench_footprint_"))
+        station = None
+        try:
+            say("preparing the model ...")
+            model_dir = _prepare_model(model, workdir, "onnxruntime")
+            report = FootprintReport(model=str(model_dir), runs=runs, image=f"{width}x{height} bgr8")
+            commands: dict[str, list[str]] = {
+                LEAN: [sys.executable, "-m", "vae_ros.benchmarks.lean_encoder", "--onnx", str(model_dir / "encoder.onnx"),
+                       "--threads", str(threads or 0)]}
+            report.rows.append(FootprintRow(LEAN))
+            for backend in backends:
+                row = FootprintRow(backend)
+                report.rows.append(row)
+                if backend == "tensorrt":
+                    row.skipped = tensorrt_skip_reason()
+                    if row.skipped:
+                        continue
+                commands[backend] = [sys.executable, "-m", "vae_ros.encoder_node", "--ros-args", "-p",
+                                     f"model:={model_dir}", "-p", f"backend:={backend}", "-p", f"threads:={threads or 0}",
+                                     *(["-p", "device:=cuda"] if backend == "tensorrt" else [])]
+            rows = {row.name: row for row in report.rows}
+            station = _Station(make_frames(1, width, height)[0])
+            for run in range(runs):
+                for name, cmd in commands.items():
+                    say(f"run {run + 1}/{runs}: {name} ...")
+                    first, rss, loaded = measure_process(cmd, env, station, settle, log_dir=workdir)
+                    row = rows[name]
+                    row.first_latent_s.append(first)
+                    row.peak_rss_mb.append(rss)
+                    row.torch_loaded.append(loaded)
+            summarise(report)
+            return report
+        finally:
+            if station is not None:
+                station.close()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- entry points -----------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -498,6 +499,39 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
             proc.wait()
 
+_PROCESS_KEYS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "FASTDDS_DEFAULT_PROFILES_FILE",
+                 "FASTRTPS_DEFAULT_PROFILES_FILE", "AMENT_PREFIX_PATH")
+
+
+@contextmanager
+def bench_domain() -> Iterator[dict[str, str]]:
+    """The environment of the bench's node processes, with this process in the same private ROS domain for
+    the block: the one rclpy already runs in here (a test's, an earlier bench's), else a fresh one.
+    Afterwards the variables are put back and an rclpy started here is shut down, so a caller in the same
+    process (a test run) is not left in the bench's domain."""
+    import rclpy
+
+    if rclpy.ok():
+        domain = rclpy.get_default_context().get_domain_id()
+    else:
+        domain = int(os.environ.get("VAE_ROS_BENCH_DOMAIN", random.Random(os.getpid()).randrange(102, 200) % 101 + 1))
+    env = _env(domain)
+    saved = {key: os.environ.get(key) for key in _PROCESS_KEYS}
+    started = not rclpy.ok()
+    for key in _PROCESS_KEYS:
+        if key in env:
+            os.environ[key] = env[key]
+    try:
+        yield env
+    finally:
+        if started:
+            rclpy.try_shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
 
 def run_nodes_bench(
     model: str = "",
@@ -522,13 +556,14 @@ def run_nodes_bench(
     if unknown:
         raise ConfigError(f"unknown node(s) {sorted(unknown)}; choose from encoder_node, naive, echo")
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
-    domain = int(os.environ.get("VAE_ROS_BENCH_DOMAIN", random.Random(os.getpid()).randrange(102, 200) % 101 + 1))
-    env = _env(domain)
-    # This process joins the same private domain before rclpy starts here.
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "FASTDDS_DEFAULT_PROFILES_FILE",
-                "FASTRTPS_DEFAULT_PROFILES_FILE", "AMENT_PREFIX_PATH"):
-        if key in env:
-            os.environ[key] = env[key]
+    with bench_domain() as env:
+        return _run_nodes_bench(model, backend, duration, rate, width, height, frames, publisher_qos, nodes, seed,
+                                threads, say, env)
+
+
+def _run_nodes_bench(model: str, backend: str, duration: float, rate: float, width: int, height: int, frames: int,
+                     publisher_qos: str, nodes: Sequence[str], seed: int, threads: int | None, say: Any,
+                     env: dict[str, str]) -> NodesReport:
     workdir = Path(tempfile.mkdtemp(prefix="vae_ros_bench_nodes_"))
     receiver = None
     try:
