@@ -122,9 +122,10 @@ CASES = [
     # Latent servoing: the simulator, the scan encoder on the control model and the servo, which waits for a goal
     # and publishes zero velocity meanwhile.
     Case("servo", "servo.launch.py", {"seed": "1", "initial_pose": "[0.3, 0.2, 0.5]"},
-         nodes={"/sim_node": {"seed": 1, "initial_pose": [0.3, 0.2, 0.5], "publish_camera": False},
+         # The camera is rendered for the servo's view memory (goal images for the LiDAR model).
+         nodes={"/sim_node": {"seed": 1, "initial_pose": [0.3, 0.2, 0.5], "publish_camera": True},
                 "/encoder_node": {"modality": "scan", "use_sim_time": True},
-                "/latent_servo_node": {"use_sim_time": True}},
+                "/latent_servo_node": {"use_sim_time": True, "view_memory": 3000}},
          topics={"/vae/latent_stamped": "sensor_msgs/msg/Image", "/cmd_vel": "geometry_msgs/msg/Twist"},
          distros=("jazzy",)),
 ]

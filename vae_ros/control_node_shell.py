@@ -134,10 +134,13 @@ class ControlNode(Node):
                 f"{GOAL_LATENT_TOPIC}")
 
     # -- goals -----------------------------------------------------------------------------------------------
-    def _set_goal(self, latent: np.ndarray, source: str) -> None:
+    def _set_goal(self, latent: np.ndarray, source: str, image_score: float | None = None) -> None:
+        """A new goal (it replaces a goal image still waiting for its view); image_score: the NCC of the
+        remembered view a goal image matched."""
         with self._lock:
             self.goal = np.asarray(latent, dtype=self.GOAL_DTYPE).copy()
             self.goal_source = source
+            self._pending_goal_image, self.goal_image_score = None, image_score
             self._reset_for_goal()
             self.status = self.ACTIVE
         self.get_logger().info(f"new goal from {source}")
@@ -169,7 +172,6 @@ class ControlNode(Node):
         assert self.views is not None
         found = self.views.best(image)  # InputError for an image that cannot be a view (uniform, bad shape)
         if found is not None and found.score >= self.views.config.min_score:
-            self._pending_goal_image = None
             self._goal_matched(found, source)
             return
         # Not seen (yet): stop and wait. Every new view is compared with it (_remember).
@@ -184,8 +186,7 @@ class ControlNode(Node):
                                   f"{self.views.config.min_score}); stopped, waiting until the robot has seen it")
 
     def _goal_matched(self, found: Match, source: str) -> None:
-        self.goal_image_score = found.score
-        self._set_goal(found.latent, f"{source} (remembered view, NCC {found.score:.3f})")
+        self._set_goal(found.latent, f"{source} (remembered view, NCC {found.score:.3f})", found.score)
 
     def _on_camera(self, msg: Any) -> None:
         """A camera frame for the view memory: paired with the latent of the same stamp when it arrives.
@@ -208,7 +209,6 @@ class ControlNode(Node):
         if pending is not None:
             found = self.views.best(pending[0])
             if found is not None and found.score >= self.views.config.min_score:
-                self._pending_goal_image = None
                 self._goal_matched(found, pending[1])
             elif found is not None:
                 self.goal_image_score = max(found.score, self.goal_image_score or -1.0)

@@ -97,3 +97,5 @@ def test_a_uniform_frame_is_skipped_not_remembered() -> None:
     assert not memory.add_frame(0, np.full((16, 16, 3), 90, np.uint8))  # a blank wall fills the view
     assert not memory.add_latent(0, np.zeros(4, np.float32))  # nothing to pair with
     assert len(memory) == 0
+    with pytest.raises(InputError, match="uniform"):  # as a goal image it is refused, even with nothing remembered
+        memory.best(np.full((16, 16, 3), 90, np.uint8))

@@ -148,18 +148,29 @@ def test_bad_latents_are_rejected_and_counted(setup: Any) -> None:
     assert setup["proc"].poll() is None
 
 
-def test_goal_images_are_refused_for_scan_models(setup: Any) -> None:
+def test_goal_images_for_scan_models_are_looked_up_among_remembered_views(setup: Any) -> None:
+    """A LiDAR model cannot encode an image: a goal image is looked up among the camera views the node has
+    remembered (none here: no camera), so it waits, stopped; a uniform image is refused (nothing to match)."""
     from sensor_msgs.msg import Image
 
     probe = setup["probe"]
     before = int(_status(probe).get("rejected", "0") or 0)
     pub = probe.node.create_publisher(Image, f"{NS}/servo/goal_image", 10)
-    image = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
+    blank = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
     deadline = time.monotonic() + 15.0
     while time.monotonic() < deadline and int(_status(probe).get("rejected", "0") or 0) <= before:
+        pub.publish(blank)
+        time.sleep(0.3)
+    assert "uniform" in _status(probe).get("last_rejection", "")
+    pixels = np.random.default_rng(0).integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    image = Image(height=8, width=8, encoding="rgb8", step=24, data=pixels.tobytes())
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline and not _status(probe).get("goal_image", "").startswith("waiting"):
         pub.publish(image)
         time.sleep(0.3)
-    assert "goal images need a camera model" in _status(probe).get("last_rejection", "")
+    status = _status(probe)
+    assert status.get("goal_image", "").startswith("waiting for a matching view"), status
+    assert status.get("state") == "idle" and status.get("remembered_views") == "0"
 
 
 def test_set_goal_then_commands_then_zero_when_stale(setup: Any) -> None:

@@ -126,10 +126,12 @@ class ViewMemory:
         return True
 
     def best(self, image: np.ndarray) -> Match | None:
-        """The remembered view most like `image` (None when nothing is remembered yet)."""
+        """The remembered view most like `image` (None when nothing is remembered yet); InputError for an
+        image no view could match (uniform, wrong shape), also while the memory is empty."""
+        descriptor = view_descriptor(image, self.config.size)
         if len(self) == 0 or self._latents is None:
             return None
-        scores = self._views[: len(self)] @ view_descriptor(image, self.config.size)
+        scores = self._views[: len(self)] @ descriptor
         i = int(np.argmax(scores))
         return Match(self._latents[i].copy(), float(scores[i]), int(self._stamps[i]))
 
