@@ -86,6 +86,28 @@ class MpcConfig:
     localise: bool = False
     look_steps: int = 40  # model steps of imagined turning in place, each way
     relocalise_every: int = 10  # plans between two look-arounds
+    # A believed goal is disproved on arrival: the head reads the goal here (within arrive_radius and
+    # arrive_yaw) but the latent error stays above reject_factor tolerances for reject_after_s (a place whose
+    # scan aliases the goal's). It is then excluded (within reject_radius) and the robot looks around again.
+    reject_factor: float = 0.0  # 0: never reject
+    reject_after_s: float = 1.5
+    arrive_radius: float = 0.06  # m
+    arrive_yaw: float = math.radians(6.0)
+    reject_radius: float = 0.4  # m
+    # Fail-safe on the LiDAR points (with obstacles given, in the servo hand-over too): the linear speed is cut
+    # until the command, held safety_time, keeps the robot's centre robot_radius + safety_margin from every
+    # point (or, already closer, does not bring it closer). Turning in place is always allowed (a disc).
+    fail_safe: bool = True
+    robot_radius: float = 0.2  # m
+    safety_margin: float = 0.05  # m
+    safety_time: float = 0.6  # s
+    collision_speed_margin: float = 0.0  # s: the collision cost's radius grows by |v| times this
+    # Round what blocks the way: with obstacle points, a position's cost-to-go is the shortest path to the
+    # believed goal on a grid round the points (inflated by collision_radius), and each scored step adds
+    # detour_weight x (that path - the straight distance) to the pose cost. 0: off.
+    detour_weight: float = 0.0
+    detour_cell: float = 0.1  # m
+    detour_extent: float = 3.0  # m: the grid spans +-this round the robot
 
     def validate(self) -> None:
         for name in ("horizon", "samples", "iterations", "elites", "settle_steps"):
@@ -112,10 +134,16 @@ class MpcConfig:
             raise ConfigError("the pose cost and the servo candidate need the control model's relative-pose head")
         if self.action_repeat < 1 or self.action_repeat > self.horizon:
             raise ConfigError(f"planner action_repeat must be in [1, horizon], got {self.action_repeat}")
-        for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw"):
+        for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw",
+                     "reject_factor", "reject_after_s", "arrive_radius", "arrive_yaw", "reject_radius",
+                     "robot_radius", "safety_margin", "safety_time", "collision_speed_margin", "detour_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"planner {name} must be >= 0, got {value}")
+        for name in ("detour_cell", "detour_extent"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"planner {name} must be a positive number, got {value}")
         if self.handover_distance > 0 and self.servo is None:
             raise ConfigError("planner handover_distance needs the servo law (servo)")
 
@@ -143,6 +171,9 @@ class MpcState:
     estimate: tuple[float, float, float] | None = None  # the head's goal pose estimate (robot frame) now
     belief: tuple[float, float, float] | None = None  # localise: the goal pose believed (robot frame)
     support: int = 0  # imagined views that agreed on the belief at the last look-around
+    rejected: tuple[tuple[float, float], ...] = ()  # disproved goal positions (robot frame, carried along)
+    arrived: int = 0  # consecutive steps at the believed goal with the latent error too high
+    safety_stops: int = 0  # steps the fail-safe cut the linear speed
 
 
 def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: float, **overrides: Any) -> MpcConfig:
@@ -197,14 +228,16 @@ def _goal_in_frames(goal: np.ndarray, actions: np.ndarray, dt: float, steps: np.
                      np.arctan2(np.sin(goal[2] - yaw), np.cos(goal[2] - yaw))], axis=-1)
 
 
-def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray,
-                command: tuple[float, float]) -> tuple[np.ndarray, int]:
+def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command: tuple[float, float],
+                exclude: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Where the goal is, from views imagined turning in place: -> (goal pose (3,) robot frame, support).
 
     The model predicts the latents of turning left and right for `look_steps`; the head reads the goal from
     each and the reading is turned back into the current frame. Readings from headings where the goal is
     within the head's range agree with each other, those from outside it scatter: the belief is the mean of
-    the largest group that agrees within 0.25 m and 25 deg, and `support` its size.
+    the largest group that agrees within 0.25 m and 25 deg, and `support` its size. Readings within
+    `reject_radius` of an `exclude` position (K, 2), robot frame (disproved goals), do not count; with none
+    left, support is 0.
     """
     dyn, dt, n = config.dynamics, config.dynamics.dt, config.look_steps
     turns = np.zeros((2, n, 2), np.float32)
@@ -218,6 +251,11 @@ def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray,
     c, s = np.cos(yaw), np.sin(yaw)
     goals = np.stack([pos[:, 0] + c * readings[:, 0] - s * readings[:, 1],
                       pos[:, 1] + s * readings[:, 0] + c * readings[:, 1], yaw + readings[:, 2]], axis=1)
+    if exclude is not None and len(exclude):
+        far = np.hypot(goals[:, None, 0] - exclude[None, :, 0], goals[:, None, 1] - exclude[None, :, 1])
+        goals = goals[(far >= config.reject_radius).all(1)]
+        if not len(goals):
+            return np.zeros(3), 0
     gap = np.hypot(goals[:, None, 0] - goals[None, :, 0], goals[:, None, 1] - goals[None, :, 1])
     turn = np.abs(np.angle(np.exp(1j * (goals[:, None, 2] - goals[None, :, 2]))))
     agree = (gap < 0.25) & (turn < math.radians(25.0))  # (V, V)
@@ -235,6 +273,100 @@ def _carry(belief: tuple[float, float, float], command: tuple[float, float], dt:
     return moved[0, 0].astype(np.float64)
 
 
+def _carry_points(points: tuple[tuple[float, float], ...], command: tuple[float, float],
+                  dt: float) -> tuple[tuple[float, float], ...]:
+    """Fixed world positions (robot frame) after the robot drove `command` for dt."""
+    out = []
+    for x, y in points:
+        moved = _carry((x, y, 0.0), command, dt)
+        out.append((float(moved[0]), float(moved[1])))
+    return tuple(out)
+
+
+def safe_command(command: tuple[float, float], obstacles: np.ndarray | None,
+                 config: MpcConfig) -> tuple[tuple[float, float], bool]:
+    """The fail-safe: -> ((v, w), whether v was cut). The linear speed is scaled down (to 3/4, 1/2, 1/4, 0)
+    until the command held `safety_time` keeps the robot's centre robot_radius + safety_margin from every
+    obstacle point (P, 2), robot frame, or, where it already is closer, brings it no closer. w is kept: a
+    disc turning in place touches nothing."""
+    v, w = command
+    if not config.fail_safe or obstacles is None or not len(obstacles) or v == 0.0:
+        return (v, w), False
+    keep = config.robot_radius + config.safety_margin
+    reach = abs(v) * config.safety_time + keep
+    near = obstacles[(obstacles**2).sum(1) <= reach**2]
+    if not len(near):
+        return (v, w), False
+    now = float(np.sqrt((near**2).sum(1).min()))
+    steps = max(2, int(math.ceil(config.safety_time / 0.05)))
+    for scale in (1.0, 0.75, 0.5, 0.25):
+        held = np.broadcast_to(np.array([v * scale, w], np.float32), (1, steps, 2))
+        pos = _kinematic_positions(held, config.safety_time / steps)[0]  # (S, 2)
+        gap = np.sqrt(((pos[:, None, :] - near[None]) ** 2).sum(-1).min())
+        if gap >= min(keep, now - 1e-3):
+            return (v * scale, w), scale < 1.0
+    return (0.0, w), True
+
+
+_NEIGHBOURS = ((-1, 0, 1.0), (1, 0, 1.0), (0, -1, 1.0), (0, 1, 1.0),
+               (-1, -1, math.sqrt(2.0)), (-1, 1, math.sqrt(2.0)), (1, -1, math.sqrt(2.0)), (1, 1, math.sqrt(2.0)))
+
+
+def detour_field(obstacles: np.ndarray, goal: np.ndarray, config: MpcConfig) -> np.ndarray | None:
+    """Shortest-path distance (m) to `goal` (2,) robot frame from every cell of a grid of detour_cell
+    spanning +-detour_extent round the robot, through cells farther than collision_radius from every
+    obstacle point (P, 2): (G, G), inf where blocked or cut off; None when the straight way from the
+    robot to the goal is free (nothing to go round) or the goal is off the grid.
+
+    A vectorised wavefront (Bellman-Ford sweeps over the 8 neighbours of every cell, until nothing changes);
+    the side of an object the LiDAR cannot see counts as free."""
+    cell, extent = config.detour_cell, config.detour_extent
+    g = 2 * int(round(extent / cell)) + 1
+    gi = np.round((np.asarray(goal, np.float64)[:2] + extent) / cell).astype(int)
+    if not (0 <= gi[0] < g and 0 <= gi[1] < g):
+        return None
+    radius = config.collision_radius
+    line = np.linspace(0.0, 1.0, max(2, int(math.hypot(*goal[:2]) / (0.5 * cell)) + 1))[:, None] * goal[None, :2]
+    if len(obstacles) == 0 or np.sqrt(((line[:, None] - obstacles[None]) ** 2).sum(-1)).min() >= radius:
+        return None
+    axis = np.arange(g) * cell - extent  # cell centres; index [i, j] is (x = axis[i], y = axis[j])
+    blocked = np.zeros((g, g), bool)
+    reach = int(math.ceil(radius / cell))
+    offsets = np.arange(-reach, reach + 1)
+    for p in np.asarray(obstacles, np.float64):  # stamp a disc round each point
+        ci, cj = int(round((p[0] + extent) / cell)), int(round((p[1] + extent) / cell))
+        ii, jj = np.clip(ci + offsets, 0, g - 1), np.clip(cj + offsets, 0, g - 1)
+        near = ((axis[ii][:, None] - p[0]) ** 2 + (axis[jj][None, :] - p[1]) ** 2) < radius**2
+        blocked[np.ix_(ii, jj)] |= near
+    dist = np.full((g, g), np.inf)
+    blocked[gi[0], gi[1]] = False
+    dist[gi[0], gi[1]] = 0.0
+    for _ in range(4 * g):
+        padded = np.pad(dist, 1, constant_values=np.inf)
+        best = dist.copy()
+        for di, dj, step in _NEIGHBOURS:
+            np.minimum(best, padded[1 + di: 1 + di + g, 1 + dj: 1 + dj + g] + step * cell, out=best)
+        best[blocked] = np.inf
+        if np.array_equal(best, dist):
+            break
+        dist = best
+    return dist
+
+
+def detour_excess(field: np.ndarray, goal: np.ndarray, positions: np.ndarray, config: MpcConfig) -> np.ndarray:
+    """The path round the obstacles minus the straight distance to `goal`, at positions (..., 2) robot
+    frame: (...), >= 0; positions off the grid count 0, blocked ones 2 * detour_extent."""
+    cell, extent = config.detour_cell, config.detour_extent
+    g = field.shape[0]
+    idx = np.round((positions + extent) / cell).astype(int)
+    inside = ((idx >= 0) & (idx < g)).all(-1)
+    idx = np.clip(idx, 0, g - 1)
+    path = field[idx[..., 0], idx[..., 1]]
+    straight = np.hypot(positions[..., 0] - goal[0], positions[..., 1] - goal[1])
+    excess = np.where(np.isfinite(path), np.maximum(path - straight, 0.0), 2.0 * extent)
+    return np.where(inside, excess, 0.0)
+
+
 def _step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
     """(model steps scored, their weights): every step for the latent cost; for the pose cost the end of
     every held command (the head costs a thousand times the dynamics), the last one weighted terminal."""
@@ -249,11 +381,12 @@ def _step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions: np.ndarray,
                    obstacles: np.ndarray | None = None, belief: np.ndarray | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   detour: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cost of each candidate and its predicted latents: actions (N, H, 2) -> ((N,), (N, H, D)).
 
     Candidates are split across ensemble members (candidate i rolls out with member i mod E). `belief`: the
-    goal pose (robot frame) believed now (cost "pose" with `localise`).
+    goal pose (robot frame) believed now (cost "pose" with `localise`). `detour`: (detour_field, its goal
+    (2,)) adds the detour term to the pose cost.
     """
     dyn = config.dynamics
     n, h = actions.shape[:2]
@@ -270,6 +403,10 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
                      & (np.abs(np.angle(np.exp(1j * (readings[..., 2] - carried[..., 2])))) < math.radians(30.0)))
             readings = np.where(agree[..., None], readings, carried)
         per_step = pose_cost(config, readings)
+        if detour is not None:
+            field, goal = detour
+            per_step = per_step + config.detour_weight * detour_excess(
+                field, goal, _kinematic_positions(actions, dyn.dt)[:, steps], config)
     else:
         per_step = ((pred[:, steps] - z_goal.astype(np.float32)) ** 2).sum(-1)  # (N, S)
     cost = (per_step * weights).sum(1)
@@ -285,7 +422,8 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
             cross += (near**2).sum(1)
             gap2 = np.maximum(cross.min(1).reshape(pos.shape[:2]) + (pos**2).sum(-1), 0.0)  # (N, H) squared
             gap = np.sqrt(gap2)
-            cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / config.collision_radius) ** 2).sum(1)
+            radius = config.collision_radius + config.collision_speed_margin * np.abs(actions[..., 0])  # (N, H)
+            cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / radius) ** 2).sum(1)
     return cost, pred
 
 
@@ -330,7 +468,7 @@ def servo_rollout(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command:
 def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray | None,
          command: tuple[float, float], rng: np.random.Generator, obstacles: np.ndarray | None = None,
          extra: np.ndarray | None = None, belief: np.ndarray | None = None,
-         ) -> tuple[np.ndarray, float, np.ndarray]:
+         detour: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float, np.ndarray]:
     """CEM: -> (plan (H, 2), its cost, its predicted latents (H, D)).
 
     The Gaussian is over horizon / action_repeat decisions, each held for action_repeat model steps; every
@@ -354,7 +492,7 @@ def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray 
         executed = rate_limit(np.repeat(cand, k, axis=1)[:, :h], command, config)
         if iteration == 0 and extra is not None and len(extra):
             executed = np.concatenate([executed, rate_limit(np.asarray(extra, np.float32), command, config)])
-        cost, pred = sequence_costs(config, z, z_goal, executed, obstacles, belief)
+        cost, pred = sequence_costs(config, z, z_goal, executed, obstacles, belief, detour)
         order = np.argsort(cost)
         if cost[order[0]] < best[0]:
             best = (float(cost[order[0]]), executed[order[0]].copy(), pred[order[0]].copy())
@@ -403,6 +541,8 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
     if status in (CONVERGED, LOST):
         return replace(state, status=status, command=(0.0, 0.0), plan=None, **common), (0.0, 0.0)
     belief: np.ndarray | None = None
+    rejected = _carry_points(state.rejected, state.command, dt) if state.rejected else ()
+    arrived = 0
     if config.localise and estimate is not None:
         support = state.support
         if state.belief is not None:
@@ -413,29 +553,57 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
                 belief = np.array([0.5 * (belief[0] + estimate[0]), 0.5 * (belief[1] + estimate[1]),
                                    math.atan2(math.sin(belief[2]) + math.sin(estimate[2]),
                                               math.cos(belief[2]) + math.cos(estimate[2]))])
+        exclude = np.asarray(rejected, np.float32).reshape(-1, 2) if rejected else None
         looked = None
         if state.belief is None or state.step % config.relocalise_every == 0:
-            looked = look_around(config, z, z_goal, state.command)
-        if looked is not None and (belief is None or looked[1] >= support):
+            looked = look_around(config, z, z_goal, state.command, exclude)
+        if looked is not None and looked[1] > 0 and (belief is None or looked[1] >= support):
             belief, support = looked
+        if belief is not None and config.reject_factor > 0:
+            at_goal = (math.hypot(belief[0], belief[1]) <= config.arrive_radius
+                       and abs(wrap_angle(float(belief[2]))) <= config.arrive_yaw)
+            arrived = state.arrived + 1 if at_goal and error > config.reject_factor * config.tolerance else 0
+            if arrived * dt >= config.reject_after_s:  # here is not the goal: look for it elsewhere
+                rejected = (*rejected, (float(belief[0]), float(belief[1])))
+                belief, support = look_around(config, z, z_goal, state.command,
+                                              np.asarray(rejected, np.float32).reshape(-1, 2))
+                arrived = 0
+                common.update(best_error=math.inf, since_progress=0.0)
+                if support == 0:  # every reading points at a disproved place: turn for a new view
+                    w = limit_command(config.max_angular, state.command[1], config.max_angular,
+                                      config.max_angular_accel, dt)
+                    v = limit_command(0.0, state.command[0], config.max_linear, config.max_linear_accel, dt)
+                    return replace(state, status=status, command=(v, w), plan=None, predicted=None, mode=PLAN,
+                                   servo=None, belief=None, support=0, rejected=rejected, arrived=0,
+                                   **common), (v, w)
         if belief is not None:  # always, from the first look-around on
             common["belief"] = (float(belief[0]), float(belief[1]), float(belief[2]))
             common["support"] = support
             estimate = belief
+    common.update(rejected=rejected, arrived=arrived)
     if estimate is not None and config.servo is not None and _handover(state, estimate, config):
         servo_state = state.servo if state.mode == SERVO and state.servo is not None else ServoState(
             command=state.command)
         servo_state, (v, w) = servo_step(servo_state, z, z_goal, estimate, dt, config.servo)
-        return replace(state, status=status, command=(v, w), plan=None, predicted=None, mode=SERVO,
-                       servo=servo_state, **common), (v, w)
+        _, cut = safe_command((v, w), obstacles, config)
+        if not cut:
+            return replace(state, status=status, command=(v, w), plan=None, predicted=None, mode=SERVO,
+                           servo=servo_state, **common), (v, w)
+        # The servo law would drive into something: the planner, with its collision cost, drives this step.
     rng = np.random.default_rng((config.seed, state.step))
     extra = None
     if config.servo is not None:
         extra = servo_rollout(config, z, z_goal, state.command)[None]
-    sequence, cost, predicted = plan(config, z, z_goal, state.plan, state.command, rng, obstacles, extra, belief)
-    v, w = float(sequence[0, 0]), float(sequence[0, 1])
+    detour = None
+    if config.detour_weight > 0 and config.cost == "pose" and obstacles is not None and estimate is not None:
+        goal = np.asarray(estimate[:2], np.float64)
+        field = detour_field(obstacles, goal, config)
+        detour = None if field is None else (field, goal)
+    sequence, cost, predicted = plan(config, z, z_goal, state.plan, state.command, rng, obstacles, extra, belief,
+                                     detour)
+    (v, w), cut = safe_command((float(sequence[0, 0]), float(sequence[0, 1])), obstacles, config)
     return replace(state, status=status, command=(v, w), plan=sequence, predicted=predicted, cost=cost,
-                   mode=PLAN, servo=None, **common), (v, w)
+                   mode=PLAN, servo=None, safety_stops=state.safety_stops + int(cut), **common), (v, w)
 
 
 def mpc_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, jacobian: np.ndarray | None, dt: float,
