@@ -14,8 +14,11 @@ from vae_ros.control.planner import (
     CONVERGED,
     MpcConfig,
     MpcState,
+    detour_excess,
+    detour_field,
     mpc_step,
     plan_step,
+    safe_command,
     scan_obstacles,
     sequence_costs,
 )
@@ -108,3 +111,58 @@ def test_collision_cost_from_a_scan(config: MpcConfig) -> None:
     walled, _ = sequence_costs(config, z, z, np.concatenate([straight, still]), obstacles)
     assert walled[0] - free[0] > 10.0
     assert walled[1] == pytest.approx(free[1])
+
+
+def _wall(x: float, half: float = 0.4) -> np.ndarray:
+    """Obstacle points of a wall across the robot's way at x (robot frame), from y = -half to +half."""
+    return np.stack([np.full(41, x), np.linspace(-half, half, 41)], 1).astype(np.float32)
+
+
+def test_fail_safe_stops_short_of_what_the_lidar_sees_but_lets_the_robot_turn_and_back_off(
+        config: MpcConfig) -> None:
+    wall = _wall(0.35)  # the robot's centre may come to robot_radius + safety_margin = 0.25 m of it
+    (v, w), cut = safe_command((0.3, 0.5), wall, config)
+    assert cut and 0.0 <= v < 0.3 and w == 0.5  # slowed (or stopped); the turn is kept
+    (v, w), cut = safe_command((0.3, 0.0), _wall(0.26), config)
+    assert cut and v == 0.0  # too close to go on at all
+    assert safe_command((-0.3, 0.2), wall, config) == ((-0.3, 0.2), False)  # backing off is fine
+    assert safe_command((0.0, 0.8), _wall(0.21), config) == ((0.0, 0.8), False)  # turning in place too
+    assert safe_command((0.3, 0.0), _wall(2.0), config) == ((0.3, 0.0), False)  # far away: untouched
+    assert safe_command((0.3, 0.0), None, config) == ((0.3, 0.0), False)
+    off = replace(config, fail_safe=False)
+    assert safe_command((0.3, 0.0), _wall(0.26), off) == ((0.3, 0.0), False)
+    (v, _), cut = safe_command((-0.2, 0.0), _wall(0.22), config)  # already too close: moving away is allowed
+    assert not cut and v == -0.2
+
+
+def test_detour_field_goes_round_a_wall_and_is_off_for_a_free_way(config: MpcConfig) -> None:
+    goal = np.array([1.6, 0.0])
+    assert detour_field(_wall(0.8), np.array([0.5, 0.0]), config) is None  # the goal before the wall
+    assert detour_field(np.zeros((0, 2), np.float32), goal, config) is None
+    assert detour_field(_wall(0.8), np.array([9.0, 0.0]), config) is None  # off the grid
+    field = detour_field(_wall(0.8), goal, config)
+    assert field is not None
+    here, beside, past = detour_excess(field, goal, np.array([[0.0, 0.0], [0.6, 0.9], [1.2, 0.0]]), config)
+    assert here > 0.3  # the way round the wall is longer than the straight line through it ...
+    assert beside < 0.5 * here  # ... and much less so from beside the wall's end
+    assert past == 0.0  # behind the wall the straight way is free again
+    blocked = detour_excess(field, goal, np.array([[0.8, 0.0]]), config)[0]
+    assert blocked == 2 * config.detour_extent  # inside the wall
+
+
+def test_detour_cost_turns_the_plan_round_a_blocking_wall(config: MpcConfig) -> None:
+    # Pure kinematics: the candidates' cost is the detour term alone when the pose cost is the same for all;
+    # with a wall straight ahead, the cheapest of a left arc, a right arc and straight on must not be straight.
+    goal = np.array([1.6, 0.05])
+    field = detour_field(_wall(0.8), goal, config)
+    assert field is not None
+    h = config.horizon
+    straight = np.tile([0.3, 0.0], (h, 1))
+    left = np.tile([0.3, 0.6], (h, 1))
+    positions = np.stack([np.cumsum(np.full(h, 0.03)), np.zeros(h)], 1)[None]
+    assert detour_excess(field, goal, positions, config)[0, -1] > 0.0
+    from vae_ros.control.planner import _kinematic_positions
+
+    ends = _kinematic_positions(np.stack([straight, left]).astype(np.float32), config.dynamics.dt)[:, -1]
+    excess = detour_excess(field, goal, ends, config)
+    assert excess[1] < excess[0]

@@ -179,11 +179,14 @@ class MpcState:
 def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: float, **overrides: Any) -> MpcConfig:
     """The planner as measured for a differential drive on the control model (README, World model): pose cost
     through the head over 3 s of commands held 0.5 s, the servo law as a candidate and near the goal, the
-    imagined look-around. `overrides` replace any field."""
+    imagined look-around, goals disproved on arrival, the LiDAR fail-safe with a 0.2 m margin (the scan plane
+    sees a post under an overhanging sphere and box faces inside the footprints: README, World model) and the
+    detour cost. `overrides` replace any field."""
     settings: dict[str, Any] = {
         "horizon": 30, "samples": 150, "iterations": 3, "elites": 15, "action_repeat": 5, "cost": "pose",
         "terminal_weight": 1.0, "localise": True, "handover_distance": 0.8, "handover_yaw": math.radians(50.0),
-        "lost_after_s": 30.0}
+        "lost_after_s": 30.0, "reject_factor": 1.8, "safety_margin": 0.2, "collision_speed_margin": 0.3,
+        "detour_weight": 1.0}
     settings.update(overrides)
     servo = settings.pop("servo", None) or ServoConfig(tolerance=tolerance)
     config = MpcConfig(dynamics=dynamics, head=head, tolerance=tolerance, servo=servo, **settings)
