@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +117,18 @@ def test_a_goal_disproved_on_arrival_is_excluded_and_looked_for_elsewhere(model:
     belief, _ = look_around(config, z, z_goal, (0.0, 0.0))
     elsewhere, support = look_around(config, z, z_goal, (0.0, 0.0), np.array([belief[:2]], np.float32))
     assert support == 0 or np.hypot(*(elsewhere[:2] - belief[:2])) >= config.reject_radius
-    # A robot that believes it stands at the goal while the latent error stays far above the tolerance (here:
-    # the hard start itself, 1-2 m away) gives that place up after reject_after_s and finds the real goal.
+    # A robot that believes it stands at the goal while the latent error stays far above the tolerance without
+    # improving (here: the hard start itself, 1-2 m away) gives that place up after reject_after_s and finds
+    # the real goal; a step earlier, or with the error still falling, it does not.
     assert config.reject_factor > 0
     steps = round(config.reject_after_s / config.dynamics.dt)
-    state = MpcState(belief=(0.0, 0.0, 0.0), support=50, arrived=steps - 1, step=1)
-    state, _ = plan_step(state, z, z_goal, config)
+    stuck = MpcState(belief=(0.0, 0.0, 0.0), support=50, arrived=steps - 2, step=1, best_error=0.01,
+                     since_progress=config.reject_after_s)
+    waiting, _ = plan_step(stuck, z, z_goal, config)
+    assert waiting.rejected == () and waiting.arrived == steps - 1
+    falling, _ = plan_step(replace(waiting, best_error=math.inf, since_progress=0.0), z, z_goal, config)
+    assert falling.rejected == ()
+    state, _ = plan_step(waiting, z, z_goal, config)
     assert len(state.rejected) == 1 and np.hypot(*state.rejected[0]) < 0.05
     assert state.belief is not None and np.hypot(state.belief[0] - truth[0], state.belief[1] - truth[1]) < 0.4
     assert state.arrived == 0 and state.best_error == math.inf  # a fresh progress window for the new goal

@@ -81,18 +81,20 @@ class MpcConfig:
     servo: ServoConfig | None = field(default=None, repr=False)  # the servo law: a candidate, and inside ...
     handover_distance: float = 0.0  # m: ... this estimated goal distance it drives (0: never hand over)
     handover_yaw: float = math.radians(60.0)  # and within this estimated yaw error
+    handover_near: float = 0.0  # m: and within this estimated distance whatever the yaw error (0: no)
     # Where the goal is, when the head cannot tell from here (it is trained on goals within ~70 deg of yaw):
     # look around in imagination (see look_around) and carry the belief through the executed commands.
     localise: bool = False
     look_steps: int = 40  # model steps of imagined turning in place, each way
     relocalise_every: int = 10  # plans between two look-arounds
-    # A believed goal is disproved on arrival: the head reads the goal here (within arrive_radius and
-    # arrive_yaw) but the latent error stays above reject_factor tolerances for reject_after_s (a place whose
-    # scan aliases the goal's). It is then excluded (within reject_radius) and the robot looks around again.
+    # A believed goal is disproved on arrival: the belief puts the goal here (within arrive_radius) but the
+    # latent error stays above reject_factor tolerances and has not improved (by 5 %) for reject_after_s (a
+    # place whose scan aliases the goal's; at the true goal the error falls while the yaw is aligned, even
+    # from 3 tolerances at 6 deg: measured). It is then excluded (within reject_radius) and the robot looks
+    # around again.
     reject_factor: float = 0.0  # 0: never reject
-    reject_after_s: float = 1.5
-    arrive_radius: float = 0.06  # m
-    arrive_yaw: float = math.radians(6.0)
+    reject_after_s: float = 3.0
+    arrive_radius: float = 0.15  # m
     reject_radius: float = 0.4  # m
     # Fail-safe on the LiDAR points (with obstacles given, in the servo hand-over too): the linear speed is cut
     # until the command, held safety_time, keeps the robot's centre robot_radius + safety_margin from every
@@ -134,8 +136,8 @@ class MpcConfig:
             raise ConfigError("the pose cost and the servo candidate need the control model's relative-pose head")
         if self.action_repeat < 1 or self.action_repeat > self.horizon:
             raise ConfigError(f"planner action_repeat must be in [1, horizon], got {self.action_repeat}")
-        for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw",
-                     "reject_factor", "reject_after_s", "arrive_radius", "arrive_yaw", "reject_radius",
+        for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw", "handover_near",
+                     "reject_factor", "reject_after_s", "arrive_radius", "reject_radius",
                      "robot_radius", "safety_margin", "safety_time", "collision_speed_margin", "detour_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -186,7 +188,7 @@ def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: fl
         "horizon": 30, "samples": 150, "iterations": 3, "elites": 15, "action_repeat": 5, "cost": "pose",
         "terminal_weight": 1.0, "localise": True, "handover_distance": 0.8, "handover_yaw": math.radians(50.0),
         "lost_after_s": 30.0, "reject_factor": 1.8, "safety_margin": 0.2, "collision_speed_margin": 0.3,
-        "detour_weight": 1.0}
+        "detour_weight": 1.0, "handover_near": 0.5}
     settings.update(overrides)
     servo = settings.pop("servo", None) or ServoConfig(tolerance=tolerance)
     config = MpcConfig(dynamics=dynamics, head=head, tolerance=tolerance, servo=servo, **settings)
@@ -510,13 +512,17 @@ def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray 
 
 def _handover(state: MpcState, estimate: np.ndarray, config: MpcConfig) -> bool:
     """True while the servo law should drive: inside handover_distance and handover_yaw of the goal (head
-    estimate), left again only beyond 1.5x the distance or 20 deg more yaw (hysteresis)."""
+    estimate), left again only beyond 1.5x the distance or 20 deg more yaw (hysteresis); or inside
+    handover_near whatever the yaw (left beyond 1.5x): there the plan would have to turn, drive and turn
+    back within its horizon, and CEM settled for standing still (measured), while the servo law turns to the
+    goal in place."""
     if config.handover_distance <= 0:
         return False
     rho, yaw = math.hypot(estimate[0], estimate[1]), abs(wrap_angle(float(estimate[2])))
     if state.mode == SERVO:
-        return rho <= 1.5 * config.handover_distance and yaw <= config.handover_yaw + math.radians(20.0)
-    return rho <= config.handover_distance and yaw <= config.handover_yaw
+        return ((rho <= 1.5 * config.handover_distance and yaw <= config.handover_yaw + math.radians(20.0))
+                or rho <= 1.5 * config.handover_near)
+    return (rho <= config.handover_distance and yaw <= config.handover_yaw) or rho <= config.handover_near
 
 
 def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcConfig,
@@ -563,10 +569,10 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
         if looked is not None and looked[1] > 0 and (belief is None or looked[1] >= support):
             belief, support = looked
         if belief is not None and config.reject_factor > 0:
-            at_goal = (math.hypot(belief[0], belief[1]) <= config.arrive_radius
-                       and abs(wrap_angle(float(belief[2]))) <= config.arrive_yaw)
+            at_goal = math.hypot(belief[0], belief[1]) <= config.arrive_radius
             arrived = state.arrived + 1 if at_goal and error > config.reject_factor * config.tolerance else 0
-            if arrived * dt >= config.reject_after_s:  # here is not the goal: look for it elsewhere
+            if arrived * dt >= config.reject_after_s and since >= config.reject_after_s:
+                # here is not the goal: look for it elsewhere
                 rejected = (*rejected, (float(belief[0]), float(belief[1])))
                 belief, support = look_around(config, z, z_goal, state.command,
                                               np.asarray(rejected, np.float32).reshape(-1, 2))
