@@ -147,7 +147,9 @@ def test_detour_field_goes_round_a_wall_and_is_off_for_a_free_way(config: MpcCon
     assert beside < 0.5 * here  # ... and much less so from beside the wall's end
     assert past == 0.0  # behind the wall the straight way is free again
     blocked = detour_excess(field, goal, np.array([[0.8, 0.0]]), config)[0]
-    assert blocked == 2 * config.detour_extent  # inside the wall
+    assert blocked == 1.0  # inside the wall
+    close = detour_field(_wall(0.2), goal, config)  # the robot nearer the wall than collision_radius
+    assert close is not None and np.isfinite(close[close.shape[0] // 2, close.shape[1] // 2])
 
 
 def test_detour_cost_turns_the_plan_round_a_blocking_wall(config: MpcConfig) -> None:

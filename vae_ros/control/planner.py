@@ -104,12 +104,17 @@ class MpcConfig:
     safety_margin: float = 0.05  # m
     safety_time: float = 0.6  # s
     collision_speed_margin: float = 0.0  # s: the collision cost's radius grows by |v| times this
-    # Round what blocks the way: with obstacle points, a position's cost-to-go is the shortest path to the
-    # believed goal on a grid round the points (inflated by collision_radius), and each scored step adds
-    # detour_weight x (that path - the straight distance) to the pose cost. 0: off.
-    detour_weight: float = 0.0
+    # Round what blocks the way: with obstacle points and the straight way to the believed goal blocked, the
+    # shortest path to it on a grid round the points (inflated by collision_radius) gives a waypoint
+    # detour_lookahead along it, and the plan drives there (kinematic distance) instead of scoring the goal.
+    detour: bool = False
+    detour_lookahead: float = 0.7  # m
     detour_cell: float = 0.1  # m
     detour_extent: float = 3.0  # m: the grid spans +-this round the robot
+    # Short manoeuvres that end standing still (arcs held 1, 2 or 4 decisions; turn in place, then drive)
+    # compete in the first CEM iteration: in a cramped spot nearly every random 3 s sequence touches
+    # something, and standing still won (measured).
+    primitives: bool = False
 
     def validate(self) -> None:
         for name in ("horizon", "samples", "iterations", "elites", "settle_steps"):
@@ -138,11 +143,11 @@ class MpcConfig:
             raise ConfigError(f"planner action_repeat must be in [1, horizon], got {self.action_repeat}")
         for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw", "handover_near",
                      "reject_factor", "reject_after_s", "arrive_radius", "reject_radius",
-                     "robot_radius", "safety_margin", "safety_time", "collision_speed_margin", "detour_weight"):
+                     "robot_radius", "safety_margin", "safety_time", "collision_speed_margin"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"planner {name} must be >= 0, got {value}")
-        for name in ("detour_cell", "detour_extent"):
+        for name in ("detour_cell", "detour_extent", "detour_lookahead"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"planner {name} must be a positive number, got {value}")
@@ -188,7 +193,7 @@ def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: fl
         "horizon": 30, "samples": 150, "iterations": 3, "elites": 15, "action_repeat": 5, "cost": "pose",
         "terminal_weight": 1.0, "localise": True, "handover_distance": 0.8, "handover_yaw": math.radians(50.0),
         "lost_after_s": 30.0, "reject_factor": 1.8, "safety_margin": 0.2, "collision_speed_margin": 0.3,
-        "detour_weight": 1.0, "handover_near": 0.5}
+        "detour": True, "handover_near": 0.5, "primitives": True}
     settings.update(overrides)
     servo = settings.pop("servo", None) or ServoConfig(tolerance=tolerance)
     config = MpcConfig(dynamics=dynamics, head=head, tolerance=tolerance, servo=servo, **settings)
@@ -216,10 +221,10 @@ def pose_cost(config: MpcConfig, estimate: np.ndarray) -> np.ndarray:
     dx, dy, dyaw = estimate[..., 0], estimate[..., 1], estimate[..., 2]
     rho = np.hypot(dx, dy)
     bearing = np.abs(np.arctan2(dy, dx))
-    heading = np.minimum(bearing, np.pi - bearing)  # backwards is as good as forwards
+    bearing_error = np.minimum(bearing, np.pi - bearing)  # backwards is as good as forwards
     r = max(config.near_radius, 1e-6)
     far = np.clip((rho - r) / r, 0.0, 1.0)
-    return rho + config.heading_weight * far * heading + config.yaw_weight * np.abs(dyaw)
+    return rho + config.heading_weight * far * bearing_error + config.yaw_weight * np.abs(dyaw)
 
 
 def _goal_in_frames(goal: np.ndarray, actions: np.ndarray, dt: float, steps: np.ndarray) -> np.ndarray:
@@ -319,8 +324,8 @@ _NEIGHBOURS = ((-1, 0, 1.0), (1, 0, 1.0), (0, -1, 1.0), (0, 1, 1.0),
 
 def detour_field(obstacles: np.ndarray, goal: np.ndarray, config: MpcConfig) -> np.ndarray | None:
     """Shortest-path distance (m) to `goal` (2,) robot frame from every cell of a grid of detour_cell
-    spanning +-detour_extent round the robot, through cells farther than collision_radius from every
-    obstacle point (P, 2): (G, G), inf where blocked or cut off; None when the straight way from the
+    spanning +-detour_extent round the robot, through cells farther than collision_radius (or 0.9 of the
+    nearest point's distance, if less) from every obstacle point (P, 2): (G, G), inf where blocked or cut off; None when the straight way from the
     robot to the goal is free (nothing to go round) or the goal is off the grid.
 
     A vectorised wavefront (Bellman-Ford sweeps over the 8 neighbours of every cell, until nothing changes);
@@ -330,9 +335,12 @@ def detour_field(obstacles: np.ndarray, goal: np.ndarray, config: MpcConfig) -> 
     gi = np.round((np.asarray(goal, np.float64)[:2] + extent) / cell).astype(int)
     if not (0 <= gi[0] < g and 0 <= gi[1] < g):
         return None
-    radius = config.collision_radius
+    if len(obstacles) == 0:
+        return None
+    # Inflated by collision_radius, but never over the robot itself (it may stand closer than that).
+    radius = min(_collision_radius(config), 0.9 * float(np.sqrt((np.asarray(obstacles) ** 2).sum(1).min())))
     line = np.linspace(0.0, 1.0, max(2, int(math.hypot(*goal[:2]) / (0.5 * cell)) + 1))[:, None] * goal[None, :2]
-    if len(obstacles) == 0 or np.sqrt(((line[:, None] - obstacles[None]) ** 2).sum(-1)).min() >= radius:
+    if np.sqrt(((line[:, None] - obstacles[None]) ** 2).sum(-1)).min() >= radius:
         return None
     axis = np.arange(g) * cell - extent  # cell centres; index [i, j] is (x = axis[i], y = axis[j])
     blocked = np.zeros((g, g), bool)
@@ -358,18 +366,37 @@ def detour_field(obstacles: np.ndarray, goal: np.ndarray, config: MpcConfig) -> 
     return dist
 
 
-def detour_excess(field: np.ndarray, goal: np.ndarray, positions: np.ndarray, config: MpcConfig) -> np.ndarray:
-    """The path round the obstacles minus the straight distance to `goal`, at positions (..., 2) robot
-    frame: (...), >= 0; positions off the grid count 0, blocked ones 2 * detour_extent."""
+def detour_waypoint(field: np.ndarray, goal: np.ndarray, config: MpcConfig) -> np.ndarray | None:
+    """Where to drive round what blocks the way: (2,) robot frame, detour_lookahead along the shortest path
+    (steepest descent of `field` from the robot's cell), or the goal when the path is shorter; None when the
+    robot's cell is cut off from the goal."""
     cell, extent = config.detour_cell, config.detour_extent
     g = field.shape[0]
-    idx = np.round((positions + extent) / cell).astype(int)
-    inside = ((idx >= 0) & (idx < g)).all(-1)
-    idx = np.clip(idx, 0, g - 1)
-    path = field[idx[..., 0], idx[..., 1]]
-    straight = np.hypot(positions[..., 0] - goal[0], positions[..., 1] - goal[1])
-    excess = np.where(np.isfinite(path), np.maximum(path - straight, 0.0), 2.0 * extent)
-    return np.where(inside, excess, 0.0)
+    i = j = g // 2
+    if not np.isfinite(field[i, j]):
+        return None
+    travelled = 0.0
+    while travelled < config.detour_lookahead and field[i, j] > 0:
+        best = (field[i, j], i, j, 0.0)
+        for di, dj, step in _NEIGHBOURS:
+            ni, nj = i + di, j + dj
+            if 0 <= ni < g and 0 <= nj < g and field[ni, nj] < best[0]:
+                best = (field[ni, nj], ni, nj, step * cell)
+        if best[1] == i and best[2] == j:
+            break
+        _, i, j, step_m = best
+        travelled += step_m
+    if field[i, j] <= 0:
+        return np.asarray(goal[:2], np.float64)
+    return np.array([i * cell - extent, j * cell - extent])
+
+
+def _collision_radius(config: MpcConfig) -> float:
+    """The collision cost's radius: collision_radius, or what the fail-safe keeps if more (a plan the
+    fail-safe would stop is no plan: with less, the robot stood still at the edge, measured)."""
+    if config.fail_safe:
+        return max(config.collision_radius, config.robot_radius + config.safety_margin)
+    return config.collision_radius
 
 
 def _step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
@@ -386,12 +413,12 @@ def _step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions: np.ndarray,
                    obstacles: np.ndarray | None = None, belief: np.ndarray | None = None,
-                   detour: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   waypoint: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cost of each candidate and its predicted latents: actions (N, H, 2) -> ((N,), (N, H, D)).
 
     Candidates are split across ensemble members (candidate i rolls out with member i mod E). `belief`: the
-    goal pose (robot frame) believed now (cost "pose" with `localise`). `detour`: (detour_field, its goal
-    (2,)) adds the detour term to the pose cost.
+    goal pose (robot frame) believed now (cost "pose" with `localise`). `waypoint` (2,) robot frame: score
+    the kinematic distance to it instead (a detour round what blocks the way).
     """
     dyn = config.dynamics
     n, h = actions.shape[:2]
@@ -408,17 +435,16 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
                      & (np.abs(np.angle(np.exp(1j * (readings[..., 2] - carried[..., 2])))) < math.radians(30.0)))
             readings = np.where(agree[..., None], readings, carried)
         per_step = pose_cost(config, readings)
-        if detour is not None:
-            field, goal = detour
-            per_step = per_step + config.detour_weight * detour_excess(
-                field, goal, _kinematic_positions(actions, dyn.dt)[:, steps], config)
+        if waypoint is not None:  # round what blocks the way: drive to the waypoint
+            pos = _kinematic_positions(actions, dyn.dt)[:, steps]
+            per_step = np.hypot(pos[..., 0] - waypoint[0], pos[..., 1] - waypoint[1])
     else:
         per_step = ((pred[:, steps] - z_goal.astype(np.float32)) ** 2).sum(-1)  # (N, S)
     cost = (per_step * weights).sum(1)
     cost += config.effort_weight * ((actions / config.limits) ** 2).sum((1, 2))
     if obstacles is not None and len(obstacles):
         # Only points the robot could touch within the horizon matter.
-        reach = h * dyn.dt * config.max_linear + config.collision_radius
+        reach = h * dyn.dt * config.max_linear + _collision_radius(config) + config.collision_speed_margin
         near = obstacles[(obstacles**2).sum(1) <= reach**2]
         if len(near):
             pos = _kinematic_positions(actions, dyn.dt)  # (N, H, 2)
@@ -427,7 +453,7 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
             cross += (near**2).sum(1)
             gap2 = np.maximum(cross.min(1).reshape(pos.shape[:2]) + (pos**2).sum(-1), 0.0)  # (N, H) squared
             gap = np.sqrt(gap2)
-            radius = config.collision_radius + config.collision_speed_margin * np.abs(actions[..., 0])  # (N, H)
+            radius = _collision_radius(config) + config.collision_speed_margin * np.abs(actions[..., 0])  # (N, H)
             cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / radius) ** 2).sum(1)
     return cost, pred
 
@@ -470,10 +496,31 @@ def servo_rollout(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command:
     return out
 
 
+def motion_primitives(config: MpcConfig) -> np.ndarray:
+    """(K, H, 2) command sequences (before the rate limits) that move a little and stop: arcs (v = +-max,
+    w in {-0.75, 0, 0.75} x max) held 1, 2 or 4 decisions; turning in place (+-max) for 1-3 decisions, then
+    driving straight (+-max) for 2."""
+    h, k, vmax, wmax = config.horizon, config.action_repeat, config.max_linear, config.max_angular
+    out = []
+    for v in (vmax, -vmax):
+        for w in (-0.75 * wmax, 0.0, 0.75 * wmax):
+            for held in (1, 2, 4):
+                seq = np.zeros((h, 2), np.float32)
+                seq[: held * k] = (v, w)
+                out.append(seq)
+        for w in (wmax, -wmax):
+            for turn in (1, 2, 3):
+                seq = np.zeros((h, 2), np.float32)
+                seq[: turn * k, 1] = w
+                seq[turn * k: (turn + 2) * k, 0] = v
+                out.append(seq)
+    return np.stack(out)
+
+
 def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray | None,
          command: tuple[float, float], rng: np.random.Generator, obstacles: np.ndarray | None = None,
          extra: np.ndarray | None = None, belief: np.ndarray | None = None,
-         detour: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+         waypoint: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
     """CEM: -> (plan (H, 2), its cost, its predicted latents (H, D)).
 
     The Gaussian is over horizon / action_repeat decisions, each held for action_repeat model steps; every
@@ -497,7 +544,7 @@ def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray 
         executed = rate_limit(np.repeat(cand, k, axis=1)[:, :h], command, config)
         if iteration == 0 and extra is not None and len(extra):
             executed = np.concatenate([executed, rate_limit(np.asarray(extra, np.float32), command, config)])
-        cost, pred = sequence_costs(config, z, z_goal, executed, obstacles, belief, detour)
+        cost, pred = sequence_costs(config, z, z_goal, executed, obstacles, belief, waypoint)
         order = np.argsort(cost)
         if cost[order[0]] < best[0]:
             best = (float(cost[order[0]]), executed[order[0]].copy(), pred[order[0]].copy())
@@ -600,16 +647,19 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
                            servo=servo_state, **common), (v, w)
         # The servo law would drive into something: the planner, with its collision cost, drives this step.
     rng = np.random.default_rng((config.seed, state.step))
-    extra = None
+    extras = []
     if config.servo is not None:
-        extra = servo_rollout(config, z, z_goal, state.command)[None]
-    detour = None
-    if config.detour_weight > 0 and config.cost == "pose" and obstacles is not None and estimate is not None:
+        extras.append(servo_rollout(config, z, z_goal, state.command)[None])
+    if config.primitives:
+        extras.append(motion_primitives(config))
+    extra = np.concatenate(extras) if extras else None
+    waypoint = None
+    if config.detour and config.cost == "pose" and obstacles is not None and estimate is not None:
         goal = np.asarray(estimate[:2], np.float64)
         field = detour_field(obstacles, goal, config)
-        detour = None if field is None else (field, goal)
+        waypoint = None if field is None else detour_waypoint(field, goal, config)
     sequence, cost, predicted = plan(config, z, z_goal, state.plan, state.command, rng, obstacles, extra, belief,
-                                     detour)
+                                     waypoint)
     (v, w), cut = safe_command((float(sequence[0, 0]), float(sequence[0, 1])), obstacles, config)
     return replace(state, status=status, command=(v, w), plan=sequence, predicted=predicted, cost=cost,
                    mode=PLAN, servo=None, safety_stops=state.safety_stops + int(cut), **common), (v, w)
