@@ -14,8 +14,9 @@ from vae_ros.control.planner import (
     CONVERGED,
     MpcConfig,
     MpcState,
-    detour_excess,
     detour_field,
+    detour_waypoint,
+    motion_primitives,
     mpc_step,
     plan_step,
     safe_command,
@@ -135,36 +136,31 @@ def test_fail_safe_stops_short_of_what_the_lidar_sees_but_lets_the_robot_turn_an
     assert not cut and v == -0.2
 
 
-def test_detour_field_goes_round_a_wall_and_is_off_for_a_free_way(config: MpcConfig) -> None:
-    goal = np.array([1.6, 0.0])
+def test_detour_goes_round_a_wall_and_is_off_for_a_free_way(config: MpcConfig) -> None:
+    goal = np.array([1.6, 0.05])
     assert detour_field(_wall(0.8), np.array([0.5, 0.0]), config) is None  # the goal before the wall
     assert detour_field(np.zeros((0, 2), np.float32), goal, config) is None
     assert detour_field(_wall(0.8), np.array([9.0, 0.0]), config) is None  # off the grid
     field = detour_field(_wall(0.8), goal, config)
     assert field is not None
-    here, beside, past = detour_excess(field, goal, np.array([[0.0, 0.0], [0.6, 0.9], [1.2, 0.0]]), config)
-    assert here > 0.3  # the way round the wall is longer than the straight line through it ...
-    assert beside < 0.5 * here  # ... and much less so from beside the wall's end
-    assert past == 0.0  # behind the wall the straight way is free again
-    blocked = detour_excess(field, goal, np.array([[0.8, 0.0]]), config)[0]
-    assert blocked == 1.0  # inside the wall
-    close = detour_field(_wall(0.2), goal, config)  # the robot nearer the wall than collision_radius
-    assert close is not None and np.isfinite(close[close.shape[0] // 2, close.shape[1] // 2])
+    centre = field.shape[0] // 2
+    assert field[centre, centre] > 1.6 + 0.3  # the way round is longer than the straight line through the wall
+    waypoint = detour_waypoint(field, goal, config)
+    assert waypoint is not None
+    assert abs(waypoint[1]) > 0.4  # towards one end of the wall (it spans y -0.4..0.4) ...
+    assert 0.4 < np.hypot(*waypoint) <= config.detour_lookahead + config.detour_cell  # ... lookahead away
+    near = detour_field(_wall(0.8), np.array([1.0, 0.7]), config)  # a goal just round the wall's end
+    assert near is not None
+    far_ahead = replace(config, detour_lookahead=5.0)
+    np.testing.assert_allclose(detour_waypoint(near, np.array([1.0, 0.7]), far_ahead), [1.0, 0.7])
+    close = detour_field(_wall(0.2), goal, config)  # the robot nearer the wall than the collision radius
+    assert close is not None and np.isfinite(close[centre, centre])
 
 
-def test_detour_cost_turns_the_plan_round_a_blocking_wall(config: MpcConfig) -> None:
-    # Pure kinematics: the candidates' cost is the detour term alone when the pose cost is the same for all;
-    # with a wall straight ahead, the cheapest of a left arc, a right arc and straight on must not be straight.
-    goal = np.array([1.6, 0.05])
-    field = detour_field(_wall(0.8), goal, config)
-    assert field is not None
-    h = config.horizon
-    straight = np.tile([0.3, 0.0], (h, 1))
-    left = np.tile([0.3, 0.6], (h, 1))
-    positions = np.stack([np.cumsum(np.full(h, 0.03)), np.zeros(h)], 1)[None]
-    assert detour_excess(field, goal, positions, config)[0, -1] > 0.0
-    from vae_ros.control.planner import _kinematic_positions
-
-    ends = _kinematic_positions(np.stack([straight, left]).astype(np.float32), config.dynamics.dt)[:, -1]
-    excess = detour_excess(field, goal, ends, config)
-    assert excess[1] < excess[0]
+def test_motion_primitives_move_a_little_and_stop(config: MpcConfig) -> None:
+    prims = motion_primitives(replace(config, action_repeat=1))  # 5 decisions at most: within the horizon
+    assert prims.shape[1:] == (config.horizon, 2)
+    assert np.all(prims[:, -1] == 0.0)  # every one ends standing still
+    assert np.abs(prims[..., 0]).max() <= config.max_linear and np.abs(prims[..., 1]).max() <= config.max_angular
+    turned_first = (prims[:, 0, 0] == 0) & (prims[:, 0, 1] != 0)
+    assert turned_first.any() and (prims[turned_first][:, :, 0] != 0).any(1).all()  # turn in place, then drive
