@@ -96,7 +96,7 @@ class MpcConfig:
     reject_after_s: float = 1.5
     # ... but only for an alternative that at least this many imagined views agree on (weighed by support:
     # the head can also miss the true goal by 9 cm at 2.5 tolerances, and the views then agree on little else)
-    reject_min_support: int = 12
+    reject_min_support: int = 8
     arrive_radius: float = 0.06  # m
     arrive_yaw: float = math.radians(6.0)
     # Stalled: the plan has held the robot still for stall_after_s away from the goal; the next plan must move
