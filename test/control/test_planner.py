@@ -18,6 +18,7 @@ from vae_ros.control.planner import (
     detour_waypoint,
     motion_primitives,
     mpc_step,
+    plan,
     plan_step,
     safe_command,
     scan_obstacles,
@@ -164,3 +165,27 @@ def test_motion_primitives_move_a_little_and_stop(config: MpcConfig) -> None:
     assert np.abs(prims[..., 0]).max() <= config.max_linear and np.abs(prims[..., 1]).max() <= config.max_angular
     turned_first = (prims[:, 0, 0] == 0) & (prims[:, 0, 1] != 0)
     assert turned_first.any() and (prims[turned_first][:, :, 0] != 0).any(1).all()  # turn in place, then drive
+
+
+def test_a_plan_that_must_move_does_not_stand_still(config: MpcConfig) -> None:
+    # At the goal standing still is cheapest; after a stall the plan must move over its first decision.
+    z = unicycle_latent(np.zeros((1, 3)))[0]
+    rng = np.random.default_rng(0)
+    sequence, _, _ = plan(config, z, z, None, (0.0, 0.0), rng)
+    assert np.abs(sequence[0] / config.limits).max() < 0.2
+    moved, cost, _ = plan(config, z, z, None, (0.0, 0.0), np.random.default_rng(0), must_move=True)
+    assert np.abs(moved[: config.action_repeat] / config.limits).max() >= 0.2 and np.isfinite(cost)
+
+
+def test_plan_step_never_drives_into_what_the_lidar_sees(config: MpcConfig) -> None:
+    # The goal 1 m straight ahead, a wall 0.3 m ahead: the plan drives forward at speed; the fail-safe slows
+    # the step so that, held safety_time, it stays robot_radius + safety_margin from the wall, and counts it.
+    goal = unicycle_latent(np.array([[1.0, 0.0, 0.0]]))[0]
+    z = unicycle_latent(np.zeros((1, 3)))[0]
+    state = MpcState(command=(0.3, 0.0))
+    off = replace(config, fail_safe=False)
+    _, (v_free, _) = plan_step(state, z, goal, off, _wall(0.3, half=1.0))
+    slowed, (v, _) = plan_step(state, z, goal, config, _wall(0.3, half=1.0))
+    keep = config.robot_radius + config.safety_margin
+    assert v < v_free and v * config.safety_time <= 0.3 - keep + 1e-6
+    assert slowed.safety_stops == 1
