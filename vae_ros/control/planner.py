@@ -13,6 +13,12 @@ Cost of a sequence: mean squared latent distance to the goal over the horizon (t
 `terminal_weight`), a small effort term, and, when obstacle points from the latest LiDAR scan are given
 (robot frame), a collision penalty on the poses the commands reach by unicycle kinematics.
 
+Shaped for a differential drive (`differential_drive_config`, README "World model"): the pose cost through
+the control model's head, an imagined look-around for goals out of the head's range, goals disproved on
+arrival (a place whose scan aliases the goal's) and looked for elsewhere, a waypoint on a grid path round
+what blocks the straight way, short manoeuvres that stop and a rule that a stalled plan must move, and
+`safe_command`, a LiDAR fail-safe on every command sent (the servo law's after the hand-over too).
+
 State is passed explicitly: `plan_step(state, z, z_goal, config) -> (state, (v, w))`; `mpc_step` has the
 servo's signature shape `(state, z, z_goal, jacobian, dt, config)` so closed-loop evaluation
 (vae_ros.control.episodes) can run either controller. Convergence and LOST follow the servo's rules.
