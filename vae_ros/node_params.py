@@ -248,6 +248,9 @@ class ControlParams(NodeParams):
                                       "publishes zero velocity.")
     tolerance: float = param(0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
                                   "(model.json training.control.tolerance: <= 0.10 m and 5 deg).")
+    safety_margin: float = param(0.2, "Fail-safe on the LaserScan (with collision): the linear speed is cut so "
+                                      "that the robot's centre keeps 0.2 m (its radius) + this from every scan point "
+                                      "over the next 0.6 s; turning in place is always allowed.", read_only=True)
     backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
                                  "(goal images, with camera models): auto, torch, onnxruntime or tensorrt.",
                          read_only=True)
@@ -329,6 +332,8 @@ class WorldModelParams(ControlParams):
             raise ConfigError(f"cost must be auto, pose or latent, got {self.cost!r}")
         if not (math.isfinite(self.handover_distance) and self.handover_distance >= 0):
             raise ConfigError(f"handover_distance must be >= 0, got {self.handover_distance}")
+        if not (math.isfinite(self.safety_margin) and self.safety_margin >= 0):
+            raise ConfigError(f"safety_margin must be >= 0, got {self.safety_margin}")
 
     def plan_cost(self, has_head: bool) -> str:
         """The cost the planner uses: `cost`, with auto resolved by whether the model has the pose head."""
@@ -342,7 +347,8 @@ class WorldModelParams(ControlParams):
             horizon=self.horizon, samples=self.samples, iterations=self.iterations,
             elites=min(self.elites, self.samples), max_linear=self.max_linear, max_angular=self.max_angular,
             max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
-            collision_radius=self.collision_radius, seed=self.seed, action_repeat=self.action_repeat)
+            collision_radius=self.collision_radius, seed=self.seed, action_repeat=self.action_repeat,
+            safety_margin=self.safety_margin)
         if self.plan_cost(head is not None) == "pose":
             # The planner as measured in eval-control (differential_drive_config), with these parameters.
             servo = ServoConfig(tolerance=tolerance, max_linear=self.max_linear, max_angular=self.max_angular)

@@ -14,8 +14,13 @@ from vae_ros.control.planner import (
     CONVERGED,
     MpcConfig,
     MpcState,
+    detour_field,
+    detour_waypoint,
+    motion_primitives,
     mpc_step,
+    plan,
     plan_step,
+    safe_command,
     scan_obstacles,
     sequence_costs,
 )
@@ -108,3 +113,79 @@ def test_collision_cost_from_a_scan(config: MpcConfig) -> None:
     walled, _ = sequence_costs(config, z, z, np.concatenate([straight, still]), obstacles)
     assert walled[0] - free[0] > 10.0
     assert walled[1] == pytest.approx(free[1])
+
+
+def _wall(x: float, half: float = 0.4) -> np.ndarray:
+    """Obstacle points of a wall across the robot's way at x (robot frame), from y = -half to +half."""
+    return np.stack([np.full(41, x), np.linspace(-half, half, 41)], 1).astype(np.float32)
+
+
+def test_fail_safe_stops_short_of_what_the_lidar_sees_but_lets_the_robot_turn_and_back_off(
+        config: MpcConfig) -> None:
+    wall = _wall(0.35)  # the robot's centre may come to robot_radius + safety_margin = 0.25 m of it
+    (v, w), cut = safe_command((0.3, 0.5), wall, config)
+    assert cut and 0.0 <= v < 0.3 and w == 0.5  # slowed (or stopped); the turn is kept
+    (v, w), cut = safe_command((0.3, 0.0), _wall(0.26), config)
+    assert cut and v == 0.0  # too close to go on at all
+    assert safe_command((-0.3, 0.2), wall, config) == ((-0.3, 0.2), False)  # backing off is fine
+    assert safe_command((0.0, 0.8), _wall(0.21), config) == ((0.0, 0.8), False)  # turning in place too
+    assert safe_command((0.3, 0.0), _wall(2.0), config) == ((0.3, 0.0), False)  # far away: untouched
+    assert safe_command((0.3, 0.0), None, config) == ((0.3, 0.0), False)
+    off = replace(config, fail_safe=False)
+    assert safe_command((0.3, 0.0), _wall(0.26), off) == ((0.3, 0.0), False)
+    (v, _), cut = safe_command((-0.2, 0.0), _wall(0.22), config)  # already too close: moving away is allowed
+    assert not cut and v == -0.2
+
+
+def test_detour_goes_round_a_wall_and_is_off_for_a_free_way(config: MpcConfig) -> None:
+    goal = np.array([1.6, 0.05])
+    assert detour_field(_wall(0.8), np.array([0.5, 0.0]), config) is None  # the goal before the wall
+    assert detour_field(np.zeros((0, 2), np.float32), goal, config) is None
+    assert detour_field(_wall(0.8), np.array([9.0, 0.0]), config) is None  # off the grid
+    field = detour_field(_wall(0.8), goal, config)
+    assert field is not None
+    centre = field.shape[0] // 2
+    assert field[centre, centre] > 1.6 + 0.3  # the way round is longer than the straight line through the wall
+    waypoint = detour_waypoint(field, goal, config)
+    assert waypoint is not None
+    assert abs(waypoint[1]) > 0.4  # towards one end of the wall (it spans y -0.4..0.4) ...
+    assert 0.4 < np.hypot(*waypoint) <= config.detour_lookahead + config.detour_cell  # ... lookahead away
+    near = detour_field(_wall(0.8), np.array([1.0, 0.7]), config)  # a goal just round the wall's end
+    assert near is not None
+    far_ahead = replace(config, detour_lookahead=5.0)
+    np.testing.assert_allclose(detour_waypoint(near, np.array([1.0, 0.7]), far_ahead), [1.0, 0.7])
+    close = detour_field(_wall(0.2), goal, config)  # the robot nearer the wall than the collision radius
+    assert close is not None and np.isfinite(close[centre, centre])
+
+
+def test_motion_primitives_move_a_little_and_stop(config: MpcConfig) -> None:
+    prims = motion_primitives(replace(config, action_repeat=1))  # 5 decisions at most: within the horizon
+    assert prims.shape[1:] == (config.horizon, 2)
+    assert np.all(prims[:, -1] == 0.0)  # every one ends standing still
+    assert np.abs(prims[..., 0]).max() <= config.max_linear and np.abs(prims[..., 1]).max() <= config.max_angular
+    turned_first = (prims[:, 0, 0] == 0) & (prims[:, 0, 1] != 0)
+    assert turned_first.any() and (prims[turned_first][:, :, 0] != 0).any(1).all()  # turn in place, then drive
+
+
+def test_a_plan_that_must_move_does_not_stand_still(config: MpcConfig) -> None:
+    # At the goal standing still is cheapest; after a stall the plan must move over its first decision.
+    z = unicycle_latent(np.zeros((1, 3)))[0]
+    rng = np.random.default_rng(0)
+    sequence, _, _ = plan(config, z, z, None, (0.0, 0.0), rng)
+    assert np.abs(sequence[0] / config.limits).max() < 0.2
+    moved, cost, _ = plan(config, z, z, None, (0.0, 0.0), np.random.default_rng(0), must_move=True)
+    assert np.abs(moved[: config.action_repeat] / config.limits).max() >= 0.2 and np.isfinite(cost)
+
+
+def test_plan_step_never_drives_into_what_the_lidar_sees(config: MpcConfig) -> None:
+    # The goal 1 m straight ahead, a wall 0.3 m ahead: the plan drives forward at speed; the fail-safe slows
+    # the step so that, held safety_time, it stays robot_radius + safety_margin from the wall, and counts it.
+    goal = unicycle_latent(np.array([[1.0, 0.0, 0.0]]))[0]
+    z = unicycle_latent(np.zeros((1, 3)))[0]
+    state = MpcState(command=(0.3, 0.0))
+    off = replace(config, fail_safe=False)
+    _, (v_free, _) = plan_step(state, z, goal, off, _wall(0.3, half=1.0))
+    slowed, (v, _) = plan_step(state, z, goal, config, _wall(0.3, half=1.0))
+    keep = config.robot_radius + config.safety_margin
+    assert v < v_free and v * config.safety_time <= 0.3 - keep + 1e-6
+    assert slowed.safety_stops == 1

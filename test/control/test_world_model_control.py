@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,14 @@ from vae_ros.control.episodes import (
     run_episode,
     sample_hard_episodes,
 )
-from vae_ros.control.planner import MpcConfig, differential_drive_config, look_around, pose_cost
+from vae_ros.control.planner import (
+    MpcConfig,
+    MpcState,
+    differential_drive_config,
+    look_around,
+    plan_step,
+    pose_cost,
+)
 from vae_ros.control.servo import ServoConfig, wrap_angle
 from vae_ros.sim.policy import DrivePolicy
 from vae_ros.sim.world import SimConfig, SimWorld
@@ -95,6 +103,35 @@ def test_look_around_finds_a_goal_the_head_cannot_see(model: ControlModel, confi
     assert np.hypot(*(belief[:2] - truth[:2])) < 0.4  # ... the imagined look-around is not
     assert abs(wrap_angle(belief[2] - truth[2])) < math.radians(25)
     assert support > 10
+
+
+def test_a_goal_disproved_on_arrival_is_excluded_and_looked_for_elsewhere(model: ControlModel,
+                                                                          config: MpcConfig) -> None:
+    with SimWorld(SimConfig(seed=0, image_width=16, image_height=16)) as world:
+        episode = sample_hard_episodes(world, 1, np.random.default_rng([0, 0]))[0]
+        world.set_pose(*episode.goal)
+        z_goal = model.latent(world)
+        world.set_pose(*episode.start)
+        z = model.latent(world)
+    truth = _goal_in_robot_frame(episode.start, episode.goal)
+    belief, _ = look_around(config, z, z_goal, (0.0, 0.0))
+    elsewhere, support = look_around(config, z, z_goal, (0.0, 0.0), np.array([belief[:2]], np.float32))
+    assert support == 0 or np.hypot(*(elsewhere[:2] - belief[:2])) >= config.reject_radius
+    # A robot that believes it stands at the goal while the latent error stays far above the tolerance without
+    # improving (here: the hard start itself, 1-2 m away) gives that place up after reject_after_s and finds
+    # the real goal; a step earlier, or with the error still falling, it does not.
+    assert config.reject_factor > 0
+    steps = round(config.reject_after_s / config.dynamics.dt)
+    stuck = MpcState(belief=(0.0, 0.0, 0.0), support=50, arrived=steps - 2, step=1, best_error=0.01,
+                     since_progress=config.reject_after_s)
+    waiting, _ = plan_step(stuck, z, z_goal, config)
+    assert waiting.rejected == () and waiting.arrived == steps - 1
+    falling, _ = plan_step(replace(waiting, best_error=math.inf, since_progress=0.0), z, z_goal, config)
+    assert falling.rejected == ()
+    state, _ = plan_step(waiting, z, z_goal, config)
+    assert len(state.rejected) == 1 and np.hypot(*state.rejected[0]) < 0.05
+    assert state.belief is not None and np.hypot(state.belief[0] - truth[0], state.belief[1] - truth[1]) < 0.4
+    assert state.arrived == 0 and state.best_error == math.inf  # a fresh progress window for the new goal
 
 
 def test_world_model_reaches_a_hard_start_the_servo_misses(model: ControlModel, config: MpcConfig) -> None:

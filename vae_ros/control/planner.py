@@ -13,6 +13,12 @@ Cost of a sequence: mean squared latent distance to the goal over the horizon (t
 `terminal_weight`), a small effort term, and, when obstacle points from the latest LiDAR scan are given
 (robot frame), a collision penalty on the poses the commands reach by unicycle kinematics.
 
+Shaped for a differential drive (`differential_drive_config`, README "World model"): the pose cost through
+the control model's head, an imagined look-around for goals out of the head's range, goals disproved on
+arrival (a place whose scan aliases the goal's) and looked for elsewhere, a waypoint on a grid path round
+what blocks the straight way, short manoeuvres that stop and a rule that a stalled plan must move, and
+`safe_command`, a LiDAR fail-safe on every command sent (the servo law's after the hand-over too).
+
 State is passed explicitly: `plan_step(state, z, z_goal, config) -> (state, (v, w))`; `mpc_step` has the
 servo's signature shape `(state, z, z_goal, jacobian, dt, config)` so closed-loop evaluation
 (vae_ros.control.episodes) can run either controller. Convergence and LOST follow the servo's rules.
@@ -81,11 +87,47 @@ class MpcConfig:
     servo: ServoConfig | None = field(default=None, repr=False)  # the servo law: a candidate, and inside ...
     handover_distance: float = 0.0  # m: ... this estimated goal distance it drives (0: never hand over)
     handover_yaw: float = math.radians(60.0)  # and within this estimated yaw error
+    handover_near: float = 0.0  # m: and within this estimated distance whatever the yaw error (0: no)
     # Where the goal is, when the head cannot tell from here (it is trained on goals within ~70 deg of yaw):
     # look around in imagination (see look_around) and carry the belief through the executed commands.
     localise: bool = False
     look_steps: int = 40  # model steps of imagined turning in place, each way
     relocalise_every: int = 10  # plans between two look-arounds
+    # A believed goal is disproved on arrival: the belief puts the goal here (within arrive_radius and
+    # arrive_yaw) but the latent error stays above reject_factor tolerances and has not improved (by 5 %)
+    # for reject_after_s (a place whose scan aliases the goal's). It is then excluded (within reject_radius)
+    # and the robot looks around again. Looser (0.15 m, any yaw, 3 s) it gave up true goals where the servo
+    # law aligned slowly: 80 % on the servo's episodes (measured).
+    reject_factor: float = 0.0  # 0: never reject
+    reject_after_s: float = 1.5
+    # ... but only for an alternative that at least this many imagined views agree on (weighed by support:
+    # the head can also miss the true goal by 9 cm at 2.5 tolerances, and the views then agree on little else)
+    reject_min_support: int = 8
+    arrive_radius: float = 0.06  # m
+    arrive_yaw: float = math.radians(6.0)
+    # Stalled: the plan has held the robot still for stall_after_s away from the goal; the next plan must move
+    # (the cheapest candidate that does; the fail-safe still applies). 0: never.
+    stall_after_s: float = 0.0
+    reject_radius: float = 0.4  # m
+    # Fail-safe on the LiDAR points (with obstacles given, in the servo hand-over too): the linear speed is cut
+    # until the command, held safety_time, keeps the robot's centre robot_radius + safety_margin from every
+    # point (or, already closer, does not bring it closer). Turning in place is always allowed (a disc).
+    fail_safe: bool = True
+    robot_radius: float = 0.2  # m
+    safety_margin: float = 0.05  # m
+    safety_time: float = 0.6  # s
+    collision_speed_margin: float = 0.0  # s: the collision cost's radius grows by |v| times this
+    # Round what blocks the way: with obstacle points and the straight way to the believed goal blocked, the
+    # shortest path to it on a grid round the points (inflated by collision_radius) gives a waypoint
+    # detour_lookahead along it, and the plan drives there (kinematic distance) instead of scoring the goal.
+    detour: bool = False
+    detour_lookahead: float = 0.7  # m
+    detour_cell: float = 0.1  # m
+    detour_extent: float = 3.0  # m: the grid spans +-this round the robot
+    # Short manoeuvres that end standing still (arcs held 1, 2 or 4 decisions; turn in place, then drive)
+    # compete in the first CEM iteration: in a cramped spot nearly every random 3 s sequence touches
+    # something, and standing still won (measured).
+    primitives: bool = False
 
     def validate(self) -> None:
         for name in ("horizon", "samples", "iterations", "elites", "settle_steps"):
@@ -112,10 +154,17 @@ class MpcConfig:
             raise ConfigError("the pose cost and the servo candidate need the control model's relative-pose head")
         if self.action_repeat < 1 or self.action_repeat > self.horizon:
             raise ConfigError(f"planner action_repeat must be in [1, horizon], got {self.action_repeat}")
-        for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw"):
+        for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw", "handover_near",
+                     "reject_factor", "reject_after_s", "arrive_radius", "arrive_yaw", "reject_radius",
+                     "stall_after_s", "reject_min_support",
+                     "robot_radius", "safety_margin", "safety_time", "collision_speed_margin"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"planner {name} must be >= 0, got {value}")
+        for name in ("detour_cell", "detour_extent", "detour_lookahead"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"planner {name} must be a positive number, got {value}")
         if self.handover_distance > 0 and self.servo is None:
             raise ConfigError("planner handover_distance needs the servo law (servo)")
 
@@ -143,16 +192,23 @@ class MpcState:
     estimate: tuple[float, float, float] | None = None  # the head's goal pose estimate (robot frame) now
     belief: tuple[float, float, float] | None = None  # localise: the goal pose believed (robot frame)
     support: int = 0  # imagined views that agreed on the belief at the last look-around
+    rejected: tuple[tuple[float, float], ...] = ()  # disproved goal positions (robot frame, carried along)
+    arrived: int = 0  # consecutive steps at the believed goal with the latent error too high
+    safety_stops: int = 0  # steps the fail-safe cut the linear speed
+    stalled: int = 0  # consecutive plans that held the robot still
 
 
 def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: float, **overrides: Any) -> MpcConfig:
     """The planner as measured for a differential drive on the control model (README, World model): pose cost
     through the head over 3 s of commands held 0.5 s, the servo law as a candidate and near the goal, the
-    imagined look-around. `overrides` replace any field."""
+    imagined look-around, goals disproved on arrival, the LiDAR fail-safe with a 0.2 m margin (the scan plane
+    sees a post under an overhanging sphere and box faces inside the footprints: README, World model) and the
+    detour cost. `overrides` replace any field."""
     settings: dict[str, Any] = {
         "horizon": 30, "samples": 150, "iterations": 3, "elites": 15, "action_repeat": 5, "cost": "pose",
         "terminal_weight": 1.0, "localise": True, "handover_distance": 0.8, "handover_yaw": math.radians(50.0),
-        "lost_after_s": 30.0}
+        "lost_after_s": 30.0, "reject_factor": 1.8, "safety_margin": 0.2, "collision_speed_margin": 0.3,
+        "detour": True, "handover_near": 0.5, "primitives": True, "stall_after_s": 2.0}
     settings.update(overrides)
     servo = settings.pop("servo", None) or ServoConfig(tolerance=tolerance)
     config = MpcConfig(dynamics=dynamics, head=head, tolerance=tolerance, servo=servo, **settings)
@@ -180,10 +236,10 @@ def pose_cost(config: MpcConfig, estimate: np.ndarray) -> np.ndarray:
     dx, dy, dyaw = estimate[..., 0], estimate[..., 1], estimate[..., 2]
     rho = np.hypot(dx, dy)
     bearing = np.abs(np.arctan2(dy, dx))
-    heading = np.minimum(bearing, np.pi - bearing)  # backwards is as good as forwards
+    bearing_error = np.minimum(bearing, np.pi - bearing)  # backwards is as good as forwards
     r = max(config.near_radius, 1e-6)
     far = np.clip((rho - r) / r, 0.0, 1.0)
-    return rho + config.heading_weight * far * heading + config.yaw_weight * np.abs(dyaw)
+    return rho + config.heading_weight * far * bearing_error + config.yaw_weight * np.abs(dyaw)
 
 
 def _goal_in_frames(goal: np.ndarray, actions: np.ndarray, dt: float, steps: np.ndarray) -> np.ndarray:
@@ -197,14 +253,16 @@ def _goal_in_frames(goal: np.ndarray, actions: np.ndarray, dt: float, steps: np.
                      np.arctan2(np.sin(goal[2] - yaw), np.cos(goal[2] - yaw))], axis=-1)
 
 
-def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray,
-                command: tuple[float, float]) -> tuple[np.ndarray, int]:
+def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command: tuple[float, float],
+                exclude: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Where the goal is, from views imagined turning in place: -> (goal pose (3,) robot frame, support).
 
     The model predicts the latents of turning left and right for `look_steps`; the head reads the goal from
     each and the reading is turned back into the current frame. Readings from headings where the goal is
     within the head's range agree with each other, those from outside it scatter: the belief is the mean of
-    the largest group that agrees within 0.25 m and 25 deg, and `support` its size.
+    the largest group that agrees within 0.25 m and 25 deg, and `support` its size. Readings within
+    `reject_radius` of an `exclude` position (K, 2), robot frame (disproved goals), do not count; with none
+    left, support is 0.
     """
     dyn, dt, n = config.dynamics, config.dynamics.dt, config.look_steps
     turns = np.zeros((2, n, 2), np.float32)
@@ -218,6 +276,11 @@ def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray,
     c, s = np.cos(yaw), np.sin(yaw)
     goals = np.stack([pos[:, 0] + c * readings[:, 0] - s * readings[:, 1],
                       pos[:, 1] + s * readings[:, 0] + c * readings[:, 1], yaw + readings[:, 2]], axis=1)
+    if exclude is not None and len(exclude):
+        far = np.hypot(goals[:, None, 0] - exclude[None, :, 0], goals[:, None, 1] - exclude[None, :, 1])
+        goals = goals[(far >= config.reject_radius).all(1)]
+        if not len(goals):
+            return np.zeros(3), 0
     gap = np.hypot(goals[:, None, 0] - goals[None, :, 0], goals[:, None, 1] - goals[None, :, 1])
     turn = np.abs(np.angle(np.exp(1j * (goals[:, None, 2] - goals[None, :, 2]))))
     agree = (gap < 0.25) & (turn < math.radians(25.0))  # (V, V)
@@ -235,6 +298,122 @@ def _carry(belief: tuple[float, float, float], command: tuple[float, float], dt:
     return moved[0, 0].astype(np.float64)
 
 
+def _carry_points(points: tuple[tuple[float, float], ...], command: tuple[float, float],
+                  dt: float) -> tuple[tuple[float, float], ...]:
+    """Fixed world positions (robot frame) after the robot drove `command` for dt."""
+    out = []
+    for x, y in points:
+        moved = _carry((x, y, 0.0), command, dt)
+        out.append((float(moved[0]), float(moved[1])))
+    return tuple(out)
+
+
+def safe_command(command: tuple[float, float], obstacles: np.ndarray | None,
+                 config: MpcConfig) -> tuple[tuple[float, float], bool]:
+    """The fail-safe: -> ((v, w), whether v was cut). The linear speed is scaled down (to 3/4, 1/2, 1/4, 0)
+    until the command held `safety_time` keeps the robot's centre robot_radius + safety_margin from every
+    obstacle point (P, 2), robot frame, or, where it already is closer, brings it no closer. w is kept: a
+    disc turning in place touches nothing."""
+    v, w = command
+    if not config.fail_safe or obstacles is None or not len(obstacles) or v == 0.0:
+        return (v, w), False
+    keep = config.robot_radius + config.safety_margin
+    reach = abs(v) * config.safety_time + keep
+    near = obstacles[(obstacles**2).sum(1) <= reach**2]
+    if not len(near):
+        return (v, w), False
+    now = float(np.sqrt((near**2).sum(1).min()))
+    steps = max(2, int(math.ceil(config.safety_time / 0.05)))
+    for scale in (1.0, 0.75, 0.5, 0.25):
+        held = np.broadcast_to(np.array([v * scale, w], np.float32), (1, steps, 2))
+        pos = _kinematic_positions(held, config.safety_time / steps)[0]  # (S, 2)
+        gap = np.sqrt(((pos[:, None, :] - near[None]) ** 2).sum(-1).min())
+        if gap >= min(keep, now - 1e-3):
+            return (v * scale, w), scale < 1.0
+    return (0.0, w), True
+
+
+_NEIGHBOURS = ((-1, 0, 1.0), (1, 0, 1.0), (0, -1, 1.0), (0, 1, 1.0),
+               (-1, -1, math.sqrt(2.0)), (-1, 1, math.sqrt(2.0)), (1, -1, math.sqrt(2.0)), (1, 1, math.sqrt(2.0)))
+
+
+def detour_field(obstacles: np.ndarray, goal: np.ndarray, config: MpcConfig) -> np.ndarray | None:
+    """Shortest-path distance (m) to `goal` (2,) robot frame from every cell of a grid of detour_cell
+    spanning +-detour_extent round the robot, through cells farther than collision_radius (or 0.9 of the
+    nearest point's distance, if less) from every obstacle point (P, 2): (G, G), inf where blocked or cut off; None when the straight way from the
+    robot to the goal is free (nothing to go round) or the goal is off the grid.
+
+    A vectorised wavefront (Bellman-Ford sweeps over the 8 neighbours of every cell, until nothing changes);
+    the side of an object the LiDAR cannot see counts as free."""
+    cell, extent = config.detour_cell, config.detour_extent
+    g = 2 * int(round(extent / cell)) + 1
+    gi = np.round((np.asarray(goal, np.float64)[:2] + extent) / cell).astype(int)
+    if not (0 <= gi[0] < g and 0 <= gi[1] < g):
+        return None
+    if len(obstacles) == 0:
+        return None
+    # Inflated by collision_radius, but never over the robot itself (it may stand closer than that).
+    radius = min(_collision_radius(config), 0.9 * float(np.sqrt((np.asarray(obstacles) ** 2).sum(1).min())))
+    line = np.linspace(0.0, 1.0, max(2, int(math.hypot(*goal[:2]) / (0.5 * cell)) + 1))[:, None] * goal[None, :2]
+    if np.sqrt(((line[:, None] - obstacles[None]) ** 2).sum(-1)).min() >= radius:
+        return None
+    axis = np.arange(g) * cell - extent  # cell centres; index [i, j] is (x = axis[i], y = axis[j])
+    blocked = np.zeros((g, g), bool)
+    reach = int(math.ceil(radius / cell))
+    offsets = np.arange(-reach, reach + 1)
+    for p in np.asarray(obstacles, np.float64):  # stamp a disc round each point
+        ci, cj = int(round((p[0] + extent) / cell)), int(round((p[1] + extent) / cell))
+        ii, jj = np.clip(ci + offsets, 0, g - 1), np.clip(cj + offsets, 0, g - 1)
+        near = ((axis[ii][:, None] - p[0]) ** 2 + (axis[jj][None, :] - p[1]) ** 2) < radius**2
+        blocked[np.ix_(ii, jj)] |= near
+    dist = np.full((g, g), np.inf)
+    blocked[gi[0], gi[1]] = False
+    dist[gi[0], gi[1]] = 0.0
+    for _ in range(4 * g):
+        padded = np.pad(dist, 1, constant_values=np.inf)
+        best = dist.copy()
+        for di, dj, step in _NEIGHBOURS:
+            np.minimum(best, padded[1 + di: 1 + di + g, 1 + dj: 1 + dj + g] + step * cell, out=best)
+        best[blocked] = np.inf
+        if np.array_equal(best, dist):
+            break
+        dist = best
+    return dist
+
+
+def detour_waypoint(field: np.ndarray, goal: np.ndarray, config: MpcConfig) -> np.ndarray | None:
+    """Where to drive round what blocks the way: (2,) robot frame, detour_lookahead along the shortest path
+    (steepest descent of `field` from the robot's cell), or the goal when the path is shorter; None when the
+    robot's cell is cut off from the goal."""
+    cell, extent = config.detour_cell, config.detour_extent
+    g = field.shape[0]
+    i = j = g // 2
+    if not np.isfinite(field[i, j]):
+        return None
+    travelled = 0.0
+    while travelled < config.detour_lookahead and field[i, j] > 0:
+        best = (field[i, j], i, j, 0.0)
+        for di, dj, step in _NEIGHBOURS:
+            ni, nj = i + di, j + dj
+            if 0 <= ni < g and 0 <= nj < g and field[ni, nj] < best[0]:
+                best = (field[ni, nj], ni, nj, step * cell)
+        if best[1] == i and best[2] == j:
+            break
+        _, i, j, step_m = best
+        travelled += step_m
+    if field[i, j] <= 0:
+        return np.asarray(goal[:2], np.float64)
+    return np.array([i * cell - extent, j * cell - extent])
+
+
+def _collision_radius(config: MpcConfig) -> float:
+    """The collision cost's radius: collision_radius, or what the fail-safe keeps if more (a plan the
+    fail-safe would stop is no plan: with less, the robot stood still at the edge, measured)."""
+    if config.fail_safe:
+        return max(config.collision_radius, config.robot_radius + config.safety_margin)
+    return config.collision_radius
+
+
 def _step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
     """(model steps scored, their weights): every step for the latent cost; for the pose cost the end of
     every held command (the head costs a thousand times the dynamics), the last one weighted terminal."""
@@ -249,11 +428,12 @@ def _step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions: np.ndarray,
                    obstacles: np.ndarray | None = None, belief: np.ndarray | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   waypoint: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cost of each candidate and its predicted latents: actions (N, H, 2) -> ((N,), (N, H, D)).
 
     Candidates are split across ensemble members (candidate i rolls out with member i mod E). `belief`: the
-    goal pose (robot frame) believed now (cost "pose" with `localise`).
+    goal pose (robot frame) believed now (cost "pose" with `localise`). `waypoint` (2,) robot frame: score
+    the kinematic distance to it instead (a detour round what blocks the way).
     """
     dyn = config.dynamics
     n, h = actions.shape[:2]
@@ -270,13 +450,16 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
                      & (np.abs(np.angle(np.exp(1j * (readings[..., 2] - carried[..., 2])))) < math.radians(30.0)))
             readings = np.where(agree[..., None], readings, carried)
         per_step = pose_cost(config, readings)
+        if waypoint is not None:  # round what blocks the way: drive to the waypoint
+            pos = _kinematic_positions(actions, dyn.dt)[:, steps]
+            per_step = np.hypot(pos[..., 0] - waypoint[0], pos[..., 1] - waypoint[1])
     else:
         per_step = ((pred[:, steps] - z_goal.astype(np.float32)) ** 2).sum(-1)  # (N, S)
     cost = (per_step * weights).sum(1)
     cost += config.effort_weight * ((actions / config.limits) ** 2).sum((1, 2))
     if obstacles is not None and len(obstacles):
         # Only points the robot could touch within the horizon matter.
-        reach = h * dyn.dt * config.max_linear + config.collision_radius
+        reach = h * dyn.dt * config.max_linear + _collision_radius(config) + config.collision_speed_margin
         near = obstacles[(obstacles**2).sum(1) <= reach**2]
         if len(near):
             pos = _kinematic_positions(actions, dyn.dt)  # (N, H, 2)
@@ -285,7 +468,12 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
             cross += (near**2).sum(1)
             gap2 = np.maximum(cross.min(1).reshape(pos.shape[:2]) + (pos**2).sum(-1), 0.0)  # (N, H) squared
             gap = np.sqrt(gap2)
-            cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / config.collision_radius) ** 2).sum(1)
+            base = _collision_radius(config)
+            radius = base + config.collision_speed_margin * np.abs(actions[..., 0])  # (N, H)
+            # The speed margin is for approaching: never more than the robot's distance now (else driving
+            # away from something close costs more than standing beside it: measured, the robot froze).
+            radius = np.minimum(radius, max(base, float(np.sqrt((near**2).sum(1).min()))))
+            cost += config.collision_weight * (np.maximum(0.0, 1.0 - gap / radius) ** 2).sum(1)
     return cost, pred
 
 
@@ -327,15 +515,37 @@ def servo_rollout(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command:
     return out
 
 
+def motion_primitives(config: MpcConfig) -> np.ndarray:
+    """(K, H, 2) command sequences (before the rate limits) that move a little and stop: arcs (v = +-max,
+    w in {-0.75, 0, 0.75} x max) held 1, 2 or 4 decisions; turning in place (+-max) for 1-3 decisions, then
+    driving straight (+-max) for 2."""
+    h, k, vmax, wmax = config.horizon, config.action_repeat, config.max_linear, config.max_angular
+    out = []
+    for v in (vmax, -vmax):
+        for w in (-0.75 * wmax, 0.0, 0.75 * wmax):
+            for held in (1, 2, 4):
+                seq = np.zeros((h, 2), np.float32)
+                seq[: held * k] = (v, w)
+                out.append(seq)
+        for w in (wmax, -wmax):
+            for turn in (1, 2, 3):
+                seq = np.zeros((h, 2), np.float32)
+                seq[: turn * k, 1] = w
+                seq[turn * k: (turn + 2) * k, 0] = v
+                out.append(seq)
+    return np.stack(out)
+
+
 def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray | None,
          command: tuple[float, float], rng: np.random.Generator, obstacles: np.ndarray | None = None,
          extra: np.ndarray | None = None, belief: np.ndarray | None = None,
-         ) -> tuple[np.ndarray, float, np.ndarray]:
+         waypoint: np.ndarray | None = None, must_move: bool = False) -> tuple[np.ndarray, float, np.ndarray]:
     """CEM: -> (plan (H, 2), its cost, its predicted latents (H, D)).
 
     The Gaussian is over horizon / action_repeat decisions, each held for action_repeat model steps; every
     candidate is rate-limited from `command` as the base would execute it. `extra` (K, H, 2) are further
-    whole sequences (the servo's) that compete with the sampled ones.
+    whole sequences (the servo's) that compete with the sampled ones. `must_move`: candidates that stand
+    still over the first decision are out of the race.
     """
     h, limits, k = config.horizon, config.limits, config.action_repeat
     m = -(-h // k)  # decisions
@@ -354,7 +564,10 @@ def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray 
         executed = rate_limit(np.repeat(cand, k, axis=1)[:, :h], command, config)
         if iteration == 0 and extra is not None and len(extra):
             executed = np.concatenate([executed, rate_limit(np.asarray(extra, np.float32), command, config)])
-        cost, pred = sequence_costs(config, z, z_goal, executed, obstacles, belief)
+        cost, pred = sequence_costs(config, z, z_goal, executed, obstacles, belief, waypoint)
+        if must_move:
+            first = np.abs(executed[:, :k] / limits).max((1, 2))
+            cost = np.where(first < 0.2, np.inf, cost)
         order = np.argsort(cost)
         if cost[order[0]] < best[0]:
             best = (float(cost[order[0]]), executed[order[0]].copy(), pred[order[0]].copy())
@@ -369,13 +582,17 @@ def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray 
 
 def _handover(state: MpcState, estimate: np.ndarray, config: MpcConfig) -> bool:
     """True while the servo law should drive: inside handover_distance and handover_yaw of the goal (head
-    estimate), left again only beyond 1.5x the distance or 20 deg more yaw (hysteresis)."""
+    estimate), left again only beyond 1.5x the distance or 20 deg more yaw (hysteresis); or inside
+    handover_near whatever the yaw (left beyond 1.5x): there the plan would have to turn, drive and turn
+    back within its horizon, and CEM settled for standing still (measured), while the servo law turns to the
+    goal in place."""
     if config.handover_distance <= 0:
         return False
     rho, yaw = math.hypot(estimate[0], estimate[1]), abs(wrap_angle(float(estimate[2])))
     if state.mode == SERVO:
-        return rho <= 1.5 * config.handover_distance and yaw <= config.handover_yaw + math.radians(20.0)
-    return rho <= config.handover_distance and yaw <= config.handover_yaw
+        return ((rho <= 1.5 * config.handover_distance and yaw <= config.handover_yaw + math.radians(20.0))
+                or rho <= 1.5 * config.handover_near)
+    return (rho <= config.handover_distance and yaw <= config.handover_yaw) or rho <= config.handover_near
 
 
 def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcConfig,
@@ -403,6 +620,8 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
     if status in (CONVERGED, LOST):
         return replace(state, status=status, command=(0.0, 0.0), plan=None, **common), (0.0, 0.0)
     belief: np.ndarray | None = None
+    rejected = _carry_points(state.rejected, state.command, dt) if state.rejected else ()
+    arrived = 0
     if config.localise and estimate is not None:
         support = state.support
         if state.belief is not None:
@@ -413,29 +632,61 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
                 belief = np.array([0.5 * (belief[0] + estimate[0]), 0.5 * (belief[1] + estimate[1]),
                                    math.atan2(math.sin(belief[2]) + math.sin(estimate[2]),
                                               math.cos(belief[2]) + math.cos(estimate[2]))])
+        exclude = np.asarray(rejected, np.float32).reshape(-1, 2) if rejected else None
         looked = None
         if state.belief is None or state.step % config.relocalise_every == 0:
-            looked = look_around(config, z, z_goal, state.command)
-        if looked is not None and (belief is None or looked[1] >= support):
+            looked = look_around(config, z, z_goal, state.command, exclude)
+        if looked is not None and looked[1] > 0 and (belief is None or looked[1] >= support):
             belief, support = looked
+        if belief is not None and config.reject_factor > 0:
+            at_goal = (math.hypot(belief[0], belief[1]) <= config.arrive_radius
+                       and abs(wrap_angle(float(belief[2]))) <= config.arrive_yaw)
+            arrived = state.arrived + 1 if at_goal and error > config.reject_factor * config.tolerance else 0
+            if arrived * dt >= config.reject_after_s and since >= config.reject_after_s:
+                # here may not be the goal: look for it elsewhere, and go there if enough views agree on it
+                here = (float(belief[0]), float(belief[1]))
+                other, other_support = look_around(config, z, z_goal, state.command,
+                                                   np.asarray((*rejected, here), np.float32).reshape(-1, 2))
+                arrived = 0
+                if other_support >= config.reject_min_support:
+                    rejected = (*rejected, here)
+                    belief, support = other, other_support
+                    common.update(best_error=math.inf, since_progress=0.0)
         if belief is not None:  # always, from the first look-around on
             common["belief"] = (float(belief[0]), float(belief[1]), float(belief[2]))
             common["support"] = support
             estimate = belief
+    common.update(rejected=rejected, arrived=arrived)
     if estimate is not None and config.servo is not None and _handover(state, estimate, config):
         servo_state = state.servo if state.mode == SERVO and state.servo is not None else ServoState(
             command=state.command)
         servo_state, (v, w) = servo_step(servo_state, z, z_goal, estimate, dt, config.servo)
-        return replace(state, status=status, command=(v, w), plan=None, predicted=None, mode=SERVO,
-                       servo=servo_state, **common), (v, w)
+        _, cut = safe_command((v, w), obstacles, config)
+        if not cut:
+            return replace(state, status=status, command=(v, w), plan=None, predicted=None, mode=SERVO,
+                           servo=servo_state, **common), (v, w)
+        # The servo law would drive into something: the planner, with its collision cost, drives this step.
     rng = np.random.default_rng((config.seed, state.step))
-    extra = None
+    extras = []
     if config.servo is not None:
-        extra = servo_rollout(config, z, z_goal, state.command)[None]
-    sequence, cost, predicted = plan(config, z, z_goal, state.plan, state.command, rng, obstacles, extra, belief)
-    v, w = float(sequence[0, 0]), float(sequence[0, 1])
+        extras.append(servo_rollout(config, z, z_goal, state.command)[None])
+    if config.primitives:
+        extras.append(motion_primitives(config))
+    extra = np.concatenate(extras) if extras else None
+    waypoint = None
+    if config.detour and config.cost == "pose" and obstacles is not None and estimate is not None:
+        goal = np.asarray(estimate[:2], np.float64)
+        field = detour_field(obstacles, goal, config)
+        waypoint = None if field is None else detour_waypoint(field, goal, config)
+    must_move = config.stall_after_s > 0 and state.stalled * dt >= config.stall_after_s
+    sequence, cost, predicted = plan(config, z, z_goal, state.plan, state.command, rng, obstacles, extra, belief,
+                                     waypoint, must_move)
+    (v, w), cut = safe_command((float(sequence[0, 0]), float(sequence[0, 1])), obstacles, config)
+    still = abs(v) < 0.01 * config.max_linear and abs(w) < 0.05 * config.max_angular
+    stalled = 0 if must_move or not still else state.stalled + 1
     return replace(state, status=status, command=(v, w), plan=sequence, predicted=predicted, cost=cost,
-                   mode=PLAN, servo=None, **common), (v, w)
+                   mode=PLAN, servo=None, safety_stops=state.safety_stops + int(cut), stalled=stalled,
+                   **common), (v, w)
 
 
 def mpc_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, jacobian: np.ndarray | None, dt: float,
