@@ -30,7 +30,7 @@ TOPIC_ARGUMENTS: list[TopicArgument] = [
     ("cmd_vel_topic", "cmd_vel", "velocity command output (geometry_msgs/Twist)"),
     ("error_topic", "servo/error", "latent error norm output (std_msgs/Float32)"),
     ("goal_latent_topic", "servo/goal_latent", "goal latent input (std_msgs/Float32MultiArray)"),
-    ("goal_image_topic", "servo/goal_image", "goal image input (sensor_msgs/Image; camera control models)"),
+    ("goal_image_topic", "servo/goal_image", "goal image input (sensor_msgs/Image; looked up among remembered views)"),
 ]
 
 

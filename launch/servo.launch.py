@@ -31,8 +31,8 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         *controller_pipeline_arguments("servo.yaml", "YAML with sim_node, encoder_node and latent_servo_node blocks"),
         DeclareLaunchArgument("goal_image", default_value="",
-                              description="image file whose latent is the goal (camera control models only; "
-                                          "empty: teach with servo/set_goal or send servo/goal_latent)"),
+                              description="camera frame the robot has seen: the goal once a remembered view matches it "
+                                          "(view_memory); empty: teach with servo/set_goal or send servo/goal_latent)"),
         DeclareLaunchArgument("model", default_value="",
                               description="control model directory for the encoder and the servo (empty: the "
                                           "packaged models/control_default)"),

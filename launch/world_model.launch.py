@@ -47,8 +47,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="dynamics directory (vae-ros train-dynamics); empty: params_file, whose "
                                           "'' means <model>/dynamics"),
         DeclareLaunchArgument("goal_image", default_value="",
-                              description="image file whose latent is the goal (camera models only; empty: teach "
-                                          "with servo/set_goal or send servo/goal_latent)"),
+                              description="camera frame the robot has seen: the goal once a remembered view matches it "
+                                          "(view_memory); empty: teach with servo/set_goal or send servo/goal_latent)"),
         *parameter_arguments(node_parameters("world_model_node",
                                              [name for name in PASSED if name not in ("dynamics", "goal_image")])),
         OpaqueFunction(function=_launch_pipeline),
