@@ -12,21 +12,28 @@ import torch.multiprocessing as mp
 from vae_ros.core.distributed import Distributed
 
 
+def _step(rank: int, out: Path) -> None:
+    dist, cpu = Distributed(rank=rank, world_size=2), torch.device("cpu")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    wrapped = dist.wrap(model, cpu)
+    optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.1)
+    x = torch.full((4, 3), float(rank + 1))  # each process its own data
+    wrapped(x).sum().backward()
+    optimizer.step()
+    summed = dist.sum([rank, 1.5], cpu)
+    flags = (dist.all_true(rank == 0, cpu), dist.all_true(True, cpu))
+    torch.save({"weight": model.weight.detach().clone(), "grad": model.weight.grad.clone(), "summed": summed,
+                "flags": flags}, out / f"rank{rank}.pt")
+
+
 def _worker(rank: int, port: int, out: Path) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        dist, cpu = Distributed(rank=rank, world_size=2), torch.device("cpu")
-        torch.manual_seed(0)
-        model = torch.nn.Linear(3, 1)
-        wrapped = dist.wrap(model, cpu)
-        optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.1)
-        x = torch.full((4, 3), float(rank + 1))  # each process its own data
-        wrapped(x).sum().backward()
-        optimizer.step()
-        summed = dist.sum([rank, 1.5], cpu)
-        flags = (dist.all_true(rank == 0, cpu), dist.all_true(True, cpu))
-        torch.save({"weight": model.weight.detach().clone(), "grad": model.weight.grad.clone(), "summed": summed,
-                    "flags": flags}, out / f"rank{rank}.pt")
+        _step(rank, out)  # the DDP wrapper is gone when it returns, as in training
+        # As vae_ros.core.distributed.process_group does: leave together, or gloo may abort a process whose
+        # peer tears down first ("terminate called without an active exception", seen under load).
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
