@@ -29,7 +29,7 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from vae_ros.control.view_memory import Match, ViewMemory, ViewMemoryConfig
+from vae_ros.control.view_memory import Match, ViewMemory, ViewMemoryConfig, view_descriptor
 from vae_ros.conversions import image_msg_to_array, msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError
@@ -98,7 +98,8 @@ class ControlNode(Node):
             Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS)
         # Goal images for models of other sensors: remembered camera views (see the module docstring).
         self.views: ViewMemory | None = None
-        self._pending_goal_image: tuple[np.ndarray, str] | None = None  # (image, source) waiting for its view
+        # (descriptor, source) of a goal image waiting for its view
+        self._pending_goal_image: tuple[np.ndarray, str] | None = None
         self.goal_image_score: float | None = None  # NCC of the goal image's view (matched or best so far)
         if modality != "image" and self.params.view_memory > 0:
             self.views = ViewMemory(ViewMemoryConfig(capacity=self.params.view_memory,
@@ -169,21 +170,23 @@ class ControlNode(Node):
 
     def _goal_from_view(self, image: np.ndarray, source: str) -> None:
         """A goal image for a model of another sensor: the latent of the remembered view it shows, or wait."""
-        assert self.views is not None
-        found = self.views.best(image)  # InputError for an image that cannot be a view (uniform, bad shape)
-        if found is not None and found.score >= self.views.config.min_score:
+        views = self.views
+        if views is None:
+            raise InputError(self._image_goal_refusal())
+        found = views.best(image)  # InputError for an image that cannot be a view (uniform, bad shape)
+        if found is not None and found.score >= views.config.min_score:
             self._goal_matched(found, source)
             return
         # Not seen (yet): stop and wait. Every new view is compared with it (_remember).
         with self._lock:
             self.goal, self.goal_source, self.status = None, "", IDLE
-            self._pending_goal_image = (image, source)
+            self._pending_goal_image = (view_descriptor(image, views.config.size), source)
             self.goal_image_score = None if found is None else found.score
             self._stop()
             self._reset_for_goal()
         best = "no view remembered yet" if found is None else f"best NCC {found.score:.3f}"
         self.get_logger().warning(f"goal image from {source} matches no remembered camera view ({best} < "
-                                  f"{self.views.config.min_score}); stopped, waiting until the robot has seen it")
+                                  f"{views.config.min_score}); stopped, waiting until the robot has seen it")
 
     def _goal_matched(self, found: Match, source: str) -> None:
         self._set_goal(found.latent, f"{source} (remembered view, NCC {found.score:.3f})", found.score)
@@ -193,10 +196,12 @@ class ControlNode(Node):
 
         The camera only serves goal images, so a frame that cannot be used is counted and logged (throttled)
         but does not stop the robot."""
-        assert self.views is not None
+        views = self.views
+        if views is None:  # subscribed only with a view memory
+            return
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
         try:
-            self.views.add_frame(stamp, image_msg_to_array(msg))
+            views.add_frame(stamp, image_msg_to_array(msg))
         except InputError as err:
             self.stats.on_rejected(f"camera frame: {err}")
             self.get_logger().warning(f"camera frame rejected: {err}", throttle_duration_sec=WARN_THROTTLE_S)
@@ -206,8 +211,8 @@ class ControlNode(Node):
         if self.views is None or not self.views.add_latent(stamp_ns, mean):
             return
         pending = self._pending_goal_image
-        if pending is not None:
-            found = self.views.best(pending[0])
+        if pending is not None:  # the older views were compared already: only the new one
+            found = self.views.newest(pending[0])
             if found is not None and found.score >= self.views.config.min_score:
                 self._goal_matched(found, pending[1])
             elif found is not None:

@@ -58,6 +58,20 @@ class DemoConfig:
     progress: bool = True
     start: tuple[float, float, float] = field(init=False, default=(0.0, 0.0, 0.0))
 
+    @property
+    def goal_pose(self) -> tuple[float, float, float]:
+        """The goal, resolved in __post_init__ (the controller's default when none was given)."""
+        if self.goal is None:
+            raise ConfigError("the demo's goal is not set")
+        return self.goal
+
+    @property
+    def time_limit(self) -> float:
+        """The controller's time limit, resolved in __post_init__."""
+        if self.timeout is None:
+            raise ConfigError("the demo's timeout is not set")
+        return self.timeout
+
     def __post_init__(self) -> None:
         if self.controller not in DEFAULTS:
             raise ConfigError(f"--controller must be one of {', '.join(DEFAULTS)}, got {self.controller!r}")
@@ -89,31 +103,30 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.monotonic()
-    assert config.goal is not None and config.timeout is not None  # resolved in __post_init__
     session_config = SessionConfig(seed=config.seed, rate=config.rate, backend=config.backend, camera_views=True,
                                    goal_image=True,
                                    log_dir=out / "logs", startup_timeout=config.startup_timeout,
-                                   initial_pose=config.goal, controller=config.controller, dynamics=config.dynamics)
+                                   initial_pose=config.goal_pose, controller=config.controller, dynamics=config.dynamics)
     say = print if config.progress else (lambda *_a, **_k: None)
     with ServoSession(session_config) as session:
-        say(f"nodes up after {time.monotonic() - wall:.1f} s; teaching the goal at {_fmt_pose(config.goal)}")
-        session.teach_at(config.goal)
+        say(f"nodes up after {time.monotonic() - wall:.1f} s; teaching the goal at {_fmt_pose(config.goal_pose)}")
+        session.teach_at(config.goal_pose)
         goal_latent = session.goal_latent
         goal_views = session.frame_near(session.sim_time - 0.2)
         say(f"moving the robot away to {_fmt_pose(config.start)}; {session.controller_node} drives it back")
         session.start_from(config.start)
         start_views = session.frame_near(session.sim_time - 0.2)
-        run = session.servo(timeout=config.timeout)
+        run = session.servo(timeout=config.time_limit)
         final_views = session.frame_near(session.sim_time - 0.2)
         diagnostics = dict(session.controller_values)
-    position_error, yaw_error = _pose_error(run.final_pose, config.goal)
-    start_error = _pose_error(config.start, config.goal)
+    position_error, yaw_error = _pose_error(run.final_pose, config.goal_pose)
+    start_error = _pose_error(config.start, config.goal_pose)
     xy = np.array([(x, y) for _, x, y, _ in run.poses]) if run.poses else np.zeros((0, 2))
     summary = {
         "controller": config.controller,
         "goal_source": diagnostics.get("goal_source"),  # the goal image and the NCC of the view it matched
         "world_seed": config.seed,
-        "goal": list(config.goal),
+        "goal": list(config.goal_pose),
         "start": list(config.start),
         "start_error_m": start_error[0],
         "start_error_deg": start_error[1],
@@ -156,8 +169,7 @@ def _fmt_pose(pose: tuple[float, float, float]) -> str:
 def _plot_trajectory(path: Path, config: DemoConfig, run: Any) -> None:
     from vae_ros.core.plots import _figure, _save
 
-    goal = config.goal
-    assert goal is not None  # DemoConfig.__post_init__ resolved it
+    goal = config.goal_pose
     fig = _figure(11, 4.2)
     left, right = fig.subplots(1, 2)
     poses = np.array(run.poses) if run.poses else np.zeros((0, 4))
@@ -215,8 +227,7 @@ def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarra
     dynamics_dir = Path(config.dynamics).expanduser() if config.dynamics else model_dir / "dynamics"
     dt = load_dynamics_dir(dynamics_dir).dt
     head = PoseHeadNumpy.load(model_dir, goal_latent.size)
-    goal = config.goal
-    assert goal is not None
+    goal = config.goal_pose
     fig = _figure(12, 4.8)
     left, right = fig.subplots(1, 2)
     t0 = run.poses[0][0] if run.poses else (run.plans[0][0] if run.plans else 0.0)

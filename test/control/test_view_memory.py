@@ -51,6 +51,9 @@ def test_frames_pair_with_latents_by_stamp_and_goal_images_find_their_latent() -
         assert np.array_equal(found.latent, latents[i]) and found.score > 0.999 and found.stamp_ns == i * S + 10_000_000
     with pytest.raises(InputError, match="matches no remembered view"):
         memory.match(frames[3])  # never seen
+    newest = memory.newest(view_descriptor(frames[2], memory.config.size))  # a waiting goal: the newest view only
+    assert newest is not None and newest.score > 0.999 and np.array_equal(newest.latent, latents[2])
+    assert memory.newest(view_descriptor(frames[0], memory.config.size)).score < 0.5
     with pytest.raises(InputError, match="dimensions"):
         memory.add_frame(5 * S, frames[3])
         memory.add_latent(5 * S, np.zeros(4, np.float32))

@@ -135,6 +135,14 @@ class ViewMemory:
         i = int(np.argmax(scores))
         return Match(self._latents[i].copy(), float(scores[i]), int(self._stamps[i]))
 
+    def newest(self, descriptor: np.ndarray) -> Match | None:
+        """The newest remembered view scored against a descriptor (view_descriptor): what a goal image that
+        waits needs per new view, instead of a search through all of them again."""
+        if len(self) == 0 or self._latents is None:
+            return None
+        i = (self._count - 1) % self.config.capacity
+        return Match(self._latents[i].copy(), float(self._views[i] @ descriptor), int(self._stamps[i]))
+
     def match(self, image: np.ndarray) -> Match:
         """The remembered view `image` shows (NCC >= min_score), or InputError saying how near it came."""
         found = self.best(image)
