@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.benchmarks import save_report_json
+from vae_ros.benchmarks.nodes import SpinningNode
 from vae_ros.core.errors import ConfigError
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
@@ -139,36 +139,23 @@ def format_table(report: FootprintReport) -> str:
 
 
 # -- measuring --------------------------------------------------------------------------------------------------
-class _Station:
+class _Station(SpinningNode):
     """The benchmark's node: publishes one picture at 10 Hz and notes when latents arrive."""
 
     def __init__(self, picture: np.ndarray) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float32MultiArray
 
         from vae_ros.benchmarks.nodes import image_msg
         from vae_ros.qos import LATENT_QOS
 
-        if not rclpy.ok():
-            rclpy.init()
-        self.node = rclpy.create_node("bench_footprint")
-        self.lock = threading.Lock()
+        super().__init__("bench_footprint")
         self.arrivals: list[float] = []  # time.monotonic() of each latent
         self._msg = image_msg(picture)
         self._publisher = self.node.create_publisher(Image, IMAGE_TOPIC, 10)
         self.node.create_subscription(Float32MultiArray, LATENT_TOPIC, self._on_latent, LATENT_QOS)
         self.node.create_timer(0.1, self._on_timer)
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(self.node)
-        self._running = True
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self._running:
-            self._executor.spin_once(timeout_sec=0.05)
+        self.start()
 
     def _on_timer(self) -> None:
         self._msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -191,11 +178,6 @@ class _Station:
         with self.lock:
             return self.arrivals[0]
 
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(2.0)
-        self._executor.shutdown()
-        self.node.destroy_node()
 
 
 def measure_process(cmd: Sequence[str], env: dict[str, str], station: _Station, settle: int = 5,

@@ -371,33 +371,52 @@ def _prepare_model(model: str, workdir: Path, backend: str) -> Path:
     return target
 
 
-class _Receiver:
-    """The benchmark's own node: receives latents (and echoes) with their arrival times."""
+class SpinningNode:
+    """A bench's own rclpy node, spun on a background thread until close() (rclpy started if needed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from std_msgs.msg import Float32MultiArray, Header
-
-        from vae_ros.qos import LATENT_QOS
 
         if not rclpy.ok():
             rclpy.init()
-        self.node = rclpy.create_node("bench_receiver")
+        self.node = rclpy.create_node(name)
         self.lock = threading.Lock()
-        self.latents: list[tuple[int, np.ndarray]] = []
-        self.echoes: list[tuple[int, int]] = []
-        self.node.create_subscription(Float32MultiArray, LATENT_TOPIC, self._on_latent, LATENT_QOS)
-        self.node.create_subscription(Header, ECHO_TOPIC, self._on_echo, LATENT_QOS)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
-        self._running = True
+        self._running = False
         self._thread = threading.Thread(target=self._spin, daemon=True)
+
+    def start(self) -> None:
+        """Spin from now on (after the subclass has made its subscriptions)."""
+        self._running = True
         self._thread.start()
 
     def _spin(self) -> None:
         while self._running:
             self._executor.spin_once(timeout_sec=0.05)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(2.0)
+        self._executor.shutdown()
+        self.node.destroy_node()
+
+
+class _Receiver(SpinningNode):
+    """The benchmark's own node: receives latents (and echoes) with their arrival times."""
+
+    def __init__(self) -> None:
+        from std_msgs.msg import Float32MultiArray, Header
+
+        from vae_ros.qos import LATENT_QOS
+
+        super().__init__("bench_receiver")
+        self.latents: list[tuple[int, np.ndarray]] = []
+        self.echoes: list[tuple[int, int]] = []
+        self.node.create_subscription(Float32MultiArray, LATENT_TOPIC, self._on_latent, LATENT_QOS)
+        self.node.create_subscription(Header, ECHO_TOPIC, self._on_echo, LATENT_QOS)
+        self.start()
 
     def _on_latent(self, msg: Any) -> None:
         now = time.time_ns()
@@ -413,12 +432,6 @@ class _Receiver:
         with self.lock:
             self.latents.clear()
             self.echoes.clear()
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(2.0)
-        self._executor.shutdown()
-        self.node.destroy_node()
 
 
 def measure_floor(model_dir: Path, backend_name: str, frames: list[np.ndarray], receiver: _Receiver,
