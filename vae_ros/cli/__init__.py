@@ -54,13 +54,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
     except VaeRosError as err:
         print(f"vae-ros {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print(f"vae-ros {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    from vae_ros.core import distributed
+
+    if distributed.joined_group():  # a torchrun process: leave without the interpreter's teardown (see there)
+        distributed.exit_process(code)
+    return code
 
 
 if __name__ == "__main__":
