@@ -281,10 +281,15 @@ class ServoParams(ControlParams):
                            "empty = the packaged models/control_default.", read_only=True)
     gain: float = param(1.0, "Proportional gain on the estimated distance to the goal (1/s).")
     angular_gain: float = param(2.0, "Gain on heading and final yaw errors (1/s).")
+    backoff_distance: float = param(0.3, "Where a sideways offset is left once the yaw is aligned, back off "
+                                         "until the goal is this far ahead (m, straight back along the goal's "
+                                         "heading, with nothing watching behind) and approach again; 0 = never.")
 
     def validate(self) -> None:
         _require_positive(self, ("gain", "angular_gain", "max_linear", "max_angular", "max_linear_accel",
                                  "max_angular_accel"))
+        if not (math.isfinite(self.backoff_distance) and self.backoff_distance >= 0):
+            raise ConfigError(f"backoff_distance must be >= 0 (0 = never back off), got {self.backoff_distance}")
         super().validate()
 
     def servo_config(self, tolerance: float) -> ServoConfig:
@@ -293,7 +298,7 @@ class ServoParams(ControlParams):
         config = ServoConfig(
             tolerance=tolerance, gain=self.gain, angular_gain=self.angular_gain,
             max_linear=self.max_linear, max_angular=self.max_angular, max_linear_accel=self.max_linear_accel,
-            max_angular_accel=self.max_angular_accel)
+            max_angular_accel=self.max_angular_accel, backoff_distance=self.backoff_distance)
         config.validate()
         return config
 

@@ -34,6 +34,7 @@ _CONTROLLER_NODE = {"servo": ("latent_servo_node", ": latent servo"), "world_mod
 # ControlNode._on_set_goal answers "goal set from the latent stamped <ns> ns": the latent that became the goal.
 _GOAL_STAMP = re.compile(r"stamped (\d+) ns")
 _KEEP_LATENTS = 3000  # newest stamped latents kept (5 min at 10 Hz)
+SET_GOAL_RETRY_S = 5.0  # s servo/set_goal is asked again while the controller has no fresh latent
 
 
 def _stamp_ns(stamp: Any) -> int:
@@ -348,9 +349,13 @@ class ServoSession:
         """The current observation becomes the controller's goal (servo/set_goal); kept as `goal_latent`."""
         from std_srvs.srv import Trigger
 
-        response = self._call(self._set_goal, Trigger.Request(), "servo/set_goal")
-        if not response.success:
-            raise RosError(f"servo/set_goal failed: {response.message}")
+        # The only refusal is "no fresh latent": right after the nodes start, the controller may not have
+        # discovered the encoder yet although this session has (seen once in a test run); ask again briefly.
+        deadline = time.monotonic() + SET_GOAL_RETRY_S
+        while not (response := self._call(self._set_goal, Trigger.Request(), "servo/set_goal")).success:
+            if time.monotonic() > deadline:
+                raise RosError(f"servo/set_goal failed: {response.message}")
+            time.sleep(0.1)
         match = _GOAL_STAMP.search(response.message)
         with self._lock:
             if match and int(match.group(1)) in self._latents:

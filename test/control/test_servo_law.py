@@ -21,12 +21,13 @@ def _relative(pose: np.ndarray, goal: np.ndarray) -> np.ndarray:
 
 
 def _drive(start: tuple[float, float, float], config: ServoConfig, seconds: float = 40.0,
-           estimate_noise: float = 0.0, seed: int = 0) -> tuple[ServoState, np.ndarray, list[tuple[float, float]]]:
+           estimate_noise: float = 0.0, seed: int = 0,
+           state: ServoState | None = None) -> tuple[ServoState, np.ndarray, list[tuple[float, float]]]:
     """Integrate a unicycle under the law; the 'latent' is the pose error itself (an ideal metric latent)."""
     rng = np.random.default_rng(seed)
     pose = np.array(start, dtype=np.float64)
     goal = np.zeros(3)
-    state = ServoState()
+    state = ServoState() if state is None else state
     commands = []
     for _ in range(int(seconds / DT)):
         rel = _relative(pose, goal)
@@ -78,6 +79,20 @@ def test_a_goal_behind_is_reached_driving_backwards_without_turning_around() -> 
     assert min(c[0] for c in commands) < -0.1 and max(c[0] for c in commands) <= 1e-9
 
 
+@pytest.mark.parametrize("side", [0.12, -0.09])
+def test_a_sideways_offset_left_after_the_yaw_alignment_is_backed_off_and_approached_again(side: float) -> None:
+    # The robot is in the in-place yaw alignment (as when the goal estimate said "here" and, once the yaw was
+    # right, showed the goal beside it): turning in place cannot remove that, so it backs off and comes back.
+    aligning = ServoState(fine=True)
+    config = ServoConfig(tolerance=0.06)
+    state, pose, commands = _drive((0.0, side, 0.0), config, state=aligning)
+    assert state.status == CONVERGED and math.hypot(pose[0], pose[1]) < 0.06
+    assert min(c[0] for c in commands[:10]) < -0.1  # it backed off first
+    # Without the back-off the same start is a trap: the servo gives up.
+    state, pose, _ = _drive((0.0, side, 0.0), ServoConfig(tolerance=0.06, backoff_distance=0.0), state=aligning)
+    assert state.status == LOST and math.hypot(pose[0], pose[1]) > 0.08
+
+
 def test_brakes_as_soon_as_the_error_is_under_the_tolerance() -> None:
     config = ServoConfig(tolerance=0.1, settle_steps=3, max_angular_accel=100.0)
     state = ServoState(command=(0.0, 0.5))
@@ -109,7 +124,8 @@ def test_lost_when_the_error_does_not_improve() -> None:
 
 
 @pytest.mark.parametrize("bad", [dict(tolerance=0.0), dict(max_linear=-1.0), dict(coarse_radius=0.01),
-                                 dict(settle_steps=0), dict(resume_factor=0.5), dict(gain=math.nan)])
+                                 dict(settle_steps=0), dict(resume_factor=0.5), dict(gain=math.nan),
+                                 dict(backoff_distance=-0.1), dict(lateral_tolerance=-0.1)])
 def test_invalid_configs_are_refused(bad) -> None:
     with pytest.raises(ConfigError):
         ServoConfig(**bad).validate()

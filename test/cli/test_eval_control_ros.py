@@ -1,0 +1,45 @@
+"""`vae-ros eval-control --ros`: the in-process episodes repeated through the real nodes (sim_node, encoder_node
+and world_model_node over DDS, packaged models, in real time) and compared one by one."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ros_env
+
+from vae_ros.resources import default_model_dir
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.mark.skipif(not (default_model_dir("control") / "dynamics" / "dynamics.json").is_file(),
+                    reason="packaged control model or its dynamics not built (scripts/make_control_model.sh, "
+                           "scripts/make_dynamics_model.sh)")
+def test_the_world_model_runs_the_same_episode_through_ros(tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_ros.cli", "eval-control", "--controller", "world_model", "--seeds", "0",
+         "--episodes", "1", "--ros", "1", "--time-limit", "30", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=ros_env.ros_env(),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((out / "episodes.json").read_text())
+    assert record["controller"] == "world_model"
+    in_process = record["episodes"][0]
+    (row,) = record["ros"]["episodes"]
+    # The same episode, placed in the simulator node: the same start and goal as in process.
+    assert row["seed"] == 0 and row["in_process_success"] == in_process["success"]
+    assert row["start"] == pytest.approx(in_process["episode"]["start"])
+    assert row["goal"] == pytest.approx(in_process["episode"]["goal"])
+    # world_model_node (not the servo) drove, from the taught goal given back after the robot was placed,
+    # and brought the robot most of the way (judged by the simulator's ground truth).
+    log = (out / "ros_logs" / "seed0" / "world_model_node.log").read_text()
+    assert "servo/goal_latent" in log
+    start_distance = math.dist(row["start"][:2], row["goal"][:2])
+    assert math.isfinite(row["final_position_error"]) and row["final_position_error"] < start_distance / 2
+    assert record["ros"]["agreement"] in (0.0, 1.0)
