@@ -131,6 +131,7 @@ class LatentServoNode(ControlNode):
         est = self.state.estimate
         return [
             ("state", self.status),
+            ("phase", "backing off" if self.state.backoff else "aligning yaw" if self.state.fine else "approaching"),
             ("latent_error", f"{self.state.error:.4f}" if math.isfinite(self.state.error) else "none"),
             ("tolerance", f"{self.servo_config.tolerance:.4f}"),
             ("goal_source", self.goal_source or "none"),

@@ -93,6 +93,34 @@ def test_a_sideways_offset_left_after_the_yaw_alignment_is_backed_off_and_approa
     assert state.status == LOST and math.hypot(pose[0], pose[1]) > 0.08
 
 
+def _aliased(rel: np.ndarray) -> np.ndarray:
+    # A head trained on goals within about 70 deg of yaw: beyond that it reads an alias, a goal just behind
+    # the robot turned the other way (as measured on the packaged model).
+    if abs(rel[2]) <= math.radians(70.0):
+        return rel
+    return np.array([-0.5, 0.0, -0.6 * np.sign(rel[2])])
+
+
+def test_readings_beyond_the_heads_yaw_range_do_not_lead_the_robot_away() -> None:
+    # The goal 0.8 m to the left, same heading: turning to drive there takes the yaw error to 90 deg, where
+    # the head reads an alias. The estimate is carried by the robot's own motion there instead.
+    def drive(config: ServoConfig) -> tuple[ServoState, np.ndarray]:
+        pose, goal, state = np.array([0.0, -0.8, 0.0]), np.zeros(3), ServoState()
+        for _ in range(int(40.0 / DT)):
+            rel = _relative(pose, goal)
+            state, (v, w) = servo_step(state, -rel, np.zeros(3), _aliased(rel), DT, config)
+            if state.status in (CONVERGED, LOST):
+                break
+            pose = pose + DT * np.array([v * math.cos(pose[2]), v * math.sin(pose[2]), w])
+        return state, pose
+
+    state, pose = drive(ServoConfig(tolerance=0.06))
+    assert state.status == CONVERGED and math.hypot(pose[0], pose[1]) < 0.06
+    # Blending every reading (a range of 180 deg), the alias leads the robot away: it never gets there.
+    state, pose = drive(ServoConfig(tolerance=0.06, head_yaw_range=math.pi))
+    assert state.status != CONVERGED and math.hypot(pose[0], pose[1]) > 0.3
+
+
 def test_brakes_as_soon_as_the_error_is_under_the_tolerance() -> None:
     config = ServoConfig(tolerance=0.1, settle_steps=3, max_angular_accel=100.0)
     state = ServoState(command=(0.0, 0.5))
@@ -125,7 +153,8 @@ def test_lost_when_the_error_does_not_improve() -> None:
 
 @pytest.mark.parametrize("bad", [dict(tolerance=0.0), dict(max_linear=-1.0), dict(coarse_radius=0.01),
                                  dict(settle_steps=0), dict(resume_factor=0.5), dict(gain=math.nan),
-                                 dict(backoff_distance=-0.1), dict(lateral_tolerance=-0.1)])
+                                 dict(backoff_distance=-0.1), dict(lateral_tolerance=-0.1),
+                                 dict(head_yaw_range=0.0)])
 def test_invalid_configs_are_refused(bad) -> None:
     with pytest.raises(ConfigError):
         ServoConfig(**bad).validate()
@@ -151,6 +180,9 @@ def test_the_goal_estimate_is_carried_through_the_robot_motion_before_blending()
     # Turning 90 deg left in place puts a goal that was ahead on the right, its yaw 90 deg to the right.
     np.testing.assert_allclose(_fuse((1.0, 0.0, 0.0), (0.0, math.pi / 2), np.zeros(3), 1.0, 0.0),
                                [0.0, -1.0, -math.pi / 2], atol=1e-12)
+    # Beyond the trusted yaw the new estimate is ignored: the previous one, moved, stands.
+    np.testing.assert_allclose(_fuse((1.0, 0.0, 1.5), (0.0, 0.0), np.array([-1.0, 0.0, 0.0]), 0.1, 0.5, 1.0),
+                               [1.0, 0.0, 1.5], atol=1e-12)
     # Weight 1 (or no history): the new estimate as it is; in between, the mean.
     np.testing.assert_allclose(_fuse(None, (0.3, 0.1), np.array([0.2, 0.1, 0.3]), 0.1, 0.5), [0.2, 0.1, 0.3])
     np.testing.assert_allclose(_fuse((1.0, 0.0, 0.2), (0.0, 0.0), np.array([0.0, 0.0, 0.0]), 0.1, 0.5),

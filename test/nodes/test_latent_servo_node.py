@@ -297,6 +297,9 @@ def test_closed_loop_reaches_the_taught_goal(probe: ServoProbe, procs: Any) -> N
     assert np.mean(run[:thirds]) > np.mean(run[thirds:2 * thirds]) > np.mean(run[2 * thirds:]), run
     # The robot is held still once there: the servo's commands are zero.
     assert _is_zero(probe.messages("/cmd_vel")[-1])
+    # /diagnostics said which phase of the law drove: it approached from 0.5 m away.
+    phases = {v["phase"] for stamp, v in probe.statuses(SERVO_STATUS) if stamp > placed_at * 1e9}
+    assert "approaching" in phases and phases <= {"approaching", "aligning yaw", "backing off"}, phases
 
 
 # -- the servo alone, fed by the test ---------------------------------------------------------------------

@@ -9,9 +9,13 @@ backwards, whichever keeps its heading nearer the goal's; close to it (with hyst
 in place, correcting the remaining offset along its heading. A sideways offset that is left once the yaw is
 aligned cannot be turned away in place: the robot then backs off along the goal's heading until the goal is
 `backoff_distance` ahead and approaches again (measured on 600 held-out episodes: 90.5 -> 92.0 %; the head
-reads the offset well only once the yaw is aligned, so it often appears after the approach). The estimate is made again from the
-sensor at every step and blended with the previous one carried through the robot's last command
-(`smoothing`), so the head's pose-dependent errors average out over the path and only bend it. Velocity and acceleration
+reads the offset well only once the yaw is aligned, so it often appears after the approach).
+The estimate is made again from the sensor at every
+step and blended with the previous one carried through the robot's last command (`smoothing`), so the
+head's pose-dependent errors average out over the path and only bend it. Where the carried estimate puts
+the goal's yaw beyond `head_yaw_range` (60 deg; the head is trained within about 70), readings are not
+blended in and the estimate is carried by the robot's motion alone: a robot turned to drive to a goal
+beside it read an alias as a near goal and was led away (92.0 -> 95.7 % on 600 held-out episodes). Velocity and acceleration
 limits apply last. Convergence is declared from the latent error alone (the model's `tolerance`,
 calibrated on held-out data so that it means <= 0.10 m and 5 deg): the robot brakes as soon as the error
 is under it, convergence is declared when it stays under for `settle_steps` consecutive steps, and
@@ -53,6 +57,10 @@ class ServoConfig:
     drive_heading: float = math.radians(35.0)  # drive only while the heading error is below this
     direction_hysteresis: float = math.radians(25.0)  # a forward/backward switch must gain this much
     smoothing: float = 0.5  # weight of the newest goal estimate against the motion-predicted previous one
+    # The head is trained on goals within about 70 deg of yaw. Beyond this (turning to drive to a goal beside
+    # the robot) its readings are not blended in: one there can read an alias as a near goal. The estimate is
+    # then carried by the robot's own motion alone, until the yaw is back in range.
+    head_yaw_range: float = math.radians(60.0)
     max_step_estimate: float = 1.5  # m: a goal estimate beyond this is scaled down (outside the training range)
     lateral_tolerance: float = 0.06  # m: a sideways offset left once the yaw is aligned (in place) beyond this ...
     backoff_distance: float = 0.3  # m: ... makes it back off until the goal is this far ahead and re-approach (0: never)
@@ -63,7 +71,7 @@ class ServoConfig:
     def validate(self) -> None:
         positive = ("tolerance", "gain", "angular_gain", "max_linear", "max_angular", "max_linear_accel",
                     "max_angular_accel", "fine_radius", "coarse_radius", "drive_heading", "direction_hysteresis",
-                    "max_step_estimate", "lost_after_s", "lateral_tolerance")
+                    "max_step_estimate", "lost_after_s", "lateral_tolerance", "head_yaw_range")
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -143,10 +151,11 @@ def verdict(state: _VerdictState, error: float, dt: float, config: _VerdictConfi
 
 
 def _fuse(previous: tuple[float, float, float] | None, command: tuple[float, float], estimate: np.ndarray,
-          dt: float, weight: float) -> np.ndarray:
+          dt: float, weight: float, trusted_yaw: float = math.pi) -> np.ndarray:
     """Blend the new goal estimate with the previous one moved by the last command (the goal is fixed in the
     world, so its estimate in the robot frame moves opposite to the robot): pose-dependent errors of the
-    head average out over the robot's path instead of steering it."""
+    head average out over the robot's path instead of steering it. Where the moved estimate puts the goal's
+    yaw beyond `trusted_yaw`, the new one is not blended in at all."""
     if previous is None or weight >= 1.0:
         return estimate
     v, w = command
@@ -155,6 +164,8 @@ def _fuse(previous: tuple[float, float, float] | None, command: tuple[float, flo
     c, s = math.cos(dyaw), math.sin(dyaw)
     px, py = previous[0] - mx, previous[1] - my
     predicted = np.array([c * px + s * py, -s * px + c * py, wrap_angle(previous[2] - dyaw)])
+    if abs(predicted[2]) > trusted_yaw:
+        return predicted  # the head is not trusted this far round: carried by the robot's own motion alone
     yaw = math.atan2(weight * math.sin(estimate[2]) + (1 - weight) * math.sin(predicted[2]),
                      weight * math.cos(estimate[2]) + (1 - weight) * math.cos(predicted[2]))
     return np.array([weight * estimate[0] + (1 - weight) * predicted[0],
@@ -221,7 +232,7 @@ def servo_step(
     estimate = np.asarray(estimate, dtype=np.float64).reshape(-1)
     if estimate.shape != (3,) or not np.all(np.isfinite(estimate)):
         raise InputError(f"goal estimate must be three finite numbers (dx, dy, dyaw), got {estimate}")
-    fused = _fuse(state.fused, state.command, estimate, dt, config.smoothing)
+    fused = _fuse(state.fused, state.command, estimate, dt, config.smoothing, config.head_yaw_range)
     if status in (CONVERGED, LOST) or settled:
         # Under the tolerance the robot brakes at once and convergence is confirmed standing still: moving
         # on through the settle steps would carry it past the goal by (latency + settle time) x speed.
