@@ -10,12 +10,12 @@ in place, correcting the remaining offset along its heading. A sideways offset t
 aligned cannot be turned away in place: the robot then backs off along the goal's heading until the goal is
 `backoff_distance` ahead and approaches again (measured on 600 held-out episodes: 90.5 -> 92.0 %; the head
 reads the offset well only once the yaw is aligned, so it often appears after the approach).
-The estimate is made again from the sensor at every
-step and blended with the previous one carried through the robot's last command (`smoothing`), so the
-head's pose-dependent errors average out over the path and only bend it. Where the carried estimate puts
-the goal's yaw beyond `head_yaw_range` (60 deg; the head is trained within about 70), readings are not
-blended in and the estimate is carried by the robot's motion alone: a robot turned to drive to a goal
-beside it read an alias as a near goal and was led away (92.0 -> 95.7 % on 600 held-out episodes). Velocity and acceleration
+The estimate is made again from the sensor at every step and blended with the previous one carried through
+the robot's last command (`smoothing`), so the head's pose-dependent errors average out over the path and
+only bend it. Where the carried estimate puts the goal's yaw beyond `head_yaw_range` (60 deg; the head is
+trained within about 70), readings are not blended in and the estimate is carried by the robot's motion
+alone: a robot turned to drive to a goal beside it read an alias as a near goal and was led away
+(92.0 -> 95.7 % on the same 600 episodes). Velocity and acceleration
 limits apply last. Convergence is declared from the latent error alone (the model's `tolerance`,
 calibrated on held-out data so that it means <= 0.10 m and 5 deg): the robot brakes as soon as the error
 is under it, convergence is declared when it stays under for `settle_steps` consecutive steps, and
