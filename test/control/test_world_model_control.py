@@ -15,6 +15,7 @@ import pytest
 from vae_ros.control.control_model import ControlModel
 from vae_ros.control.dynamics import load_dynamics_dir
 from vae_ros.control.episodes import (
+    Episode,
     EpisodeConfig,
     WorldModelController,
     path_is_free,
@@ -46,6 +47,17 @@ def model() -> ControlModel:
 def config(model: ControlModel) -> MpcConfig:
     assert model.tolerance is not None
     return differential_drive_config(load_dynamics_dir(MODEL / "dynamics"), model.head, model.tolerance)
+
+
+@pytest.fixture(scope="module")
+def hard_start(model: ControlModel) -> tuple[Episode, np.ndarray, np.ndarray]:
+    """The first hard episode of world seed 0 and the latents at its start and goal."""
+    with SimWorld(SimConfig(seed=0, image_width=16, image_height=16)) as world:
+        episode = sample_hard_episodes(world, 1, np.random.default_rng([0, 0]))[0]
+        world.set_pose(*episode.goal)
+        z_goal = model.latent(world)
+        world.set_pose(*episode.start)
+        return episode, model.latent(world), z_goal
 
 
 def _goal_in_robot_frame(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> np.ndarray:
@@ -89,13 +101,9 @@ def test_hard_episodes_put_the_goal_behind_and_turned_and_block_every_third() ->
             assert blocked == (index % 3 == 2)
 
 
-def test_look_around_finds_a_goal_the_head_cannot_see(model: ControlModel, config: MpcConfig) -> None:
-    with SimWorld(SimConfig(seed=0, image_width=16, image_height=16)) as world:
-        episode = sample_hard_episodes(world, 1, np.random.default_rng([0, 0]))[0]
-        world.set_pose(*episode.goal)
-        z_goal = model.latent(world)
-        world.set_pose(*episode.start)
-        z = model.latent(world)
+def test_look_around_finds_a_goal_the_head_cannot_see(model: ControlModel, config: MpcConfig,
+                                                      hard_start: tuple[Episode, np.ndarray, np.ndarray]) -> None:
+    episode, z, z_goal = hard_start
     truth = _goal_in_robot_frame(episode.start, episode.goal)
     direct = model.estimate(z, z_goal)
     belief, support = look_around(config, z, z_goal, (0.0, 0.0))
@@ -105,14 +113,9 @@ def test_look_around_finds_a_goal_the_head_cannot_see(model: ControlModel, confi
     assert support > 10
 
 
-def test_a_goal_disproved_on_arrival_is_excluded_and_looked_for_elsewhere(model: ControlModel,
-                                                                          config: MpcConfig) -> None:
-    with SimWorld(SimConfig(seed=0, image_width=16, image_height=16)) as world:
-        episode = sample_hard_episodes(world, 1, np.random.default_rng([0, 0]))[0]
-        world.set_pose(*episode.goal)
-        z_goal = model.latent(world)
-        world.set_pose(*episode.start)
-        z = model.latent(world)
+def test_a_goal_disproved_on_arrival_is_excluded_and_looked_for_elsewhere(
+        config: MpcConfig, hard_start: tuple[Episode, np.ndarray, np.ndarray]) -> None:
+    episode, z, z_goal = hard_start
     truth = _goal_in_robot_frame(episode.start, episode.goal)
     belief, _ = look_around(config, z, z_goal, (0.0, 0.0))
     elsewhere, support = look_around(config, z, z_goal, (0.0, 0.0), np.array([belief[:2]], np.float32))
