@@ -103,3 +103,6 @@ def test_fastdds_profile_is_valid_xml_with_a_large_shared_memory_segment() -> No
     root = ElementTree.parse(REPO / "config" / "fastdds_large_data.xml").getroot()
     sizes = [int(e.text or 0) for e in root.iter() if e.tag.endswith("segment_size")]
     assert sizes and min(sizes) >= 4 * 1024 * 1024  # a 640x480 rgb8 frame is 0.9 MB; leave room
+    # Ports of a CPU-starved process are not declared dead after Fast DDS's default 1 s.
+    checks = [int(e.text or 0) for e in root.iter() if e.tag.endswith("healthy_check_timeout_ms")]
+    assert checks and min(checks) >= 3000

@@ -34,7 +34,7 @@ from vae_ros.conversions import image_msg_to_array, msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError
 from vae_ros.node_params import ControlParams
-from vae_ros.node_utils import MessageGuard
+from vae_ros.node_utils import MessageGuard, interrupt
 from vae_ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS
 
 LATENT_TOPIC = "vae/latent_stamped"
@@ -315,10 +315,6 @@ class ControlNode(Node):
             print(f"{self.get_name()}: could not publish the final zero command: {err}", file=sys.stderr)
 
 
-def _raise_interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def stop_before_shutdown() -> None:
     """Let SIGINT / SIGTERM reach run_node as KeyboardInterrupt while the ROS context is still valid.
 
@@ -332,5 +328,5 @@ def stop_before_shutdown() -> None:
     from rclpy.signals import uninstall_signal_handlers
 
     uninstall_signal_handlers()
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)

@@ -464,17 +464,47 @@ def run_node(node_factory: Callable[[], Any], program: str, args: list[str] | No
     # SIGTERM (launch, systemd, docker stop) stops start-up at once, like Ctrl-C: a Python-level handler
     # raises in the main thread, whatever start-up is doing (importing torch, loading a model). rclpy's own
     # handler, installed by rclpy.init, calls this one after shutting its context down.
-    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+    del INTERRUPTED_BY[:]
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _init_build_spin(node_factory, program, args)
+        code = _init_build_spin(node_factory, program, args)
     except KeyboardInterrupt:
-        return 0
+        code = 0
     finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if INTERRUPTED_BY:
+        forget_handled_interrupt()
+    return code
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+# Termination signals received while run_node ran (their names), in order.
+INTERRUPTED_BY: list[str] = []
+
+
+def interrupt(signum: int, frame: Any) -> None:
+    """SIGINT / SIGTERM handler: remembered, then KeyboardInterrupt in the main thread."""
+    name = signal.Signals(signum).name
+    INTERRUPTED_BY.append(name)
+    raise KeyboardInterrupt(name)
+
+
+def forget_handled_interrupt() -> None:
+    """Let a process that handled its KeyboardInterrupt exit with its own code.
+
+    CPython 3.11 sets a process-wide flag when a KeyboardInterrupt passes through code run by
+    PyRun_String (extension modules run Python that way while they import, e.g. during model loading) and
+    keeps it even after Python code caught the exception; at exit the interpreter then kills itself with
+    SIGINT (measured: a node sent SIGTERM about a second into start-up exited -2 without a word, and
+    `ros2 launch` reported it as died). The interrupt was handled here, so the flag is cleared. A no-op on
+    interpreters without it.
+    """
+    import ctypes
+
+    try:
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 def _params_file_loader() -> Any:
@@ -570,8 +600,10 @@ def _init_build_spin(node_factory: Callable[[], Any], program: str, args: list[s
         executor.add_node(node)
         executor.spin()
     except VaeRosError as err:
-        print(f"{program}: error: {err}", file=sys.stderr, flush=True)
-        code = 2
+        # A signal that cut start-up short (mid-import it can surface as an ImportError) is a stop, not an error.
+        code = 0 if INTERRUPTED_BY else 2
+        if not INTERRUPTED_BY:
+            print(f"{program}: error: {err}", file=sys.stderr, flush=True)
     except (KeyboardInterrupt, ExternalShutdownException):
         code = 0
     except Exception:

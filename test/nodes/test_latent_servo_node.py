@@ -58,6 +58,11 @@ def _control_latents() -> tuple[np.ndarray, np.ndarray, int]:
     return z[0].astype(np.float32), z[1].astype(np.float32), model.latent_dim
 
 
+def _start_closed_loop_servo() -> subprocess.Popen[str]:
+    return start_node("latent_servo_node", *param_args(use_sim_time=True, diagnostics_period=0.2,
+                                                       stale_timeout=STALE_TIMEOUT))
+
+
 @pytest.fixture(scope="module")
 def procs() -> Any:
     from vae_ros.control.control_model import control_model_dir
@@ -68,8 +73,7 @@ def procs() -> Any:
         started["sim"] = start_node("sim_node", *param_args(seed=0, lidar="scan", publish_camera=False, rate=10.0))
         started["encoder"] = start_node("encoder_node", *param_args(
             modality="scan", model=model, use_sim_time=True, publish_anomaly_score=False))
-        started["servo"] = start_node("latent_servo_node", *param_args(
-            use_sim_time=True, diagnostics_period=0.2, stale_timeout=STALE_TIMEOUT))
+        started["servo"] = _start_closed_loop_servo()
         started["lone"] = start_node("latent_servo_node", "-r", f"__ns:={LONE}", *param_args(
             diagnostics_period=0.2, stale_timeout=STALE_TIMEOUT))
         for name, params in BAD_START.items():  # they end on their own; started now to overlap the waits
@@ -246,22 +250,49 @@ def _received(probe: ServoProbe, name: str) -> int:
 
 # -- the closed loop --------------------------------------------------------------------------------------
 CLOSED_LOOP = ("sim", "encoder", "servo")
+# The encoder's latents have reached this probe this many times while the servo, up and publishing its
+# diagnostics, has counted none: the DDS link from the encoder to the servo is silent (see closed_loop).
+SILENT_LINK_LATENTS = 300
 
 
-def test_without_a_goal_the_command_is_zero(probe: ServoProbe, procs: Any) -> None:
+@pytest.fixture(scope="module")
+def closed_loop(probe: ServoProbe, procs: Any) -> None:
+    """The closed loop running: odometry here, and the encoder's latents counted by the servo.
+
+    Once in CI (a machine loaded to half speed), the servo got the simulator's /clock but not one of the
+    encoder's latents in six minutes, while this probe got them all: a Fast DDS link that stayed silent,
+    most likely a shared-memory port recreated under a CPU-starved listener (config/fastdds_large_data.xml).
+    The servo is then restarted once, with a note in the output; a second silent start fails the tests.
+    """
+
+    def silent_link() -> bool:
+        return (len(probe.messages("/vae/latent_stamped")) >= SILENT_LINK_LATENTS
+                and _received(probe, SERVO_STATUS) == 0)
+
+    ready = lambda: bool(probe.messages("/odom")) and _received(probe, SERVO_STATUS) > 0  # noqa: E731
+    _wait(probe, procs, CLOSED_LOOP, lambda: ready() or silent_link(), "odometry, and latents at the servo",
+          STARTUP_S)
+    if not ready():
+        print(f"closed loop: the servo counted no latent while {len(probe.messages('/vae/latent_stamped'))} "
+              f"reached this probe; restarting it once. {_seen(probe)}")
+        print(stop_node(procs["servo"]))
+        probe.clear("/diagnostics")
+        procs["servo"] = _start_closed_loop_servo()
+        _wait(probe, procs, CLOSED_LOOP, ready, "odometry, and latents at the restarted servo", STARTUP_S)
+
+
+def test_without_a_goal_the_command_is_zero(probe: ServoProbe, procs: Any, closed_loop: None) -> None:
     # Latents reach the servo (counted in its diagnostics) and each is answered with a zero command.
-    _wait(probe, procs, CLOSED_LOOP, lambda: _received(probe, SERVO_STATUS) >= 5, "latents at the servo", STARTUP_S)
+    _wait(probe, procs, CLOSED_LOOP, lambda: _received(probe, SERVO_STATUS) >= 5, "latents at the servo")
     _wait(probe, procs, CLOSED_LOOP, lambda: len(probe.messages("/cmd_vel")) >= 5, "the servo's commands")
     assert all(_is_zero(m) for m in probe.messages("/cmd_vel"))
     assert probe.latest(SERVO_STATUS)["state"] == "idle"
     assert probe.latest(SERVO_STATUS)["goal_source"] == "none"
 
 
-def test_closed_loop_reaches_the_taught_goal(probe: ServoProbe, procs: Any) -> None:
+def test_closed_loop_reaches_the_taught_goal(probe: ServoProbe, procs: Any, closed_loop: None) -> None:
     from std_srvs.srv import Trigger
 
-    _wait(probe, procs, CLOSED_LOOP, lambda: probe.messages("/odom") and _received(probe, SERVO_STATUS) > 0,
-          "odometry, and control latents at the servo", STARTUP_S)
     _, *at = probe.pose()
     assert pose_error(tuple(at), GOAL_POSE)[0] < 0.01  # sim_node starts at the goal
     response = probe.call(probe.set_goal, Trigger.Request())
@@ -330,7 +361,9 @@ def test_goal_latent_topic_drives_and_a_wrong_size_goal_is_rejected(probe: Servo
 
     _drive(probe, procs, latents)
     _wait(probe, procs, LONE_ONLY, lambda: probe.latest(LONE_STATUS).get("goal_source") == "servo/goal_latent"
-          and probe.latest(LONE_STATUS).get("state") == "servoing", "state servoing from servo/goal_latent")
+          and probe.latest(LONE_STATUS).get("state") == "servoing"
+          and probe.latest(LONE_STATUS).get("latent_error") != "none",  # "none" until a latent meets the goal
+          "state servoing from servo/goal_latent")
     assert float(probe.latest(LONE_STATUS)["latent_error"]) == pytest.approx(
         float(np.linalg.norm(z_start - z_goal)), rel=1e-3)
     errors = probe.messages(f"{LONE}/servo/error")

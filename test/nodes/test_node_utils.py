@@ -1,5 +1,5 @@
 """vae_ros.node_utils without running nodes: Fast DDS profile choice, anomaly scores, the latest-wins
-worker and raw CDR decoding."""
+worker, raw CDR decoding, and how run_node's process ends when a signal cuts start-up short."""
 
 from __future__ import annotations
 
@@ -214,3 +214,44 @@ def test_params_files_as_launch_ros_writes_them_are_accepted(tmp_path: pathlib.P
     hostile.write_text('/**: {ros__parameters: {x: !!python/object/apply:os.system ["true"]}}\n')
     with pytest.raises(ConfigError, match="not valid YAML"):
         check_params_files(["--params-file", str(hostile)])
+
+
+# A process that handles SIGTERM during start-up the way run_node does; {case} picks what start-up was doing.
+_SIGNAL_CHILD = """
+import ctypes, os, signal, sys, time
+from vae_ros.core.errors import BackendUnavailableError
+from vae_ros.node_utils import run_node
+
+def starting():
+    try:
+        if "{case}" == "pyrun_string":  # code run by an extension module (PyRun_String) gets the signal
+            run = ctypes.pythonapi.PyRun_String
+            run.restype = ctypes.py_object
+            run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+            run(b"import os, signal, time\\nos.kill(os.getpid(), signal.SIGTERM)\\ntime.sleep(5)", 257, {{}}, {{}})
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        if "{case}" == "import":  # an import that turned the interrupt into an ImportError
+            raise BackendUnavailableError("onnxruntime is not installed") from None
+        raise
+
+sys.exit(run_node(starting, "child", ["child", "--ros-args"]))
+"""
+
+
+@pytest.mark.parametrize("case", ["pyrun_string", "import"])
+def test_sigterm_during_start_up_exits_zero_without_an_error_line(case: str, tmp_path: pathlib.Path) -> None:
+    """pyrun_string: CPython 3.11 would otherwise end the process with SIGINT (-2) although run_node
+    handled the interrupt. import: the interrupt surfaced as a VaeRosError, which is no error to report.
+    Run with `python -m`, as the nodes are: that is the way of exiting that honours CPython's flag."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "signal_child.py").write_text(_SIGNAL_CHILD.format(case=case))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.run([sys.executable, "-m", "signal_child"], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert "error" not in proc.stderr, proc.stderr
