@@ -31,5 +31,11 @@ def ros_env(**extra: str) -> dict[str, str]:
 
 
 def apply_to_this_process() -> None:
-    """Isolate rclpy in the test process itself (must run before rclpy.init)."""
+    """Isolate rclpy in the test process itself (must run before rclpy.init), and give its participant the
+    nodes' Fast DDS profile: the probes receive most of what the tests check, and the profile's
+    shared-memory ports survive a CPU-starved moment of the test process (config/fastdds_large_data.xml).
+    Subprocesses started with node_env() still choose their profile themselves."""
     os.environ.update({k: v for k, v in ros_env().items() if k.startswith(("ROS_", "AMENT_", "MUJOCO_"))})
+    from vae_ros.node_utils import use_large_data_profile
+
+    use_large_data_profile()
