@@ -33,6 +33,14 @@ class PoseHeadNumpy:
         self.layers = layers
         self.latent_dim = latent_dim
         self._layers32 = [(np.ascontiguousarray(w.T, np.float32), b.astype(np.float32)) for w, b in layers]
+        # The first layer sees [z, goal - z] (forward) and [goal, z - goal] (backward): with its weights split
+        # as W = [Wa | Wb], that is z (Wa - Wb)^T + goal Wb^T, and z Wb^T + goal (Wa - Wb)^T. So a batch needs
+        # one (B, D) x (D, 2H) product for both directions, and the goal's part once (estimate_batch).
+        w1t, b1 = self._layers32[0] if self._layers32 else (np.zeros((0, 0), np.float32), np.zeros(0, np.float32))
+        wa, wb = w1t[:latent_dim], w1t[latent_dim:]  # (2D, H); none in a placeholder (baselines.py)
+        self._first_z = np.ascontiguousarray(np.concatenate([wa - wb, wb], 1))  # (D, 2H): forward | backward
+        self._first_goal = np.ascontiguousarray(np.concatenate([wb, wa - wb], 1))
+        self._first_bias = np.concatenate([b1, b1])
 
     @classmethod
     def load(cls, model_dir: str | Path, latent_dim: int) -> PoseHeadNumpy:
@@ -75,13 +83,20 @@ class PoseHeadNumpy:
         goal = np.broadcast_to(np.asarray(z_goal, dtype=np.float32).reshape(1, -1), z.shape)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise InputError(f"servo head expects (B, {self.latent_dim}) latents, got {z.shape}")
-        h = np.concatenate([np.concatenate([z, goal - z], 1), np.concatenate([goal, z - goal], 1)])  # (2B, 2D)
-        for i, (weight_t, bias) in enumerate(self._layers32):
-            h = h @ weight_t + bias
-            if i < len(self._layers32) - 1:
-                np.maximum(h, 0.0, out=h)
         b = z.shape[0]
-        fwd, bwd = h[:b], h[b:]  # the goal seen from the robot; the robot seen from the goal
+        h = z @ self._first_z  # (B, 2H): each row the forward then the backward pre-activation
+        h += goal[:1] @ self._first_goal + self._first_bias
+        h = h.reshape(2 * b, -1)  # rows: forward 0, backward 0, forward 1, ...
+        layers = len(self._layers32)
+        for i in range(layers):
+            if i > 0:
+                weight_t, bias = self._layers32[i]
+                h = h @ weight_t
+                h += bias
+            if i < layers - 1:
+                np.maximum(h, 0.0, out=h)
+        h = h.reshape(b, 2, -1)
+        fwd, bwd = h[:, 0], h[:, 1]  # the goal seen from the robot; the robot seen from the goal
         f_yaw = np.arctan2(fwd[:, 2], fwd[:, 3])
         b_yaw = np.arctan2(bwd[:, 2], bwd[:, 3])
         c, s = np.cos(b_yaw), np.sin(b_yaw)
