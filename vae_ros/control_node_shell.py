@@ -46,6 +46,9 @@ SET_GOAL_SERVICE = "servo/set_goal"
 CLEAR_GOAL_SERVICE = "servo/clear_goal"
 IDLE, STALE = "idle", "stale"
 WATCHDOG_PERIOD_S = 0.1
+# No latent for this long while the graph shows publishers of the topic: said once in the log (and the count
+# is always in /diagnostics), since a controller waiting on a link that delivers nothing only ever says "stale".
+SILENT_LINK_S = 10.0
 WARN_THROTTLE_S = 2.0
 FINAL_STOP_ACK_S = 0.5
 
@@ -85,6 +88,9 @@ class ControlNode(Node):
         self.status = IDLE
         self._latest: np.ndarray | None = None  # newest latent, for set_goal
         self._latest_stamp_ns: int | None = None
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._last_arrival_ns = self._steady.now().nanoseconds  # of the newest latent (start-up until one)
+        self._silent_link_said = False
         self._closed = False
         self._lock: Any = lock if lock is not None else contextlib.nullcontext()
         self._cmd_pub = self.create_publisher(Twist, CMD_TOPIC, COMMAND_QOS)
@@ -110,8 +116,7 @@ class ControlNode(Node):
         self._clear_goal_srv = self.create_service(Trigger, CLEAR_GOAL_SERVICE, self._on_clear_goal)
         # On the steady clock: it also wakes the executor at least every 0.1 s, so Ctrl-C is handled (see
         # stop_before_shutdown) even when no input arrives (a stopped simulator stops the sim-time clock too).
-        self._watchdog = self.create_timer(WATCHDOG_PERIOD_S, self._on_watchdog,
-                                           clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._watchdog = self.create_timer(WATCHDOG_PERIOD_S, self._on_watchdog, clock=self._steady)
         stop_before_shutdown()
 
     # -- hooks -----------------------------------------------------------------------------------------------
@@ -218,6 +223,11 @@ class ControlNode(Node):
             elif found is not None:
                 self.goal_image_score = max(found.score, self.goal_image_score or -1.0)
 
+    def _link_diagnostics(self) -> list[tuple[str, str]]:
+        """How many publishers of the latent topic the graph shows: with `received` still 0, a link that
+        delivers nothing (a QoS mismatch, a wrong remapping on the other side, a broken transport)."""
+        return [("latent_publishers", str(self.count_publishers(self._latent_sub.topic_name)))]
+
     def _view_diagnostics(self) -> list[tuple[str, str]]:
         """Diagnostics of the view memory (none when it is off)."""
         if self.views is None:
@@ -259,6 +269,8 @@ class ControlNode(Node):
         """Keep the newest latent (for set_goal and the watchdog); returns its stamp in ns."""
         stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
         self._latest, self._latest_stamp_ns = mean, stamp
+        self._last_arrival_ns = self._steady.now().nanoseconds
+        self._silent_link_said = False
         self._remember(mean, stamp)
         return stamp
 
@@ -272,12 +284,28 @@ class ControlNode(Node):
         """Zero velocity while the newest latent is older than stale_timeout (or none came yet)."""
         if not self._is_stale():
             return
+        self._check_link()
         if self.goal is not None:
             if self.status != STALE:
                 self.get_logger().warning(f"no fresh latent for {self.params.stale_timeout} s: stopping",
                                           throttle_duration_sec=WARN_THROTTLE_S)
             self.status = STALE
         self._stop()
+
+    def _check_link(self) -> None:
+        """Say (once per silence) when publishers of the latent topic exist but none of their latents has
+        arrived for SILENT_LINK_S (wall time): the node would otherwise only report that its input is stale."""
+        silent_s = (self._steady.now().nanoseconds - self._last_arrival_ns) * 1e-9
+        if self._silent_link_said or silent_s < SILENT_LINK_S:
+            return
+        publishers = self.count_publishers(self._latent_sub.topic_name)
+        if publishers == 0:
+            return
+        self._silent_link_said = True
+        self.get_logger().warning(
+            f"{publishers} publisher(s) of {self._latent_sub.topic_name} in the graph, but no latent arrived for "
+            f"{silent_s:.0f} s: check that they publish (ros2 topic hz), with compatible QoS (ros2 topic info -v); "
+            "if they do, see 'One link silent' in docs/ROBOT.md")
 
     # -- output ----------------------------------------------------------------------------------------------
     def _publish_command(self, linear: float, angular: float) -> None:

@@ -336,6 +336,7 @@ class WorldModelNode(ControlNode):
             ("plan_cost", fmt(self.state.cost) if math.isfinite(self.state.cost) else "none"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("internal_errors", str(self._internal_errors)),
+            *self._link_diagnostics(),
             *self._view_diagnostics(),
         ]
 

@@ -30,6 +30,8 @@ from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg, planar_pos
 pytestmark = pytest.mark.ros
 
 LONE = "/lone"
+SILENT = "/silent"  # a servo whose only latent publisher (this test's) never publishes
+STARTED_AT: dict[str, float] = {}  # monotonic start time of processes, by name
 SERVO_STATUS = "/latent_servo_node: latent servo"
 LONE_STATUS = f"{LONE}/latent_servo_node: latent servo"
 GOAL_POSE = (0.0, 0.0, 0.0)  # sim_node's initial pose: the goal is taught where the robot starts
@@ -76,6 +78,8 @@ def procs() -> Any:
         started["servo"] = _start_closed_loop_servo()
         started["lone"] = start_node("latent_servo_node", "-r", f"__ns:={LONE}", *param_args(
             diagnostics_period=0.2, stale_timeout=STALE_TIMEOUT))
+        started["silent"] = start_node("latent_servo_node", "-r", f"__ns:={SILENT}", *param_args(diagnostics_period=0.5))
+        STARTED_AT["silent"] = time.monotonic()
         for name, params in BAD_START.items():  # they end on their own; started now to overlap the waits
             started[name] = subprocess.Popen(
                 [sys.executable, "-m", "vae_ros.latent_servo_node", "--ros-args", "-r", f"__ns:=/{name}",
@@ -121,6 +125,7 @@ class ServoProbe(Probe):
         self.sim_params = self.node.create_client(SetParameters, "/sim_node/set_parameters")
         self.lone_params = self.node.create_client(SetParameters, f"{LONE}/latent_servo_node/set_parameters")
         self.latent_pub = self.node.create_publisher(Image, f"{LONE}/vae/latent_stamped", LATENT_QOS)
+        self.silent_pub = self.node.create_publisher(Image, f"{SILENT}/vae/latent_stamped", LATENT_QOS)
         self.goal_pub = self.node.create_publisher(Float32MultiArray, f"{LONE}/servo/goal_latent", LATENT_QOS)
         from vae_ros.qos import SENSOR_QOS
 
@@ -529,6 +534,26 @@ def test_sigint_while_driving_leaves_a_zero_command_last(probe: ServoProbe, proc
     assert procs["lone"].returncode == 0
     # The final zero was published before the process exited; allow it the time to arrive.
     assert probe.wait_for(lambda: _is_zero(probe.messages(topic)[-1]), 5.0), probe.messages(topic)[-3:]
+
+
+def test_a_link_that_delivers_nothing_is_named(probe: ServoProbe, procs: Any) -> None:
+    """Publishers in the graph, no latent for SILENT_LINK_S: the count is in /diagnostics, and the log says
+    once what to check (the servo alone would only ever report stale input)."""
+    from vae_ros.control_node_shell import SILENT_LINK_S
+
+    status = f"{SILENT}/latent_servo_node: latent servo"
+    _wait(probe, procs, ("silent",), lambda: probe.latest(status).get("latent_publishers") == "1",
+          "the /silent servo to count this test's publisher", STARTUP_S)
+    assert probe.latest(status)["received"] == "0"
+    assert probe.latest(LONE_STATUS)["latent_publishers"] == "1"  # the feed's publisher, as the servo sees it
+    # The node counts from its own start, at the latest when its process started: wait what is left of that.
+    left = STARTED_AT["silent"] + SILENT_LINK_S + 2.0 - time.monotonic()
+    if left > 0:
+        probe.wait_for(lambda: False, left)
+    output = stop_node(procs["silent"])
+    said = [line for line in output.splitlines() if "no latent arrived" in line]
+    assert len(said) == 1, output  # once, not every watchdog tick
+    assert f"{SILENT}/vae/latent_stamped" in said[0] and "ros2 topic hz" in said[0]
 
 
 # -- start-up failures ------------------------------------------------------------------------------------
