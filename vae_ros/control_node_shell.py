@@ -91,6 +91,7 @@ class ControlNode(Node):
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._last_arrival_ns = self._steady.now().nanoseconds  # of the newest latent (start-up until one)
         self._silent_link_said = False
+        self._link_checked_ns = 0  # steady time the graph was last asked for publishers (_check_link)
         self._closed = False
         self._lock: Any = lock if lock is not None else contextlib.nullcontext()
         self._cmd_pub = self.create_publisher(Twist, CMD_TOPIC, COMMAND_QOS)
@@ -295,9 +296,12 @@ class ControlNode(Node):
     def _check_link(self) -> None:
         """Say (once per silence) when publishers of the latent topic exist but none of their latents has
         arrived for SILENT_LINK_S (wall time): the node would otherwise only report that its input is stale."""
-        silent_s = (self._steady.now().nanoseconds - self._last_arrival_ns) * 1e-9
-        if self._silent_link_said or silent_s < SILENT_LINK_S:
+        now = self._steady.now().nanoseconds
+        silent_s = (now - self._last_arrival_ns) * 1e-9
+        # Past SILENT_LINK_S, the graph is asked at most once a second (the watchdog ticks ten times).
+        if self._silent_link_said or silent_s < SILENT_LINK_S or now - self._link_checked_ns < 1_000_000_000:
             return
+        self._link_checked_ns = now
         publishers = self.count_publishers(self._latent_sub.topic_name)
         if publishers == 0:
             return

@@ -31,7 +31,6 @@ pytestmark = pytest.mark.ros
 
 LONE = "/lone"
 SILENT = "/silent"  # a servo whose only latent publisher (this test's) never publishes
-STARTED_AT: dict[str, float] = {}  # monotonic start time of processes, by name
 SERVO_STATUS = "/latent_servo_node: latent servo"
 LONE_STATUS = f"{LONE}/latent_servo_node: latent servo"
 GOAL_POSE = (0.0, 0.0, 0.0)  # sim_node's initial pose: the goal is taught where the robot starts
@@ -79,7 +78,6 @@ def procs() -> Any:
         started["lone"] = start_node("latent_servo_node", "-r", f"__ns:={LONE}", *param_args(
             diagnostics_period=0.2, stale_timeout=STALE_TIMEOUT))
         started["silent"] = start_node("latent_servo_node", "-r", f"__ns:={SILENT}", *param_args(diagnostics_period=0.5))
-        STARTED_AT["silent"] = time.monotonic()
         for name, params in BAD_START.items():  # they end on their own; started now to overlap the waits
             started[name] = subprocess.Popen(
                 [sys.executable, "-m", "vae_ros.latent_servo_node", "--ros-args", "-r", f"__ns:=/{name}",
@@ -546,8 +544,10 @@ def test_a_link_that_delivers_nothing_is_named(probe: ServoProbe, procs: Any) ->
           "the /silent servo to count this test's publisher", STARTUP_S)
     assert probe.latest(status)["received"] == "0"
     assert probe.latest(LONE_STATUS)["latent_publishers"] == "1"  # the feed's publisher, as the servo sees it
-    # The node counts from its own start, at the latest when its process started: wait what is left of that.
-    left = STARTED_AT["silent"] + SILENT_LINK_S + 2.0 - time.monotonic()
+    # The node counts from its construction, before its first diagnostics (stamped by its wall clock), and
+    # asks the graph once a second: wait what is left of that, with a margin.
+    first_stamp_s = probe.statuses(status)[0][0] * 1e-9
+    left = first_stamp_s + SILENT_LINK_S + 3.0 - time.time()
     if left > 0:
         probe.wait_for(lambda: False, left)
     output = stop_node(procs["silent"])
