@@ -57,7 +57,7 @@ ARTIFACTS = ("model.json", "weights.safetensors", CURVES_FILE, CHECKPOINT_DIR, "
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings, plus optional overrides of the model config (None = keep the model's)."""
+    """Optimisation settings (the model itself is the ModelConfig given to train)."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -73,11 +73,6 @@ class TrainConfig:
     shuffle_buffer: int = 1024
     cache_mb: float = 2048.0  # RAM for preprocessed samples, both splits together (0 = always stream)
     grad_clip: float = 100.0  # max gradient norm (0 = off); guards against early KL/NLL spikes
-    latent_dim: int | None = None
-    arch_channels: list[int] | None = None
-    likelihood: str | None = None
-    image_size: int | None = None
-    image_channels: int | None = None
 
     def validate(self) -> None:
         checks = [
@@ -99,26 +94,10 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
-    def apply_to(self, config: ModelConfig) -> ModelConfig:
-        """A copy of config with this run's overrides applied (and its training summary cleared)."""
-        cfg = copy.deepcopy(config)
-        if self.latent_dim is not None:
-            cfg.arch.latent_dim = self.latent_dim
-        if self.arch_channels is not None:
-            cfg.arch.channels = list(self.arch_channels)
-        if self.likelihood is not None:
-            cfg.arch.likelihood = self.likelihood
-        if self.image_size is not None or self.image_channels is not None:
-            if cfg.modality != "image":
-                raise ConfigError(f"image size and channels apply to image models, not {cfg.modality!r}")
-            spec = cfg.image_spec
-            if self.image_size is not None:
-                spec.height = spec.width = self.image_size
-            if self.image_channels is not None:
-                spec.channels = self.image_channels
-        cfg.training = {}
-        cfg.validate()
-        return cfg
+
+# Model-config overrides that TrainConfig once carried (unused: the CLI builds the ModelConfig itself).
+# Checkpoints written before they went still name them; their effect is already in the saved model config.
+_DROPPED_FIELDS = ("latent_dim", "arch_channels", "likelihood", "image_size", "image_channels")
 
 
 def select_device(device: str) -> torch.device:
@@ -332,7 +311,8 @@ def _settings(model_config: ModelConfig, train_config: TrainConfig, ckpt_dir: Pa
         checkpoint = load_checkpoint(ckpt_dir)
         try:
             config = ModelConfig.from_dict(checkpoint.meta["model_config"])
-            saved = TrainConfig(**checkpoint.meta["train_config"])
+            saved = TrainConfig(**{k: v for k, v in checkpoint.meta["train_config"].items()
+                                   if k not in _DROPPED_FIELDS})
         except (KeyError, TypeError) as err:
             raise ModelFileError(f"the training checkpoint in {ckpt_dir} is inconsistent: {err}") from err
         tc = dataclasses.replace(saved, epochs=train_config.epochs, device=train_config.device,
@@ -340,7 +320,9 @@ def _settings(model_config: ModelConfig, train_config: TrainConfig, ckpt_dir: Pa
         tc.validate()
     else:
         tc = train_config
-        config = tc.apply_to(model_config)
+        config = copy.deepcopy(model_config)
+        config.training = {}  # this run writes its own summary
+        config.validate()
     if tc.batch_size % dist.world_size or tc.batch_size // dist.world_size < 2:
         raise ConfigError(f"the batch size ({tc.batch_size}) is shared by the {dist.world_size} processes: it must "
                           f"be a multiple of {dist.world_size}, at least {2 * dist.world_size}")
