@@ -89,9 +89,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic(CLOUD_TOPIC, "sensor_msgs/msg/PointCloud2", SENSOR, (_SIM,), (_ENC,),
           "3-D LiDAR, fields x, y, z float32."),
     Topic(ODOM_TOPIC, "nav_msgs/msg/Odometry", RELIABLE, (_SIM,), (),
-          "Wheel odometry (REP-103/105 frames)."),
+          "Wheel odometry (REP-103/105 frames): the ground truth unless sim_node's `odom_error` > 0."),
     Topic(GROUND_TRUTH_ODOM_TOPIC, "nav_msgs/msg/Odometry", RELIABLE, (_SIM,), (),
-          "The true pose, for evaluation only: no controller reads it.", planned="issue 18"),
+          "The true pose, for evaluation only: no controller reads it."),
     Topic(CMD_TOPIC, "geometry_msgs/msg/Twist", RELIABLE, CONTROLLERS, (_SIM, _WM),
           "Velocity commands; zero on stale, missing or invalid input and on shutdown. The world model also "
           "reads the executed command for its one-step prediction."),

@@ -210,9 +210,22 @@ class SimNodeParams(NodeParams):
     max_angular: float = param(1.5, "Limit of |cmd_vel.angular.z| in rad/s.", range=(0.0, 2.0))
     cmd_timeout: float = param(0.5, "Seconds (simulated) without a fresh cmd_vel after which the robot stops.")
     publish_camera: bool = param(True, "Publish camera/image_raw (rendering costs CPU).", read_only=True)
+    odom_error: float = param(0.0, "Wheel-odometry error on `odom`: 0 = ideal (odom is the ground truth); 1 = the "
+                                   "typical error of a small wheeled robot (scale +2 % linear, -3 % angular, heading "
+                                   "drift 0.02 rad per metre, 2 % speed noise; vae_ros.sim.odometry); larger values "
+                                   "scale every term. The true pose is always on ground_truth/odom.",
+                              read_only=True, range=(0.0, 10.0))
+    lighting: str = param("default", "Light of the room as the camera sees it: default (what the packaged models "
+                                     "saw), dim (about half), bright (about 1.5x), side (a low warm sun from one "
+                                     "side).", read_only=True)
 
     def validate(self) -> None:
+        from vae_ros.sim.world import LIGHTING
+
         _require_choice("lidar", self.lidar, LIDAR_MODES)
+        _require_choice("lighting", self.lighting, tuple(LIGHTING))
+        if not (math.isfinite(self.odom_error) and 0.0 <= self.odom_error <= 10.0):
+            raise ConfigError(f"odom_error must be in 0..10 (0 = ideal, 1 = typical), got {self.odom_error!r}")
         if not 0 < self.rate <= MAX_SIM_RATE:
             raise ConfigError(f"rate must be in (0, {MAX_SIM_RATE:g}] Hz, got {self.rate!r}")
         for name in ("image_width", "image_height"):

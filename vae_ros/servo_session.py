@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from vae_ros import interface
 from vae_ros.conversions import planar_pose
 from vae_ros.core.errors import ConfigError, InputError, NodeExitedError, RosError, RosTimeoutError
 
@@ -188,22 +189,22 @@ class ServoSession:
             rclpy.init()
         node = rclpy.create_node("vae_ros_servo_probe")
         self.node = node
-        node.create_subscription(Clock, "/clock", self._on_clock, LATENT_QOS)
-        node.create_subscription(Odometry, "odom", self._on_odom, LATENT_QOS)
-        node.create_subscription(Float32, "servo/error", self._on_error, LATENT_QOS)
-        node.create_subscription(Image, "vae/latent_stamped", self._on_latent, LATENT_QOS)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, LATENT_QOS)
+        node.create_subscription(Clock, interface.CLOCK_TOPIC, self._on_clock, LATENT_QOS)
+        node.create_subscription(Odometry, interface.GROUND_TRUTH_ODOM_TOPIC, self._on_odom, LATENT_QOS)  # judging only
+        node.create_subscription(Float32, interface.SERVO_ERROR_TOPIC, self._on_error, LATENT_QOS)
+        node.create_subscription(Image, interface.LATENT_STAMPED_TOPIC, self._on_latent, LATENT_QOS)
+        node.create_subscription(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, self._on_diagnostics, LATENT_QOS)
         if self.config.controller == "world_model":
-            node.create_subscription(Image, "world_model/planned_latents", self._on_plan, LATENT_QOS)
+            node.create_subscription(Image, interface.PLANNED_TOPIC, self._on_plan, LATENT_QOS)
         if self.config.camera_views or self.config.goal_image:
-            node.create_subscription(Image, "camera/image_raw", self._on_camera, sensor_qos(depth=5))
+            node.create_subscription(Image, interface.CAMERA_TOPIC, self._on_camera, sensor_qos(depth=5))
         if self.config.camera_views:
-            node.create_subscription(Image, "vae/reconstruction", self._on_reconstruction, LATENT_QOS)
-        self._goal_image_pub = node.create_publisher(Image, "servo/goal_image", LATENT_QOS)
+            node.create_subscription(Image, interface.RECONSTRUCTION_TOPIC, self._on_reconstruction, LATENT_QOS)
+        self._goal_image_pub = node.create_publisher(Image, interface.GOAL_IMAGE_TOPIC, LATENT_QOS)
         self._set_goal = node.create_client(Trigger, "servo/set_goal")
         from std_msgs.msg import Float32MultiArray
 
-        self._goal_pub = node.create_publisher(Float32MultiArray, "servo/goal_latent", LATENT_QOS)
+        self._goal_pub = node.create_publisher(Float32MultiArray, interface.GOAL_LATENT_TOPIC, LATENT_QOS)
         self._clear_goal = node.create_client(Trigger, "servo/clear_goal")
         from rcl_interfaces.srv import SetParameters
 

@@ -2,7 +2,9 @@
 
 Publishes `camera/image_raw` (sensor_msgs/Image rgb8, frame camera_optical_frame), `scan` (LaserScan) and/or
 `lidar/points` (organised PointCloud2, x y z float32, frame lidar_link), `odom` (nav_msgs/Odometry odom ->
-base_link, ground truth) and `/clock`, and subscribes `cmd_vel` (geometry_msgs/Twist).
+base_link: wheel odometry, ideal unless `odom_error` > 0, vae_ros.sim.odometry), `ground_truth/odom` (the true
+pose, always: for evaluations, never for controllers) and `/clock`, and subscribes `cmd_vel`
+(geometry_msgs/Twist). `lighting` picks the room's light (vae_ros.sim.world.LIGHTING).
 
 Time: simulated time starts at 0 and advances by exactly 1/rate per sensor frame; /clock is published at
 >= 50 Hz, so other nodes run with `use_sim_time:=true`. The node paces itself on the wall clock (it never
@@ -47,7 +49,8 @@ from vae_ros.node_utils import (
 )
 from vae_ros.qos import COMMAND_QOS, STATE_QOS, sensor_qos
 from vae_ros.sim import messages
-from vae_ros.sim.world import SimConfig, SimWorld
+from vae_ros.sim.odometry import OdomErrorModel, WheelOdometry
+from vae_ros.sim.world import Pose2D, SimConfig, SimWorld
 
 NODE_NAME = "sim_node"
 MIN_CLOCK_RATE = 50.0  # Hz: /clock and physics ticks, so sim-time timers elsewhere are not too coarse
@@ -109,7 +112,10 @@ class SimNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.params = p = declare_params(self, SimNodeParams)
         self._world = SimWorld(SimConfig(seed=p.seed, image_width=p.image_width, image_height=p.image_height,
-                                         initial_pose=p.initial_pose))
+                                         initial_pose=p.initial_pose, lighting=p.lighting))
+        # Wheel odometry integrated at every physics tick (None: ideal, `odom` is the ground truth).
+        self._odometry = (WheelOdometry(OdomErrorModel(level=p.odom_error), self._world.pose(), seed=p.seed)
+                          if p.odom_error > 0 else None)
         self._frame_period = 1.0 / p.rate
         self._ticks_per_frame = max(1, math.ceil(MIN_CLOCK_RATE / p.rate))
         self._tick_period = self._frame_period / self._ticks_per_frame
@@ -120,6 +126,7 @@ class SimNode(Node):
 
         self._clock_pub = self.create_publisher(ClockMsg, messages.CLOCK_TOPIC, STATE_QOS)
         self._odom_pub = self.create_publisher(Odometry, messages.ODOM_TOPIC, STATE_QOS)
+        self._truth_pub = self.create_publisher(Odometry, messages.GROUND_TRUTH_ODOM_TOPIC, STATE_QOS)
         self._image_pub = (self.create_publisher(Image, messages.IMAGE_TOPIC, SENSOR_PUBLISHER_QOS)
                            if p.publish_camera else None)
         self._scan_pub = (self.create_publisher(LaserScan, messages.SCAN_TOPIC, SENSOR_PUBLISHER_QOS)
@@ -153,6 +160,8 @@ class SimNode(Node):
             except VaeRosError as err:
                 raise ConfigError(f"initial_pose: {err}") from err
             self._command, self._command_time = (0.0, 0.0), -math.inf
+            if self._odometry is not None:  # placed by hand: the odometry starts again where it stands
+                self._odometry.reset(Pose2D(x, y, yaw))
             self.get_logger().info(f"robot placed at x={x:.3f} y={y:.3f} yaw={yaw:.3f}")
         self.params = params
 
@@ -180,6 +189,8 @@ class SimNode(Node):
         self.health.stale = not fresh
         linear, angular = self._command if fresh else (0.0, 0.0)
         world.step(linear, angular, self._tick_period)
+        if self._odometry is not None:
+            self._odometry.update(world.velocity(), self._tick_period)
         self._tick += 1
         if self._tick % self._ticks_per_frame == 0:
             self._publish_frame()
@@ -190,7 +201,11 @@ class SimNode(Node):
         world = self._world
         stamp = messages.time_msg(world.time)
         self._clock_pub.publish(messages.clock_msg(stamp))
-        self._odom_pub.publish(messages.odometry_msg(world.pose(), world.velocity(), stamp))
+        truth = messages.odometry_msg(world.pose(), world.velocity(), stamp)
+        self._truth_pub.publish(truth)
+        odometry = self._odometry
+        self._odom_pub.publish(truth if odometry is None else
+                               messages.odometry_msg(odometry.pose, odometry.velocity, stamp))
         if self._scan_pub is not None:
             self._scan_pub.publish(messages.scan_msg(world.scan(), world.scan_geometry, stamp,
                                                      self._frame_period))

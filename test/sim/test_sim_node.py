@@ -45,6 +45,7 @@ def sim() -> Iterator[tuple[subprocess.Popen[str], Probe]]:
     probe.record(LaserScan, "scan", qos_profile_sensor_data)
     probe.record(PointCloud2, "lidar/points", qos_profile_sensor_data)
     probe.record(Odometry, "odom", 10)
+    probe.record(Odometry, "ground_truth/odom", 10)
     probe.record(Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     probe.record(DiagnosticArray, "/diagnostics", 10)
     try:
@@ -218,3 +219,68 @@ def test_bad_parameters_at_start_give_one_clear_error() -> None:
                             env=ros_env.ros_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "lidar" in result.stderr and "scan" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ideal_odometry_is_the_ground_truth_topic(sim: tuple[subprocess.Popen[str], Probe]) -> None:
+    _, probe = sim
+    assert wait_for(lambda: len(probe.messages("ground_truth/odom")) >= 3)
+    truth = {stamp_s(m.header.stamp): planar_pose(m.pose.pose) for m in probe.messages("ground_truth/odom")}
+    paired = [(planar_pose(m.pose.pose), truth[stamp_s(m.header.stamp)]) for m in probe.messages("odom")
+              if stamp_s(m.header.stamp) in truth]
+    assert len(paired) >= 3
+    assert all(np.allclose(odom, true) for odom, true in paired)
+
+
+def test_odom_error_drifts_odom_while_ground_truth_odom_stays_true() -> None:
+    """odom_error:=1: after driving, `odom` is off the true pose by the documented scale error (+2 %), and
+    `ground_truth/odom` moved exactly as the robot did; both start where the robot stands."""
+    import rclpy
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+
+    params = ["-p", "lidar:=none", "-p", "publish_camera:=false", "-p", "rate:=20.0", "-p", "odom_error:=1.0",
+              "-p", "initial_pose:=[-1.5, -0.3, 0.0]", "-p", "seed:=2", "-r", "__ns:=/drift"]  # apart from `sim`
+    proc = subprocess.Popen([sys.executable, "-m", "vae_ros.sim_node", "--ros-args", *params],
+                            env=ros_env.ros_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    probe = Probe("odom_error_probe")
+    probe.record(Odometry, "/drift/odom", 10)
+    probe.record(Odometry, "/drift/ground_truth/odom", 10)
+    publisher = probe.node.create_publisher(Twist, "/drift/cmd_vel", 10)
+    stop = threading.Event()
+
+    def drive() -> None:
+        command = Twist()
+        command.linear.x = 0.4
+        while not stop.is_set():
+            publisher.publish(command)
+            time.sleep(0.05)
+
+    try:
+        assert wait_for(lambda: probe.messages("/drift/odom") and probe.messages("/drift/ground_truth/odom"), timeout=60.0), (
+            "sim_node published no odometry")
+        first_odom, first_truth = probe.messages("/drift/odom")[0], probe.messages("/drift/ground_truth/odom")[0]
+        assert np.allclose(planar_pose(first_odom.pose.pose), planar_pose(first_truth.pose.pose))
+        driver = threading.Thread(target=drive, daemon=True)
+        driver.start()
+        assert wait_for(lambda: probe.messages("/drift/ground_truth/odom")[-1].pose.pose.position.x > 0.5, timeout=60.0)
+        stop.set()
+        driver.join(2.0)
+        truth = probe.messages("/drift/ground_truth/odom")[-1]
+        odom = next(m for m in reversed(probe.messages("/drift/odom")) if m.header.stamp == truth.header.stamp)
+        driven = truth.pose.pose.position.x - first_truth.pose.pose.position.x
+        odom_driven = math.hypot(odom.pose.pose.position.x - first_odom.pose.pose.position.x,
+                                 odom.pose.pose.position.y - first_odom.pose.pose.position.y)
+        assert abs(truth.pose.pose.position.y - first_truth.pose.pose.position.y) < 0.01  # the robot drove straight
+        assert odom_driven == pytest.approx(1.02 * driven, rel=0.01)  # the odometry did not quite
+        assert abs(yaw_of(odom)) > 0.005  # heading drift while driving
+    finally:
+        stop.set()
+        probe.close()
+        rclpy.try_shutdown()
+        if proc.poll() is None:
+            proc.send_signal(2)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -208,3 +208,21 @@ def test_simulated_time_follows_dt_even_when_it_is_not_a_whole_number_of_physics
             times.append(sim.time)
         assert sim.time == pytest.approx(1.0, abs=1e-9)
         assert max(abs(t - (k + 1) / 30.0) for k, t in enumerate(times)) <= 0.0025 + 1e-9
+
+
+def test_lighting_presets_change_what_the_camera_sees_and_nothing_else() -> None:
+    """dim < default < bright in brightness; side tints the view warm; the scan is the same in every light."""
+    views, scans = {}, {}
+    for name in ("default", "dim", "bright", "side"):
+        with SimWorld(SimConfig(seed=3, image_width=32, image_height=32, initial_pose=(0.5, 0.2, 0.4),
+                                lighting=name)) as sim:
+            views[name] = sim.render().astype(np.float64)
+            scans[name] = sim.scan()
+    mean = {name: image.mean() for name, image in views.items()}
+    assert mean["dim"] < 0.75 * mean["default"] and mean["bright"] > 1.15 * mean["default"], mean
+    red_minus_blue = {name: (image[..., 0] - image[..., 2]).mean() for name, image in views.items()}
+    assert red_minus_blue["side"] > red_minus_blue["default"] + 5, red_minus_blue
+    for name in ("dim", "bright", "side"):
+        np.testing.assert_array_equal(scans[name], scans["default"])
+    with pytest.raises(ConfigError, match="lighting must be one of"):
+        SimConfig(lighting="disco").validate()

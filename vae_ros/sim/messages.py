@@ -1,7 +1,7 @@
 """ROS messages of the simulated robot, built the same way for sim_node and `vae-ros collect`.
 
 Imports message packages lazily and never rclpy (message classes do not need it). Frames: odometry is
-`odom` -> `base_link` (REP-105, ground truth, twist in base_link); both LiDARs are in `lidar_link`; the
+`odom` -> `base_link` (REP-105, twist in base_link); both LiDARs are in `lidar_link`; the
 image is in `camera_optical_frame` (z forward, x right, y down). The static transforms between them are
 world.LIDAR_OFFSET and world.CAMERA_OFFSET (no /tf is published: tf2_msgs has no PyPI wheel here).
 """
@@ -26,6 +26,7 @@ IMAGE_TOPIC = "camera/image_raw"
 SCAN_TOPIC = "scan"
 CLOUD_TOPIC = "lidar/points"
 ODOM_TOPIC = "odom"
+GROUND_TRUTH_ODOM_TOPIC = "ground_truth/odom"
 CMD_TOPIC = "cmd_vel"
 CLOCK_TOPIC = "/clock"
 
@@ -71,7 +72,7 @@ def cloud_msg(points: np.ndarray, rings: int, columns: int, stamp: Any) -> Any:
 
 
 def odometry_msg(pose: Pose2D, velocity: Velocity2D, stamp: Any) -> Any:
-    """Ground-truth nav_msgs/Odometry odom -> base_link; covariances are zero (the pose is exact)."""
+    """nav_msgs/Odometry odom -> base_link (the true pose, or wheel odometry's); covariances are zero."""
     from nav_msgs.msg import Odometry
 
     msg = Odometry()

@@ -6,7 +6,9 @@ differential drive with the commanded (linear, angular) speed would have, recomp
 at every physics step, so the base never slides sideways on purpose, accelerates at a bounded rate and
 is stopped by contacts with walls and objects. It is never teleported except by `set_pose`.
 
-Sensors (all ideal, noise-free, deterministic):
+Light: one of the LIGHTING presets (`lighting`), so that a route taught in one light can be repeated in another.
+
+Sensors (all ideal, noise-free, deterministic; sim_node adds wheel-odometry error, vae_ros.sim.odometry):
 - a forward RGB camera (MuJoCo offscreen rendering; MUJOCO_GL=egl on headless machines),
 - a 2-D LiDAR: `scan_beams` beams over a full turn by ray casting, +inf for no return (REP-117),
 - a 3-D LiDAR: `cloud_rings` rings between +/-15 deg (VLP-16 geometry) x `cloud_columns` columns,
@@ -47,6 +49,31 @@ _FORCE_LIMIT = 20.0
 _TORQUE_LIMIT = 2.0
 _KV_LINEAR = 400.0  # N s/m: velocity loop time constant m / kv = 25 ms
 _KV_ANGULAR = 8.0  # N m s: time constant I / kv = 25 ms
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """The room's light: the camera's headlight (ambient and diffuse grey levels) and a directional sun
+    (RGB diffuse colour, direction it shines in)."""
+
+    ambient: float
+    headlight: float
+    sun_rgb: tuple[float, float, float]
+    sun_dir: tuple[float, float, float]
+    description: str
+
+
+# The `lighting` presets of sim_node (the teach-and-repeat evaluation repeats a route under another one).
+LIGHTING: dict[str, Lighting] = {
+    "default": Lighting(0.35, 0.45, (0.5, 0.5, 0.5), (-0.3, -0.2, -1.0),
+                        "even white light, mostly from the camera's headlight: what the packaged models saw"),
+    "dim": Lighting(0.12, 0.22, (0.25, 0.25, 0.25), (-0.3, -0.2, -1.0),
+                    "the same light at about half the brightness (dusk, lights dimmed)"),
+    "bright": Lighting(0.55, 0.6, (0.8, 0.8, 0.8), (-0.3, -0.2, -1.0),
+                       "about 1.5x brighter: colours wash out toward white"),
+    "side": Lighting(0.18, 0.2, (0.95, 0.8, 0.6), (0.8, 0.5, -0.35),
+                     "a low, warm (orange) sun from one side: faces toward it bright, faces away dark"),
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,7 @@ class SimConfig:
     image_width: int = 128
     image_height: int = 128
     initial_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # x, y, yaw in the odom frame
+    lighting: str = "default"  # a LIGHTING preset: what the camera sees (the LiDARs do not care)
     # Beam i of the 2-D LiDAR looks at -pi + (i + 0.5) * 2 pi / beams: the bin centres of ScanSpec's
     # default (-pi..pi) geometry, so each beam falls in the middle of its model bin.
     scan_beams: int = 360
@@ -128,6 +156,8 @@ class SimConfig:
             raise ConfigError("max_linear and max_angular must be positive")
         if len(self.initial_pose) != 3 or not all(math.isfinite(v) for v in self.initial_pose):
             raise ConfigError(f"initial_pose must be three finite numbers [x, y, yaw], got {self.initial_pose}")
+        if self.lighting not in LIGHTING:
+            raise ConfigError(f"lighting must be one of {', '.join(LIGHTING)}, got {self.lighting!r}")
 
 
 @dataclass(frozen=True)
@@ -185,6 +215,7 @@ def _fmt(values: Any) -> str:
 
 def build_mjcf(config: SimConfig, objects: list[SimObject]) -> str:
     """The world's MJCF (MuJoCo XML) for a config and an object layout."""
+    light = LIGHTING[config.lighting]
     off_w = max(640, config.image_width)
     off_h = max(480, config.image_height)
     assets = []
@@ -223,7 +254,7 @@ def build_mjcf(config: SimConfig, objects: list[SimObject]) -> str:
   <option timestep="{PHYSICS_TIMESTEP}" integrator="implicitfast"/>
   <visual>
     <global offwidth="{off_w}" offheight="{off_h}"/>
-    <headlight ambient="0.35 0.35 0.35" diffuse="0.45 0.45 0.45" specular="0 0 0"/>
+    <headlight ambient="{_fmt((light.ambient,) * 3)}" diffuse="{_fmt((light.headlight,) * 3)}" specular="0 0 0"/>
     <quality shadowsize="0"/>
   </visual>
   <default>
@@ -236,8 +267,8 @@ def build_mjcf(config: SimConfig, objects: list[SimObject]) -> str:
     {"".join(assets)}
   </asset>
   <worldbody>
-    <light name="sun" directional="true" pos="0 0 {WALL_HEIGHT:.3g}" dir="-0.3 -0.2 -1"
-           diffuse="0.5 0.5 0.5" castshadow="false"/>
+    <light name="sun" directional="true" pos="0 0 {WALL_HEIGHT:.3g}" dir="{_fmt(light.sun_dir)}"
+           diffuse="{_fmt(light.sun_rgb)}" castshadow="false"/>
     <geom name="floor" type="plane" size="{_H:.6g} {_H:.6g} 0.1" material="floor" contype="0" conaffinity="0"/>
     <geom name="ceiling" type="box" size="{_H:.6g} {_H:.6g} 0.05" pos="0 0 {WALL_HEIGHT + 0.05:.6g}"
           rgba="0.85 0.85 0.82 1" contype="0" conaffinity="0"/>
