@@ -20,6 +20,9 @@ GiB = 1 << 30
 MAX_WEIGHTS_BYTES = 4 * GiB
 MAX_ONNX_BYTES = 2 * GiB  # protobuf's own limit for one ONNX file
 MAX_JSON_BYTES = 16 << 20
+# The servo head and the dynamics ensemble: a few hundred kB packaged; a file claiming more is not one of ours
+# (a 10 GB sparse file with a valid header once took a node past 2 GB within seconds).
+MAX_CONTROL_WEIGHTS_BYTES = 256 << 20
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
