@@ -78,3 +78,50 @@ def unwritable(folder: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def mcap_record(opcode: int, body: bytes) -> bytes:
+    return struct.pack("<BQ", opcode, len(body)) + body
+
+
+def mcap_chunk(records: bytes, declared: int, compression: str = "zstd") -> bytes:
+    """An MCAP chunk record around already compressed `records` that declares `declared` bytes of records."""
+    name = compression.encode()
+    return mcap_record(0x06, struct.pack("<QQQII", 0, 0, declared, 0, len(name)) + name
+                       + struct.pack("<Q", len(records)) + records)
+
+
+def zstd_bomb(size: int) -> bytes:
+    """A zstd frame of `size` zero bytes (3 GB -> about 96 KB), whose header declares its size."""
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=1).compressobj(size=size)
+    block = bytes(1 << 24)
+    parts = [compressor.compress(block[:min(len(block), size - done)]) for done in range(0, size, len(block))]
+    return b"".join(parts) + compressor.flush()
+
+
+def killed_recording(folder: Path, messages: int = 20) -> Path:
+    """A bag as a recorder killed after its last flush leaves it: metadata.yaml and an MCAP file whose whole
+    chunks are on disk, with neither summary nor footer. Returns the .mcap file."""
+    import shutil
+
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Float32MultiArray
+
+    from vae_ros.bagio import BagWriter, reliable_qos
+
+    source = folder.parent / f".{folder.name}.writing" / folder.name  # the same name, for the same file names
+    with BagWriter(source) as bag:
+        bag.add_topic("/vae/latent", "std_msgs/msg/Float32MultiArray", reliable_qos())
+        for seq in range(messages):
+            bag.write("/vae/latent", 10**9 + seq * 10**8, serialize_message(Float32MultiArray(data=[float(seq)])))
+        bag.flush()  # what a recorder does once a second
+        folder.mkdir()
+        for path in source.iterdir():  # the state a SIGKILL right now would leave
+            shutil.copy(path, folder / path.name)
+    shutil.rmtree(source.parent)
+    return next(folder.glob("*.mcap"))

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.core.errors import DataError, InputError
+from vae_ros.core.files import check_bag_path
 
 LOG = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def _read_bag(path: Path, latent_topic: str, latent_types: tuple[str, ...], cmd_
 
     if not path.exists():
         raise DataError(f"bag {path} does not exist")
+    check_bag_path(path)
     try:
         reader = AnyReader([path], default_typestore=get_typestore(Stores.LATEST))
         reader.open()
