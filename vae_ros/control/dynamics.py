@@ -521,7 +521,11 @@ def fit_linear(trajs: Sequence[Trajectory], ridge: float = 1e-3) -> np.ndarray:
     z, a, z1 = transitions(trajs)
     x = np.concatenate([z, a, np.ones((z.shape[0], 1), np.float32)], axis=1).astype(np.float64)
     y = (z1 - z).astype(np.float64)
-    w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+    try:
+        w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+    except np.linalg.LinAlgError as err:  # values so large that the normal equations overflow
+        raise DataError(f"the linear baseline cannot be fitted to these latents and commands ({err}); check the "
+                        "recording for absurd values") from err
     return w
 
 
