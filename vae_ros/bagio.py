@@ -176,8 +176,15 @@ class BagWriter:
         writer, self._writer = self._writer, None
         if writer is None:
             return
+        storage = getattr(getattr(writer, "storage", None), "path", None)
         try:
             writer.close()
+        except OSError as err:  # e.g. the folder made read-only while recording: the data is on disk
+            writer.abort()
+            raise DataError(f"cannot finish the bag {self.path} ({err.strerror or err}"
+                            f"{': ' + str(err.filename) if err.filename else ''}); the messages written so far are "
+                            f"in {storage or self.path}: make {self.path} writable and run `vae-ros repair "
+                            f"{self.path}`") from err
         except BaseException:
             writer.abort()
             raise
