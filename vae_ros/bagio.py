@@ -16,9 +16,10 @@ never wrote (the MCAP summary and footer).
 
 from __future__ import annotations
 
+import io
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from io import StringIO
 from pathlib import Path
 from types import TracebackType
@@ -175,8 +176,15 @@ class BagWriter:
         writer, self._writer = self._writer, None
         if writer is None:
             return
+        storage = getattr(getattr(writer, "storage", None), "path", None)
         try:
             writer.close()
+        except OSError as err:  # e.g. the folder made read-only while recording: the data is on disk
+            writer.abort()
+            raise DataError(f"cannot finish the bag {self.path} ({err.strerror or err}"
+                            f"{': ' + str(err.filename) if err.filename else ''}); the messages written so far are "
+                            f"in {storage or self.path}: make {self.path} writable and run `vae-ros repair "
+                            f"{self.path}`") from err
         except BaseException:
             writer.abort()
             raise
@@ -327,15 +335,25 @@ _MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
 def _storage_file(bag: Path) -> tuple[str, Path]:
-    """('mcap' | 'sqlite3', the bag's one storage file); DataError when there is not exactly one."""
-    if bag.is_file():
-        bag = bag.parent
-    if not bag.is_dir():
+    """('mcap' | 'sqlite3', the bag's one storage file); DataError when there is not exactly one, or when it
+    is not a regular file (a named pipe would block the reader, a device never end)."""
+    from vae_ros.core.errors import ModelFileError
+    from vae_ros.core.files import BAG_STORAGE_SUFFIXES, check_bag_path, check_regular_file
+
+    check_bag_path(bag)  # e.g. metadata.yaml
+    if bag.suffix in BAG_STORAGE_SUFFIXES and os.path.lexists(bag) and not bag.is_dir():
+        files, bag = [bag], bag.parent
+    elif not bag.is_dir():
         raise DataError(f"bag {bag} does not exist (expected a bag folder)")
-    files = sorted(bag.glob("*.mcap")) + sorted(bag.glob("*.db3"))
+    else:
+        files = sorted(bag.glob("*.mcap")) + sorted(bag.glob("*.db3"))
     if len(files) != 1:
         found = ", ".join(p.name for p in files) or "none"
         raise DataError(f"bag {bag} must hold exactly one .mcap or .db3 file to repair, found {found}")
+    try:
+        check_regular_file(files[0], 1 << 62)  # stat only: never opens a FIFO
+    except ModelFileError as err:
+        raise DataError(f"cannot repair: {err}") from err
     return ("mcap" if files[0].suffix == ".mcap" else "sqlite3"), files[0]
 
 
@@ -379,52 +397,165 @@ def _mcap_complete(path: Path) -> bool:
         return handle.read(8) == _MCAP_MAGIC
 
 
+# What repair holds in memory at once: one record (a chunk, or a message outside chunks) and one chunk's
+# decompressed records. rosbag2 and rosbags write chunks of about 1 MiB; a message larger than that (a 4K image:
+# 25 MB) gets a chunk of its own. A record or chunk claiming more is damage (or a decompression bomb).
+MAX_MCAP_RECORD_BYTES = 128 << 20
+_MCAP_CHUNK = 0x06
+_MCAP_FOOTER = 0x02
+_MCAP_HEADER = 0x01
+
+
+class _McapStop(Exception):
+    """Where a damaged MCAP file stops being readable: what follows is not taken."""
+
+
+def _decompress_chunk(compression: str, data: memoryview, declared: int, limit: int) -> bytes:
+    """A chunk's records, decompressed as a stream that stops past min(declared size, limit): a chunk that
+    expands beyond what it declares (or beyond the limit) is refused without being expanded."""
+    if declared > limit:
+        raise _McapStop(f"a chunk declares {declared} bytes of records, more than the {limit} this tool reads")
+    if compression == "":
+        out = bytes(data)
+    elif compression == "zstd":
+        import zstandard
+
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+                out = reader.read(declared + 1)
+        except zstandard.ZstdError as err:
+            raise _McapStop(f"a zstd chunk does not decompress: {err}") from err
+    elif compression == "lz4":
+        import lz4.frame
+
+        try:
+            out = lz4.frame.LZ4FrameDecompressor().decompress(data, max_length=declared + 1)
+        except RuntimeError as err:
+            raise _McapStop(f"an lz4 chunk does not decompress: {err}") from err
+    else:
+        raise _McapStop(f"a chunk has unknown compression {compression!r}")
+    if len(out) != declared:
+        raise _McapStop(f"a chunk declares {declared} bytes of records but holds "
+                        f"{'more' if len(out) > declared else len(out)}")
+    return out
+
+
+def _mcap_records(source: Any, limit: int = MAX_MCAP_RECORD_BYTES) -> Iterator[Any]:
+    """The records of an MCAP stream, chunks opened, up to the first one that is incomplete or not a record:
+    then _McapStop says why. Each record is bounded by `limit`; the file is never scanned past a byte that
+    cannot start a record (opcode 0: a hole of zeros, e.g. a sparse file), so the work is bounded too."""
+    import zlib
+
+    from mcap.data_stream import ReadDataStream
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Chunk, Message, Metadata, Schema
+    from mcap.stream_reader import breakup_chunk
+
+    readers = {0x03: Schema.read, 0x04: Channel.read, 0x0C: Metadata.read}
+    offset = len(_MCAP_MAGIC)
+    first = True
+    while True:
+        head = source.read(9)
+        if len(head) < 9:
+            raise _McapStop(f"the file ends at byte {offset + len(head)} without a footer")
+        opcode, length = struct.unpack("<BQ", head)
+        if opcode == 0 or (first and opcode != _MCAP_HEADER):
+            raise _McapStop(f"byte {offset} does not start an MCAP record (opcode {opcode:#04x})")
+        if length > limit:
+            raise _McapStop(f"the record at byte {offset} claims {length} bytes, more than the {limit} this tool "
+                            "reads")
+        body = source.read(length)
+        if len(body) < length:
+            raise _McapStop(f"the record at byte {offset} is cut off ({len(body)} of {length} bytes)")
+        offset += 9 + length
+        first = False
+        view = memoryview(body)
+        try:
+            if opcode == _MCAP_CHUNK:
+                start, end, declared, crc, name_len = struct.unpack_from("<QQQII", view)
+                compression = str(view[32:32 + name_len], "utf8")
+                (data_len,) = struct.unpack_from("<Q", view, 32 + name_len)
+                data = view[40 + name_len:40 + name_len + data_len]
+                if len(data) != data_len:
+                    raise _McapStop(f"the chunk at byte {offset - 9 - length} is inconsistent")
+                records = _decompress_chunk(compression, data, declared, limit)
+                if crc and zlib.crc32(records) != crc:
+                    raise _McapStop(f"the chunk at byte {offset - 9 - length} fails its CRC")
+                del body, view, data
+                yield from breakup_chunk(Chunk(compression="", data=records, message_end_time=end,
+                                               message_start_time=start, uncompressed_crc=0,
+                                               uncompressed_size=declared))
+            elif opcode == 0x05:
+                yield Message.read(ReadDataStream(io.BytesIO(body)), length)
+            elif opcode in readers:
+                yield readers[opcode](ReadDataStream(io.BytesIO(body)))
+            elif opcode == _MCAP_FOOTER:
+                return
+        except (McapError, struct.error, UnicodeDecodeError, ValueError, EOFError) as err:
+            raise _McapStop(f"the record at byte {offset - 9 - length} is corrupt "
+                            f"({type(err).__name__}{': ' + str(err) if str(err) else ''})") from err
+
+
 def _repair_mcap(path: Path) -> tuple[list[dict[str, Any]], int, int, str]:
     """Rewrite the records a killed writer completed (schemas, channels and messages of whole chunks)
     into a new MCAP with index and summary; the damaged original is kept as NAME.damaged.
-    Returns (topics, first stamp, last stamp, what was done)."""
+    Returns (topics, first stamp, last stamp, what was done). A file that does not start as an MCAP file
+    (magic and header record) is left as it is: DataError."""
     try:
-        from mcap.exceptions import McapError
         from mcap.records import Channel, Message, Schema
         from mcap.records import Metadata as McapMetadata
-        from mcap.stream_reader import StreamReader
         from mcap.writer import CompressionType, Writer
     except ImportError as err:
         raise DataError("repairing an MCAP bag needs the mcap package (pip install mcap)") from err
 
+    with path.open("rb") as source:
+        magic = source.read(len(_MCAP_MAGIC) + 1)
+    if not magic.startswith(_MCAP_MAGIC) or magic[len(_MCAP_MAGIC):] != bytes([_MCAP_HEADER]):
+        raise DataError(f"nothing of {path} is an MCAP bag (it does not start with the MCAP magic and header); "
+                        "the file was left as it is")
     complete = _mcap_complete(path)
     tmp = path.with_name(f".{path.name}.repair.tmp")
     schemas: dict[int, tuple[int, Schema]] = {}
     channels: dict[int, tuple[int, Channel]] = {}
     counts: dict[int, int] = {}
     first, last, problem = 2**63 - 1, 0, ""
-    with path.open("rb") as source, tmp.open("wb") as target:
-        writer = Writer(target, compression=CompressionType.NONE)
-        writer.start(profile="ros2", library="vae_ros repair")
-        try:
-            for record in StreamReader(source, validate_crcs=True).records:
-                if isinstance(record, Schema) and record.id not in schemas:
-                    schemas[record.id] = (writer.register_schema(record.name, record.encoding, record.data), record)
-                elif isinstance(record, Channel) and record.id not in channels:
-                    schema_id = schemas[record.schema_id][0] if record.schema_id in schemas else 0
-                    new_id = writer.register_channel(record.topic, record.message_encoding, schema_id,
-                                                     dict(record.metadata))
-                    channels[record.id] = (new_id, record)
-                elif isinstance(record, Message) and record.channel_id in channels:
-                    writer.add_message(channels[record.channel_id][0], record.log_time, record.data,
-                                       record.publish_time, record.sequence)
-                    counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
-                    first, last = min(first, record.log_time), max(last, record.log_time)
-                elif isinstance(record, McapMetadata):
-                    writer.add_metadata(record.name, dict(record.metadata))
-        except (McapError, struct.error, ValueError, EOFError) as err:
-            problem = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-        writer.finish()
-        target.flush()
-        os.fsync(target.fileno())
+    try:
+        with path.open("rb") as source, tmp.open("wb") as target:
+            source.seek(len(_MCAP_MAGIC))
+            writer = Writer(target, compression=CompressionType.NONE)
+            writer.start(profile="ros2", library="vae_ros repair")
+            try:
+                for record in _mcap_records(source):
+                    if isinstance(record, Schema) and record.id not in schemas:
+                        schemas[record.id] = (writer.register_schema(record.name, record.encoding, record.data),
+                                              record)
+                    elif isinstance(record, Channel) and record.id not in channels:
+                        schema_id = schemas[record.schema_id][0] if record.schema_id in schemas else 0
+                        new_id = writer.register_channel(record.topic, record.message_encoding, schema_id,
+                                                         dict(record.metadata))
+                        channels[record.id] = (new_id, record)
+                    elif isinstance(record, Message) and record.channel_id in channels:
+                        writer.add_message(channels[record.channel_id][0], record.log_time, record.data,
+                                           record.publish_time, record.sequence)
+                        counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
+                        first, last = min(first, record.log_time), max(last, record.log_time)
+                    elif isinstance(record, McapMetadata):
+                        writer.add_metadata(record.name, dict(record.metadata))
+            except _McapStop as err:
+                problem = str(err)
+            writer.finish()
+            target.flush()
+            os.fsync(target.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if complete and not problem:
         tmp.unlink()
         done = "the MCAP file is complete"
+    elif not channels:
+        tmp.unlink()
+        raise DataError(f"nothing of {path} could be recovered: no topic before the damage ({problem or 'no footer'});"
+                        " the file was left as it is")
     else:
         backup = path.with_name(path.name + ".damaged")
         os.replace(path, backup)

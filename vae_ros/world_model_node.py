@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import threading
 import time
@@ -109,10 +110,10 @@ class WorldModelNode(ControlNode):
         if self.dynamics.latent_dim != self.config.latent_dim:
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")
+        self._refuse_other_model()
         self._calibrated = calibrated_tolerance(self.config.training)
         self._head = self._load_head()
         self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head)
-        self._warn_if_other_model()
 
         from geometry_msgs.msg import Twist
         from sensor_msgs.msg import Image, LaserScan
@@ -159,15 +160,21 @@ class WorldModelNode(ControlNode):
                               "set the `tolerance` parameter")
         return tolerance
 
-    def _warn_if_other_model(self) -> None:
+    def _refuse_other_model(self) -> None:
+        """Dynamics trained on another model's latents predict nonsense for this one: refuse to drive on them.
+        Dynamics that recorded no model digest (trained from a bag of latents) are taken as they are."""
         trained_on = self.dynamics.config.latent_model.get("weights_sha256")
         if not trained_on:
             return
         from vae_ros.core.backends import weights_digest
 
-        if weights_digest(self.model_dir) != trained_on:
-            self.get_logger().warning(f"dynamics {self.dynamics_dir} was trained on the latents of another model "
-                                      f"than {self.model_dir}: its predictions are likely meaningless")
+        digest = weights_digest(self.model_dir)
+        if digest != trained_on:
+            raise ConfigError(f"dynamics {self.dynamics_dir} was trained on the latents of another model than "
+                              f"{self.model_dir} (weights sha256 {str(trained_on)[:12]}..., this model's "
+                              f"{digest[:12]}...): its predictions would be meaningless; "
+                              "pass the dynamics trained for this model, or train them with "
+                              f"`vae-ros train-dynamics --model {self.model_dir}`")
 
     # -- controller state and goal images (ControlNode hooks) -------------------------------------------------
     def _reset_for_goal(self) -> None:
@@ -195,7 +202,9 @@ class WorldModelNode(ControlNode):
         """The control model's relative-pose head where the pose cost wants it (None for the latent cost)."""
         from vae_ros.core.model_dir import SERVO_HEAD_FILE
 
-        has_head = (self.model_dir / SERVO_HEAD_FILE).is_file()
+        # Present at all (a link to /dev/zero, a FIFO too): PoseHeadNumpy.load then refuses what it cannot read,
+        # as the servo does, rather than this node planning on another cost without a word.
+        has_head = os.path.lexists(self.model_dir / SERVO_HEAD_FILE)
         cost = self.params.plan_cost(has_head)
         if cost != "pose":
             if self.params.cost == "auto":

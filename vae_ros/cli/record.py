@@ -265,9 +265,22 @@ def _check_args(args: argparse.Namespace) -> Path:
         if not topic.strip("/ ") or any(c.isspace() for c in topic):
             raise ConfigError(f"{topic!r} is not a topic name")
     out = Path(args.out)
-    if out.exists():
+    if os.path.lexists(out):
         raise ConfigError(f"{out} already exists; choose a new --out (bags are never overwritten)")
+    _check_creatable(out)
     return out
+
+
+def _check_creatable(out: Path) -> None:
+    """Create the bag folder (and missing parents) and remove them again: a name too long for the file system
+    or a folder that cannot be written is said now, not when the first publisher appears."""
+    missing = [path for path in (out, *out.parents) if not os.path.lexists(path)]  # deepest first
+    try:
+        out.mkdir(parents=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the bag folder --out {out}: {err.strerror or err}") from err
+    for path in missing:
+        path.rmdir()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -307,13 +320,19 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         next_discovery = next_progress = next_flush = 0.0
+        flush_failed = False
         while not stop.is_set() and time.monotonic() < deadline:
             now = time.monotonic()
             if now >= next_discovery:
                 recorder.discover()
                 next_discovery = now + DISCOVERY_PERIOD
             if now >= next_flush and recorder.bag.is_open:  # a hard kill loses at most this period
-                recorder.bag.flush()
+                try:
+                    recorder.bag.flush()
+                except DataError as err:  # e.g. the folder made read-only: the open file still takes messages
+                    if not flush_failed:
+                        log(f"warning: {err}; still recording, but a hard kill now loses more than a second")
+                    flush_failed = True
                 next_flush = now + FLUSH_PERIOD_S
             if now >= next_progress and not args.quiet:
                 if recorder.bag.is_open:
@@ -326,12 +345,14 @@ def run(args: argparse.Namespace) -> int:
         while time.monotonic() < drain_end:  # what arrived before the stop is written too
             executor.spin_once(timeout_sec=0.02)
     finally:
-        recorder.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            recorder.close()  # DataError (one line: where the messages are) once ROS is shut down below
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     if interactive and not args.quiet:
         print(file=sys.stderr)
     why = f"stopped by {received[0]}" if received else "duration reached"

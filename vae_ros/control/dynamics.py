@@ -118,6 +118,9 @@ class LatentDynamics:
             if w is None or b is None or w.shape != (e, n_in, n_out) or b.shape != (e, n_out):
                 raise ModelFileError(f"dynamics weights: layer {i} missing or not ({e}, {n_in}, {n_out})")
             self.layers.append((np.ascontiguousarray(w, np.float32), np.ascontiguousarray(b, np.float32)[:, None]))
+        for name, tensor in weights.items():  # NaN weights would plan NaN rollouts and drive on whatever came out
+            if not np.all(np.isfinite(tensor)):
+                raise ModelFileError(f"dynamics weights: tensor {name!r} holds NaN or infinite values")
         self.max_logvar = np.asarray(weights.get("max_logvar", np.zeros(config.latent_dim)), np.float32)
         self.min_logvar = np.asarray(weights.get("min_logvar", np.full(config.latent_dim, -10.0)), np.float32)
         f32 = np.float32
@@ -275,9 +278,14 @@ def save_dynamics_dir(path: str | Path, config: DynamicsConfig, weights: dict[st
 
 
 def load_dynamics_dir(path: str | Path) -> LatentDynamics:
-    """A dynamics directory -> LatentDynamics; ModelFileError with what is wrong (never unpickles)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    """A dynamics directory -> LatentDynamics; ModelFileError with what is wrong (never unpickles).
+
+    Each file is checked before it is read (core.files, core.model_dir): not a FIFO or a link to /dev/zero,
+    dynamics.json at most MAX_JSON_BYTES, the weights at most MAX_CONTROL_WEIGHTS_BYTES with a header that
+    accounts for their bytes; and the weights must be finite."""
+    from vae_ros.core.config import read_json_object
+    from vae_ros.core.files import MAX_CONTROL_WEIGHTS_BYTES
+    from vae_ros.core.model_dir import load_safetensors_numpy
 
     directory = Path(path).expanduser()
     if not directory.is_dir():
@@ -285,24 +293,10 @@ def load_dynamics_dir(path: str | Path) -> LatentDynamics:
                              "`vae-ros train-dynamics`)")
     config_path, weights_path = directory / DYNAMICS_FILE, directory / WEIGHTS_FILE
     for required in (config_path, weights_path):
-        if not required.is_file():
+        if not os.path.lexists(required):
             raise ModelFileError(f"{directory} has no {required.name}: not a dynamics directory")
-    try:
-        data = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"cannot read {config_path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{config_path} must hold a JSON object")
-    config = DynamicsConfig.from_dict(data)
-    with open(weights_path, "rb") as handle:
-        head = handle.read(4)
-    if head.startswith((b"PK\x03\x04", b"\x80")):
-        raise ModelFileError(f"{weights_path} is a pickle, not safetensors; vae_ros never unpickles weights")
-    try:
-        weights = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelFileError(f"cannot read {weights_path}: {err}") from err
-    return LatentDynamics(config, weights)
+    config = DynamicsConfig.from_dict(read_json_object(config_path))
+    return LatentDynamics(config, load_safetensors_numpy(weights_path, MAX_CONTROL_WEIGHTS_BYTES))
 
 
 # -- training (torch) -----------------------------------------------------------------------------------------
@@ -527,7 +521,11 @@ def fit_linear(trajs: Sequence[Trajectory], ridge: float = 1e-3) -> np.ndarray:
     z, a, z1 = transitions(trajs)
     x = np.concatenate([z, a, np.ones((z.shape[0], 1), np.float32)], axis=1).astype(np.float64)
     y = (z1 - z).astype(np.float64)
-    w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+    try:
+        w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+    except np.linalg.LinAlgError as err:  # values so large that the normal equations overflow
+        raise DataError(f"the linear baseline cannot be fitted to these latents and commands ({err}); check the "
+                        "recording for absurd values") from err
     return w
 
 

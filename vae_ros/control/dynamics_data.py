@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.core.errors import DataError, InputError
+from vae_ros.core.files import check_bag_path
 
 LOG = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ ODOM_MSGTYPE = "nav_msgs/msg/Odometry"
 CLOCK_OFFSET_LIMIT_S = 1.0  # receive-minus-header offsets beyond this mean the two clocks differ
 DEFAULT_CMD_TIMEOUT_S = 0.5  # sim_node's cmd_timeout: the base stops this long after the last command
 ENCODE_BATCH = 256
+# Far beyond any ground robot's velocity (m/s, rad/s) or any VAE's latent mean: values past these are garbage in
+# the recording, and a single 1e30 once swamped the normalisation and broke the linear fit (LinAlgError).
+MAX_COMMAND = 100.0
+MAX_LATENT = 1e3
 
 
 @dataclass
@@ -98,6 +103,8 @@ class _Raw:
     latent: list[tuple[float, Any]]
     cmd: list[tuple[float, Any]]
     odom: list[tuple[float, Any]]
+    latent_topic: str = ""
+    cmd_topic: str = ""
 
 
 def _read_bag(path: Path, latent_topic: str, latent_types: tuple[str, ...], cmd_topic: str,
@@ -108,6 +115,7 @@ def _read_bag(path: Path, latent_topic: str, latent_types: tuple[str, ...], cmd_
 
     if not path.exists():
         raise DataError(f"bag {path} does not exist")
+    check_bag_path(path)
     try:
         reader = AnyReader([path], default_typestore=get_typestore(Stores.LATEST))
         reader.open()
@@ -121,6 +129,7 @@ def _read_bag(path: Path, latent_topic: str, latent_types: tuple[str, ...], cmd_
             cmd=_resolve(topics, cmd_topic, TWIST_MSGTYPES, "command", path, True),
             odom=_resolve(topics, odom_topic, (ODOM_MSGTYPE,), "odometry", path, False),
         )
+        raw.latent_topic, raw.cmd_topic = str(found.latent), str(found.cmd)
         wanted = {found.latent: raw.latent, found.cmd: raw.cmd}
         if found.odom:
             wanted[found.odom] = raw.odom
@@ -213,15 +222,35 @@ def _poses_at(odom: list[tuple[float, Any]], t: np.ndarray) -> np.ndarray | None
     return poses[idx]
 
 
+def _usable_commands(name: str, raw: _Raw) -> tuple[np.ndarray, np.ndarray]:
+    """(receive times, (v, w)) of the commands a robot could have executed: NaN or infinite ones (a base
+    ignores them, as sim_node does) and absurd ones (beyond MAX_COMMAND) are dropped, counted and said."""
+    cmd_t, cmd_v = _twist_values(raw.cmd)
+    non_finite = ~np.isfinite(cmd_v).all(axis=1)
+    absurd = ~non_finite & (np.abs(np.nan_to_num(cmd_v)) > MAX_COMMAND).any(axis=1)
+    bad = non_finite | absurd
+    if bad.any():
+        what = f"{int(non_finite.sum())} NaN or infinite, {int(absurd.sum())} beyond +-{MAX_COMMAND:g} m/s or rad/s"
+        if bad.all():
+            raise DataError(f"{name}: none of the {bad.size} commands on {raw.cmd_topic} is usable ({what})")
+        LOG.warning("%s: dropped %d of %d commands on %s (%s)", name, int(bad.sum()), bad.size, raw.cmd_topic, what)
+    return cmd_t[~bad], cmd_v[~bad]
+
+
 def _build(name: str, stamps: np.ndarray, receive: np.ndarray, z: np.ndarray, raw: _Raw,
            cmd_timeout: float) -> Trajectory:
+    absurd = ~(np.abs(z) <= MAX_LATENT).all(axis=1)  # NaN too
+    if absurd.any():
+        LOG.warning("%s: dropped %d of %d latents from %s with values beyond +-%g (no VAE produces them)", name,
+                    int(absurd.sum()), absurd.size, raw.latent_topic, MAX_LATENT)
+        stamps, receive, z = stamps[~absurd], receive[~absurd], z[~absurd]
     order = np.argsort(stamps, kind="stable")
     stamps, receive, z = stamps[order], receive[order], z[order]
     keep = np.concatenate([[True], np.diff(stamps) > 1e-6])  # drop duplicate stamps
     stamps, receive, z = stamps[keep], receive[keep], z[keep]
     if stamps.size < 2:
         raise DataError(f"{name}: fewer than two latents with distinct stamps")
-    cmd_t, cmd_v = _twist_values(raw.cmd)
+    cmd_t, cmd_v = _usable_commands(name, raw)
     offset = float(np.median(receive - stamps))
     if abs(offset) > CLOCK_OFFSET_LIMIT_S:
         LOG.info("%s: header stamps and receive times differ by %.1f s (sim time vs wall time): command times "

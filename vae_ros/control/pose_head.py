@@ -18,6 +18,7 @@ imports it. The torch head and its loss, for training, are in vae_ros.control.po
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +45,15 @@ class PoseHeadNumpy:
 
     @classmethod
     def load(cls, model_dir: str | Path, latent_dim: int) -> PoseHeadNumpy:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from vae_ros.core.files import MAX_CONTROL_WEIGHTS_BYTES
+        from vae_ros.core.model_dir import load_safetensors_numpy
 
         path = Path(model_dir) / HEAD_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ModelFileError(f"{path} is missing: the model has no servo head (train it with "
                                  "`vae-ros train --pose-topic odom`)")
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ModelFileError(f"{path} is not a readable safetensors file: {err}") from err
+        # A FIFO, a link to /dev/zero, a huge or inconsistent file: refused before anything is read.
+        state = load_safetensors_numpy(path, MAX_CONTROL_WEIGHTS_BYTES)
         layers = []
         index = 0
         while f"net.{index}.weight" in state:

@@ -277,6 +277,8 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{path} does not exist") from err
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path} is not readable JSON: {err}") from err
+    except RecursionError as err:  # e.g. 100000 nested brackets: deeper than any file of ours
+        raise ModelFileError(f"{path} is not readable JSON: nested too deeply") from err
     if not isinstance(data, dict):
         raise ModelFileError(f"{path} must hold a JSON object")
     return data

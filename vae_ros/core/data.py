@@ -34,6 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from vae_ros.core.config import ModelConfig, ScanSpec
 from vae_ros.core.errors import DataError, InputError
+from vae_ros.core.files import check_bag_path
 from vae_ros.core.preprocess import preprocess_image, read_image_file  # noqa: F401  (re-exported)
 
 LOG = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class BagSource(DataSource):
         wanted = topic if topic.startswith("/") else "/" + topic
         if not self.path.exists():
             raise DataError(f"bag {self.path} does not exist")
+        check_bag_path(self.path)
         with self._reader() as reader:
             topics = {name: info.msgtype for name, info in reader.topics.items()}
             matches = [name for name in topics if name == topic or name == wanted]

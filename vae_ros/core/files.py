@@ -13,13 +13,19 @@ import os
 import stat
 from pathlib import Path
 
-from vae_ros.core.errors import ModelFileError
+from vae_ros.core.errors import DataError, ModelFileError
 
 GiB = 1 << 30
 # Generous for these networks (the packaged ones are a few MB), small enough to refuse garbage early.
 MAX_WEIGHTS_BYTES = 4 * GiB
 MAX_ONNX_BYTES = 2 * GiB  # protobuf's own limit for one ONNX file
 MAX_JSON_BYTES = 16 << 20
+# The servo head and the dynamics ensemble: a few hundred kB packaged; a file claiming more is not one of ours
+# (a 10 GB sparse file with a valid header once took a node past 2 GB within seconds).
+MAX_CONTROL_WEIGHTS_BYTES = 256 << 20
+
+# A rosbag2 bag is a folder; of its files only the storage file can stand for it.
+BAG_STORAGE_SUFFIXES = (".mcap", ".db3")
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
@@ -66,3 +72,11 @@ def sha256_file(path: str | Path, max_bytes: int) -> str:
     except OSError as err:
         raise ModelFileError(f"{path} is not readable: {err}") from err
     return digest.hexdigest()
+
+
+def check_bag_path(path: str | Path) -> None:
+    """DataError for a file named as a bag that is not a storage file (metadata.yaml, say): readers would
+    report an unknown format, and `vae-ros repair` on it found nothing wrong."""
+    path = Path(path)
+    if path.is_file() and path.suffix not in BAG_STORAGE_SUFFIXES:
+        raise DataError(f"{path} is not a bag: pass the bag folder ({path.parent}) or its .mcap or .db3 file")

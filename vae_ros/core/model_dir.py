@@ -13,18 +13,20 @@ nodes on ONNX Runtime import this module for resolve_model_dir and the file name
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import struct
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vae_ros.core.config import FORMAT_VERSION, MODALITIES, ModelConfig
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, ModelFileError
 from vae_ros.core.files import MAX_WEIGHTS_BYTES, check_regular_file
 
 if TYPE_CHECKING:  # torch loads only where a model is built or saved
+    import numpy as np
     import torch
 
     from vae_ros.core.models import VAE
@@ -157,25 +159,83 @@ def _refuse_pickles(directory: Path) -> None:
     raise ModelFileError(f"{directory} has no {WEIGHTS_FILE} (expected model.json and {WEIGHTS_FILE})")
 
 
-def _check_safetensors_header(weights: Path) -> None:
-    """Reject files that are not safetensors before parsing: pickles get a message that says so."""
+# Bytes per element of each safetensors dtype, to check a header's tensors against their byte ranges.
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def _check_safetensors_header(weights: Path) -> dict[str, Any]:
+    """The parsed JSON header of a safetensors file, checked against the file's size before any tensor is
+    read: every tensor's shape must fill exactly its byte range, and the ranges the file's data. Pickles
+    get a message that says so."""
     try:
         with open(weights, "rb") as handle:
             head = handle.read(9)
+            # A safetensors file is an 8-byte little-endian header length, then the JSON header ("{"). Its first
+            # byte can be 0x80 like a pickle's (a header of 128 + 256k bytes), so the "{" decides, not the magic.
+            if head.startswith(_PICKLE_MAGIC) and head[8:9] != b"{":
+                raise ModelFileError(
+                    f"{weights} is a pickle / torch.save file, not safetensors; it is refused for safety and was "
+                    f"not loaded (loading pickles can run arbitrary code). {_CONVERT_HINT}"
+                )
+            if len(head) < 8:
+                raise ModelFileError(f"{weights} is truncated or empty ({len(head)} bytes); expected a safetensors "
+                                     "file")
+            (header_len,) = struct.unpack("<Q", head[:8])
+            size = os.fstat(handle.fileno()).st_size
+            if header_len > _MAX_HEADER_BYTES or header_len > size - 8:
+                raise ModelFileError(f"{weights} is not a valid safetensors file (corrupt or truncated header)")
+            handle.seek(8)
+            text = handle.read(header_len)
     except OSError as err:
         raise ModelFileError(f"cannot read {weights}: {err}") from err
-    # A safetensors file is an 8-byte little-endian header length, then the JSON header ("{"). Its first
-    # byte can be 0x80 like a pickle's (a header of 128 + 256k bytes), so the "{" decides, not the magic.
-    if head.startswith(_PICKLE_MAGIC) and head[8:9] != b"{":
-        raise ModelFileError(
-            f"{weights} is a pickle / torch.save file, not safetensors; it is refused for safety and was not "
-            f"loaded (loading pickles can run arbitrary code). {_CONVERT_HINT}"
-        )
-    if len(head) < 8:
-        raise ModelFileError(f"{weights} is truncated or empty ({len(head)} bytes); expected a safetensors file")
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len > _MAX_HEADER_BYTES or header_len > weights.stat().st_size - 8:
-        raise ModelFileError(f"{weights} is not a valid safetensors file (corrupt or truncated header)")
+    try:
+        header = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ModelFileError(f"{weights} is not a valid safetensors file (its header is not JSON: {err})") from err
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{weights} is not a valid safetensors file (its header is not a JSON object)")
+    data_bytes, end = size - 8 - header_len, 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, stop = (int(v) for v in info["data_offsets"])
+            elements = math.prod(int(n) for n in info["shape"])
+            width = _DTYPE_BYTES[info["dtype"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(f"{weights} is not a valid safetensors file (tensor {name!r}: {err!r})") from err
+        if not 0 <= begin <= stop <= data_bytes or elements * width != stop - begin:
+            raise ModelFileError(f"{weights} is not a valid safetensors file: tensor {name!r} claims bytes {begin}..{stop} for {elements} "
+                                 f"{info['dtype']} values, but the file holds {data_bytes} bytes of tensor data; "
+                                 "refused (corrupt or truncated)")
+        end = max(end, stop)
+    if end != data_bytes:
+        raise ModelFileError(f"{weights} is not a valid safetensors file: its header accounts for {end} bytes of tensor data, the file holds "
+                             f"{data_bytes}; refused (corrupt, or data hidden after the tensors)")
+    return header
+
+
+def read_safetensors_header(path: str | Path, max_bytes: int) -> dict[str, Any]:
+    """The header of a safetensors file, before any tensor is read: ModelFileError (one line, naming the file)
+    when it is not a regular file (a FIFO, a link to /dev/zero), is larger than max_bytes, is a pickle, or its
+    header does not account for its bytes. Every weights file vae_ros loads goes through this check."""
+    path = Path(path)
+    check_regular_file(path, max_bytes)  # stat only: a FIFO or a link to /dev/zero is refused, not read
+    return _check_safetensors_header(path)
+
+
+def load_safetensors_numpy(path: str | Path, max_bytes: int) -> dict[str, np.ndarray]:
+    """A small safetensors file (servo head, dynamics) as NumPy arrays, after read_safetensors_header's checks;
+    ModelFileError for anything that is not such a file."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    read_safetensors_header(path, max_bytes)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path} is not a readable safetensors file: {err}") from err
 
 
 def _check_state(weights: Path, state: dict[str, torch.Tensor], model: VAE) -> None:
@@ -251,8 +311,7 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, 
     weights = directory / WEIGHTS_FILE
     if not os.path.lexists(weights):
         _refuse_pickles(directory)
-    check_regular_file(weights, MAX_WEIGHTS_BYTES)  # a FIFO or a link to /dev/zero is refused, not read
-    _check_safetensors_header(weights)
+    read_safetensors_header(weights, MAX_WEIGHTS_BYTES)  # a FIFO or a link to /dev/zero is refused, not read
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as err:
