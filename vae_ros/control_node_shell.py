@@ -63,6 +63,7 @@ WATCHDOG_PERIOD_S = 0.1
 SILENT_LINK_S = 10.0
 WARN_THROTTLE_S = 2.0
 FINAL_STOP_ACK_S = 0.5
+GOAL_LOG_THROTTLE_S = 1.0
 
 
 class ControlNode(Node):
@@ -181,7 +182,9 @@ class ControlNode(Node):
             self._pending_goal_image, self.goal_image_score = None, image_score
             self._reset_for_goal()
             self.status = self.ACTIVE
-        self.get_logger().info(f"new goal from {source}")
+        # Throttled: a publisher flooding goals (1000/s) must not flood the log too (a blocked log pipe once
+        # stalled the node); /diagnostics always names the current goal_source.
+        self.get_logger().info(f"new goal from {source}", throttle_duration_sec=GOAL_LOG_THROTTLE_S)
 
     def _goal_latent_callback(self) -> Any:
         """The goal-latent subscription's callback: with the message info (its source timestamp) where rclpy
