@@ -379,23 +379,21 @@ def test_a_huge_goal_image_is_refused_and_does_not_delay_the_stop(nodes: Any) ->
 
 # -- 5. the watchdog does not wait for the planner -----------------------------------------------------------
 def test_a_slow_planner_does_not_hold_off_the_stop(nodes: Any) -> None:
-    """Planning made slow at run time within the ranges (a plan of several seconds with these dynamics): the
-    latents stop right after a command, while the next plan runs. The zero comes within the stale timeout,
-    the late plan is dropped (no motion after the zero), and set_parameters answers meanwhile."""
+    """While driving, planning is made slow at run time within the ranges (2000 x 30 x 1 with these wide
+    dynamics: a plan of several seconds here), and the latents stop while such a plan runs. The zero comes
+    within the stale timeout (once it waited for the plan, the last command standing meanwhile), set_parameters
+    answers meanwhile, and the late plan is dropped (no motion after the zero)."""
     probe, procs = nodes
     kind = WM
     _drive(probe, procs, kind)
     results = probe.set_parameters(kind, iterations=1, horizon=30, samples=2000, elites=15)  # applied in order
     assert all(r.successful for r in results), [r.reason for r in results]
-    topic = f"{NAMESPACES[kind]}/cmd_vel"
     try:
-        # Wait for a command from a slow plan (the next plan starts right after it, on the newest latent).
-        _wait(probe, procs, kind, lambda: float(probe.status(kind).get("plan_time_max_ms", "0")) > 1500.0,
-              "a slow plan", 60.0)
-        probe.clear(topic)
-        _wait(probe, procs, kind, lambda: bool(probe.commands(kind)), "a command after a slow plan", 30.0)
+        # Two more latents: the planner has taken one with the slow parameters.
+        received = probe.count(kind, "received")
+        _wait(probe, procs, kind, lambda: probe.count(kind, "received") >= received + 2, "two more latents")
         _stop_feed_and_expect_zero(probe, procs, kind, STALE_TIMEOUT + SLACK_S)
-        # set_parameters answers while a plan runs.
+        # set_parameters answers while the plan runs.
         started = time.monotonic()
         (result,) = probe.set_parameters(kind, timeout=5.0, max_linear=0.25)
         assert result.successful and time.monotonic() - started < 1.0, time.monotonic() - started
@@ -403,6 +401,7 @@ def test_a_slow_planner_does_not_hold_off_the_stop(nodes: Any) -> None:
         dropped = probe.count(kind, "late_plans_dropped")
         _wait(probe, procs, kind, lambda: probe.count(kind, "late_plans_dropped") > dropped, "the late plan dropped",
               30.0)
+        assert float(probe.status(kind)["plan_time_max_ms"]) > 1000.0  # it was slow indeed
         first_zero = next(i for i, m in enumerate(probe.commands(kind)) if _is_zero(m))
         assert not any(_moving(m) for m in probe.commands(kind)[first_zero:]), probe.commands(kind)
     finally:
