@@ -1,7 +1,7 @@
 """World model on a robot: vae/latent_stamped + cmd_vel (+ scan) + a goal -> world_model/predicted_latent, cmd_vel.
 
     ros2 launch vae_ros world_model_node.launch.py dynamics:=/path/to/dynamics
-    ros2 launch vae_ros world_model_node.launch.py namespace:=robot1 samples:=1000 use_sim_time:=false
+    ros2 launch vae_ros world_model_node.launch.py namespace:=robot1 samples:=600 use_sim_time:=false
 
 Run it beside an encoder_node on the same model (world_model.launch.py starts both, and the simulator).
 Node parameters come from params_file (config/world_model.yaml). A parameter argument left empty keeps the

@@ -14,6 +14,16 @@ Fail-safe: zero velocity on `cmd_vel` while no goal is set, when the newest late
 `stale_timeout` (its header stamp against this node's clock; a 0.1 s watchdog on the steady clock checks),
 when a message is rejected while a goal is set, on an unexpected error, and once more on shutdown (`close`,
 after SIGINT / SIGTERM, while the ROS context is still valid).
+
+Input safety, here so that every controller has it (issue 21):
+- time both ways: a latent stamped more than `max_clock_skew` ahead of this node's clock is rejected (its age
+  would be negative, so it would never go stale), counted (`future_stamped`) and said;
+- range: current and goal latents outside the model's latent range (vae_ros.core.latent_range, from
+  model.json) are rejected with the reason (`out_of_range`);
+- clear_goal wins: goal latents that arrived or were sent before the last clear_goal (their source timestamp,
+  where rclpy gives the message info) are dropped and counted (`goals_dropped_after_clear`);
+- goal images are refused over `max_image_pixels` before any conversion, and converted, encoded or looked up
+  on their own thread, so that the watchdog and the latents never wait for one.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,8 +44,9 @@ from vae_ros.control.view_memory import Match, ViewMemory, ViewMemoryConfig, vie
 from vae_ros.conversions import image_msg_to_array, msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError
+from vae_ros.core.latent_range import check_latent_range, latent_bound
 from vae_ros.node_params import ControlParams
-from vae_ros.node_utils import MessageGuard, interrupt
+from vae_ros.node_utils import CLOCK_MISMATCH_S, CdrDecoder, LatestWorker, MessageGuard, interrupt
 from vae_ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS
 
 LATENT_TOPIC = "vae/latent_stamped"
@@ -51,6 +63,7 @@ WATCHDOG_PERIOD_S = 0.1
 SILENT_LINK_S = 10.0
 WARN_THROTTLE_S = 2.0
 FINAL_STOP_ACK_S = 0.5
+GOAL_LOG_THROTTLE_S = 1.0
 
 
 class ControlNode(Node):
@@ -90,6 +103,14 @@ class ControlNode(Node):
         self._latest_stamp_ns: int | None = None
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._last_arrival_ns = self._steady.now().nanoseconds  # of the newest latent (start-up until one)
+        self._arrival_offset_s: float | None = None  # node clock - stamp of the newest latent that arrived
+        from vae_ros.core.backends import load_config
+
+        self._latent_bound = latent_bound(load_config(model_dir).training)
+        # Bumped (lock held) by every new goal, clear and stop: work begun before (a plan) must not act after.
+        self._command_epoch = 0
+        self._cleared_wall_ns = 0  # time.time_ns() of the last clear_goal (goal latents sent before are dropped)
+        self._safety_counts = {"future_stamped": 0, "out_of_range": 0, "goals_dropped_after_clear": 0}
         self._silent_link_said = False
         self._link_checked_ns = 0  # steady time the graph was last asked for publishers (_check_link)
         self._closed = False
@@ -100,9 +121,18 @@ class ControlNode(Node):
         self._latent_sub = self.create_subscription(Image, LATENT_TOPIC, self._guard.wrap("a latent", self._on_latent),
                                                     LATENT_QOS)
         self._goal_latent_sub = self.create_subscription(
-            Float32MultiArray, GOAL_LATENT_TOPIC, self._guard.wrap("a goal latent", self._on_goal_latent), LATENT_QOS)
+            Float32MultiArray, GOAL_LATENT_TOPIC, self._goal_latent_callback(), LATENT_QOS)
+        # Goal images arrive raw: their size is checked before anything is converted, and the work (conversion,
+        # encoding, the view lookup) runs on its own thread; the outcome is applied here (_on_goal_image_done).
+        self._image_decoder = CdrDecoder("sensor_msgs/msg/Image")
+        self._goal_image_outcome: tuple[Any, str] | None = None  # (what the worker made of it, or its error; source)
+        self._outcome_lock = threading.Lock()
+        self._goal_image_done = self.create_guard_condition(self._guard.wrap("a goal image", self._on_goal_image_done))
+        self._goal_image_worker = LatestWorker(self._goal_image_work, self.stats.on_dropped, lambda: None,
+                                               name="goal_image")
         self._goal_image_sub = self.create_subscription(
-            Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS)
+            Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS, raw=True)
+        self._views_lock = threading.Lock()  # the view memory: the executor adds, the goal-image thread searches
         # Goal images for models of other sensors: remembered camera views (see the module docstring).
         self.views: ViewMemory | None = None
         # (descriptor, source) of a goal image waiting for its view
@@ -144,25 +174,92 @@ class ControlNode(Node):
     def _set_goal(self, latent: np.ndarray, source: str, image_score: float | None = None) -> None:
         """A new goal (it replaces a goal image still waiting for its view); image_score: the NCC of the
         remembered view a goal image matched."""
+        check_latent_range(latent, self._latent_bound, "goal latent")
         with self._lock:
+            self._command_epoch += 1
             self.goal = np.asarray(latent, dtype=self.GOAL_DTYPE).copy()
             self.goal_source = source
             self._pending_goal_image, self.goal_image_score = None, image_score
             self._reset_for_goal()
             self.status = self.ACTIVE
-        self.get_logger().info(f"new goal from {source}")
+        # Throttled: a publisher flooding goals (1000/s) must not flood the log too (a blocked log pipe once
+        # stalled the node); /diagnostics always names the current goal_source.
+        self.get_logger().info(f"new goal from {source}", throttle_duration_sec=GOAL_LOG_THROTTLE_S)
 
-    def _on_goal_latent(self, msg: Any) -> None:
+    def _goal_latent_callback(self) -> Any:
+        """The goal-latent subscription's callback: with the message info (its source timestamp) where rclpy
+        passes one (Iron and later: a callback of two parameters), else the message alone."""
+        from rclpy.subscription import Subscription
+
+        if not hasattr(Subscription, "CallbackType"):  # Humble: no message info; clear_goal drains the queue
+            return self._guard.wrap("a goal latent", self._on_goal_latent)
+
+        def on_goal_latent(msg: Any, info: Any) -> None:
+            self._guard.run("a goal latent", self._on_goal_latent, msg, info)
+
+        return on_goal_latent
+
+    def _on_goal_latent(self, msg: Any, info: Any = None) -> None:
+        sent_ns = int(info.get("source_timestamp", 0) or 0) if isinstance(info, dict) else 0
+        if 0 < sent_ns <= self._cleared_wall_ns:
+            # Sent before the last clear_goal, delivered after it (a flood queued behind the clear): a goal
+            # the operator has already withdrawn.
+            self._safety_counts["goals_dropped_after_clear"] += 1
+            self.get_logger().warning(
+                f"dropped a goal latent sent {(self._cleared_wall_ns - sent_ns) * 1e-9:.3f} s before the last "
+                f"{CLEAR_GOAL_SERVICE}", throttle_duration_sec=WARN_THROTTLE_S)
+            return
         mean, _ = msg_to_latent(msg, expected_dim=self._latent_dim)
         if not np.all(np.isfinite(mean)):
             raise InputError("goal latent holds NaN or inf")
+        self._check_range(mean, "goal latent")
         self._set_goal(mean, GOAL_LATENT_TOPIC)
 
-    def _on_goal_image(self, msg: Any) -> None:
-        if self.views is None:
-            self._set_goal(self._encode_goal_image(msg), GOAL_IMAGE_TOPIC)
+    def _check_range(self, latent: np.ndarray, what: str) -> None:
+        try:
+            check_latent_range(latent, self._latent_bound, what)
+        except InputError:
+            self._safety_counts["out_of_range"] += 1
+            raise
+
+    # -- goal images: checked here, worked on by the goal-image thread, applied here -------------------------
+    def _on_goal_image(self, raw: bytes) -> None:
+        """A serialized sensor_msgs/Image: refused over max_image_pixels before anything is converted."""
+        msg = self._image_decoder.decode(raw)  # its data stays a view on the bytes
+        height, width, limit = int(msg.height), int(msg.width), self.params.max_image_pixels
+        if limit and height * width > limit:
+            raise InputError(f"goal image is {width}x{height} = {width * height} pixels, more than "
+                             f"max_image_pixels ({limit}); refused before any conversion")
+        self._goal_image_worker.submit(msg)
+
+    def _goal_image_work(self, msg: Any) -> None:
+        """Goal-image thread: the latent (camera models) or the view lookup; the outcome goes to the executor."""
+        outcome: Any
+        try:
+            if self.views is None:
+                outcome = self._encode_goal_image(msg)
+            else:
+                outcome = self._lookup_view(image_msg_to_array(msg))
+        except Exception as err:  # noqa: BLE001 - re-raised in the executor, where the guard counts it
+            outcome = err
+        with self._outcome_lock:
+            self._goal_image_outcome = (outcome, GOAL_IMAGE_TOPIC)
+        self._goal_image_done.trigger()
+
+    def _on_goal_image_done(self) -> None:
+        """Executor: apply what the goal-image thread made of the newest goal image."""
+        with self._outcome_lock:
+            done, self._goal_image_outcome = self._goal_image_outcome, None
+        if done is None:
+            return
+        outcome, source = done
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if isinstance(outcome, tuple):
+            found, descriptor = outcome
+            self._apply_view_lookup(found, descriptor, source)
         else:
-            self._goal_from_view(image_msg_to_array(msg), GOAL_IMAGE_TOPIC)
+            self._set_goal(outcome, source)
 
     def _goal_image_file(self, path: str) -> None:
         """The `goal_image` parameter with the view memory: looked up as soon as a view matches it."""
@@ -170,23 +267,31 @@ class ControlNode(Node):
         from vae_ros.core.preprocess import read_image_file
 
         try:
-            self._goal_from_view(read_image_file(path), f"goal_image {path}")
+            self._apply_view_lookup(*self._lookup_view(read_image_file(path)), f"goal_image {path}")
         except InputError as err:
             raise ConfigError(f"goal_image {path!r}: {err}") from err
 
-    def _goal_from_view(self, image: np.ndarray, source: str) -> None:
-        """A goal image for a model of another sensor: the latent of the remembered view it shows, or wait."""
+    def _lookup_view(self, image: np.ndarray) -> tuple[Match | None, np.ndarray]:
+        """A goal image for a model of another sensor -> (the remembered view most like it, its descriptor)."""
         views = self.views
         if views is None:
             raise InputError(self._image_goal_refusal())
-        found = views.best(image)  # InputError for an image that cannot be a view (uniform, bad shape)
+        with self._views_lock:
+            found = views.best(image)  # InputError for an image that cannot be a view (uniform, bad shape)
+        return found, view_descriptor(image, views.config.size)
+
+    def _apply_view_lookup(self, found: Match | None, descriptor: np.ndarray, source: str) -> None:
+        """The latent of the remembered view the goal image shows becomes the goal, or the robot stops and waits."""
+        views = self.views
+        if views is None:
+            raise InputError(self._image_goal_refusal())
         if found is not None and found.score >= views.config.min_score:
             self._goal_matched(found, source)
             return
         # Not seen (yet): stop and wait. Every new view is compared with it (_remember).
         with self._lock:
             self.goal, self.goal_source, self.status = None, "", IDLE
-            self._pending_goal_image = (view_descriptor(image, views.config.size), source)
+            self._pending_goal_image = (descriptor, source)
             self.goal_image_score = None if found is None else found.score
             self._stop()
             self._reset_for_goal()
@@ -207,18 +312,24 @@ class ControlNode(Node):
             return
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
         try:
-            views.add_frame(stamp, image_msg_to_array(msg))
+            image = image_msg_to_array(msg)
+            with self._views_lock:
+                views.add_frame(stamp, image)
         except InputError as err:
             self.stats.on_rejected(f"camera frame: {err}")
             self.get_logger().warning(f"camera frame rejected: {err}", throttle_duration_sec=WARN_THROTTLE_S)
 
     def _remember(self, mean: np.ndarray, stamp_ns: int) -> None:
         """The newest latent joins the view memory; a waiting goal image is looked up again."""
-        if self.views is None or not self.views.add_latent(stamp_ns, mean):
+        if self.views is None:
             return
+        with self._views_lock:
+            if not self.views.add_latent(stamp_ns, mean):
+                return
         pending = self._pending_goal_image
         if pending is not None:  # the older views were compared already: only the new one
-            found = self.views.newest(pending[0])
+            with self._views_lock:
+                found = self.views.newest(pending[0])
             if found is not None and found.score >= self.views.config.min_score:
                 self._goal_matched(found, pending[1])
             elif found is not None:
@@ -246,16 +357,36 @@ class ControlNode(Node):
         latest = self._latest
         if latest is None or self._is_stale():
             response.success = False
-            response.message = f"no fresh latent on {self._latent_sub.topic_name} to take as the goal"
+            response.message = self._no_fresh_latent()
             return response
         self._set_goal(latest, SET_GOAL_SERVICE)
         response.success = True
         response.message = f"goal set from the latent stamped {self._latest_stamp_ns} ns"
         return response
 
+    def _no_fresh_latent(self) -> str:
+        """Why set_goal has no latent to take: none arrived, or they arrive stamped on another clock, or old."""
+        topic = self._latent_sub.topic_name
+        offset = self._arrival_offset_s
+        recent = (self._steady.now().nanoseconds - self._last_arrival_ns) * 1e-9 < max(2.0, 4 * self.params.stale_timeout)
+        if offset is not None and recent and abs(offset) > CLOCK_MISMATCH_S:
+            side = "behind" if offset > 0 else "ahead of"
+            return (f"latents arrive on {topic}, but stamped {abs(offset):.0f} s {side} this node's clock: they come "
+                    "from another clock; with a simulator or a bag, set use_sim_time:=true on this node (or false "
+                    "if the latents are stamped with wall time); across machines, synchronise the clocks (chrony, PTP)")
+        if offset is not None and recent:
+            return (f"latents arrive on {topic}, but the newest is stamped {offset:.2f} s from this node's clock "
+                    f"(stale_timeout {self.params.stale_timeout} s, max_clock_skew {self.params.max_clock_skew} s): "
+                    "no fresh latent to take as the goal")
+        return f"no fresh latent on {topic} to take as the goal"
+
     def _on_clear_goal(self, _request: Any, response: Any) -> Any:
-        """Forget the goal and stop: idle until the next goal (e.g. before moving the robot)."""
+        """Forget the goal and stop: idle until the next goal (e.g. before moving the robot). Goal latents
+        that arrived before are dropped: those still queued, and those sent before (by source timestamp)."""
+        self._cleared_wall_ns = time.time_ns()
+        self._drain_goal_latents()
         with self._lock:
+            self._command_epoch += 1
             had = self.goal is not None or self._pending_goal_image is not None
             self.goal, self.goal_source, self.status = None, "", IDLE
             self._pending_goal_image, self.goal_image_score = None, None
@@ -265,24 +396,57 @@ class ControlNode(Node):
         response.message = "goal cleared; stopped" if had else "no goal was set"
         return response
 
+    def _drain_goal_latents(self) -> None:
+        """Take (and drop) the goal latents queued in the subscription: they arrived before the clear."""
+        sub = self._goal_latent_sub
+        for _ in range(10_000):  # the queue's depth bounds it; this only guards against a publisher outpacing us
+            with sub.handle:
+                taken = sub.handle.take_message(sub.msg_type, sub.raw)
+            if taken is None:
+                return
+            self._safety_counts["goals_dropped_after_clear"] += 1
+
+    def _safety_diagnostics(self) -> list[tuple[str, str]]:
+        """Counts of the inputs the shared safety rules refused, and the bound latents are held to."""
+        return [*((name, str(count)) for name, count in self._safety_counts.items()),
+                ("latent_bound", f"{self._latent_bound:g}")]
+
     # -- the newest latent and the watchdog ------------------------------------------------------------------
     def _record_latent(self, mean: np.ndarray, header: Any) -> int:
-        """Keep the newest latent (for set_goal and the watchdog); returns its stamp in ns."""
+        """Keep the newest latent (for set_goal and the watchdog); returns its stamp in ns.
+
+        InputError (the latent is not kept) for a stamp further ahead of this node's clock than max_clock_skew
+        and for a latent outside the model's range."""
         stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-        self._latest, self._latest_stamp_ns = mean, stamp
         self._last_arrival_ns = self._steady.now().nanoseconds
         self._silent_link_said = False
+        offset = (self.get_clock().now().nanoseconds - stamp) * 1e-9  # its age; negative: from the future
+        self._arrival_offset_s = offset
+        if -offset > self.params.max_clock_skew:
+            self._safety_counts["future_stamped"] += 1
+            raise InputError(
+                f"latent stamped {-offset:.3f} s in the future of this node's clock (more than max_clock_skew "
+                f"{self.params.max_clock_skew} s): check the clock synchronisation between the machines (chrony, "
+                "PTP) and use_sim_time (true on every node with a simulator or a bag, false otherwise)")
+        self._check_range(mean, "latent")
+        self._latest, self._latest_stamp_ns = mean, stamp
         self._remember(mean, stamp)
         return stamp
 
-    def _is_stale(self) -> bool:
-        if self._latest_stamp_ns is None:
+    def _is_stale(self, stamp_ns: int | None = None) -> bool:
+        """Whether the newest latent (or the one stamped stamp_ns) is no basis for a command: older than
+        stale_timeout, or stamped further ahead of this node's clock than max_clock_skew (a clock that
+        jumped back: a future stamp must never count as fresh)."""
+        stamp = self._latest_stamp_ns if stamp_ns is None else stamp_ns
+        if stamp is None:
             return True
-        age = (self.get_clock().now().nanoseconds - self._latest_stamp_ns) * 1e-9
-        return age > self.params.stale_timeout
+        age = (self.get_clock().now().nanoseconds - stamp) * 1e-9
+        return age > self.params.stale_timeout or -age > self.params.max_clock_skew
 
     def _on_watchdog(self) -> None:
-        """Zero velocity while the newest latent is older than stale_timeout (or none came yet)."""
+        """Zero velocity while the newest latent is older than stale_timeout (or none came yet).
+
+        It never waits for a planner: the lock is only ever held for short state changes (see _stop)."""
         if not self._is_stale():
             return
         self._check_link()
@@ -319,7 +483,9 @@ class ControlNode(Node):
         self._cmd_pub.publish(msg)
 
     def _stop(self) -> None:
+        """Zero velocity now; work begun before (a plan in progress) may no longer command (_command_epoch)."""
         with self._lock:
+            self._command_epoch += 1
             self._reset_command()
             self._publish_command(0.0, 0.0)
 
@@ -337,6 +503,7 @@ class ControlNode(Node):
         if self._closed:
             return
         self._closed = True
+        self._goal_image_worker.close()
         try:
             self._publish_command(0.0, 0.0)
             from rclpy.duration import Duration

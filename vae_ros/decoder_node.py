@@ -26,7 +26,9 @@ range_max or beyond is "no return", +inf in the LaserScan (REP-117) and no point
 
 With `generate:=true` the node does not subscribe; it samples the prior N(0, I) (seeded by `seed`) at
 `generate_rate` Hz and publishes what the decoder makes of it, stamped with its clock. Latents of the
-wrong size or layout are rejected with a throttled warning and counted in /diagnostics.
+wrong size or layout, and latents outside the model's latent range (vae_ros.core.latent_range: a latent of
+1e30 would decode to a scan of nothing but +inf, "free space"), are rejected with a throttled warning and
+counted in /diagnostics.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from vae_ros.conversions import (
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError, VaeRosError
+from vae_ros.core.latent_range import check_latent_range, latent_bound
 from vae_ros.node_params import DecoderParams
 from vae_ros.node_utils import (
     DiagnosticsPublisher,
@@ -99,6 +102,7 @@ class DecoderNode(Node):
         self.config, self.backend, model_dir = self.model.config, self.model.backend, self.model.model_dir
         warm_up_model(self, self.model, self.backend.decode, (self.config.latent_dim,), self.params.warmup)
         self.model_dir = model_dir
+        self._latent_bound = latent_bound(self.config.training)
 
         from sensor_msgs.msg import Image, LaserScan, PointCloud2
         from std_msgs.msg import Float32MultiArray
@@ -170,6 +174,7 @@ class DecoderNode(Node):
                 mean, _, header = stamped_msg_to_latent(msg, expected_dim=self.config.latent_dim)  # (D,)
             else:
                 mean, _ = msg_to_latent(msg, expected_dim=self.config.latent_dim)  # (D,)
+            check_latent_range(mean, self._latent_bound)
         except InputError as err:
             self.stats.on_rejected(str(err))
             kind = "stamped latent" if stamped else "latent"
@@ -220,7 +225,8 @@ class DecoderNode(Node):
 
     def _diagnostic_values(self) -> list[tuple[str, str]]:
         return self.model.diagnostic_values(("mode", "generate" if self.params.generate else "decode"),
-                                            ("latent_input", self._latent_input))
+                                            ("latent_input", self._latent_input),
+                                            ("latent_bound", f"{self._latent_bound:g}"))
 
     def close(self) -> None:
         """Stop the worker (the node is destroyed by the caller)."""

@@ -160,11 +160,16 @@ _CONTROL_KEYS: tuple[tuple[str, str], ...] = (
     ("command", "the last command"),
     ("latent_publishers", "publishers of vae/latent_stamped in the graph (0: nothing to control from)"),
     ("remembered_views, goal_image", "the view memory and a goal image's match (LiDAR models)"),
+    ("future_stamped", "latents rejected for a stamp further ahead of the node's clock than `max_clock_skew`"),
+    ("out_of_range", "latents and goal latents rejected for lying outside the model's range"),
+    ("goals_dropped_after_clear", "goal latents sent before a servo/clear_goal and dropped after it"),
+    ("latent_bound", "the bound |z_i| latents are held to (model.json training.latent_range, or 50)"),
 )
 DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     _ENC: (*_INFERENCE_KEYS, ("input_topic", "the resolved input topic"),
            ("input_reliability", "best_effort or reliable, matched to the publishers")),
-    _DEC: (*_INFERENCE_KEYS, ("mode", "decode or generate"), ("latent_input", "which latent topic is decoded")),
+    _DEC: (*_INFERENCE_KEYS, ("mode", "decode or generate"), ("latent_input", "which latent topic is decoded"),
+           ("latent_bound", "latents beyond this |z_i| are rejected, never decoded")),
     _SIM: (("frames, commands, rejected_commands, stale_stops, errors", "simulator counters"),),
     _SERVO: (*_CONTROL_KEYS,
              ("phase", "approaching, aligning yaw or backing off"),
@@ -175,5 +180,6 @@ DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
           ("prediction_zscore_rms_mean", "calibration of the predicted variance"),
           ("plan_time_p50_ms, plan_time_p99_ms, plan_time_max_ms", "planning time"),
           ("plan_cost", "cost of the chosen plan"),
-          ("internal_errors", "unexpected planning failures (the status is ERROR while any)")),
+          ("internal_errors", "unexpected planning failures (the status is ERROR while any)"),
+          ("late_plans_dropped", "plans finished after a stop, a clear, a new goal or on a stale latent: dropped")),
 }

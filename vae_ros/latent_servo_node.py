@@ -138,6 +138,7 @@ class LatentServoNode(ControlNode):
             ("goal_estimate_robot_frame", f"{est[0]:.3f} m, {est[1]:.3f} m, {math.degrees(est[2]):.1f} deg"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("model", str(self.model_dir)),
+            *self._safety_diagnostics(),
             *self._link_diagnostics(),
             *self._view_diagnostics(),
         ]

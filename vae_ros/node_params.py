@@ -64,12 +64,23 @@ class NodeParams:
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid value and what is allowed."""
 
+    def check_ranges(self) -> None:
+        """Raise ConfigError for a value outside its field's range (the range the ROS descriptor enforces too,
+        so that values set before the node runs, from YAML or in code, are held to it as well) or not finite."""
+        for spec in specs_of(type(self)):
+            if spec.range is None:
+                continue
+            value, (low, high) = getattr(self, spec.name), spec.range
+            if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
+                raise ConfigError(f"{spec.name} must be in [{low:g}, {high:g}], got {value!r}")
+
     @classmethod
     def from_values(cls: type[P], values: dict[str, Any]) -> P:
-        """Values as rclpy gives them (arrays as lists) -> a validated instance."""
+        """Values as rclpy gives them (arrays as lists) -> a validated instance (ranges first, then validate)."""
         converted = {name: tuple(float(v) for v in value) if isinstance(_default(cls, name), tuple) else value
                      for name, value in values.items()}
         params = cls(**converted)
+        params.check_ranges()
         params.validate()
         return params
 
@@ -105,6 +116,10 @@ def _check_runtime(backend: str, device: str) -> None:
 # -- encoder_node and decoder_node ----------------------------------------------------------------------------
 _BACKEND = "Inference runtime: auto, torch, onnxruntime or tensorrt."
 _DIAGNOSTICS_PERIOD = "Seconds between /diagnostics reports."
+# Ranges shared by several nodes (inclusive; the ROS descriptor enforces them, so does check_ranges).
+DIAGNOSTICS_PERIOD_RANGE = (0.05, 60.0)
+SEED_RANGE = (0, 2**31 - 1)
+MAX_IMAGE_PIXELS_RANGE = (0, 16384 * 16384)
 
 
 @dataclass(frozen=True)
@@ -121,8 +136,9 @@ class InferenceParams(NodeParams):
                                   "first start on the device, then reused; one subfolder per model weights. Empty = "
                                   "the model directory's trt/.", read_only=True)
     warmup: int = param(0, "Inferences on a blank input at start, before the first message is accepted (TensorRT "
-                           "builds or loads its engines, CUDA initialises); 0 = none.", read_only=True)
-    diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True)
+                           "builds or loads its engines, CUDA initialises); 0 = none.", read_only=True,
+                        range=(0, 1000))
+    diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True, range=DIAGNOSTICS_PERIOD_RANGE)
 
     def validate(self) -> None:
         from vae_ros.core.config import MODALITIES
@@ -149,9 +165,11 @@ class EncoderParams(InferenceParams):
                                                   "neg_elbo (negative ELBO, nats).")
     qos_reliability: str = param("auto", "Input reliability: auto (match the publishers, as rosbag2 does), "
                                          "best_effort or reliable.", read_only=True)
-    threads: int = param(0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True)
+    threads: int = param(0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True,
+                         range=(0, 256))
     max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
-                                  "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit.")
+                                  "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit.",
+                                  range=MAX_IMAGE_PIXELS_RANGE)
 
     def validate(self) -> None:
         from vae_ros.node_utils import ANOMALY_METRICS
@@ -176,8 +194,8 @@ class DecoderParams(InferenceParams):
                                  "prior samples; outputs of vae/latent_stamped carry the latent's own header.")
     generate: bool = param(False, "Sample latents from the prior N(0, I) at generate_rate instead of subscribing "
                                   "to vae/latent and vae/latent_stamped.", read_only=True)
-    generate_rate: float = param(1.0, "Samples per second in generation mode (> 0).")
-    seed: int = param(0, "Seed of the prior samples in generation mode.", read_only=True)
+    generate_rate: float = param(1.0, "Samples per second in generation mode (> 0).", range=(0.01, 1000.0))
+    seed: int = param(0, "Seed of the prior samples in generation mode.", read_only=True, range=SEED_RANGE)
 
     def validate(self) -> None:
         super().validate()
@@ -202,13 +220,14 @@ class SimNodeParams(NodeParams):
     image_height: int = param(128, "Camera image height in pixels.", read_only=True, range=(8, 4096))
     lidar: str = param("scan", "LiDAR to publish: scan (LaserScan on `scan`), pointcloud (PointCloud2 on "
                                "`lidar/points`), both, or none.", read_only=True)
-    seed: int = param(0, "World seed: object placement and colours.", read_only=True)
+    seed: int = param(0, "World seed: object placement and colours.", read_only=True, range=SEED_RANGE)
     initial_pose: tuple[float, float, float] = param(
         (0.0, 0.0, 0.0), "[x, y, yaw] of the robot in the odom frame (m, m, rad), e.g. '[1.0, 0.5, 1.57]'; "
                          "setting it at runtime teleports the robot there at rest.")
     max_linear: float = param(0.5, "Limit of |cmd_vel.linear.x| in m/s.", range=(0.0, 1.0))
     max_angular: float = param(1.5, "Limit of |cmd_vel.angular.z| in rad/s.", range=(0.0, 2.0))
-    cmd_timeout: float = param(0.5, "Seconds (simulated) without a fresh cmd_vel after which the robot stops.")
+    cmd_timeout: float = param(0.5, "Seconds (simulated) without a fresh cmd_vel after which the robot stops.",
+                               range=(0.01, 10.0))
     publish_camera: bool = param(True, "Publish camera/image_raw (rendering costs CPU).", read_only=True)
     odom_error: float = param(0.0, "Wheel-odometry error on `odom`: 0 = ideal (odom is the ground truth); 1 = the "
                                    "typical error of a small wheeled robot (scale +2 % linear, -3 % angular, heading "
@@ -241,6 +260,10 @@ class SimNodeParams(NodeParams):
 
 
 # -- latent_servo_node and world_model_node -------------------------------------------------------------------
+# Rollout steps (horizon x samples x iterations) one plan may cost: 4.4x the default 30 x 150 x 3. Measured with
+# the packaged control model on a loaded 2-core CPU (one plan_step, cold): 13500 (default) 32-71 ms, 54000
+# 86-126 ms, 90000 170-240 ms, 2000000 (100 x 2000 x 10) 3.2-4.2 s.
+PLAN_BUDGET = 60_000
 _GOAL_WAIT = "empty = wait for a goal on servo/goal_latent, servo/goal_image or servo/set_goal."
 
 
@@ -253,17 +276,23 @@ class ControlParams(NodeParams):
     goal_image: str = param("", "Image file whose latent is the goal at start: encoded by a camera model, or "
                                 "with another model looked up among the remembered camera views (view_memory) as "
                                 "soon as one matches; " + _GOAL_WAIT, read_only=True)
-    max_linear: float = param(0.3, "Speed limit (m/s).")
-    max_angular: float = param(0.8, "Turn-rate limit (rad/s).")
-    max_linear_accel: float = param(0.8, "Linear acceleration limit (m/s^2).")
-    max_angular_accel: float = param(3.0, "Angular acceleration limit (rad/s^2).")
+    max_linear: float = param(0.3, "Speed limit (m/s).", range=(0.0, 2.0))
+    max_angular: float = param(0.8, "Turn-rate limit (rad/s).", range=(0.0, 4.0))
+    max_linear_accel: float = param(0.8, "Linear acceleration limit (m/s^2).", range=(0.0, 10.0))
+    max_angular_accel: float = param(3.0, "Angular acceleration limit (rad/s^2).", range=(0.0, 20.0))
     stale_timeout: float = param(0.5, "Seconds since the newest latent's header stamp after which the node "
-                                      "publishes zero velocity.")
+                                      "publishes zero velocity (at most 10 s: the stop must not be switched off).",
+                                 range=(0.01, 10.0))
+    max_clock_skew: float = param(0.2, "Seconds a latent's header stamp may lie ahead of this node's clock "
+                                       "(clock offset between machines); a latent stamped further in the future is "
+                                       "rejected and the robot stopped: check the clocks' synchronisation (chrony, "
+                                       "PTP) and use_sim_time.", range=(0.0, 1.0))
     tolerance: float = param(0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
-                                  "(model.json training.control.tolerance: <= 0.10 m and 5 deg).")
+                                  "(model.json training.control.tolerance: <= 0.10 m and 5 deg).", range=(0.0, 100.0))
     safety_margin: float = param(0.2, "Fail-safe on the LaserScan (with collision): the linear speed is cut so "
                                       "that the robot's centre keeps 0.2 m (its radius) + this from every scan point "
-                                      "over the next 0.6 s; turning in place is always allowed.", read_only=True)
+                                      "over the next 0.6 s; turning in place is always allowed.", read_only=True,
+                                 range=(0.0, 2.0))
     backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
                                  "(goal images, with camera models): auto, torch, onnxruntime or tensorrt.",
                          read_only=True)
@@ -271,10 +300,14 @@ class ControlParams(NodeParams):
     view_memory: int = param(3000, "Camera views (camera/image_raw) remembered beside the latent of the same "
                                    "instant, so that goal images work with a model of another sensor (the "
                                    "LaserScan control model): a goal image selects the view it matches and its "
-                                   "latent becomes the goal. 0 = off; unused with camera models.", read_only=True)
+                                   "latent becomes the goal. 0 = off; unused with camera models.", read_only=True,
+                              range=(0, 20000))
     view_match: float = param(0.99, "Normalised cross-correlation a goal image must reach against a remembered "
-                                    "view (1 = the same frame).", read_only=True)
-    diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True)
+                                    "view (1 = the same frame).", read_only=True, range=(0.0, 1.0))
+    max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Goal images (servo/goal_image) of more pixels (width x "
+                                  "height) are refused before any conversion; 0 = no limit.",
+                                  range=MAX_IMAGE_PIXELS_RANGE)
+    diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True, range=DIAGNOSTICS_PERIOD_RANGE)
 
     def validate(self) -> None:
         _require_positive(self, ("stale_timeout", "diagnostics_period"))
@@ -292,11 +325,12 @@ class ServoParams(ControlParams):
 
     model: str = param("", "Control model directory (a LaserScan VAE trained with `vae-ros train --pose-topic`); "
                            "empty = the packaged models/control_default.", read_only=True)
-    gain: float = param(1.0, "Proportional gain on the estimated distance to the goal (1/s).")
-    angular_gain: float = param(2.0, "Gain on heading and final yaw errors (1/s).")
+    gain: float = param(1.0, "Proportional gain on the estimated distance to the goal (1/s).", range=(0.0, 20.0))
+    angular_gain: float = param(2.0, "Gain on heading and final yaw errors (1/s).", range=(0.0, 20.0))
     backoff_distance: float = param(0.3, "Where a sideways offset is left once the yaw is aligned, back off "
                                          "until the goal is this far ahead (m, straight back along the goal's "
-                                         "heading, with nothing watching behind) and approach again; 0 = never.")
+                                         "heading, with nothing watching behind) and approach again; 0 = never.",
+                                    range=(0.0, 2.0))
 
     def validate(self) -> None:
         _require_positive(self, ("gain", "angular_gain", "max_linear", "max_angular", "max_linear_accel",
@@ -322,23 +356,25 @@ class WorldModelParams(ControlParams):
 
     dynamics: str = param("", "Dynamics directory (`vae-ros train-dynamics --out`) trained on that model's "
                               "latents; empty = <model>/dynamics.", read_only=True)
-    horizon: int = param(30, "Planning horizon in model steps (each the dynamics' dt, e.g. 0.1 s).")
-    samples: int = param(150, "Candidate command sequences per CEM iteration.")
-    iterations: int = param(3, "CEM iterations per plan.")
-    elites: int = param(15, "Cheapest candidates the CEM refits to (at most samples).")
+    horizon: int = param(30, "Planning horizon in model steps (each the dynamics' dt, e.g. 0.1 s); horizon x "
+                             f"samples x iterations at most {PLAN_BUDGET}.", range=(1, 100))
+    samples: int = param(150, "Candidate command sequences per CEM iteration.", range=(1, 2000))
+    iterations: int = param(3, "CEM iterations per plan.", range=(1, 10))
+    elites: int = param(15, "Cheapest candidates the CEM refits to (at most samples).", range=(1, 2000))
     collision: bool = param(True, "Add a collision cost from the newest LaserScan on `scan` to the plan.")
-    collision_radius: float = param(0.3, "Robot radius plus margin for the collision cost (m).")
-    seed: int = param(0, "Seed of the planner's sampling (each plan is reproducible from it and its step).")
+    collision_radius: float = param(0.3, "Robot radius plus margin for the collision cost (m).", range=(0.01, 2.0))
+    seed: int = param(0, "Seed of the planner's sampling (each plan is reproducible from it and its step).",
+                      range=SEED_RANGE)
     cost: str = param("auto", "Plan cost: pose (the control model's relative-pose head on the predicted latents, "
                               "shaped for a differential drive), latent (squared latent distance to the goal), "
                               "or auto (pose when the model has the head, servo_head.safetensors).",
                       read_only=True)
     action_repeat: int = param(5, "Model steps each planned command is held (horizon / action_repeat decisions).",
-                               read_only=True)
+                               read_only=True, range=(1, 100))
     localise: bool = param(True, "With the pose cost: find the goal by imagined turning in place when the head "
                                  "cannot see it from here, and carry that belief.", read_only=True)
     handover_distance: float = param(0.8, "With the pose cost: within this estimated goal distance (m) the servo "
-                                          "law drives; 0 = never.", read_only=True)
+                                          "law drives; 0 = never.", read_only=True, range=(0.0, 5.0))
     backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
                                  "(goal images, with camera models): auto, torch, onnxruntime or tensorrt. "
                                  "torch and tensorrt also run the planner's rollouts in torch (faster, but the "
@@ -352,6 +388,11 @@ class WorldModelParams(ControlParams):
             raise ConfigError(f"handover_distance must be >= 0, got {self.handover_distance}")
         if not (math.isfinite(self.safety_margin) and self.safety_margin >= 0):
             raise ConfigError(f"safety_margin must be >= 0, got {self.safety_margin}")
+        work = self.horizon * self.samples * self.iterations
+        if work > PLAN_BUDGET:
+            raise ConfigError(f"horizon x samples x iterations = {self.horizon} x {self.samples} x {self.iterations} "
+                              f"= {work} rollout steps per plan, more than {PLAN_BUDGET} (a plan must finish well "
+                              "within the stale timeout on a small CPU); lower one of them")
 
     def plan_cost(self, has_head: bool) -> str:
         """The cost the planner uses: `cost`, with auto resolved by whether the model has the pose head."""

@@ -126,6 +126,7 @@ class WorldModelNode(ControlNode):
         self._pred_zscore = ValueWindow(200)
         self._plan_ms = ValueWindow(500)
         self._internal_errors = 0
+        self._late_plans = 0  # plans dropped because a stop, clear or new goal came meanwhile, or they took too long
         self._backend: Any = None
         self.stats = NodeStats()
         self._worker = LatestWorker(self._step, self.stats.on_dropped, self._on_worker_failure,
@@ -246,14 +247,15 @@ class WorldModelNode(ControlNode):
         self._worker.submit((mean, header, stamp, time.perf_counter()))
 
     def _step(self, item: tuple[np.ndarray, Any, int, float]) -> None:
-        """Planner thread (newest latent only): plan, command, predict. Never raises: fails safe instead."""
+        """Planner thread (newest latent only): plan, command, predict. Never raises: fails safe instead.
+
+        The lock is held only to read the goal and state and to commit the result, never while planning, so
+        the watchdog, clear_goal and set_parameters never wait for a plan (see _control)."""
         mean, header, stamp, received = item
         try:
-            with self._lock:
-                if stamp != self._latest_stamp_ns or self._is_stale():
-                    self.stats.on_dropped()  # superseded or too old by now: the watchdog holds the robot
-                    return
-                command = self._control(mean, header)
+            command = self._control(mean, header, stamp)
+            if command is None:
+                return
             self._predict(mean, command, header, stamp)
         except VaeRosError as err:
             self._reject(f"planning: {err}")
@@ -267,24 +269,40 @@ class WorldModelNode(ControlNode):
             return
         self.stats.on_published(time.perf_counter() - received)
 
-    def _control(self, z: np.ndarray, header: Any) -> tuple[float, float]:
-        """Plan and publish a command when a goal is set (lock held); the action the next interval will see."""
-        if self.goal is None:  # the contract: zero velocity and wait; predict for what cmd_vel last carried
-            self._publish_command(0.0, 0.0)
-            return self._executed
+    def _control(self, z: np.ndarray, header: Any, stamp: int) -> tuple[float, float] | None:
+        """Plan and publish a command when a goal is set; the action the next interval will see, or None when
+        the latent was superseded or the plan came too late (nothing published: the watchdog holds the robot)."""
+        with self._lock:
+            if stamp != self._latest_stamp_ns or self._is_stale(stamp):
+                self.stats.on_dropped()  # superseded or too old by now
+                return None
+            if self.goal is None:  # the contract: zero velocity and wait; predict for what cmd_vel last carried
+                self._publish_command(0.0, 0.0)
+                return self._executed
+            epoch, state, goal, config = self._command_epoch, self.state, self.goal, self.mpc_config
+            obstacles = self._obstacles if self.params.collision else None
         started = time.perf_counter()
-        obstacles = self._obstacles if self.params.collision else None
-        self.state, (v, w) = plan_step(self.state, z, self.goal, self.mpc_config, obstacles)
-        self._plan_ms.add((time.perf_counter() - started) * 1e3)
-        self.status = PLANNING if self.state.status not in (CONVERGED, LOST) else self.state.status
-        if self.status in (CONVERGED, LOST):
-            v, w = 0.0, 0.0
-        if self._is_stale():  # the latent aged while planning: the watchdog's zero stands
-            self._stop()
-            return (0.0, 0.0)
-        self._publish_command(v, w)
-        if self.state.mode == PLAN and self.state.predicted is not None and self.status == PLANNING:
-            self._plan_pub.publish(latent_rows_to_msg(self.state.predicted, header))
+        state, (v, w) = plan_step(state, z, goal, config, obstacles)  # pure: nothing shared is touched
+        plan_s = time.perf_counter() - started
+        self._plan_ms.add(plan_s * 1e3)
+        with self._lock:
+            # Acted on only if nothing stopped, cleared or replaced the goal meanwhile and its latent is still
+            # fresh: a slow plan is dropped rather than followed (the watchdog's zero stands).
+            if epoch != self._command_epoch or self._is_stale(stamp):
+                self._late_plans += 1
+                self.get_logger().warning(
+                    f"dropped a plan that took {plan_s * 1e3:.0f} ms: "
+                    + ("the robot was stopped, or the goal changed, meanwhile" if epoch != self._command_epoch
+                       else f"its latent is older than stale_timeout ({self.params.stale_timeout} s) by now"),
+                    throttle_duration_sec=WARN_THROTTLE_S)
+                return None
+            self.state = state
+            self.status = PLANNING if state.status not in (CONVERGED, LOST) else state.status
+            if self.status in (CONVERGED, LOST):
+                v, w = 0.0, 0.0
+            self._publish_command(v, w)
+        if state.mode == PLAN and state.predicted is not None and self.status == PLANNING:
+            self._plan_pub.publish(latent_rows_to_msg(state.predicted, header))
         return (v, w)
 
     def _predict(self, z: np.ndarray, command: tuple[float, float], header: Any, stamp: int) -> None:
@@ -321,9 +339,11 @@ class WorldModelNode(ControlNode):
     # -- parameters and health -------------------------------------------------------------------------------
     def _apply_params(self, params: WorldModelParams) -> None:
         mpc_config = params.mpc_config(self.dynamics, self._tolerance(params), self._head)
-        if mpc_config.horizon != self.mpc_config.horizon:
-            self.state = dataclasses.replace(self.state, plan=None)  # the warm start has the old length
-        self.params, self.mpc_config = params, mpc_config
+        with self._lock:  # held briefly: planning runs outside it
+            if mpc_config.horizon != self.mpc_config.horizon:
+                self.state = dataclasses.replace(self.state, plan=None)  # the warm start has the old length
+                self._command_epoch += 1  # a plan in progress has the old length too: dropped
+            self.params, self.mpc_config = params, mpc_config
 
     def _diagnostic_values(self) -> list[tuple[str, str]]:
         def fmt(value: float) -> str:
@@ -345,6 +365,8 @@ class WorldModelNode(ControlNode):
             ("plan_cost", fmt(self.state.cost) if math.isfinite(self.state.cost) else "none"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("internal_errors", str(self._internal_errors)),
+            ("late_plans_dropped", str(self._late_plans)),
+            *self._safety_diagnostics(),
             *self._link_diagnostics(),
             *self._view_diagnostics(),
         ]

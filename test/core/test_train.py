@@ -80,6 +80,12 @@ def test_training_writes_a_model_directory_with_its_summary(image_source: BagSou
     assert summary["best_epoch"] == best["epoch"]
     assert best["val_elbo"] == max(h["val_elbo"] for h in summary["history"])
     assert best["val_psnr_db"] > 10 and 0 <= best["active_units"] <= 4 and len(best["kl_per_dim"]) == 4
+    # The latent range its consumers hold latents to (vae_ros.core.latent_range): the validation means'.
+    from vae_ros.core.latent_range import latent_bound
+
+    latent_range = summary["latent_range"]
+    assert latent_range["samples"] == summary["samples"]["val"] and latent_range["abs_max"] > 0
+    assert latent_bound(summary) == latent_range["bound"] == pytest.approx(4 * latent_range["abs_max"], abs=0.01)
     assert (tmp_path / CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The checkpoint is safetensors + JSON only: nothing that would need unpickling.
     names = sorted(p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir())

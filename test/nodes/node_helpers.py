@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ros_env
 import torch
 from probe import Probe  # noqa: F401 - the node tests take it from here
@@ -31,6 +32,26 @@ def make_model_dir(path: Path, modality: str = "image", latent_dim: int = 8, see
     torch.manual_seed(seed)
     model = build_model(config)
     return save_model_dir(path, config, model)
+
+
+def random_dynamics(path: Path, latent_dim: int, seed: int = 0, hidden: Sequence[int] = (16,), dt: float = 0.1) -> Any:
+    """A seeded, untrained two-member dynamics ensemble whose predictions depend on the command (fine for
+    plumbing), saved as a dynamics directory at `path`; returns the LatentDynamics. Wide `hidden` layers make
+    planning slow on purpose."""
+    from vae_ros.control.dynamics import DynamicsConfig, LatentDynamics, save_dynamics_dir
+
+    rng = np.random.default_rng(seed)
+    d, members = latent_dim, 2
+    config = DynamicsConfig(latent_dim=d, members=members, hidden=list(hidden), dt=dt, z_mean=[0.0] * d,
+                            z_std=[1.0] * d, a_scale=[0.3, 0.8], dz_mean=[0.0] * d, dz_std=[0.05] * d)
+    sizes = [d + 2, *hidden, 2 * d]
+    weights = {"max_logvar": np.zeros(d, np.float32), "min_logvar": np.full(d, -8.0, np.float32)}
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        weights[f"layers.{i}.weight"] = rng.normal(0, 0.5 if i == 0 else 0.5 / np.sqrt(n_in / 16),
+                                                   (members, n_in, n_out)).astype(np.float32)
+        weights[f"layers.{i}.bias"] = np.zeros((members, n_out), np.float32)
+    save_dynamics_dir(path, config, weights)
+    return LatentDynamics(config, weights)
 
 
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")

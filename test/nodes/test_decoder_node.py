@@ -292,3 +292,31 @@ def _rejected(probe: Probe, name: str) -> int:
             if status.name == name:
                 return int({kv.key: kv.value for kv in status.values}["rejected"])
     return 0
+
+
+def _last_rejection(probe: Probe, name: str) -> str:
+    for array in reversed(probe.messages("/diagnostics")):
+        for status in array.status:
+            if status.name == name:
+                return {kv.key: kv.value for kv in status.values}.get("last_rejection", "")
+    return ""
+
+
+def test_latents_outside_the_models_range_are_rejected_not_decoded(probe: Probe, nodes: Any, models: Any) -> None:
+    """A 1e30 latent decodes to a scan of +inf beams ("nothing there"): refused before decoding, counted, and
+    no LaserScan is published for it (issue 21)."""
+    topic, scan_topic = f"{NS_SCAN}/vae/latent_stamped", f"{NS_SCAN}/vae/scan"
+    z = np.array([0.1, 0.2, -0.3, 0.4], dtype=np.float32)
+    _send_until(probe, nodes, topic, latent_to_stamped_msg(z, None, _sensor_header("robot7/laser")), scan_topic,
+                _same_ranges(_expected_scan(models, z)))
+    name = f"{NS_SCAN}/decoder_node: decoder"
+    absurd = [np.full(4, 1e30, np.float32), np.array([0.0, -1e30, 0.0, 0.0], np.float32),
+              np.full(4, 3e38, np.float32), np.full(4, 1e4, np.float32)]
+    probe.clear(scan_topic)
+    send_each_until_counted(probe, probe.publishers[topic],
+                            [latent_to_stamped_msg(a, None, _sensor_header("robot7/laser")) for a in absurd],
+                            lambda: _rejected(probe, name))
+    assert "outside the model's latent range" in _last_rejection(probe, name)
+    # Each was counted before anything else was sent: had one been decoded, its scan would be here by now.
+    assert not probe.messages(scan_topic), [np.asarray(m.ranges)[:4] for m in probe.messages(scan_topic)]
+    assert nodes["scan"].poll() is None

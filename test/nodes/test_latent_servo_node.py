@@ -461,7 +461,7 @@ def test_bad_stamped_latent_is_rejected_and_stops_the_robot(probe: ServoProbe, p
                                                             bad: str) -> None:
     z_goal, z_start, dim = latents
     # A long stale_timeout, so that only the rejection can be what stops the robot here.
-    assert probe.set_parameter(probe.lone_params, "stale_timeout", 30.0).successful
+    assert probe.set_parameter(probe.lone_params, "stale_timeout", 10.0).successful  # the longest allowed
     try:
         _drive(probe, procs, latents)
         before = _rejected(probe, LONE_STATUS)
@@ -476,7 +476,7 @@ def test_bad_stamped_latent_is_rejected_and_stops_the_robot(probe: ServoProbe, p
         probe.publish_latent(msg)
         _wait(probe, procs, LONE_ONLY, lambda: _rejected(probe, LONE_STATUS) == before + 1,
               "the bad latent to be counted as rejected")
-        # The servo was driving, the goal stays and stale_timeout is 30 s: only the rejection can stop it.
+        # The servo was driving, the goal stays and stale_timeout is 10 s: only the rejection can stop it.
         _wait(probe, procs, LONE_ONLY, lambda: _is_zero(probe.messages(f"{LONE}/cmd_vel")[-1]),
               "a zero command after the bad latent", 5.0)
         # The node goes on: good latents drive again.

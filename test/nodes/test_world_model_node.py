@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import node_helpers
 import numpy as np
 import pytest
 from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
 
-from vae_ros.control.dynamics import DynamicsConfig, LatentDynamics, save_dynamics_dir
+from vae_ros.control.dynamics import LatentDynamics
 from vae_ros.conversions import (
     latent_to_msg,
     latent_to_stamped_msg,
@@ -28,19 +29,7 @@ DT = 0.1
 
 def random_dynamics(path: Path, seed: int = 0) -> LatentDynamics:
     """A seeded, untrained ensemble whose predictions depend on the command (fine for plumbing)."""
-    rng = np.random.default_rng(seed)
-    d, hidden, members = LATENT_DIM, 16, 2
-    config = DynamicsConfig(latent_dim=d, members=members, hidden=[hidden], dt=DT, z_mean=[0.0] * d,
-                            z_std=[1.0] * d, a_scale=[0.3, 0.8], dz_mean=[0.0] * d, dz_std=[0.05] * d)
-    weights = {
-        "layers.0.weight": rng.normal(0, 0.5, (members, d + 2, hidden)).astype(np.float32),
-        "layers.0.bias": np.zeros((members, hidden), np.float32),
-        "layers.1.weight": rng.normal(0, 0.5, (members, hidden, 2 * d)).astype(np.float32),
-        "layers.1.bias": np.zeros((members, 2 * d), np.float32),
-        "max_logvar": np.zeros(d, np.float32), "min_logvar": np.full(d, -8.0, np.float32),
-    }
-    save_dynamics_dir(path, config, weights)
-    return LatentDynamics(config, weights)
+    return node_helpers.random_dynamics(path, LATENT_DIM, seed, hidden=(16,), dt=DT)
 
 
 @pytest.fixture(scope="module")

@@ -360,6 +360,9 @@ def train_control(data: PosedSamples, model_config: ModelConfig, config: Control
         "control": {"metric": asdict(config.metric), "tolerance": calibration["tolerance"],
                     "calibration": calibration},
     }
+    from vae_ros.core.latent_range import LATENT_RANGE_KEY, latent_range_entry
+
+    summary[LATENT_RANGE_KEY] = latent_range_entry(float(np.abs(latents).max()), len(latents), "validation split")
     summary["control"]["head"] = {"file": HEAD_FILE, "hidden": list(config.head_hidden),
                                   "inputs": "[z, z_goal - z]", "outputs": "dx, dy, sin dyaw, cos dyaw"}
     model_config.training = summary

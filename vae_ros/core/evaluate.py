@@ -49,6 +49,7 @@ class EvalResult:
     psnr_db: float | None = None
     range_mae_m: float | None = None
     range_rmse_m: float | None = None
+    latent_abs_max: float = 0.0  # the largest |mean_i| over the samples (vae_ros.core.latent_range)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +130,7 @@ def evaluate_batches(model: VAE, batches: Iterable[np.ndarray | torch.Tensor], d
         kl_per_dim=[float(v) for v in kl_dim_sum / count],
         active_units=active,
         latent_variance=variance_list,
+        latent_abs_max=float(np.abs(all_means).max()),
     )
     if config.modality == "image":
         result.mse = sums["sq_err"] / sums["elements"]

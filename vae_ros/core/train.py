@@ -466,12 +466,15 @@ def _validate(model: VAE, val_set: SplitDataset, totals: dict[str, float], run: 
     improved = run.best is None or record["val_elbo"] > run.best["val_elbo"]
     if improved:
         run.best = dict(record, active_units=val_result.active_units, kl_per_dim=val_result.kl_per_dim,
-                        latent_variance=val_result.latent_variance)
+                        latent_variance=val_result.latent_variance, latent_abs_max=val_result.latent_abs_max,
+                        val_samples=val_result.samples)
     return record, improved
 
 
 def _summary(run: _Run, source: DataSource, model: VAE, tc: TrainConfig, device: torch.device) -> dict[str, Any]:
-    return {
+    from vae_ros.core.latent_range import LATENT_RANGE_KEY, latent_range_entry
+
+    summary: dict[str, Any] = {
         "source": source.describe(),
         "samples": run.samples,
         "epochs": len(run.history),
@@ -485,6 +488,10 @@ def _summary(run: _Run, source: DataSource, model: VAE, tc: TrainConfig, device:
         "history": run.history,
         "torch_version": torch.__version__,
     }
+    if run.best and "latent_abs_max" in run.best:  # the range the consumers of its latents hold them to
+        summary[LATENT_RANGE_KEY] = latent_range_entry(run.best["latent_abs_max"], run.best.get("val_samples", 0),
+                                                       "validation split, best epoch")
+    return summary
 
 
 def _save_checkpoint(out: Path, model: VAE, optimizer: torch.optim.Optimizer, run: _Run, config: ModelConfig,
