@@ -266,8 +266,9 @@ class WorldModelNode(ControlNode):
         started = time.perf_counter()
         obstacles = self._obstacles if self.params.collision else None
         self.state, (v, w) = plan_step(self.state, z, self.goal, self.mpc_config, obstacles)
-        self._plan_ms.add((time.perf_counter() - started) * 1e3)
         self.status = PLANNING if self.state.status not in (CONVERGED, LOST) else self.state.status
+        if self.status == PLANNING and self.state.mode == PLAN:  # a CEM plan, not a servo-law or settled step
+            self._plan_ms.add((time.perf_counter() - started) * 1e3)
         if self.status in (CONVERGED, LOST):
             v, w = 0.0, 0.0
         if self._is_stale():  # the latent aged while planning: the watchdog's zero stands
@@ -333,6 +334,7 @@ class WorldModelNode(ControlNode):
             ("plan_time_p50_ms", fmt(plan_ms.p50)),
             ("plan_time_p99_ms", fmt(plan_ms.p99)),
             ("plan_time_max_ms", fmt(plan_ms.max)),
+            ("plan_time_count", str(plan_ms.count)),
             ("plan_cost", fmt(self.state.cost) if math.isfinite(self.state.cost) else "none"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("internal_errors", str(self._internal_errors)),
