@@ -314,13 +314,13 @@ def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarra
         right.annotate("", xy=(pose[0] + 0.2 * math.cos(pose[2]), pose[1] + 0.2 * math.sin(pose[2])),
                        xytext=(pose[0], pose[1]), arrowprops={"arrowstyle": "->", "color": colour})
     if not readable:
-        right.text(0.5, 0.5, f"no plan's first step read within {HEAD_READ_M:.2f} m / {HEAD_READ_DEG:.0f} deg\n"
+        right.text(0.5, 0.97, f"no plan's first step read within {HEAD_READ_M:.2f} m / {HEAD_READ_DEG:.0f} deg\n"
                    "of odometry: no planned path in pose terms", transform=right.transAxes, ha="center",
-                   va="center", fontsize=8, color="grey")
+                   va="top", fontsize=8, color="grey")
     right.set_aspect("equal", adjustable="datalim")
     right.set_xlabel("x (m)")
     right.set_ylabel("y (m)")
-    right.set_title(f"planned paths in pose terms: {len(readable)} of {len(run.plans)} plans readable by the head "
+    right.set_title(f"planned paths in pose terms: {len(readable)} of {len(run.plans)} plans\nreadable by the head "
                     f"({len(drawn)} drawn)", fontsize=10)
     right.grid(alpha=0.3)
     right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
