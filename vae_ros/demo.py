@@ -120,6 +120,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         run = session.servo(timeout=config.time_limit)
         final_views = session.frame_near(session.sim_time - 0.2)
         diagnostics = dict(session.controller_values)
+    tolerance = _number(diagnostics.get("tolerance"))  # the controller's convergence tolerance (latent)
     position_error, yaw_error = _pose_error(run.final_pose, config.goal_pose)
     start_error = _pose_error(config.start, config.goal_pose)
     xy = np.array([(x, y) for _, x, y, _ in run.poses]) if run.poses else np.zeros((0, 2))
@@ -142,7 +143,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "latent_error_last": run.errors[-1][1] if run.errors else None,
         "commands": len(run.errors),
         "plans": len(run.plans),
-        "tolerance": _number(diagnostics.get("tolerance")),  # the controller's convergence tolerance (latent)
+        "tolerance": tolerance,
         # world model: its time per CEM planning step (p50 / p99 over its last 500 planning steps, /diagnostics;
         # not the servo law's steps near the goal nor the steps after it settled, which take ~0 ms)
         "plan_time_p50_ms": _number(diagnostics.get("plan_time_p50_ms")),
@@ -151,7 +152,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "wall_time_s": time.monotonic() - wall,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    _plot_trajectory(out / "demo_trajectory.png", config, run, summary["tolerance"])
+    _plot_trajectory(out / "demo_trajectory.png", config, run, tolerance)
     if config.controller == "world_model" and goal_latent is not None:
         _plot_plans(out / "demo_plans.png", config, run, goal_latent)
     _plot_frames(out / "demo_frames.png", [("goal", goal_views), ("start", start_views), ("final", final_views)])
