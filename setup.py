@@ -1,9 +1,15 @@
 """ament_python package vae_ros: installable with colcon (robots) and pip (virtual environments)."""
 
 import os
+import sys
 from glob import glob
 
 from setuptools import find_packages, setup
+
+# The packaged models are listed once, in vae_ros/resources.py (standard library only, safe to import here):
+# a model a user trained into models/ is not installed with the package.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vae_ros.resources import PACKAGED_MODELS  # noqa: E402
 
 package_name = "vae_ros"
 
@@ -29,7 +35,7 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")
          + glob("config/*.sdf")),
         ("share/" + package_name + "/config/gazebo", glob("config/gazebo/*.sdf") + glob("config/gazebo/*.yaml")),
-        *_tree("models"),
+        *(entry for name in PACKAGED_MODELS for entry in _tree(os.path.join("models", name))),
     ],
     # torch is deliberately unpinned: on Jetson it comes from NVIDIA's builds. ONNX Runtime is an extra,
     # CPU or GPU (the two packages are one module; installing both lets the later one win silently).

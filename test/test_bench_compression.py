@@ -193,3 +193,47 @@ def test_wrapper_runs_from_the_repository() -> None:
                             cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "--messages" in result.stdout and "--bag" in result.stdout
+
+
+def test_plot_labels_overlap_neither_each_other_nor_the_markers() -> None:
+    """The rate-distortion labels once overlapped (issue 21): rows at nearly the same bytes and error, as the
+    lossless rows and the three latent precisions are, now get labels that never overlap, inside the axes;
+    points on top of each other share one label."""
+    from matplotlib.text import Text
+
+    from vae_ros.core.plots import _figure
+
+    points = [(72.0, 0.3), (88.0, 0.3), (120.0, 0.3), (133.0, 0.18), (394.0, 0.0125), (576.0, 0.0025),
+              (568.0, 0.019), (839.0, 0.0013), (1376.0, 0.0), (1504.0, 0.0), (1526.0, 0.0)]
+    labels = ["int8", "f16", "f32", "20 cm 1/8", "5 cm", "1 cm", "draco 8b", "draco 11b", "zstd3", "raw", "lz4"]
+    fig = _figure(6.5, 4.6)
+    ax = fig.subplots()
+    for x, y in points:
+        ax.scatter([x], [y], s=45)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(0.0, 1.0)
+    ax.legend(["rows"], loc="lower left")
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    compression._place_labels(ax, points, labels, renderer, [45.0] * len(points))
+    texts = [t for t in ax.texts if t.get_text()]
+    # raw (1504 B) and lz4 (1526 B) coincide on the plot: one label for both (zstd3 may join them); each row
+    # is named exactly once, the latent precisions apart.
+    named = [name for t in texts for name in t.get_text().split(", ")]
+    assert sorted(named) == sorted(labels)
+    assert any("raw, lz4" in t.get_text() for t in texts)
+    assert {"int8", "f16", "f32"} <= {t.get_text() for t in texts}
+    boxes = []
+    for text in texts:
+        text.update_positions(renderer)
+        boxes.append(Text.get_window_extent(text, renderer))
+    frame = ax.get_window_extent(renderer)
+    for i, box in enumerate(boxes):
+        assert frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1), texts[i].get_text()
+        for j in range(i):
+            assert not box.overlaps(boxes[j]), (texts[i].get_text(), texts[j].get_text())
+        for x, y in points:
+            px, py = ax.transData.transform((x, y))
+            assert not box.contains(px, py), (texts[i].get_text(), x, y)

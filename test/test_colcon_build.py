@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from vae_ros.resources import PACKAGED_MODELS
+
 REPO = Path(__file__).resolve().parent.parent
 EXECUTABLES = ("encoder_node", "decoder_node", "sim_node", "latent_servo_node", "vae-ros")
-# What setup.py installs under share/vae_ros, relative to the source tree.
-SHARED_GLOBS = ("launch/*.launch.py", "config/*.yaml", "config/*.xml", "config/gazebo/*", "models/**/*")
+# What setup.py installs under share/vae_ros, relative to the source tree: of models/, the packaged models only.
+SHARED_GLOBS = ("launch/*.launch.py", "config/*.yaml", "config/*.xml", "config/gazebo/*",
+                *(f"models/{name}/**/*" for name in PACKAGED_MODELS))
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +32,7 @@ def _check_share(share: Path) -> None:
     assert (share / "package.xml").read_text() == (REPO / "package.xml").read_text()
     for relative in ["launch/encoder.launch.py", "config/fastdds_large_data.xml", *_shared_files()]:
         assert (share / relative).is_file(), f"{relative} is not installed under {share}"
+    assert sorted(p.name for p in (share / "models").iterdir()) == sorted(PACKAGED_MODELS)
 
 
 def test_colcon_build_installs_a_ros_package(tmp_path: Path) -> None:
@@ -68,6 +72,10 @@ def test_pip_install_puts_console_scripts_in_bin(tmp_path: Path) -> None:
     source = tmp_path / "src"  # a copy, so that setuptools' build/ folder does not land in the checkout
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "install", "log", "test", "bench", "__pycache__", "*.egg-info", ".*_cache"))
+    # A model the user trained into models/ (as the README's workflow once did) is theirs: not installed.
+    user_model = source / "models" / "my_camera"
+    user_model.mkdir(exist_ok=True)
+    (user_model / "model.json").write_text("{}")
     prefix = tmp_path / "prefix"
     # --ignore-installed: without it pip would first uninstall the environment's own (editable) vae_ros.
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",

@@ -46,7 +46,14 @@ from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError
 from vae_ros.core.latent_range import check_latent_range, latent_bound
 from vae_ros.node_params import ControlParams
-from vae_ros.node_utils import CLOCK_MISMATCH_S, CdrDecoder, LatestWorker, MessageGuard, interrupt
+from vae_ros.node_utils import (
+    CLOCK_MISMATCH_S,
+    CdrDecoder,
+    LatestWorker,
+    MessageGuard,
+    interrupt,
+    refuse_unknown_parameters,
+)
 from vae_ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS
 
 LATENT_TOPIC = "vae/latent_stamped"
@@ -76,6 +83,8 @@ class ControlNode(Node):
 
     ACTIVE: ClassVar[str] = "active"  # the status while a goal is being pursued
     GOAL_DTYPE: ClassVar[type] = np.float32
+    # A node that publishes cmd_vel refuses to start on a parameter it does not know (node_utils).
+    REFUSE_UNKNOWN_PARAMETERS: ClassVar[bool] = True
 
     params: ControlParams
     stats: NodeStats
@@ -87,6 +96,8 @@ class ControlNode(Node):
     def _start_control(self, latent_dim: int, model_dir: Path, modality: str, lock: Any = None) -> None:
         """The latent subscription (to `_on_latent`), cmd_vel, the goal subscriptions and services and the
         watchdog. `lock` guards goal and controller state where a planner thread shares them."""
+        if self.REFUSE_UNKNOWN_PARAMETERS:  # before cmd_vel exists: a misspelt limit must not drive the robot
+            refuse_unknown_parameters(self)
         from geometry_msgs.msg import Twist
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float32MultiArray

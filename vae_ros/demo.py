@@ -102,6 +102,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_previous_run(out)
     wall = time.monotonic()
     session_config = SessionConfig(seed=config.seed, rate=config.rate, backend=config.backend, camera_views=True,
                                    goal_image=True,
@@ -119,6 +120,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         run = session.servo(timeout=config.time_limit)
         final_views = session.frame_near(session.sim_time - 0.2)
         diagnostics = dict(session.controller_values)
+    tolerance = _number(diagnostics.get("tolerance"))  # the controller's convergence tolerance (latent)
     position_error, yaw_error = _pose_error(run.final_pose, config.goal_pose)
     start_error = _pose_error(config.start, config.goal_pose)
     xy = np.array([(x, y) for _, x, y, _ in run.poses]) if run.poses else np.zeros((0, 2))
@@ -141,17 +143,35 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "latent_error_last": run.errors[-1][1] if run.errors else None,
         "commands": len(run.errors),
         "plans": len(run.plans),
-        # world model: its planning time per step (p50 / p99 over its last 500 steps, /diagnostics)
+        "tolerance": tolerance,
+        # world model: its time per CEM planning step (p50 / p99 over its last 500 planning steps, /diagnostics;
+        # not the servo law's steps near the goal nor the steps after it settled, which take ~0 ms)
         "plan_time_p50_ms": _number(diagnostics.get("plan_time_p50_ms")),
         "plan_time_p99_ms": _number(diagnostics.get("plan_time_p99_ms")),
+        "plan_time_count": _number(diagnostics.get("plan_time_count")),
         "wall_time_s": time.monotonic() - wall,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    _plot_trajectory(out / "demo_trajectory.png", config, run)
+    _plot_trajectory(out / "demo_trajectory.png", config, run, tolerance)
     if config.controller == "world_model" and goal_latent is not None:
         _plot_plans(out / "demo_plans.png", config, run, goal_latent)
     _plot_frames(out / "demo_frames.png", [("goal", goal_views), ("start", start_views), ("final", final_views)])
     return summary
+
+
+# What a demo writes into OUT (beside logs/<node>.log): a previous demo's copies are removed first, so that
+# OUT never mixes two runs (a servo demo after a world-model one left its plans plot and node logs behind).
+DEMO_FILES = ("summary.json", "demo_trajectory.png", "demo_plans.png", "demo_frames.png")
+
+
+def _clear_previous_run(out: Path) -> None:
+    """Remove a previous demo's files from OUT: DEMO_FILES and logs/*.log, nothing else."""
+    for name in DEMO_FILES:
+        (out / name).unlink(missing_ok=True)
+    logs = out / "logs"
+    if logs.is_dir():
+        for log in logs.glob("*.log"):
+            log.unlink(missing_ok=True)
 
 
 def _number(text: str | None) -> float | None:
@@ -166,7 +186,7 @@ def _fmt_pose(pose: tuple[float, float, float]) -> str:
     return f"({pose[0]:.2f} m, {pose[1]:.2f} m, {math.degrees(pose[2]):.0f} deg)"
 
 
-def _plot_trajectory(path: Path, config: DemoConfig, run: Any) -> None:
+def _plot_trajectory(path: Path, config: DemoConfig, run: Any, tolerance: float | None) -> None:
     from vae_ros.core.plots import _figure, _save
 
     goal = config.goal_pose
@@ -194,8 +214,11 @@ def _plot_trajectory(path: Path, config: DemoConfig, run: Any) -> None:
     left.legend(fontsize=8)
     if run.errors:
         errors = np.array(run.errors)
-        right.plot(errors[:, 0] - errors[0, 0], errors[:, 1], "-", color="#2e9d4a")
+        right.plot(errors[:, 0] - errors[0, 0], errors[:, 1], "-", color="#2e9d4a", label="latent error")
         right.set_yscale("log")
+    if tolerance is not None:  # converged: the error stays below it (and the robot within the success region)
+        right.axhline(tolerance, color="black", linestyle="--", linewidth=1, label=f"tolerance {tolerance:.3f}")
+        right.legend(fontsize=8)
     right.set_xlabel("simulated time (s)")
     right.set_ylabel("latent error |z - z*|" + (" (servo/error)" if config.controller == "servo" else ""))
     right.set_title("latent error over time")
@@ -213,9 +236,35 @@ def _plan_poses(head: Any, plan: np.ndarray, goal_latent: np.ndarray,
     return np.stack([goal[0] - (c * est[:, 0] - s * est[:, 1]), goal[1] - (s * est[:, 0] + c * est[:, 1]), yaw], 1)
 
 
+# A plan's pose reading is drawn only where the head reads its first planned latent within these of the pose
+# odometry gives for that time (the planner's own agreement gate in look_around); elsewhere the goal is out of
+# the head's range and its readings of the whole plan are meaningless.
+HEAD_READ_M = 0.25
+HEAD_READ_DEG = 25.0
+
+
+def _pose_at(poses: list[tuple[float, float, float, float]], t: float) -> tuple[float, float, float] | None:
+    """The odometry pose (x, y, yaw) nearest in time to t, if one is within 0.2 s."""
+    if not poses:
+        return None
+    times = np.array([p[0] for p in poses])
+    i = int(np.argmin(np.abs(times - t)))
+    return (poses[i][1], poses[i][2], poses[i][3]) if abs(times[i] - t) <= 0.2 else None
+
+
+def _readable(first: np.ndarray, actual: tuple[float, float, float] | None) -> bool:
+    """Whether a plan's first planned pose (the head's reading) is where odometry put the robot."""
+    if actual is None:
+        return False
+    gap = math.hypot(float(first[0]) - actual[0], float(first[1]) - actual[1])
+    turn = abs(math.degrees(math.remainder(float(first[2]) - actual[2], math.tau)))
+    return gap <= HEAD_READ_M and turn <= HEAD_READ_DEG
+
+
 def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarray) -> None:
     """The world model's plans beside what was executed: each plan's predicted latent error to the goal over
-    its horizon, and the planned path in pose terms (the head's reading of each planned latent)."""
+    its horizon, and the planned path in pose terms (the head's reading of each planned latent) for the plans
+    whose first step the head reads where odometry put the robot (HEAD_READ_M, HEAD_READ_DEG)."""
     import matplotlib
 
     from vae_ros.control.control_model import control_model_dir
@@ -235,18 +284,25 @@ def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarra
     span = max(1e-6, (run.plans[-1][0] - run.plans[0][0]) if run.plans else 1.0)
     shown = run.plans[:: max(1, len(run.plans) // 25)]
     for stamp, plan in shown:
-        colour = cmap((stamp - run.plans[0][0]) / span)
         times = stamp - t0 + dt * np.arange(1, len(plan) + 1)
-        left.plot(times, np.linalg.norm(plan - goal_latent, axis=1), "-", color=colour, lw=0.8, alpha=0.8)
+        left.plot(times, np.linalg.norm(plan - goal_latent, axis=1), "-", color=cmap((stamp - run.plans[0][0]) / span),
+                  lw=0.8, alpha=0.8)
+    readable = []
+    for stamp, plan in run.plans:
         poses = _plan_poses(head, plan, goal_latent, goal)
-        right.plot(poses[:, 0], poses[:, 1], "-", color=colour, lw=0.8, alpha=0.8)
+        if _readable(poses[0], _pose_at(run.poses, stamp + dt)):
+            readable.append((stamp, poses))
+    drawn = readable[:: max(1, len(readable) // 25)]
+    for stamp, poses in drawn:
+        right.plot(poses[:, 0], poses[:, 1], "-", color=cmap((stamp - run.plans[0][0]) / span), lw=0.8, alpha=0.8)
     if run.errors:
         errors = np.array(run.errors)
         left.plot(errors[:, 0] - t0, errors[:, 1], "-", color="#d0342c", lw=2.0, label="executed (encoded scans)")
     left.plot([], [], "-", color=cmap(0.5), lw=0.8, label="planned (world model), by plan time")
     left.set_xlabel("simulated time (s)")
     left.set_ylabel("latent error |z - z*| to the goal")
-    left.set_title(f"{len(run.plans)} plans of {len(shown[0][1]) if shown else 0} steps ({len(shown)} shown)")
+    left.set_title(f"{len(run.plans)} plans of {len(shown[0][1]) if shown else 0} steps ({len(shown)} drawn)",
+                   fontsize=10)
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     poses = np.array(run.poses) if run.poses else np.zeros((0, 4))
@@ -258,16 +314,21 @@ def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarra
                    label=label, linestyle="none")
         right.annotate("", xy=(pose[0] + 0.2 * math.cos(pose[2]), pose[1] + 0.2 * math.sin(pose[2])),
                        xytext=(pose[0], pose[1]), arrowprops={"arrowstyle": "->", "color": colour})
-    right.set_aspect("equal")
+    if not readable:
+        right.text(0.5, 0.97, f"no plan's first step read within {HEAD_READ_M:.2f} m / {HEAD_READ_DEG:.0f} deg\n"
+                   "of odometry: no planned path in pose terms", transform=right.transAxes, ha="center",
+                   va="top", fontsize=8, color="grey")
+    right.set_aspect("equal", adjustable="datalim")
     right.set_xlabel("x (m)")
     right.set_ylabel("y (m)")
-    right.set_title("planned paths in pose terms beside the executed one")
+    right.set_title(f"planned paths in pose terms: {len(readable)} of {len(run.plans)} plans\nreadable by the head "
+                    f"({len(drawn)} drawn)", fontsize=10)
     right.grid(alpha=0.3)
-    right.legend(fontsize=7, loc="center left")
+    right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.suptitle("world model MPC: planned latent trajectories (thin, early purple -> late yellow) and the executed "
-                 "one (red); none while the servo law drives near the goal.\nPlanned poses are the head's reading "
-                 "of each planned latent, unreliable while the goal is outside its range (behind the robot, where "
-                 "the planner scores by its look-around belief)", fontsize=8)
+                 "one (red); none while the servo law drives near the goal.\nA plan's poses are the head's reading "
+                 f"of its latents, drawn only where the head reads its first step within {HEAD_READ_M:.2f} m and "
+                 f"{HEAD_READ_DEG:.0f} deg of odometry (elsewhere the goal is outside the head's range)", fontsize=8)
     _save(fig, path)
 
 
@@ -307,7 +368,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if summary["controller"] == "world_model":
         rows.insert(-1, ("plans (world_model/planned_latents)", str(summary["plans"])))
-        p50, p99 = summary["plan_time_p50_ms"], summary["plan_time_p99_ms"]
+        p50, p99, count = summary["plan_time_p50_ms"], summary["plan_time_p99_ms"], summary.get("plan_time_count")
         if p50 is not None and p99 is not None:
-            rows.insert(-1, ("node step time p50 / p99 (diagnostics)", f"{p50:.0f} / {p99:.0f} ms"))
+            over = f"{count:.0f} planning steps" if count is not None else "planning steps"
+            rows.insert(-1, (f"plan time p50 / p99 ({over})", f"{p50:.0f} / {p99:.0f} ms"))
     return "\n".join(f"  {name:<40} {value}" for name, value in rows)

@@ -565,20 +565,49 @@ def _params_tree_problem(tree: Any, where: str = "") -> str:
     return ""
 
 
-def warn_unknown_parameters(node: Any) -> list[str]:
-    """Warn, naming them, about parameters given for this node (params file, -p) that it never declared:
-    a misspelt `modell:` would otherwise be ignored without a word. Returns the unknown names."""
+def unknown_parameters(node: Any) -> dict[str, str]:
+    """Parameters given for this node (params file, -p) that it never declared -> a hint for each (the
+    closest declared name, or the declared names)."""
     import difflib
 
     overrides = getattr(node, "_parameter_overrides", None) or {}  # rclpy keeps them here (Humble..Kilted)
     declared = sorted(name for name in getattr(node, "_parameters", {}))
     unknown = sorted(name for name in overrides if name not in declared and not name.startswith("qos_overrides."))
+    hints = {}
     for name in unknown:
         close = difflib.get_close_matches(name, declared, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; its parameters are {', '.join(declared)}"
+        hints[name] = f"did you mean {close[0]!r}?" if close else f"its parameters are {', '.join(declared)}"
+    return hints
+
+
+def refuse_unknown_parameters(node: Any) -> None:
+    """ConfigError, one line naming them (with the did-you-mean), when parameters were given for this node
+    that it never declared: for every node that publishes cmd_vel (REFUSE_UNKNOWN_PARAMETERS), where a
+    misspelt safety limit (`max_lineer`) would leave the robot running at the default."""
+    hints = unknown_parameters(node)
+    if not hints:
+        return
+    if len(hints) == 1:
+        ((name, hint),) = hints.items()
+        what = f"parameter {name!r} is not a parameter of {node.get_name()}; {hint}"
+    else:
+        what = (f"parameters {', '.join(f'{name!r} ({hint})' for name, hint in hints.items())} are not "
+                f"parameters of {node.get_name()}")
+    raise ConfigError(f"{what}{'' if what.endswith('?') else '.'} Not starting: this node publishes cmd_vel, "
+                      "and a misspelt limit would leave its default in force")
+
+
+def warn_unknown_parameters(node: Any) -> list[str]:
+    """Warn, naming them, about parameters given for this node (params file, -p) that it never declared:
+    a misspelt `modell:` would otherwise be ignored without a word. Returns the unknown names. A node whose
+    class sets REFUSE_UNKNOWN_PARAMETERS refuses to start instead (refuse_unknown_parameters)."""
+    if getattr(node, "REFUSE_UNKNOWN_PARAMETERS", False):
+        refuse_unknown_parameters(node)
+    hints = unknown_parameters(node)
+    for name, hint in hints.items():
         node.get_logger().warning(f"parameter {name!r} is not a parameter of {node.get_name()} and is "
-                                  f"ignored{hint}")
-    return unknown
+                                  f"ignored; {hint}")
+    return list(hints)
 
 
 def _init_build_spin(node_factory: Callable[[], Any], program: str, args: list[str] | None) -> int:

@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 PACKAGE = "vae_ros"
+# The models the package ships under models/ (setup.py installs these and nothing else there; the packaged-model
+# tests check exactly these). A model a user trains into models/ is theirs: neither installed nor tested.
+PACKAGED_MODELS: tuple[str, ...] = ("control_default", "image_default", "pointcloud_default", "scan_default")
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,6 +31,11 @@ def share_dir() -> Path:
 
 def models_dir() -> Path:
     return share_dir() / "models"
+
+
+def packaged_model_dirs() -> list[Path]:
+    """The directories of the packaged models (PACKAGED_MODELS), whatever else models/ holds."""
+    return [models_dir() / name for name in PACKAGED_MODELS]
 
 
 def config_dir() -> Path:

@@ -284,7 +284,8 @@ class WorldModelNode(ControlNode):
         started = time.perf_counter()
         state, (v, w) = plan_step(state, z, goal, config, obstacles)  # pure: nothing shared is touched
         plan_s = time.perf_counter() - started
-        self._plan_ms.add(plan_s * 1e3)
+        if state.mode == PLAN and state.status not in (CONVERGED, LOST):  # a CEM plan, not a servo-law step
+            self._plan_ms.add(plan_s * 1e3)
         with self._lock:
             # Acted on only if nothing stopped, cleared or replaced the goal meanwhile and its latent is still
             # fresh: a slow plan is dropped rather than followed (the watchdog's zero stands).
@@ -362,6 +363,7 @@ class WorldModelNode(ControlNode):
             ("plan_time_p50_ms", fmt(plan_ms.p50)),
             ("plan_time_p99_ms", fmt(plan_ms.p99)),
             ("plan_time_max_ms", fmt(plan_ms.max)),
+            ("plan_time_count", str(plan_ms.count)),
             ("plan_cost", fmt(self.state.cost) if math.isfinite(self.state.cost) else "none"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("internal_errors", str(self._internal_errors)),

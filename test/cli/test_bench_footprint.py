@@ -49,6 +49,7 @@ def test_bench_footprint_reports_every_backend_against_the_lean_process(
     assert "targets (encoder_node on ONNX Runtime)" in table
     report = json.loads(out.read_text())
     assert report["runs"] == 1
+    assert "only 1 run(s)" in table
     rows = {row["name"]: row for row in report["rows"]}
     assert set(rows) == {"lean", "onnxruntime", "torch", "tensorrt"}
     assert rows["tensorrt"]["skipped"] == "torch_tensorrt is not installed"  # no TensorRT here; says why
@@ -59,6 +60,7 @@ def test_bench_footprint_reports_every_backend_against_the_lean_process(
         assert row["median_rss_mb"] > 0 and row["median_first_latent_s"] > 0
         assert row["rss_ratio"] == pytest.approx(row["median_rss_mb"] / rows["lean"]["median_rss_mb"])
         assert row["start_ratio"] == pytest.approx(row["median_first_latent_s"] / rows["lean"]["median_first_latent_s"])
+        assert row["first_latent_range_s"] == [row["first_latent_s"][0]] * 2  # one run: min = max
     assert rows["lean"]["rss_ratio"] == rows["lean"]["start_ratio"] == 1.0
     # What each process loaded, read from its memory map: only the torch backend maps torch.
     assert rows["lean"]["torch_loaded"] == rows["onnxruntime"]["torch_loaded"] == [False]
@@ -81,6 +83,15 @@ def test_summary_takes_medians_and_ratios_to_the_lean_medians() -> None:
     lean, ort = report.rows[0], report.rows[1]
     assert (lean.median_rss_mb, lean.median_first_latent_s) == (110.0, 0.5)
     assert ort.rss_ratio == pytest.approx(160.0 / 110.0) and ort.start_ratio == pytest.approx(3.0)
+    # The spread beside each median: min-max over the runs, a ratio's per round (node / lean started beside it).
+    assert ort.first_latent_range_s == (1.0, 2.0) and ort.rss_range_mb == (150.0, 200.0)
+    assert ort.start_ratio_range == pytest.approx((2.0, 5.0)) and ort.rss_ratio_range == pytest.approx((1.25, 2.0))
+    assert report.targets["start_ratio"]["range"] == pytest.approx((2.0, 5.0))
+    table = format_table(report)
+    ort_line = next(line for line in table.splitlines() if line.startswith("encoder_node onnxruntime"))
+    assert ort_line.split()[2:10] == ["160", "(150-200)", "1.45", "(1.25-2.00)", "1.50", "(1.00-2.00)", "3.00",
+                                      "(2.00-5.00)"]
+    assert "only 3 run(s)" in table  # fewer than the default: said
     assert report.targets["memory_ratio"]["met"] is True and report.targets["start_ratio"]["met"] is True
     assert report.rows[2].rss_ratio is None
     assert "skipped: no CUDA device visible to torch" in format_table(report)
@@ -88,6 +99,16 @@ def test_summary_takes_medians_and_ratios_to_the_lean_medians() -> None:
     summarise(report)
     assert report.targets["memory_ratio"]["met"] is False and math.isclose(report.rows[1].rss_ratio or 0, 300 / 110)
     assert "NOT met" in format_table(report)
+
+
+def test_bench_footprint_defaults_to_enough_runs() -> None:
+    import argparse
+
+    from vae_ros.benchmarks.footprint import DEFAULT_RUNS, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).runs == DEFAULT_RUNS >= 7  # 3 once gave a start ratio of 3.81x, 5 gave 1.47x
 
 
 def test_bench_footprint_bad_arguments(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

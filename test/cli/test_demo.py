@@ -4,10 +4,12 @@ DDS, packaged models."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ros_env
 
@@ -46,6 +48,11 @@ def test_demo_teaches_a_goal_and_servos_back_to_it(tmp_path: Path) -> None:
                            "scripts/make_dynamics_model.sh)")
 def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its_plans(tmp_path: Path) -> None:
     out = tmp_path / "demo_wm"
+    # What a previous (servo) demo left there: its files and logs go, anything else stays.
+    (out / "logs").mkdir(parents=True)
+    for stale in ("logs/latent_servo_node.log", "logs/world_model_node.log", "summary.json", "demo_plans.png"):
+        (out / stale).write_text("from the previous demo")
+    (out / "notes.txt").write_text("mine")
     result = subprocess.run(
         [sys.executable, "-m", "vae_ros.cli", "demo", "--controller", "world_model", "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=400, env=ros_env.ros_env(),
@@ -61,8 +68,12 @@ def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its
     assert summary["latent_error_last"] < summary["latent_error_first"] / 5
     # world_model_node published its plans on world_model/planned_latents, and the demo plotted them.
     assert summary["plans"] >= 5
-    assert (out / "logs" / "world_model_node.log").is_file()
+    # Plan times over the planning steps only (the settled steps after convergence once made the p50 "0 ms").
+    assert 0 < summary["plan_time_count"] <= summary["plans"] + 2 and summary["plan_time_p50_ms"] > 1.0
+    assert f"plan time p50 / p99 ({summary['plan_time_count']:.0f} planning steps)" in result.stdout
+    assert "previous demo" not in (out / "logs" / "world_model_node.log").read_text()
     assert not (out / "logs" / "latent_servo_node.log").exists()
+    assert (out / "notes.txt").read_text() == "mine"
     for png in ("demo_trajectory.png", "demo_plans.png", "demo_frames.png"):
         assert (out / png).stat().st_size > 10_000
     assert "world model verdict" in result.stdout and "demo_plans.png" in result.stdout
@@ -73,3 +84,29 @@ def test_demo_rejects_bad_timeout(tmp_path: Path) -> None:
                              str(tmp_path)], capture_output=True, text=True, timeout=60, env=ros_env.ros_env())
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "timeout" in result.stderr
+
+
+def test_plans_the_head_cannot_read_are_not_drawn_as_poses() -> None:
+    """demo_plans.png draws a plan in pose terms only where the head reads its first step near odometry."""
+    from vae_ros.demo import HEAD_READ_DEG, HEAD_READ_M, _pose_at, _readable
+
+    poses = [(10.0 + 0.1 * i, 0.01 * i, 0.0, 0.5) for i in range(30)]  # (t, x, y, yaw) from odometry
+    assert _pose_at(poses, 11.02) == (0.1, 0.0, 0.5)
+    assert _pose_at(poses, 20.0) is None  # no odometry near that time: not readable
+    assert _readable(np.array([0.1 + 0.9 * HEAD_READ_M, 0.0, 0.5]), (0.1, 0.0, 0.5))
+    assert not _readable(np.array([0.1 + 1.1 * HEAD_READ_M, 0.0, 0.5]), (0.1, 0.0, 0.5))
+    assert not _readable(np.array([0.1, 0.0, 0.5 + math.radians(1.1 * HEAD_READ_DEG)]), (0.1, 0.0, 0.5))
+    assert _readable(np.array([0.1, 0.0, math.pi - 0.01]), (0.1, 0.0, -math.pi + 0.01))  # yaw wraps
+    assert not _readable(np.array([0.1, 0.0, 0.5]), None)
+
+
+def test_a_previous_demos_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    from vae_ros.demo import DEMO_FILES, _clear_previous_run
+
+    (tmp_path / "logs").mkdir()
+    for name in (*DEMO_FILES, "logs/world_model_node.log", "logs/sim_node.log"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "mine.txt").write_text("mine")
+    (tmp_path / "logs" / "notes.md").write_text("mine")
+    _clear_previous_run(tmp_path)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["logs", "logs/notes.md", "mine.txt"]

@@ -871,14 +871,12 @@ def save_plot(bench: CompressionBenchmark, path: str | Path) -> Path:
         cloud = rep.modality == "pointcloud"
         shown: set[str] = set()
         rows = sorted(rep.results, key=lambda r: r.bytes_mean)
-        for i, row in enumerate(rows):
+        for row in rows:
             y = row.chamfer_m if cloud and row.chamfer_m is not None else row.range_mae_m
             marker, colour, label = styles[row.family]
-            ax.scatter([row.bytes_mean], [y], marker=marker, c=colour, s=140 if row.family == "latent" else 45,
+            ax.scatter([row.bytes_mean], [y], marker=marker, c=colour, s=_marker_size(row.family),
                        zorder=3, label=None if label in shown else label)
             shown.add(label)
-            ax.annotate(_plot_label(row.codec), (row.bytes_mean, y), textcoords="offset points",
-                        xytext=(4, 6 if i % 2 else -11), fontsize=7)
         ax.axvline(rep.raw_bytes_mean / GOAL_RATIO, ls="--", c="tab:red", alpha=0.5, lw=1,
                    label=f"raw / {GOAL_RATIO:.0f} (goal)")
         ax.set_xscale("log")
@@ -891,7 +889,86 @@ def save_plot(bench: CompressionBenchmark, path: str | Path) -> Path:
                      f"raw {rep.raw_bytes_mean:.0f} B")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="lower left")
+    # Labels go on once the layout is final, each where it overlaps no other label, marker or the legend.
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    for ax, rep in zip(axes, bench.reports, strict=False):
+        cloud = rep.modality == "pointcloud"
+        points = [(row.bytes_mean, row.chamfer_m if cloud and row.chamfer_m is not None else row.range_mae_m)
+                  for row in sorted(rep.results, key=lambda r: r.bytes_mean)]
+        labels = [_plot_label(row.codec) for row in sorted(rep.results, key=lambda r: r.bytes_mean)]
+        sizes = [_marker_size(row.family) for row in sorted(rep.results, key=lambda r: r.bytes_mean)]
+        _place_labels(ax, points, labels, renderer, sizes)
     return _save(fig, path)
+
+
+def _marker_size(family: str) -> float:
+    """Scatter marker area (points^2) of a row's family: the latent rows stand out."""
+    return 140.0 if family == "latent" else 45.0
+
+
+# Offsets (points) tried for a label, nearest first: beside, above, below, then further out with a leader line.
+_LABEL_OFFSETS = [(5, 5), (5, -12), (-5, 5), (-5, -12), (0, 10), (0, -16), (8, 0), (-8, 0), (0, 20), (0, -26),
+                  (14, 14), (-14, 14), (14, -20), (-14, -20), (0, 30), (0, -36), (24, 0), (-24, 0)]
+
+
+def _place_labels(ax: Any, points: Sequence[tuple[float, float]], labels: Sequence[str], renderer: Any,
+                  sizes: Sequence[float]) -> None:
+    """Annotate each point with its label at the first offset where the text stays inside the axes and
+    overlaps no marker, no label placed before it and not the legend (the nearest offset if none is free)."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    def pad(box: Any, by: float) -> Any:
+        return Bbox.from_extents(box.x0 - by, box.y0 - by, box.x1 + by, box.y1 + by)
+
+    frame = ax.get_window_extent(renderer)
+    legend = ax.get_legend()
+    taken = [legend.get_window_extent(renderer)] if legend is not None else []
+    pixels = [ax.transData.transform(point) for point in points]
+    for (px, py), size in zip(pixels, sizes, strict=True):
+        half = 0.5 * math.sqrt(size) * ax.figure.dpi / 72.0 + 1.0  # scatter size: points^2
+        taken.append(Bbox.from_extents(px - half, py - half, px + half, py + half))  # the marker
+    # Points (nearly) on top of each other share one label ("zstd3, lz4, raw" where all three lose nothing).
+    groups: list[list[int]] = []
+    for i, (px, py) in enumerate(pixels):
+        near = next((g for g in groups if any(math.hypot(px - pixels[j][0], py - pixels[j][1]) < 16.0 for j in g)),
+                    None)
+        if near is None:
+            groups.append([i])
+        else:
+            near.append(i)
+    merged = [(points[g[0]] if len(g) == 1 else
+               tuple(ax.transData.inverted().transform(np.mean([pixels[j] for j in g], axis=0))),
+               ", ".join(labels[j] for j in g)) for g in groups]
+    for (x, y), text in merged:
+        chosen = fallback = None
+        for dx, dy in _LABEL_OFFSETS:
+            far = abs(dx) > 8 or abs(dy) > 16
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                               ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                               va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                               arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5} if far else None)
+            note.update_positions(renderer)
+            box = pad(Text.get_window_extent(note, renderer), 1.0)  # the text alone, not its leader line
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
+                chosen = (note, box)
+                break
+            if inside and fallback is None:
+                fallback = (note, box)  # the nearest inside, kept only if no free place is found
+            else:
+                note.remove()
+        if chosen is not None and fallback is not None:
+            fallback[0].remove()
+        final = chosen or fallback
+        if final is None:  # nowhere inside the axes: beside the point all the same
+            dx, dy = _LABEL_OFFSETS[0]
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7)
+            note.update_positions(renderer)
+            final = (note, Text.get_window_extent(note, renderer))
+        taken.append(final[1])
 
 
 def add_arguments(parser: Any) -> None:

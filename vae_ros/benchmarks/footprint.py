@@ -10,8 +10,11 @@ so that the machine's load drifts over all of them alike. Per process:
 - peak resident memory: VmHWM of /proc/PID/status once the process has published `settle` latents
   (steady state), read before it is stopped;
 - torch loaded: whether torch's shared libraries are mapped into it (/proc/PID/maps).
-Reported: medians over the runs and their ratios to the lean process's medians; the targets (issue 9) are
-<= 1.5x the lean memory and <= 3x its start time for the node on ONNX Runtime. Linux only (/proc).
+Reported: medians over the runs and their ratios to the lean process's medians, each with its range over the
+runs (min-max; for a ratio, of each run's node against the lean process started beside it in the same round);
+the targets (issue 9) are <= 1.5x the lean memory and <= 3x its start time for the node on ONNX Runtime.
+Start times on a shared machine scatter by seconds (3 runs once gave a start ratio of 3.81x, 5 runs 1.47x),
+hence DEFAULT_RUNS and the ranges. Linux only (/proc).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ BACKENDS = ("onnxruntime", "torch", "tensorrt")
 LEAN = "lean"
 MEMORY_TARGET = 1.5  # x the lean process's peak RSS
 START_TARGET = 3.0  # x the lean process's time to first latent
+DEFAULT_RUNS = 7  # fresh starts per process kind: a median of 3 moved by 2.5x between invocations (issue 21)
 IMAGE_TOPIC = "camera/image_raw"
 LATENT_TOPIC = "vae/latent"
 # torch's own shared objects: libtorch.so, libtorch_cpu.so, libtorch_python.so, torch/_C.cpython-*.so.
@@ -73,6 +77,11 @@ class FootprintRow:
     median_first_latent_s: float | None = None
     rss_ratio: float | None = None  # median / the lean process's median
     start_ratio: float | None = None
+    # (min, max) over the runs; the ratios' ranges pair each run with the lean process of the same round
+    rss_range_mb: tuple[float, float] | None = None
+    first_latent_range_s: tuple[float, float] | None = None
+    rss_ratio_range: tuple[float, float] | None = None
+    start_ratio_range: tuple[float, float] | None = None
     skipped: str = ""  # why this backend was not measured
 
 
@@ -97,6 +106,8 @@ def summarise(report: FootprintReport) -> None:
         if row.peak_rss_mb:
             row.median_rss_mb = float(np.median(row.peak_rss_mb))
             row.median_first_latent_s = float(np.median(row.first_latent_s))
+            row.rss_range_mb = _span(row.peak_rss_mb)
+            row.first_latent_range_s = _span(row.first_latent_s)
     lean = report.row(LEAN)
     if lean is None or lean.median_rss_mb is None or lean.median_first_latent_s is None:
         return
@@ -104,37 +115,55 @@ def summarise(report: FootprintReport) -> None:
         if row.median_rss_mb is not None and row.median_first_latent_s is not None:
             row.rss_ratio = row.median_rss_mb / lean.median_rss_mb
             row.start_ratio = row.median_first_latent_s / lean.median_first_latent_s
+            rounds = min(len(row.peak_rss_mb), len(lean.peak_rss_mb))
+            row.rss_ratio_range = _span([row.peak_rss_mb[i] / lean.peak_rss_mb[i] for i in range(rounds)])
+            row.start_ratio_range = _span([row.first_latent_s[i] / lean.first_latent_s[i] for i in range(rounds)])
     ort = report.row("onnxruntime")
     if ort is not None and ort.rss_ratio is not None and ort.start_ratio is not None:
         report.targets = {
             "memory_ratio": {"value": ort.rss_ratio, "target": MEMORY_TARGET, "met": ort.rss_ratio <= MEMORY_TARGET},
-            "start_ratio": {"value": ort.start_ratio, "target": START_TARGET, "met": ort.start_ratio <= START_TARGET},
+            "start_ratio": {"value": ort.start_ratio, "target": START_TARGET, "met": ort.start_ratio <= START_TARGET,
+                            "range": ort.start_ratio_range},
             "no_torch": {"value": not any(ort.torch_loaded), "target": True, "met": not any(ort.torch_loaded)},
         }
 
 
+def _span(values: Sequence[float]) -> tuple[float, float] | None:
+    return (float(min(values)), float(max(values))) if len(values) else None
+
+
 def format_table(report: FootprintReport) -> str:
-    def num(value: float | None, fmt: str) -> str:
-        return "n/a" if value is None else format(value, fmt)
+    def num(value: float | None, fmt: str, span: tuple[float, float] | None = None) -> str:
+        """The median, with its range over the runs (min-max) beside it."""
+        if value is None:
+            return "n/a"
+        text = format(value, fmt)
+        return text if span is None or report.runs < 2 else f"{text} ({span[0]:{fmt}}-{span[1]:{fmt}})"
 
     lines = [f"footprint: encoder_node against the lean process, {report.image} images at 10 Hz, "
-             f"medians of {report.runs} fresh start(s) each", "",
-             f"{'process':<26} {'peak RSS MB':>11} {'x lean':>7} {'first latent s':>14} {'x lean':>7}  torch"]
+             f"medians of {report.runs} fresh start(s) each, (min-max) over them", "",
+             f"{'process':<26} {'peak RSS MB':>18} {'x lean':>18} {'first latent s':>18} {'x lean':>18}  torch"]
     for row in report.rows:
         label = "lean reference" if row.name == LEAN else f"encoder_node {row.name}"
         if row.skipped:
             lines.append(f"{label:<26} skipped: {row.skipped}")
             continue
         torch = "loaded" if any(row.torch_loaded) else "not loaded"
-        lines.append(f"{label:<26} {num(row.median_rss_mb, '.0f'):>11} {num(row.rss_ratio, '.2f'):>7} "
-                     f"{num(row.median_first_latent_s, '.2f'):>14} {num(row.start_ratio, '.2f'):>7}  {torch}")
+        lean = row.name == LEAN  # its ratios are 1 by definition
+        lines.append(f"{label:<26} {num(row.median_rss_mb, '.0f', row.rss_range_mb):>18} "
+                     f"{num(row.rss_ratio, '.2f', None if lean else row.rss_ratio_range):>18} "
+                     f"{num(row.median_first_latent_s, '.2f', row.first_latent_range_s):>18} "
+                     f"{num(row.start_ratio, '.2f', None if lean else row.start_ratio_range):>18}  {torch}")
     if report.targets:
         t = report.targets
         lines.append("targets (encoder_node on ONNX Runtime): " + "; ".join(
             f"{name} {t[name]['value']:.2f} (<= {t[name]['target']:g}: {'met' if t[name]['met'] else 'NOT met'})"
             for name in ("memory_ratio", "start_ratio")) + f"; torch {'not loaded' if t['no_torch']['met'] else 'LOADED'}")
     lines.append("first latent = process spawned -> first latent received here; peak RSS = VmHWM after the "
-                 "first latents")
+                 "first latents; a ratio's range pairs each run with the lean start of the same round")
+    if report.runs < DEFAULT_RUNS:
+        lines.append(f"only {report.runs} run(s): start times on a busy machine scatter by seconds; "
+                     f"--runs {DEFAULT_RUNS} (the default) or more for a median to trust")
     return "\n".join(lines)
 
 
@@ -220,7 +249,7 @@ def tensorrt_skip_reason() -> str:
     return "" if tensorrt_available("cuda") else "no CUDA device visible to torch"
 
 
-def run_footprint_bench(model: str = "", runs: int = 3, backends: Sequence[str] = BACKENDS, settle: int = 5,
+def run_footprint_bench(model: str = "", runs: int = DEFAULT_RUNS, backends: Sequence[str] = BACKENDS, settle: int = 5,
                         threads: int | None = None, width: int = 640, height: int = 480,
                         progress: Callable[[str], None] | None = None) -> FootprintReport:
     """Run the benchmark (module docstring); returns the report with medians, ratios and targets."""
@@ -278,8 +307,9 @@ def run_footprint_bench(model: str = "", runs: int = 3, backends: Sequence[str] 
 # -- entry points -----------------------------------------------------------------------------------------------
 def add_arguments(parser: Any) -> None:
     """Options of the footprint benchmark (`--model`, `--threads` and `--json` are shared)."""
-    parser.add_argument("--runs", type=int, default=3, metavar="N",
-                        help="footprint: fresh starts per process kind (default 3; medians reported)")
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, metavar="N",
+                        help=f"footprint: fresh starts per process kind (default {DEFAULT_RUNS}; medians and "
+                        "their min-max reported)")
     parser.add_argument("--footprint-backends", default=",".join(BACKENDS), metavar="A,B",
                         help=f"footprint: encoder_node backends to measure (default {','.join(BACKENDS)})")
 
@@ -288,7 +318,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     """`vae-ros bench footprint`: run, print the table, optionally save JSON."""
     report = run_footprint_bench(
         model=getattr(args, "model", "") or "",
-        runs=getattr(args, "runs", 3),
+        runs=getattr(args, "runs", DEFAULT_RUNS),
         backends=[b.strip() for b in getattr(args, "footprint_backends", ",".join(BACKENDS)).split(",") if b.strip()],
         threads=getattr(args, "threads", None) or None,
     )

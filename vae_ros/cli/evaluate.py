@@ -1,6 +1,6 @@
 """`vae-ros eval`: metrics of a model directory on a bag topic or an image folder, plus PNG plots.
 
-    vae-ros eval --model models/my_camera --bag BAG --topic /camera/image_raw --out eval/
+    vae-ros eval --model trained/my_camera --bag BAG --topic /camera/image_raw --out eval/
     vae-ros eval --model models/my_scan --bag BAG --topic /scan --out eval/ --split val
 
 Prints a table (ELBO, reconstruction error, KL, active units) and writes into --out: metrics.json,

@@ -1,9 +1,9 @@
 """`vae-ros train`: train a VAE from a rosbag2 topic (MCAP or sqlite3) or an image folder into a model directory.
 
-    vae-ros train --bag BAG --topic /camera/image_raw --out models/my_camera --epochs 30
+    vae-ros train --bag BAG --topic /camera/image_raw --out trained/my_camera --epochs 30
     vae-ros train --images photos/ --out models/photos --image-size 64 --channels 3
     vae-ros train --bag BAG --topic /scan --out models/my_scan          # modality from the topic type
-    vae-ros train ... --out models/my_camera --resume --epochs 50      # continue (or extend) a run
+    vae-ros train ... --out trained/my_camera --resume --epochs 50      # continue (or extend) a run
     torchrun --nproc-per-node=4 -m vae_ros.cli train ...               # one process per GPU (or CPU share)
 
 The output folder becomes a model directory (model.json + weights.safetensors of the best validation

@@ -129,13 +129,17 @@ def save_distance_scatter(results: Sequence[GoalResult], config: BasinConfig, pa
 
 # -- closed-loop episodes ----------------------------------------------------------------------------------
 def save_episode_trajectories(results: Sequence[Any], path: str | Path, title: str, max_shown: int = 24) -> Path:
-    """Small multiples: each episode's path in the goal frame (goal at the origin facing +x), start marked."""
-    shown = list(results)[:max_shown]
+    """Small multiples: each episode's path in the goal frame (goal at the origin facing +x), start marked.
+
+    Failures are drawn first (they are what a reader looks for), then successes, up to `max_shown`; each panel
+    is scaled to its own episode (hard starts are 1-2 m away), and the title says how many of how many are
+    drawn."""
+    shown, drawn = episodes_to_draw(results, max_shown)
     cols = 6
     rows = max(1, math.ceil(len(shown) / cols))
-    fig = _figure(2.2 * cols, 2.2 * rows + 0.5)
+    fig = _figure(2.2 * cols, 2.2 * rows + 0.7)
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
-    for ax, result in zip(axes, shown, strict=False):
+    for ax, (number, result) in zip(axes, shown, strict=False):
         gx, gy, gyaw = result.episode.goal
         c, s = math.cos(gyaw), math.sin(gyaw)
         traj = np.asarray(result.trajectory, dtype=np.float64).reshape(-1, 3)
@@ -143,6 +147,7 @@ def save_episode_trajectories(results: Sequence[Any], path: str | Path, title: s
         y = -s * (traj[:, 0] - gx) + c * (traj[:, 1] - gy)
         colour = _GOOD if result.success else _BAD
         ax.plot(x, y, "-", color=colour, linewidth=1.2)
+        ax.plot([x[0]], [y[0]], marker="o", markersize=4, markerfacecolor="none", color="black")
         for px, py, yaw in ((x[0], y[0], traj[0, 2] - gyaw), (x[-1], y[-1], traj[-1, 2] - gyaw)):
             ax.annotate("", xy=(px + 0.12 * math.cos(yaw), py + 0.12 * math.sin(yaw)), xytext=(px, py),
                         arrowprops={"arrowstyle": "->", "color": "black", "linewidth": 0.8})
@@ -150,15 +155,38 @@ def save_episode_trajectories(results: Sequence[Any], path: str | Path, title: s
         ax.annotate("", xy=(0.15, 0.0), xytext=(0.0, 0.0), arrowprops={"arrowstyle": "->", "color": "black"})
         ax.add_patch(_circle(0.10))
         ax.set_aspect("equal")
-        ax.set_xlim(-1.2, 1.2)
-        ax.set_ylim(-1.2, 1.2)
+        (x0, x1), (y0, y1) = _square_limits(np.concatenate([x, [0.0]]), np.concatenate([y, [0.0]]))
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
         ax.tick_params(labelsize=6)
-        ax.set_title(f"{result.status}, {result.final_position_error * 100:.0f} cm / "
+        ax.set_title(f"#{number} {result.status}, {result.final_position_error * 100:.0f} cm / "
                      f"{math.degrees(result.final_yaw_error):.1f} deg", fontsize=7)
     for ax in axes[len(shown):]:
         ax.axis("off")
-    fig.suptitle(f"{title}: paths in the goal frame (goal *, 0.10 m circle; green success)", fontsize=10)
+    fig.suptitle(f"{title}: paths in the goal frame, each panel scaled to its episode; {drawn}\n"
+                 "goal * facing +x, 0.10 m circle; start o; arrows: start and end heading; green success, red failure",
+                 fontsize=10)
     return _save(fig, path)
+
+
+def episodes_to_draw(results: Sequence[Any], max_shown: int) -> tuple[list[tuple[int, Any]], str]:
+    """(the (1-based episode number, result) pairs to draw: failures first, then successes, each in episode
+    order, at most max_shown; the caption saying how many of how many)."""
+    numbered = list(enumerate(results, 1))
+    failures = [(n, r) for n, r in numbered if not r.success]
+    shown = (failures + [(n, r) for n, r in numbered if r.success])[:max_shown]
+    caption = f"{len(shown)} of {len(numbered)} episodes drawn"
+    if failures:
+        caption += f", failures first ({sum(1 for _, r in shown if not r.success)} of {len(failures)})"
+    return shown, caption
+
+
+def _square_limits(x: np.ndarray, y: np.ndarray, margin: float = 0.2,
+                   min_half: float = 0.3) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Equal-sized x and y limits around the points, with a margin (the heading arrows are 0.12-0.15 m)."""
+    cx, cy = 0.5 * (float(np.min(x)) + float(np.max(x))), 0.5 * (float(np.min(y)) + float(np.max(y)))
+    half = max(min_half, 0.5 * max(float(np.ptp(x)), float(np.ptp(y))) + margin)
+    return (cx - half, cx + half), (cy - half, cy + half)
 
 
 def _circle(radius: float) -> Any:
@@ -180,7 +208,8 @@ def save_episode_errors(results: Sequence[Any], tolerance: float, path: str | Pa
     ax.set_yscale("log")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("latent error |z - z*|")
-    ax.set_title(f"{title}: latent error over time (green success, red failure)")
+    ax.set_title(f"{title}\nlatent error over time, {len(results)} episodes (green success, red failure)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
