@@ -67,12 +67,12 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "encoder_node = vae_ros.encoder_node:main",
-            "decoder_node = vae_ros.decoder_node:main",
-            "sim_node = vae_ros.sim_node:main",
-            "latent_servo_node = vae_ros.latent_servo_node:main",
-            "world_model_node = vae_ros.world_model_node:main",
-            "vae-ros = vae_ros.cli:main",
+            "encoder_node = vae_ros.ros.nodes.encoder_node:main",
+            "decoder_node = vae_ros.ros.nodes.decoder_node:main",
+            "sim_node = vae_ros.ros.nodes.sim_node:main",
+            "latent_servo_node = vae_ros.ros.nodes.latent_servo_node:main",
+            "world_model_node = vae_ros.ros.nodes.world_model_node:main",
+            "vae-ros = vae_ros.apps.cli:main",
         ],
     },
 )

@@ -1,1 +1,1 @@
-"""Runnable benchmark wrappers; the code lives in vae_ros.benchmarks so an installed `vae-ros bench` has it."""
+"""Runnable benchmark wrappers; the code lives in vae_ros.apps.benchmarks so an installed `vae-ros bench` has it."""

@@ -1,11 +1,11 @@
 """Encoder latency and throughput of every inference backend: `python bench/models.py [--model DIR]`.
 
-A thin wrapper: the implementation is vae_ros.benchmarks.models, which `vae-ros bench models` runs too.
+A thin wrapper: the implementation is vae_ros.apps.benchmarks.models, which `vae-ros bench models` runs too.
 """
 
 import sys
 
-from vae_ros.benchmarks.models import main
+from vae_ros.apps.benchmarks.models import main
 
 if __name__ == "__main__":
     sys.exit(main())

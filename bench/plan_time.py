@@ -1,6 +1,6 @@
 """Closed-loop planning time of the world model's MPC: `python bench/plan_time.py --episodes 10 --busy 1`.
 
-Runs the hard episodes (vae_ros.control.episodes.sample_hard_episodes: goal behind the robot, 1-2 m away,
+Runs the hard episodes (vae_ros.control.evaluation.episodes.sample_hard_episodes: goal behind the robot, 1-2 m away,
 every third path blocked) with the packaged control model and its dynamics, the planner configured as
 world_model_node runs it (differential_drive_config, LiDAR collision cost), and times every control step
 that ends with a plan (mode PLAN; the servo law's steps after the hand-over are not plans). The same
@@ -33,16 +33,16 @@ def _spin() -> None:
 
 def _plan_times(episodes: int, seed: int) -> tuple[list[float], int]:
     """(ms of each step that planned, episodes reached) over the hard episodes of world `seed`."""
-    from vae_ros.control.control_model import ControlModel, control_model_dir
-    from vae_ros.control.dynamics import load_dynamics_dir
-    from vae_ros.control.episodes import (
+    from vae_ros.control.evaluation.episodes import (
         EpisodeConfig,
         WorldModelController,
         run_episode,
         sample_hard_episodes,
     )
-    from vae_ros.control.planner import PLAN, differential_drive_config
-    from vae_ros.control.servo import ServoConfig
+    from vae_ros.control.runtime.control_model import ControlModel, control_model_dir
+    from vae_ros.control.runtime.dynamics import load_dynamics_dir
+    from vae_ros.control.runtime.planner import PLAN, differential_drive_config
+    from vae_ros.control.runtime.servo import ServoConfig
     from vae_ros.sim.world import SimConfig, SimWorld
 
     model_dir = control_model_dir("")

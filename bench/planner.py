@@ -31,7 +31,7 @@ SETTINGS = [  # (samples, iterations, elites, horizon)
 
 def _latents(args: argparse.Namespace, dim: int, count: int) -> np.ndarray:
     if args.bag and args.model:
-        from vae_ros.control.dynamics_data import read_sensor_bag
+        from vae_ros.control.training.dynamics_data import read_sensor_bag
         from vae_ros.core.backends import create_backend
 
         backend = create_backend(args.model, "auto", "cpu")
@@ -41,7 +41,7 @@ def _latents(args: argparse.Namespace, dim: int, count: int) -> np.ndarray:
 
 
 def run_setting(config, latents: np.ndarray, goal: np.ndarray, steps: int, obstacles) -> list[float]:  # type: ignore[no-untyped-def]
-    from vae_ros.control.planner import MpcState, plan_step
+    from vae_ros.control.runtime.planner import MpcState, plan_step
 
     state = MpcState()
     times = []
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from vae_ros.control.dynamics import load_dynamics_dir
-    from vae_ros.control.planner import MpcConfig
+    from vae_ros.control.runtime.dynamics import load_dynamics_dir
+    from vae_ros.control.runtime.planner import MpcConfig
 
     dynamics = load_dynamics_dir(args.dynamics)
     latents = _latents(args, dynamics.latent_dim, args.steps + 3)

@@ -1,8 +1,8 @@
 """Closed-loop latent MPC episodes in the simulator, in-process: `python bench/world_model_episodes.py`.
 
-The same episodes as the servo's evaluation (vae_ros.control.episodes.sample_episodes: starts 0.3-1.0 m and
+The same episodes as the servo's evaluation (vae_ros.control.evaluation.episodes.sample_episodes: starts 0.3-1.0 m and
 up to 45 deg from the goal, free straight path) or hard ones (--hard: goal behind the robot, 90-180 deg of
-yaw, 1-2 m away), run with the world model's planner (vae_ros.control.planner.mpc_step, what
+yaw, 1-2 m away), run with the world model's planner (vae_ros.control.runtime.planner.mpc_step, what
 world_model_node runs) on a LaserScan VAE's latents, judged by ground truth (0.10 m and 5 deg). A
 first measurement until `vae-ros eval-control` runs the world model beside the servo.
 
@@ -40,9 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
 
-    from vae_ros.control.dynamics import load_dynamics_dir
-    from vae_ros.control.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error, sample_episodes
-    from vae_ros.control.planner import MpcConfig, MpcState, plan_step, scan_obstacles
+    from vae_ros.control.evaluation.episodes import (
+        SUCCESS_POSITION_M,
+        SUCCESS_YAW_RAD,
+        pose_error,
+        sample_episodes,
+    )
+    from vae_ros.control.runtime.dynamics import load_dynamics_dir
+    from vae_ros.control.runtime.planner import MpcConfig, MpcState, plan_step, scan_obstacles
     from vae_ros.core.backends import create_backend
     from vae_ros.core.preprocess import preprocess_scan
     from vae_ros.sim.world import SimConfig, SimWorld

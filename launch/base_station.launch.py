@@ -22,7 +22,7 @@ import re
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
-from vae_ros.launch_support import (
+from vae_ros.ros.kit.launch import (
     PACKAGE,
     fastdds_profile_argument,
     include,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 
-from vae_ros.launch_support import (
+from vae_ros.ros.kit.launch import (
     ParameterArgument,
     TopicArgument,
     latent_stamped_follows,

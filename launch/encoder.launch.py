@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from launch import LaunchDescription
 
-from vae_ros.launch_support import (
+from vae_ros.ros.kit.launch import (
     ParameterArgument,
     TopicArgument,
     latent_stamped_follows,

@@ -19,7 +19,7 @@ from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from vae_ros.launch_support import (
+from vae_ros.ros.kit.launch import (
     PACKAGE,
     fastdds_profile_argument,
     flag,

@@ -20,7 +20,7 @@ from __future__ import annotations
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
-from vae_ros.launch_support import (
+from vae_ros.ros.kit.launch import (
     LIDAR_FOR_MODALITY,
     PACKAGE,
     fastdds_profile_argument,

@@ -18,7 +18,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import EnvironmentVariable
 
-from vae_ros.launch_support import (
+from vae_ros.ros.kit.launch import (
     LIDAR_FOR_MODALITY,
     PACKAGE,
     fastdds_profile_argument,

@@ -16,7 +16,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import EnvironmentVariable
 
-from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description, node_parameters
+from vae_ros.ros.kit.launch import ParameterArgument, TopicArgument, node_launch_description, node_parameters
 
 NODE = "sim_node"
 

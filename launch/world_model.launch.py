@@ -18,7 +18,7 @@ from __future__ import annotations
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
-from vae_ros.launch_support import (
+from vae_ros.ros.kit.launch import (
     controller_pipeline,
     controller_pipeline_arguments,
     node_parameters,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 
-from vae_ros.launch_support import ParameterArgument, TopicArgument, node_launch_description, node_parameters
+from vae_ros.ros.kit.launch import ParameterArgument, TopicArgument, node_launch_description, node_parameters
 
 NODE = "world_model_node"
 

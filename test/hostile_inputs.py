@@ -112,7 +112,7 @@ def killed_recording(folder: Path, messages: int = 20) -> Path:
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Float32MultiArray
 
-    from vae_ros.bagio import BagWriter, reliable_qos
+    from vae_ros.ros.bagio import BagWriter, reliable_qos
 
     source = folder.parent / f".{folder.name}.writing" / folder.name  # the same name, for the same file names
     with BagWriter(source) as bag:

@@ -36,6 +36,6 @@ def apply_to_this_process() -> None:
     shared-memory ports survive a CPU-starved moment of the test process (config/fastdds_large_data.xml).
     Subprocesses started with node_env() still choose their profile themselves."""
     os.environ.update({k: v for k, v in ros_env().items() if k.startswith(("ROS_", "AMENT_", "MUJOCO_"))})
-    from vae_ros.node_utils import use_large_data_profile
+    from vae_ros.ros.kit.run import use_large_data_profile
 
     use_large_data_profile()

@@ -11,9 +11,9 @@ from rclpy.serialization import serialize_message
 from rosbags.highlevel import AnyReader
 from std_msgs.msg import Float32MultiArray, String
 
-from vae_ros.bagio import BagWriter, bag_version, best_effort_qos, normalise_msgtype, reliable_qos
-from vae_ros.conversions import array_to_image_msg
+from vae_ros.core.conversions.image import array_to_image_msg
 from vae_ros.core.errors import DataError
+from vae_ros.ros.bagio import BagWriter, bag_version, best_effort_qos, normalise_msgtype, reliable_qos
 
 
 def _read(path: Path) -> dict[str, list[tuple[int, object]]]:
@@ -128,7 +128,7 @@ def test_flushed_messages_survive_a_writer_that_never_closes(tmp_path: Path, sto
     into a bag every reader opens; messages after the flush (still in memory) are gone, nothing else."""
     import shutil
 
-    from vae_ros.bagio import repair_bag
+    from vae_ros.ros.bagio import repair_bag
 
     live = tmp_path / "live"
     bag = BagWriter(live, storage=storage).open()

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vae_ros.benchmarks import compression
-from vae_ros.cli import main
+from vae_ros.apps.benchmarks import compression
+from vae_ros.apps.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--messages", "3", "--stride", "3", "--quiet"]
@@ -149,7 +149,7 @@ def test_missing_dependency_leaves_its_rows_out_with_a_reason(monkeypatch: pytes
 
 def test_scans_of_another_geometry() -> None:
     """A 720-beam scan whose angle_max is one increment past its last beam (a common driver habit)."""
-    from vae_ros.conversions import scan_to_msg
+    from vae_ros.core.conversions.lidar import scan_to_msg
 
     sim_scans, _ = compression.simulate_messages(2, stride=2)
     scans = []

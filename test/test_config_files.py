@@ -1,6 +1,6 @@
 """config/*.yaml: every file parses as a ROS 2 parameters file, names only nodes this package has, and
 sets only parameters those nodes declare, with the type they declare (rclpy refuses `rate: 10` for a
-float parameter). Declarations are the nodes' own (vae_ros.node_params, which each node declares from), so
+float parameter). Declarations are the nodes' own (vae_ros.ros.kit.params, which each node declares from), so
 a parameter renamed or removed in a node makes this fail; a node's own params file (the one its launch
 file defaults to) gives each parameter it sets the node's default, so the file documents the defaults."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vae_ros.node_params import NODE_PARAMS, specs_of
+from vae_ros.ros.kit.params import NODE_PARAMS, specs_of
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_FILES = sorted((REPO / "config").glob("*.yaml"))
@@ -56,7 +56,7 @@ def test_params_file_sets_only_declared_parameters_with_their_types(path: Path) 
     assert isinstance(data, dict) and data, f"{path.name} is not a mapping of node blocks"
     for key, block in data.items():
         node = node_name_of(key)
-        assert node in NODE_PARAMS and (REPO / "vae_ros" / f"{node}.py").is_file(), \
+        assert node in NODE_PARAMS and (REPO / "vae_ros" / "ros" / "nodes" / f"{node}.py").is_file(), \
             f"{path.name}: {key} names no vae_ros node"
         assert key.startswith("/**/"), f"{path.name}: {key} should be /**/{node} to match in any namespace"
         assert set(block) == {"ros__parameters"}, f"{path.name}: {key} needs exactly a ros__parameters block"
@@ -79,7 +79,7 @@ def test_a_nodes_own_params_file_gives_the_declared_defaults(node: str, file_nam
 
 
 def test_every_node_has_its_parameters_declared() -> None:
-    nodes = {path.stem for path in (REPO / "vae_ros").glob("*_node.py")}
+    nodes = {path.stem for path in (REPO / "vae_ros" / "ros" / "nodes").glob("*_node.py")}
     assert nodes == set(NODE_PARAMS) == set(OWN_PARAMS_FILE)
     for params_type in NODE_PARAMS.values():
         for spec in specs_of(params_type):

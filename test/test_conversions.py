@@ -21,8 +21,32 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2, PointField
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
-from vae_ros import conversions as conv
 from vae_ros.core.config import ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
+from vae_ros.core.conversions.common import planar_pose
+from vae_ros.core.conversions.image import (
+    array_to_compressed_msg,
+    array_to_image_msg,
+    compressed_msg_to_array,
+    image_msg_to_array,
+)
+from vae_ros.core.conversions.latent import (
+    latent_rows_to_msg,
+    latent_to_msg,
+    latent_to_stamped_msg,
+    msg_to_latent,
+    msg_to_latent_rows,
+    stamped_msg_to_latent,
+)
+from vae_ros.core.conversions.lidar import (
+    NO_RETURN_FRACTION,
+    decoded_to_pointcloud_msg,
+    decoded_to_scan_msg,
+    pointcloud_msg_to_xyz,
+    scan_msg_to_input,
+    scan_to_msg,
+    xyz_to_pointcloud_msg,
+)
+from vae_ros.core.conversions.model_input import message_kind, msg_to_model_input
 from vae_ros.core.errors import InputError
 from vae_ros.core.preprocess import preprocess_image, preprocess_pointcloud, preprocess_scan
 
@@ -85,14 +109,14 @@ def test_same_picture_in_every_colour_form_decodes_identically() -> None:
         "rgba8 padded": _image_msg(np.concatenate([rgb, alpha], axis=2), "rgba8", pad=4),
     }
     for name, msg in forms.items():
-        out = conv.image_msg_to_array(msg)
+        out = image_msg_to_array(msg)
         assert out.dtype == np.uint8 and out.shape == rgb.shape, name
         np.testing.assert_array_equal(out, rgb, err_msg=name)
 
     png = _compressed(cv2.imencode(".png", bgr)[1], "png")
-    np.testing.assert_array_equal(conv.compressed_msg_to_array(png), rgb)
+    np.testing.assert_array_equal(compressed_msg_to_array(png), rgb)
     jpeg = _compressed(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1], "rgb8; jpeg compressed bgr8")
-    decoded = conv.compressed_msg_to_array(jpeg)
+    decoded = compressed_msg_to_array(jpeg)
     assert decoded.shape == rgb.shape
     assert np.abs(decoded.astype(int) - rgb.astype(int)).mean() < 4.0
 
@@ -101,7 +125,7 @@ def test_same_picture_in_every_colour_form_decodes_identically() -> None:
 @pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
 def test_sixteen_bit_honours_byte_order_and_padding(encoding: str, big: bool) -> None:
     depth = (np.arange(6 * 9, dtype=np.uint16).reshape(6, 9) * 1201).astype(np.uint16)  # both bytes vary
-    out = conv.image_msg_to_array(_image_msg(depth, encoding, pad=2, big=big))
+    out = image_msg_to_array(_image_msg(depth, encoding, pad=2, big=big))
     assert out.dtype == np.uint16 and out.dtype.isnative
     np.testing.assert_array_equal(out, depth)
 
@@ -110,7 +134,7 @@ def test_sixteen_bit_honours_byte_order_and_padding(encoding: str, big: bool) ->
 def test_float_depth_honours_byte_order_and_padding(big: bool) -> None:
     depth = np.linspace(0.0, 7.5, 5 * 8, dtype=np.float32).reshape(5, 8)
     depth[1, 2] = np.nan  # left for preprocessing to judge
-    out = conv.image_msg_to_array(_image_msg(depth, "32FC1", pad=4, big=big))
+    out = image_msg_to_array(_image_msg(depth, "32FC1", pad=4, big=big))
     assert out.dtype == np.float32 and out.dtype.isnative
     np.testing.assert_array_equal(out, depth)
 
@@ -118,28 +142,28 @@ def test_float_depth_honours_byte_order_and_padding(big: bool) -> None:
 @pytest.mark.parametrize("encoding", ["mono8", "8UC1"])
 def test_mono8_with_padding(encoding: str) -> None:
     grey = np.arange(7 * 11, dtype=np.uint8).reshape(7, 11)
-    np.testing.assert_array_equal(conv.image_msg_to_array(_image_msg(grey, encoding, pad=1)), grey)
+    np.testing.assert_array_equal(image_msg_to_array(_image_msg(grey, encoding, pad=1)), grey)
 
 
 def test_result_owns_its_memory() -> None:
     rgb = _picture()
     msg = _image_msg(rgb, "rgb8")
-    out = conv.image_msg_to_array(msg)
+    out = image_msg_to_array(msg)
     out[:] = 0
-    np.testing.assert_array_equal(conv.image_msg_to_array(msg), rgb)
+    np.testing.assert_array_equal(image_msg_to_array(msg), rgb)
 
 
 def test_trailing_bytes_beyond_step_times_height_are_accepted() -> None:
     grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
     msg = _image_msg(grey, "mono8")
     msg.data = grey.tobytes() + b"\x00\x01\x02"
-    np.testing.assert_array_equal(conv.image_msg_to_array(msg), grey)
+    np.testing.assert_array_equal(image_msg_to_array(msg), grey)
 
 
 def test_duck_typed_message_with_list_data() -> None:
     grey = np.arange(6, dtype=np.uint8).reshape(2, 3)
     msg = SimpleNamespace(height=2, width=3, encoding="mono8", is_bigendian=0, step=3, data=grey.ravel().tolist())
-    np.testing.assert_array_equal(conv.image_msg_to_array(msg), grey)
+    np.testing.assert_array_equal(image_msg_to_array(msg), grey)
 
 
 def _bad_image(**changes: object) -> SimpleNamespace:
@@ -167,7 +191,7 @@ def _bad_image(**changes: object) -> SimpleNamespace:
 )
 def test_malformed_images_raise_input_error(msg: SimpleNamespace, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
-        conv.image_msg_to_array(msg)
+        image_msg_to_array(msg)
 
 
 @pytest.mark.parametrize(
@@ -187,25 +211,25 @@ def test_malformed_images_raise_input_error(msg: SimpleNamespace, needle: str) -
 )
 def test_builder_round_trip_every_encoding(encoding: str, pixels: np.ndarray) -> None:
     stamp = Time(sec=12, nanosec=345)
-    msg = conv.array_to_image_msg(pixels, encoding, frame_id="camera", stamp=stamp)
+    msg = array_to_image_msg(pixels, encoding, frame_id="camera", stamp=stamp)
     assert isinstance(msg, Image)
     assert (msg.encoding, msg.height, msg.width, msg.header.frame_id) == (encoding, 12, 20, "camera")
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (12, 345)
     assert msg.step * msg.height == len(msg.data)
-    np.testing.assert_array_equal(conv.image_msg_to_array(msg), pixels)
+    np.testing.assert_array_equal(image_msg_to_array(msg), pixels)
     # What a bag reader sees decodes identically.
-    np.testing.assert_array_equal(conv.image_msg_to_array(_bag_roundtrip(msg, "sensor_msgs/msg/Image")), pixels)
+    np.testing.assert_array_equal(image_msg_to_array(_bag_roundtrip(msg, "sensor_msgs/msg/Image")), pixels)
 
 
 def test_builder_writes_the_documented_byte_layout() -> None:
     rgb = _picture(2, 3)
-    bgr_msg = conv.array_to_image_msg(rgb, "bgr8")
+    bgr_msg = array_to_image_msg(rgb, "bgr8")
     np.testing.assert_array_equal(np.frombuffer(bgr_msg.data, np.uint8).reshape(2, 3, 3), rgb[:, :, ::-1])
     rgba = np.concatenate([rgb, np.full((2, 3, 1), 9, np.uint8)], axis=2)
-    bgra_msg = conv.array_to_image_msg(rgba, "bgra8")
+    bgra_msg = array_to_image_msg(rgba, "bgra8")
     expected = np.concatenate([rgb[:, :, ::-1], np.full((2, 3, 1), 9, np.uint8)], axis=2)
     np.testing.assert_array_equal(np.frombuffer(bgra_msg.data, np.uint8).reshape(2, 3, 4), expected)
-    opaque = np.frombuffer(conv.array_to_image_msg(rgb, "rgba8").data, np.uint8).reshape(2, 3, 4)
+    opaque = np.frombuffer(array_to_image_msg(rgb, "rgba8").data, np.uint8).reshape(2, 3, 4)
     assert (opaque[:, :, 3] == 255).all()
 
 
@@ -224,7 +248,7 @@ def test_builder_writes_the_documented_byte_layout() -> None:
 )
 def test_image_builder_rejects_mismatched_arrays(array: np.ndarray, encoding: str) -> None:
     with pytest.raises(InputError):
-        conv.array_to_image_msg(array, encoding)
+        array_to_image_msg(array, encoding)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -239,17 +263,17 @@ def _compressed(encoded: np.ndarray | bytes, fmt: str) -> CompressedImage:
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])
 def test_compressed_builder_round_trip_colour_and_grey(fmt: str) -> None:
     rgb = _picture(16, 24)
-    msg = conv.array_to_compressed_msg(rgb, fmt, frame_id="cam", stamp=Time(sec=3))
+    msg = array_to_compressed_msg(rgb, fmt, frame_id="cam", stamp=Time(sec=3))
     assert msg.format == f"rgb8; {fmt} compressed bgr8" and msg.header.frame_id == "cam"
     tol = 0 if fmt == "png" else 4.0
     for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/CompressedImage")):
-        out = conv.compressed_msg_to_array(candidate)
+        out = compressed_msg_to_array(candidate)
         assert out.shape == rgb.shape and out.dtype == np.uint8
         assert np.abs(out.astype(int) - rgb.astype(int)).mean() <= tol
     grey = rgb[:, :, 1]
-    grey_msg = conv.array_to_compressed_msg(grey, fmt)
+    grey_msg = array_to_compressed_msg(grey, fmt)
     assert grey_msg.format == f"mono8; {fmt} compressed mono8"
-    out = conv.compressed_msg_to_array(grey_msg)
+    out = compressed_msg_to_array(grey_msg)
     assert out.shape == grey.shape
     assert np.abs(out.astype(int) - grey.astype(int)).mean() <= tol
 
@@ -257,16 +281,16 @@ def test_compressed_builder_round_trip_colour_and_grey(fmt: str) -> None:
 def test_mono_original_stored_as_colour_decodes_to_grey() -> None:
     grey = _picture(8, 8)[:, :, 0]
     colour_png = cv2.imencode(".png", cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))[1]
-    out = conv.compressed_msg_to_array(_compressed(colour_png, "mono8; png compressed bgr8"))
+    out = compressed_msg_to_array(_compressed(colour_png, "mono8; png compressed bgr8"))
     assert out.shape == grey.shape
     np.testing.assert_array_equal(out, grey)
 
 
 def test_sixteen_bit_png_stays_sixteen_bit() -> None:
     depth = (np.arange(100, dtype=np.uint16).reshape(10, 10) * 601).astype(np.uint16)
-    msg = conv.array_to_compressed_msg(depth, "png")
+    msg = array_to_compressed_msg(depth, "png")
     assert msg.format == "mono16; png compressed mono16"
-    out = conv.compressed_msg_to_array(msg)
+    out = compressed_msg_to_array(msg)
     assert out.dtype == np.uint16
     np.testing.assert_array_equal(out, depth)
 
@@ -275,9 +299,9 @@ def test_compressed_depth_16uc1_skips_the_header() -> None:
     depth = (np.arange(120, dtype=np.uint16).reshape(10, 12) * 499).astype(np.uint16)
     header = struct.pack("<iff", 1, 0.0, 0.0)  # compressed_depth_image_transport's ConfigHeader
     msg = _compressed(header + cv2.imencode(".png", depth)[1].tobytes(), "16UC1; compressedDepth png")
-    np.testing.assert_array_equal(conv.compressed_msg_to_array(msg), depth)
+    np.testing.assert_array_equal(compressed_msg_to_array(msg), depth)
     np.testing.assert_array_equal(
-        conv.compressed_msg_to_array(_bag_roundtrip(msg, "sensor_msgs/msg/CompressedImage")), depth
+        compressed_msg_to_array(_bag_roundtrip(msg, "sensor_msgs/msg/CompressedImage")), depth
     )
 
 
@@ -293,7 +317,7 @@ def test_compressed_depth_32fc1_undoes_inverse_depth_quantisation() -> None:
     inv[ok] = np.round(quant_a / depth[ok] + quant_b).astype(np.uint16)
     header = struct.pack("<iff", 1, quant_a, quant_b)
     msg = _compressed(header + cv2.imencode(".png", inv)[1].tobytes(), "32FC1; compressedDepth png")
-    out = conv.compressed_msg_to_array(msg)
+    out = compressed_msg_to_array(msg)
     assert out.dtype == np.float32 and np.isnan(out[1, 2])
     np.testing.assert_allclose(out[ok], depth[ok], rtol=0.005)
 
@@ -312,14 +336,14 @@ def test_compressed_depth_32fc1_undoes_inverse_depth_quantisation() -> None:
 )
 def test_bad_compressed_images_raise_input_error(data: bytes, fmt: str, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
-        conv.compressed_msg_to_array(_compressed(data, fmt))
+        compressed_msg_to_array(_compressed(data, fmt))
 
 
 def test_compressed_depth_must_be_sixteen_bit() -> None:
     grey8 = cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()
     msg = _compressed(struct.pack("<iff", 1, 0, 0) + grey8, "16UC1; compressedDepth png")
     with pytest.raises(InputError, match="16-bit"):
-        conv.compressed_msg_to_array(msg)
+        compressed_msg_to_array(msg)
 
 
 @pytest.mark.parametrize(
@@ -333,7 +357,7 @@ def test_compressed_depth_must_be_sixteen_bit() -> None:
 )
 def test_compressed_builder_rejects_what_it_cannot_encode(array: np.ndarray, fmt: str) -> None:
     with pytest.raises(InputError):
-        conv.array_to_compressed_msg(array, fmt)
+        array_to_compressed_msg(array, fmt)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -344,22 +368,22 @@ def test_scan_decodes_like_preprocess_scan_and_from_a_bag() -> None:
     rng = np.random.default_rng(1)
     ranges = rng.uniform(0.05, 12.0, 181).astype(np.float32)
     ranges[[3, 50]] = [np.inf, np.nan]
-    msg = conv.scan_to_msg(ranges, -math.pi / 2, math.pi / 180, 0.1, 10.0, frame_id="laser")
+    msg = scan_to_msg(ranges, -math.pi / 2, math.pi / 180, 0.1, 10.0, frame_id="laser")
     assert isinstance(msg, LaserScan)
     assert math.isclose(msg.angle_max, math.pi / 2, abs_tol=1e-5) and len(msg.ranges) == 181
     # LaserScan angles are float32 on the wire: the decoder must use the message's values, as here.
     expected = preprocess_scan(ranges, msg.angle_min, msg.angle_increment, msg.range_min, msg.range_max, spec)
     assert expected[1].sum() < 64  # the inf, NaN and out-of-range beams leave gaps
-    np.testing.assert_array_equal(conv.scan_msg_to_input(msg, spec), expected)
+    np.testing.assert_array_equal(scan_msg_to_input(msg, spec), expected)
     np.testing.assert_array_equal(
-        conv.scan_msg_to_input(_bag_roundtrip(msg, "sensor_msgs/msg/LaserScan"), spec), expected
+        scan_msg_to_input(_bag_roundtrip(msg, "sensor_msgs/msg/LaserScan"), spec), expected
     )
 
 
 def test_scan_accepts_angle_max_one_increment_past_the_last_beam() -> None:
-    msg = conv.scan_to_msg(np.ones(360), -math.pi, 2 * math.pi / 360, 0.1, 10.0)
+    msg = scan_to_msg(np.ones(360), -math.pi, 2 * math.pi / 360, 0.1, 10.0)
     msg.angle_max = math.pi  # drivers that count 360 beams over a full turn
-    assert conv.scan_msg_to_input(msg, ScanSpec())[1].all()
+    assert scan_msg_to_input(msg, ScanSpec())[1].all()
 
 
 def _scan(**changes: object) -> SimpleNamespace:
@@ -387,7 +411,7 @@ def _scan(**changes: object) -> SimpleNamespace:
 )
 def test_malformed_scans_raise_input_error(msg: SimpleNamespace, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
-        conv.scan_msg_to_input(msg, ScanSpec(beams=64))
+        scan_msg_to_input(msg, ScanSpec(beams=64))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -446,28 +470,28 @@ def test_pointcloud_layouts(name: str, height: int, row_pad: int, big: bool) -> 
     xyz = np.random.default_rng(2).normal(scale=5.0, size=(24, 3)).astype(np.float32)
     xyz[5] = np.nan  # passes through; preprocessing drops it
     msg = _cloud_msg(xyz, height, layout, point_step, row_pad=row_pad, big=big)
-    out = conv.pointcloud_msg_to_xyz(msg)
+    out = pointcloud_msg_to_xyz(msg)
     assert out.dtype == np.float32 and out.shape == (24, 3)
     np.testing.assert_array_equal(out, xyz)  # row-major order kept for organised clouds
     np.testing.assert_array_equal(
-        conv.pointcloud_msg_to_xyz(_bag_roundtrip(msg, "sensor_msgs/msg/PointCloud2")), xyz
+        pointcloud_msg_to_xyz(_bag_roundtrip(msg, "sensor_msgs/msg/PointCloud2")), xyz
     )
 
 
 def test_pointcloud_builder_round_trip() -> None:
     xyz = np.random.default_rng(3).normal(size=(50, 3))
-    msg = conv.xyz_to_pointcloud_msg(xyz, frame_id="lidar", stamp=Time(sec=1, nanosec=2))
+    msg = xyz_to_pointcloud_msg(xyz, frame_id="lidar", stamp=Time(sec=1, nanosec=2))
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
         ("x", 0, 7, 1),
         ("y", 4, 7, 1),
         ("z", 8, 7, 1),
     ]
     assert (msg.height, msg.width, msg.point_step, msg.row_step, msg.is_dense) == (1, 50, 12, 600, True)
-    np.testing.assert_array_equal(conv.pointcloud_msg_to_xyz(msg), xyz.astype(np.float32))
+    np.testing.assert_array_equal(pointcloud_msg_to_xyz(msg), xyz.astype(np.float32))
     xyz[0, 0] = np.nan
-    assert conv.xyz_to_pointcloud_msg(xyz).is_dense is False
-    empty = conv.xyz_to_pointcloud_msg(np.zeros((0, 3)))
-    assert conv.pointcloud_msg_to_xyz(empty).shape == (0, 3)
+    assert xyz_to_pointcloud_msg(xyz).is_dense is False
+    empty = xyz_to_pointcloud_msg(np.zeros((0, 3)))
+    assert pointcloud_msg_to_xyz(empty).shape == (0, 3)
 
 
 def _bad_cloud(**changes: object) -> SimpleNamespace:
@@ -505,12 +529,12 @@ def _fields(**override: dict[str, int]) -> list[SimpleNamespace]:
 )
 def test_malformed_clouds_raise_input_error(msg: SimpleNamespace, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
-        conv.pointcloud_msg_to_xyz(msg)
+        pointcloud_msg_to_xyz(msg)
 
 
 def test_single_row_cloud_tolerates_a_zero_row_step() -> None:
     msg = _bad_cloud(height=1, width=6, row_step=0, data=np.arange(18, dtype="<f4").tobytes())
-    np.testing.assert_array_equal(conv.pointcloud_msg_to_xyz(msg), np.arange(18, dtype=np.float32).reshape(6, 3))
+    np.testing.assert_array_equal(pointcloud_msg_to_xyz(msg), np.arange(18, dtype=np.float32).reshape(6, 3))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -529,9 +553,9 @@ def _sample_messages() -> dict[str, object]:
     ring = np.stack([np.cos(np.linspace(-3, 3, 200)), np.sin(np.linspace(-3, 3, 200)), np.zeros(200)], axis=1) * 3
     return {
         "image": _image_msg(rgb[:, :, ::-1], "bgr8", pad=2),
-        "compressed": conv.array_to_compressed_msg(rgb, "png"),
-        "scan": conv.scan_to_msg(np.full(90, 2.0), -math.pi, 2 * math.pi / 90, 0.1, 10.0),
-        "pointcloud": conv.xyz_to_pointcloud_msg(ring),
+        "compressed": array_to_compressed_msg(rgb, "png"),
+        "scan": scan_to_msg(np.full(90, 2.0), -math.pi, 2 * math.pi / 90, 0.1, 10.0),
+        "pointcloud": xyz_to_pointcloud_msg(ring),
     }
 
 
@@ -540,18 +564,18 @@ def test_msg_to_model_input_matches_the_preprocess_path_for_each_kind() -> None:
     rgb = _picture(24, 40)
     expected_image = preprocess_image(rgb, configs["image"].image_spec)
     for kind, msg in msgs.items():
-        assert conv.message_kind(msg) == kind
+        assert message_kind(msg) == kind
         modality = "image" if kind == "compressed" else kind
         config = configs[modality]
-        out = conv.msg_to_model_input(msg, config)
+        out = msg_to_model_input(msg, config)
         assert out.shape == config.input_shape and out.dtype == np.float32, kind
         bag_msg = _bag_roundtrip(msg, f"sensor_msgs/msg/{type(msg).__name__}")
-        np.testing.assert_array_equal(conv.msg_to_model_input(bag_msg, config), out, err_msg=kind)
+        np.testing.assert_array_equal(msg_to_model_input(bag_msg, config), out, err_msg=kind)
         if modality == "image":
             np.testing.assert_array_equal(out, expected_image)
     np.testing.assert_array_equal(
-        conv.msg_to_model_input(msgs["pointcloud"], configs["pointcloud"]),
-        preprocess_pointcloud(conv.pointcloud_msg_to_xyz(msgs["pointcloud"]), configs["pointcloud"].pointcloud_spec),
+        msg_to_model_input(msgs["pointcloud"], configs["pointcloud"]),
+        preprocess_pointcloud(pointcloud_msg_to_xyz(msgs["pointcloud"]), configs["pointcloud"].pointcloud_spec),
     )
 
 
@@ -561,12 +585,12 @@ def test_msg_to_model_input_matches_the_preprocess_path_for_each_kind() -> None:
 )
 def test_msg_to_model_input_rejects_the_wrong_modality(kind: str, modality: str) -> None:
     with pytest.raises(InputError, match=f"modality is '{modality}'"):
-        conv.msg_to_model_input(_sample_messages()[kind], _configs()[modality])
+        msg_to_model_input(_sample_messages()[kind], _configs()[modality])
 
 
 def test_msg_to_model_input_rejects_non_sensor_messages() -> None:
     with pytest.raises(InputError, match="not a supported sensor message"):
-        conv.msg_to_model_input(Float32MultiArray(), _configs()["image"])
+        msg_to_model_input(Float32MultiArray(), _configs()["image"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -574,11 +598,11 @@ def test_msg_to_model_input_rejects_non_sensor_messages() -> None:
 # ---------------------------------------------------------------------------------------------------------
 def test_latent_mean_only_layout() -> None:
     mean = np.array([0.5, -1.0, 2.0], dtype=np.float32)
-    msg = conv.latent_to_msg(mean)
+    msg = latent_to_msg(mean)
     assert [(d.label, d.size, d.stride) for d in msg.layout.dim] == [("latent", 3, 3)]
     np.testing.assert_array_equal(np.asarray(msg.data), mean)
     for candidate in (msg, _bag_roundtrip(msg, "std_msgs/msg/Float32MultiArray")):
-        got_mean, got_logvar = conv.msg_to_latent(candidate, expected_dim=3)
+        got_mean, got_logvar = msg_to_latent(candidate, expected_dim=3)
         np.testing.assert_array_equal(got_mean, mean)
         assert got_logvar is None
 
@@ -586,18 +610,18 @@ def test_latent_mean_only_layout() -> None:
 def test_latent_with_variance_layout() -> None:
     mean = np.arange(4, dtype=np.float32)
     logvar = -np.arange(4, dtype=np.float32) - 1
-    msg = conv.latent_to_msg(mean[None, :], logvar)
+    msg = latent_to_msg(mean[None, :], logvar)
     assert [(d.label, d.size, d.stride) for d in msg.layout.dim] == [("stat", 2, 8), ("latent", 4, 4)]
     np.testing.assert_array_equal(np.asarray(msg.data), np.concatenate([mean, logvar]))
     for candidate in (msg, _bag_roundtrip(msg, "std_msgs/msg/Float32MultiArray")):
-        got_mean, got_logvar = conv.msg_to_latent(candidate)
+        got_mean, got_logvar = msg_to_latent(candidate)
         np.testing.assert_array_equal(got_mean, mean)
         assert got_logvar is not None
         np.testing.assert_array_equal(got_logvar, logvar)
 
 
 def test_latent_with_bare_data_reads_as_means() -> None:
-    mean, logvar = conv.msg_to_latent(Float32MultiArray(data=[1.0, 2.0]), expected_dim=2)
+    mean, logvar = msg_to_latent(Float32MultiArray(data=[1.0, 2.0]), expected_dim=2)
     np.testing.assert_array_equal(mean, [1.0, 2.0])
     assert logvar is None
 
@@ -610,7 +634,7 @@ def _latent(dims: list[tuple[str, int, int]], data: list[float], offset: int = 0
 
 
 def test_latent_honours_data_offset() -> None:
-    mean, _ = conv.msg_to_latent(_latent([("latent", 2, 2)], [9.0, 1.0, 2.0], offset=1))
+    mean, _ = msg_to_latent(_latent([("latent", 2, 2)], [9.0, 1.0, 2.0], offset=1))
     np.testing.assert_array_equal(mean, [1.0, 2.0])
 
 
@@ -635,7 +659,7 @@ def test_latent_honours_data_offset() -> None:
 )
 def test_bad_latents_raise_input_error(msg: Float32MultiArray, expected_dim: int | None, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
-        conv.msg_to_latent(msg, expected_dim=expected_dim)
+        msg_to_latent(msg, expected_dim=expected_dim)
 
 
 @pytest.mark.parametrize(
@@ -650,7 +674,7 @@ def test_bad_latents_raise_input_error(msg: Float32MultiArray, expected_dim: int
 )
 def test_latent_builder_rejects_bad_vectors(mean: np.ndarray, logvar: np.ndarray | None) -> None:
     with pytest.raises(InputError):
-        conv.latent_to_msg(mean, logvar)
+        latent_to_msg(mean, logvar)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -660,13 +684,13 @@ def test_builders_accept_rclpy_and_rosbags_stamps() -> None:
     from rclpy.time import Time as RclpyTime
 
     grey = np.zeros((2, 2), np.uint8)
-    msg = conv.array_to_image_msg(grey, "mono8", stamp=RclpyTime(seconds=5, nanoseconds=7))
+    msg = array_to_image_msg(grey, "mono8", stamp=RclpyTime(seconds=5, nanoseconds=7))
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (5, 7)
     bag_time = TYPESTORE.types["builtin_interfaces/msg/Time"](sec=8, nanosec=9)
-    msg = conv.array_to_image_msg(grey, "mono8", stamp=bag_time)
+    msg = array_to_image_msg(grey, "mono8", stamp=bag_time)
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (8, 9)
     with pytest.raises(InputError, match="stamp"):
-        conv.array_to_image_msg(grey, "mono8", stamp=12.5)
+        array_to_image_msg(grey, "mono8", stamp=12.5)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -680,13 +704,13 @@ def _sensor_header(sec: int = 1_700_000_123, nanosec: int = 456_789, frame_id: s
 
 def test_stamped_latent_mean_only_layout_and_header() -> None:
     mean = np.array([0.5, -1.0, 2.0, 3.25], dtype=np.float32)
-    msg = conv.latent_to_stamped_msg(mean, None, _sensor_header())
+    msg = latent_to_stamped_msg(mean, None, _sensor_header())
     assert (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == ("32FC1", 1, 4, 16, 0)
     assert bytes(msg.data) == mean.astype("<f4").tobytes()  # little-endian whatever the host
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (1_700_000_123, 456_789,
                                                                                        "robot1/laser")
     for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/Image")):
-        got_mean, got_logvar, header = conv.stamped_msg_to_latent(candidate, expected_dim=4)
+        got_mean, got_logvar, header = stamped_msg_to_latent(candidate, expected_dim=4)
         np.testing.assert_array_equal(got_mean, mean)
         assert got_logvar is None
         assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (1_700_000_123, 456_789, "robot1/laser")
@@ -695,11 +719,11 @@ def test_stamped_latent_mean_only_layout_and_header() -> None:
 def test_stamped_latent_with_variance_is_two_rows() -> None:
     mean = np.arange(5, dtype=np.float32)
     logvar = -np.arange(5, dtype=np.float32) - 0.5
-    msg = conv.latent_to_stamped_msg(mean[None, :], logvar, _sensor_header())
+    msg = latent_to_stamped_msg(mean[None, :], logvar, _sensor_header())
     assert (msg.height, msg.width, msg.step) == (2, 5, 20)
     # It is an ordinary 32FC1 image: row 0 the means, row 1 the log-variances.
-    np.testing.assert_array_equal(conv.image_msg_to_array(msg), np.stack([mean, logvar]))
-    got_mean, got_logvar, _ = conv.stamped_msg_to_latent(_bag_roundtrip(msg, "sensor_msgs/msg/Image"))
+    np.testing.assert_array_equal(image_msg_to_array(msg), np.stack([mean, logvar]))
+    got_mean, got_logvar, _ = stamped_msg_to_latent(_bag_roundtrip(msg, "sensor_msgs/msg/Image"))
     np.testing.assert_array_equal(got_mean, mean)
     assert got_logvar is not None
     np.testing.assert_array_equal(got_logvar, logvar)
@@ -707,38 +731,38 @@ def test_stamped_latent_with_variance_is_two_rows() -> None:
 
 def test_stamped_latent_copies_a_rosbags_header() -> None:
     # The encoder decodes its input with rosbags: its header is a dataclass that rclpy cannot publish.
-    scan = conv.scan_to_msg(np.ones(8, np.float32), -1.0, 0.25, 0.1, 5.0, frame_id="base_scan",
+    scan = scan_to_msg(np.ones(8, np.float32), -1.0, 0.25, 0.1, 5.0, frame_id="base_scan",
                             stamp=Time(sec=42, nanosec=7))
     bag_scan = _bag_roundtrip(scan, "sensor_msgs/msg/LaserScan")
-    msg = conv.latent_to_stamped_msg(np.zeros(3, np.float32), None, bag_scan.header)  # type: ignore[attr-defined]
+    msg = latent_to_stamped_msg(np.zeros(3, np.float32), None, bag_scan.header)  # type: ignore[attr-defined]
     assert isinstance(msg.header.stamp, Time)
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (42, 7, "base_scan")
     serialize_message(msg)  # publishable
-    assert conv.latent_to_stamped_msg(np.zeros(3, np.float32)).header.frame_id == ""
+    assert latent_to_stamped_msg(np.zeros(3, np.float32)).header.frame_id == ""
 
 
 def test_latent_rows_roundtrip_one_latent_per_row() -> None:
     # world_model/planned_latents: a plan's predicted latents, one row per planned step, stamped like its input.
     rows = np.arange(12, dtype=np.float32).reshape(4, 3) * 0.5 - 1.0
-    msg = conv.latent_rows_to_msg(rows, _sensor_header())
+    msg = latent_rows_to_msg(rows, _sensor_header())
     assert (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == ("32FC1", 4, 3, 12, 0)
     for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/Image")):
-        got, header = conv.msg_to_latent_rows(candidate, expected_dim=3)
+        got, header = msg_to_latent_rows(candidate, expected_dim=3)
         np.testing.assert_array_equal(got, rows)
         assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (1_700_000_123, 456_789, "robot1/laser")
     with pytest.raises(InputError, match="expects 4"):
-        conv.msg_to_latent_rows(msg, expected_dim=4)
+        msg_to_latent_rows(msg, expected_dim=4)
     with pytest.raises(InputError, match="NaN"):
-        conv.latent_rows_to_msg(np.full((2, 3), np.nan))
+        latent_rows_to_msg(np.full((2, 3), np.nan))
     with pytest.raises(InputError, match="encoding"):
-        conv.msg_to_latent_rows(Image(height=1, width=3, encoding="rgb8", step=9, data=bytes(9)))
+        msg_to_latent_rows(Image(height=1, width=3, encoding="rgb8", step=9, data=bytes(9)))
 
 
 def test_stamped_latent_honours_big_endian() -> None:
     values = np.array([[1.5, -2.0, 3.0]], dtype=np.float32)
     msg = Image(height=1, width=3, encoding="32FC1", is_bigendian=1, step=12)
     msg.data = values.astype(">f4").tobytes()
-    mean, logvar, _ = conv.stamped_msg_to_latent(msg)
+    mean, logvar, _ = stamped_msg_to_latent(msg)
     np.testing.assert_array_equal(mean, values[0])
     assert logvar is None
 
@@ -770,16 +794,16 @@ def _stamped(width: int = 3, height: int = 1, encoding: str = "32FC1", step: int
 )
 def test_bad_stamped_latents_raise_input_error(msg: Image, expected_dim: int | None, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
-        conv.stamped_msg_to_latent(msg, expected_dim=expected_dim)
+        stamped_msg_to_latent(msg, expected_dim=expected_dim)
 
 
 def test_stamped_latent_builder_rejects_bad_input() -> None:
     with pytest.raises(InputError, match="NaN"):
-        conv.latent_to_stamped_msg(np.array([0.0, np.nan]))
+        latent_to_stamped_msg(np.array([0.0, np.nan]))
     with pytest.raises(InputError, match="log-variance has 3"):
-        conv.latent_to_stamped_msg(np.zeros(2), np.zeros(3))
+        latent_to_stamped_msg(np.zeros(2), np.zeros(3))
     with pytest.raises(InputError, match="stamp and frame_id"):
-        conv.latent_to_stamped_msg(np.zeros(2), None, header="not a header")
+        latent_to_stamped_msg(np.zeros(2), None, header="not a header")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -790,8 +814,8 @@ def test_decoded_scan_has_the_models_geometry_and_inf_for_no_return() -> None:
     rng = np.random.default_rng(3)
     x_hat = rng.uniform(0.05, 0.9, size=(1, 64)).astype(np.float32)  # (1, beams) as the decoder outputs
     no_return = [3, 10, 40]
-    x_hat[0, no_return] = [conv.NO_RETURN_FRACTION, 0.999, 1.0]
-    msg = conv.decoded_to_scan_msg(x_hat, spec, frame_id="robot1/laser", stamp=Time(sec=9, nanosec=8))
+    x_hat[0, no_return] = [NO_RETURN_FRACTION, 0.999, 1.0]
+    msg = decoded_to_scan_msg(x_hat, spec, frame_id="robot1/laser", stamp=Time(sec=9, nanosec=8))
     assert (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("robot1/laser", 9, 8)
     width = 2 * math.pi / 64
     assert msg.angle_min == pytest.approx(-math.pi + width / 2, abs=1e-6)
@@ -806,7 +830,7 @@ def test_decoded_scan_has_the_models_geometry_and_inf_for_no_return() -> None:
     np.testing.assert_allclose(ranges[valid], x_hat[0, valid] * 8.0, rtol=1e-6)
     # Encoding the decoded scan again finds each beam in its own model bin, and no return stays invalid.
     for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/LaserScan")):
-        again = conv.scan_msg_to_input(candidate, spec)  # (2, beams)
+        again = scan_msg_to_input(candidate, spec)  # (2, beams)
         np.testing.assert_array_equal(again[1], valid.astype(np.float32))
         np.testing.assert_allclose(again[0, valid], x_hat[0, valid], rtol=1e-6)
 
@@ -814,10 +838,10 @@ def test_decoded_scan_has_the_models_geometry_and_inf_for_no_return() -> None:
 def test_decoded_scan_of_a_partial_field_of_view() -> None:
     spec = ScanSpec(beams=32, angle_min=-1.0, angle_max=2.2, range_max=5.0)
     x_hat = np.full((1, 32), 0.5, np.float32)
-    msg = conv.decoded_to_scan_msg(x_hat, spec)
+    msg = decoded_to_scan_msg(x_hat, spec)
     assert msg.angle_min == pytest.approx(-1.0 + 0.05, abs=1e-6)
     assert msg.angle_max == pytest.approx(2.2 - 0.05, abs=1e-5)
-    np.testing.assert_allclose(conv.scan_msg_to_input(msg, spec)[0], 0.5, rtol=1e-6)
+    np.testing.assert_allclose(scan_msg_to_input(msg, spec)[0], 0.5, rtol=1e-6)
 
 
 def _cloud_fields(msg: PointCloud2) -> np.ndarray:
@@ -835,8 +859,8 @@ def test_decoded_cloud_has_xyz_ring_and_no_point_for_no_return() -> None:
     x_hat[0, 2, 5] = 0.99
     x_hat[0, 7, 31] = 1.0
     x_hat[0, 0, 0] = np.nan
-    valid = x_hat[0] < conv.NO_RETURN_FRACTION  # NaN compares False
-    msg = conv.decoded_to_pointcloud_msg(x_hat, spec, frame_id="robot1/lidar", stamp=Time(sec=3, nanosec=4))
+    valid = x_hat[0] < NO_RETURN_FRACTION  # NaN compares False
+    msg = decoded_to_pointcloud_msg(x_hat, spec, frame_id="robot1/lidar", stamp=Time(sec=3, nanosec=4))
     assert (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("robot1/lidar", 3, 4)
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
         ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1),
@@ -854,7 +878,7 @@ def test_decoded_cloud_has_xyz_ring_and_no_point_for_no_return() -> None:
     # Encoding the decoded cloud again puts every point back into its pixel (the bottom row: see below).
     inner = slice(0, spec.rows - 1)
     for candidate in (msg, _bag_roundtrip(msg, "sensor_msgs/msg/PointCloud2")):
-        again = preprocess_pointcloud(conv.pointcloud_msg_to_xyz(candidate), spec)  # (2, rows, cols)
+        again = preprocess_pointcloud(pointcloud_msg_to_xyz(candidate), spec)  # (2, rows, cols)
         np.testing.assert_array_equal(again[1][inner], valid[inner].astype(np.float32))
         np.testing.assert_allclose(again[0][inner][valid[inner]], x_hat[0][inner][valid[inner]], rtol=1e-5)
 
@@ -865,14 +889,14 @@ def test_decoded_cloud_has_xyz_ring_and_no_point_for_no_return() -> None:
 def test_decoded_cloud_bottom_row_round_trips() -> None:
     spec = PointCloudSpec(rows=8, cols=32, fov_up_deg=10.0, fov_down_deg=-20.0, range_max=10.0)
     x_hat = np.random.default_rng(4).uniform(0.1, 0.8, size=(1, 8, 32)).astype(np.float32)
-    msg = conv.decoded_to_pointcloud_msg(x_hat, spec)
-    again = preprocess_pointcloud(conv.pointcloud_msg_to_xyz(msg), spec)
+    msg = decoded_to_pointcloud_msg(x_hat, spec)
+    again = preprocess_pointcloud(pointcloud_msg_to_xyz(msg), spec)
     np.testing.assert_array_equal(again[1][-1], 1.0)
 
 
 def test_decoded_cloud_without_any_return_is_empty() -> None:
     spec = PointCloudSpec(rows=8, cols=16)
-    msg = conv.decoded_to_pointcloud_msg(np.ones((1, 8, 16), np.float32), spec)
+    msg = decoded_to_pointcloud_msg(np.ones((1, 8, 16), np.float32), spec)
     assert (msg.width, len(msg.data)) == (0, 0)
     serialize_message(msg)
 
@@ -880,12 +904,12 @@ def test_decoded_cloud_without_any_return_is_empty() -> None:
 @pytest.mark.parametrize("shape", [(1, 63), (2, 64), (64, 1), (1, 1, 64)])
 def test_decoded_scan_of_the_wrong_shape_raises_input_error(shape: tuple[int, ...]) -> None:
     with pytest.raises(InputError, match="decoded LiDAR has shape"):
-        conv.decoded_to_scan_msg(np.zeros(shape, np.float32), ScanSpec(beams=64))
+        decoded_to_scan_msg(np.zeros(shape, np.float32), ScanSpec(beams=64))
 
 
 def test_decoded_cloud_of_the_wrong_shape_raises_input_error() -> None:
     with pytest.raises(InputError, match="decoded LiDAR has shape"):
-        conv.decoded_to_pointcloud_msg(np.zeros((1, 16, 8), np.float32), PointCloudSpec(rows=8, cols=16))
+        decoded_to_pointcloud_msg(np.zeros((1, 16, 8), np.float32), PointCloudSpec(rows=8, cols=16))
 
 
 def test_a_compressed_image_declaring_too_many_pixels_is_refused_before_decoding() -> None:
@@ -893,22 +917,22 @@ def test_a_compressed_image_declaring_too_many_pixels_is_refused_before_decoding
 
     bomb = _compressed(png_header_only(32000, 32000), "png")
     with pytest.raises(InputError, match="max_image_pixels"):
-        conv.compressed_msg_to_array(bomb)
+        compressed_msg_to_array(bomb)
     with pytest.raises(InputError, match="max_image_pixels"):
-        conv.msg_to_model_input(bomb, ModelConfig("image"), max_image_pixels=4096 * 4096)
+        msg_to_model_input(bomb, ModelConfig("image"), max_image_pixels=4096 * 4096)
     small = _compressed(cv2.imencode(".png", np.zeros((40, 50, 3), np.uint8))[1], "png")
     with pytest.raises(InputError, match="40 = 2000 pixels"):
-        conv.compressed_msg_to_array(small, max_pixels=1999)
-    assert conv.compressed_msg_to_array(small, max_pixels=2000).shape == (40, 50, 3)
-    assert conv.compressed_msg_to_array(small, max_pixels=0).shape == (40, 50, 3)  # 0: no limit
+        compressed_msg_to_array(small, max_pixels=1999)
+    assert compressed_msg_to_array(small, max_pixels=2000).shape == (40, 50, 3)
+    assert compressed_msg_to_array(small, max_pixels=0).shape == (40, 50, 3)  # 0: no limit
 
 
 @pytest.mark.parametrize("yaw", [0.0, 1.2, -2.5, math.pi - 1e-6])
 def test_planar_pose_reads_back_the_simulators_odometry(yaw: float) -> None:
-    from vae_ros.sim.messages import odometry_msg
+    from vae_ros.ros.sim_messages import odometry_msg
     from vae_ros.sim.world import Pose2D, Velocity2D
 
     msg = odometry_msg(Pose2D(0.4, -1.1, yaw), Velocity2D(0.0, 0.0, 0.0), Time())
-    x, y, read_yaw = conv.planar_pose(msg.pose.pose)
+    x, y, read_yaw = planar_pose(msg.pose.pose)
     assert (x, y) == pytest.approx((0.4, -1.1))
     assert read_yaw == pytest.approx(yaw, abs=1e-9)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from vae_ros import interface
-from vae_ros.interface_doc import DOC, render
-from vae_ros.node_params import NODE_PARAMS, specs_of
+from vae_ros.apps.interface_doc import DOC, render
+from vae_ros.ros import interface
+from vae_ros.ros.kit.params import NODE_PARAMS, specs_of
 
 CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "CONTRACT.md"
 
 # Named by the contract, not built yet: each entry says which issue adds it. The test fails when one of them
-# appears in the code, so the list (and the *planned* marks of vae_ros.interface) cannot outlive the gap.
+# appears in the code, so the list (and the *planned* marks of vae_ros.ros.interface) cannot outlive the gap.
 PLANNED_PARAMETERS = {
     ("encoder_node", "sync_slop"): "issue 19",
     ("encoder_node", "sensor_timeout"): "issue 19",
@@ -36,9 +36,9 @@ def _section(text: str, title: str) -> str:
 
 
 def test_interface_md_is_generated_from_the_code() -> None:
-    assert DOC.is_file(), "docs/INTERFACE.md is missing: run `python -m vae_ros.interface_doc`"
+    assert DOC.is_file(), "docs/INTERFACE.md is missing: run `python -m vae_ros.apps.interface_doc`"
     assert DOC.read_text(encoding="utf-8") == render(), (
-        "docs/INTERFACE.md is out of date: run `python -m vae_ros.interface_doc`")
+        "docs/INTERFACE.md is out of date: run `python -m vae_ros.apps.interface_doc`")
 
 
 def test_every_parameter_of_every_node_is_in_the_reference() -> None:
@@ -54,7 +54,7 @@ def test_every_contract_topic_and_service_is_in_the_interface() -> None:
     assert len(rows) > 15, rows  # the table was parsed
     names = {t.name for t in interface.TOPICS} | {s.name for s in interface.SERVICES}
     missing = [name for name in rows if name not in names]
-    assert not missing, f"contract topics/services missing from vae_ros.interface: {missing}"
+    assert not missing, f"contract topics/services missing from vae_ros.ros.interface: {missing}"
 
 
 def test_every_contract_parameter_is_declared_by_its_node() -> None:
@@ -86,9 +86,8 @@ def test_planned_marks_name_only_what_is_not_built() -> None:
 
 def test_the_nodes_use_the_interface_names() -> None:
     """One name, one place: the node modules' topic constants are the interface's."""
-    from vae_ros import control_node_shell
-    from vae_ros.sim import messages
-
+    from vae_ros.ros import sim_messages as messages
+    from vae_ros.ros.nodes import control_base as control_node_shell
     assert control_node_shell.LATENT_TOPIC == interface.LATENT_STAMPED_TOPIC
     assert control_node_shell.GOAL_LATENT_TOPIC == interface.GOAL_LATENT_TOPIC
     assert control_node_shell.SET_GOAL_SERVICE == interface.SET_GOAL_SERVICE

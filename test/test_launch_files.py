@@ -42,7 +42,7 @@ CONTRACT_TOPICS = {
     "servo/error", "world_model/predicted_latent", "/diagnostics", "/clock",
 }
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-SUPPORT_MODULE = "vae_ros.launch_support"
+SUPPORT_MODULE = "vae_ros.ros.kit.launch"
 LAUNCH_FILES = ["encoder.launch.py", "decoder.launch.py", "sim.launch.py", "perception.launch.py",
                 "gazebo.launch.py", "base_station.launch.py", "jetson.launch.py",
                 "latent_servo.launch.py", "servo.launch.py"]
@@ -470,7 +470,7 @@ def test_fastrtps_variable_is_set_only_for_fast_dds_2_distributions(
 def test_only_launch_files_import_the_launch_support_module() -> None:
     # It imports ROS 2's launch packages, which the nodes, the CLI and the core must not need.
     def imports_it(path: Path) -> bool:
-        """Any form: import vae_ros.launch_support, from vae_ros(.launch_support) import ..., relative."""
+        """Any form: import vae_ros.ros.kit.launch, from vae_ros(.launch_support) import ..., relative."""
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -478,7 +478,7 @@ def test_only_launch_files_import_the_launch_support_module() -> None:
                 names = [f"{node.module or ''}.{alias.name}" for alias in node.names]
             else:
                 continue
-            if any("launch_support" in name.split(".") for name in names):
+            if any(name.startswith(SUPPORT_MODULE) or name.endswith(".kit.launch") for name in names):
                 return True
         return False
 
@@ -595,8 +595,8 @@ def test_included_files_get_only_what_the_including_file_passes(run_launch: Call
 def test_launch_own_configurations_still_reach_the_included_files(run_launch: Callable[..., LaunchResult]) -> None:
     # ros2 launch --launch-prefix, sigterm_timeout:=, an including file's PushRosNamespace: launch reads these
     # from the configurations wherever a process starts, so the scoping must keep them. (run_launch: the
-    # fakes, so that vae_ros.launch_support imports here.)
-    from vae_ros.launch_support import LAUNCH_OWN_CONFIGURATIONS, _keep_only_launch_own_configurations
+    # fakes, so that vae_ros.ros.kit.launch imports here.)
+    from vae_ros.ros.kit.launch import LAUNCH_OWN_CONFIGURATIONS, _keep_only_launch_own_configurations
 
     context = FakeContext({})
     context.launch_configurations.update({"sigterm_timeout": "30", "launch-prefix": "gdb -ex run --args",
@@ -639,7 +639,7 @@ def test_parameter_arguments_are_declared_by_the_node_with_the_same_type_and_des
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # the fakes are in sys.modules (run_launch fixture)
-    from vae_ros.node_params import NODE_PARAMS, specs_of
+    from vae_ros.ros.kit.params import NODE_PARAMS, specs_of
 
     declared = declared_parameters(node_name)
     descriptions = {spec.name: spec.description for spec in specs_of(NODE_PARAMS[node_name])}

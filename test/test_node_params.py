@@ -1,4 +1,4 @@
-"""vae_ros.node_params: every numeric parameter of every node is bounded (issue 21): the ROS descriptor's
+"""vae_ros.ros.kit.params: every numeric parameter of every node is bounded (issue 21): the ROS descriptor's
 range and validation refuse absurd values with a reason, and the world model's plan stays within budget."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vae_ros.core.errors import ConfigError
-from vae_ros.node_params import NODE_PARAMS, PLAN_BUDGET, ParamSpec, WorldModelParams, specs_of
+from vae_ros.ros.kit.params import NODE_PARAMS, PLAN_BUDGET, ParamSpec, WorldModelParams, specs_of
 
 NUMERIC = [(node, spec) for node, params in NODE_PARAMS.items() for spec in specs_of(params)
            if spec.kind in (int, float)]

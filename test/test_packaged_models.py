@@ -86,8 +86,8 @@ def test_packaged_model_runs_on_torch_and_onnxruntime_alike(name: str) -> None:
 
 
 def test_control_model_head_and_world_model_belong_to_its_weights() -> None:
-    from vae_ros.control.control_model import ControlModel
-    from vae_ros.control.dynamics import load_dynamics_dir
+    from vae_ros.control.runtime.control_model import ControlModel
+    from vae_ros.control.runtime.dynamics import load_dynamics_dir
 
     model_dir = MODELS / "control_default"
     control = ControlModel(model_dir, threads=1)

@@ -1,4 +1,4 @@
-"""vae_ros.qos: named profiles and the publisher-matching sensor subscription (real rclpy, in-process)."""
+"""vae_ros.ros.qos: named profiles and the publisher-matching sensor subscription (real rclpy, in-process)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from probe import Probe, wait_for
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from vae_ros.core.errors import ConfigError
-from vae_ros.qos import (
+from vae_ros.ros.qos import (
     LATENT_QOS,
     SENSOR_QOS,
     PublisherMatchingSubscription,

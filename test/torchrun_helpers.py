@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 # torchrun's --no-python: each process runs this shell line, which gives each rank its own --out ($OUT/rankN),
 # so a test can see what each rank writes.
-PER_RANK_OUT = ["--no-python", "sh", "-c", 'exec "$0" -m vae_ros.cli "$@" --out "$OUT/rank$RANK"', sys.executable]
+PER_RANK_OUT = ["--no-python", "sh", "-c", 'exec "$0" -m vae_ros.apps.cli "$@" --out "$OUT/rank$RANK"', sys.executable]
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -38,5 +38,5 @@ def torchrun(command: list[str], *args: str, out: Path | None = None) -> subproc
 
 def vae_ros(*args: str) -> subprocess.CompletedProcess[str]:
     """`vae-ros ARGS` in one process, in the same environment."""
-    return subprocess.run([sys.executable, "-m", "vae_ros.cli", *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", *args], capture_output=True, text=True, timeout=300,
                           cwd=REPO, env=env())

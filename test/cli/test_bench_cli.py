@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_ros.cli import bench as bench_cli
-from vae_ros.cli import main
+from vae_ros.apps.cli import bench as bench_cli
+from vae_ros.apps.cli import main
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
 from vae_ros.core.export import export_onnx
 from vae_ros.core.model_dir import save_model_dir
@@ -84,7 +84,7 @@ def test_bench_nodes_dispatch(model_dir: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["bench", "nodes", "--model", str(model_dir)]) == 0
     assert len(calls) == 1 and calls[0].model == str(model_dir)
     # No target: models, then nodes, then footprint (faked too: it starts real nodes; its own test runs it).
-    import vae_ros.benchmarks.footprint as footprint
+    import vae_ros.apps.benchmarks.footprint as footprint
 
     footprints: list[argparse.Namespace] = []
     monkeypatch.setattr(footprint, "run_from_args", lambda args: footprints.append(args) or 0)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_ros.benchmarks.footprint import FootprintReport, FootprintRow, format_table, summarise
-from vae_ros.cli import main
+from vae_ros.apps.benchmarks.footprint import FootprintReport, FootprintRow, format_table, summarise
+from vae_ros.apps.cli import main
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
 from vae_ros.core.model_dir import save_model_dir
 from vae_ros.core.models import build_model
@@ -104,7 +104,7 @@ def test_summary_takes_medians_and_ratios_to_the_lean_medians() -> None:
 def test_bench_footprint_defaults_to_enough_runs() -> None:
     import argparse
 
-    from vae_ros.benchmarks.footprint import DEFAULT_RUNS, add_arguments
+    from vae_ros.apps.benchmarks.footprint import DEFAULT_RUNS, add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -11,7 +11,7 @@ CONTRACT_SUBCOMMANDS = ["collect", "record", "train", "train-dynamics", "export"
 
 
 def _vae_ros(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vae_ros.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", *args], capture_output=True, text=True,
                           timeout=120)
 
 

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
-from vae_ros.cli import main
-from vae_ros.conversions import image_msg_to_array
+from vae_ros.apps.cli import main
 from vae_ros.core.config import ModelConfig
+from vae_ros.core.conversions.image import image_msg_to_array
 
 EXPECTED_TYPES = {
     "/camera/image_raw": "sensor_msgs/msg/Image",

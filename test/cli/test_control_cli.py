@@ -19,7 +19,7 @@ CONTROL = default_model_dir("control")
 
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vae_ros.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=ros_env.ros_env(OMP_NUM_THREADS="1"))
 
 
@@ -69,7 +69,7 @@ def test_train_with_pose_topic_writes_a_control_model(cover_bags: list[Path], tm
     assert "tolerance" in control  # calibrated, or None with the reason when 60 steps are too few
     assert len(config["training"]["sources"]) == 2 and config["training"]["samples"]["train"] > 300
     assert (out / "training_curves.png").is_file()
-    from vae_ros.control.control_model import ControlModel
+    from vae_ros.control.runtime.control_model import ControlModel
 
     model = ControlModel(out, backend="torch")
     assert model.estimate(np.zeros(16), np.ones(16)).shape == (3,)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.ros
 def test_demo_teaches_a_goal_and_servos_back_to_it(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "vae_ros.cli", "demo", "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "vae_ros.apps.cli", "demo", "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=400, env=ros_env.ros_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -54,7 +54,7 @@ def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its
         (out / stale).write_text("from the previous demo")
     (out / "notes.txt").write_text("mine")
     result = subprocess.run(
-        [sys.executable, "-m", "vae_ros.cli", "demo", "--controller", "world_model", "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "vae_ros.apps.cli", "demo", "--controller", "world_model", "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=400, env=ros_env.ros_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -80,7 +80,7 @@ def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its
 
 
 def test_demo_rejects_bad_timeout(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "demo", "--timeout", "0", "--out",
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "demo", "--timeout", "0", "--out",
                              str(tmp_path)], capture_output=True, text=True, timeout=60, env=ros_env.ros_env())
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "timeout" in result.stderr
@@ -88,7 +88,7 @@ def test_demo_rejects_bad_timeout(tmp_path: Path) -> None:
 
 def test_plans_the_head_cannot_read_are_not_drawn_as_poses() -> None:
     """demo_plans.png draws a plan in pose terms only where the head reads its first step near odometry."""
-    from vae_ros.demo import HEAD_READ_DEG, HEAD_READ_M, _pose_at, _readable
+    from vae_ros.apps.demo import HEAD_READ_DEG, HEAD_READ_M, _pose_at, _readable
 
     poses = [(10.0 + 0.1 * i, 0.01 * i, 0.0, 0.5) for i in range(30)]  # (t, x, y, yaw) from odometry
     assert _pose_at(poses, 11.02) == (0.1, 0.0, 0.5)
@@ -101,7 +101,7 @@ def test_plans_the_head_cannot_read_are_not_drawn_as_poses() -> None:
 
 
 def test_a_previous_demos_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
-    from vae_ros.demo import DEMO_FILES, _clear_previous_run
+    from vae_ros.apps.demo import DEMO_FILES, _clear_previous_run
 
     (tmp_path / "logs").mkdir()
     for name in (*DEMO_FILES, "logs/world_model_node.log", "logs/sim_node.log"):

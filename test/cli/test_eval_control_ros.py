@@ -23,7 +23,7 @@ pytestmark = pytest.mark.ros
 def test_the_world_model_runs_the_same_episode_through_ros(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     result = subprocess.run(
-        [sys.executable, "-m", "vae_ros.cli", "eval-control", "--controller", "world_model", "--seeds", "0",
+        [sys.executable, "-m", "vae_ros.apps.cli", "eval-control", "--controller", "world_model", "--seeds", "0",
          "--episodes", "1", "--ros", "1", "--time-limit", "30", "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=300, env=ros_env.ros_env(),
     )

@@ -12,7 +12,7 @@ import bagutil
 import numpy as np
 import pytest
 
-from vae_ros.cli import main
+from vae_ros.apps.cli import main
 from vae_ros.core.backends import create_backend
 from vae_ros.core.data import open_source
 
@@ -23,7 +23,7 @@ TINY = ["--image-size", "32", "--latent-dim", "4", "--arch-channels", "8,16,32",
 
 
 def vae_ros(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vae_ros.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", *args], capture_output=True, text=True,
                           timeout=240, cwd=REPO)
 
 

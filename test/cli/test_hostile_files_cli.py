@@ -20,7 +20,7 @@ from typing import Any
 import bagutil
 import pytest
 
-from vae_ros.cli import main
+from vae_ros.apps.cli import main
 from vae_ros.resources import default_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ TOPIC = "/camera/image_raw"
 
 
 def vae_ros(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vae_ros.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", *args], capture_output=True, text=True,
                           timeout=240, cwd=REPO)
 
 

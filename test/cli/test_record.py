@@ -99,7 +99,7 @@ def test_record_writes_every_message_sent_after_matching(tmp_path: Path, stop_si
     env = ros_env.ros_env()
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(count)], env=env, text=True,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    recorder = subprocess.Popen([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(out),
+    recorder = subprocess.Popen([sys.executable, "-m", "vae_ros.apps.cli", "record", "--out", str(out),
                                  "vae/latent", "/cmd_vel"], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -134,7 +134,7 @@ def test_record_writes_every_message_sent_after_matching(tmp_path: Path, stop_si
 
 def test_record_with_no_publisher_fails_cleanly_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "bag"
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(out), "--duration",
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "record", "--out", str(out), "--duration",
                              "1.5", "--quiet", "nobody/publishes/this"], env=ros_env.ros_env(),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
@@ -147,20 +147,20 @@ def test_record_with_no_publisher_fails_cleanly_and_writes_nothing(tmp_path: Pat
     (["cmd vel"], "not a topic name"),
 ])
 def test_record_rejects_bad_arguments_in_one_line(tmp_path: Path, argv: list[str], message: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(tmp_path / "b"),
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "record", "--out", str(tmp_path / "b"),
                              *argv], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_record_refuses_an_existing_output(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "record", "--out", str(tmp_path),
                              "cmd_vel"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "already exists" in result.stderr
 
 
 def test_message_definition_of_a_custom_type_comes_from_the_ament_prefix(tmp_path: Path) -> None:
-    from vae_ros.cli.record import message_definition
+    from vae_ros.apps.cli.record import message_definition
 
     msg_dir = tmp_path / "share" / "my_robot_msgs" / "msg"
     msg_dir.mkdir(parents=True)
@@ -219,7 +219,7 @@ def test_a_recorder_killed_hard_loses_at_most_about_a_second_and_repair_makes_th
 
     out = tmp_path / "bag"
     env = ros_env.ros_env()
-    recorder = subprocess.Popen([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(out), "--storage",
+    recorder = subprocess.Popen([sys.executable, "-m", "vae_ros.apps.cli", "record", "--out", str(out), "--storage",
                                  storage, "vae/latent", "camera/image_raw"], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     publisher = subprocess.Popen([sys.executable, "-c", STEADY_PUBLISHER], env=env, text=True,
@@ -256,7 +256,7 @@ def test_a_recorder_killed_hard_loses_at_most_about_a_second_and_repair_makes_th
             with Reader(out) as reader:
                 list(reader.messages())
 
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "repair", str(out)], env=env, text=True,
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "repair", str(out)], env=env, text=True,
                             capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip().splitlines()) == 1 and "metadata.yaml rebuilt" in result.stdout
@@ -275,14 +275,14 @@ def test_a_recorder_killed_hard_loses_at_most_about_a_second_and_repair_makes_th
         sum(1 for _ in iter_samples(source, config, split="val"))
     assert samples == len(images) == len(source)
 
-    again = subprocess.run([sys.executable, "-m", "vae_ros.cli", "repair", str(out)], env=env, text=True,
+    again = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "repair", str(out)], env=env, text=True,
                            capture_output=True, timeout=120)
     assert again.returncode == 0 and "nothing to repair" in again.stdout, again.stdout
     assert [int(m.data[0]) for m in _read_bag(out)["/vae/latent"][1]] == latents
 
 
 def test_repair_of_something_that_is_not_a_bag_is_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "repair", str(tmp_path / "nothing")],
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "repair", str(tmp_path / "nothing")],
                             env=ros_env.ros_env(), text=True, capture_output=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"vae-ros repair: error: bag {tmp_path / 'nothing'} does not exist (expected a bag folder)"

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.ros
 
 def record(out: Path, *topics: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(out), "--duration", "30",
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "record", "--out", str(out), "--duration", "30",
                              *topics], env=ros_env.ros_env(), capture_output=True, text=True, timeout=90)
     return result, time.monotonic() - started
 
@@ -54,7 +54,7 @@ def test_a_folder_made_unwritable_while_recording_ends_in_one_line_that_says_whe
     env = ros_env.ros_env()
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(count)], env=env, text=True,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    recorder = subprocess.Popen([sys.executable, "-m", "vae_ros.cli", "record", "--out", str(out), "vae/latent",
+    recorder = subprocess.Popen([sys.executable, "-m", "vae_ros.apps.cli", "record", "--out", str(out), "vae/latent",
                                  "/cmd_vel"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     recorder_lines: list[str] = []
     try:
@@ -82,7 +82,7 @@ def test_a_folder_made_unwritable_while_recording_ends_in_one_line_that_says_whe
     assert errors[0].startswith(f"vae-ros record: error: cannot finish the bag {out} (")
     assert errors[0].endswith(f"the messages written so far are in {out / 'bag.mcap'}: make {out} writable and "
                               f"run `vae-ros repair {out}`")
-    repaired = subprocess.run([sys.executable, "-m", "vae_ros.cli", "repair", str(out)], capture_output=True,
+    repaired = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "repair", str(out)], capture_output=True,
                               text=True, timeout=60)
     assert repaired.returncode == 0, repaired.stderr
     bag = _read_bag(out)

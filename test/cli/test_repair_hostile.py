@@ -50,7 +50,7 @@ def repair(*args: str, timeout: float = 60.0) -> Outcome:
     """`vae-ros repair ARGS` in its own process; its peak memory from wait4 (this child's alone)."""
     started = time.monotonic()
     with open(os.devnull, "rb") as stdin:
-        proc = subprocess.Popen([sys.executable, "-m", "vae_ros.cli", "repair", *args], cwd=REPO, stdin=stdin,
+        proc = subprocess.Popen([sys.executable, "-m", "vae_ros.apps.cli", "repair", *args], cwd=REPO, stdin=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
@@ -155,7 +155,7 @@ def test_metadata_yaml_given_as_the_bag_names_the_folder_to_pass(tmp_path: Path)
     assert result.code == 2
     assert result.line() == (f"vae-ros repair: error: {yaml} is not a bag: pass the bag folder ({mcap.parent}) or "
                              "its .mcap or .db3 file")
-    from vae_ros.cli import main
+    from vae_ros.apps.cli import main
 
     code = main(["train", "--bag", str(yaml), "--topic", "/vae/latent", "--out", str(tmp_path / "m")])
     assert code == 2 and not (tmp_path / "m").exists()

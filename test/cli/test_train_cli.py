@@ -11,7 +11,7 @@ import bagutil
 import pytest
 import torch
 
-from vae_ros.cli.train import prepare_out_dir
+from vae_ros.apps.cli.train import prepare_out_dir
 from vae_ros.core.errors import ConfigError
 from vae_ros.core.model_dir import load_model_dir
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def vae_ros(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vae_ros.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", *args], capture_output=True, text=True,
                           timeout=240, cwd=REPO)
 
 
@@ -144,7 +144,7 @@ def test_bad_arguments_give_one_error_line(case: str, image_bag: Path, tmp_path:
 
 
 def test_force_removes_exactly_what_training_and_export_write(tmp_path: Path) -> None:
-    from vae_ros.cli.train import prepare_out_dir
+    from vae_ros.apps.cli.train import prepare_out_dir
 
     written = ["model.json", "weights.safetensors", "encoder.torchscript.pt", "decoder.torchscript.pt",
                "encoder.int8.onnx", "servo_head.safetensors", "training_curves.png"]

@@ -51,7 +51,7 @@ def test_two_processes_match_one_write_from_rank_0_and_resume(image_bag: Path, t
 
     # Resume the second half on two processes reading one (shared) --out.
     shutil.copytree(tmp_path / "rank0", tmp_path / "shared")
-    resumed = torchrun(["-m", "vae_ros.cli", "train"], *data, "--epochs", str(EPOCHS), "--resume",
+    resumed = torchrun(["-m", "vae_ros.apps.cli", "train"], *data, "--epochs", str(EPOCHS), "--resume",
                         "--out", str(tmp_path / "shared"))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr and resumed.stdout.count("model directory:") == 1
@@ -97,7 +97,7 @@ def test_a_batch_that_does_not_divide_among_the_processes_is_refused(tmp_path: P
 
 
 def test_control_training_under_torchrun_is_refused_in_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "train", "--bag", str(tmp_path / "none"),
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "train", "--bag", str(tmp_path / "none"),
                              "--topic", "scan", "--pose-topic", "odom", "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, timeout=120, cwd=REPO,
                             env=env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0"))

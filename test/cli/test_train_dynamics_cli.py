@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from vae_ros.cli import main
-from vae_ros.control.dynamics import load_dynamics_dir
+from vae_ros.apps.cli import main
+from vae_ros.control.runtime.dynamics import load_dynamics_dir
 from vae_ros.core.config import ArchSpec, ModelConfig, ScanSpec
 from vae_ros.core.model_dir import save_model_dir
 from vae_ros.core.models import build_model
@@ -59,10 +59,9 @@ def _latent_bag(path: Path, offset_s: float, frames: int = 150, seed: int = 0) -
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
-    from vae_ros.bagio import BagWriter, reliable_qos
-    from vae_ros.conversions import latent_to_stamped_msg
-    from vae_ros.sim import messages
-
+    from vae_ros.core.conversions.latent import latent_to_stamped_msg
+    from vae_ros.ros import sim_messages as messages
+    from vae_ros.ros.bagio import BagWriter, reliable_qos
     rng = np.random.default_rng(seed)
     z = np.zeros(3, np.float32)
     with BagWriter(path) as bag:

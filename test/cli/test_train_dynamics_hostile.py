@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from vae_ros.cli import main
-from vae_ros.control.dynamics import fit_linear, load_dynamics_dir
-from vae_ros.control.dynamics_data import Trajectory
+from vae_ros.apps.cli import main
+from vae_ros.control.runtime.dynamics import load_dynamics_dir
+from vae_ros.control.training.dynamics import fit_linear
+from vae_ros.control.training.dynamics_data import Trajectory
 from vae_ros.core.errors import DataError
 
 torch.set_num_threads(1)
@@ -40,10 +41,9 @@ def _latent_bag(path: Path, bad_command: float | None = None, bad_latent: float 
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
-    from vae_ros.bagio import BagWriter, reliable_qos
-    from vae_ros.conversions import latent_to_stamped_msg
-    from vae_ros.sim import messages
-
+    from vae_ros.core.conversions.latent import latent_to_stamped_msg
+    from vae_ros.ros import sim_messages as messages
+    from vae_ros.ros.bagio import BagWriter, reliable_qos
     rng = np.random.default_rng(0)
     z = np.zeros(3, np.float32)
     with BagWriter(path) as bag:

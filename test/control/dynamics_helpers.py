@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_ros.control.dynamics import DynamicsTrainConfig, LatentDynamics, save_dynamics_dir, train_dynamics
-from vae_ros.control.dynamics_data import Trajectory
+from vae_ros.control.runtime.dynamics import LatentDynamics, save_dynamics_dir
+from vae_ros.control.training.dynamics import DynamicsTrainConfig, train_dynamics
+from vae_ros.control.training.dynamics_data import Trajectory
 
 DT = 0.1
 

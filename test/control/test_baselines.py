@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from vae_ros.control.baselines import BaselineHeadConfig, _tolerance, train_baseline_head
-from vae_ros.control.control_model import ControlModel
-from vae_ros.control.episodes import EpisodeConfig, run_episode, sample_episodes
-from vae_ros.control.representations import Observations, PoseRepresentation
-from vae_ros.control.servo import ServoConfig
+from vae_ros.control.evaluation.baselines import BaselineHeadConfig, _tolerance, train_baseline_head
+from vae_ros.control.evaluation.episodes import EpisodeConfig, run_episode, sample_episodes
+from vae_ros.control.evaluation.representations import Observations, PoseRepresentation
+from vae_ros.control.runtime.control_model import ControlModel
+from vae_ros.control.runtime.servo import ServoConfig
 from vae_ros.resources import models_dir
 from vae_ros.sim.world import SimConfig, SimWorld
 

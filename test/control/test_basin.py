@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vae_ros.control.basin import (
+from vae_ros.control.evaluation.basin import (
     STATUS_COLLISION,
     STATUS_LEFT_GRID,
     STATUS_RAN,
@@ -25,7 +25,12 @@ from vae_ros.control.basin import (
     summarise,
     within_tolerance,
 )
-from vae_ros.control.representations import Observations, PoseRepresentation, Representation, observe
+from vae_ros.control.evaluation.representations import (
+    Observations,
+    PoseRepresentation,
+    Representation,
+    observe,
+)
 from vae_ros.core.errors import ConfigError
 from vae_ros.sim.world import SimConfig, SimWorld
 

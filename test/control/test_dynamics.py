@@ -10,14 +10,10 @@ import pytest
 import torch
 from dynamics_helpers import DT, synthetic_trajectory, trained_unicycle_dynamics
 
-from vae_ros.control.dynamics import (
-    DYNAMICS_FILE,
-    WEIGHTS_FILE,
-    export_onnx,
-    load_dynamics_dir,
-)
-from vae_ros.control.dynamics_data import command_signal, interval_actions
-from vae_ros.control.dynamics_eval import evaluate, format_table, save_plots
+from vae_ros.control.evaluation.dynamics_eval import evaluate, format_table, save_plots
+from vae_ros.control.runtime.dynamics import DYNAMICS_FILE, WEIGHTS_FILE, load_dynamics_dir
+from vae_ros.control.training.dynamics import export_onnx
+from vae_ros.control.training.dynamics_data import command_signal, interval_actions
 from vae_ros.core.errors import ModelFileError
 
 torch.set_num_threads(1)
@@ -33,8 +29,8 @@ def dynamics_dir(tmp_path_factory: pytest.TempPathFactory):
 def test_core_is_ros_free() -> None:
     import subprocess
 
-    code = ("import sys, vae_ros.control.dynamics, vae_ros.control.dynamics_data, vae_ros.control.planner, "
-            "vae_ros.control.dynamics_eval; sys.exit('rclpy' in sys.modules)")
+    code = ("import sys, vae_ros.control.runtime.dynamics, vae_ros.control.training.dynamics_data, vae_ros.control.runtime.planner, "
+            "vae_ros.control.evaluation.dynamics_eval; sys.exit('rclpy' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vae_ros.cli import main
+from vae_ros.apps.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -20,7 +20,7 @@ def test_baselines_run_on_the_same_episodes_and_write_rows(tmp_path: Path) -> No
     out = tmp_path / "control"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "vae_ros.cli", "eval-control", "--seeds", "0", "--episodes", "2", "--time-limit", "15",
+        [sys.executable, "-m", "vae_ros.apps.cli", "eval-control", "--seeds", "0", "--episodes", "2", "--time-limit", "15",
          "--baselines", "raw_scan", "--baseline-seeds", "2", "--baseline-poses", "100", "--baseline-steps", "50",
          "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=240, cwd=REPO, env=env)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vae_ros.cli import main
+from vae_ros.apps.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -17,7 +17,7 @@ TINY_GRID = ["--extent", "0.3", "--step", "0.1", "--yaw-extent", "10", "--yaw-st
 
 
 def _vae_ros(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vae_ros.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", *args], capture_output=True, text=True,
                           timeout=240, cwd=REPO)
 
 

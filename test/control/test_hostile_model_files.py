@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from hostile_inputs import nested_json, safetensors_claiming, sparse_file
 
-from vae_ros.control.dynamics import load_dynamics_dir
-from vae_ros.control.pose_head import PoseHeadNumpy
+from vae_ros.control.runtime.dynamics import load_dynamics_dir
+from vae_ros.control.runtime.pose_head import PoseHeadNumpy
 from vae_ros.core.errors import ModelFileError
 from vae_ros.resources import default_model_dir
 

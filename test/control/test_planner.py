@@ -10,7 +10,7 @@ import pytest
 import torch
 from dynamics_helpers import trained_unicycle_dynamics, unicycle_latent, unicycle_step
 
-from vae_ros.control.planner import (
+from vae_ros.control.runtime.planner import (
     CONVERGED,
     MpcConfig,
     MpcState,

@@ -1,4 +1,4 @@
-"""vae_ros.control.plots: the closed-loop episode plots show every episode they draw, failures first."""
+"""vae_ros.control.evaluation.plots: the closed-loop episode plots show every episode they draw, failures first."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_ros.control.episodes import Episode, EpisodeResult
-from vae_ros.control.plots import (
+from vae_ros.control.evaluation.episodes import Episode, EpisodeResult
+from vae_ros.control.evaluation.plots import (
     _square_limits,
     episodes_to_draw,
     save_episode_errors,

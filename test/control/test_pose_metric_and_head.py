@@ -9,9 +9,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vae_ros.control.metric import MetricSpec, calibrate_tolerance, metric_loss, pose_distance, spearman
-from vae_ros.control.pose_head import HEAD_FILE, PoseHeadNumpy
-from vae_ros.control.pose_head_train import RelativePoseHead, head_loss, relative_pose_targets
+from vae_ros.control.runtime.pose_head import HEAD_FILE, PoseHeadNumpy
+from vae_ros.control.training.metric import (
+    MetricSpec,
+    calibrate_tolerance,
+    metric_loss,
+    pose_distance,
+    spearman,
+)
+from vae_ros.control.training.pose_head_train import RelativePoseHead, head_loss, relative_pose_targets
 from vae_ros.core.errors import ConfigError, InputError, ModelFileError
 
 

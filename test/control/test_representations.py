@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_ros.control.representations import (
+from vae_ros.control.evaluation.representations import (
     ModelRepresentation,
     Observations,
     PcaRepresentation,
@@ -17,10 +17,10 @@ from vae_ros.control.representations import (
     observe,
     representation_from_name,
 )
-from vae_ros.conversions import msg_to_model_input
 from vae_ros.core.backends import create_backend
+from vae_ros.core.conversions.model_input import msg_to_model_input
 from vae_ros.core.errors import ConfigError, InputError, ModelFileError
-from vae_ros.sim.messages import image_msg, scan_msg, time_msg
+from vae_ros.ros.sim_messages import image_msg, scan_msg, time_msg
 from vae_ros.sim.world import SimConfig, SimWorld
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from vae_ros.control.servo import CONVERGED, LOST, SERVOING, ServoConfig, ServoState, servo_step, wrap_angle
+from vae_ros.control.runtime.servo import (
+    CONVERGED,
+    LOST,
+    SERVOING,
+    ServoConfig,
+    ServoState,
+    servo_step,
+    wrap_angle,
+)
 from vae_ros.core.errors import ConfigError, InputError
 
 DT = 0.1
@@ -173,7 +181,7 @@ def test_invalid_inputs_raise_input_error() -> None:
 
 
 def test_the_goal_estimate_is_carried_through_the_robot_motion_before_blending() -> None:
-    from vae_ros.control.servo import _fuse
+    from vae_ros.control.runtime.servo import _fuse
 
     # Weight 0: pure prediction. Driving 0.5 m toward a goal 1 m ahead leaves it 0.5 m ahead.
     np.testing.assert_allclose(_fuse((1.0, 0.0, 0.0), (1.0, 0.0), np.zeros(3), 0.5, 0.0), [0.5, 0.0, 0.0], atol=1e-12)

@@ -1,11 +1,11 @@
-"""The view memory behind goal images for the LaserScan control model (vae_ros.control.view_memory)."""
+"""The view memory behind goal images for the LaserScan control model (vae_ros.control.runtime.view_memory)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vae_ros.control.view_memory import ViewMemory, ViewMemoryConfig, view_descriptor
+from vae_ros.control.runtime.view_memory import ViewMemory, ViewMemoryConfig, view_descriptor
 from vae_ros.core.errors import ConfigError, InputError
 
 S = 1_000_000_000  # ns per s

@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_ros.control.control_model import ControlModel
-from vae_ros.control.dynamics import load_dynamics_dir
-from vae_ros.control.episodes import (
+from vae_ros.control.evaluation.episodes import (
     Episode,
     EpisodeConfig,
     WorldModelController,
@@ -22,7 +20,9 @@ from vae_ros.control.episodes import (
     run_episode,
     sample_hard_episodes,
 )
-from vae_ros.control.planner import (
+from vae_ros.control.runtime.control_model import ControlModel
+from vae_ros.control.runtime.dynamics import load_dynamics_dir
+from vae_ros.control.runtime.planner import (
     MpcConfig,
     MpcState,
     differential_drive_config,
@@ -30,7 +30,7 @@ from vae_ros.control.planner import (
     plan_step,
     pose_cost,
 )
-from vae_ros.control.servo import ServoConfig, wrap_angle
+from vae_ros.control.runtime.servo import ServoConfig, wrap_angle
 from vae_ros.sim.policy import DrivePolicy
 from vae_ros.sim.world import SimConfig, SimWorld
 
@@ -175,7 +175,7 @@ def test_drive_policy_reverses_turns_in_place_and_keeps_clear() -> None:
 
 
 def test_eval_control_world_model_without_dynamics_is_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "vae_ros.cli", "eval-control", "--controller", "world_model",
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "eval-control", "--controller", "world_model",
                              "--dynamics", str(tmp_path / "missing"), "--episodes", "1", "--out", str(tmp_path),
                              "--quiet"], capture_output=True, text=True, timeout=240, cwd=REPO)
     assert result.returncode != 0

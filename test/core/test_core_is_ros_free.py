@@ -31,8 +31,8 @@ def _imports(*extra: str) -> dict[str, list[str]]:
 def test_core_and_sim_never_import_rclpy() -> None:
     report = _imports()
     assert {"vae_ros.core.models", "vae_ros.core.model_dir", "vae_ros.core.losses", "vae_ros.core.metrics",
-            "vae_ros.core.preprocess", "vae_ros.core.config", "vae_ros.control.representations",
-            "vae_ros.control.basin", "vae_ros.control.plots"} <= set(report["imported"])
+            "vae_ros.core.preprocess", "vae_ros.core.config", "vae_ros.control.evaluation.representations",
+            "vae_ros.control.evaluation.basin", "vae_ros.control.evaluation.plots"} <= set(report["imported"])
     assert report["ros"] == [], f"ROS modules imported by the core: {report['ros']}"
 
 

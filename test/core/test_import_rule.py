@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_ros.control.dynamics import DynamicsConfig, save_dynamics_dir
+from vae_ros.control.runtime.dynamics import DynamicsConfig, save_dynamics_dir
 
 _SCRIPT = """
 import json, sys
 import numpy as np
-import vae_ros.encoder_node, vae_ros.decoder_node, vae_ros.latent_servo_node, vae_ros.world_model_node
-from vae_ros.control.control_model import ControlModel, control_model_dir
-from vae_ros.control.dynamics import load_dynamics_dir, rollout_runtime
-from vae_ros.control.planner import MpcConfig, MpcState, plan_step
+import vae_ros.ros.nodes.encoder_node, vae_ros.ros.nodes.decoder_node, vae_ros.ros.nodes.latent_servo_node, vae_ros.ros.nodes.world_model_node
+from vae_ros.control.runtime.control_model import ControlModel, control_model_dir
+from vae_ros.control.runtime.dynamics import load_dynamics_dir, rollout_runtime
+from vae_ros.control.runtime.planner import MpcConfig, MpcState, plan_step
 from vae_ros.core.backends import create_backend
 from vae_ros.core.model_dir import resolve_model_dir
 

@@ -38,7 +38,7 @@ def random_dynamics(path: Path, latent_dim: int, seed: int = 0, hidden: Sequence
     """A seeded, untrained two-member dynamics ensemble whose predictions depend on the command (fine for
     plumbing), saved as a dynamics directory at `path`; returns the LatentDynamics. Wide `hidden` layers make
     planning slow on purpose."""
-    from vae_ros.control.dynamics import DynamicsConfig, LatentDynamics, save_dynamics_dir
+    from vae_ros.control.runtime.dynamics import DynamicsConfig, LatentDynamics, save_dynamics_dir
 
     rng = np.random.default_rng(seed)
     d, members = latent_dim, 2
@@ -65,8 +65,8 @@ def node_env(**extra: str) -> dict[str, str]:
 
 
 def start_node(module: str, *ros_args: str, **env: str) -> subprocess.Popen[str]:
-    """`python -m vae_ros.<module> --ros-args ...` in its own process, isolated DDS (test/ros_env.py)."""
-    cmd = [sys.executable, "-m", f"vae_ros.{module}", "--ros-args", *ros_args]
+    """`python -m vae_ros.ros.nodes.<module> --ros-args ...` in its own process, isolated DDS (test/ros_env.py)."""
+    cmd = [sys.executable, "-m", f"vae_ros.ros.nodes.{module}", "--ros-args", *ros_args]
     return subprocess.Popen(cmd, env=node_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -18,15 +18,15 @@ import pytest
 import ros_env
 from node_helpers import Probe, param_args, start_node, stop_node
 
-from vae_ros.conversions import (
+from vae_ros.core.backends import create_backend
+from vae_ros.core.conversions.lidar import (
     decoded_scan_ranges,
-    msg_to_model_input,
     pointcloud_msg_to_xyz,
     scan_msg_to_input,
     scan_to_msg,
     xyz_to_pointcloud_msg,
 )
-from vae_ros.core.backends import create_backend
+from vae_ros.core.conversions.model_input import msg_to_model_input
 from vae_ros.core.preprocess import preprocess_pointcloud
 
 pytestmark = pytest.mark.ros

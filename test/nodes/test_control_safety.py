@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from node_helpers import Probe, make_model_dir, param_args, random_dynamics, start_node, stop_node
 
-from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg
+from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
 
 pytestmark = pytest.mark.ros
 
@@ -56,7 +56,7 @@ class SafetyProbe(Probe):
         from std_msgs.msg import Float32MultiArray
         from std_srvs.srv import Trigger
 
-        from vae_ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, LATENT_QOS
+        from vae_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, LATENT_QOS
 
         super().__init__("control_safety_probe")
         self.record(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)

@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 from node_helpers import Probe, make_model_dir, param_args, send_each_until_counted, start_node, stop_node
 
-from vae_ros.conversions import (
+from vae_ros.core.backends import create_backend
+from vae_ros.core.conversions.image import image_msg_to_array
+from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
+from vae_ros.core.conversions.lidar import (
     NO_RETURN_FRACTION,
     decoded_range_image_to_points,
     decoded_scan_ranges,
-    image_msg_to_array,
-    latent_to_msg,
-    latent_to_stamped_msg,
     pointcloud_msg_to_xyz,
 )
-from vae_ros.core.backends import create_backend
-from vae_ros.decoder_node import reconstruction_to_image
+from vae_ros.ros.nodes.decoder_node import reconstruction_to_image
 
 pytestmark = pytest.mark.ros
 

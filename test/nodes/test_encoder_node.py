@@ -1,4 +1,4 @@
-"""encoder_node over real ROS 2: node processes started with `python -m vae_ros.encoder_node`, messages
+"""encoder_node over real ROS 2: node processes started with `python -m vae_ros.ros.nodes.encoder_node`, messages
 published from this test process on real topics, latents compared with the core's offline latents.
 
 One node process per input kind for the whole module (each in its own namespace); DDS is isolated by
@@ -16,15 +16,11 @@ import numpy as np
 import pytest
 from node_helpers import Probe, make_model_dir, param_args, send_each_until_counted, start_node, stop_node
 
-from vae_ros.conversions import (
-    array_to_compressed_msg,
-    array_to_image_msg,
-    msg_to_latent,
-    msg_to_model_input,
-    stamped_msg_to_latent,
-)
+from vae_ros.core.anomaly import anomaly_score
 from vae_ros.core.backends import create_backend
-from vae_ros.node_utils import anomaly_score
+from vae_ros.core.conversions.image import array_to_compressed_msg, array_to_image_msg
+from vae_ros.core.conversions.latent import msg_to_latent, stamped_msg_to_latent
+from vae_ros.core.conversions.model_input import msg_to_model_input
 
 pytestmark = pytest.mark.ros
 

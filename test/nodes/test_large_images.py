@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from node_helpers import Probe, node_env, param_args, start_node, stop_node
 
-from vae_ros.benchmarks.nodes import PublisherLog, Send
+from vae_ros.apps.benchmarks.nodes import PublisherLog, Send
 from vae_ros.resources import config_dir
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -41,7 +41,7 @@ def test_best_effort_640x480_frames_all_produce_latents(tmp_path: Path) -> None:
         assert probe.wait_for(lambda: probe.node.count_publishers(f"{NS}/vae/latent") > 0, timeout=30.0)
 
         def publish(modes: str, seconds: float) -> list[Send]:
-            cmd = [sys.executable, "-m", "vae_ros.benchmarks.nodes", "--role", "publisher", "--log", str(log),
+            cmd = [sys.executable, "-m", "vae_ros.apps.benchmarks.nodes", "--role", "publisher", "--log", str(log),
                    "--duration", str(seconds), "--rate", "30", "--frames", "8", "--modes", modes,
                    "--publisher-qos", "best_effort", "--namespace", NS]
             subprocess.run(cmd, env=publisher_env, check=True, timeout=120)

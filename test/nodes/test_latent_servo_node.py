@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 from node_helpers import Probe, node_env, param_args, start_node, stop_node
 
-from vae_ros.control.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error
-from vae_ros.conversions import latent_to_msg, latent_to_stamped_msg, planar_pose
+from vae_ros.control.evaluation.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error
+from vae_ros.core.conversions.common import planar_pose
+from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
 
 pytestmark = pytest.mark.ros
 
@@ -34,7 +35,7 @@ SILENT = "/silent"  # a servo whose only latent publisher (this test's) never pu
 SERVO_STATUS = "/latent_servo_node: latent servo"
 LONE_STATUS = f"{LONE}/latent_servo_node: latent servo"
 GOAL_POSE = (0.0, 0.0, 0.0)  # sim_node's initial pose: the goal is taught where the robot starts
-# In-process, vae_ros.control.episodes.run_episode converges from here in 4 s (0.9 cm, 0.8 deg).
+# In-process, vae_ros.control.evaluation.episodes.run_episode converges from here in 4 s (0.9 cm, 0.8 deg).
 START_POSE = (-0.5, 0.0, math.radians(20.0))
 STALE_TIMEOUT = 0.5
 STARTUP_S = 180.0  # six processes start together; a loaded machine took more than 90 s once
@@ -45,7 +46,7 @@ THIRD_POSE = (1.0, -0.8, math.radians(120.0))  # a view the /lone servo is shown
 
 def _control_latents() -> tuple[np.ndarray, np.ndarray, int]:
     """Latents of the packaged control model at GOAL_POSE and START_POSE in world seed 0, and D."""
-    from vae_ros.control.control_model import ControlModel, control_model_dir
+    from vae_ros.control.runtime.control_model import ControlModel, control_model_dir
     from vae_ros.sim.world import SimConfig, SimWorld
 
     model = ControlModel(control_model_dir(""), "auto", "cpu")
@@ -66,7 +67,7 @@ def _start_closed_loop_servo() -> subprocess.Popen[str]:
 
 @pytest.fixture(scope="module")
 def procs() -> Any:
-    from vae_ros.control.control_model import control_model_dir
+    from vae_ros.control.runtime.control_model import control_model_dir
 
     model = str(control_model_dir(""))
     started: dict[str, subprocess.Popen[str]] = {}
@@ -80,7 +81,7 @@ def procs() -> Any:
         started["silent"] = start_node("latent_servo_node", "-r", f"__ns:={SILENT}", *param_args(diagnostics_period=0.5))
         for name, params in BAD_START.items():  # they end on their own; started now to overlap the waits
             started[name] = subprocess.Popen(
-                [sys.executable, "-m", "vae_ros.latent_servo_node", "--ros-args", "-r", f"__ns:=/{name}",
+                [sys.executable, "-m", "vae_ros.ros.nodes.latent_servo_node", "--ros-args", "-r", f"__ns:=/{name}",
                  *param_args(**params)], env=node_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         yield started
     finally:
@@ -108,7 +109,7 @@ class ServoProbe(Probe):
         from std_msgs.msg import Float32, Float32MultiArray
         from std_srvs.srv import Trigger
 
-        from vae_ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, LATENT_QOS
+        from vae_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, LATENT_QOS
 
         super().__init__("latent_servo_test_probe")
         for ns in ("", LONE):
@@ -125,7 +126,7 @@ class ServoProbe(Probe):
         self.latent_pub = self.node.create_publisher(Image, f"{LONE}/vae/latent_stamped", LATENT_QOS)
         self.silent_pub = self.node.create_publisher(Image, f"{SILENT}/vae/latent_stamped", LATENT_QOS)
         self.goal_pub = self.node.create_publisher(Float32MultiArray, f"{LONE}/servo/goal_latent", LATENT_QOS)
-        from vae_ros.qos import SENSOR_QOS
+        from vae_ros.ros.qos import SENSOR_QOS
 
         self.camera_pub = self.node.create_publisher(Image, f"{LONE}/camera/image_raw", SENSOR_QOS)
         self.goal_image_pub = self.node.create_publisher(Image, f"{LONE}/servo/goal_image", LATENT_QOS)
@@ -142,7 +143,7 @@ class ServoProbe(Probe):
         z, age = feed
         header = self.header(age)
         if self.frame is not None:
-            from vae_ros.sim.messages import image_msg
+            from vae_ros.ros.sim_messages import image_msg
 
             self.camera_pub.publish(image_msg(self.frame, header.stamp))
         self.publish_latent(latent_to_stamped_msg(z, None, header))
@@ -394,7 +395,7 @@ def test_goal_latent_topic_drives_and_a_wrong_size_goal_is_rejected(probe: Servo
 
 def _views() -> dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]]:
     """Camera frame (64 x 64 RGB) and control latent at GOAL_POSE, START_POSE and THIRD_POSE in world seed 0."""
-    from vae_ros.control.control_model import ControlModel, control_model_dir
+    from vae_ros.control.runtime.control_model import ControlModel, control_model_dir
     from vae_ros.sim.world import SimConfig, SimWorld
 
     model = ControlModel(control_model_dir(""), "auto", "cpu")
@@ -410,7 +411,7 @@ def _views() -> dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]]:
 
 
 def test_goal_image_selects_the_remembered_view_or_waits_for_it(probe: ServoProbe, procs: Any) -> None:
-    from vae_ros.sim.messages import image_msg
+    from vae_ros.ros.sim_messages import image_msg
 
     views = _views()
     goal_frame, z_goal = views[GOAL_POSE]
@@ -537,7 +538,7 @@ def test_sigint_while_driving_leaves_a_zero_command_last(probe: ServoProbe, proc
 def test_a_link_that_delivers_nothing_is_named(probe: ServoProbe, procs: Any) -> None:
     """Publishers in the graph, no latent for SILENT_LINK_S: the count is in /diagnostics, and the log says
     once what to check (the servo alone would only ever report stale input)."""
-    from vae_ros.control_node_shell import SILENT_LINK_S
+    from vae_ros.ros.nodes.control_base import SILENT_LINK_S
 
     status = f"{SILENT}/latent_servo_node: latent servo"
     _wait(probe, procs, ("silent",), lambda: probe.latest(status).get("latent_publishers") == "1",

@@ -24,8 +24,9 @@ from node_helpers import Probe, make_model_dir, param_args, start_node, stop_nod
 from test_world_model_node import LATENT_DIM as WM_LATENT_DIM
 from test_world_model_node import random_dynamics
 
-from vae_ros.benchmarks.footprint import peak_rss_mb, torch_libraries
-from vae_ros.conversions import array_to_image_msg, latent_to_msg, latent_to_stamped_msg
+from vae_ros.apps.benchmarks.footprint import peak_rss_mb, torch_libraries
+from vae_ros.core.conversions.image import array_to_image_msg
+from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
 from vae_ros.core.model_dir import resolve_model_dir
 
 pytestmark = [
@@ -43,7 +44,7 @@ def lean(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float32, Float32MultiArray
 
-    from vae_ros.control.control_model import control_model_dir
+    from vae_ros.control.runtime.control_model import control_model_dir
 
     root = tmp_path_factory.mktemp("lean")
     wm_model = make_model_dir(root / "scan", "scan", latent_dim=WM_LATENT_DIM, seed=3, beams=64)

@@ -117,7 +117,7 @@ def test_broken_model_is_one_clear_line(outcomes: dict[str, Any]) -> None:
     ("encoder modality", "modality 'scan' does not match the model's 'image'"),
     ("encoder threads", "parameter 'threads' must be of type int"),
     ("encoder compressed scan", "compressed:=true needs the image modality"),
-    ("decoder rate", "generate_rate must be in (0, 1000] Hz, got -1.0"),
+    ("decoder rate", "Parameter generate_rate out of range Min: 0.01, Max: 1000.0, value: -1.0"),
 ])
 def test_invalid_parameters_are_refused_with_a_reason(outcomes: dict[str, Any], case: str, words: str) -> None:
     code, lines = outcomes[case]

@@ -1,4 +1,4 @@
-"""vae_ros.node_utils without running nodes: Fast DDS profile choice, anomaly scores, the latest-wins
+"""vae_ros.ros.kit.run without running nodes: Fast DDS profile choice, anomaly scores, the latest-wins
 worker, raw CDR decoding, and how run_node's process ends when a signal cuts start-up short."""
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ import pytest
 import torch
 from rclpy.serialization import serialize_message
 
+from vae_ros.core.anomaly import anomaly_score
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, ScanSpec
 from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.core.losses import vae_loss
 from vae_ros.core.models import build_model
-from vae_ros.node_utils import CdrDecoder, LatestWorker, MessageGuard, anomaly_score, use_large_data_profile
 from vae_ros.resources import config_dir
+from vae_ros.ros.kit.guard import CdrDecoder, LatestWorker, MessageGuard
+from vae_ros.ros.kit.run import use_large_data_profile
 
 
 def test_profile_is_set_only_when_the_user_has_none() -> None:
@@ -139,7 +141,7 @@ class _ClockNode:
 def test_stamp_age_measures_latency_and_refuses_stamps_from_another_clock() -> None:
     from builtin_interfaces.msg import Time
 
-    from vae_ros.node_utils import stamp_age
+    from vae_ros.ros.kit.guard import stamp_age
 
     wall = _ClockNode(now_ns=1_700_000_000_250_000_000)
     assert stamp_age(wall, Time(sec=1_700_000_000, nanosec=0)) == pytest.approx(0.25)
@@ -204,7 +206,7 @@ def test_params_files_as_launch_ros_writes_them_are_accepted(tmp_path: pathlib.P
     # tagged !!python/tuple; rcl reads them as arrays, so the start-up check must too, and still nothing else.
     import yaml
 
-    from vae_ros.node_utils import check_params_files
+    from vae_ros.ros.kit.declare import check_params_files
 
     written = tmp_path / "launch_params.yaml"
     written.write_text(yaml.dump({"/**": {"ros__parameters": {"initial_pose": (0.5, -0.3, 0.4)}}}))
@@ -220,7 +222,7 @@ def test_params_files_as_launch_ros_writes_them_are_accepted(tmp_path: pathlib.P
 _SIGNAL_CHILD = """
 import ctypes, os, signal, sys, time
 from vae_ros.core.errors import BackendUnavailableError
-from vae_ros.node_utils import run_node
+from vae_ros.ros.kit.run import run_node
 
 def starting():
     try:

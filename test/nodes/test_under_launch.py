@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from vae_ros.node_utils import MessageGuard
+from vae_ros.ros.kit.guard import MessageGuard
 
 
 class _Logger:
@@ -53,7 +53,7 @@ def test_params_files_written_by_launch_ros_are_accepted(tmp_path: Any) -> None:
     import yaml
 
     from vae_ros.core.errors import ConfigError
-    from vae_ros.node_utils import check_params_files
+    from vae_ros.ros.kit.declare import check_params_files
 
     path = tmp_path / "launch_params"
     path.write_text(yaml.dump({"/**": {"ros__parameters": {"initial_pose": (0.5, 0.0, 1.0), "seed": 3}}}))

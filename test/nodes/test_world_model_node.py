@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
 
-from vae_ros.control.dynamics import LatentDynamics
-from vae_ros.conversions import (
+from vae_ros.control.runtime.dynamics import LatentDynamics
+from vae_ros.core.conversions.latent import (
     latent_to_msg,
     latent_to_stamped_msg,
     msg_to_latent_rows,

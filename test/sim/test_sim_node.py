@@ -16,7 +16,7 @@ import pytest
 import ros_env
 from probe import Probe, wait_for
 
-from vae_ros.conversions import planar_pose
+from vae_ros.core.conversions.common import planar_pose
 
 pytestmark = pytest.mark.ros
 
@@ -37,7 +37,7 @@ def sim() -> Iterator[tuple[subprocess.Popen[str], Probe]]:
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image, LaserScan, PointCloud2
 
-    proc = subprocess.Popen([sys.executable, "-m", "vae_ros.sim_node", "--ros-args", *NODE_PARAMS],
+    proc = subprocess.Popen([sys.executable, "-m", "vae_ros.ros.nodes.sim_node", "--ros-args", *NODE_PARAMS],
                             env=ros_env.ros_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     probe = Probe("sim_node_probe")
     # Sensors as the encoder subscribes to them (best effort), the clock as rclpy's TimeSource does.
@@ -215,7 +215,7 @@ def test_cmd_vel_moves_the_robot_and_a_stale_command_stops_it(sim: tuple[subproc
 
 
 def test_bad_parameters_at_start_give_one_clear_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "vae_ros.sim_node", "--ros-args", "-p", "lidar:=laser"],
+    result = subprocess.run([sys.executable, "-m", "vae_ros.ros.nodes.sim_node", "--ros-args", "-p", "lidar:=laser"],
                             env=ros_env.ros_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "lidar" in result.stderr and "scan" in result.stderr and "Traceback" not in result.stderr
@@ -240,7 +240,7 @@ def test_odom_error_drifts_odom_while_ground_truth_odom_stays_true() -> None:
 
     params = ["-p", "lidar:=none", "-p", "publish_camera:=false", "-p", "rate:=20.0", "-p", "odom_error:=1.0",
               "-p", "initial_pose:=[-1.5, -0.3, 0.0]", "-p", "seed:=2", "-r", "__ns:=/drift"]  # apart from `sim`
-    proc = subprocess.Popen([sys.executable, "-m", "vae_ros.sim_node", "--ros-args", *params],
+    proc = subprocess.Popen([sys.executable, "-m", "vae_ros.ros.nodes.sim_node", "--ros-args", *params],
                             env=ros_env.ros_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     probe = Probe("odom_error_probe")
     probe.record(Odometry, "/drift/odom", 10)

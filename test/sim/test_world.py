@@ -194,7 +194,7 @@ def test_config_is_validated() -> None:
 def test_world_never_imports_rclpy() -> None:
     import subprocess
 
-    code = ("import sys, vae_ros.sim.world, vae_ros.sim.policy, vae_ros.sim.messages; "
+    code = ("import sys, vae_ros.sim.world, vae_ros.sim.policy, vae_ros.ros.sim_messages; "
             "print('rclpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -242,7 +242,7 @@ class BagSource(DataSource):
     def samples(self, config: ModelConfig, select: Callable[[str], bool] | None = None,
                 stats: DecodeStats | None = None, shard: tuple[int, int] = (0, 1),
                 ) -> Iterator[tuple[int, np.ndarray]]:
-        from vae_ros.conversions import msg_to_model_input
+        from vae_ros.core.conversions.model_input import msg_to_model_input
 
         self.check_modality(config)
         stats = stats if stats is not None else DecodeStats()

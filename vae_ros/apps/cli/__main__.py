@@ -1,0 +1,5 @@
+import sys
+
+from vae_ros.apps.cli import main
+
+sys.exit(main())

@@ -1,0 +1,303 @@
+"""`vae-ros train`: train a VAE from a rosbag2 topic (MCAP or sqlite3) or an image folder into a model directory.
+
+    vae-ros train --bag BAG --topic /camera/image_raw --out trained/my_camera --epochs 30
+    vae-ros train --images photos/ --out models/photos --image-size 64 --channels 3
+    vae-ros train --bag BAG --topic /scan --out models/my_scan          # modality from the topic type
+    vae-ros train ... --out trained/my_camera --resume --epochs 50      # continue (or extend) a run
+    torchrun --nproc-per-node=4 -m vae_ros.apps.cli train ...               # one process per GPU (or CPU share)
+
+The output folder becomes a model directory (model.json + weights.safetensors of the best validation
+epoch), with training_curves.png and checkpoint/ (for --resume) beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers")
+    return values
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, several_bags: bool = False) -> None:
+    """--bag/--topic/--images, shared with `vae-ros eval`; `several_bags`: --bag may repeat (control training)."""
+    data = parser.add_argument_group("data (give --bag and --topic, or --images)")
+    if several_bags:
+        data.add_argument("--bag", metavar="PATH", action="append",
+                          help="rosbag2 folder, or a single .mcap / .db3 file; repeat it with --pose-topic to "
+                               "train on several recordings (one world each)")
+    else:
+        data.add_argument("--bag", metavar="PATH", help="rosbag2 folder, or a single .mcap / .db3 file")
+    data.add_argument("--topic", metavar="NAME",
+                      help="topic to read: sensor_msgs/Image, CompressedImage, LaserScan or PointCloud2")
+    data.add_argument("--images", metavar="DIR", help="folder of .png/.jpg/.jpeg/.bmp images (recursive)")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    add_data_arguments(parser, several_bags=True)
+    parser.add_argument("--out", metavar="DIR", required=True, help="model directory to write")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from DIR/checkpoint after its last completed epoch (model and "
+                             "optimisation settings come from the checkpoint; --epochs may extend the run)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite a previous training in --out (removes its model, checkpoint, "
+                             "curves and exports; other files are left alone)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--modality", choices=("image", "scan", "pointcloud"),
+                       help="default: from the topic's message type (images for --images)")
+    model.add_argument("--latent-dim", type=_positive_int, default=16, metavar="D", help="latent size (16)")
+    model.add_argument("--arch-channels", type=_int_list, metavar="C1,C2,..",
+                       help="channels of each stride-2 conv stage (default 32,64,128,256)")
+    model.add_argument("--likelihood", choices=("gaussian", "bernoulli"), default="gaussian",
+                       help="decoder likelihood (gaussian)")
+    model.add_argument("--obs-std", type=float, default=0.1, metavar="S",
+                       help="Gaussian likelihood: observation noise in normalised units (0.1); smaller "
+                            "weighs reconstruction more against the KL term")
+    model.add_argument("--image-size", type=_positive_int, default=64, metavar="N",
+                       help="square image side, a multiple of 16 (64)")
+    model.add_argument("--channels", type=int, choices=(1, 3), default=3, help="image channels (3 = RGB)")
+    model.add_argument("--beams", type=_positive_int, metavar="N",
+                       help="scan model beams (default: the bag's beam count rounded to a multiple of 8)")
+    model.add_argument("--rows", type=_positive_int, default=16, help="range-image rows (16)")
+    model.add_argument("--cols", type=_positive_int, default=256, help="range-image columns (256)")
+    model.add_argument("--fov-up", type=float, default=15.0, metavar="DEG", help="range-image top (15)")
+    model.add_argument("--fov-down", type=float, default=-15.0, metavar="DEG", help="range-image bottom (-15)")
+    model.add_argument("--range-max", type=float, metavar="M",
+                       help="LiDAR normalising range (default: the scan's range_max, 10 m for clouds)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=_positive_int, default=30, help="epochs (30)")
+    opt.add_argument("--batch-size", type=_positive_int, default=64,
+                     help="batch size (64); under torchrun the global batch, shared by the processes")
+    opt.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    opt.add_argument("--beta", type=float, default=1.0, help="KL weight beta (1.0)")
+    opt.add_argument("--kl-anneal", choices=("linear", "cyclical", "none"), default="linear",
+                     help="KL annealing schedule (linear)")
+    opt.add_argument("--warmup-steps", type=int, default=1000, metavar="N",
+                     help="KL annealing ramp in optimisation steps (1000)")
+    opt.add_argument("--free-bits", type=float, default=0.0, metavar="F", help="free bits per dim, nats (0)")
+    opt.add_argument("--val-percent", type=float, default=10.0, help="validation share in percent (10)")
+    opt.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    opt.add_argument("--device", default="cpu",
+                     help="cpu or cuda[:N] (cpu); under torchrun cuda, each process on the GPU of its LOCAL_RANK")
+    opt.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes (0)")
+    opt.add_argument("--cache-mb", type=float, default=2048.0,
+                     help="RAM for preprocessed samples (per process); larger data streams from disk every "
+                          "epoch (2048)")
+    opt.add_argument("--quiet", action="store_true", help="no progress bar")
+    control = parser.add_argument_group(
+        "control-fit training (with --pose-topic: ELBO + a term tying latent distance to pose distance, so that "
+        "latent_servo_node can servo in the latent space; see docs/CONTROL.md)")
+    control.add_argument("--pose-topic", metavar="NAME",
+                         help="nav_msgs/Odometry topic giving each sensor message its pose (e.g. odom); turns on "
+                              "control-fit training, which counts --steps instead of --epochs")
+    control.add_argument("--steps", type=_positive_int, default=6000, help="optimisation steps (6000)")
+    control.add_argument("--metric-weight", type=float, default=300.0, metavar="W",
+                         help="weight of the pose-metric term (300)")
+    control.add_argument("--yaw-weight", type=float, default=1.0, metavar="M",
+                         help="metres of pose distance per radian of yaw in the metric (1.0)")
+
+
+class _LineFormatter(logging.Formatter):
+    """'vae-ros train: epoch 3/30 ...' for progress, 'vae-ros train: warning: ...' for problems."""
+
+    def __init__(self, command: str, rank: int = 0) -> None:
+        super().__init__()
+        self.prefix = f"vae-ros {command}: " if rank == 0 else f"vae-ros {command} [rank {rank}]: "
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno <= logging.INFO else record.levelname.lower() + ": "
+        return self.prefix + level + record.getMessage()
+
+
+def setup_logging(command: str, rank: int = 0) -> None:
+    """vae_ros log records (e.g. 'skipped 3 undecodable messages') as plain lines on stderr; under torchrun
+    the processes other than rank 0 report only warnings and errors, marked with their rank."""
+    logger = logging.getLogger("vae_ros")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LineFormatter(command, rank))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+        logger.propagate = False
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove folder (and empty folders in it) when nothing was written there."""
+    if not folder.is_dir():
+        return
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # fails, as it should, when something is in it
+
+
+def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:
+    """Refuse to train over a non-empty folder unless resuming, or told to overwrite (then clean it)."""
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.core.train import ARTIFACTS
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    if resume or not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
+        raise ConfigError(f"--out {out} is not empty; pass --resume to continue its training or --force to "
+                          "overwrite it")
+    import shutil
+
+    for name in ARTIFACTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def build_model_config(args: argparse.Namespace, source: Any) -> Any:
+    """The ModelConfig the flags describe, with LiDAR specs matched to the data where not given."""
+    from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec
+    from vae_ros.core.data import BagSource, scan_spec_from_message
+    from vae_ros.core.errors import ConfigError
+
+    modality = args.modality or source.modality
+    arch = ArchSpec(latent_dim=args.latent_dim, likelihood=args.likelihood, obs_std=args.obs_std)
+    if args.arch_channels:
+        arch.channels = list(args.arch_channels)
+    if modality == "image":
+        config = ModelConfig(modality="image", arch=arch,
+                             image=ImageSpec(height=args.image_size, width=args.image_size,
+                                             channels=args.channels))
+    elif modality == "scan":
+        if not isinstance(source, BagSource):
+            raise ConfigError("scan models train from a LaserScan topic (--bag PATH --topic NAME)")
+        source.check_modality(ModelConfig(modality="scan"))
+        spec = scan_spec_from_message(source.first_message(), args.beams)
+        if args.range_max is not None:
+            spec.range_max = args.range_max
+        config = ModelConfig(modality="scan", arch=arch, scan=spec)
+    else:
+        config = ModelConfig(modality="pointcloud", arch=arch, pointcloud=PointCloudSpec(
+            rows=args.rows, cols=args.cols, fov_up_deg=args.fov_up, fov_down_deg=args.fov_down,
+            range_max=args.range_max if args.range_max is not None else 10.0))
+    config.validate()
+    return config
+
+
+def _train(args: argparse.Namespace, dist: Any) -> dict[str, Any]:
+    """Train as the flags say; under torchrun rank 0 alone prepares --out and gets the summary."""
+    from vae_ros.core.data import open_source
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.core.train import TrainConfig, select_device, train
+
+    bags = args.bag or []
+    if len(bags) > 1:
+        raise ConfigError("several --bag are for control-fit training (--pose-topic); give one --bag")
+    select_device(dist.device_name(args.device))  # before anything is removed by --force
+    source = open_source(bags[0] if bags else None, args.topic, args.images)
+    out = Path(args.out).expanduser()
+    created = not out.exists()
+    if dist.is_main:
+        prepare_out_dir(out, args.resume, args.force)
+    model_config = build_model_config(args, source)
+    source.check_modality(model_config)
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        kl_annealing=args.kl_anneal, warmup_steps=args.warmup_steps, free_bits=args.free_bits,
+        val_percent=args.val_percent, seed=args.seed, device=args.device, num_workers=args.num_workers,
+        cache_mb=args.cache_mb,
+    )
+    try:
+        return train(source, model_config, train_config, out, resume=args.resume, progress=not args.quiet,
+                     dist=dist)
+    except BaseException:
+        if created and dist.is_main:  # a run that failed before writing anything leaves no empty folder behind
+            remove_if_empty(out)
+        raise
+
+
+def _run_control(args: argparse.Namespace) -> int:
+    from vae_ros.control.training.metric import MetricSpec
+    from vae_ros.control.training.train_metric import ControlTrainConfig, read_posed_samples, train_control
+    from vae_ros.core.data import BagSource
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.core.train import select_device
+
+    if not args.bag or not args.topic or args.images:
+        raise ConfigError("--pose-topic trains from bags: give --bag PATH (one or more) and --topic NAME")
+    if args.resume:
+        raise ConfigError("--resume is not supported with --pose-topic; control-fit training restarts")
+    select_device(args.device)
+    config = ControlTrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        warmup_steps=min(args.warmup_steps, args.steps), val_percent=args.val_percent, seed=args.seed,
+        device=args.device, metric=MetricSpec(weight=args.metric_weight, yaw_weight=args.yaw_weight))
+    config.validate()
+    out = Path(args.out).expanduser()
+    prepare_out_dir(out, False, args.force)
+    model_config = build_model_config(args, BagSource(args.bag[0], args.topic))
+    data = read_posed_samples(args.bag, args.topic, args.pose_topic, model_config, progress=not args.quiet)
+    summary = train_control(data, model_config, config, out, progress=not args.quiet)
+    best = summary["best"]
+    calibration = summary["control"]["calibration"]
+    print("\n".join([
+        f"model directory: {out}",
+        f"samples: {summary['samples']['train']} train, {summary['samples']['val']} validation, "
+        f"from {len(args.bag)} recording(s)",
+        f"best at step {best['epoch']}: val metric loss {best['val_metric']:.4f}, latent vs pose distance "
+        f"Spearman {best['val_spearman_1_5m']:.3f} (pairs within 1.5 m), recon NLL {best['val_recon_nll']:.1f}, "
+        f"KL {best['val_kl']:.1f}",
+        (f"servo tolerance: latent error {calibration['tolerance']:.4f} (precision {calibration['precision']:.1%}, "
+         f"recall {calibration['recall']:.1%} for 0.10 m / 5 deg)" if calibration.get("tolerance") else
+         f"servo tolerance: not calibrated ({calibration.get('error')}); set latent_servo_node's tolerance"),
+        f"time: {summary['time_s']:.1f} s on {summary['device']}"]))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from vae_ros.core.distributed import from_env, process_group
+    from vae_ros.core.errors import ConfigError
+
+    dist = from_env()  # under torchrun: this process's rank; otherwise one process
+    setup_logging("train", dist.rank)
+    if args.pose_topic:
+        if dist.enabled:
+            raise ConfigError("control-fit training (--pose-topic) runs in one process; start it without torchrun")
+        return _run_control(args)
+    with process_group(dist, args.device):
+        summary = _train(args, dist)
+    if not dist.is_main:
+        return 0
+    best = summary.get("best") or {}
+    lines = [f"model directory: {Path(args.out).expanduser()}",
+             f"samples: {summary['samples']['train']} train, {summary['samples']['val']} validation, "
+             f"{summary['samples']['skipped']} skipped",
+             f"best epoch {summary['best_epoch']} of {summary['epochs']}: val ELBO {summary['val_elbo']:.3f} "
+             f"nats, recon NLL {best.get('val_recon_nll', float('nan')):.3f}, KL {best.get('val_kl', float('nan')):.3f}"]
+    if "val_psnr_db" in best:
+        lines.append(f"PSNR {best['val_psnr_db']:.2f} dB, MSE {best['val_mse']:.6f}")
+    if "val_range_mae_m" in best:
+        lines.append(f"range error {best['val_range_mae_m']:.4f} m (MAE), {best['val_range_rmse_m']:.4f} m (RMSE)")
+    if best.get("active_units") is not None:
+        lines.append(f"active units: {best['active_units']} of {len(best['kl_per_dim'])}")
+    lines.append(f"time: {summary['time_s']:.1f} s on {summary['device']}")
+    print("\n".join(lines))
+    return 0

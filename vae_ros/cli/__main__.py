@@ -1,5 +1,0 @@
-import sys
-
-from vae_ros.cli import main
-
-sys.exit(main())

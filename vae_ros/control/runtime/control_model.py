@@ -1,0 +1,98 @@
+"""A control model directory as the servo uses it (ROS-free): encoder, servo head and calibrated tolerance.
+
+A control model is a vae_ros model directory (model.json + weights.safetensors, exports beside them)
+trained with the pose-metric term (`vae-ros train --pose-topic`), plus `servo_head.safetensors` (the
+relative-pose head, vae_ros.control.runtime.pose_head) and, in model.json under training.control, the latent
+error tolerance calibrated to mean <= 0.10 m and 5 deg. latent_servo_node and the in-process evaluation
+both go through this class, so they see the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_ros.control.runtime.pose_head import PoseHeadNumpy
+from vae_ros.core.errors import ConfigError
+from vae_ros.core.preprocess import preprocess_scan
+
+CONTROL_MODEL = "control_default"
+
+
+def control_model_dir(path: str) -> Path:
+    """A `model` parameter / --model flag -> a directory: empty means the packaged models/control_default."""
+    if path.strip():
+        return Path(path.strip()).expanduser()
+    from vae_ros.resources import models_dir
+
+    return models_dir() / CONTROL_MODEL
+
+
+def calibrated_tolerance(training: dict[str, Any]) -> float | None:
+    """training.control.tolerance of a control model's model.json; None when it was never calibrated."""
+    control = training.get("control") if isinstance(training, dict) else None
+    value = control.get("tolerance") if isinstance(control, dict) else None
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model.json training.control.tolerance must be a number, got {value!r}") from err
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"model.json training.control.tolerance must be positive, got {value}")
+    return value
+
+
+class ControlModel:
+    """Encoder (through a vae_ros backend) + servo head + tolerance of one control model directory."""
+
+    def __init__(self, model_dir: str | Path, backend: str = "auto", device: str = "cpu",
+                 threads: int | None = None) -> None:
+        from vae_ros.core.backends import load_config
+
+        self.model_dir = Path(model_dir)
+        self.config = load_config(self.model_dir)
+        if self.config.modality != "scan":
+            raise ConfigError(f"{self.model_dir} is a {self.config.modality!r} model; the latent servo's packaged "
+                              "control models are LaserScan models (train one with `vae-ros train --pose-topic`)")
+        self.head = PoseHeadNumpy.load(self.model_dir, self.config.latent_dim)
+        self.tolerance = calibrated_tolerance(self.config.training)
+        self._backend_args = (backend, device, threads)
+        self._backend: Any = None
+
+    @property
+    def backend(self) -> Any:
+        """The encoder's runtime, created on first use: latent_servo_node never encodes (its latents come
+        from encoder_node), the in-process evaluation does."""
+        if self._backend is None:
+            from vae_ros.core.backends import create_backend
+
+            backend, device, threads = self._backend_args
+            self._backend = create_backend(self.model_dir, backend, device, threads=threads)
+        return self._backend
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    def scan_latents(self, scans: np.ndarray, angle_min: float, angle_increment: float, range_min: float,
+                     range_max: float) -> np.ndarray:
+        """(K, beams) LaserScan ranges of one geometry -> (K, D) latent means (the encoder node's path)."""
+        spec = self.config.scan_spec
+        batch = np.stack([preprocess_scan(r, angle_min, angle_increment, range_min, range_max, spec)
+                          for r in np.atleast_2d(np.asarray(scans, dtype=np.float32))])  # (K, 2, beams)
+        mean, _ = self.backend.encode(batch)
+        return np.asarray(mean, dtype=np.float64)
+
+    def latent(self, world: Any) -> np.ndarray:
+        """(D,) latent of what the simulated robot's LiDAR sees now (a vae_ros.sim.world.SimWorld)."""
+        geo = world.scan_geometry
+        return self.scan_latents(world.scan()[None], geo.angle_min, geo.angle_increment, geo.range_min,
+                                 geo.range_max)[0]
+
+    def estimate(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
+        """(3,) the goal's (dx, dy, dyaw) in the robot frame, from the two latents."""
+        return self.head.estimate(z, z_goal)

@@ -1,0 +1,2 @@
+"""Training for control (torch): the pose-metric VAE, the servo head, the latent dynamics and their data.
+"""

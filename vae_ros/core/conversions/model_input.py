@@ -1,0 +1,61 @@
+"""Any sensor message -> the model's input array (the encoder's and the training data's one path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vae_ros.core.config import ModelConfig
+from vae_ros.core.conversions.image import compressed_msg_to_array, image_msg_to_array
+from vae_ros.core.conversions.lidar import pointcloud_msg_to_xyz, scan_msg_to_input
+from vae_ros.core.errors import InputError
+from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS
+from vae_ros.core.preprocess import preprocess_image, preprocess_pointcloud
+
+# ---------------------------------------------------------------------------------------------------------
+# Dispatch: the single path from a sensor message to a model input
+# ---------------------------------------------------------------------------------------------------------
+_KIND_MODALITY = {"image": "image", "compressed": "image", "scan": "scan", "pointcloud": "pointcloud"}
+_KIND_NAMES = {
+    "image": "sensor_msgs/Image",
+    "compressed": "sensor_msgs/CompressedImage",
+    "scan": "sensor_msgs/LaserScan",
+    "pointcloud": "sensor_msgs/PointCloud2",
+}
+
+
+def message_kind(msg: Any) -> str:
+    """What a message is, from its fields: 'image', 'compressed', 'scan' or 'pointcloud'."""
+    if hasattr(msg, "format") and hasattr(msg, "data"):
+        return "compressed"
+    if hasattr(msg, "ranges") and hasattr(msg, "angle_increment"):
+        return "scan"
+    if hasattr(msg, "fields") and hasattr(msg, "point_step"):
+        return "pointcloud"
+    if hasattr(msg, "encoding") and hasattr(msg, "step"):
+        return "image"
+    raise InputError(
+        f"{type(msg).__name__} is not a supported sensor message; expected Image, CompressedImage, "
+        "LaserScan or PointCloud2"
+    )
+
+
+def msg_to_model_input(msg: Any, config: ModelConfig,
+                       max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Any supported sensor message -> one preprocessed float32 sample shaped config.input_shape.
+
+    The single path used by the encoder node and by training data, so both see identical inputs.
+    max_image_pixels bounds what a compressed image may declare (see compressed_msg_to_array).
+    """
+    kind = message_kind(msg)
+    if _KIND_MODALITY[kind] != config.modality:
+        raise InputError(f"got a {_KIND_NAMES[kind]}, but the model's modality is {config.modality!r}")
+    if kind == "image":
+        return preprocess_image(image_msg_to_array(msg), config.image_spec)
+    if kind == "compressed":
+        return preprocess_image(compressed_msg_to_array(msg, max_image_pixels), config.image_spec)
+    if kind == "scan":
+        return scan_msg_to_input(msg, config.scan_spec)
+    return preprocess_pointcloud(pointcloud_msg_to_xyz(msg), config.pointcloud_spec)

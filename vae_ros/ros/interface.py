@@ -1,0 +1,185 @@
+"""Every topic, service and diagnostics key of vae_ros, written once: name, message type, QoS, who publishes
+and who subscribes, and what it carries.
+
+The nodes take their names from here, and docs/INTERFACE.md is generated from this module and the parameter
+specs (vae_ros.ros.kit.params) by `python -m vae_ros.apps.interface_doc`; test/test_interface_doc.py fails when the
+file is out of date or when a name of ../shared/CONTRACT.md is missing. ROS-free (types are named, not
+imported), so launch files, docs tools and the core may read it.
+
+All names are relative (so namespaces and remapping work) except `/clock` and `/diagnostics`, which ROS
+defines as global. QoS names refer to the profiles of vae_ros.ros.qos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# -- QoS profile names (vae_ros.ros.qos defines them) -------------------------------------------------------------
+SENSOR = "sensor (best effort, keep last 1; reliable when every publisher is)"
+RELIABLE = "reliable, keep last 10"
+LATCHED = "reliable, transient local, keep last 1"
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic of the interface. `planned`: named by the contract, not implemented yet (the issue that adds it)."""
+
+    name: str
+    type: str
+    qos: str
+    publishers: tuple[str, ...]
+    subscribers: tuple[str, ...]
+    description: str
+    planned: str = ""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service of the interface."""
+
+    name: str
+    type: str
+    servers: tuple[str, ...]
+    description: str
+    planned: str = ""
+
+
+CONTROLLERS = ("latent_servo_node", "world_model_node")
+_SERVO, _WM, _ENC, _DEC, _SIM = "latent_servo_node", "world_model_node", "encoder_node", "decoder_node", "sim_node"
+
+# -- sensors and robot state ----------------------------------------------------------------------------------
+CAMERA_TOPIC = "camera/image_raw"
+COMPRESSED_CAMERA_TOPIC = "camera/image_raw/compressed"
+SCAN_TOPIC = "scan"
+CLOUD_TOPIC = "lidar/points"
+ODOM_TOPIC = "odom"
+GROUND_TRUTH_ODOM_TOPIC = "ground_truth/odom"
+CMD_TOPIC = "cmd_vel"
+CLOCK_TOPIC = "/clock"
+# -- latents and what is made of them -------------------------------------------------------------------------
+LATENT_TOPIC = "vae/latent"
+LATENT_STAMPED_TOPIC = "vae/latent_stamped"
+RECONSTRUCTION_TOPIC = "vae/reconstruction"
+DECODED_SCAN_TOPIC = "vae/scan"
+DECODED_POINTS_TOPIC = "vae/points"
+ANOMALY_TOPIC = "vae/anomaly_score"
+# -- control ----------------------------------------------------------------------------------------------------
+GOAL_IMAGE_TOPIC = "servo/goal_image"
+GOAL_LATENT_TOPIC = "servo/goal_latent"
+SERVO_ERROR_TOPIC = "servo/error"
+PREDICTED_TOPIC = "world_model/predicted_latent"
+PLANNED_TOPIC = "world_model/planned_latents"
+ROUTE_PATH_TOPIC = "route/path"
+SET_GOAL_SERVICE = "servo/set_goal"
+CLEAR_GOAL_SERVICE = "servo/clear_goal"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+
+_IMAGE, _FLOATS = "sensor_msgs/msg/Image", "std_msgs/msg/Float32MultiArray"
+_STAMPED_LAYOUT = ("sensor_msgs/Image 32FC1, width D, height 1 (means) or 2 (row 1 log-variances), header of "
+                   "the encoded sensor message")
+
+TOPICS: tuple[Topic, ...] = (
+    Topic(CAMERA_TOPIC, _IMAGE, SENSOR, (_SIM,), (_ENC, *CONTROLLERS),
+          "Camera frames; the controllers keep them beside the latent of the same stamp (view memory) so that "
+          "goal images work with a LiDAR model."),
+    Topic(COMPRESSED_CAMERA_TOPIC, "sensor_msgs/msg/CompressedImage", SENSOR, (), (_ENC,),
+          "JPEG / PNG camera frames, with encoder_node `compressed:=true`."),
+    Topic(SCAN_TOPIC, "sensor_msgs/msg/LaserScan", SENSOR, (_SIM,), (_ENC, *CONTROLLERS),
+          "2-D LiDAR; the world model's collision cost and fail-safe read it."),
+    Topic(CLOUD_TOPIC, "sensor_msgs/msg/PointCloud2", SENSOR, (_SIM,), (_ENC,),
+          "3-D LiDAR, fields x, y, z float32."),
+    Topic(ODOM_TOPIC, "nav_msgs/msg/Odometry", RELIABLE, (_SIM,), (),
+          "Wheel odometry (REP-103/105 frames): the ground truth unless sim_node's `odom_error` > 0."),
+    Topic(GROUND_TRUTH_ODOM_TOPIC, "nav_msgs/msg/Odometry", RELIABLE, (_SIM,), (),
+          "The true pose, for evaluation only: no controller reads it."),
+    Topic(CMD_TOPIC, "geometry_msgs/msg/Twist", RELIABLE, CONTROLLERS, (_SIM, _WM),
+          "Velocity commands; zero on stale, missing or invalid input and on shutdown. The world model also "
+          "reads the executed command for its one-step prediction."),
+    Topic(CLOCK_TOPIC, "rosgraph_msgs/msg/Clock", RELIABLE, (_SIM,), ("every node with use_sim_time",),
+          "Simulated time."),
+    Topic(LATENT_TOPIC, _FLOATS, RELIABLE, (_ENC,), (_DEC,),
+          "The latent mean (layout dim `latent`), or mean and log-variance (dims `stat` x `latent`) with "
+          "`publish_variance:=true`."),
+    Topic(LATENT_STAMPED_TOPIC, _IMAGE, RELIABLE, (_ENC,), (*CONTROLLERS, _DEC), _STAMPED_LAYOUT + "."),
+    Topic(RECONSTRUCTION_TOPIC, _IMAGE, RELIABLE, (_DEC,), (),
+          "The decoded observation as an image (every modality)."),
+    Topic(DECODED_SCAN_TOPIC, "sensor_msgs/msg/LaserScan", RELIABLE, (_DEC,), (),
+          "Scan models: the decoded scan with the input's stamp and frame."),
+    Topic(DECODED_POINTS_TOPIC, "sensor_msgs/msg/PointCloud2", RELIABLE, (_DEC,), (),
+          "Point-cloud models: the decoded cloud with the input's stamp and frame."),
+    Topic(ANOMALY_TOPIC, "std_msgs/msg/Float32", RELIABLE, (_ENC,), (),
+          "Per input, with `publish_anomaly_score:=true` (`anomaly_metric`)."),
+    Topic(GOAL_IMAGE_TOPIC, _IMAGE, RELIABLE, (), CONTROLLERS,
+          "A goal as an image: encoded by a camera model, or the latent of the matching remembered view."),
+    Topic(GOAL_LATENT_TOPIC, _FLOATS, RELIABLE, (), CONTROLLERS, "A goal as a latent (the vae/latent layout)."),
+    Topic(SERVO_ERROR_TOPIC, "std_msgs/msg/Float32", RELIABLE, (_SERVO,), (), "The latent error norm."),
+    Topic(PREDICTED_TOPIC, _IMAGE, RELIABLE, (_WM,), (),
+          "The one-step prediction, stamped for the time it predicts (row 0 mean, row 1 log-variance)."),
+    Topic(PLANNED_TOPIC, _IMAGE, RELIABLE, (_WM,), (),
+          "The latents the chosen plan predicts, one row per planned step, stamped like the latent planned from."),
+    Topic(ROUTE_PATH_TOPIC, "nav_msgs/msg/Path", LATCHED, ("route_follower_node",), (),
+          "The taught route's poses, for RViz.", planned="issue 18"),
+    Topic(DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", RELIABLE, (_ENC, _DEC, _SIM, *CONTROLLERS), (),
+          "Health of every node: the keys below."),
+)
+
+SERVICES: tuple[Service, ...] = (
+    Service(SET_GOAL_SERVICE, "std_srvs/srv/Trigger", CONTROLLERS,
+            "The newest fresh latent becomes the goal (teach, then repeat)."),
+    Service(CLEAR_GOAL_SERVICE, "std_srvs/srv/Trigger", CONTROLLERS, "Forget the goal and stop."),
+)
+
+EXECUTABLES: tuple[tuple[str, str], ...] = (
+    (_ENC, "sensor -> latent: modality image (Image or CompressedImage), scan (LaserScan) or pointcloud "
+           "(PointCloud2)"),
+    (_DEC, "latent -> reconstruction (Image, and the decoded LaserScan / PointCloud2), or generation from the prior"),
+    (_SERVO, "latent + goal latent -> velocity command, by a control law in latent space"),
+    (_WM, "latent + executed commands -> predicted latents; MPC toward a goal latent"),
+    (_SIM, "MuJoCo robot world: camera, LiDAR, odometry, clock; consumes velocity commands"),
+    ("vae-ros", "the command-line tool (subcommands below)"),
+)
+
+# Diagnostics keys (diagnostic_msgs/KeyValue) each node publishes on /diagnostics, beside the counters every
+# node has (STATS_KEYS).
+STATS_KEYS: tuple[tuple[str, str], ...] = (
+    ("input_rate_hz", "messages received per second"),
+    ("output_rate_hz", "messages published per second"),
+    ("received / published / dropped / rejected / errors", "counters since start"),
+    ("processing_time_*_ms, latency_*_ms", "per-message work and stamp-to-publish latency"),
+    ("last_rejection, last_error", "the reason of the newest rejected message / unexpected error"),
+)
+_INFERENCE_KEYS: tuple[tuple[str, str], ...] = (
+    ("backend", "the runtime serving the model"), ("modality", "image, scan or pointcloud"),
+    ("latent_dim", "latent size"), ("fallback", "why a faster runtime was passed over (when one was)"),
+)
+_CONTROL_KEYS: tuple[tuple[str, str], ...] = (
+    ("state", "idle, the controller's active state, converged, lost or stale"),
+    ("latent_error", "latent error norm to the goal (none without one)"),
+    ("tolerance", "latent error that counts as converged"),
+    ("goal_source", "where the goal came from"),
+    ("command", "the last command"),
+    ("latent_publishers", "publishers of vae/latent_stamped in the graph (0: nothing to control from)"),
+    ("remembered_views, goal_image", "the view memory and a goal image's match (LiDAR models)"),
+    ("future_stamped", "latents rejected for a stamp further ahead of the node's clock than `max_clock_skew`"),
+    ("out_of_range", "latents and goal latents rejected for lying outside the model's range"),
+    ("goals_dropped_after_clear", "goal latents sent before a servo/clear_goal and dropped after it"),
+    ("latent_bound", "the bound |z_i| latents are held to (model.json training.latent_range, or 50)"),
+)
+DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    _ENC: (*_INFERENCE_KEYS, ("input_topic", "the resolved input topic"),
+           ("input_reliability", "best_effort or reliable, matched to the publishers")),
+    _DEC: (*_INFERENCE_KEYS, ("mode", "decode or generate"), ("latent_input", "which latent topic is decoded"),
+           ("latent_bound", "latents beyond this |z_i| are rejected, never decoded")),
+    _SIM: (("frames, commands, rejected_commands, stale_stops, errors", "simulator counters"),),
+    _SERVO: (*_CONTROL_KEYS,
+             ("phase", "approaching, aligning yaw or backing off"),
+             ("goal_estimate_robot_frame", "the servo head's estimate of the goal in the robot frame"),
+             ("model", "the control model directory")),
+    _WM: (*_CONTROL_KEYS,
+          ("prediction_error_mean, prediction_error_p50, prediction_error_count", "one-step prediction error"),
+          ("prediction_zscore_rms_mean", "calibration of the predicted variance"),
+          ("plan_time_p50_ms, plan_time_p99_ms, plan_time_max_ms", "planning time"),
+          ("plan_cost", "cost of the chosen plan"),
+          ("internal_errors", "unexpected planning failures (the status is ERROR while any)"),
+          ("late_plans_dropped", "plans finished after a stop, a clear, a new goal or on a stale latent: dropped")),
+}

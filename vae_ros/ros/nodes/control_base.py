@@ -1,0 +1,538 @@
+"""What the latent controllers (latent_servo_node, world_model_node) share: goals, the newest latent, the
+stale-input watchdog and a velocity output that fails safe. A controller subclasses ControlNode, loads its
+model, calls `_start_control` and implements its step on `_on_latent`.
+
+Goals, changeable while running: `servo/set_goal` (std_srvs/Trigger: the newest fresh latent becomes the
+goal), `servo/clear_goal` (std_srvs/Trigger: forget the goal and stop), `servo/goal_latent`
+(std_msgs/Float32MultiArray in the contract's layout) and `servo/goal_image` (sensor_msgs/Image). A camera
+model encodes a goal image (`_encode_goal_image`); a model of another sensor (the packaged LaserScan control
+model) looks it up among the camera views it has seen (`view_memory`, vae_ros.control.runtime.view_memory: frames
+on `camera/image_raw` kept beside the latent of the same instant): the matching view's latent becomes the
+goal, and an image that matches no remembered view waits, the robot stopped, until one does.
+
+Fail-safe: zero velocity on `cmd_vel` while no goal is set, when the newest latent is older than
+`stale_timeout` (its header stamp against this node's clock; a 0.1 s watchdog on the steady clock checks),
+when a message is rejected while a goal is set, on an unexpected error, and once more on shutdown (`close`,
+after SIGINT / SIGTERM, while the ROS context is still valid).
+
+Input safety, here so that every controller has it (issue 21):
+- time both ways: a latent stamped more than `max_clock_skew` ahead of this node's clock is rejected (its age
+  would be negative, so it would never go stale), counted (`future_stamped`) and said;
+- range: current and goal latents outside the model's latent range (vae_ros.core.latent_range, from
+  model.json) are rejected with the reason (`out_of_range`);
+- clear_goal wins: goal latents that arrived or were sent before the last clear_goal (their source timestamp,
+  where rclpy gives the message info) are dropped and counted (`goals_dropped_after_clear`);
+- goal images are refused over `max_image_pixels` before any conversion, and converted, encoded or looked up
+  on their own thread, so that the watchdog and the latents never wait for one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+
+from vae_ros.control.runtime.view_memory import Match, ViewMemory, ViewMemoryConfig, view_descriptor
+from vae_ros.core.conversions.image import image_msg_to_array
+from vae_ros.core.conversions.latent import msg_to_latent
+from vae_ros.core.diagnostics import NodeStats
+from vae_ros.core.errors import InputError
+from vae_ros.core.latent_range import check_latent_range, latent_bound
+from vae_ros.ros.kit.declare import refuse_unknown_parameters
+from vae_ros.ros.kit.guard import CLOCK_MISMATCH_S, CdrDecoder, LatestWorker, MessageGuard
+from vae_ros.ros.kit.params import ControlParams
+from vae_ros.ros.kit.run import interrupt
+from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS
+
+LATENT_TOPIC = "vae/latent_stamped"
+CMD_TOPIC = "cmd_vel"
+GOAL_LATENT_TOPIC = "servo/goal_latent"
+GOAL_IMAGE_TOPIC = "servo/goal_image"
+CAMERA_TOPIC = "camera/image_raw"
+SET_GOAL_SERVICE = "servo/set_goal"
+CLEAR_GOAL_SERVICE = "servo/clear_goal"
+IDLE, STALE = "idle", "stale"
+WATCHDOG_PERIOD_S = 0.1
+# No latent for this long while the graph shows publishers of the topic: said once in the log (and the count
+# is always in /diagnostics), since a controller waiting on a link that delivers nothing only ever says "stale".
+SILENT_LINK_S = 10.0
+WARN_THROTTLE_S = 2.0
+FINAL_STOP_ACK_S = 0.5
+GOAL_LOG_THROTTLE_S = 1.0
+
+
+class ControlNode(Node):
+    """Base of the latent controllers: goal inputs, the newest latent, the watchdog and cmd_vel.
+
+    Subclasses set `params` (a ControlParams) and `stats` before `_start_control`, and may override the
+    hooks `_reset_for_goal` (a new goal: restart the controller's state), `_reset_command` (a stop: the
+    command state is zero) and `_encode_goal_image` (a goal image -> its latent).
+    """
+
+    ACTIVE: ClassVar[str] = "active"  # the status while a goal is being pursued
+    GOAL_DTYPE: ClassVar[type] = np.float32
+    # A node that publishes cmd_vel refuses to start on a parameter it does not know (node_utils).
+    REFUSE_UNKNOWN_PARAMETERS: ClassVar[bool] = True
+
+    params: ControlParams
+    stats: NodeStats
+
+    def __init__(self, node_name: str, **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        stop_before_shutdown()
+
+    def _start_control(self, latent_dim: int, model_dir: Path, modality: str, lock: Any = None) -> None:
+        """The latent subscription (to `_on_latent`), cmd_vel, the goal subscriptions and services and the
+        watchdog. `lock` guards goal and controller state where a planner thread shares them."""
+        if self.REFUSE_UNKNOWN_PARAMETERS:  # before cmd_vel exists: a misspelt limit must not drive the robot
+            refuse_unknown_parameters(self)
+        from geometry_msgs.msg import Twist
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32MultiArray
+        from std_srvs.srv import Trigger
+
+        self._twist = Twist
+        self._latent_dim = latent_dim
+        self._control_model_dir = model_dir
+        self._modality = modality
+        self.goal: np.ndarray | None = None
+        self.goal_source = ""
+        self.status = IDLE
+        self._latest: np.ndarray | None = None  # newest latent, for set_goal
+        self._latest_stamp_ns: int | None = None
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._last_arrival_ns = self._steady.now().nanoseconds  # of the newest latent (start-up until one)
+        self._arrival_offset_s: float | None = None  # node clock - stamp of the newest latent that arrived
+        from vae_ros.core.backends import load_config
+
+        self._latent_bound = latent_bound(load_config(model_dir).training)
+        # Bumped (lock held) by every new goal, clear and stop: work begun before (a plan) must not act after.
+        self._command_epoch = 0
+        self._cleared_wall_ns = 0  # time.time_ns() of the last clear_goal (goal latents sent before are dropped)
+        self._safety_counts = {"future_stamped": 0, "out_of_range": 0, "goals_dropped_after_clear": 0}
+        self._silent_link_said = False
+        self._link_checked_ns = 0  # steady time the graph was last asked for publishers (_check_link)
+        self._closed = False
+        self._lock: Any = lock if lock is not None else contextlib.nullcontext()
+        self._cmd_pub = self.create_publisher(Twist, CMD_TOPIC, COMMAND_QOS)
+        # One bad message is logged, counted and dropped, and the robot is stopped (fail safe).
+        self._guard = MessageGuard(self, self._on_rejected, self._on_error)
+        self._latent_sub = self.create_subscription(Image, LATENT_TOPIC, self._guard.wrap("a latent", self._on_latent),
+                                                    LATENT_QOS)
+        self._goal_latent_sub = self.create_subscription(
+            Float32MultiArray, GOAL_LATENT_TOPIC, self._goal_latent_callback(), LATENT_QOS)
+        # Goal images arrive raw: their size is checked before anything is converted, and the work (conversion,
+        # encoding, the view lookup) runs on its own thread; the outcome is applied here (_on_goal_image_done).
+        self._image_decoder = CdrDecoder("sensor_msgs/msg/Image")
+        self._goal_image_outcome: tuple[Any, str] | None = None  # (what the worker made of it, or its error; source)
+        self._outcome_lock = threading.Lock()
+        self._goal_image_done = self.create_guard_condition(self._guard.wrap("a goal image", self._on_goal_image_done))
+        self._goal_image_worker = LatestWorker(self._goal_image_work, self.stats.on_dropped, lambda: None,
+                                               name="goal_image")
+        self._goal_image_sub = self.create_subscription(
+            Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS, raw=True)
+        self._views_lock = threading.Lock()  # the view memory: the executor adds, the goal-image thread searches
+        # Goal images for models of other sensors: remembered camera views (see the module docstring).
+        self.views: ViewMemory | None = None
+        # (descriptor, source) of a goal image waiting for its view
+        self._pending_goal_image: tuple[np.ndarray, str] | None = None
+        self.goal_image_score: float | None = None  # NCC of the goal image's view (matched or best so far)
+        if modality != "image" and self.params.view_memory > 0:
+            self.views = ViewMemory(ViewMemoryConfig(capacity=self.params.view_memory,
+                                                     min_score=self.params.view_match))
+            # Not through the guard: the camera only serves goal images, so a bad frame is counted, not a stop.
+            self._camera_sub = self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
+        self._set_goal_srv = self.create_service(Trigger, SET_GOAL_SERVICE, self._on_set_goal)
+        self._clear_goal_srv = self.create_service(Trigger, CLEAR_GOAL_SERVICE, self._on_clear_goal)
+        # On the steady clock: it also wakes the executor at least every 0.1 s, so Ctrl-C is handled (see
+        # stop_before_shutdown) even when no input arrives (a stopped simulator stops the sim-time clock too).
+        self._watchdog = self.create_timer(WATCHDOG_PERIOD_S, self._on_watchdog, clock=self._steady)
+        stop_before_shutdown()
+
+    # -- hooks -----------------------------------------------------------------------------------------------
+    def _on_latent(self, msg: Any) -> None:
+        """A stamped latent (sensor_msgs/Image 32FC1) arrived: one control step."""
+        raise NotImplementedError
+
+    def _reset_for_goal(self) -> None:
+        """A new goal was set (lock held): restart the controller's state."""
+
+    def _reset_command(self) -> None:
+        """The robot is being stopped (lock held): the controller's command state becomes zero."""
+
+    def _encode_goal_image(self, msg: Any) -> np.ndarray:
+        """A goal image -> its latent (D,); this controller takes none."""
+        raise InputError(self._image_goal_refusal())
+
+    def _image_goal_refusal(self) -> str:
+        return (f"goal images need a camera model or the view memory (view_memory > 0); {self._control_model_dir} "
+                f"is a {self._modality} model: teach the goal with {SET_GOAL_SERVICE} or send its latent on "
+                f"{GOAL_LATENT_TOPIC}")
+
+    # -- goals -----------------------------------------------------------------------------------------------
+    def _set_goal(self, latent: np.ndarray, source: str, image_score: float | None = None) -> None:
+        """A new goal (it replaces a goal image still waiting for its view); image_score: the NCC of the
+        remembered view a goal image matched."""
+        check_latent_range(latent, self._latent_bound, "goal latent")
+        with self._lock:
+            self._command_epoch += 1
+            self.goal = np.asarray(latent, dtype=self.GOAL_DTYPE).copy()
+            self.goal_source = source
+            self._pending_goal_image, self.goal_image_score = None, image_score
+            self._reset_for_goal()
+            self.status = self.ACTIVE
+        # Throttled: a publisher flooding goals (1000/s) must not flood the log too (a blocked log pipe once
+        # stalled the node); /diagnostics always names the current goal_source.
+        self.get_logger().info(f"new goal from {source}", throttle_duration_sec=GOAL_LOG_THROTTLE_S)
+
+    def _goal_latent_callback(self) -> Any:
+        """The goal-latent subscription's callback: with the message info (its source timestamp) where rclpy
+        passes one (Iron and later: a callback of two parameters), else the message alone."""
+        from rclpy.subscription import Subscription
+
+        if not hasattr(Subscription, "CallbackType"):  # Humble: no message info; clear_goal drains the queue
+            return self._guard.wrap("a goal latent", self._on_goal_latent)
+
+        def on_goal_latent(msg: Any, info: Any) -> None:
+            self._guard.run("a goal latent", self._on_goal_latent, msg, info)
+
+        return on_goal_latent
+
+    def _on_goal_latent(self, msg: Any, info: Any = None) -> None:
+        sent_ns = int(info.get("source_timestamp", 0) or 0) if isinstance(info, dict) else 0
+        if 0 < sent_ns <= self._cleared_wall_ns:
+            # Sent before the last clear_goal, delivered after it (a flood queued behind the clear): a goal
+            # the operator has already withdrawn.
+            self._safety_counts["goals_dropped_after_clear"] += 1
+            self.get_logger().warning(
+                f"dropped a goal latent sent {(self._cleared_wall_ns - sent_ns) * 1e-9:.3f} s before the last "
+                f"{CLEAR_GOAL_SERVICE}", throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        mean, _ = msg_to_latent(msg, expected_dim=self._latent_dim)
+        if not np.all(np.isfinite(mean)):
+            raise InputError("goal latent holds NaN or inf")
+        self._check_range(mean, "goal latent")
+        self._set_goal(mean, GOAL_LATENT_TOPIC)
+
+    def _check_range(self, latent: np.ndarray, what: str) -> None:
+        try:
+            check_latent_range(latent, self._latent_bound, what)
+        except InputError:
+            self._safety_counts["out_of_range"] += 1
+            raise
+
+    # -- goal images: checked here, worked on by the goal-image thread, applied here -------------------------
+    def _on_goal_image(self, raw: bytes) -> None:
+        """A serialized sensor_msgs/Image: refused over max_image_pixels before anything is converted."""
+        msg = self._image_decoder.decode(raw)  # its data stays a view on the bytes
+        height, width, limit = int(msg.height), int(msg.width), self.params.max_image_pixels
+        if limit and height * width > limit:
+            raise InputError(f"goal image is {width}x{height} = {width * height} pixels, more than "
+                             f"max_image_pixels ({limit}); refused before any conversion")
+        self._goal_image_worker.submit(msg)
+
+    def _goal_image_work(self, msg: Any) -> None:
+        """Goal-image thread: the latent (camera models) or the view lookup; the outcome goes to the executor."""
+        outcome: Any
+        try:
+            if self.views is None:
+                outcome = self._encode_goal_image(msg)
+            else:
+                outcome = self._lookup_view(image_msg_to_array(msg))
+        except Exception as err:  # noqa: BLE001 - re-raised in the executor, where the guard counts it
+            outcome = err
+        with self._outcome_lock:
+            self._goal_image_outcome = (outcome, GOAL_IMAGE_TOPIC)
+        self._goal_image_done.trigger()
+
+    def _on_goal_image_done(self) -> None:
+        """Executor: apply what the goal-image thread made of the newest goal image."""
+        with self._outcome_lock:
+            done, self._goal_image_outcome = self._goal_image_outcome, None
+        if done is None:
+            return
+        outcome, source = done
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if isinstance(outcome, tuple):
+            found, descriptor = outcome
+            self._apply_view_lookup(found, descriptor, source)
+        else:
+            self._set_goal(outcome, source)
+
+    def _goal_image_file(self, path: str) -> None:
+        """The `goal_image` parameter with the view memory: looked up as soon as a view matches it."""
+        from vae_ros.core.errors import ConfigError
+        from vae_ros.core.preprocess import read_image_file
+
+        try:
+            self._apply_view_lookup(*self._lookup_view(read_image_file(path)), f"goal_image {path}")
+        except InputError as err:
+            raise ConfigError(f"goal_image {path!r}: {err}") from err
+
+    def _lookup_view(self, image: np.ndarray) -> tuple[Match | None, np.ndarray]:
+        """A goal image for a model of another sensor -> (the remembered view most like it, its descriptor)."""
+        views = self.views
+        if views is None:
+            raise InputError(self._image_goal_refusal())
+        with self._views_lock:
+            found = views.best(image)  # InputError for an image that cannot be a view (uniform, bad shape)
+        return found, view_descriptor(image, views.config.size)
+
+    def _apply_view_lookup(self, found: Match | None, descriptor: np.ndarray, source: str) -> None:
+        """The latent of the remembered view the goal image shows becomes the goal, or the robot stops and waits."""
+        views = self.views
+        if views is None:
+            raise InputError(self._image_goal_refusal())
+        if found is not None and found.score >= views.config.min_score:
+            self._goal_matched(found, source)
+            return
+        # Not seen (yet): stop and wait. Every new view is compared with it (_remember).
+        with self._lock:
+            self.goal, self.goal_source, self.status = None, "", IDLE
+            self._pending_goal_image = (descriptor, source)
+            self.goal_image_score = None if found is None else found.score
+            self._stop()
+            self._reset_for_goal()
+        best = "no view remembered yet" if found is None else f"best NCC {found.score:.3f}"
+        self.get_logger().warning(f"goal image from {source} matches no remembered camera view ({best} < "
+                                  f"{views.config.min_score}); stopped, waiting until the robot has seen it")
+
+    def _goal_matched(self, found: Match, source: str) -> None:
+        self._set_goal(found.latent, f"{source} (remembered view, NCC {found.score:.3f})", found.score)
+
+    def _on_camera(self, msg: Any) -> None:
+        """A camera frame for the view memory: paired with the latent of the same stamp when it arrives.
+
+        The camera only serves goal images, so a frame that cannot be used is counted and logged (throttled)
+        but does not stop the robot."""
+        views = self.views
+        if views is None:  # subscribed only with a view memory
+            return
+        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        try:
+            image = image_msg_to_array(msg)
+            with self._views_lock:
+                views.add_frame(stamp, image)
+        except InputError as err:
+            self.stats.on_rejected(f"camera frame: {err}")
+            self.get_logger().warning(f"camera frame rejected: {err}", throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _remember(self, mean: np.ndarray, stamp_ns: int) -> None:
+        """The newest latent joins the view memory; a waiting goal image is looked up again."""
+        if self.views is None:
+            return
+        with self._views_lock:
+            if not self.views.add_latent(stamp_ns, mean):
+                return
+        pending = self._pending_goal_image
+        if pending is not None:  # the older views were compared already: only the new one
+            with self._views_lock:
+                found = self.views.newest(pending[0])
+            if found is not None and found.score >= self.views.config.min_score:
+                self._goal_matched(found, pending[1])
+            elif found is not None:
+                self.goal_image_score = max(found.score, self.goal_image_score or -1.0)
+
+    def _link_diagnostics(self) -> list[tuple[str, str]]:
+        """How many publishers of the latent topic the graph shows: with `received` still 0, a link that
+        delivers nothing (a QoS mismatch, a wrong remapping on the other side, a broken transport)."""
+        return [("latent_publishers", str(self.count_publishers(self._latent_sub.topic_name)))]
+
+    def _view_diagnostics(self) -> list[tuple[str, str]]:
+        """Diagnostics of the view memory (none when it is off)."""
+        if self.views is None:
+            return []
+        if self._pending_goal_image is not None:
+            score = "none" if self.goal_image_score is None else f"{self.goal_image_score:.3f}"
+            goal = f"waiting for a matching view ({self._pending_goal_image[1]}; best NCC so far {score})"
+        elif self.goal_image_score is not None:
+            goal = f"matched, NCC {self.goal_image_score:.3f}"
+        else:
+            goal = "none"
+        return [("remembered_views", str(len(self.views))), ("goal_image", goal)]
+
+    def _on_set_goal(self, _request: Any, response: Any) -> Any:
+        latest = self._latest
+        if latest is None or self._is_stale():
+            response.success = False
+            response.message = self._no_fresh_latent()
+            return response
+        self._set_goal(latest, SET_GOAL_SERVICE)
+        response.success = True
+        response.message = f"goal set from the latent stamped {self._latest_stamp_ns} ns"
+        return response
+
+    def _no_fresh_latent(self) -> str:
+        """Why set_goal has no latent to take: none arrived, or they arrive stamped on another clock, or old."""
+        topic = self._latent_sub.topic_name
+        offset = self._arrival_offset_s
+        recent = (self._steady.now().nanoseconds - self._last_arrival_ns) * 1e-9 < max(2.0, 4 * self.params.stale_timeout)
+        if offset is not None and recent and abs(offset) > CLOCK_MISMATCH_S:
+            side = "behind" if offset > 0 else "ahead of"
+            return (f"latents arrive on {topic}, but stamped {abs(offset):.0f} s {side} this node's clock: they come "
+                    "from another clock; with a simulator or a bag, set use_sim_time:=true on this node (or false "
+                    "if the latents are stamped with wall time); across machines, synchronise the clocks (chrony, PTP)")
+        if offset is not None and recent:
+            return (f"latents arrive on {topic}, but the newest is stamped {offset:.2f} s from this node's clock "
+                    f"(stale_timeout {self.params.stale_timeout} s, max_clock_skew {self.params.max_clock_skew} s): "
+                    "no fresh latent to take as the goal")
+        return f"no fresh latent on {topic} to take as the goal"
+
+    def _on_clear_goal(self, _request: Any, response: Any) -> Any:
+        """Forget the goal and stop: idle until the next goal (e.g. before moving the robot). Goal latents
+        that arrived before are dropped: those still queued, and those sent before (by source timestamp)."""
+        self._cleared_wall_ns = time.time_ns()
+        self._drain_goal_latents()
+        with self._lock:
+            self._command_epoch += 1
+            had = self.goal is not None or self._pending_goal_image is not None
+            self.goal, self.goal_source, self.status = None, "", IDLE
+            self._pending_goal_image, self.goal_image_score = None, None
+            self._stop()
+            self._reset_for_goal()
+        response.success = True
+        response.message = "goal cleared; stopped" if had else "no goal was set"
+        return response
+
+    def _drain_goal_latents(self) -> None:
+        """Take (and drop) the goal latents queued in the subscription: they arrived before the clear."""
+        sub = self._goal_latent_sub
+        for _ in range(10_000):  # the queue's depth bounds it; this only guards against a publisher outpacing us
+            with sub.handle:
+                taken = sub.handle.take_message(sub.msg_type, sub.raw)
+            if taken is None:
+                return
+            self._safety_counts["goals_dropped_after_clear"] += 1
+
+    def _safety_diagnostics(self) -> list[tuple[str, str]]:
+        """Counts of the inputs the shared safety rules refused, and the bound latents are held to."""
+        return [*((name, str(count)) for name, count in self._safety_counts.items()),
+                ("latent_bound", f"{self._latent_bound:g}")]
+
+    # -- the newest latent and the watchdog ------------------------------------------------------------------
+    def _record_latent(self, mean: np.ndarray, header: Any) -> int:
+        """Keep the newest latent (for set_goal and the watchdog); returns its stamp in ns.
+
+        InputError (the latent is not kept) for a stamp further ahead of this node's clock than max_clock_skew
+        and for a latent outside the model's range."""
+        stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        self._last_arrival_ns = self._steady.now().nanoseconds
+        self._silent_link_said = False
+        offset = (self.get_clock().now().nanoseconds - stamp) * 1e-9  # its age; negative: from the future
+        self._arrival_offset_s = offset
+        if -offset > self.params.max_clock_skew:
+            self._safety_counts["future_stamped"] += 1
+            raise InputError(
+                f"latent stamped {-offset:.3f} s in the future of this node's clock (more than max_clock_skew "
+                f"{self.params.max_clock_skew} s): check the clock synchronisation between the machines (chrony, "
+                "PTP) and use_sim_time (true on every node with a simulator or a bag, false otherwise)")
+        self._check_range(mean, "latent")
+        self._latest, self._latest_stamp_ns = mean, stamp
+        self._remember(mean, stamp)
+        return stamp
+
+    def _is_stale(self, stamp_ns: int | None = None) -> bool:
+        """Whether the newest latent (or the one stamped stamp_ns) is no basis for a command: older than
+        stale_timeout, or stamped further ahead of this node's clock than max_clock_skew (a clock that
+        jumped back: a future stamp must never count as fresh)."""
+        stamp = self._latest_stamp_ns if stamp_ns is None else stamp_ns
+        if stamp is None:
+            return True
+        age = (self.get_clock().now().nanoseconds - stamp) * 1e-9
+        return age > self.params.stale_timeout or -age > self.params.max_clock_skew
+
+    def _on_watchdog(self) -> None:
+        """Zero velocity while the newest latent is older than stale_timeout (or none came yet).
+
+        It never waits for a planner: the lock is only ever held for short state changes (see _stop)."""
+        if not self._is_stale():
+            return
+        self._check_link()
+        if self.goal is not None:
+            if self.status != STALE:
+                self.get_logger().warning(f"no fresh latent for {self.params.stale_timeout} s: stopping",
+                                          throttle_duration_sec=WARN_THROTTLE_S)
+            self.status = STALE
+        self._stop()
+
+    def _check_link(self) -> None:
+        """Say (once per silence) when publishers of the latent topic exist but none of their latents has
+        arrived for SILENT_LINK_S (wall time): the node would otherwise only report that its input is stale."""
+        now = self._steady.now().nanoseconds
+        silent_s = (now - self._last_arrival_ns) * 1e-9
+        # Past SILENT_LINK_S, the graph is asked at most once a second (the watchdog ticks ten times).
+        if self._silent_link_said or silent_s < SILENT_LINK_S or now - self._link_checked_ns < 1_000_000_000:
+            return
+        self._link_checked_ns = now
+        publishers = self.count_publishers(self._latent_sub.topic_name)
+        if publishers == 0:
+            return
+        self._silent_link_said = True
+        self.get_logger().warning(
+            f"{publishers} publisher(s) of {self._latent_sub.topic_name} in the graph, but no latent arrived for "
+            f"{silent_s:.0f} s: check that they publish (ros2 topic hz), with compatible QoS (ros2 topic info -v); "
+            "if they do, see 'One link silent' in docs/ROBOT.md")
+
+    # -- output ----------------------------------------------------------------------------------------------
+    def _publish_command(self, linear: float, angular: float) -> None:
+        msg = self._twist()
+        msg.linear.x = float(linear)
+        msg.angular.z = float(angular)
+        self._cmd_pub.publish(msg)
+
+    def _stop(self) -> None:
+        """Zero velocity now; work begun before (a plan in progress) may no longer command (_command_epoch)."""
+        with self._lock:
+            self._command_epoch += 1
+            self._reset_command()
+            self._publish_command(0.0, 0.0)
+
+    def _on_rejected(self, reason: str) -> None:
+        self.stats.on_rejected(reason)
+        if self.goal is not None:
+            self._stop()
+
+    def _on_error(self, reason: str) -> None:
+        self.stats.on_error(reason)
+        self._stop()
+
+    def close(self) -> None:
+        """Fail safe on the way out: a last zero command (run_node calls this in its finally)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._goal_image_worker.close()
+        try:
+            self._publish_command(0.0, 0.0)
+            from rclpy.duration import Duration
+
+            # Reliable subscribers (the base) acknowledge the stop before the process goes.
+            self._cmd_pub.wait_for_all_acked(Duration(seconds=FINAL_STOP_ACK_S))
+        except Exception as err:  # noqa: BLE001 - the context may already be gone; nothing else to do
+            print(f"{self.get_name()}: could not publish the final zero command: {err}", file=sys.stderr)
+
+
+def stop_before_shutdown() -> None:
+    """Let SIGINT / SIGTERM reach run_node as KeyboardInterrupt while the ROS context is still valid.
+
+    rclpy's own handlers shut the context down first, so the final zero command of close() could no longer
+    be published (measured: "publisher's context is invalid"). Python's handlers run between callbacks (the
+    0.1 s watchdog timer bounds the wait), run_node then calls close(), which publishes the zero, and only
+    then shuts rclpy down. Only in the main thread (where run_node builds the node).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    from rclpy.signals import uninstall_signal_handlers
+
+    uninstall_signal_handlers()
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)

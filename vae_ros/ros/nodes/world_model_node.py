@@ -1,0 +1,385 @@
+"""world_model_node: a learned latent world model on the robot: one-step predictions and MPC toward a goal.
+
+Inputs (relative names; remap as needed):
+- `vae/latent_stamped` (sensor_msgs/Image 32FC1, from encoder_node): the current latent z_t, stamped with
+  its sensor message. Each fresh latent is one model step.
+- `cmd_vel` (geometry_msgs/Twist): the executed commands (this node's own while it plans, another
+  controller's or a joystick's while it has no goal): the action the one-step prediction is made for.
+- `scan` (sensor_msgs/LaserScan, optional): the newest scan gives obstacle points for the planner's
+  collision cost (parameter `collision`).
+- Goals, changeable while running, exactly as latent_servo_node takes them (vae_ros.ros.nodes.control_base):
+  `servo/set_goal` (std_srvs/Trigger: the current latent becomes the goal), `servo/clear_goal` (forget it
+  and stop), `servo/goal_latent` (std_msgs/Float32MultiArray), `servo/goal_image` / the `goal_image`
+  parameter: encoded by a camera model, looked up among remembered camera views for a LiDAR model.
+
+Outputs: `world_model/predicted_latent` (the one-step prediction z_{t+1} = f(z_t, a_t) in the stamped
+layout: row 0 the ensemble mean, row 1 the log of its predictive variance, stamped t + dt, the time it
+predicts), `world_model/planned_latents` (after each plan: the latents the chosen plan predicts, one row
+per planned step, row k for time t + (k+1)·dt, sensor_msgs/Image 32FC1 of height `horizon`, stamped t like
+the latent it planned from; none while the servo law drives near the goal), `cmd_vel` (the first command of
+each plan) and /diagnostics: state (idle, planning,
+converged, lost, stale), the running one-step prediction error, planning time (p50/p99/max), plan cost.
+
+The planner (vae_ros.control.runtime.planner.plan_step: the cross-entropy method over the ensemble) is pure and
+ROS-free; this file is its shell. Fail-safe as the servo: zero velocity when no goal is set, when the
+newest latent is older than `stale_timeout` (by its header stamp against this node's clock: set
+use_sim_time with a simulator), when a step fails, on convergence and on shutdown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_ros.control.runtime.control_model import calibrated_tolerance, control_model_dir
+from vae_ros.control.runtime.dynamics import load_dynamics_dir, rollout_runtime
+from vae_ros.control.runtime.planner import CONVERGED, LOST, PLAN, MpcState, plan_step, scan_obstacles
+from vae_ros.core.backends import load_config
+from vae_ros.core.conversions.latent import latent_rows_to_msg, latent_to_stamped_msg, stamped_msg_to_latent
+from vae_ros.core.diagnostics import ERROR, NodeStats, ValueWindow
+from vae_ros.core.errors import ConfigError, InputError, VaeRosError
+from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
+from vae_ros.ros.kit.guard import LatestWorker
+from vae_ros.ros.kit.health import DiagnosticsPublisher
+from vae_ros.ros.kit.params import WorldModelParams
+from vae_ros.ros.kit.run import run_node
+from vae_ros.ros.nodes.control_base import CMD_TOPIC, ControlNode
+from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, sensor_qos
+
+NODE_NAME = "world_model_node"
+SCAN_TOPIC = "scan"
+PREDICTED_TOPIC = "world_model/predicted_latent"
+PLANNED_TOPIC = "world_model/planned_latents"
+DYNAMICS_SUBDIR = "dynamics"  # `dynamics` '' = <model>/dynamics
+PLANNING = "planning"
+WARN_THROTTLE_S = 2.0
+
+
+def dynamics_dir(path: str, model_dir: Path) -> Path:
+    """The `dynamics` parameter -> a directory: empty means <model>/dynamics."""
+    return Path(path.strip()).expanduser() if path.strip() else model_dir / DYNAMICS_SUBDIR
+
+
+class _Diagnostics(DiagnosticsPublisher):
+    """The shared publisher, raised to ERROR while unexpected failures have been counted."""
+
+    def __init__(self, *args: Any, errors: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._errors = errors
+
+    def build(self) -> Any:
+        array = super().build()
+        errors = self._errors()
+        if errors:
+            array.status[0].level = bytes([ERROR])
+            array.status[0].message = f"{errors} unexpected error(s) in planning; " + array.status[0].message
+        return array
+
+
+class WorldModelNode(ControlNode):
+    """vae/latent_stamped + cmd_vel (+ scan) + goal -> predicted latent, CEM plan -> cmd_vel; fail-safe."""
+
+    ACTIVE = PLANNING
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.params: WorldModelParams = declare_params(self, WorldModelParams)
+        self.model_dir = control_model_dir(self.params.model)
+        self.config = load_config(self.model_dir)
+        self.dynamics_dir = dynamics_dir(self.params.dynamics, self.model_dir)
+        self.dynamics = load_dynamics_dir(self.dynamics_dir)
+        self.dynamics.rollout_backend = rollout_runtime(self.params.backend)
+        if self.dynamics.rollout_backend == "torch":  # only where the node runs torch anyway (the import rule)
+            import torch
+
+            # One thread: small batched matmuls gain nothing from more, and the encoder shares the cores
+            # (bench/planner.py: threaded BLAS on a loaded 2-core machine is 10-40x slower).
+            torch.set_num_threads(1)
+        if self.dynamics.latent_dim != self.config.latent_dim:
+            raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
+                              f"model {self.model_dir} has {self.config.latent_dim}")
+        self._refuse_other_model()
+        self._calibrated = calibrated_tolerance(self.config.training)
+        self._head = self._load_head()
+        self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head)
+
+        from geometry_msgs.msg import Twist
+        from sensor_msgs.msg import Image, LaserScan
+
+        self.state = MpcState()
+        self._executed = (0.0, 0.0)  # newest command seen on cmd_vel
+        self._obstacles: np.ndarray | None = None
+        self._prediction: tuple[int, np.ndarray, np.ndarray] | None = None  # (stamp ns, mean, var) for t+dt
+        self._pred_error = ValueWindow(200)
+        self._pred_zscore = ValueWindow(200)
+        self._plan_ms = ValueWindow(500)
+        self._internal_errors = 0
+        self._late_plans = 0  # plans dropped because a stop, clear or new goal came meanwhile, or they took too long
+        self._backend: Any = None
+        self.stats = NodeStats()
+        self._worker = LatestWorker(self._step, self.stats.on_dropped, self._on_worker_failure,
+                                    name="world_model_planner")
+        # Goal and planner state are shared by the executor thread and the planner thread.
+        self._start_control(self.config.latent_dim, self.model_dir, self.config.modality, lock=threading.RLock())
+        self._pred_pub = self.create_publisher(Image, PREDICTED_TOPIC, LATENT_QOS)
+        self._plan_pub = self.create_publisher(Image, PLANNED_TOPIC, LATENT_QOS)
+        self._cmd_sub = self.create_subscription(Twist, CMD_TOPIC, self._on_cmd_vel, COMMAND_QOS)
+        self._scan_sub = self.create_subscription(LaserScan, SCAN_TOPIC, self._guard.wrap("a scan", self._on_scan),
+                                                  sensor_qos(depth=1))
+        self._diagnostics = _Diagnostics(
+            self, self.stats, f"{self.get_fully_qualified_name()}: world model",
+            hardware_id=str(self.dynamics_dir), period=self.params.diagnostics_period,
+            extra=self._diagnostic_values, errors=lambda: self._internal_errors)
+        on_parameter_changes(self, lambda: self.params, self._apply_params)
+        if self.params.goal_image and self.views is not None:
+            self._goal_image_file(self.params.goal_image)
+        elif self.params.goal_image:
+            self._set_goal(self._encode_goal_file(self.params.goal_image), "goal_image parameter")
+        self.get_logger().info(
+            f"model {self.model_dir} (latent {self.config.latent_dim}), dynamics {self.dynamics_dir} "
+            f"({self.dynamics.members} members, dt {self.dynamics.dt:.3f} s); CEM {self.mpc_config.samples} x "
+            f"{self.mpc_config.iterations} over {self.mpc_config.horizon} steps; {self._latent_sub.topic_name} -> "
+            f"{self._pred_pub.topic_name}, {self._plan_pub.topic_name}, {self._cmd_pub.topic_name}; "
+            f"{'goal from ' + self.goal_source if self.goal is not None else 'waiting for a goal'}")
+
+    def _tolerance(self, params: WorldModelParams) -> float:
+        tolerance = params.tolerance or self._calibrated
+        if not tolerance:
+            raise ConfigError(f"{self.model_dir} has no calibrated tolerance (model.json training.control.tolerance); "
+                              "set the `tolerance` parameter")
+        return tolerance
+
+    def _refuse_other_model(self) -> None:
+        """Dynamics trained on another model's latents predict nonsense for this one: refuse to drive on them.
+        Dynamics that recorded no model digest (trained from a bag of latents) are taken as they are."""
+        trained_on = self.dynamics.config.latent_model.get("weights_sha256")
+        if not trained_on:
+            return
+        from vae_ros.core.backends import weights_digest
+
+        digest = weights_digest(self.model_dir)
+        if digest != trained_on:
+            raise ConfigError(f"dynamics {self.dynamics_dir} was trained on the latents of another model than "
+                              f"{self.model_dir} (weights sha256 {str(trained_on)[:12]}..., this model's "
+                              f"{digest[:12]}...): its predictions would be meaningless; "
+                              "pass the dynamics trained for this model, or train them with "
+                              f"`vae-ros train-dynamics --model {self.model_dir}`")
+
+    # -- controller state and goal images (ControlNode hooks) -------------------------------------------------
+    def _reset_for_goal(self) -> None:
+        self.state = MpcState(command=self.state.command, step=self.state.step)
+
+    def _reset_command(self) -> None:
+        self.state = dataclasses.replace(self.state, command=(0.0, 0.0), plan=None)
+
+    def _image_backend(self) -> Any:
+        if self._backend is None:
+            from vae_ros.core.backends import create_backend
+
+            self._backend = create_backend(self.model_dir, self.params.backend, self.params.device)
+        return self._backend
+
+    def _encode_goal_file(self, path: str) -> np.ndarray:
+        if self.config.modality != "image":
+            raise ConfigError(f"goal_image {path!r}: {self._image_goal_refusal()}")
+        from vae_ros.core.preprocess import preprocess_image, read_image_file
+
+        sample = preprocess_image(read_image_file(path), self.config.image_spec)
+        return np.asarray(self._image_backend().encode(sample[None])[0][0])
+
+    def _load_head(self) -> Any:
+        """The control model's relative-pose head where the pose cost wants it (None for the latent cost)."""
+        from vae_ros.core.model_dir import SERVO_HEAD_FILE
+
+        # Present at all (a link to /dev/zero, a FIFO too): PoseHeadNumpy.load then refuses what it cannot read,
+        # as the servo does, rather than this node planning on another cost without a word.
+        has_head = os.path.lexists(self.model_dir / SERVO_HEAD_FILE)
+        cost = self.params.plan_cost(has_head)
+        if cost != "pose":
+            if self.params.cost == "auto":
+                self.get_logger().info(f"{self.model_dir} has no {SERVO_HEAD_FILE}: planning on the latent distance")
+            return None
+        from vae_ros.control.runtime.pose_head import PoseHeadNumpy
+
+        return PoseHeadNumpy.load(self.model_dir, self.config.latent_dim)
+
+    def _encode_goal_image(self, msg: Any) -> np.ndarray:
+        if self.config.modality != "image":
+            raise InputError(self._image_goal_refusal())
+        from vae_ros.core.conversions.model_input import msg_to_model_input
+
+        sample = msg_to_model_input(msg, self.config)
+        return np.asarray(self._image_backend().encode(sample[None])[0][0])
+
+    # -- inputs ----------------------------------------------------------------------------------------------
+    def _on_cmd_vel(self, msg: Any) -> None:
+        v, w = float(msg.linear.x), float(msg.angular.z)
+        if math.isfinite(v) and math.isfinite(w):
+            self._executed = (v, w)
+
+    def _on_scan(self, msg: Any) -> None:
+        if not self.params.collision:
+            return
+        try:
+            self._obstacles = scan_obstacles(np.asarray(msg.ranges, np.float32), float(msg.angle_min),
+                                             float(msg.angle_increment))
+        except (ValueError, TypeError) as err:
+            raise InputError(f"scan: {err}") from err
+
+    def _on_latent(self, msg: Any) -> None:
+        """Executor thread: check the latent, score the last prediction, hand the step to the planner thread."""
+        self.stats.on_received()
+        mean, _, header = stamped_msg_to_latent(msg, expected_dim=self.config.latent_dim)
+        stamp = self._record_latent(mean, header)
+        self._score_prediction(stamp, mean)
+        self._worker.submit((mean, header, stamp, time.perf_counter()))
+
+    def _step(self, item: tuple[np.ndarray, Any, int, float]) -> None:
+        """Planner thread (newest latent only): plan, command, predict. Never raises: fails safe instead.
+
+        The lock is held only to read the goal and state and to commit the result, never while planning, so
+        the watchdog, clear_goal and set_parameters never wait for a plan (see _control)."""
+        mean, header, stamp, received = item
+        try:
+            command = self._control(mean, header, stamp)
+            if command is None:
+                return
+            self._predict(mean, command, header, stamp)
+        except VaeRosError as err:
+            self._reject(f"planning: {err}")
+            self._stop()
+            return
+        except Exception as err:  # noqa: BLE001 - one bad step must not take the robot's controller down
+            self._internal_errors += 1
+            self.get_logger().error(f"planning failed ({type(err).__name__}: {err}); stopping the robot\n"
+                                    f"{traceback.format_exc()}", throttle_duration_sec=WARN_THROTTLE_S)
+            self._stop()
+            return
+        self.stats.on_published(time.perf_counter() - received)
+
+    def _control(self, z: np.ndarray, header: Any, stamp: int) -> tuple[float, float] | None:
+        """Plan and publish a command when a goal is set; the action the next interval will see, or None when
+        the latent was superseded or the plan came too late (nothing published: the watchdog holds the robot)."""
+        with self._lock:
+            if stamp != self._latest_stamp_ns or self._is_stale(stamp):
+                self.stats.on_dropped()  # superseded or too old by now
+                return None
+            if self.goal is None:  # the contract: zero velocity and wait; predict for what cmd_vel last carried
+                self._publish_command(0.0, 0.0)
+                return self._executed
+            epoch, state, goal, config = self._command_epoch, self.state, self.goal, self.mpc_config
+            obstacles = self._obstacles if self.params.collision else None
+        started = time.perf_counter()
+        state, (v, w) = plan_step(state, z, goal, config, obstacles)  # pure: nothing shared is touched
+        plan_s = time.perf_counter() - started
+        if state.mode == PLAN and state.status not in (CONVERGED, LOST):  # a CEM plan, not a servo-law step
+            self._plan_ms.add(plan_s * 1e3)
+        with self._lock:
+            # Acted on only if nothing stopped, cleared or replaced the goal meanwhile and its latent is still
+            # fresh: a slow plan is dropped rather than followed (the watchdog's zero stands).
+            if epoch != self._command_epoch or self._is_stale(stamp):
+                self._late_plans += 1
+                self.get_logger().warning(
+                    f"dropped a plan that took {plan_s * 1e3:.0f} ms: "
+                    + ("the robot was stopped, or the goal changed, meanwhile" if epoch != self._command_epoch
+                       else f"its latent is older than stale_timeout ({self.params.stale_timeout} s) by now"),
+                    throttle_duration_sec=WARN_THROTTLE_S)
+                return None
+            self.state = state
+            self.status = PLANNING if state.status not in (CONVERGED, LOST) else state.status
+            if self.status in (CONVERGED, LOST):
+                v, w = 0.0, 0.0
+            self._publish_command(v, w)
+        if state.mode == PLAN and state.predicted is not None and self.status == PLANNING:
+            self._plan_pub.publish(latent_rows_to_msg(state.predicted, header))
+        return (v, w)
+
+    def _predict(self, z: np.ndarray, command: tuple[float, float], header: Any, stamp: int) -> None:
+        """Publish z_{t+1} = f(z_t, a_t), stamped t + dt, and keep it to score against the next latent."""
+        mean, var = self.dynamics.predict(z[None], np.array([command], np.float32))
+        dt_ns = int(round(self.dynamics.dt * 1e9))
+        target = stamp + dt_ns
+        self._prediction = (target, mean[0], var[0])
+        from builtin_interfaces.msg import Time
+        from std_msgs.msg import Header
+
+        stamped = Header(frame_id=str(header.frame_id),
+                         stamp=Time(sec=target // 1_000_000_000, nanosec=target % 1_000_000_000))
+        self._pred_pub.publish(latent_to_stamped_msg(mean[0], np.log(np.maximum(var[0], 1e-12)), stamped))
+
+    def _score_prediction(self, stamp: int, z: np.ndarray) -> None:
+        """Running one-step error: the last prediction against this latent, if it predicted this time."""
+        if self._prediction is None:
+            return
+        target, mean, var = self._prediction
+        if abs(stamp - target) <= 0.5 * self.dynamics.dt * 1e9:
+            err = z - mean
+            self._pred_error.add(float(np.linalg.norm(err)))
+            self._pred_zscore.add(float(np.sqrt(np.mean(err**2 / var))))
+        self._prediction = None
+
+    def _on_worker_failure(self) -> None:  # _step never raises; kept for LatestWorker's contract
+        self._internal_errors += 1
+
+    def _reject(self, reason: str) -> None:
+        self.stats.on_rejected(reason)
+        self.get_logger().warning(f"rejected {reason}", throttle_duration_sec=WARN_THROTTLE_S)
+
+    # -- parameters and health -------------------------------------------------------------------------------
+    def _apply_params(self, params: WorldModelParams) -> None:
+        mpc_config = params.mpc_config(self.dynamics, self._tolerance(params), self._head)
+        with self._lock:  # held briefly: planning runs outside it
+            if mpc_config.horizon != self.mpc_config.horizon:
+                self.state = dataclasses.replace(self.state, plan=None)  # the warm start has the old length
+                self._command_epoch += 1  # a plan in progress has the old length too: dropped
+            self.params, self.mpc_config = params, mpc_config
+
+    def _diagnostic_values(self) -> list[tuple[str, str]]:
+        def fmt(value: float) -> str:
+            return "nan" if math.isnan(value) else f"{value:.4f}"
+
+        pred, zs, plan_ms = self._pred_error.summary(), self._pred_zscore.summary(), self._plan_ms.summary()
+        return [
+            ("state", self.status),
+            ("latent_error", fmt(self.state.error) if math.isfinite(self.state.error) else "none"),
+            ("tolerance", fmt(self.mpc_config.tolerance)),
+            ("goal_source", self.goal_source or "none"),
+            ("prediction_error_mean", fmt(pred.mean)),
+            ("prediction_error_p50", fmt(pred.p50)),
+            ("prediction_error_count", str(pred.count)),
+            ("prediction_zscore_rms_mean", fmt(zs.mean)),
+            ("plan_time_p50_ms", fmt(plan_ms.p50)),
+            ("plan_time_p99_ms", fmt(plan_ms.p99)),
+            ("plan_time_max_ms", fmt(plan_ms.max)),
+            ("plan_time_count", str(plan_ms.count)),
+            ("plan_cost", fmt(self.state.cost) if math.isfinite(self.state.cost) else "none"),
+            ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
+            ("internal_errors", str(self._internal_errors)),
+            ("late_plans_dropped", str(self._late_plans)),
+            *self._safety_diagnostics(),
+            *self._link_diagnostics(),
+            *self._view_diagnostics(),
+        ]
+
+    def close(self) -> None:
+        """Stop the planner thread, then the last zero command (ControlNode.close)."""
+        self._worker.close()
+        super().close()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script / `python -m vae_ros.ros.nodes.world_model_node` entry point."""
+    return run_node(WorldModelNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
