@@ -20,6 +20,10 @@ default the model's calibrated value meaning <= 0.10 m and 5 deg).
 Outputs: `cmd_vel` (geometry_msgs/Twist), `servo/error` (std_msgs/Float32, latent error norm), and
 /diagnostics with the servo state: idle (no goal), servoing, converged, lost, stale.
 
+Every command passes the controllers' scan safety layer on the newest LaserScan on `scan`
+(vae_ros.control_node_shell: it slows and stops the robot short of obstacles; no fresh scan, no motion,
+unless `scan_safety:=false`); /diagnostics `blocked` says what it did.
+
 Fail-safe: zero velocity when no goal is set, when the newest latent is older than `stale_timeout` (judged
 by its header stamp against this node's clock: set use_sim_time with a simulator), when a step fails, on
 convergence or loss, and on shutdown.
@@ -111,7 +115,9 @@ class LatentServoNode(ControlNode):
         self.status = self.state.status
         if self.status in (CONVERGED, LOST):
             v, w = 0.0, 0.0
-        self._publish_command(v, w)
+        sent = self._publish_command(v, w)  # through the scan safety layer
+        if sent != (v, w):  # the servo carries what was sent (its acceleration limits, its goal estimate)
+            self.state = dataclasses.replace(self.state, command=sent)
         self._error_pub.publish(self._float32(data=float(self.state.error)))
         self.stats.on_published(time.perf_counter() - start)
 
@@ -138,6 +144,7 @@ class LatentServoNode(ControlNode):
             ("goal_estimate_robot_frame", f"{est[0]:.3f} m, {est[1]:.3f} m, {math.degrees(est[2]):.1f} deg"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("model", str(self.model_dir)),
+            *self._safety_diagnostics(),
             *self._link_diagnostics(),
             *self._view_diagnostics(),
         ]
