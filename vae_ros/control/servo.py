@@ -40,7 +40,7 @@ CONVERGED = "converged"
 LOST = "lost"
 IDLE = "idle"  # no goal yet
 ALIGNED_YAW = math.radians(3.0)  # yaw error under which the in-place alignment is done
-BACKOFF_HELD_STEPS = 3  # a back-off whose motion the scan safety layer stopped this many steps in a row ends
+BACKOFF_HELD_STEPS = 3  # a back-off the scan safety layer held back (under half speed) this many steps ends
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class ServoState:
     fused: tuple[float, float, float] | None = None  # the filtered goal estimate (robot frame)
     # (v, w) this law asked for last; `command` is what was sent, which the scan safety layer may have cut
     requested: tuple[float, float] = (0.0, 0.0)
-    held: int = 0  # consecutive steps the linear motion asked for was stopped (sent 0)
+    held: int = 0  # consecutive steps the linear motion asked for was held back (sent at under half its speed)
 
 
 def wrap_angle(angle: float) -> float:
@@ -238,7 +238,7 @@ def servo_step(
     if estimate.shape != (3,) or not np.all(np.isfinite(estimate)):
         raise InputError(f"goal estimate must be three finite numbers (dx, dy, dyaw), got {estimate}")
     fused = _fuse(state.fused, state.command, estimate, dt, config.smoothing, config.head_yaw_range)
-    held = state.held + 1 if state.requested[0] != 0.0 and state.command[0] == 0.0 else 0
+    held = state.held + 1 if abs(state.command[0]) < 0.5 * abs(state.requested[0]) else 0
     blocked = state.backoff and held >= BACKOFF_HELD_STEPS  # backing off into something: approach from here
     if status in (CONVERGED, LOST) or settled:
         # Under the tolerance the robot brakes at once and convergence is confirmed standing still: moving
