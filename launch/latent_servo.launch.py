@@ -28,6 +28,7 @@ TOPIC_ARGUMENTS: list[TopicArgument] = [
     ("latent_stamped_topic", "vae/latent_stamped", "stamped latent input (sensor_msgs/Image 32FC1) from the "
                                                    "encoder on the control model"),
     ("cmd_vel_topic", "cmd_vel", "velocity command output (geometry_msgs/Twist)"),
+    ("scan_topic", "scan", "LaserScan input of the scan safety layer (no fresh scan: zero velocity)"),
     ("error_topic", "servo/error", "latent error norm output (std_msgs/Float32)"),
     ("goal_latent_topic", "servo/goal_latent", "goal latent input (std_msgs/Float32MultiArray)"),
     ("goal_image_topic", "servo/goal_image", "goal image input (sensor_msgs/Image; looked up among remembered views)"),

@@ -27,7 +27,8 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
 TOPIC_ARGUMENTS: list[TopicArgument] = [
     ("latent_stamped_topic", "vae/latent_stamped", "stamped latent input (sensor_msgs/Image 32FC1)"),
     ("cmd_vel_topic", "cmd_vel", "velocity commands: the executed ones in, the plan's out (geometry_msgs/Twist)"),
-    ("scan_topic", "scan", "LaserScan input for the collision cost"),
+    ("scan_topic", "scan", "LaserScan input for the collision cost and the scan safety layer (no fresh scan: "
+                           "zero velocity)"),
     ("predicted_latent_topic", "world_model/predicted_latent", "one-step prediction output (stamped layout)"),
     ("goal_latent_topic", "servo/goal_latent", "goal latent input (std_msgs/Float32MultiArray)"),
     ("goal_image_topic", "servo/goal_image", "goal image input (sensor_msgs/Image; camera models)"),

@@ -98,3 +98,20 @@ def test_eval_control_episodes_on_the_packaged_model(tmp_path: Path) -> None:
     for png in ("episodes_trajectories.png", "episodes_latent_error.png", "episodes_starts.png"):
         assert (out / png).stat().st_size > 10_000
     assert "world seed 0" in result.stdout
+
+
+@pytest.mark.skipif(not (CONTROL / "model.json").is_file(), reason="packaged control model not built")
+def test_eval_control_compares_with_and_without_the_scan_safety_layer_on_the_same_episodes(tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = _cli("eval-control", "--seeds", "7919", "--episodes", "2", "--episode-seed", "123", "--scan-safety",
+                  "both", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "episodes.json").read_text())
+    assert record["scan_safety"] is True and "--scan-safety both" in record["command"]
+    unchecked = record["without_scan_safety"]
+    assert [e["episode"] for e in unchecked["episodes"]] == [e["episode"] for e in record["episodes"]]
+    for summary in (record["in_process"], unchecked["in_process"]):
+        assert summary["episodes"] == 2 and summary["min_clearance_m"] > -1.0
+    assert all(e["safety_slowed"] == e["safety_stopped"] == 0 for e in unchecked["episodes"])
+    assert "the same episodes without the scan safety layer" in result.stdout
+    assert "min clearance" in result.stdout

@@ -126,7 +126,9 @@ def test_fail_safe_stops_short_of_what_the_lidar_sees_but_lets_the_robot_turn_an
     (v, w), cut = safe_command((0.3, 0.5), wall, config)
     assert cut and 0.0 <= v < 0.3 and w == 0.5  # slowed (or stopped); the turn is kept
     (v, w), cut = safe_command((0.3, 0.0), _wall(0.26), config)
-    assert cut and v == 0.0  # too close to go on at all
+    assert cut and 0.0 <= v * config.safety_time <= 0.26 - 0.25  # a crawl that stops short of the 0.01 m left
+    (v, w), cut = safe_command((0.3, 0.0), _wall(0.25), config)
+    assert cut and v == 0.0  # nothing left: stopped
     assert safe_command((-0.3, 0.2), wall, config) == ((-0.3, 0.2), False)  # backing off is fine
     assert safe_command((0.0, 0.8), _wall(0.21), config) == ((0.0, 0.8), False)  # turning in place too
     assert safe_command((0.3, 0.0), _wall(2.0), config) == ((0.3, 0.0), False)  # far away: untouched

@@ -4,6 +4,7 @@ declares convergence from the latent error and stops; it reports LOST when no pr
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -195,3 +196,34 @@ def test_the_goal_estimate_is_carried_through_the_robot_motion_before_blending()
     np.testing.assert_allclose(_fuse(None, (0.3, 0.1), np.array([0.2, 0.1, 0.3]), 0.1, 0.5), [0.2, 0.1, 0.3])
     np.testing.assert_allclose(_fuse((1.0, 0.0, 0.2), (0.0, 0.0), np.array([0.0, 0.0, 0.0]), 0.1, 0.5),
                                [0.5, 0.0, 0.1], atol=1e-12)
+
+
+def _drive_with_wall_behind(side: float, wall_x: float, config: ServoConfig,
+                            tell_servo: bool = True) -> tuple[ServoState, np.ndarray, int]:
+    """_drive from the in-place yaw alignment beside the goal, with a wall behind the robot at x = wall_x that
+    stops backing (sent v = 0, as the scan safety layer sends it); the servo carries the command sent (as the
+    nodes and the episodes tell it) unless not tell_servo. Returns (state, pose, steps held back)."""
+    pose = np.array([0.0, side, 0.0])
+    state = ServoState(fine=True)
+    held = 0
+    for _ in range(int(40.0 / DT)):
+        rel = _relative(pose, np.zeros(3))
+        state, (v, w) = servo_step(state, -rel, np.zeros(3), rel, DT, config)
+        if state.status in (CONVERGED, LOST):
+            break
+        if v < 0.0 and pose[0] + v * DT * math.cos(pose[2]) < wall_x:
+            v, held = 0.0, held + 1
+            if tell_servo:
+                state = replace(state, command=(v, w))
+        pose = pose + DT * np.array([v * math.cos(pose[2]), v * math.sin(pose[2]), w])
+    return state, pose, held
+
+
+def test_a_back_off_held_back_by_a_wall_ends_and_the_robot_approaches_from_there() -> None:
+    config = ServoConfig(tolerance=0.06)
+    state, pose, held = _drive_with_wall_behind(0.1, -0.12, config)
+    assert held > 0  # the back-off did run into the wall ...
+    assert state.status == CONVERGED and math.hypot(pose[0], pose[1]) < 0.06  # ... and the goal was reached
+    # A servo that is not told (it believes it is backing) asks to back off until it gives up.
+    state, _, held = _drive_with_wall_behind(0.1, -0.12, config, tell_servo=False)
+    assert state.status == LOST and held > 100

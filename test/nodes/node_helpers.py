@@ -109,3 +109,21 @@ def send_each_until_counted(probe: Probe, publisher: Any, messages: list[Any], c
         else:
             raise AssertionError(f"message {index} of {len(messages)} was never counted (count {count()})")
     return resent
+
+
+def scan_msg(header: Any, wall_ahead: float | None = None, beams: int = 360) -> Any:
+    """A LaserScan over a full turn (beam i at -pi + (i + 0.5) 2 pi / beams, as the simulator's): free (every
+    beam +inf, no return), or a straight wall across the robot's way `wall_ahead` m in front of it."""
+    import math
+
+    import numpy as np
+    from sensor_msgs.msg import LaserScan
+
+    increment = 2.0 * math.pi / beams
+    angles = -math.pi + increment * (np.arange(beams) + 0.5)
+    ranges = np.full(beams, np.inf, np.float32)
+    if wall_ahead is not None:
+        ahead = np.abs(angles) < 1.3
+        ranges[ahead] = wall_ahead / np.cos(angles[ahead])
+    return LaserScan(header=header, angle_min=float(angles[0]), angle_max=float(angles[-1]),
+                     angle_increment=increment, range_min=0.05, range_max=10.0, ranges=ranges.tolist())

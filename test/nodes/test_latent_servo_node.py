@@ -6,7 +6,9 @@ Two sets of processes, started together once for the module (start-up dominates 
   servo/set_goal is reached again from a start 0.5 m / 20 deg away, judged by the simulator's odometry.
 - alone (/lone): a latent_servo_node on the wall clock fed by this test with stamped latents of the same
   control model (computed here from the simulator's scans at two poses), so stamps, bad messages and
-  goal latents are under the test's control: stale input, rejected latents, parameters, shutdown.
+  goal latents are under the test's control: stale input, rejected latents, parameters, shutdown. Beside
+  each latent it gets a LaserScan stamped alike (free, or a wall the test puts in front of the robot) for the
+  scan safety layer.
   Goal images: the /lone servo also gets camera frames stamped like the latents, remembers them (view
   memory) and takes a goal image's latent from the frame it matches.
 Plus two start-up failures (an unreadable goal_image, a negative max_linear).
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_helpers import Probe, node_env, param_args, start_node, stop_node
+from node_helpers import Probe, node_env, param_args, scan_msg, start_node, stop_node
 
 from vae_ros.control.evaluation.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error
 from vae_ros.core.conversions.common import planar_pose
@@ -129,6 +131,11 @@ class ServoProbe(Probe):
         from vae_ros.ros.qos import SENSOR_QOS
 
         self.camera_pub = self.node.create_publisher(Image, f"{LONE}/camera/image_raw", SENSOR_QOS)
+        from sensor_msgs.msg import LaserScan
+
+        self.scan_pub = self.node.create_publisher(LaserScan, f"{LONE}/scan", SENSOR_QOS)
+        # The scan sent before each fed latent: ("free" | a wall this many m ahead | None: none sent)
+        self.scan: str | float | None = "free"
         self.goal_image_pub = self.node.create_publisher(Image, f"{LONE}/servo/goal_image", LATENT_QOS)
         self.feed: tuple[np.ndarray, float] | None = None  # (latent, age of its stamp in s) sent at 10 Hz
         self.frame: np.ndarray | None = None  # a camera frame sent before each fed latent, with its stamp
@@ -142,6 +149,10 @@ class ServoProbe(Probe):
             return
         z, age = feed
         header = self.header(age)
+        with self.lock:
+            scan = self.scan
+        if scan is not None:
+            self.scan_pub.publish(scan_msg(header, None if scan == "free" else float(scan)))
         if self.frame is not None:
             from vae_ros.ros.sim_messages import image_msg
 
@@ -165,6 +176,10 @@ class ServoProbe(Probe):
         with self.lock:
             self.feed = None if z is None else (z, age)
             self.frame = frame
+
+    def set_scan(self, scan: str | float | None) -> None:
+        with self.lock:
+            self.scan = scan
 
     def call(self, client: Any, request: Any, timeout: float = 20.0) -> Any:
         assert self.wait_for(client.service_is_ready, timeout), f"{client.srv_name} not available"
@@ -514,11 +529,55 @@ def test_stale_latents_give_exactly_zero_velocity(probe: ServoProbe, procs: Any,
     probe.set_feed(None)
 
 
+def test_a_wall_in_the_scan_stops_the_robot_and_so_does_a_scan_that_stops(probe: ServoProbe, procs: Any,
+                                                                          latents: Any) -> None:
+    # The goal 0.5 m ahead (START_POSE -> GOAL_POSE): the servo drives forwards on the free scan. A wall 0.25 m
+    # ahead (inside robot radius 0.2 + safety_margin 0.2): linear 0, `blocked` says stopped. A free scan: it
+    # drives again. No scan while the latents go on: zero, and `blocked` says why.
+    topic = f"{LONE}/cmd_vel"
+
+    def blocked() -> str:
+        return probe.latest(LONE_STATUS).get("blocked", "")
+
+    try:
+        _drive(probe, procs, latents)
+        _wait(probe, procs, LONE_ONLY, lambda: any(m.linear.x > 0.0 for m in probe.messages(topic)[-3:]),
+              "the /lone servo to drive forwards")
+        _wait(probe, procs, LONE_ONLY, lambda: blocked() == "no", "blocked: no")
+        probe.set_scan(0.25)
+        _wait(probe, procs, LONE_ONLY, lambda: blocked().startswith("stopped: "), "blocked: stopped")
+        assert blocked() == "stopped: 0.00 m free ahead"
+        probe.clear(topic)
+        _wait(probe, procs, LONE_ONLY, lambda: len(probe.messages(topic)) >= 5, "commands facing the wall")
+        assert all(m.linear.x == 0.0 for m in probe.messages(topic))
+        assert probe.latest(LONE_STATUS)["state"] == "servoing"  # the goal stands; only the layer holds it
+
+        probe.set_scan("free")
+        probe.clear(topic)
+        _wait(probe, procs, LONE_ONLY, lambda: any(m.linear.x > 0.0 for m in probe.messages(topic)),
+              "driving forwards again on a free scan")
+
+        probe.set_scan(None)  # the LiDAR goes quiet, the latents go on
+        _wait(probe, procs, LONE_ONLY, lambda: "scan" in blocked() and blocked().startswith("stopped: "),
+              "blocked: stopped for want of a scan")
+        probe.clear(topic)
+        _wait(probe, procs, LONE_ONLY, lambda: len(probe.messages(topic)) >= 5, "commands without a scan")
+        assert all(_is_zero(m) for m in probe.messages(topic))
+        assert probe.latest(LONE_STATUS)["state"] == "servoing"
+    finally:
+        probe.set_scan("free")
+        probe.set_feed(None)
+
+
 def test_invalid_parameters_are_refused_at_runtime_with_a_reason(probe: ServoProbe, procs: Any) -> None:
     result = probe.set_parameter(probe.lone_params, "max_linear", -0.2)
     assert not result.successful and "max_linear" in result.reason, result.reason
     result = probe.set_parameter(probe.lone_params, "stale_timeout", 0.0)
     assert not result.successful and "stale_timeout" in result.reason, result.reason
+    # The scan safety layer cannot be switched off (or loosened) while the robot runs.
+    for name, value in (("scan_safety", False), ("safety_margin", 0.0), ("scan_timeout", 5.0)):
+        result = probe.set_parameter(probe.lone_params, name, value)
+        assert not result.successful, name
     assert probe.set_parameter(probe.lone_params, "max_linear", 0.25).successful
     _alive(procs, "lone")
 

@@ -10,7 +10,7 @@ from typing import Any
 import node_helpers
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
+from node_helpers import Probe, make_model_dir, param_args, scan_msg, start_node, stop_node
 
 from vae_ros.control.runtime.dynamics import LatentDynamics
 from vae_ros.core.conversions.latent import (
@@ -50,6 +50,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
     probe.record(Twist, f"{NS}/cmd_vel")
     probe.record(DiagnosticArray, "/diagnostics")
     probe.publishers["latent"] = probe.node.create_publisher(Image, f"{NS}/vae/latent_stamped", 10)
+    from sensor_msgs.msg import LaserScan
+
+    from vae_ros.ros.qos import SENSOR_QOS
+
+    # A free scan beside every latent: the scan safety layer lets the robot move (no scan: no motion).
+    probe.publishers["scan"] = probe.node.create_publisher(LaserScan, f"{NS}/scan", SENSOR_QOS)
     yield {"proc": proc, "probe": probe, "dynamics": dynamics, "root": root, "model": model}
     probe.close()
     stop_node(proc)
@@ -69,7 +75,9 @@ def _stream(setup: Any, z: np.ndarray, until: Any, timeout: float = 30.0, period
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert setup["proc"].poll() is None, stop_node(setup["proc"])
-        probe.publishers["latent"].publish(latent_to_stamped_msg(z, None, _header(probe)))
+        header = _header(probe)
+        probe.publishers["scan"].publish(scan_msg(header))
+        probe.publishers["latent"].publish(latent_to_stamped_msg(z, None, header))
         if until():
             return True
         time.sleep(period)
@@ -179,6 +187,8 @@ def test_set_goal_then_commands_then_zero_when_stale(setup: Any) -> None:
     cmds = probe.messages(cmd_topic)
     assert all(abs(m.linear.x) <= 0.3 + 1e-6 and abs(m.angular.z) <= 0.8 + 1e-6 for m in cmds)
     assert probe.wait_for(lambda: _status(probe).get("goal_source") == "servo/set_goal", timeout=5.0)
+    # The free scan: the scan safety layer let it move, and says so.
+    assert probe.wait_for(lambda: _status(probe).get("blocked") == "no", timeout=5.0), _status(probe)
     # Latents stop: within stale_timeout (0.5 s) the node publishes zero, and keeps doing so.
     probe.clear(cmd_topic)
     assert probe.wait_for(lambda: len(probe.messages(cmd_topic)) >= 5, timeout=5.0)

@@ -85,7 +85,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic(COMPRESSED_CAMERA_TOPIC, "sensor_msgs/msg/CompressedImage", SENSOR, (), (_ENC,),
           "JPEG / PNG camera frames, with encoder_node `compressed:=true`."),
     Topic(SCAN_TOPIC, "sensor_msgs/msg/LaserScan", SENSOR, (_SIM,), (_ENC, *CONTROLLERS),
-          "2-D LiDAR; the world model's collision cost and fail-safe read it."),
+          "2-D LiDAR; every controller's scan safety layer checks each command against it (no fresh scan: zero "
+          "velocity), and the world model's collision cost reads it."),
     Topic(CLOUD_TOPIC, "sensor_msgs/msg/PointCloud2", SENSOR, (_SIM,), (_ENC,),
           "3-D LiDAR, fields x, y, z float32."),
     Topic(ODOM_TOPIC, "nav_msgs/msg/Odometry", RELIABLE, (_SIM,), (),
@@ -164,6 +165,7 @@ _CONTROL_KEYS: tuple[tuple[str, str], ...] = (
     ("out_of_range", "latents and goal latents rejected for lying outside the model's range"),
     ("goals_dropped_after_clear", "goal latents sent before a servo/clear_goal and dropped after it"),
     ("latent_bound", "the bound |z_i| latents are held to (model.json training.latent_range, or 50)"),
+    ("blocked", "what the scan safety layer did to the last command: no, slowed: ... free ahead/behind, stopped: ..."),
 )
 DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     _ENC: (*_INFERENCE_KEYS, ("input_topic", "the resolved input topic"),

@@ -100,6 +100,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                                "every third one with its straight path blocked by an object")
     episodes.add_argument("--no-collision-cost", action="store_true",
                           help="world_model: plan without the LaserScan collision cost")
+    episodes.add_argument("--scan-safety", choices=("on", "off", "both"), default="on",
+                          help="the scan safety layer the nodes run on every command (vae_ros.control.runtime.safety): on, "
+                               "off (commands unchecked; the world model's planner keeps its own fail-safe), or "
+                               "both: every episode with and without it, compared in one run (on)")
     episodes.add_argument("--ros", type=int, default=0, metavar="N",
                           help="also run the first N episodes of each seed through the real ROS nodes (sim_node, "
                                "encoder_node and latent_servo_node or world_model_node over DDS, in real time) "
@@ -144,6 +148,7 @@ def _run_episodes(args: argparse.Namespace) -> int:
         save_episode_trajectories,
     )
     from vae_ros.control.runtime.control_model import ControlModel, control_model_dir
+    from vae_ros.control.runtime.safety import SafetyConfig
     from vae_ros.control.runtime.servo import ServoConfig
     from vae_ros.core.errors import ConfigError
     from vae_ros.sim.world import SimConfig, SimWorld
@@ -188,18 +193,28 @@ def _run_episodes(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
 
+    safety = SafetyConfig(enabled=args.scan_safety != "off")
+    unchecked = SafetyConfig(enabled=False) if args.scan_safety == "both" else None  # the same episodes again
     started = time.monotonic()
     results = []
+    results_off: list[EpisodeResult] = []
     per_seed: dict[int, list] = {}
+    per_seed_off: dict[int, list] = {}
     with tqdm(total=len(seeds) * args.episodes, desc="episodes", unit="ep", disable=args.quiet,
               file=sys.stderr) as bar:
         for seed in seeds:
             with SimWorld(SimConfig(seed=seed, image_width=16, image_height=16)) as world:
                 episodes = sample(world, args.episodes, np.random.default_rng([args.episode_seed, seed]))
                 for episode in episodes:
-                    result = run_episode(world, model, episode, servo, episode_config, controller=controller)
+                    result = run_episode(world, model, episode, servo, episode_config, controller=controller,
+                                         safety=safety)
                     results.append(result)
                     per_seed.setdefault(seed, []).append(result)
+                    if unchecked is not None:
+                        off = run_episode(world, model, episode, servo, episode_config, controller=controller,
+                                          safety=unchecked)
+                        results_off.append(off)
+                        per_seed_off.setdefault(seed, []).append(off)
                     bar.update(1)
                     bar.set_postfix(success=f"{np.mean([r.success for r in results]):.0%}")
     elapsed = time.monotonic() - started
@@ -207,10 +222,18 @@ def _run_episodes(args: argparse.Namespace) -> int:
     record: dict = {
         "command": _episodes_command(args, seeds), "model": str(model_dir), "tolerance": tolerance,
         "controller": args.controller, "episode_set": "hard" if args.hard else "servo",
-        "seeds": seeds, "seconds": round(elapsed, 1), "in_process": summarise(results),
+        "seeds": seeds, "seconds": round(elapsed, 1), "scan_safety": args.scan_safety != "off",
+        "in_process": summarise(results),
         "in_process_by_seed": {str(seed): summarise(rs) for seed, rs in per_seed.items()},
         "episodes": [r.to_dict() for r in results],
     }
+    if results_off:
+        record["without_scan_safety"] = {
+            "in_process": summarise(results_off),
+            "in_process_by_seed": {str(seed): summarise(rs) for seed, rs in per_seed_off.items()},
+            "outcomes_differ": sum(a.success != b.success for a, b in zip(results, results_off, strict=True)),
+            "episodes": [r.to_dict() for r in results_off],
+        }
     title = f"{model_dir.name} (world seeds {' '.join(map(str, seeds))})"
     files = [save_episode_trajectories(results, out / "episodes_trajectories.png", title),
              save_episode_errors(results, tolerance, out / "episodes_latent_error.png", title),
@@ -396,9 +419,21 @@ def _episode_table(record: dict) -> str:
     summary = record["in_process"]
     if summary.get("episodes"):
         step = summary.get("step_ms") or {}
-        lines.append(f"collisions: {summary['collisions']} of {summary['episodes']} episodes; controller time per step "
-                     f"p50 {step.get('p50', float('nan')):.1f} ms, p90 {step.get('p90', float('nan')):.1f} ms, "
-                     f"p99 {step.get('p99', float('nan')):.1f} ms")
+        safety = "on" if record.get("scan_safety", True) else "off"
+        lines.append(f"collisions: {summary['collisions']} of {summary['episodes']} episodes, min clearance "
+                     f"{summary['min_clearance_m'] * 100:.1f} cm (scan safety {safety}: slowed the robot in "
+                     f"{summary['safety_slowed_episodes']}, stopped it in {summary['safety_stopped_episodes']} "
+                     f"episodes); controller time per step p50 {step.get('p50', float('nan')):.1f} ms, "
+                     f"p90 {step.get('p90', float('nan')):.1f} ms, p99 {step.get('p99', float('nan')):.1f} ms")
+    unchecked = record.get("without_scan_safety")
+    if unchecked:
+        lines.append("the same episodes without the scan safety layer:")
+        lines.append(row("all seeds", unchecked["in_process"]))
+        for seed, seed_summary in unchecked["in_process_by_seed"].items():
+            lines.append(row(f"  world seed {seed}", seed_summary))
+        off = unchecked["in_process"]
+        lines.append(f"collisions: {off['collisions']} of {off['episodes']} episodes, min clearance "
+                     f"{off['min_clearance_m'] * 100:.1f} cm; {unchecked['outcomes_differ']} outcomes differ")
     lines.append("(pos / yaw: final error median and p90; time: simulated s to convergence and path: length over "
                  "straight line, medians of successful episodes)")
     return "\n".join(lines)
@@ -415,6 +450,8 @@ def _episodes_command(args: argparse.Namespace, seeds: list[int]) -> str:
             parts.append("--no-collision-cost")
     if args.hard:
         parts.append("--hard")
+    if args.scan_safety != "on":
+        parts.append(f"--scan-safety {args.scan_safety}")
     if args.tolerance:
         parts.append(f"--tolerance {args.tolerance:g}")
     if args.ros:

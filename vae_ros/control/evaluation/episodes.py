@@ -10,21 +10,25 @@ local servo fails (`sample_hard_episodes`): the goal behind the robot and turned
 1-2 m away, a share of them with the straight path blocked by an object.
 
 The controller is the servo law by default; `WorldModelController` runs the world model's MPC instead
-(vae_ros.control.runtime.planner, what world_model_node runs), with the LaserScan collision cost. Every episode
-records whether the robot touched anything (ground truth) and how long each control step took.
+(vae_ros.control.runtime.planner, what world_model_node runs), with the LaserScan collision cost. Every command
+goes through the scan safety layer the nodes run (vae_ros.control.runtime.safety.guard_command on the robot's own
+LaserScan; `safety`, on by default) before it reaches the base. Every episode records whether the robot
+touched anything (ground truth), how close it came, how often the layer slowed or stopped it and how long
+each control step took.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from vae_ros.control.runtime.control_model import ControlModel
 from vae_ros.control.runtime.planner import SERVO, MpcConfig, MpcState, plan_step, scan_obstacles
+from vae_ros.control.runtime.safety import SLOWED, STOPPED, SafetyConfig, guard_command, scan_points
 from vae_ros.control.runtime.servo import CONVERGED, LOST, ServoConfig, ServoState, servo_step, wrap_angle
 from vae_ros.control.training.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
 from vae_ros.core.errors import ConfigError
@@ -64,6 +68,8 @@ class EpisodeResult:
     min_clearance: float = math.inf  # m: closest the robot came to anything
     step_ms: list[float] = field(default_factory=list, repr=False)  # controller time per control step
     handover_s: float | None = None  # world model: simulated s when the servo law took over (None: never)
+    safety_slowed: int = 0  # control steps the scan safety layer slowed the robot
+    safety_stopped: int = 0  # control steps it stopped the robot's linear motion
 
     def to_dict(self, with_traces: bool = False) -> dict[str, Any]:
         out = asdict(self)
@@ -190,12 +196,15 @@ class WorldModelController:
 
 def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, servo: ServoConfig,
                 config: EpisodeConfig = EpisodeConfig(), keep_traces: bool = True,
-                controller: WorldModelController | None = None) -> EpisodeResult:
+                controller: WorldModelController | None = None,
+                safety: SafetyConfig = SafetyConfig()) -> EpisodeResult:
     """Servo from episode.start to the goal observation in `world` (already built for episode.seed).
 
     `model` is a ControlModel (the LaserScan latent, as latent_servo_node runs it) or any ServoModel; a
     camera representation needs `world` built with the image size it was trained on. With `controller`
-    the world model's MPC drives instead of the servo law (`servo` is then unused).
+    the world model's MPC drives instead of the servo law (`servo` is then unused). Each command passes the
+    scan safety layer (`safety`; SafetyConfig(enabled=False) sends it unchecked), and the controller's state
+    carries the command that was sent, as in the nodes.
     """
 
     def latent() -> np.ndarray:
@@ -212,6 +221,7 @@ def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, 
     path = 0.0
     t = 0.0
     handover_s = None
+    slowed = stopped = 0
     pose = world.pose()
     min_clearance = world.clearance(pose.x, pose.y)
     while t < config.time_limit:
@@ -228,6 +238,15 @@ def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, 
         errors.append(state.error)
         if state.status in (CONVERGED, LOST):
             break
+        if safety.enabled:
+            geo = world.scan_geometry
+            verdict = guard_command((v, w), scan_points(world.scan(), geo.angle_min, geo.angle_increment,
+                                                        geo.range_min, geo.range_max), safety)
+            if verdict.cut:
+                v, w = verdict.command
+                state = replace(state, command=(v, w))
+            slowed += verdict.state == SLOWED
+            stopped += verdict.state == STOPPED
         world.step(v, w, dt)
         t += dt
         new = world.pose()
@@ -256,6 +275,8 @@ def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, 
         min_clearance=float(min_clearance),
         step_ms=step_ms,
         handover_s=handover_s,
+        safety_slowed=slowed,
+        safety_stopped=stopped,
     )
 
 
@@ -276,6 +297,9 @@ def summarise(results: list[EpisodeResult]) -> dict[str, Any]:
         "time_s_median_success": float(np.median([r.time_s for r in ok])) if ok else None,
         "path_ratio_median_success": float(np.median([r.path_ratio for r in ok])) if ok else None,
         "collisions": sum(r.collided for r in results),
+        "min_clearance_m": float(min(r.min_clearance for r in results)),
+        "safety_slowed_episodes": sum(r.safety_slowed > 0 for r in results),
+        "safety_stopped_episodes": sum(r.safety_stopped > 0 for r in results),
         "step_ms": _percentiles([ms for r in results for ms in r.step_ms]),
     }
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.control.runtime.dynamics import LatentDynamics
+from vae_ros.control.runtime.safety import SafetyConfig, guard_command
 from vae_ros.control.runtime.servo import (
     CONVERGED,
     LOST,
@@ -310,27 +311,22 @@ def _carry_points(points: tuple[tuple[float, float], ...], command: tuple[float,
 
 def safe_command(command: tuple[float, float], obstacles: np.ndarray | None,
                  config: MpcConfig) -> tuple[tuple[float, float], bool]:
-    """The fail-safe: -> ((v, w), whether v was cut). The linear speed is scaled down (to 3/4, 1/2, 1/4, 0)
-    until the command held `safety_time` keeps the robot's centre robot_radius + safety_margin from every
-    obstacle point (P, 2), robot frame, or, where it already is closer, brings it no closer. w is kept: a
-    disc turning in place touches nothing."""
-    v, w = command
-    if not config.fail_safe or obstacles is None or not len(obstacles) or v == 0.0:
-        return (v, w), False
-    keep = config.robot_radius + config.safety_margin
-    reach = abs(v) * config.safety_time + keep
-    near = obstacles[(obstacles**2).sum(1) <= reach**2]
-    if not len(near):
-        return (v, w), False
-    now = float(np.sqrt((near**2).sum(1).min()))
-    steps = max(2, int(math.ceil(config.safety_time / 0.05)))
-    for scale in (1.0, 0.75, 0.5, 0.25):
-        held = np.broadcast_to(np.array([v * scale, w], np.float32), (1, steps, 2))
-        pos = _kinematic_positions(held, config.safety_time / steps)[0]  # (S, 2)
-        gap = np.sqrt(((pos[:, None, :] - near[None]) ** 2).sum(-1).min())
-        if gap >= min(keep, now - 1e-3):
-            return (v * scale, w), scale < 1.0
-    return (0.0, w), True
+    """The fail-safe: -> ((v, w), whether v was cut). The scan safety layer every controller runs
+    (vae_ros.control.runtime.safety.guard_command) on obstacle points (P, 2), robot frame, with the planner's
+    robot_radius, safety_margin and safety_time: the linear speed is cut until the command held safety_time
+    keeps the robot's centre robot_radius + safety_margin from every point or, where it already is closer,
+    brings it no closer. w is kept: a disc turning in place touches nothing. Without points (no scan, or the
+    collision cost off) the command is kept: the controller's own layer then decides."""
+    if not config.fail_safe or obstacles is None or not len(obstacles):
+        return command, False
+    verdict = guard_command(command, obstacles, safety_config(config))
+    return verdict.command, verdict.cut
+
+
+def safety_config(config: MpcConfig) -> SafetyConfig:
+    """The scan safety layer's settings as the planner's fail-safe uses them."""
+    return SafetyConfig(enabled=config.fail_safe, robot_radius=config.robot_radius, margin=config.safety_margin,
+                        lookahead_s=config.safety_time)
 
 
 _NEIGHBOURS = ((-1, 0, 1.0), (1, 0, 1.0), (0, -1, 1.0), (0, 1, 1.0),

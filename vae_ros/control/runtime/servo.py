@@ -12,7 +12,8 @@ aligned cannot be turned away in place: the robot then backs off along the goal'
 reads the offset well only once the yaw is aligned, so it often appears after the approach).
 The estimate is made again from the sensor at every step and blended with the previous one carried through
 the robot's last command (`smoothing`), so the head's pose-dependent errors average out over the path and
-only bend it. Where the carried estimate puts the goal's yaw beyond `head_yaw_range` (60 deg; the head is
+only bend it. A back-off that the scan safety layer holds back (vae_ros.control.runtime.safety: a wall behind the
+robot) ends where it stands after `backoff_held_steps`, and the robot approaches again from there. Where the carried estimate puts the goal's yaw beyond `head_yaw_range` (60 deg; the head is
 trained within about 70), readings are not blended in and the estimate is carried by the robot's motion
 alone: a robot turned to drive to a goal beside it read an alias as a near goal and was led away
 (92.0 -> 95.7 % on the same 600 episodes). Velocity and acceleration
@@ -39,6 +40,7 @@ CONVERGED = "converged"
 LOST = "lost"
 IDLE = "idle"  # no goal yet
 ALIGNED_YAW = math.radians(3.0)  # yaw error under which the in-place alignment is done
+BACKOFF_HELD_STEPS = 3  # a back-off the scan safety layer held back (under half speed) this many steps ends
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class ServoState:
     error: float = math.inf  # latent error norm at the last step
     estimate: tuple[float, float, float] = (0.0, 0.0, 0.0)  # goal pose in the robot frame (dx, dy, dyaw)
     fused: tuple[float, float, float] | None = None  # the filtered goal estimate (robot frame)
+    # (v, w) this law asked for last; `command` is what was sent, which the scan safety layer may have cut
+    requested: tuple[float, float] = (0.0, 0.0)
+    held: int = 0  # consecutive steps the linear motion asked for was held back (sent at under half its speed)
 
 
 def wrap_angle(angle: float) -> float:
@@ -233,13 +238,15 @@ def servo_step(
     if estimate.shape != (3,) or not np.all(np.isfinite(estimate)):
         raise InputError(f"goal estimate must be three finite numbers (dx, dy, dyaw), got {estimate}")
     fused = _fuse(state.fused, state.command, estimate, dt, config.smoothing, config.head_yaw_range)
+    held = state.held + 1 if abs(state.command[0]) < 0.5 * abs(state.requested[0]) else 0
+    blocked = state.backoff and held >= BACKOFF_HELD_STEPS  # backing off into something: approach from here
     if status in (CONVERGED, LOST) or settled:
         # Under the tolerance the robot brakes at once and convergence is confirmed standing still: moving
         # on through the settle steps would carry it past the goal by (latency + settle time) x speed.
         target = (0.0, 0.0)
         fine, backwards, backoff = state.fine, state.backwards, False
     else:
-        backoff = config.backoff_distance > 0 and (
+        backoff = config.backoff_distance > 0 and not blocked and (
             state.backoff or (state.fine and abs(fused[2]) < ALIGNED_YAW and abs(fused[1]) > config.lateral_tolerance))
         if backoff and fused[0] < config.backoff_distance:
             # Turning in place cannot remove a sideways offset: back off along the goal's heading, then approach
@@ -249,12 +256,12 @@ def servo_step(
             fine, backwards = False, False
         else:
             backoff = False
-            v, w, fine, backwards = unicycle_command(fused, state.fine, state.backwards, config)
+            v, w, fine, backwards = unicycle_command(fused, state.fine and not blocked, state.backwards, config)
             target = (v, w)
     prev_v, prev_w = state.command
     v = limit_command(target[0], prev_v, config.max_linear, config.max_linear_accel, dt)
     w = limit_command(target[1], prev_w, config.max_angular, config.max_angular_accel, dt)
-    new_state = replace(state, status=status, command=(v, w), fine=fine, backwards=backwards, backoff=backoff,
+    new_state = replace(state, status=status, command=(v, w), requested=(v, w), held=held, fine=fine, backwards=backwards, backoff=backoff,
                         settled=settled,
                         fused=(float(fused[0]), float(fused[1]), float(fused[2])), best_error=best,
                         since_progress=since, error=error,

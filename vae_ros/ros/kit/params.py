@@ -21,6 +21,7 @@ from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS
 if TYPE_CHECKING:
     from vae_ros.control.runtime.dynamics import LatentDynamics
     from vae_ros.control.runtime.planner import MpcConfig
+    from vae_ros.control.runtime.safety import SafetyConfig
     from vae_ros.control.runtime.servo import ServoConfig
 
 
@@ -289,10 +290,21 @@ class ControlParams(NodeParams):
                                        "PTP) and use_sim_time.", range=(0.0, 1.0))
     tolerance: float = param(0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
                                   "(model.json training.control.tolerance: <= 0.10 m and 5 deg).", range=(0.0, 100.0))
-    safety_margin: float = param(0.2, "Fail-safe on the LaserScan (with collision): the linear speed is cut so "
-                                      "that the robot's centre keeps 0.2 m (its radius) + this from every scan point "
-                                      "over the next 0.6 s; turning in place is always allowed.", read_only=True,
-                                 range=(0.0, 2.0))
+    scan_safety: bool = param(True, "Scan safety layer on every command: checked against the newest LaserScan "
+                                    "on `scan`, the robot slows down and stops where the free space along its "
+                                    "commanded arc (forwards or backwards) is shorter than safety_margin, and never "
+                                    "pushes into an obstacle; turning in place stays allowed. With no fresh scan "
+                                    "every command is zero. false = commands pass unchecked (only with another "
+                                    "safety system on the base).", read_only=True)
+    safety_margin: float = param(0.2, "Scan safety layer: distance (m) kept beyond robot_radius from every scan "
+                                      "point along the command held 0.6 s (0.2 covers what the simulator's scan "
+                                      "plane misses: a post under a sphere, box corners). 0..1.",
+                                 read_only=True, range=(0.0, 1.0))
+    robot_radius: float = param(0.2, "Radius (m) of the robot's circular footprint round the scan's origin (the "
+                                     "simulated robot's: 0.2). 0.05..2.", read_only=True, range=(0.05, 2.0))
+    scan_timeout: float = param(0.5, "Seconds between the newest scan's header stamp and this node's clock (either "
+                                     "way) after which the scan safety layer has no scan and every command is zero. "
+                                     "0.05..5.", read_only=True, range=(0.05, 5.0))
     backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
                                  "(goal images, with camera models): auto, torch, onnxruntime or tensorrt.",
                          read_only=True)
@@ -311,12 +323,22 @@ class ControlParams(NodeParams):
 
     def validate(self) -> None:
         _require_positive(self, ("stale_timeout", "diagnostics_period"))
+        for name, (low, high) in (("safety_margin", (0.0, 1.0)), ("robot_radius", (0.05, 2.0)),
+                                  ("scan_timeout", (0.05, 5.0))):
+            if not low <= getattr(self, name) <= high:  # NaN fails too
+                raise ConfigError(f"{name} must be in [{low}, {high}], got {getattr(self, name)}")
         if self.view_memory < 0 or not 0.0 < self.view_match <= 1.0:
             raise ConfigError(f"view_memory must be >= 0 and view_match in (0, 1], got {self.view_memory} and "
                               f"{self.view_match}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be >= 0 (0 = the model's calibrated value), got {self.tolerance}")
         _check_runtime(self.backend, self.device)
+
+    def safety_config(self) -> SafetyConfig:
+        """The scan safety layer (vae_ros.control.runtime.safety) as these parameters set it."""
+        from vae_ros.control.runtime.safety import SafetyConfig
+
+        return SafetyConfig(enabled=self.scan_safety, robot_radius=self.robot_radius, margin=self.safety_margin)
 
 
 @dataclass(frozen=True)
@@ -386,8 +408,6 @@ class WorldModelParams(ControlParams):
             raise ConfigError(f"cost must be auto, pose or latent, got {self.cost!r}")
         if not (math.isfinite(self.handover_distance) and self.handover_distance >= 0):
             raise ConfigError(f"handover_distance must be >= 0, got {self.handover_distance}")
-        if not (math.isfinite(self.safety_margin) and self.safety_margin >= 0):
-            raise ConfigError(f"safety_margin must be >= 0, got {self.safety_margin}")
         work = self.horizon * self.samples * self.iterations
         if work > PLAN_BUDGET:
             raise ConfigError(f"horizon x samples x iterations = {self.horizon} x {self.samples} x {self.iterations} "
@@ -407,7 +427,7 @@ class WorldModelParams(ControlParams):
             elites=min(self.elites, self.samples), max_linear=self.max_linear, max_angular=self.max_angular,
             max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
             collision_radius=self.collision_radius, seed=self.seed, action_repeat=self.action_repeat,
-            safety_margin=self.safety_margin)
+            safety_margin=self.safety_margin, robot_radius=self.robot_radius, fail_safe=self.scan_safety)
         if self.plan_cost(head is not None) == "pose":
             # The planner as measured in eval-control (differential_drive_config), with these parameters.
             servo = ServoConfig(tolerance=tolerance, max_linear=self.max_linear, max_angular=self.max_angular)

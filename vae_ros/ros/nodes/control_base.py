@@ -10,6 +10,14 @@ model) looks it up among the camera views it has seen (`view_memory`, vae_ros.co
 on `camera/image_raw` kept beside the latent of the same instant): the matching view's latent becomes the
 goal, and an image that matches no remembered view waits, the robot stopped, until one does.
 
+Scan safety (vae_ros.control.runtime.safety, the layer every controller and the in-process episodes run): every
+command is checked against the newest LaserScan on `scan` (sensor-data QoS) before it is published: along
+the commanded arc the robot slows down and stops where the free space is shorter than `safety_margin`
+beyond `robot_radius`, and never pushes into an obstacle; turning in place stays allowed. With no scan, or
+one older than `scan_timeout` (its header stamp against this node's clock), every command is zero.
+/diagnostics `blocked` says what it did ("no", "slowed: 0.12 m free ahead", "stopped: ..."), and a stop of
+a moving command is logged (throttled). `scan_safety:=false` switches it off.
+
 Fail-safe: zero velocity on `cmd_vel` while no goal is set, when the newest latent is older than
 `stale_timeout` (its header stamp against this node's clock; a 0.1 s watchdog on the steady clock checks),
 when a message is rejected while a goal is set, on an unexpected error, and once more on shutdown (`close`,
@@ -40,6 +48,13 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
+from vae_ros.control.runtime.safety import (
+    STOPPED,
+    SafetyVerdict,
+    guard_command,
+    scan_points,
+    stop_without_scan,
+)
 from vae_ros.control.runtime.view_memory import Match, ViewMemory, ViewMemoryConfig, view_descriptor
 from vae_ros.core.conversions.image import image_msg_to_array
 from vae_ros.core.conversions.latent import msg_to_latent
@@ -50,13 +65,14 @@ from vae_ros.ros.kit.declare import refuse_unknown_parameters
 from vae_ros.ros.kit.guard import CLOCK_MISMATCH_S, CdrDecoder, LatestWorker, MessageGuard
 from vae_ros.ros.kit.params import ControlParams
 from vae_ros.ros.kit.run import interrupt
-from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS
+from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS, sensor_qos
 
 LATENT_TOPIC = "vae/latent_stamped"
 CMD_TOPIC = "cmd_vel"
 GOAL_LATENT_TOPIC = "servo/goal_latent"
 GOAL_IMAGE_TOPIC = "servo/goal_image"
 CAMERA_TOPIC = "camera/image_raw"
+SCAN_TOPIC = "scan"
 SET_GOAL_SERVICE = "servo/set_goal"
 CLEAR_GOAL_SERVICE = "servo/clear_goal"
 IDLE, STALE = "idle", "stale"
@@ -79,7 +95,7 @@ class ControlNode(Node):
 
     ACTIVE: ClassVar[str] = "active"  # the status while a goal is being pursued
     GOAL_DTYPE: ClassVar[type] = np.float32
-    # A node that publishes cmd_vel refuses to start on a parameter it does not know (node_utils).
+    # A node that publishes cmd_vel refuses to start on a parameter it does not know (kit/declare.py).
     REFUSE_UNKNOWN_PARAMETERS: ClassVar[bool] = True
 
     params: ControlParams
@@ -95,7 +111,7 @@ class ControlNode(Node):
         if self.REFUSE_UNKNOWN_PARAMETERS:  # before cmd_vel exists: a misspelt limit must not drive the robot
             refuse_unknown_parameters(self)
         from geometry_msgs.msg import Twist
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import Image, LaserScan
         from std_msgs.msg import Float32MultiArray
         from std_srvs.srv import Trigger
 
@@ -150,6 +166,12 @@ class ControlNode(Node):
                                                      min_score=self.params.view_match))
             # Not through the guard: the camera only serves goal images, so a bad frame is counted, not a stop.
             self._camera_sub = self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
+        # The scan safety layer: the newest scan's points (robot frame) and stamp, what it did last.
+        self._scan: tuple[int, np.ndarray] | None = None
+        self._last_sent = (0.0, 0.0)
+        self._verdict: SafetyVerdict | None = None
+        self._scan_sub = self.create_subscription(LaserScan, SCAN_TOPIC, self._guard.wrap("a scan", self._on_scan),
+                                                  sensor_qos(depth=1))
         self._set_goal_srv = self.create_service(Trigger, SET_GOAL_SERVICE, self._on_set_goal)
         self._clear_goal_srv = self.create_service(Trigger, CLEAR_GOAL_SERVICE, self._on_clear_goal)
         # On the steady clock: it also wakes the executor at least every 0.1 s, so Ctrl-C is handled (see
@@ -167,6 +189,9 @@ class ControlNode(Node):
 
     def _reset_command(self) -> None:
         """The robot is being stopped (lock held): the controller's command state becomes zero."""
+
+    def _on_scan_ranges(self, msg: Any, ranges: np.ndarray) -> None:
+        """A LaserScan arrived (after the safety layer took it): what else the controller makes of it."""
 
     def _encode_goal_image(self, msg: Any) -> np.ndarray:
         """A goal image -> its latent (D,); this controller takes none."""
@@ -413,10 +438,50 @@ class ControlNode(Node):
                 return
             self._safety_counts["goals_dropped_after_clear"] += 1
 
+    # -- the scan safety layer ------------------------------------------------------------------------------
+    def _on_scan(self, msg: Any) -> None:
+        try:
+            ranges = np.asarray(msg.ranges, np.float32)
+            points = scan_points(ranges, float(msg.angle_min), float(msg.angle_increment), float(msg.range_min),
+                                 float(msg.range_max))
+        except (ValueError, TypeError) as err:  # InputError is a ValueError
+            raise InputError(f"scan: {err}") from err
+        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        self._scan = (stamp, points)
+        self._on_scan_ranges(msg, ranges)
+
+    def _scan_problem(self) -> str:
+        """Why the newest scan cannot judge a command ('' when it can)."""
+        if self._scan is None:
+            return f"no scan on {self._scan_sub.topic_name} yet"
+        age = (self.get_clock().now().nanoseconds - self._scan[0]) * 1e-9
+        if abs(age) > self.params.scan_timeout:
+            when = f"{age:.1f} s old" if age > 0 else f"stamped {-age:.1f} s in the future"
+            return f"the newest scan on {self._scan_sub.topic_name} is {when} (scan_timeout {self.params.scan_timeout} s)"
+        return ""
+
+    def _limit(self, linear: float, angular: float) -> tuple[float, float]:
+        """A command through the scan safety layer; said in /diagnostics and, when it stops the robot, the log."""
+        config = self.params.safety_config()
+        problem = self._scan_problem() if config.enabled else ""
+        if problem:
+            verdict = stop_without_scan((linear, angular), problem)
+        else:
+            verdict = guard_command((linear, angular), None if self._scan is None else self._scan[1], config)
+        self._verdict = verdict
+        if verdict.state == STOPPED and (verdict.requested[0] != 0.0 or (problem and verdict.requested[1] != 0.0)):
+            self.get_logger().warning(
+                f"scan safety stopped the robot ({verdict.requested[0]:.2f} m/s, {verdict.requested[1]:.2f} rad/s "
+                f"asked): {verdict.describe().removeprefix('stopped: ')}", throttle_duration_sec=WARN_THROTTLE_S)
+        return verdict.command
+
     def _safety_diagnostics(self) -> list[tuple[str, str]]:
-        """Counts of the inputs the shared safety rules refused, and the bound latents are held to."""
+        """Counts of the inputs the shared safety rules refused, the bound latents are held to, and `blocked`:
+        what the scan safety layer did to the last command."""
+        verdict = self._verdict
         return [*((name, str(count)) for name, count in self._safety_counts.items()),
-                ("latent_bound", f"{self._latent_bound:g}")]
+                ("latent_bound", f"{self._latent_bound:g}"),
+                ("blocked", "no command yet" if verdict is None else verdict.describe())]
 
     # -- the newest latent and the watchdog ------------------------------------------------------------------
     def _record_latent(self, mean: np.ndarray, header: Any) -> int:
@@ -451,10 +516,14 @@ class ControlNode(Node):
         return age > self.params.stale_timeout or -age > self.params.max_clock_skew
 
     def _on_watchdog(self) -> None:
-        """Zero velocity while the newest latent is older than stale_timeout (or none came yet).
+        """Zero velocity while the newest latent is older than stale_timeout (or none came yet), or while the
+        robot moves with the scan safety layer on and no fresh scan.
 
         It never waits for a planner: the lock is only ever held for short state changes (see _stop)."""
         if not self._is_stale():
+            if self._last_sent != (0.0, 0.0) and self.params.scan_safety and self._scan_problem():
+                self._limit(*self._last_sent)  # said as the layer says it (diagnostics, the log) ...
+                self._stop()  # ... and the robot stopped now, not at the next control step
             return
         self._check_link()
         if self.goal is not None:
@@ -483,11 +552,15 @@ class ControlNode(Node):
             "if they do, see 'One link silent' in docs/ROBOT.md")
 
     # -- output ----------------------------------------------------------------------------------------------
-    def _publish_command(self, linear: float, angular: float) -> None:
+    def _publish_command(self, linear: float, angular: float) -> tuple[float, float]:
+        """Publish a command through the scan safety layer; returns what was sent."""
+        linear, angular = self._limit(float(linear), float(angular))
         msg = self._twist()
-        msg.linear.x = float(linear)
-        msg.angular.z = float(angular)
+        msg.linear.x = linear
+        msg.angular.z = angular
         self._cmd_pub.publish(msg)
+        self._last_sent = (linear, angular)
+        return linear, angular
 
     def _stop(self) -> None:
         """Zero velocity now; work begun before (a plan in progress) may no longer command (_command_epoch)."""

@@ -20,6 +20,10 @@ default the model's calibrated value meaning <= 0.10 m and 5 deg).
 Outputs: `cmd_vel` (geometry_msgs/Twist), `servo/error` (std_msgs/Float32, latent error norm), and
 /diagnostics with the servo state: idle (no goal), servoing, converged, lost, stale.
 
+Every command passes the controllers' scan safety layer on the newest LaserScan on `scan`
+(vae_ros.ros.nodes.control_base: it slows and stops the robot short of obstacles; no fresh scan, no motion,
+unless `scan_safety:=false`); /diagnostics `blocked` says what it did.
+
 Fail-safe: zero velocity when no goal is set, when the newest latent is older than `stale_timeout` (judged
 by its header stamp against this node's clock: set use_sim_time with a simulator), when a step fails, on
 convergence or loss, and on shutdown.
@@ -113,7 +117,9 @@ class LatentServoNode(ControlNode):
         self.status = self.state.status
         if self.status in (CONVERGED, LOST):
             v, w = 0.0, 0.0
-        self._publish_command(v, w)
+        sent = self._publish_command(v, w)  # through the scan safety layer
+        if sent != (v, w):  # the servo carries what was sent (its acceleration limits, its goal estimate)
+            self.state = dataclasses.replace(self.state, command=sent)
         self._error_pub.publish(self._float32(data=float(self.state.error)))
         self.stats.on_published(time.perf_counter() - start)
 

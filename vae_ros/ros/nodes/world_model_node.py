@@ -5,8 +5,9 @@ Inputs (relative names; remap as needed):
   its sensor message. Each fresh latent is one model step.
 - `cmd_vel` (geometry_msgs/Twist): the executed commands (this node's own while it plans, another
   controller's or a joystick's while it has no goal): the action the one-step prediction is made for.
-- `scan` (sensor_msgs/LaserScan, optional): the newest scan gives obstacle points for the planner's
-  collision cost (parameter `collision`).
+- `scan` (sensor_msgs/LaserScan): the newest scan gives obstacle points for the planner's collision cost
+  (parameter `collision`), and every command passes the controllers' scan safety layer on it
+  (vae_ros.ros.nodes.control_base: no fresh scan, no motion, unless `scan_safety:=false`).
 - Goals, changeable while running, exactly as latent_servo_node takes them (vae_ros.ros.nodes.control_base):
   `servo/set_goal` (std_srvs/Trigger: the current latent becomes the goal), `servo/clear_goal` (forget it
   and stop), `servo/goal_latent` (std_msgs/Float32MultiArray), `servo/goal_image` / the `goal_image`
@@ -53,10 +54,9 @@ from vae_ros.ros.kit.health import DiagnosticsPublisher
 from vae_ros.ros.kit.params import WorldModelParams
 from vae_ros.ros.kit.run import run_node
 from vae_ros.ros.nodes.control_base import CMD_TOPIC, ControlNode
-from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, sensor_qos
+from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS
 
 NODE_NAME = "world_model_node"
-SCAN_TOPIC = "scan"
 PREDICTED_TOPIC = "world_model/predicted_latent"
 PLANNED_TOPIC = "world_model/planned_latents"
 DYNAMICS_SUBDIR = "dynamics"  # `dynamics` '' = <model>/dynamics
@@ -113,7 +113,7 @@ class WorldModelNode(ControlNode):
         self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head)
 
         from geometry_msgs.msg import Twist
-        from sensor_msgs.msg import Image, LaserScan
+        from sensor_msgs.msg import Image
 
         self.state = MpcState()
         self._executed = (0.0, 0.0)  # newest command seen on cmd_vel
@@ -133,8 +133,6 @@ class WorldModelNode(ControlNode):
         self._pred_pub = self.create_publisher(Image, PREDICTED_TOPIC, LATENT_QOS)
         self._plan_pub = self.create_publisher(Image, PLANNED_TOPIC, LATENT_QOS)
         self._cmd_sub = self.create_subscription(Twist, CMD_TOPIC, self._on_cmd_vel, COMMAND_QOS)
-        self._scan_sub = self.create_subscription(LaserScan, SCAN_TOPIC, self._guard.wrap("a scan", self._on_scan),
-                                                  sensor_qos(depth=1))
         self._diagnostics = _Diagnostics(
             self, self.stats, f"{self.get_fully_qualified_name()}: world model",
             hardware_id=str(self.dynamics_dir), period=self.params.diagnostics_period,
@@ -226,14 +224,10 @@ class WorldModelNode(ControlNode):
         if math.isfinite(v) and math.isfinite(w):
             self._executed = (v, w)
 
-    def _on_scan(self, msg: Any) -> None:
-        if not self.params.collision:
-            return
-        try:
-            self._obstacles = scan_obstacles(np.asarray(msg.ranges, np.float32), float(msg.angle_min),
-                                             float(msg.angle_increment))
-        except (ValueError, TypeError) as err:
-            raise InputError(f"scan: {err}") from err
+    def _on_scan_ranges(self, msg: Any, ranges: np.ndarray) -> None:
+        """The scan (the base subscribes to it for the safety layer) as the planner's obstacle points."""
+        if self.params.collision:
+            self._obstacles = scan_obstacles(ranges, float(msg.angle_min), float(msg.angle_increment))
 
     def _on_latent(self, msg: Any) -> None:
         """Executor thread: check the latent, score the last prediction, hand the step to the planner thread."""
@@ -298,7 +292,10 @@ class WorldModelNode(ControlNode):
             self.status = PLANNING if state.status not in (CONVERGED, LOST) else state.status
             if self.status in (CONVERGED, LOST):
                 v, w = 0.0, 0.0
-            self._publish_command(v, w)
+            sent = self._publish_command(v, w)  # through the scan safety layer
+            if sent != (v, w):
+                v, w = sent
+                self.state = dataclasses.replace(self.state, command=sent)
         if state.mode == PLAN and state.predicted is not None and self.status == PLANNING:
             self._plan_pub.publish(latent_rows_to_msg(state.predicted, header))
         return (v, w)
