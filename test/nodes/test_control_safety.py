@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, random_dynamics, start_node, stop_node
+from node_helpers import Probe, make_model_dir, param_args, random_dynamics, scan_msg, start_node, stop_node
 
 from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
 
@@ -46,13 +46,14 @@ def _latents(kind: str) -> tuple[np.ndarray, np.ndarray]:
 
 class SafetyProbe(Probe):
     """cmd_vel and /diagnostics of both controllers recorded; a 10 Hz latent feed per controller whose stamp
-    offset (ns from this probe's clock) the test sets."""
+    offset (ns from this probe's clock) the test sets, and beside it a free LaserScan, always fresh, so that the
+    controllers' scan safety layer lets them move and what stops them is the input under test."""
 
     def __init__(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import Twist
         from rcl_interfaces.srv import SetParameters
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import Image, LaserScan
         from std_msgs.msg import Float32MultiArray
         from std_srvs.srv import Trigger
 
@@ -68,6 +69,7 @@ class SafetyProbe(Probe):
                 "latent": self.node.create_publisher(Image, f"{ns}/vae/latent_stamped", LATENT_QOS),
                 "goal": self.node.create_publisher(Float32MultiArray, f"{ns}/servo/goal_latent", LATENT_QOS),
                 "goal_image": self.node.create_publisher(Image, f"{ns}/servo/goal_image", LATENT_QOS),
+                "scan": self.node.create_publisher(LaserScan, f"{ns}/scan", 10),
             }
             self.clients[kind] = {
                 "set_goal": self.node.create_client(Trigger, f"{ns}/servo/set_goal"),
@@ -81,6 +83,7 @@ class SafetyProbe(Probe):
         with self.lock:
             feeds = dict(self.feeds)
         for kind, feed in feeds.items():
+            self.pubs[kind]["scan"].publish(scan_msg(self.header()))
             if feed is not None:
                 z, offset_ns = feed
                 self.pubs[kind]["latent"].publish(latent_to_stamped_msg(z, None, self.header(offset_ns)))
