@@ -15,6 +15,7 @@ import numpy as np
 
 from vae_ros.core.conversions.image import array_to_image_msg
 from vae_ros.core.conversions.lidar import scan_to_msg, xyz_to_pointcloud_msg
+from vae_ros.ros.interface import CAMERA_TOPIC, CLOCK_TOPIC, CLOUD_TOPIC, CMD_TOPIC, ODOM_TOPIC, SCAN_TOPIC
 from vae_ros.sim.world import Pose2D, ScanGeometry, Velocity2D
 
 ODOM_FRAME = "odom"
@@ -22,17 +23,9 @@ BASE_FRAME = "base_link"
 LIDAR_FRAME = "lidar_link"
 CAMERA_FRAME = "camera_optical_frame"
 
-# Topic names (relative, as sim_node publishes them; bags store them with a leading '/').
-IMAGE_TOPIC = "camera/image_raw"
-SCAN_TOPIC = "scan"
-CLOUD_TOPIC = "lidar/points"
-ODOM_TOPIC = "odom"
-GROUND_TRUTH_ODOM_TOPIC = "ground_truth/odom"
-CMD_TOPIC = "cmd_vel"
-CLOCK_TOPIC = "/clock"
-
+# The topics sim_node publishes (names: vae_ros.ros.interface; bags store them with a leading '/').
 MSGTYPES = {
-    IMAGE_TOPIC: "sensor_msgs/msg/Image",
+    CAMERA_TOPIC: "sensor_msgs/msg/Image",
     SCAN_TOPIC: "sensor_msgs/msg/LaserScan",
     CLOUD_TOPIC: "sensor_msgs/msg/PointCloud2",
     ODOM_TOPIC: "nav_msgs/msg/Odometry",

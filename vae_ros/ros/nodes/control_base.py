@@ -41,30 +41,32 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from vae_ros.control.runtime.view_memory import Match, ViewMemory, ViewMemoryConfig, view_descriptor
+from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.conversions.image import image_msg_to_array
 from vae_ros.core.conversions.latent import msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError
 from vae_ros.core.latent_range import check_latent_range, latent_bound
+from vae_ros.ros.interface import (
+    CAMERA_TOPIC,
+    CLEAR_GOAL_SERVICE,
+    CMD_TOPIC,
+    GOAL_IMAGE_TOPIC,
+    GOAL_LATENT_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    SET_GOAL_SERVICE,
+)
 from vae_ros.ros.kit.declare import refuse_unknown_parameters
-from vae_ros.ros.kit.guard import CLOCK_MISMATCH_S, CdrDecoder, LatestWorker, MessageGuard
+from vae_ros.ros.kit.guard import CLOCK_MISMATCH_S, WARN_THROTTLE_S, CdrDecoder, LatestWorker, MessageGuard
 from vae_ros.ros.kit.params import ControlParams
 from vae_ros.ros.kit.run import interrupt
 from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS
 
-LATENT_TOPIC = "vae/latent_stamped"
-CMD_TOPIC = "cmd_vel"
-GOAL_LATENT_TOPIC = "servo/goal_latent"
-GOAL_IMAGE_TOPIC = "servo/goal_image"
-CAMERA_TOPIC = "camera/image_raw"
-SET_GOAL_SERVICE = "servo/set_goal"
-CLEAR_GOAL_SERVICE = "servo/clear_goal"
 IDLE, STALE = "idle", "stale"
 WATCHDOG_PERIOD_S = 0.1
 # No latent for this long while the graph shows publishers of the topic: said once in the log (and the count
 # is always in /diagnostics), since a controller waiting on a link that delivers nothing only ever says "stale".
 SILENT_LINK_S = 10.0
-WARN_THROTTLE_S = 2.0
 FINAL_STOP_ACK_S = 0.5
 GOAL_LOG_THROTTLE_S = 1.0
 
@@ -125,7 +127,7 @@ class ControlNode(Node):
         self._cmd_pub = self.create_publisher(Twist, CMD_TOPIC, COMMAND_QOS)
         # One bad message is logged, counted and dropped, and the robot is stopped (fail safe).
         self._guard = MessageGuard(self, self._on_rejected, self._on_error)
-        self._latent_sub = self.create_subscription(Image, LATENT_TOPIC, self._guard.wrap("a latent", self._on_latent),
+        self._latent_sub = self.create_subscription(Image, LATENT_STAMPED_TOPIC, self._guard.wrap("a latent", self._on_latent),
                                                     LATENT_QOS)
         self._goal_latent_sub = self.create_subscription(
             Float32MultiArray, GOAL_LATENT_TOPIC, self._goal_latent_callback(), LATENT_QOS)
@@ -317,7 +319,7 @@ class ControlNode(Node):
         views = self.views
         if views is None:  # subscribed only with a view memory
             return
-        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        stamp = stamp_ns(msg.header.stamp)
         try:
             image = image_msg_to_array(msg)
             with self._views_lock:
@@ -424,7 +426,7 @@ class ControlNode(Node):
 
         InputError (the latent is not kept) for a stamp further ahead of this node's clock than max_clock_skew
         and for a latent outside the model's range."""
-        stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        stamp = stamp_ns(header.stamp)
         self._last_arrival_ns = self._steady.now().nanoseconds
         self._silent_link_said = False
         offset = (self.get_clock().now().nanoseconds - stamp) * 1e-9  # its age; negative: from the future

@@ -40,6 +40,7 @@ from vae_ros.control.runtime.servo import CONVERGED, LOST, ServoConfig, ServoSta
 from vae_ros.core.conversions.latent import stamped_msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError
+from vae_ros.ros.interface import SERVO_ERROR_TOPIC
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.health import DiagnosticsPublisher
 from vae_ros.ros.kit.params import ServoParams
@@ -48,7 +49,6 @@ from vae_ros.ros.nodes.control_base import ControlNode
 from vae_ros.ros.qos import LATENT_QOS
 
 NODE_NAME = "latent_servo_node"
-ERROR_TOPIC = "servo/error"
 
 
 class LatentServoNode(ControlNode):
@@ -70,7 +70,7 @@ class LatentServoNode(ControlNode):
         self._last_step_ns: int | None = None
         self.stats = NodeStats()
         self._start_control(self.model.latent_dim, self.model_dir, self.model.config.modality)
-        self._error_pub = self.create_publisher(Float32, ERROR_TOPIC, LATENT_QOS)
+        self._error_pub = self.create_publisher(Float32, SERVO_ERROR_TOPIC, LATENT_QOS)
         self._diagnostics = DiagnosticsPublisher(
             self, self.stats, f"{self.get_fully_qualified_name()}: latent servo", hardware_id=str(self.model_dir),
             period=self.params.diagnostics_period, extra=self._diagnostic_values,
