@@ -40,6 +40,7 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
+from vae_ros.control.runtime.control_model import calibrated_tolerance
 from vae_ros.control.runtime.view_memory import Match, ViewMemory, ViewMemoryConfig, view_descriptor
 from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.conversions.image import image_msg_to_array
@@ -76,7 +77,7 @@ class ControlNode(Node):
 
     Subclasses set `params` (a ControlParams) and `stats` before `_start_control`, and may override the
     hooks `_reset_for_goal` (a new goal: restart the controller's state), `_reset_command` (a stop: the
-    command state is zero) and `_encode_goal_image` (a goal image -> its latent).
+    command state is zero) and `_goal_encoder` (the backend that encodes goal images with a camera model).
     """
 
     ACTIVE: ClassVar[str] = "active"  # the status while a goal is being pursued
@@ -170,9 +171,42 @@ class ControlNode(Node):
     def _reset_command(self) -> None:
         """The robot is being stopped (lock held): the controller's command state becomes zero."""
 
-    def _encode_goal_image(self, msg: Any) -> np.ndarray:
-        """A goal image -> its latent (D,); this controller takes none."""
+    def _goal_encoder(self) -> Any:
+        """The backend (vae_ros.core.backends) that encodes goal images of a camera model; none by default."""
         raise InputError(self._image_goal_refusal())
+
+    # -- goal images encoded (camera models) -----------------------------------------------------------------
+    def _encode_goal(self, image: np.ndarray) -> np.ndarray:
+        """A goal image (H, W[, C]) -> its latent (D,), by the controller's camera model."""
+        if self._modality != "image":
+            raise InputError(self._image_goal_refusal())
+        from vae_ros.core.backends import load_config
+        from vae_ros.core.preprocess import preprocess_image
+
+        sample = preprocess_image(image, load_config(self._control_model_dir).image_spec)  # (C, H, W)
+        return np.asarray(self._goal_encoder().encode(sample[None])[0][0])
+
+    def _encode_goal_image(self, msg: Any) -> np.ndarray:
+        """A goal image message (sensor_msgs/Image) -> its latent (D,)."""
+        return self._encode_goal(image_msg_to_array(msg))
+
+    def _goal_image_parameter(self, path: str) -> None:
+        """The `goal_image` parameter (a file; empty: none): encoded by a camera model, or with the view
+        memory looked up as soon as a view matches it. ConfigError for a file that cannot give a goal."""
+        if not path:
+            return
+        from vae_ros.core.errors import ConfigError
+        from vae_ros.core.preprocess import read_image_file
+
+        if self.views is None and self._modality != "image":
+            raise ConfigError(f"goal_image {path!r}: {self._image_goal_refusal()}")
+        try:
+            if self.views is not None:
+                self._apply_view_lookup(*self._lookup_view(read_image_file(path)), f"goal_image {path}")
+            else:
+                self._set_goal(self._encode_goal(read_image_file(path)), "goal_image parameter")
+        except InputError as err:
+            raise ConfigError(f"goal_image {path!r}: {err}") from err
 
     def _image_goal_refusal(self) -> str:
         return (f"goal images need a camera model or the view memory (view_memory > 0); {self._control_model_dir} "
@@ -269,16 +303,6 @@ class ControlNode(Node):
             self._apply_view_lookup(found, descriptor, source)
         else:
             self._set_goal(outcome, source)
-
-    def _goal_image_file(self, path: str) -> None:
-        """The `goal_image` parameter with the view memory: looked up as soon as a view matches it."""
-        from vae_ros.core.errors import ConfigError
-        from vae_ros.core.preprocess import read_image_file
-
-        try:
-            self._apply_view_lookup(*self._lookup_view(read_image_file(path)), f"goal_image {path}")
-        except InputError as err:
-            raise ConfigError(f"goal_image {path!r}: {err}") from err
 
     def _lookup_view(self, image: np.ndarray) -> tuple[Match | None, np.ndarray]:
         """A goal image for a model of another sensor -> (the remembered view most like it, its descriptor)."""
@@ -521,6 +545,18 @@ class ControlNode(Node):
             self._cmd_pub.wait_for_all_acked(Duration(seconds=FINAL_STOP_ACK_S))
         except Exception as err:  # noqa: BLE001 - the context may already be gone; nothing else to do
             print(f"{self.get_name()}: could not publish the final zero command: {err}", file=sys.stderr)
+
+
+def converged_tolerance(tolerance: float, model_dir: Path, training: dict[str, Any]) -> float:
+    """The `tolerance` parameter, or where it is 0 the model's calibrated value (model.json
+    training.control.tolerance); ConfigError when there is neither."""
+    value = tolerance or calibrated_tolerance(training)
+    if not value:
+        from vae_ros.core.errors import ConfigError
+
+        raise ConfigError(f"{model_dir} has no calibrated tolerance (model.json training.control.tolerance); set "
+                          "the `tolerance` parameter")
+    return value
 
 
 def stop_before_shutdown() -> None:

@@ -39,13 +39,12 @@ from vae_ros.control.runtime.control_model import ControlModel, control_model_di
 from vae_ros.control.runtime.servo import CONVERGED, LOST, ServoConfig, ServoState, servo_step
 from vae_ros.core.conversions.latent import stamped_msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
-from vae_ros.core.errors import ConfigError
 from vae_ros.ros.interface import SERVO_ERROR_TOPIC
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.health import DiagnosticsPublisher
 from vae_ros.ros.kit.params import ServoParams
 from vae_ros.ros.kit.run import run_node
-from vae_ros.ros.nodes.control_base import ControlNode
+from vae_ros.ros.nodes.control_base import ControlNode, converged_tolerance
 from vae_ros.ros.qos import LATENT_QOS
 
 NODE_NAME = "latent_servo_node"
@@ -76,10 +75,7 @@ class LatentServoNode(ControlNode):
             period=self.params.diagnostics_period, extra=self._diagnostic_values,
         )
         on_parameter_changes(self, lambda: self.params, self._apply_params)
-        if self.params.goal_image and self.views is not None:
-            self._goal_image_file(self.params.goal_image)
-        elif self.params.goal_image:
-            raise ConfigError(f"goal_image {self.params.goal_image!r}: {self._image_goal_refusal()}")
+        self._goal_image_parameter(self.params.goal_image)
         self.get_logger().info(
             f"control model {self.model_dir} (latent {self.model.latent_dim}, tolerance "
             f"{self.servo_config.tolerance:.4f}); {self._latent_sub.topic_name} -> {self._cmd_pub.topic_name}; "
@@ -119,11 +115,7 @@ class LatentServoNode(ControlNode):
 
     # -- parameters and health -------------------------------------------------------------------------------
     def _servo_config(self, params: ServoParams) -> ServoConfig:
-        tolerance = params.tolerance or self.model.tolerance
-        if not tolerance:
-            raise ConfigError(f"{self.model_dir} has no calibrated servo tolerance (model.json "
-                              "training.control.tolerance); set the `tolerance` parameter")
-        return params.servo_config(tolerance)
+        return params.servo_config(converged_tolerance(params.tolerance, self.model_dir, self.model.config.training))
 
     def _apply_params(self, params: ServoParams) -> None:
         self.servo_config = self._servo_config(params)
