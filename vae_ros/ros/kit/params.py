@@ -269,7 +269,7 @@ _GOAL_WAIT = "empty = wait for a goal on servo/goal_latent, servo/goal_image or 
 
 @dataclass(frozen=True)
 class ControlParams(NodeParams):
-    """What the two controllers share: goals, limits, the stale-input watchdog and the goal-image encoder."""
+    """What the two controllers share: goals, limits, the stale-input watchdog and the view memory."""
 
     model: str = param("", "VAE model directory whose latents this node receives; empty = the packaged "
                            "models/control_default.", read_only=True)
@@ -293,10 +293,6 @@ class ControlParams(NodeParams):
                                       "that the robot's centre keeps 0.2 m (its radius) + this from every scan point "
                                       "over the next 0.6 s; turning in place is always allowed.", read_only=True,
                                  range=(0.0, 2.0))
-    backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
-                                 "(goal images, with camera models): auto, torch, onnxruntime or tensorrt.",
-                         read_only=True)
-    device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
     view_memory: int = param(3000, "Camera views (camera/image_raw) remembered beside the latent of the same "
                                    "instant, so that goal images work with a model of another sensor (the "
                                    "LaserScan control model): a goal image selects the view it matches and its "
@@ -310,13 +306,13 @@ class ControlParams(NodeParams):
     diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True, range=DIAGNOSTICS_PERIOD_RANGE)
 
     def validate(self) -> None:
-        _require_positive(self, ("stale_timeout", "diagnostics_period"))
+        _require_positive(self, ("stale_timeout", "diagnostics_period", "max_linear", "max_angular",
+                                 "max_linear_accel", "max_angular_accel"))
         if self.view_memory < 0 or not 0.0 < self.view_match <= 1.0:
             raise ConfigError(f"view_memory must be >= 0 and view_match in (0, 1], got {self.view_memory} and "
                               f"{self.view_match}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be >= 0 (0 = the model's calibrated value), got {self.tolerance}")
-        _check_runtime(self.backend, self.device)
 
 
 @dataclass(frozen=True)
@@ -333,8 +329,7 @@ class ServoParams(ControlParams):
                                     range=(0.0, 2.0))
 
     def validate(self) -> None:
-        _require_positive(self, ("gain", "angular_gain", "max_linear", "max_angular", "max_linear_accel",
-                                 "max_angular_accel"))
+        _require_positive(self, ("gain", "angular_gain"))
         if not (math.isfinite(self.backoff_distance) and self.backoff_distance >= 0):
             raise ConfigError(f"backoff_distance must be >= 0 (0 = never back off), got {self.backoff_distance}")
         super().validate()
@@ -379,9 +374,11 @@ class WorldModelParams(ControlParams):
                                  "(goal images, with camera models): auto, torch, onnxruntime or tensorrt. "
                                  "torch and tensorrt also run the planner's rollouts in torch (faster, but the "
                                  "node loads torch); otherwise they run in NumPy.", read_only=True)
+    device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
 
     def validate(self) -> None:
         super().validate()
+        _check_runtime(self.backend, self.device)
         if self.cost not in ("auto", "pose", "latent"):
             raise ConfigError(f"cost must be auto, pose or latent, got {self.cost!r}")
         if not (math.isfinite(self.handover_distance) and self.handover_distance >= 0):

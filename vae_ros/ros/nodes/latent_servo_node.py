@@ -60,7 +60,7 @@ class LatentServoNode(ControlNode):
         super().__init__(NODE_NAME, **node_kwargs)
         self.params: ServoParams = declare_params(self, ServoParams)
         self.model_dir = control_model_dir(self.params.model)
-        self.model = ControlModel(self.model_dir, self.params.backend, self.params.device)
+        self.model = ControlModel(self.model_dir)  # its encoder is never run here: latents come in
         self.servo_config = self._servo_config(self.params)
         from std_msgs.msg import Float32
 
