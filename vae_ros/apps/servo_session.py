@@ -141,7 +141,9 @@ class ServoSession:
             control_model = cfg.control_model or str(_control_model_path())
             self._start("control_encoder_node", "vae_ros.ros.nodes.encoder_node", [
                 "-p", "modality:=scan", "-p", f"model:={control_model}", "-p", f"backend:={cfg.backend}", *sim_time])
-            controller_args = [*model, "-p", f"backend:={cfg.backend}", "-p", "diagnostics_period:=0.2", *sim_time]
+            controller_args = [*model, "-p", "diagnostics_period:=0.2", *sim_time]
+            if cfg.controller == "world_model":  # the servo runs no model of its own: no backend to choose
+                controller_args += ["-p", f"backend:={cfg.backend}"]
             if cfg.controller == "world_model" and cfg.dynamics:
                 controller_args += ["-p", f"dynamics:={cfg.dynamics}"]
             self._start(self.controller_node, f"vae_ros.ros.nodes.{self.controller_node}", controller_args)
