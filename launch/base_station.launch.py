@@ -22,6 +22,7 @@ import re
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
+from vae_ros.ros.interface import LATENT_STAMPED_TOPIC
 from vae_ros.ros.kit.launch import (
     PACKAGE,
     fastdds_profile_argument,
@@ -44,7 +45,7 @@ def robot_latent_topic(robot_namespace: str) -> str:
     if name and not _NAMESPACE.fullmatch(name):
         raise ValueError(f"launch argument robot_namespace:={robot_namespace!r} must be the robot's namespace, "
                          "e.g. robot1 or team/robot1 (empty: the robot has none)")
-    return "/" + "/".join(part for part in (name, "vae/latent_stamped") if part)
+    return "/" + "/".join(part for part in (name, LATENT_STAMPED_TOPIC) if part)
 
 
 def _launch_decoder(context, *args, **kwargs):

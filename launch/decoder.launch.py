@@ -14,6 +14,13 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 
+from vae_ros.ros.interface import (
+    DECODED_POINTS_TOPIC,
+    DECODED_SCAN_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    LATENT_TOPIC,
+    RECONSTRUCTION_TOPIC,
+)
 from vae_ros.ros.kit.launch import (
     ParameterArgument,
     TopicArgument,
@@ -32,12 +39,12 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [
-    ("latent_topic", "vae/latent", "latent input (std_msgs/Float32MultiArray)"),
-    ("latent_stamped_topic", "vae/latent_stamped", "stamped latent input (sensor_msgs/Image 32FC1 with the "
+    ("latent_topic", LATENT_TOPIC, "latent input (std_msgs/Float32MultiArray)"),
+    ("latent_stamped_topic", LATENT_STAMPED_TOPIC, "stamped latent input (sensor_msgs/Image 32FC1 with the "
                                                    "sensor's header); preferred over latent_topic"),
-    ("reconstruction_topic", "vae/reconstruction", "reconstruction output (sensor_msgs/Image)"),
-    ("decoded_scan_topic", "vae/scan", "decoded LaserScan output (scan models)"),
-    ("decoded_points_topic", "vae/points", "decoded PointCloud2 output (pointcloud models)"),
+    ("reconstruction_topic", RECONSTRUCTION_TOPIC, "reconstruction output (sensor_msgs/Image)"),
+    ("decoded_scan_topic", DECODED_SCAN_TOPIC, "decoded LaserScan output (scan models)"),
+    ("decoded_points_topic", DECODED_POINTS_TOPIC, "decoded PointCloud2 output (pointcloud models)"),
 ]
 
 

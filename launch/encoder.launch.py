@@ -15,6 +15,15 @@ from collections.abc import Mapping
 
 from launch import LaunchDescription
 
+from vae_ros.ros.interface import (
+    ANOMALY_TOPIC,
+    CAMERA_TOPIC,
+    CLOUD_TOPIC,
+    COMPRESSED_CAMERA_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    LATENT_TOPIC,
+    SCAN_TOPIC,
+)
 from vae_ros.ros.kit.launch import (
     ParameterArgument,
     TopicArgument,
@@ -33,13 +42,13 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [
-    ("image_topic", "camera/image_raw", "camera input for modality image (sensor_msgs/Image)"),
-    ("scan_topic", "scan", "laser input for modality scan (sensor_msgs/LaserScan)"),
-    ("points_topic", "lidar/points", "point cloud input for modality pointcloud (sensor_msgs/PointCloud2)"),
-    ("latent_topic", "vae/latent", "latent output (std_msgs/Float32MultiArray)"),
-    ("latent_stamped_topic", "vae/latent_stamped", "stamped latent output (sensor_msgs/Image 32FC1, the "
+    ("image_topic", CAMERA_TOPIC, "camera input for modality image (sensor_msgs/Image)"),
+    ("scan_topic", SCAN_TOPIC, "laser input for modality scan (sensor_msgs/LaserScan)"),
+    ("points_topic", CLOUD_TOPIC, "point cloud input for modality pointcloud (sensor_msgs/PointCloud2)"),
+    ("latent_topic", LATENT_TOPIC, "latent output (std_msgs/Float32MultiArray)"),
+    ("latent_stamped_topic", LATENT_STAMPED_TOPIC, "stamped latent output (sensor_msgs/Image 32FC1, the "
                                                    "input's header)"),
-    ("anomaly_score_topic", "vae/anomaly_score", "anomaly score output (std_msgs/Float32)"),
+    ("anomaly_score_topic", ANOMALY_TOPIC, "anomaly score output (std_msgs/Float32)"),
 ]
 
 
@@ -48,8 +57,8 @@ def _follow_remapping(config: Mapping[str, str]) -> list[tuple[str, str]]:
     remapped latent_topic (<latent_topic>_stamped), so two encoders in one namespace never share it."""
     remappings = latent_stamped_follows(config)
     image_topic = config["image_topic"]
-    if image_topic != "camera/image_raw":
-        remappings.append(("camera/image_raw/compressed", image_topic + "/compressed"))
+    if image_topic != CAMERA_TOPIC:
+        remappings.append((COMPRESSED_CAMERA_TOPIC, image_topic + "/compressed"))
     return remappings
 
 

@@ -13,6 +13,14 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 
+from vae_ros.ros.interface import (
+    CMD_TOPIC,
+    GOAL_IMAGE_TOPIC,
+    GOAL_LATENT_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    SCAN_TOPIC,
+    SERVO_ERROR_TOPIC,
+)
 from vae_ros.ros.kit.launch import ParameterArgument, TopicArgument, node_launch_description, node_parameters
 
 NODE = "latent_servo_node"
@@ -20,18 +28,17 @@ NODE = "latent_servo_node"
 # Node parameters a user sets from the command line (type and description: the node's declarations).
 # Empty = params_file's value.
 PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
-    "model", "goal_image", "gain", "max_linear", "max_angular", "stale_timeout", "tolerance", "backend",
-    "device"])
+    "model", "goal_image", "gain", "max_linear", "max_angular", "stale_timeout", "tolerance"])
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [
-    ("latent_stamped_topic", "vae/latent_stamped", "stamped latent input (sensor_msgs/Image 32FC1) from the "
+    ("latent_stamped_topic", LATENT_STAMPED_TOPIC, "stamped latent input (sensor_msgs/Image 32FC1) from the "
                                                    "encoder on the control model"),
-    ("cmd_vel_topic", "cmd_vel", "velocity command output (geometry_msgs/Twist)"),
-    ("scan_topic", "scan", "LaserScan input of the scan safety layer (no fresh scan: zero velocity)"),
-    ("error_topic", "servo/error", "latent error norm output (std_msgs/Float32)"),
-    ("goal_latent_topic", "servo/goal_latent", "goal latent input (std_msgs/Float32MultiArray)"),
-    ("goal_image_topic", "servo/goal_image", "goal image input (sensor_msgs/Image; looked up among remembered views)"),
+    ("cmd_vel_topic", CMD_TOPIC, "velocity command output (geometry_msgs/Twist)"),
+    ("scan_topic", SCAN_TOPIC, "LaserScan input of the scan safety layer (no fresh scan: zero velocity)"),
+    ("error_topic", SERVO_ERROR_TOPIC, "latent error norm output (std_msgs/Float32)"),
+    ("goal_latent_topic", GOAL_LATENT_TOPIC, "goal latent input (std_msgs/Float32MultiArray)"),
+    ("goal_image_topic", GOAL_IMAGE_TOPIC, "goal image input (sensor_msgs/Image; looked up among remembered views)"),
 ]
 
 

@@ -22,22 +22,19 @@ from vae_ros.ros.kit.launch import controller_pipeline, controller_pipeline_argu
 
 
 def _launch_pipeline(context, *args, **kwargs):
-    config = context.launch_configurations
-    return controller_pipeline(context, "latent_servo.launch.py", shared=("backend", "device"),
-                               controller_arguments={"goal_image": config["goal_image"]})
+    return controller_pipeline(context, "latent_servo.launch.py", encoder_only=("backend", "device"))
 
 
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         *controller_pipeline_arguments("servo.yaml", "YAML with sim_node, encoder_node and latent_servo_node blocks"),
-        DeclareLaunchArgument("goal_image", default_value="",
-                              description="camera frame the robot has seen: the goal once a remembered view matches it "
-                                          "(view_memory); empty: teach with servo/set_goal or send servo/goal_latent)"),
         DeclareLaunchArgument("model", default_value="",
                               description="control model directory for the encoder and the servo (empty: the "
                                           "packaged models/control_default)"),
         DeclareLaunchArgument("backend", default_value="",
-                              description="auto | torch | onnxruntime | tensorrt (empty: params_file)"),
-        DeclareLaunchArgument("device", default_value="", description="cpu | cuda (empty: params_file)"),
+                              description="the encoder's runtime: auto | torch | onnxruntime | tensorrt (empty: "
+                                          "params_file)"),
+        DeclareLaunchArgument("device", default_value="", description="the encoder's device: cpu | cuda (empty: "
+                                                                       "params_file)"),
         OpaqueFunction(function=_launch_pipeline),
     ])

@@ -16,6 +16,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import EnvironmentVariable
 
+from vae_ros.ros.interface import CAMERA_TOPIC, CLOUD_TOPIC, CMD_TOPIC, ODOM_TOPIC, SCAN_TOPIC
 from vae_ros.ros.kit.launch import ParameterArgument, TopicArgument, node_launch_description, node_parameters
 
 NODE = "sim_node"
@@ -28,11 +29,11 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [
-    ("image_topic", "camera/image_raw", "camera output (sensor_msgs/Image)"),
-    ("scan_topic", "scan", "2-D LiDAR output (sensor_msgs/LaserScan)"),
-    ("points_topic", "lidar/points", "3-D LiDAR output (sensor_msgs/PointCloud2)"),
-    ("odom_topic", "odom", "ground-truth odometry output (nav_msgs/Odometry)"),
-    ("cmd_vel_topic", "cmd_vel", "velocity command input (geometry_msgs/Twist)"),
+    ("image_topic", CAMERA_TOPIC, "camera output (sensor_msgs/Image)"),
+    ("scan_topic", SCAN_TOPIC, "2-D LiDAR output (sensor_msgs/LaserScan)"),
+    ("points_topic", CLOUD_TOPIC, "3-D LiDAR output (sensor_msgs/PointCloud2)"),
+    ("odom_topic", ODOM_TOPIC, "ground-truth odometry output (nav_msgs/Odometry)"),
+    ("cmd_vel_topic", CMD_TOPIC, "velocity command input (geometry_msgs/Twist)"),
 ]
 
 

@@ -26,7 +26,7 @@ from vae_ros.ros.kit.launch import (
 )
 
 # world_model_node parameters this file passes through when given (empty: params_file).
-PASSED = ("dynamics", "goal_image", "horizon", "samples", "iterations", "max_linear", "max_angular",
+PASSED = ("dynamics", "horizon", "samples", "iterations", "max_linear", "max_angular",
           "stale_timeout", "tolerance")
 
 
@@ -46,10 +46,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("dynamics", default_value="",
                               description="dynamics directory (vae-ros train-dynamics); empty: params_file, whose "
                                           "'' means <model>/dynamics"),
-        DeclareLaunchArgument("goal_image", default_value="",
-                              description="camera frame the robot has seen: the goal once a remembered view matches it "
-                                          "(view_memory); empty: teach with servo/set_goal or send servo/goal_latent)"),
         *parameter_arguments(node_parameters("world_model_node",
-                                             [name for name in PASSED if name not in ("dynamics", "goal_image")])),
+                                             [name for name in PASSED if name != "dynamics"])),
         OpaqueFunction(function=_launch_pipeline),
     ])

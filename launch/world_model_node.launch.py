@@ -13,6 +13,14 @@ from __future__ import annotations
 
 from launch import LaunchDescription
 
+from vae_ros.ros.interface import (
+    CMD_TOPIC,
+    GOAL_IMAGE_TOPIC,
+    GOAL_LATENT_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    PREDICTED_TOPIC,
+    SCAN_TOPIC,
+)
 from vae_ros.ros.kit.launch import ParameterArgument, TopicArgument, node_launch_description, node_parameters
 
 NODE = "world_model_node"
@@ -25,13 +33,13 @@ PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [
-    ("latent_stamped_topic", "vae/latent_stamped", "stamped latent input (sensor_msgs/Image 32FC1)"),
-    ("cmd_vel_topic", "cmd_vel", "velocity commands: the executed ones in, the plan's out (geometry_msgs/Twist)"),
-    ("scan_topic", "scan", "LaserScan input for the collision cost and the scan safety layer (no fresh scan: "
-                           "zero velocity)"),
-    ("predicted_latent_topic", "world_model/predicted_latent", "one-step prediction output (stamped layout)"),
-    ("goal_latent_topic", "servo/goal_latent", "goal latent input (std_msgs/Float32MultiArray)"),
-    ("goal_image_topic", "servo/goal_image", "goal image input (sensor_msgs/Image; camera models)"),
+    ("latent_stamped_topic", LATENT_STAMPED_TOPIC, "stamped latent input (sensor_msgs/Image 32FC1)"),
+    ("cmd_vel_topic", CMD_TOPIC, "velocity commands: the executed ones in, the plan's out (geometry_msgs/Twist)"),
+    ("scan_topic", SCAN_TOPIC, "LaserScan input for the collision cost and the scan safety layer (no fresh scan: "
+                              "zero velocity)"),
+    ("predicted_latent_topic", PREDICTED_TOPIC, "one-step prediction output (stamped layout)"),
+    ("goal_latent_topic", GOAL_LATENT_TOPIC, "goal latent input (std_msgs/Float32MultiArray)"),
+    ("goal_image_topic", GOAL_IMAGE_TOPIC, "goal image input (sensor_msgs/Image; camera models)"),
 ]
 
 

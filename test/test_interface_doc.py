@@ -84,12 +84,26 @@ def test_planned_marks_name_only_what_is_not_built() -> None:
     assert planned == {interface.ROUTE_PATH_TOPIC}
 
 
-def test_the_nodes_use_the_interface_names() -> None:
-    """One name, one place: the node modules' topic constants are the interface's."""
-    from vae_ros.ros import sim_messages as messages
-    from vae_ros.ros.nodes import control_base as control_node_shell
-    assert control_node_shell.LATENT_TOPIC == interface.LATENT_STAMPED_TOPIC
-    assert control_node_shell.GOAL_LATENT_TOPIC == interface.GOAL_LATENT_TOPIC
-    assert control_node_shell.SET_GOAL_SERVICE == interface.SET_GOAL_SERVICE
-    assert messages.ODOM_TOPIC == interface.ODOM_TOPIC and messages.CLOCK_TOPIC == interface.CLOCK_TOPIC
-    assert messages.GROUND_TRUTH_ODOM_TOPIC == interface.GROUND_TRUTH_ODOM_TOPIC
+def _name_literals(path: Path, names: set[str]) -> list[str]:
+    """The string literals of a source file that are exactly one of `names` (docstrings and f-strings that
+    mention a name in a sentence are not literals of it)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [f"{path.relative_to(REPO_ROOT)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names]
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_ros_layer_takes_every_name_from_the_interface() -> None:
+    """One name, one place: no node, app or launch file spells a topic or service name of the interface;
+    they import it. ("scan" and "odom" are also a modality and a frame, so only names with a '/' and
+    cmd_vel are looked for.)"""
+    names = {t.name for t in interface.TOPICS} | {s.name for s in interface.SERVICES}
+    names = {name for name in names if "/" in name or name == interface.CMD_TOPIC}
+    sources = [path for folder in ("vae_ros/ros", "vae_ros/apps") for path in (REPO_ROOT / folder).rglob("*.py")
+               if path.name != "interface.py"] + sorted((REPO_ROOT / "launch").glob("*.launch.py"))
+    found = [hit for path in sources for hit in _name_literals(path, names)]
+    assert not found, "spelt instead of imported from vae_ros.ros.interface:\n" + "\n".join(found)

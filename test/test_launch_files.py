@@ -738,8 +738,9 @@ def test_servo_arguments_reach_the_simulator_and_the_servo(run_launch: Callable[
     assert sim.parameters[-1] == {"lidar": "scan", "seed": 1, "initial_pose": [0.5, -0.3, 0.4]}
     assert encoder.parameters[-1] == {"model": "/data/control_run2", "modality": "scan", "backend": "onnxruntime",
                                       "use_sim_time": True}
+    # The runtime is the encoder's: the servo encodes nothing (latents come in), so it declares no backend.
     assert servo.parameters[-1] == {"model": "/data/control_run2", "goal_image": "/tmp/goal.png",
-                                    "backend": "onnxruntime", "use_sim_time": True}
+                                    "use_sim_time": True}
     assert {n.namespace for n in result.nodes} == {"robot1"}
 
 

@@ -55,7 +55,7 @@ def lean(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "encoder": ("encoder_node", "/lean_enc", dict(model=image_model, backend="onnxruntime",
                                                       publish_anomaly_score=True)),
         "decoder": ("decoder_node", "/lean_dec", dict(model=image_model, backend="onnxruntime")),
-        "servo": ("latent_servo_node", "/lean_servo", dict(model=control, backend="onnxruntime")),
+        "servo": ("latent_servo_node", "/lean_servo", dict(model=control)),  # runs no model: no backend
         "world_model": ("world_model_node", "/lean_wm", dict(
             model=wm_model, dynamics=root / "dynamics", backend="onnxruntime", tolerance=0.001, samples=64,
             iterations=2, elites=8, horizon=6, collision=False)),

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from vae_ros.core.conversions.common import planar_pose
+from vae_ros.core.conversions.common import planar_pose, stamp_ns
 from vae_ros.core.errors import ConfigError, InputError, NodeExitedError, RosError, RosTimeoutError
 from vae_ros.ros import interface
 
@@ -36,10 +36,6 @@ _CONTROLLER_NODE = {"servo": ("latent_servo_node", ": latent servo"), "world_mod
 _GOAL_STAMP = re.compile(r"stamped (\d+) ns")
 _KEEP_LATENTS = 3000  # newest stamped latents kept (5 min at 10 Hz)
 SET_GOAL_RETRY_S = 5.0  # s servo/set_goal is asked again while the controller has no fresh latent
-
-
-def _stamp_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 @dataclass
@@ -145,17 +141,21 @@ class ServoSession:
             control_model = cfg.control_model or str(_control_model_path())
             self._start("control_encoder_node", "vae_ros.ros.nodes.encoder_node", [
                 "-p", "modality:=scan", "-p", f"model:={control_model}", "-p", f"backend:={cfg.backend}", *sim_time])
-            controller_args = [*model, "-p", f"backend:={cfg.backend}", "-p", "diagnostics_period:=0.2", *sim_time]
+            controller_args = [*model, "-p", "diagnostics_period:=0.2", *sim_time]
+            if cfg.controller == "world_model":  # the servo runs no model of its own: no backend to choose
+                controller_args += ["-p", f"backend:={cfg.backend}"]
             if cfg.controller == "world_model" and cfg.dynamics:
                 controller_args += ["-p", f"dynamics:={cfg.dynamics}"]
             self._start(self.controller_node, f"vae_ros.ros.nodes.{self.controller_node}", controller_args)
             if cfg.camera_views:
+                image_latent_remaps = ["-r", f"{interface.LATENT_TOPIC}:={IMAGE_LATENT_TOPIC}",
+                                       "-r", f"{interface.LATENT_STAMPED_TOPIC}:={IMAGE_LATENT_TOPIC}_stamped"]
                 self._start("image_encoder_node", "vae_ros.ros.nodes.encoder_node", [
                     "-p", "modality:=image", "-p", f"backend:={cfg.backend}", *sim_time,
-                    "-r", f"vae/latent:={IMAGE_LATENT_TOPIC}", "-r", f"vae/latent_stamped:={IMAGE_LATENT_TOPIC}_stamped"])
+                    *image_latent_remaps])
                 self._start("decoder_node", "vae_ros.ros.nodes.decoder_node", [
                     "-p", "modality:=image", "-p", f"backend:={cfg.backend}", *sim_time,
-                    "-r", f"vae/latent:={IMAGE_LATENT_TOPIC}", "-r", f"vae/latent_stamped:={IMAGE_LATENT_TOPIC}_stamped"])
+                    *image_latent_remaps])
             self._start_probe()
             self._wait_ready()
         except BaseException:
@@ -201,11 +201,11 @@ class ServoSession:
         if self.config.camera_views:
             node.create_subscription(Image, interface.RECONSTRUCTION_TOPIC, self._on_reconstruction, LATENT_QOS)
         self._goal_image_pub = node.create_publisher(Image, interface.GOAL_IMAGE_TOPIC, LATENT_QOS)
-        self._set_goal = node.create_client(Trigger, "servo/set_goal")
+        self._set_goal = node.create_client(Trigger, interface.SET_GOAL_SERVICE)
         from std_msgs.msg import Float32MultiArray
 
         self._goal_pub = node.create_publisher(Float32MultiArray, interface.GOAL_LATENT_TOPIC, LATENT_QOS)
-        self._clear_goal = node.create_client(Trigger, "servo/clear_goal")
+        self._clear_goal = node.create_client(Trigger, interface.CLEAR_GOAL_SERVICE)
         from rcl_interfaces.srv import SetParameters
 
         self._set_params = node.create_client(SetParameters, "sim_node/set_parameters")
@@ -216,12 +216,12 @@ class ServoSession:
 
     def _on_clock(self, msg: Any) -> None:
         with self._lock:
-            self._clock_ns = _stamp_ns(msg.clock)
+            self._clock_ns = stamp_ns(msg.clock)
 
     def _on_odom(self, msg: Any) -> None:
         pose = planar_pose(msg.pose.pose)
         with self._lock:
-            self._odom.append((_stamp_ns(msg.header.stamp) * 1e-9, *pose))
+            self._odom.append((stamp_ns(msg.header.stamp) * 1e-9, *pose))
 
     def _on_error(self, msg: Any) -> None:
         with self._lock:
@@ -234,7 +234,7 @@ class ServoSession:
             mean, _, header = stamped_msg_to_latent(msg)
         except InputError:
             return  # not a latent the controller would take either; the encoder's diagnostics count it
-        stamp = _stamp_ns(header.stamp)
+        stamp = stamp_ns(header.stamp)
         with self._lock:
             self._latent_stamps.append(stamp)
             self._latents[stamp] = mean
@@ -249,7 +249,7 @@ class ServoSession:
         except InputError:
             return
         with self._lock:
-            self._plans.append((_stamp_ns(header.stamp) * 1e-9, rows))
+            self._plans.append((stamp_ns(header.stamp) * 1e-9, rows))
 
     def _on_diagnostics(self, msg: Any) -> None:
         for status in msg.status:
@@ -260,13 +260,13 @@ class ServoSession:
                     if kv.key == "state":
                         with self._lock:
                             self._servo_state = kv.value
-                            self._servo_state_ns = _stamp_ns(msg.header.stamp)
+                            self._servo_state_ns = stamp_ns(msg.header.stamp)
 
     def _on_camera(self, msg: Any) -> None:
         from vae_ros.core.conversions.image import image_msg_to_array
 
         with self._lock:
-            self._frames[_stamp_ns(msg.header.stamp)] = image_msg_to_array(msg)
+            self._frames[stamp_ns(msg.header.stamp)] = image_msg_to_array(msg)
             if len(self._frames) > 600:
                 self._frames.pop(next(iter(self._frames)))
 
@@ -274,7 +274,7 @@ class ServoSession:
         from vae_ros.core.conversions.image import image_msg_to_array
 
         with self._lock:
-            self._reconstructions[_stamp_ns(msg.header.stamp)] = image_msg_to_array(msg)
+            self._reconstructions[stamp_ns(msg.header.stamp)] = image_msg_to_array(msg)
             if len(self._reconstructions) > 600:
                 self._reconstructions.pop(next(iter(self._reconstructions)))
 
@@ -338,7 +338,7 @@ class ServoSession:
         """The controller forgets its goal and stops (servo/clear_goal), so placing the robot moves nothing."""
         from std_srvs.srv import Trigger
 
-        self._call(self._clear_goal, Trigger.Request(), "servo/clear_goal")
+        self._call(self._clear_goal, Trigger.Request(), interface.CLEAR_GOAL_SERVICE)
 
     def teach_at(self, pose: tuple[float, float, float]) -> None:
         """Place the robot at `pose` with the servo idle, and teach that view as the goal."""
@@ -353,9 +353,9 @@ class ServoSession:
         # The only refusal is "no fresh latent": right after the nodes start, the controller may not have
         # discovered the encoder yet although this session has (seen once in a test run); ask again briefly.
         deadline = time.monotonic() + SET_GOAL_RETRY_S
-        while not (response := self._call(self._set_goal, Trigger.Request(), "servo/set_goal")).success:
+        while not (response := self._call(self._set_goal, Trigger.Request(), interface.SET_GOAL_SERVICE)).success:
             if time.monotonic() > deadline:
-                raise RosError(f"servo/set_goal failed: {response.message}")
+                raise RosError(f"{interface.SET_GOAL_SERVICE} failed: {response.message}")
             time.sleep(0.1)
         match = _GOAL_STAMP.search(response.message)
         with self._lock:
@@ -397,7 +397,7 @@ class ServoSession:
                    10.0)
         self._goal_pub.publish(latent_to_msg(self.goal_latent))
         self._wait(f"{self.controller_node} to take the goal latent",
-                   lambda: self._controller_value("goal_source") == "servo/goal_latent", 20.0)
+                   lambda: self._controller_value("goal_source") == interface.GOAL_LATENT_TOPIC, 20.0)
 
     def _give_goal_image(self) -> None:
         """The goal as the camera frame seen there (servo/goal_image): the controller looks it up among the
@@ -412,7 +412,7 @@ class ServoSession:
 
         self._goal_image_pub.publish(image_msg(self.goal_image, Time()))
         self._wait(f"{self.controller_node} to recognise the goal image",
-                   lambda: self._controller_value("goal_source").startswith("servo/goal_image"), 20.0)
+                   lambda: self._controller_value("goal_source").startswith(interface.GOAL_IMAGE_TOPIC), 20.0)
 
     def _remembered_views(self) -> int:
         value = self._controller_value("remembered_views")

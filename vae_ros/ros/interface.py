@@ -182,6 +182,5 @@ DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
           ("prediction_zscore_rms_mean", "calibration of the predicted variance"),
           ("plan_time_p50_ms, plan_time_p99_ms, plan_time_max_ms", "planning time"),
           ("plan_cost", "cost of the chosen plan"),
-          ("internal_errors", "unexpected planning failures (the status is ERROR while any)"),
           ("late_plans_dropped", "plans finished after a stop, a clear, a new goal or on a stale latent: dropped")),
 }

@@ -15,6 +15,7 @@ import numpy as np
 
 from vae_ros.core.conversions.image import array_to_image_msg
 from vae_ros.core.conversions.lidar import scan_to_msg, xyz_to_pointcloud_msg
+from vae_ros.ros.interface import TOPICS
 from vae_ros.sim.world import Pose2D, ScanGeometry, Velocity2D
 
 ODOM_FRAME = "odom"
@@ -22,23 +23,9 @@ BASE_FRAME = "base_link"
 LIDAR_FRAME = "lidar_link"
 CAMERA_FRAME = "camera_optical_frame"
 
-# Topic names (relative, as sim_node publishes them; bags store them with a leading '/').
-IMAGE_TOPIC = "camera/image_raw"
-SCAN_TOPIC = "scan"
-CLOUD_TOPIC = "lidar/points"
-ODOM_TOPIC = "odom"
-GROUND_TRUTH_ODOM_TOPIC = "ground_truth/odom"
-CMD_TOPIC = "cmd_vel"
-CLOCK_TOPIC = "/clock"
-
-MSGTYPES = {
-    IMAGE_TOPIC: "sensor_msgs/msg/Image",
-    SCAN_TOPIC: "sensor_msgs/msg/LaserScan",
-    CLOUD_TOPIC: "sensor_msgs/msg/PointCloud2",
-    ODOM_TOPIC: "nav_msgs/msg/Odometry",
-    CMD_TOPIC: "geometry_msgs/msg/Twist",
-    CLOCK_TOPIC: "rosgraph_msgs/msg/Clock",
-}
+# Topic -> message type of what sim_node publishes or takes (vae_ros.ros.interface; bags store the names with a
+# leading '/').
+MSGTYPES = {topic.name: topic.type for topic in TOPICS if "sim_node" in (*topic.publishers, *topic.subscribers)}
 
 
 def time_msg(seconds: float) -> Any:

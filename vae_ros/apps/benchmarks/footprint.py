@@ -37,14 +37,13 @@ import numpy as np
 from vae_ros.apps.benchmarks import save_report_json
 from vae_ros.apps.benchmarks.nodes import SpinningNode
 from vae_ros.core.errors import ConfigError
+from vae_ros.ros.interface import CAMERA_TOPIC, LATENT_TOPIC
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
 LEAN = "lean"
 MEMORY_TARGET = 1.5  # x the lean process's peak RSS
 START_TARGET = 3.0  # x the lean process's time to first latent
 DEFAULT_RUNS = 7  # fresh starts per process kind: a median of 3 moved by 2.5x between invocations (issue 21)
-IMAGE_TOPIC = "camera/image_raw"
-LATENT_TOPIC = "vae/latent"
 # torch's own shared objects: libtorch.so, libtorch_cpu.so, libtorch_python.so, torch/_C.cpython-*.so.
 _TORCH_LIBRARY = re.compile(r"(/libtorch[^/]*\.so|/torch/_C\.)")
 
@@ -181,7 +180,7 @@ class _Station(SpinningNode):
         super().__init__("bench_footprint")
         self.arrivals: list[float] = []  # time.monotonic() of each latent
         self._msg = image_msg(picture)
-        self._publisher = self.node.create_publisher(Image, IMAGE_TOPIC, 10)
+        self._publisher = self.node.create_publisher(Image, CAMERA_TOPIC, 10)
         self.node.create_subscription(Float32MultiArray, LATENT_TOPIC, self._on_latent, LATENT_QOS)
         self.node.create_timer(0.1, self._on_timer)
         self.start()

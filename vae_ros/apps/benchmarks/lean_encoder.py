@@ -3,7 +3,7 @@
 It loads only rclpy (with sensor_msgs / std_msgs), onnxruntime, cv2 (and NumPy under them) and an
 encoder.onnx: the least a ROS 2 process that turns images into latents with ONNX Runtime can load, so
 encoder_node's memory and start time are measured against it. Deliberately nothing from vae_ros beyond
-this file (no checks, parameters or diagnostics): it is a yardstick, not a node to run on a robot.
+this file and the topic names (vae_ros.ros.interface, which imports nothing) (no checks, parameters or diagnostics): it is a yardstick, not a node to run on a robot.
 
     python -m vae_ros.apps.benchmarks.lean_encoder --onnx models/image_default/encoder.onnx
 """
@@ -15,8 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-IMAGE_TOPIC = "camera/image_raw"
-LATENT_TOPIC = "vae/latent"
+from vae_ros.ros.interface import CAMERA_TOPIC, LATENT_TOPIC
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mean = session.run(None, {model_input.name: x})[0]  # (1, D)
         publisher.publish(Float32MultiArray(data=mean[0].tolist()))
 
-    node.create_subscription(Image, IMAGE_TOPIC, on_image, 10)
+    node.create_subscription(Image, CAMERA_TOPIC, on_image, 10)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -42,11 +42,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from vae_ros.apps.benchmarks import save_report_json
+from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.errors import ConfigError, ModelFileError, NodeExitedError, RosTimeoutError
+from vae_ros.ros.interface import CAMERA_TOPIC, LATENT_TOPIC
 
 MODULE = "vae_ros.apps.benchmarks.nodes"
-IMAGE_TOPIC = "camera/image_raw"
-LATENT_TOPIC = "vae/latent"
 ECHO_TOPIC = "bench/echo"
 FLOOR_TOPIC = "bench/floor_latent"
 
@@ -106,7 +106,7 @@ def _naive_main(model_dir: str) -> int:
         mean, _ = model.encode(x)
         publisher.publish(Float32MultiArray(data=mean[0].tolist()))
 
-    node.create_subscription(Image, IMAGE_TOPIC, on_image, 10)
+    node.create_subscription(Image, CAMERA_TOPIC, on_image, 10)
     return _spin_until_shutdown(node)
 
 
@@ -128,7 +128,7 @@ def _echo_main() -> int:
         msg = decoder.decode(raw)
         publisher.publish(Header(stamp=_time_msg(msg.header.stamp)))
 
-    PublisherMatchingSubscription(node, Image, IMAGE_TOPIC, on_image, raw=True)
+    PublisherMatchingSubscription(node, Image, CAMERA_TOPIC, on_image, raw=True)
     return _spin_until_shutdown(node)
 
 
@@ -193,7 +193,7 @@ def _publisher_main(args: argparse.Namespace) -> int:
     reliability = ReliabilityPolicy.RELIABLE if args.publisher_qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10 if args.publisher_qos == "reliable" else 1,
                      reliability=reliability)
-    publisher = node.create_publisher(Image, IMAGE_TOPIC, qos)
+    publisher = node.create_publisher(Image, CAMERA_TOPIC, qos)
     deadline = time.monotonic() + 30.0
     while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -426,7 +426,7 @@ class _Receiver(SpinningNode):
     def _on_echo(self, msg: Any) -> None:
         now = time.time_ns()
         with self.lock:
-            self.echoes.append((now, int(msg.stamp.sec) * 1_000_000_000 + int(msg.stamp.nanosec)))
+            self.echoes.append((now, stamp_ns(msg.stamp)))
 
     def reset(self) -> None:
         with self.lock:

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.serialization import serialize_message
     from tqdm import tqdm
 
+    from vae_ros.ros import interface
     from vae_ros.ros import sim_messages as messages
     from vae_ros.ros.bagio import BagWriter, reliable_qos
     from vae_ros.sim.policy import CoverPolicy, DrivePolicy, DriveState, ExplorationPolicy, PolicyConfig
@@ -85,15 +86,15 @@ def run(args: argparse.Namespace) -> int:
     record_cloud = args.lidar in ("pointcloud", "both")
     record_image = not args.no_camera
     sensor_qos = reliable_qos(depth=1)  # what sim_node offers (see sim_node.SENSOR_QOS)
-    topics = [(messages.CLOCK_TOPIC, reliable_qos()), (messages.ODOM_TOPIC, reliable_qos())]
+    topics = [(interface.CLOCK_TOPIC, reliable_qos()), (interface.ODOM_TOPIC, reliable_qos())]
     if cover is None:
-        topics.append((messages.CMD_TOPIC, reliable_qos()))
+        topics.append((interface.CMD_TOPIC, reliable_qos()))
     if record_image:
-        topics.append((messages.IMAGE_TOPIC, sensor_qos))
+        topics.append((interface.CAMERA_TOPIC, sensor_qos))
     if record_scan:
-        topics.append((messages.SCAN_TOPIC, sensor_qos))
+        topics.append((interface.SCAN_TOPIC, sensor_qos))
     if record_cloud:
-        topics.append((messages.CLOUD_TOPIC, sensor_qos))
+        topics.append((interface.CLOUD_TOPIC, sensor_qos))
 
     started = time.perf_counter()
     bag = BagWriter(out, storage=args.storage)
@@ -112,18 +113,18 @@ def run(args: argparse.Namespace) -> int:
                 stamp = messages.time_msg(world.time)
                 stamp_ns = messages.time_ns(world.time)
                 ranges = world.scan()  # (beams,); the policy always needs it
-                bag.write(messages.CLOCK_TOPIC, stamp_ns, serialize_message(messages.clock_msg(stamp)))
-                bag.write(messages.ODOM_TOPIC, stamp_ns, serialize_message(
+                bag.write(interface.CLOCK_TOPIC, stamp_ns, serialize_message(messages.clock_msg(stamp)))
+                bag.write(interface.ODOM_TOPIC, stamp_ns, serialize_message(
                     messages.odometry_msg(world.pose(), world.velocity(), stamp)))
                 if record_scan:
-                    bag.write(messages.SCAN_TOPIC, stamp_ns, serialize_message(
+                    bag.write(interface.SCAN_TOPIC, stamp_ns, serialize_message(
                         messages.scan_msg(ranges, world.scan_geometry, stamp, dt)))
                 if record_cloud:
                     cfg = world.config
-                    bag.write(messages.CLOUD_TOPIC, stamp_ns, serialize_message(
+                    bag.write(interface.CLOUD_TOPIC, stamp_ns, serialize_message(
                         messages.cloud_msg(world.pointcloud(), cfg.cloud_rings, cfg.cloud_columns, stamp)))
                 if record_image:
-                    bag.write(messages.IMAGE_TOPIC, stamp_ns, serialize_message(
+                    bag.write(interface.CAMERA_TOPIC, stamp_ns, serialize_message(
                         messages.image_msg(world.render(), stamp)))
                 if cover is not None:
                     world.step(0.0, 0.0, dt)  # time moves on; the robot rests where it was placed
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                         drive_state, (linear, angular) = drive.step(drive_state, (pose.x, pose.y, pose.yaw), dt)
                     else:
                         state, (linear, angular) = policy.step(state, ranges, angles, dt)
-                    bag.write(messages.CMD_TOPIC, stamp_ns, serialize_message(messages.twist_msg(linear, angular)))
+                    bag.write(interface.CMD_TOPIC, stamp_ns, serialize_message(messages.twist_msg(linear, angular)))
                     world.step(linear, angular, dt)
                 progress.update(1)
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_ros.core.errors import ConfigError, DataError
+from vae_ros.ros.interface import CMD_TOPIC, LATENT_TOPIC
 
 DISCOVERY_PERIOD = 0.25  # s between looks at the ROS graph for new topics and publishers
 DRAIN_SECONDS = 0.3  # after a stop request, callbacks already queued still get written
@@ -35,7 +36,7 @@ _INFINITE = (2147483647, 4294967295)
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topics", nargs="+", metavar="TOPIC",
-                        help="topics to record, e.g. vae/latent cmd_vel (relative names resolve to /NAME)")
+                        help=f"topics to record, e.g. {LATENT_TOPIC} {CMD_TOPIC} (relative names resolve to /NAME)")
     parser.add_argument("--out", required=True, help="bag folder to create (must not exist)")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")

@@ -21,10 +21,17 @@ from typing import Any
 
 from vae_ros.apps.cli.train import _int_list, _positive_int
 from vae_ros.core.errors import ConfigError
+from vae_ros.ros.interface import (
+    CAMERA_TOPIC,
+    CLOUD_TOPIC,
+    CMD_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    ODOM_TOPIC,
+    SCAN_TOPIC,
+)
 
 # The sensor topic each modality is read from when --model is given without --topic.
-DEFAULT_SENSOR_TOPIC = {"scan": "scan", "image": "camera/image_raw", "pointcloud": "lidar/points"}
-LATENT_TOPIC = "vae/latent_stamped"
+DEFAULT_SENSOR_TOPIC = {"scan": SCAN_TOPIC, "image": CAMERA_TOPIC, "pointcloud": CLOUD_TOPIC}
 ARTIFACTS = ("dynamics.json", "weights.safetensors", "dynamics.onnx", "evaluation.json", "evaluation.md",
              "error_vs_horizon.png", "r2_per_dim.png", "example_rollout.png", "training_curve.png")
 
@@ -49,11 +56,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                       help="held-out bag for the evaluation (repeatable); none: the last 10%% of each "
                            "training bag, which is then not trained on")
     data.add_argument("--topic", metavar="NAME",
-                      help=f"latent topic ({LATENT_TOPIC}, sensor_msgs/Image 32FC1), or with --model the "
-                           "sensor topic to encode (default: scan, camera/image_raw or lidar/points)")
-    data.add_argument("--cmd-topic", metavar="NAME", default="cmd_vel", help="geometry_msgs/Twist commands (cmd_vel)")
-    data.add_argument("--odom-topic", metavar="NAME", default="odom",
-                      help="nav_msgs/Odometry for the pose-terms evaluation (odom; '' for none)")
+                      help=f"latent topic ({LATENT_STAMPED_TOPIC}, sensor_msgs/Image 32FC1), or with --model the "
+                           f"sensor topic to encode (default: {SCAN_TOPIC}, {CAMERA_TOPIC} or {CLOUD_TOPIC})")
+    data.add_argument("--cmd-topic", metavar="NAME", default=CMD_TOPIC,
+                      help=f"geometry_msgs/Twist commands ({CMD_TOPIC})")
+    data.add_argument("--odom-topic", metavar="NAME", default=ODOM_TOPIC,
+                      help=f"nav_msgs/Odometry for the pose-terms evaluation ({ODOM_TOPIC}; '' for none)")
     data.add_argument("--cmd-timeout", type=float, default=0.5, metavar="S",
                       help="seconds a command stays in force without a newer one (0.5, sim_node's)")
     data.add_argument("--model", metavar="DIR",
@@ -98,7 +106,7 @@ def _reader(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     odom = args.odom_topic or None
     if not args.model:
-        topic = args.topic or LATENT_TOPIC
+        topic = args.topic or LATENT_STAMPED_TOPIC
 
         def read_latents(path: str) -> Any:
             return read_latent_bag(path, topic, args.cmd_topic, odom, cmd_timeout=args.cmd_timeout)

@@ -43,6 +43,7 @@ from vae_ros.control.training.pose_head_train import (
     relative_pose_targets,
 )
 from vae_ros.core.config import ModelConfig
+from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.data import split_of
 from vae_ros.core.errors import ConfigError, DataError, InputError
 from vae_ros.core.losses import vae_loss
@@ -67,11 +68,6 @@ class PosedSamples:
     def subset(self, mask: np.ndarray) -> PosedSamples:
         keys = [k for k, m in zip(self.keys, mask, strict=True) if m]
         return PosedSamples(self.inputs[mask], self.poses[mask], self.groups[mask], keys, self.sources)
-
-
-def _stamp_ns(msg: Any) -> int:
-    stamp = msg.header.stamp
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: ModelConfig,
@@ -110,7 +106,7 @@ def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: Mod
                     rejected += 1
                     continue
                 if connection.topic == odom_topic:
-                    stamps.append(_stamp_ns(msg))
+                    stamps.append(stamp_ns(msg.header.stamp))
                     odom_poses.append(planar_pose(msg.pose.pose))
                     continue
                 try:
@@ -118,7 +114,7 @@ def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: Mod
                 except InputError:
                     rejected += 1
                     continue
-                sample_stamps.append(_stamp_ns(msg))
+                sample_stamps.append(stamp_ns(msg.header.stamp))
         if not samples or not stamps:
             raise DataError(f"bag {bag} has no usable {topic} messages or no {pose_topic} odometry")
         order = np.argsort(stamps)

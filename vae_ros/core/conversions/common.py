@@ -79,6 +79,11 @@ def _uint_field(msg: Any, name: str) -> int:
         raise InputError(f"message field '{name}' must be an integer: {err}") from err
 
 
+def stamp_ns(stamp: Any) -> int:
+    """A header stamp (builtin_interfaces/Time or a rosbags Time: sec, nanosec) -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Builders (rclpy message objects; message packages imported lazily)
 # ---------------------------------------------------------------------------------------------------------

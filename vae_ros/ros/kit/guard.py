@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError, InputError, VaeRosError
 
@@ -25,10 +26,10 @@ def stamp_age(node: Any, stamp: Any) -> float | None:
     which is logged (throttled) with the usual cause: a simulator or bag publishing sim time to a node
     without use_sim_time.
     """
-    stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-    if stamp_ns <= 0:
+    stamped = stamp_ns(stamp)
+    if stamped <= 0:
         return None
-    age = (node.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+    age = (node.get_clock().now().nanoseconds - stamped) * 1e-9
     if abs(age) > CLOCK_MISMATCH_S:
         node.get_logger().warning(
             f"input header stamps are {age:.0f} s away from this node's clock, so no end-to-end latency is "

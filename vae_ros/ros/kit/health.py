@@ -48,6 +48,7 @@ class DiagnosticsPublisher:
     ) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
 
+        from vae_ros.ros.interface import DIAGNOSTICS_TOPIC
         from vae_ros.ros.qos import DIAGNOSTICS_QOS
 
         self._node = node
@@ -56,7 +57,7 @@ class DiagnosticsPublisher:
         self._hardware_id = hardware_id
         self._extra = extra
         self._stamp = stamp or (lambda: node.get_clock().now().to_msg())
-        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self._publisher = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self._timer = node.create_timer(period, self.publish, clock=clock)
 
     def build(self) -> Any:

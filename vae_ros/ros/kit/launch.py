@@ -24,6 +24,7 @@ from launch.substitutions import EnvironmentVariable, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from vae_ros.ros.interface import GOAL_LATENT_TOPIC, LATENT_STAMPED_TOPIC, LATENT_TOPIC, SET_GOAL_SERVICE
 from vae_ros.ros.kit.params import NODE_PARAMS, specs_of
 from vae_ros.ros.kit.run import FASTDDS_PROFILE_NAME, PROFILE_VARIABLES, profile_variables_for
 
@@ -202,9 +203,9 @@ def latent_stamped_follows(config: Mapping[str, str]) -> list[tuple[str, str]]:
     goes to <latent_topic>_stamped, so that a remapped latent never shares vae/latent_stamped with another
     encoder's (a decoder would read one modality's latents as another's)."""
     latent, stamped = config["latent_topic"], config["latent_stamped_topic"]
-    if latent == "vae/latent" or stamped != "vae/latent_stamped":
+    if latent == LATENT_TOPIC or stamped != LATENT_STAMPED_TOPIC:
         return []
-    return [("vae/latent_stamped", latent + "_stamped")]
+    return [(LATENT_STAMPED_TOPIC, latent + "_stamped")]
 
 
 # -- one node ---------------------------------------------------------------------------------------------
@@ -273,13 +274,14 @@ def _launch_node(context: Any, *, node: str, parameters: Sequence[ParameterArgum
 CONTROL_MODEL = "control_default"  # vae_ros.control.runtime.control_model.CONTROL_MODEL (no torch import here)
 
 
-def controller_pipeline(context: Any, controller_file: str, shared: Sequence[str] = (),
+def controller_pipeline(context: Any, controller_file: str, encoder_only: Sequence[str] = (),
                         controller_arguments: Mapping[str, str] | None = None) -> list[Any]:
     """sim.launch.py (unless sim:=false) + a scan encoder_node on the control model + the controller's file.
 
     The encoder and the controller get the same `model` ('' = the packaged control model, given as a path:
     the encoder's own '' would mean the plain scan model), `use_sim_time` ('' = follow the simulator when it
-    runs) and the launch configurations named in `shared`; the controller also gets `controller_arguments`.
+    runs); the encoder also gets the launch configurations named in `encoder_only` (its runtime: the
+    controller encodes no sensor data), the controller `goal_image` and `controller_arguments`.
     """
     config = context.launch_configurations
     sim = flag(config, "sim")
@@ -289,7 +291,9 @@ def controller_pipeline(context: Any, controller_file: str, shared: Sequence[str
     common = {name: config[name] for name in ("namespace", "params_file", "fastdds_profile", "log_level")}
     model = config["model"] or PathJoinSubstitution(
         [FindPackageShare(PACKAGE), "models", CONTROL_MODEL]).perform(context)
-    nodes = {"model": model, **{name: config[name] for name in shared}, "use_sim_time": use_sim_time.lower()}
+    nodes = {"model": model, "use_sim_time": use_sim_time.lower()}
+    encoder = {name: config[name] for name in encoder_only}
+    controller = {"goal_image": config["goal_image"], **(controller_arguments or {})}
     actions: list[Any] = []
     if sim:
         # The simulator is the clock: it paces itself on the wall clock and publishes /clock.
@@ -297,8 +301,8 @@ def controller_pipeline(context: Any, controller_file: str, shared: Sequence[str
             **common, "lidar": "scan", "seed": config["seed"], "initial_pose": config["initial_pose"],
             "mujoco_gl": config["mujoco_gl"]}))
     actions += [
-        include(PACKAGE, "encoder.launch.py", {**common, **nodes, "modality": "scan"}),
-        include(PACKAGE, controller_file, {**common, **nodes, **(controller_arguments or {})}),
+        include(PACKAGE, "encoder.launch.py", {**common, **nodes, **encoder, "modality": "scan"}),
+        include(PACKAGE, controller_file, {**common, **nodes, **controller}),
     ]
     return actions
 
@@ -312,6 +316,9 @@ def controller_pipeline_arguments(params_file: str, params_description: str) -> 
         fastdds_profile_argument("Fast DDS XML profile for large messages (images between vae_ros processes)."),
         DeclareLaunchArgument("sim", default_value="true",
                               description="true: run sim_node; false: the robot's own scan, odom and cmd_vel"),
+        DeclareLaunchArgument("goal_image", default_value="",
+                              description="camera frame the robot has seen: the goal once a remembered view matches it "
+                                          f"(view_memory); empty: teach with {SET_GOAL_SERVICE} or send {GOAL_LATENT_TOPIC})"),
         DeclareLaunchArgument("seed", default_value="", description="simulator world seed (empty: params_file)"),
         DeclareLaunchArgument("initial_pose", default_value="",
                               description="robot start [x, y, yaw] in the simulator, e.g. '[0.5, -0.3, 0.4]' "

@@ -270,7 +270,7 @@ _GOAL_WAIT = "empty = wait for a goal on servo/goal_latent, servo/goal_image or 
 
 @dataclass(frozen=True)
 class ControlParams(NodeParams):
-    """What the two controllers share: goals, limits, the stale-input watchdog and the goal-image encoder."""
+    """What the two controllers share: goals, limits, the stale-input watchdog and the view memory."""
 
     model: str = param("", "VAE model directory whose latents this node receives; empty = the packaged "
                            "models/control_default.", read_only=True)
@@ -305,10 +305,6 @@ class ControlParams(NodeParams):
     scan_timeout: float = param(0.5, "Seconds between the newest scan's header stamp and this node's clock (either "
                                      "way) after which the scan safety layer has no scan and every command is zero. "
                                      "0.05..5.", read_only=True, range=(0.05, 5.0))
-    backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
-                                 "(goal images, with camera models): auto, torch, onnxruntime or tensorrt.",
-                         read_only=True)
-    device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
     view_memory: int = param(3000, "Camera views (camera/image_raw) remembered beside the latent of the same "
                                    "instant, so that goal images work with a model of another sensor (the "
                                    "LaserScan control model): a goal image selects the view it matches and its "
@@ -322,7 +318,8 @@ class ControlParams(NodeParams):
     diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True, range=DIAGNOSTICS_PERIOD_RANGE)
 
     def validate(self) -> None:
-        _require_positive(self, ("stale_timeout", "diagnostics_period"))
+        _require_positive(self, ("stale_timeout", "diagnostics_period", "max_linear", "max_angular",
+                                 "max_linear_accel", "max_angular_accel"))
         for name, (low, high) in (("safety_margin", (0.0, 1.0)), ("robot_radius", (0.05, 2.0)),
                                   ("scan_timeout", (0.05, 5.0))):
             if not low <= getattr(self, name) <= high:  # NaN fails too
@@ -332,7 +329,6 @@ class ControlParams(NodeParams):
                               f"{self.view_match}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be >= 0 (0 = the model's calibrated value), got {self.tolerance}")
-        _check_runtime(self.backend, self.device)
 
     def safety_config(self) -> SafetyConfig:
         """The scan safety layer (vae_ros.control.runtime.safety) as these parameters set it."""
@@ -355,8 +351,7 @@ class ServoParams(ControlParams):
                                     range=(0.0, 2.0))
 
     def validate(self) -> None:
-        _require_positive(self, ("gain", "angular_gain", "max_linear", "max_angular", "max_linear_accel",
-                                 "max_angular_accel"))
+        _require_positive(self, ("gain", "angular_gain"))
         if not (math.isfinite(self.backoff_distance) and self.backoff_distance >= 0):
             raise ConfigError(f"backoff_distance must be >= 0 (0 = never back off), got {self.backoff_distance}")
         super().validate()
@@ -401,9 +396,11 @@ class WorldModelParams(ControlParams):
                                  "(goal images, with camera models): auto, torch, onnxruntime or tensorrt. "
                                  "torch and tensorrt also run the planner's rollouts in torch (faster, but the "
                                  "node loads torch); otherwise they run in NumPy.", read_only=True)
+    device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
 
     def validate(self) -> None:
         super().validate()
+        _check_runtime(self.backend, self.device)
         if self.cost not in ("auto", "pose", "latent"):
             raise ConfigError(f"cost must be auto, pose or latent, got {self.cost!r}")
         if not (math.isfinite(self.handover_distance) and self.handover_distance >= 0):

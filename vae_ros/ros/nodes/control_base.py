@@ -48,6 +48,7 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
+from vae_ros.control.runtime.control_model import calibrated_tolerance
 from vae_ros.control.runtime.safety import (
     STOPPED,
     SafetyVerdict,
@@ -56,31 +57,33 @@ from vae_ros.control.runtime.safety import (
     stop_without_scan,
 )
 from vae_ros.control.runtime.view_memory import Match, ViewMemory, ViewMemoryConfig, view_descriptor
+from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.conversions.image import image_msg_to_array
 from vae_ros.core.conversions.latent import msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError
 from vae_ros.core.latent_range import check_latent_range, latent_bound
+from vae_ros.ros.interface import (
+    CAMERA_TOPIC,
+    CLEAR_GOAL_SERVICE,
+    CMD_TOPIC,
+    GOAL_IMAGE_TOPIC,
+    GOAL_LATENT_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    SCAN_TOPIC,
+    SET_GOAL_SERVICE,
+)
 from vae_ros.ros.kit.declare import refuse_unknown_parameters
-from vae_ros.ros.kit.guard import CLOCK_MISMATCH_S, CdrDecoder, LatestWorker, MessageGuard
+from vae_ros.ros.kit.guard import CLOCK_MISMATCH_S, WARN_THROTTLE_S, CdrDecoder, LatestWorker, MessageGuard
 from vae_ros.ros.kit.params import ControlParams
 from vae_ros.ros.kit.run import interrupt
 from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS, sensor_qos
 
-LATENT_TOPIC = "vae/latent_stamped"
-CMD_TOPIC = "cmd_vel"
-GOAL_LATENT_TOPIC = "servo/goal_latent"
-GOAL_IMAGE_TOPIC = "servo/goal_image"
-CAMERA_TOPIC = "camera/image_raw"
-SCAN_TOPIC = "scan"
-SET_GOAL_SERVICE = "servo/set_goal"
-CLEAR_GOAL_SERVICE = "servo/clear_goal"
 IDLE, STALE = "idle", "stale"
 WATCHDOG_PERIOD_S = 0.1
 # No latent for this long while the graph shows publishers of the topic: said once in the log (and the count
 # is always in /diagnostics), since a controller waiting on a link that delivers nothing only ever says "stale".
 SILENT_LINK_S = 10.0
-WARN_THROTTLE_S = 2.0
 FINAL_STOP_ACK_S = 0.5
 GOAL_LOG_THROTTLE_S = 1.0
 
@@ -90,7 +93,7 @@ class ControlNode(Node):
 
     Subclasses set `params` (a ControlParams) and `stats` before `_start_control`, and may override the
     hooks `_reset_for_goal` (a new goal: restart the controller's state), `_reset_command` (a stop: the
-    command state is zero) and `_encode_goal_image` (a goal image -> its latent).
+    command state is zero) and `_goal_encoder` (the backend that encodes goal images with a camera model).
     """
 
     ACTIVE: ClassVar[str] = "active"  # the status while a goal is being pursued
@@ -141,7 +144,7 @@ class ControlNode(Node):
         self._cmd_pub = self.create_publisher(Twist, CMD_TOPIC, COMMAND_QOS)
         # One bad message is logged, counted and dropped, and the robot is stopped (fail safe).
         self._guard = MessageGuard(self, self._on_rejected, self._on_error)
-        self._latent_sub = self.create_subscription(Image, LATENT_TOPIC, self._guard.wrap("a latent", self._on_latent),
+        self._latent_sub = self.create_subscription(Image, LATENT_STAMPED_TOPIC, self._guard.wrap("a latent", self._on_latent),
                                                     LATENT_QOS)
         self._goal_latent_sub = self.create_subscription(
             Float32MultiArray, GOAL_LATENT_TOPIC, self._goal_latent_callback(), LATENT_QOS)
@@ -193,9 +196,42 @@ class ControlNode(Node):
     def _on_scan_ranges(self, msg: Any, ranges: np.ndarray) -> None:
         """A LaserScan arrived (after the safety layer took it): what else the controller makes of it."""
 
-    def _encode_goal_image(self, msg: Any) -> np.ndarray:
-        """A goal image -> its latent (D,); this controller takes none."""
+    def _goal_encoder(self) -> Any:
+        """The backend (vae_ros.core.backends) that encodes goal images of a camera model; none by default."""
         raise InputError(self._image_goal_refusal())
+
+    # -- goal images encoded (camera models) -----------------------------------------------------------------
+    def _encode_goal(self, image: np.ndarray) -> np.ndarray:
+        """A goal image (H, W[, C]) -> its latent (D,), by the controller's camera model."""
+        if self._modality != "image":
+            raise InputError(self._image_goal_refusal())
+        from vae_ros.core.backends import load_config
+        from vae_ros.core.preprocess import preprocess_image
+
+        sample = preprocess_image(image, load_config(self._control_model_dir).image_spec)  # (C, H, W)
+        return np.asarray(self._goal_encoder().encode(sample[None])[0][0])
+
+    def _encode_goal_image(self, msg: Any) -> np.ndarray:
+        """A goal image message (sensor_msgs/Image) -> its latent (D,)."""
+        return self._encode_goal(image_msg_to_array(msg))
+
+    def _goal_image_parameter(self, path: str) -> None:
+        """The `goal_image` parameter (a file; empty: none): encoded by a camera model, or with the view
+        memory looked up as soon as a view matches it. ConfigError for a file that cannot give a goal."""
+        if not path:
+            return
+        from vae_ros.core.errors import ConfigError
+        from vae_ros.core.preprocess import read_image_file
+
+        if self.views is None and self._modality != "image":
+            raise ConfigError(f"goal_image {path!r}: {self._image_goal_refusal()}")
+        try:
+            if self.views is not None:
+                self._apply_view_lookup(*self._lookup_view(read_image_file(path)), f"goal_image {path}")
+            else:
+                self._set_goal(self._encode_goal(read_image_file(path)), "goal_image parameter")
+        except InputError as err:
+            raise ConfigError(f"goal_image {path!r}: {err}") from err
 
     def _image_goal_refusal(self) -> str:
         return (f"goal images need a camera model or the view memory (view_memory > 0); {self._control_model_dir} "
@@ -293,16 +329,6 @@ class ControlNode(Node):
         else:
             self._set_goal(outcome, source)
 
-    def _goal_image_file(self, path: str) -> None:
-        """The `goal_image` parameter with the view memory: looked up as soon as a view matches it."""
-        from vae_ros.core.errors import ConfigError
-        from vae_ros.core.preprocess import read_image_file
-
-        try:
-            self._apply_view_lookup(*self._lookup_view(read_image_file(path)), f"goal_image {path}")
-        except InputError as err:
-            raise ConfigError(f"goal_image {path!r}: {err}") from err
-
     def _lookup_view(self, image: np.ndarray) -> tuple[Match | None, np.ndarray]:
         """A goal image for a model of another sensor -> (the remembered view most like it, its descriptor)."""
         views = self.views
@@ -342,7 +368,7 @@ class ControlNode(Node):
         views = self.views
         if views is None:  # subscribed only with a view memory
             return
-        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        stamp = stamp_ns(msg.header.stamp)
         try:
             image = image_msg_to_array(msg)
             with self._views_lock:
@@ -489,7 +515,7 @@ class ControlNode(Node):
 
         InputError (the latent is not kept) for a stamp further ahead of this node's clock than max_clock_skew
         and for a latent outside the model's range."""
-        stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        stamp = stamp_ns(header.stamp)
         self._last_arrival_ns = self._steady.now().nanoseconds
         self._silent_link_said = False
         offset = (self.get_clock().now().nanoseconds - stamp) * 1e-9  # its age; negative: from the future
@@ -592,6 +618,18 @@ class ControlNode(Node):
             self._cmd_pub.wait_for_all_acked(Duration(seconds=FINAL_STOP_ACK_S))
         except Exception as err:  # noqa: BLE001 - the context may already be gone; nothing else to do
             print(f"{self.get_name()}: could not publish the final zero command: {err}", file=sys.stderr)
+
+
+def converged_tolerance(tolerance: float, model_dir: Path, training: dict[str, Any]) -> float:
+    """The `tolerance` parameter, or where it is 0 the model's calibrated value (model.json
+    training.control.tolerance); ConfigError when there is neither."""
+    value = tolerance or calibrated_tolerance(training)
+    if not value:
+        from vae_ros.core.errors import ConfigError
+
+        raise ConfigError(f"{model_dir} has no calibrated tolerance (model.json training.control.tolerance); set "
+                          "the `tolerance` parameter")
+    return value
 
 
 def stop_before_shutdown() -> None:

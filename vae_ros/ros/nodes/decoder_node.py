@@ -46,8 +46,14 @@ from vae_ros.core.conversions.image import array_to_image_msg
 from vae_ros.core.conversions.latent import msg_to_latent, stamped_msg_to_latent
 from vae_ros.core.conversions.lidar import decoded_to_pointcloud_msg, decoded_to_scan_msg
 from vae_ros.core.diagnostics import NodeStats
-from vae_ros.core.errors import InputError, VaeRosError
 from vae_ros.core.latent_range import check_latent_range, latent_bound
+from vae_ros.ros.interface import (
+    DECODED_POINTS_TOPIC,
+    DECODED_SCAN_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    LATENT_TOPIC,
+    RECONSTRUCTION_TOPIC,
+)
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.guard import LatestWorker, MessageGuard, stamp_age
 from vae_ros.ros.kit.health import DiagnosticsPublisher
@@ -57,12 +63,6 @@ from vae_ros.ros.kit.run import run_node
 from vae_ros.ros.qos import LATENT_QOS
 
 NODE_NAME = "decoder_node"
-LATENT_TOPIC = "vae/latent"
-STAMPED_LATENT_TOPIC = "vae/latent_stamped"
-RECONSTRUCTION_TOPIC = "vae/reconstruction"
-SCAN_TOPIC = "vae/scan"
-POINTS_TOPIC = "vae/points"
-WARN_THROTTLE_S = 2.0
 # Latents on vae/latent are ignored while the last stamped latent is younger than this (seconds): the
 # encoder publishes each latent on both topics, and the stamped copy carries the sensor's time.
 STAMPED_PREFERENCE_S = 1.0
@@ -101,9 +101,9 @@ class DecoderNode(Node):
         # The decoded geometry as the LiDAR message it came from (issue 12): rviz, costmaps, TF-aware users.
         self._lidar_pub: Any = None
         if self.config.modality == "scan":
-            self._lidar_pub = self.create_publisher(LaserScan, SCAN_TOPIC, LATENT_QOS)
+            self._lidar_pub = self.create_publisher(LaserScan, DECODED_SCAN_TOPIC, LATENT_QOS)
         elif self.config.modality == "pointcloud":
-            self._lidar_pub = self.create_publisher(PointCloud2, POINTS_TOPIC, LATENT_QOS)
+            self._lidar_pub = self.create_publisher(PointCloud2, DECODED_POINTS_TOPIC, LATENT_QOS)
         self._last_stamped = -math.inf  # time.monotonic() of the last stamped latent
         self._latent_input = "none"  # which latent topic was decoded last, for /diagnostics
         self.stats = NodeStats(expect_input=not self.params.generate)
@@ -121,7 +121,7 @@ class DecoderNode(Node):
             self._latent_sub = self.create_subscription(Float32MultiArray, LATENT_TOPIC,
                                                         guard.wrap("a latent", self._on_latent), LATENT_QOS)
             on_stamped = guard.wrap("a stamped latent", self._on_stamped_latent)
-            self._stamped_sub = self.create_subscription(Image, STAMPED_LATENT_TOPIC, on_stamped, LATENT_QOS)
+            self._stamped_sub = self.create_subscription(Image, LATENT_STAMPED_TOPIC, on_stamped, LATENT_QOS)
             source = f"{self._stamped_sub.topic_name} or {self._latent_sub.topic_name}"
         self._diagnostics = DiagnosticsPublisher(
             self, self.stats, f"{self.get_fully_qualified_name()}: decoder", hardware_id=str(model_dir),
@@ -146,7 +146,7 @@ class DecoderNode(Node):
     def _on_stamped_latent(self, msg: Any) -> None:
         self._last_stamped = time.monotonic()
         self.stats.on_received()
-        self._latent_input = STAMPED_LATENT_TOPIC
+        self._latent_input = LATENT_STAMPED_TOPIC
         if self._worker is not None:
             self._worker.submit((True, msg))
 
@@ -155,44 +155,35 @@ class DecoderNode(Node):
         self._publish_decoded(z, time.perf_counter(), None)
 
     def _decode(self, item: tuple[bool, Any]) -> None:
-        """Worker thread: check the latent against the model, decode, publish; reject bad latents."""
+        """Worker thread (through the guard, which rejects a bad latent): check the latent against the model,
+        decode, publish."""
         start = time.perf_counter()
         stamped, msg = item
         header = None
-        try:
-            if stamped:
-                mean, _, header = stamped_msg_to_latent(msg, expected_dim=self.config.latent_dim)  # (D,)
-            else:
-                mean, _ = msg_to_latent(msg, expected_dim=self.config.latent_dim)  # (D,)
-            check_latent_range(mean, self._latent_bound)
-        except InputError as err:
-            self.stats.on_rejected(str(err))
-            kind = "stamped latent" if stamped else "latent"
-            self.get_logger().warning(f"rejected a {kind}: {err}", throttle_duration_sec=WARN_THROTTLE_S)
-            return
+        if stamped:
+            mean, _, header = stamped_msg_to_latent(msg, expected_dim=self.config.latent_dim)  # (D,)
+        else:
+            mean, _ = msg_to_latent(msg, expected_dim=self.config.latent_dim)  # (D,)
+        check_latent_range(mean, self._latent_bound)
         self._publish_decoded(mean[None], start, header)
 
     def _publish_decoded(self, z: np.ndarray, start: float, header: Any) -> None:
         """Decode z (1, D) and publish the reconstruction (and LiDAR message) with the latent's header, or
-        with this node's clock and frame_id when the latent had none."""
+        with this node's clock and frame_id when the latent had none. Raises before publishing anything when
+        the output cannot be built (the guard counts it)."""
         if header is not None:
             frame_id, stamp = str(header.frame_id), header.stamp
         else:
             frame_id, stamp = self.params.frame_id, self.get_clock().now().to_msg()
-        try:
-            x_hat = self.backend.decode(z)  # (1, C_out, ...)
-            image, encoding = reconstruction_to_image(x_hat[0], self.config)
-            msg = array_to_image_msg(image, encoding, frame_id=frame_id, stamp=stamp)
-            lidar_msg = None
-            if self.config.modality == "scan":
-                lidar_msg = decoded_to_scan_msg(x_hat[0], self.config.scan_spec, frame_id=frame_id, stamp=stamp)
-            elif self.config.modality == "pointcloud":
-                lidar_msg = decoded_to_pointcloud_msg(x_hat[0], self.config.pointcloud_spec, frame_id=frame_id,
-                                                      stamp=stamp)
-        except VaeRosError as err:
-            self.stats.on_rejected(str(err))
-            self.get_logger().warning(f"could not decode a latent: {err}", throttle_duration_sec=WARN_THROTTLE_S)
-            return
+        x_hat = self.backend.decode(z)  # (1, C_out, ...)
+        image, encoding = reconstruction_to_image(x_hat[0], self.config)
+        msg = array_to_image_msg(image, encoding, frame_id=frame_id, stamp=stamp)
+        lidar_msg = None
+        if self.config.modality == "scan":
+            lidar_msg = decoded_to_scan_msg(x_hat[0], self.config.scan_spec, frame_id=frame_id, stamp=stamp)
+        elif self.config.modality == "pointcloud":
+            lidar_msg = decoded_to_pointcloud_msg(x_hat[0], self.config.pointcloud_spec, frame_id=frame_id,
+                                                  stamp=stamp)
         self._image_pub.publish(msg)
         if lidar_msg is not None and self._lidar_pub is not None:
             self._lidar_pub.publish(lidar_msg)

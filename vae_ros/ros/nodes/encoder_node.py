@@ -44,7 +44,16 @@ from vae_ros.core.anomaly import anomaly_score
 from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
 from vae_ros.core.conversions.model_input import msg_to_model_input
 from vae_ros.core.diagnostics import NodeStats
-from vae_ros.core.errors import ConfigError, VaeRosError
+from vae_ros.core.errors import ConfigError
+from vae_ros.ros.interface import (
+    ANOMALY_TOPIC,
+    CAMERA_TOPIC,
+    CLOUD_TOPIC,
+    COMPRESSED_CAMERA_TOPIC,
+    LATENT_STAMPED_TOPIC,
+    LATENT_TOPIC,
+    SCAN_TOPIC,
+)
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.guard import CdrDecoder, MessageGuard, stamp_age
 from vae_ros.ros.kit.health import DiagnosticsPublisher
@@ -54,17 +63,13 @@ from vae_ros.ros.kit.run import run_node
 from vae_ros.ros.qos import LATENT_QOS, PublisherMatchingSubscription, reliability_from_name
 
 NODE_NAME = "encoder_node"
-LATENT_TOPIC = "vae/latent"
-STAMPED_LATENT_TOPIC = "vae/latent_stamped"
-ANOMALY_TOPIC = "vae/anomaly_score"
 # input kind -> (default topic, rosbags/ROS message type)
 INPUTS = {
-    "image": ("camera/image_raw", "sensor_msgs/msg/Image"),
-    "compressed": ("camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage"),
-    "scan": ("scan", "sensor_msgs/msg/LaserScan"),
-    "pointcloud": ("lidar/points", "sensor_msgs/msg/PointCloud2"),
+    "image": (CAMERA_TOPIC, "sensor_msgs/msg/Image"),
+    "compressed": (COMPRESSED_CAMERA_TOPIC, "sensor_msgs/msg/CompressedImage"),
+    "scan": (SCAN_TOPIC, "sensor_msgs/msg/LaserScan"),
+    "pointcloud": (CLOUD_TOPIC, "sensor_msgs/msg/PointCloud2"),
 }
-WARN_THROTTLE_S = 2.0
 
 
 def _message_info_supported() -> bool:
@@ -104,7 +109,7 @@ class EncoderNode(Node):
 
         self._float32 = Float32
         self._latent_pub = self.create_publisher(Float32MultiArray, LATENT_TOPIC, LATENT_QOS)
-        self._stamped_pub = self.create_publisher(Image, STAMPED_LATENT_TOPIC, LATENT_QOS)
+        self._stamped_pub = self.create_publisher(Image, LATENT_STAMPED_TOPIC, LATENT_QOS)
         self._anomaly_pub: Any = None
         if self.params.publish_anomaly_score:
             self._anomaly_pub = self.create_publisher(Float32, ANOMALY_TOPIC, LATENT_QOS)
@@ -160,24 +165,20 @@ class EncoderNode(Node):
         self._last_sequence = sequence
 
     def _encode(self, raw: bytes) -> None:
-        """Decode, preprocess, encode and publish one message; reject it (counted, throttled log) if bad."""
+        """Decode, preprocess, encode and publish one message. A bad one raises before anything is published:
+        the guard (_receive) rejects it, counted, with a throttled log."""
         start = time.perf_counter()
         params = self.params
-        try:
-            msg = self._cdr.decode(raw)
-            x = msg_to_model_input(msg, self.config, params.max_image_pixels)[None]  # (1, *input_shape)
-            mean, logvar = self.backend.encode(x)  # (1, D) each
-            variance = logvar[0] if params.publish_variance else None
-            latent_msg = latent_to_msg(mean[0], variance)
-            stamped_msg = latent_to_stamped_msg(mean[0], variance, msg.header)  # the sensor's stamp and frame
-            score = None
-            if params.publish_anomaly_score:
-                x_hat = self.backend.decode(mean)  # (1, C_out, ...)
-                score = anomaly_score(x, x_hat, mean, logvar, self.config, params.anomaly_metric)
-        except VaeRosError as err:
-            self.stats.on_rejected(str(err))
-            self.get_logger().warning(f"rejected a {self.kind} message: {err}", throttle_duration_sec=WARN_THROTTLE_S)
-            return
+        msg = self._cdr.decode(raw)
+        x = msg_to_model_input(msg, self.config, params.max_image_pixels)[None]  # (1, *input_shape)
+        mean, logvar = self.backend.encode(x)  # (1, D) each
+        variance = logvar[0] if params.publish_variance else None
+        latent_msg = latent_to_msg(mean[0], variance)
+        stamped_msg = latent_to_stamped_msg(mean[0], variance, msg.header)  # the sensor's stamp and frame
+        score = None
+        if params.publish_anomaly_score:
+            x_hat = self.backend.decode(mean)  # (1, C_out, ...)
+            score = anomaly_score(x, x_hat, mean, logvar, self.config, params.anomaly_metric)
         self._latent_pub.publish(latent_msg)
         self._stamped_pub.publish(stamped_msg)
         if score is not None and self._anomaly_pub is not None:

@@ -43,16 +43,15 @@ from vae_ros.control.runtime.control_model import ControlModel, control_model_di
 from vae_ros.control.runtime.servo import CONVERGED, LOST, ServoConfig, ServoState, servo_step
 from vae_ros.core.conversions.latent import stamped_msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
-from vae_ros.core.errors import ConfigError
+from vae_ros.ros.interface import SERVO_ERROR_TOPIC
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.health import DiagnosticsPublisher
 from vae_ros.ros.kit.params import ServoParams
 from vae_ros.ros.kit.run import run_node
-from vae_ros.ros.nodes.control_base import ControlNode
+from vae_ros.ros.nodes.control_base import ControlNode, converged_tolerance
 from vae_ros.ros.qos import LATENT_QOS
 
 NODE_NAME = "latent_servo_node"
-ERROR_TOPIC = "servo/error"
 
 
 class LatentServoNode(ControlNode):
@@ -65,7 +64,7 @@ class LatentServoNode(ControlNode):
         super().__init__(NODE_NAME, **node_kwargs)
         self.params: ServoParams = declare_params(self, ServoParams)
         self.model_dir = control_model_dir(self.params.model)
-        self.model = ControlModel(self.model_dir, self.params.backend, self.params.device)
+        self.model = ControlModel(self.model_dir)  # its encoder is never run here: latents come in
         self.servo_config = self._servo_config(self.params)
         from std_msgs.msg import Float32
 
@@ -74,16 +73,13 @@ class LatentServoNode(ControlNode):
         self._last_step_ns: int | None = None
         self.stats = NodeStats()
         self._start_control(self.model.latent_dim, self.model_dir, self.model.config.modality)
-        self._error_pub = self.create_publisher(Float32, ERROR_TOPIC, LATENT_QOS)
+        self._error_pub = self.create_publisher(Float32, SERVO_ERROR_TOPIC, LATENT_QOS)
         self._diagnostics = DiagnosticsPublisher(
             self, self.stats, f"{self.get_fully_qualified_name()}: latent servo", hardware_id=str(self.model_dir),
             period=self.params.diagnostics_period, extra=self._diagnostic_values,
         )
         on_parameter_changes(self, lambda: self.params, self._apply_params)
-        if self.params.goal_image and self.views is not None:
-            self._goal_image_file(self.params.goal_image)
-        elif self.params.goal_image:
-            raise ConfigError(f"goal_image {self.params.goal_image!r}: {self._image_goal_refusal()}")
+        self._goal_image_parameter(self.params.goal_image)
         self.get_logger().info(
             f"control model {self.model_dir} (latent {self.model.latent_dim}, tolerance "
             f"{self.servo_config.tolerance:.4f}); {self._latent_sub.topic_name} -> {self._cmd_pub.topic_name}; "
@@ -125,11 +121,7 @@ class LatentServoNode(ControlNode):
 
     # -- parameters and health -------------------------------------------------------------------------------
     def _servo_config(self, params: ServoParams) -> ServoConfig:
-        tolerance = params.tolerance or self.model.tolerance
-        if not tolerance:
-            raise ConfigError(f"{self.model_dir} has no calibrated servo tolerance (model.json "
-                              "training.control.tolerance); set the `tolerance` parameter")
-        return params.servo_config(tolerance)
+        return params.servo_config(converged_tolerance(params.tolerance, self.model_dir, self.model.config.training))
 
     def _apply_params(self, params: ServoParams) -> None:
         self.servo_config = self._servo_config(params)

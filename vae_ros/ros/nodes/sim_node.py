@@ -39,6 +39,7 @@ from sensor_msgs.msg import Image, LaserScan, PointCloud2
 
 from vae_ros.core.diagnostics import ERROR, OK
 from vae_ros.core.errors import ConfigError, VaeRosError
+from vae_ros.ros import interface
 from vae_ros.ros import sim_messages as messages
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.guard import MessageGuard
@@ -121,18 +122,18 @@ class SimNode(Node):
         self._command_time = -math.inf  # sim time of the last accepted command
         self.health = SimHealth(self._world)
 
-        self._clock_pub = self.create_publisher(ClockMsg, messages.CLOCK_TOPIC, STATE_QOS)
-        self._odom_pub = self.create_publisher(Odometry, messages.ODOM_TOPIC, STATE_QOS)
-        self._truth_pub = self.create_publisher(Odometry, messages.GROUND_TRUTH_ODOM_TOPIC, STATE_QOS)
-        self._image_pub = (self.create_publisher(Image, messages.IMAGE_TOPIC, SENSOR_PUBLISHER_QOS)
+        self._clock_pub = self.create_publisher(ClockMsg, interface.CLOCK_TOPIC, STATE_QOS)
+        self._odom_pub = self.create_publisher(Odometry, interface.ODOM_TOPIC, STATE_QOS)
+        self._truth_pub = self.create_publisher(Odometry, interface.GROUND_TRUTH_ODOM_TOPIC, STATE_QOS)
+        self._image_pub = (self.create_publisher(Image, interface.CAMERA_TOPIC, SENSOR_PUBLISHER_QOS)
                            if p.publish_camera else None)
-        self._scan_pub = (self.create_publisher(LaserScan, messages.SCAN_TOPIC, SENSOR_PUBLISHER_QOS)
+        self._scan_pub = (self.create_publisher(LaserScan, interface.SCAN_TOPIC, SENSOR_PUBLISHER_QOS)
                           if p.lidar in ("scan", "both") else None)
-        self._cloud_pub = (self.create_publisher(PointCloud2, messages.CLOUD_TOPIC, SENSOR_PUBLISHER_QOS)
+        self._cloud_pub = (self.create_publisher(PointCloud2, interface.CLOUD_TOPIC, SENSOR_PUBLISHER_QOS)
                            if p.lidar in ("pointcloud", "both") else None)
         guard = MessageGuard(self, lambda _: self.health.count("rejected_commands"),
                              lambda _: self.health.count("errors"))
-        self.create_subscription(Twist, messages.CMD_TOPIC, guard.wrap("a cmd_vel message", self._on_cmd_vel),
+        self.create_subscription(Twist, interface.CMD_TOPIC, guard.wrap("a cmd_vel message", self._on_cmd_vel),
                                  COMMAND_QOS)
         # Steady clock: the node must not wait on /clock, which it publishes itself.
         steady = Clock(clock_type=ClockType.STEADY_TIME)

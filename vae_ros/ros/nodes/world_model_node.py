@@ -35,54 +35,35 @@ import os
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vae_ros.control.runtime.control_model import calibrated_tolerance, control_model_dir
+from vae_ros.control.runtime.control_model import control_model_dir
 from vae_ros.control.runtime.dynamics import load_dynamics_dir, rollout_runtime
 from vae_ros.control.runtime.planner import CONVERGED, LOST, PLAN, MpcState, plan_step, scan_obstacles
 from vae_ros.core.backends import load_config
 from vae_ros.core.conversions.latent import latent_rows_to_msg, latent_to_stamped_msg, stamped_msg_to_latent
-from vae_ros.core.diagnostics import ERROR, NodeStats, ValueWindow
-from vae_ros.core.errors import ConfigError, InputError, VaeRosError
+from vae_ros.core.diagnostics import NodeStats, ValueWindow
+from vae_ros.core.errors import ConfigError
+from vae_ros.ros.interface import CMD_TOPIC, PLANNED_TOPIC, PREDICTED_TOPIC
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
-from vae_ros.ros.kit.guard import LatestWorker
+from vae_ros.ros.kit.guard import WARN_THROTTLE_S, LatestWorker
 from vae_ros.ros.kit.health import DiagnosticsPublisher
 from vae_ros.ros.kit.params import WorldModelParams
 from vae_ros.ros.kit.run import run_node
-from vae_ros.ros.nodes.control_base import CMD_TOPIC, ControlNode
+from vae_ros.ros.nodes.control_base import ControlNode, converged_tolerance
 from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS
 
 NODE_NAME = "world_model_node"
-PREDICTED_TOPIC = "world_model/predicted_latent"
-PLANNED_TOPIC = "world_model/planned_latents"
 DYNAMICS_SUBDIR = "dynamics"  # `dynamics` '' = <model>/dynamics
 PLANNING = "planning"
-WARN_THROTTLE_S = 2.0
 
 
 def dynamics_dir(path: str, model_dir: Path) -> Path:
     """The `dynamics` parameter -> a directory: empty means <model>/dynamics."""
     return Path(path.strip()).expanduser() if path.strip() else model_dir / DYNAMICS_SUBDIR
-
-
-class _Diagnostics(DiagnosticsPublisher):
-    """The shared publisher, raised to ERROR while unexpected failures have been counted."""
-
-    def __init__(self, *args: Any, errors: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._errors = errors
-
-    def build(self) -> Any:
-        array = super().build()
-        errors = self._errors()
-        if errors:
-            array.status[0].level = bytes([ERROR])
-            array.status[0].message = f"{errors} unexpected error(s) in planning; " + array.status[0].message
-        return array
 
 
 class WorldModelNode(ControlNode):
@@ -108,7 +89,6 @@ class WorldModelNode(ControlNode):
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")
         self._refuse_other_model()
-        self._calibrated = calibrated_tolerance(self.config.training)
         self._head = self._load_head()
         self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head)
 
@@ -122,26 +102,24 @@ class WorldModelNode(ControlNode):
         self._pred_error = ValueWindow(200)
         self._pred_zscore = ValueWindow(200)
         self._plan_ms = ValueWindow(500)
-        self._internal_errors = 0
         self._late_plans = 0  # plans dropped because a stop, clear or new goal came meanwhile, or they took too long
         self._backend: Any = None
         self.stats = NodeStats()
-        self._worker = LatestWorker(self._step, self.stats.on_dropped, self._on_worker_failure,
-                                    name="world_model_planner")
         # Goal and planner state are shared by the executor thread and the planner thread.
         self._start_control(self.config.latent_dim, self.model_dir, self.config.modality, lock=threading.RLock())
+        # Planning failures take the one path of a bad message (the guard): a domain error is a rejection, anything
+        # else an error in the node's stats (/diagnostics ERROR until a report without new ones); both stop the robot.
+        self._worker = LatestWorker(self._guard.wrap("a planning step", self._step), self.stats.on_dropped,
+                                    self._on_worker_failure, name="world_model_planner")
         self._pred_pub = self.create_publisher(Image, PREDICTED_TOPIC, LATENT_QOS)
         self._plan_pub = self.create_publisher(Image, PLANNED_TOPIC, LATENT_QOS)
         self._cmd_sub = self.create_subscription(Twist, CMD_TOPIC, self._on_cmd_vel, COMMAND_QOS)
-        self._diagnostics = _Diagnostics(
+        self._diagnostics = DiagnosticsPublisher(
             self, self.stats, f"{self.get_fully_qualified_name()}: world model",
             hardware_id=str(self.dynamics_dir), period=self.params.diagnostics_period,
-            extra=self._diagnostic_values, errors=lambda: self._internal_errors)
+            extra=self._diagnostic_values)
         on_parameter_changes(self, lambda: self.params, self._apply_params)
-        if self.params.goal_image and self.views is not None:
-            self._goal_image_file(self.params.goal_image)
-        elif self.params.goal_image:
-            self._set_goal(self._encode_goal_file(self.params.goal_image), "goal_image parameter")
+        self._goal_image_parameter(self.params.goal_image)
         self.get_logger().info(
             f"model {self.model_dir} (latent {self.config.latent_dim}), dynamics {self.dynamics_dir} "
             f"({self.dynamics.members} members, dt {self.dynamics.dt:.3f} s); CEM {self.mpc_config.samples} x "
@@ -150,11 +128,7 @@ class WorldModelNode(ControlNode):
             f"{'goal from ' + self.goal_source if self.goal is not None else 'waiting for a goal'}")
 
     def _tolerance(self, params: WorldModelParams) -> float:
-        tolerance = params.tolerance or self._calibrated
-        if not tolerance:
-            raise ConfigError(f"{self.model_dir} has no calibrated tolerance (model.json training.control.tolerance); "
-                              "set the `tolerance` parameter")
-        return tolerance
+        return converged_tolerance(params.tolerance, self.model_dir, self.config.training)
 
     def _refuse_other_model(self) -> None:
         """Dynamics trained on another model's latents predict nonsense for this one: refuse to drive on them.
@@ -179,20 +153,12 @@ class WorldModelNode(ControlNode):
     def _reset_command(self) -> None:
         self.state = dataclasses.replace(self.state, command=(0.0, 0.0), plan=None)
 
-    def _image_backend(self) -> Any:
+    def _goal_encoder(self) -> Any:
         if self._backend is None:
             from vae_ros.core.backends import create_backend
 
             self._backend = create_backend(self.model_dir, self.params.backend, self.params.device)
         return self._backend
-
-    def _encode_goal_file(self, path: str) -> np.ndarray:
-        if self.config.modality != "image":
-            raise ConfigError(f"goal_image {path!r}: {self._image_goal_refusal()}")
-        from vae_ros.core.preprocess import preprocess_image, read_image_file
-
-        sample = preprocess_image(read_image_file(path), self.config.image_spec)
-        return np.asarray(self._image_backend().encode(sample[None])[0][0])
 
     def _load_head(self) -> Any:
         """The control model's relative-pose head where the pose cost wants it (None for the latent cost)."""
@@ -209,14 +175,6 @@ class WorldModelNode(ControlNode):
         from vae_ros.control.runtime.pose_head import PoseHeadNumpy
 
         return PoseHeadNumpy.load(self.model_dir, self.config.latent_dim)
-
-    def _encode_goal_image(self, msg: Any) -> np.ndarray:
-        if self.config.modality != "image":
-            raise InputError(self._image_goal_refusal())
-        from vae_ros.core.conversions.model_input import msg_to_model_input
-
-        sample = msg_to_model_input(msg, self.config)
-        return np.asarray(self._image_backend().encode(sample[None])[0][0])
 
     # -- inputs ----------------------------------------------------------------------------------------------
     def _on_cmd_vel(self, msg: Any) -> None:
@@ -238,26 +196,16 @@ class WorldModelNode(ControlNode):
         self._worker.submit((mean, header, stamp, time.perf_counter()))
 
     def _step(self, item: tuple[np.ndarray, Any, int, float]) -> None:
-        """Planner thread (newest latent only): plan, command, predict. Never raises: fails safe instead.
+        """Planner thread (newest latent only, through the guard, which counts a failure and stops the robot):
+        plan, command, predict.
 
         The lock is held only to read the goal and state and to commit the result, never while planning, so
         the watchdog, clear_goal and set_parameters never wait for a plan (see _control)."""
         mean, header, stamp, received = item
-        try:
-            command = self._control(mean, header, stamp)
-            if command is None:
-                return
-            self._predict(mean, command, header, stamp)
-        except VaeRosError as err:
-            self._reject(f"planning: {err}")
-            self._stop()
+        command = self._control(mean, header, stamp)
+        if command is None:
             return
-        except Exception as err:  # noqa: BLE001 - one bad step must not take the robot's controller down
-            self._internal_errors += 1
-            self.get_logger().error(f"planning failed ({type(err).__name__}: {err}); stopping the robot\n"
-                                    f"{traceback.format_exc()}", throttle_duration_sec=WARN_THROTTLE_S)
-            self._stop()
-            return
+        self._predict(mean, command, header, stamp)
         self.stats.on_published(time.perf_counter() - received)
 
     def _control(self, z: np.ndarray, header: Any, stamp: int) -> tuple[float, float] | None:
@@ -324,12 +272,10 @@ class WorldModelNode(ControlNode):
             self._pred_zscore.add(float(np.sqrt(np.mean(err**2 / var))))
         self._prediction = None
 
-    def _on_worker_failure(self) -> None:  # _step never raises; kept for LatestWorker's contract
-        self._internal_errors += 1
-
-    def _reject(self, reason: str) -> None:
-        self.stats.on_rejected(reason)
-        self.get_logger().warning(f"rejected {reason}", throttle_duration_sec=WARN_THROTTLE_S)
+    def _on_worker_failure(self) -> None:
+        """What escaped the guard (a BaseException) ended the planner thread: counted, and the robot stopped."""
+        self.stats.on_error("the planner thread stopped")
+        self._stop()
 
     # -- parameters and health -------------------------------------------------------------------------------
     def _apply_params(self, params: WorldModelParams) -> None:
@@ -360,7 +306,6 @@ class WorldModelNode(ControlNode):
             ("plan_time_count", str(plan_ms.count)),
             ("plan_cost", fmt(self.state.cost) if math.isfinite(self.state.cost) else "none"),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
-            ("internal_errors", str(self._internal_errors)),
             ("late_plans_dropped", str(self._late_plans)),
             *self._safety_diagnostics(),
             *self._link_diagnostics(),
