@@ -180,7 +180,7 @@ DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     _WM: (*_CONTROL_KEYS,
           ("prediction_error_mean, prediction_error_p50, prediction_error_count", "one-step prediction error"),
           ("prediction_zscore_rms_mean", "calibration of the predicted variance"),
-          ("plan_time_p50_ms, plan_time_p99_ms, plan_time_max_ms", "planning time"),
+          ("plan_time_p50_ms, plan_time_p99_ms, plan_time_max_ms, plan_time_count", "time of the CEM planning steps (servo-law steps near the goal left out) and how many"),
           ("plan_cost", "cost of the chosen plan"),
           ("late_plans_dropped", "plans finished after a stop, a clear, a new goal or on a stale latent: dropped")),
 }
