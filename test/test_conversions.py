@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from probe import header
 from rclpy.serialization import serialize_message
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2, PointField
@@ -697,9 +698,7 @@ def test_builders_accept_rclpy_and_rosbags_stamps() -> None:
 # Stamped latents (sensor_msgs/Image 32FC1)
 # ---------------------------------------------------------------------------------------------------------
 def _sensor_header(sec: int = 1_700_000_123, nanosec: int = 456_789, frame_id: str = "robot1/laser") -> object:
-    from std_msgs.msg import Header
-
-    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+    return header(frame_id, sec * 1_000_000_000 + nanosec)
 
 
 def test_stamped_latent_mean_only_layout_and_header() -> None:

@@ -1,4 +1,5 @@
-"""Shared helpers of the node tests: small seeded model directories, node processes; Probe is test/probe.py's."""
+"""Shared helpers of the node tests: small seeded model directories, node processes. What every ROS test shares
+(Probe, send_until, header, stop_processes, the diagnostics reader) lives in test/probe.py, re-exported here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from typing import Any
 import numpy as np
 import ros_env
 import torch
-from probe import Probe  # noqa: F401 - the node tests take it from here
+from probe import (  # noqa: F401 - the node tests take them from here
+    Diagnostic,
+    Probe,
+    header,
+    send_until,
+    stamp_ns,
+    stop_process,
+    stop_processes,
+    wait_for,
+)
 
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.model_dir import save_model_dir
@@ -71,15 +81,8 @@ def start_node(module: str, *ros_args: str, **env: str) -> subprocess.Popen[str]
 
 
 def stop_node(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
-    """SIGINT the node, wait, return its output."""
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+    """SIGINT the node, wait (SIGKILL after `timeout` s), return its output."""
+    return stop_process(proc, timeout=timeout)
 
 
 def param_args(**params: Any) -> list[str]:
