@@ -1,13 +1,15 @@
 """The one place for what the tests under test/ share (issue 17): wait on a condition (`wait_for`), send until a
 condition holds (`send_until`), stop a process (`stop_processes`, `stop_process`), build a stamped std_msgs
-Header (`header`), read a node's status from recorded /diagnostics (`Diagnostic`, `Probe.diagnostic`), and
-`Probe`, a test-side rclpy node that records what arrives. test/nodes/node_helpers.py adds what only node tests
+Header (`header`), read a node's status from recorded /diagnostics (`Diagnostic`, `Probe.diagnostic`), run the
+`vae-ros` CLI in a process (`run_cli`, `NEEDS_PACKAGED_DYNAMICS`), and `Probe`, a test-side rclpy node that records
+what arrives. test/nodes/node_helpers.py adds what only node tests
 need (model directories, starting a node) and re-exports these."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -15,6 +17,27 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`python -m vae_ros.apps.cli ARGS` in its own process, DDS isolated (test/ros_env.py), output captured."""
+    import ros_env
+
+    return subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ros_env.ros_env())
+
+
+def _needs_packaged_dynamics() -> Any:
+    import pytest
+
+    from vae_ros.resources import default_model_dir
+
+    return pytest.mark.skipif(not (default_model_dir("control") / "dynamics" / "dynamics.json").is_file(),
+                              reason="packaged control model or its dynamics not built "
+                                     "(scripts/make_control_model.sh, scripts/make_dynamics_model.sh)")
+
+
+NEEDS_PACKAGED_DYNAMICS = _needs_packaged_dynamics()  # skip marker: the packaged world model is not built here
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0, poll: float = 0.05) -> bool:
@@ -191,3 +214,14 @@ class Probe:
         self.node.destroy_node()
         if self.context is not None:
             self.context.try_shutdown()
+
+
+def recording_probe(name: str, *topics: tuple[Any, str]) -> Probe:
+    """A Probe recording each (message type, topic) given, and /diagnostics, where every node reports."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    probe = Probe(name)
+    for msg_type, topic in topics:
+        probe.record(msg_type, topic)
+    probe.record(DiagnosticArray, "/diagnostics")
+    return probe

@@ -16,6 +16,7 @@ from probe import (  # noqa: F401 - the node tests take them from here
     Diagnostic,
     Probe,
     header,
+    recording_probe,
     send_until,
     stamp_ns,
     stop_process,

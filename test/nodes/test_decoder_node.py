@@ -13,6 +13,7 @@ from node_helpers import (
     header,
     make_model_dir,
     param_args,
+    recording_probe,
     send_each_until_counted,
     send_until,
     start_node,
@@ -67,15 +68,11 @@ def nodes(models: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def probe(nodes: Any) -> Any:
-    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image, LaserScan, PointCloud2
 
-    probe = Probe("decoder_test_probe")
-    for ns in (NS_DECODE, NS_GENERATE, NS_SCAN, NS_POINTS):
-        probe.record(Image, f"{ns}/vae/reconstruction")
-    probe.record(LaserScan, f"{NS_SCAN}/vae/scan")
-    probe.record(PointCloud2, f"{NS_POINTS}/vae/points")
-    probe.record(DiagnosticArray, "/diagnostics")
+    probe = recording_probe("decoder_test_probe",
+                            *[(Image, f"{ns}/vae/reconstruction") for ns in (NS_DECODE, NS_GENERATE, NS_SCAN, NS_POINTS)],
+                            (LaserScan, f"{NS_SCAN}/vae/scan"), (PointCloud2, f"{NS_POINTS}/vae/points"))
     yield probe
     probe.close()
 

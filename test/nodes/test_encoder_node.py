@@ -18,6 +18,7 @@ from node_helpers import (
     Probe,
     make_model_dir,
     param_args,
+    recording_probe,
     send_each_until_counted,
     send_until,
     stamp_ns,
@@ -75,16 +76,13 @@ def nodes(models: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def probe(nodes: Any) -> Any:
-    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float32, Float32MultiArray
 
-    probe = Probe("encoder_test_probe")
-    for ns in NAMESPACES.values():
-        probe.record(Float32MultiArray, f"{ns}/vae/latent")
-        probe.record(Image, f"{ns}/vae/latent_stamped")
-    probe.record(Float32, f"{NAMESPACES['image']}/vae/anomaly_score")
-    probe.record(DiagnosticArray, "/diagnostics")
+    latents = [(Float32MultiArray, f"{ns}/vae/latent") for ns in NAMESPACES.values()]
+    stamped = [(Image, f"{ns}/vae/latent_stamped") for ns in NAMESPACES.values()]
+    probe = recording_probe("encoder_test_probe", *latents, *stamped,
+                            (Float32, f"{NAMESPACES['image']}/vae/anomaly_score"))
     yield probe
     probe.close()
 

@@ -11,7 +11,16 @@ from typing import Any
 import node_helpers
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, send_until, stamp_ns, start_node, stop_node
+from node_helpers import (
+    Probe,
+    make_model_dir,
+    param_args,
+    recording_probe,
+    send_until,
+    stamp_ns,
+    start_node,
+    stop_node,
+)
 
 from vae_ros.control.runtime.dynamics import LatentDynamics
 from vae_ros.core.conversions.latent import (
@@ -48,15 +57,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
     model = make_model_dir(root / "scan", "scan", latent_dim=LATENT_DIM, seed=3, beams=64)
     dynamics = random_dynamics(root / "dynamics")
     proc = _start_world_model(NS, model, root / "dynamics")
-    from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import Twist
     from sensor_msgs.msg import Image
 
-    probe = Probe("world_model_test_probe")
-    probe.record(Image, f"{NS}/world_model/predicted_latent")
-    probe.record(Image, f"{NS}/world_model/planned_latents")
-    probe.record(Twist, f"{NS}/cmd_vel")
-    probe.record(DiagnosticArray, "/diagnostics")
+    probe = recording_probe("world_model_test_probe", (Image, f"{NS}/world_model/predicted_latent"),
+                            (Image, f"{NS}/world_model/planned_latents"), (Twist, f"{NS}/cmd_vel"))
     probe.publishers["latent"] = probe.node.create_publisher(Image, f"{NS}/vae/latent_stamped", 10)
     yield {"proc": proc, "probe": probe, "dynamics": dynamics, "root": root, "model": model,
            "latent": probe.publishers["latent"], "ns": NS}
@@ -70,6 +75,17 @@ def _stream(setup: Any, z: np.ndarray, until: Any, timeout: float = 30.0, period
     return send_until(lambda: setup["latent"].publish(latent_to_stamped_msg(z, None, probe.header("laser"))),
                       until, "the condition while streaming latents", timeout, period,
                       alive={"world_model_node": setup["proc"]})
+
+
+def _sender(setup: Any, z: np.ndarray, sent: set[int]) -> Any:
+    """A send() for send_until: publishes z stamped now, adding each stamp (ns) to `sent`."""
+
+    def send() -> None:
+        header = setup["probe"].header("laser")
+        sent.add(stamp_ns(header))
+        setup["latent"].publish(latent_to_stamped_msg(z, None, header))
+
+    return send
 
 
 def _status(probe: Probe, ns: str = NS) -> dict[str, str]:
@@ -93,13 +109,7 @@ def test_predictions_arrive_stamped_for_the_time_they_predict(setup: Any) -> Non
     topic = f"{NS}/world_model/predicted_latent"
     probe.clear(topic)
     sent: set[int] = set()
-
-    def send() -> None:
-        header = probe.header("laser")
-        sent.add(stamp_ns(header))
-        setup["latent"].publish(latent_to_stamped_msg(z, None, header))
-
-    msgs = send_until(send, lambda: probe.messages(topic), "a prediction", timeout=30.0, period=0.1)
+    msgs = send_until(_sender(setup, z, sent), lambda: probe.messages(topic), "a prediction", timeout=30.0, period=0.1)
     mean, logvar, out_header = stamped_msg_to_latent(msgs[-1], expected_dim=LATENT_DIM)
     assert logvar is not None and out_header.frame_id == "laser"
     # Idle (no goal): the prediction is for the newest executed command, here the node's own zero.
@@ -212,13 +222,7 @@ def test_each_plan_is_published_stamped_like_the_latent_it_planned_from(setup: A
     probe.clear(plan_topic)
     probe.clear(cmd_topic)
     sent: set[int] = set()
-
-    def send() -> None:
-        header = probe.header("laser")
-        sent.add(stamp_ns(header))
-        setup["latent"].publish(latent_to_stamped_msg(z_away, None, header))
-
-    send_until(send, lambda: len(probe.messages(plan_topic)) >= 3, "3 plans", timeout=30.0, period=0.1,
+    send_until(_sender(setup, z_away, sent), lambda: len(probe.messages(plan_topic)) >= 3, "3 plans", timeout=30.0, period=0.1,
                alive={"world_model_node": setup["proc"]})
     plans = probe.messages(plan_topic)
     assert len(plans) >= 3, "fewer than 3 plans published"
