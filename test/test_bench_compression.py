@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from probe import header
 
 from vae_ros.apps.benchmarks import compression
 from vae_ros.apps.cli import main
@@ -115,11 +116,7 @@ def test_int8_latent_quantisation_is_the_stated_affine_map() -> None:
 
 
 def test_latent_message_layout() -> None:
-    from std_msgs.msg import Header
-
-    header = Header(frame_id="lidar_link")
-    header.stamp.sec = 7
-    msg = compression.latent_image_msg(np.arange(16, dtype=np.float32), "32FC1", header)
+    msg = compression.latent_image_msg(np.arange(16, dtype=np.float32), "32FC1", header("lidar_link", 7 * 10**9))
     assert (msg.height, msg.width, msg.step, msg.encoding, msg.is_bigendian) == (1, 16, 64, "32FC1", 0)
     assert msg.header.frame_id == "lidar_link" and msg.header.stamp.sec == 7
     assert np.array_equal(np.frombuffer(bytes(msg.data), "<f4"), np.arange(16))

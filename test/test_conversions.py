@@ -1,4 +1,4 @@
-"""vae_ros.conversions: message <-> array, on rclpy messages and on rosbags' deserialised dataclasses.
+"""vae_ros.core.conversions: message <-> array, on rclpy messages and on rosbags' deserialised dataclasses.
 
 Plain pytest: rclpy message classes construct without rclpy.init. Input messages for the decoders are
 built byte by byte here (not with the module's own builders), so a round trip cannot hide a symmetric bug.
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from probe import header
 from rclpy.serialization import serialize_message
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2, PointField
@@ -82,7 +83,8 @@ def _bag_roundtrip(msg: object, msgtype: str) -> object:
 # ---------------------------------------------------------------------------------------------------------
 def test_import_leaves_rclpy_and_message_packages_out() -> None:
     code = (
-        "import sys, vae_ros.conversions\n"
+        "import sys, vae_ros.core.conversions.common, vae_ros.core.conversions.image, "
+        "vae_ros.core.conversions.lidar, vae_ros.core.conversions.latent, vae_ros.core.conversions.model_input\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'sensor_msgs', 'std_msgs')]\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
@@ -697,9 +699,7 @@ def test_builders_accept_rclpy_and_rosbags_stamps() -> None:
 # Stamped latents (sensor_msgs/Image 32FC1)
 # ---------------------------------------------------------------------------------------------------------
 def _sensor_header(sec: int = 1_700_000_123, nanosec: int = 456_789, frame_id: str = "robot1/laser") -> object:
-    from std_msgs.msg import Header
-
-    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+    return header(frame_id, sec * 1_000_000_000 + nanosec)
 
 
 def test_stamped_latent_mean_only_layout_and_header() -> None:

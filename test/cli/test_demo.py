@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import ros_env
+from probe import NEEDS_PACKAGED_DYNAMICS, run_cli
 
 from vae_ros.resources import default_model_dir
 
@@ -22,10 +20,7 @@ pytestmark = pytest.mark.ros
                     reason="packaged control model not built (bash scripts/make_control_model.sh)")
 def test_demo_teaches_a_goal_and_servos_back_to_it(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "vae_ros.apps.cli", "demo", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=400, env=ros_env.ros_env(),
-    )
+    result = run_cli("demo", "--out", str(out), "--quiet", timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     # The robot was really moved away, and came back by latent servoing (judged by the simulator's odometry).
@@ -43,9 +38,7 @@ def test_demo_teaches_a_goal_and_servos_back_to_it(tmp_path: Path) -> None:
     assert "final position error" in result.stdout
 
 
-@pytest.mark.skipif(not (default_model_dir("control") / "dynamics" / "dynamics.json").is_file(),
-                    reason="packaged control model or its dynamics not built (scripts/make_control_model.sh, "
-                           "scripts/make_dynamics_model.sh)")
+@NEEDS_PACKAGED_DYNAMICS
 def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its_plans(tmp_path: Path) -> None:
     out = tmp_path / "demo_wm"
     # What a previous (servo) demo left there: its files and logs go, anything else stays.
@@ -53,10 +46,7 @@ def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its
     for stale in ("logs/latent_servo_node.log", "logs/world_model_node.log", "summary.json", "demo_plans.png"):
         (out / stale).write_text("from the previous demo")
     (out / "notes.txt").write_text("mine")
-    result = subprocess.run(
-        [sys.executable, "-m", "vae_ros.apps.cli", "demo", "--controller", "world_model", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=400, env=ros_env.ros_env(),
-    )
+    result = run_cli("demo", "--controller", "world_model", "--out", str(out), "--quiet", timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["controller"] == "world_model"
@@ -80,8 +70,7 @@ def test_demo_with_the_world_model_reaches_a_goal_behind_the_robot_and_plots_its
 
 
 def test_demo_rejects_bad_timeout(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.cli", "demo", "--timeout", "0", "--out",
-                             str(tmp_path)], capture_output=True, text=True, timeout=60, env=ros_env.ros_env())
+    result = run_cli("demo", "--timeout", "0", "--out", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "timeout" in result.stderr
 

@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import ros_env
-
-from vae_ros.resources import default_model_dir
+from probe import NEEDS_PACKAGED_DYNAMICS, run_cli
 
 pytestmark = pytest.mark.ros
 
 
-@pytest.mark.skipif(not (default_model_dir("control") / "dynamics" / "dynamics.json").is_file(),
-                    reason="packaged control model or its dynamics not built (scripts/make_control_model.sh, "
-                           "scripts/make_dynamics_model.sh)")
+@NEEDS_PACKAGED_DYNAMICS
 def test_the_world_model_runs_the_same_episode_through_ros(tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    result = subprocess.run(
-        [sys.executable, "-m", "vae_ros.apps.cli", "eval-control", "--controller", "world_model", "--seeds", "0",
-         "--episodes", "1", "--ros", "1", "--time-limit", "30", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300, env=ros_env.ros_env(),
-    )
+    result = run_cli("eval-control", "--controller", "world_model", "--seeds", "0", "--episodes", "1", "--ros", "1",
+                     "--time-limit", "30", "--out", str(out), "--quiet", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads((out / "episodes.json").read_text())
     assert record["controller"] == "world_model"

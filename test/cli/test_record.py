@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import ros_env
+from probe import stop_processes
 
 pytestmark = pytest.mark.ros
 
@@ -113,10 +114,7 @@ def test_record_writes_every_message_sent_after_matching(tmp_path: Path, stop_si
         recorder.send_signal(stop_signal)
         stdout, _ = recorder.communicate(timeout=30)
     finally:
-        for process in (recorder, publisher):
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+        stop_processes((recorder, publisher), signal.SIGKILL)
     assert recorder.returncode == 0, "".join(recorder_lines)
     assert f"stopped by {stop_signal.name}" in stdout
     assert (out / "metadata.yaml").is_file()
@@ -245,10 +243,7 @@ def test_a_recorder_killed_hard_loses_at_most_about_a_second_and_repair_makes_th
         recorder.kill()  # SIGKILL: nothing runs after this, as on a power cut
         recorder.wait(10)
     finally:
-        for process in (recorder, publisher):
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+        stop_processes((recorder, publisher), signal.SIGKILL)
     assert sent_at_kill >= 4 * RATE_HZ
     assert (out / "metadata.yaml").is_file()  # written early, rewritten every second
     if storage == "mcap":

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import ros_env
 from hostile_inputs import unwritable
+from probe import stop_processes
 from test_record import PUBLISHER, _read_bag, _wait_for_line
 
 pytestmark = pytest.mark.ros
@@ -71,10 +72,7 @@ def test_a_folder_made_unwritable_while_recording_ends_in_one_line_that_says_whe
             recorder.send_signal(signal.SIGINT)
             stdout, rest = recorder.communicate(timeout=30)
     finally:
-        for process in (recorder, publisher):
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+        stop_processes((recorder, publisher), signal.SIGKILL)
     stderr = "".join(recorder_lines) + rest
     assert recorder.returncode == 2 and "Traceback" not in stderr, stderr
     errors = [line for line in stderr.splitlines() if "error" in line]

@@ -54,8 +54,11 @@ def test_sensor_bags_plus_model(data: dict[str, Path], capsys: pytest.CaptureFix
     assert "not empty; pass --force" in capsys.readouterr().err
 
 
-def _latent_bag(path: Path, offset_s: float, frames: int = 150, seed: int = 0) -> None:
-    """A bag as `vae-ros record` writes it: stamped latents (sim time) and cmd_vel, received on wall time."""
+def latent_bag(path: Path, offset_s: float = 0.0, frames: int = 150, seed: int = 0, bad_command: float | None = None,
+               bad_latent: float | None = None, every: int = 10) -> Path:
+    """A bag as `vae-ros record` writes it: stamped latents (sim time) and cmd_vel, received on wall time
+    (`offset_s` later); every `every`-th command (from the 4th) and latent (from the 1st) replaced by the bad
+    value, when one is given (test_train_dynamics_hostile.py)."""
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
@@ -71,16 +74,21 @@ def _latent_bag(path: Path, offset_s: float, frames: int = 150, seed: int = 0) -
             t = 5.0 + 0.1 * k
             header = Header(stamp=messages.time_msg(t), frame_id="laser")
             received = int((t + offset_s + 0.01) * 1e9)
-            bag.write("/vae/latent_stamped", received, serialize_message(latent_to_stamped_msg(z, None, header)))
+            sent = z if bad_latent is None or k % every else np.full(3, bad_latent, np.float32)
+            bag.write("/vae/latent_stamped", received, serialize_message(latent_to_stamped_msg(sent, None, header)))
             v, w = float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.8, 0.8))
+            if bad_command is not None and k % every == 3 % every:
+                v = w = bad_command
+            else:
+                z = z + np.array([v, w, 0.5 * v * w], np.float32) * 0.1  # a latent driven by the commands
             bag.write("/cmd_vel", received + 2_000_000, serialize_message(messages.twist_msg(v, w)))
-            z = z + np.array([v, w, 0.5 * v * w], np.float32) * 0.1  # a latent driven by the commands
+    return path
 
 
 def test_latent_bags_on_another_clock(data: dict[str, Path]) -> None:
     root = data["root"]
-    _latent_bag(root / "lat_a", offset_s=1.7e9, seed=1)
-    _latent_bag(root / "lat_b", offset_s=1.7e9 + 50, seed=2)
+    latent_bag(root / "lat_a", offset_s=1.7e9, seed=1)
+    latent_bag(root / "lat_b", offset_s=1.7e9 + 50, seed=2)
     out = root / "dyn_latent"
     code = main(["train-dynamics", "--bag", str(root / "lat_a"), "--test-bag", str(root / "lat_b"), "--out",
                  str(out), "--odom-topic", "", "--steps", "1500", "--lr", "3e-3", "--members", "2", "--hidden", "32",
@@ -115,8 +123,8 @@ def test_bad_arguments_are_one_line(data: dict[str, Path], capsys: pytest.Captur
 def test_two_processes_under_torchrun_match_one_and_only_rank_0_writes(tmp_path: Path) -> None:
     from torchrun_helpers import PER_RANK_OUT, torchrun, vae_ros
 
-    _latent_bag(tmp_path / "lat_a", offset_s=1.7e9, seed=1)
-    _latent_bag(tmp_path / "lat_b", offset_s=1.7e9 + 50, seed=2)
+    latent_bag(tmp_path / "lat_a", offset_s=1.7e9, seed=1)
+    latent_bag(tmp_path / "lat_b", offset_s=1.7e9 + 50, seed=2)
     args = ["train-dynamics", "--bag", str(tmp_path / "lat_a"), "--bag", str(tmp_path / "lat_b"), "--odom-topic", "",
             "--steps", "1500", "--lr", "3e-3", "--members", "2", "--hidden", "32", "--batch-size", "64",
             "--horizons", "0.1,0.5", "--seed", "1", "--quiet", "--no-onnx"]

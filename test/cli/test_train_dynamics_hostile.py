@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_train_dynamics_cli import latent_bag
 
 from vae_ros.apps.cli import main
 from vae_ros.control.runtime.dynamics import load_dynamics_dir
@@ -34,36 +35,6 @@ def train_dynamics(*args: str) -> int:
     return main(["train-dynamics", *args])
 
 
-def _latent_bag(path: Path, bad_command: float | None = None, bad_latent: float | None = None,
-                every: int = 10, frames: int = 150) -> Path:
-    """Stamped latents and cmd_vel as `vae-ros record` writes them; every `every`-th command (from the 4th)
-    and latent (from the 1st) replaced by the bad value."""
-    from rclpy.serialization import serialize_message
-    from std_msgs.msg import Header
-
-    from vae_ros.core.conversions.latent import latent_to_stamped_msg
-    from vae_ros.ros import sim_messages as messages
-    from vae_ros.ros.bagio import BagWriter, reliable_qos
-    rng = np.random.default_rng(0)
-    z = np.zeros(3, np.float32)
-    with BagWriter(path) as bag:
-        bag.add_topic("/vae/latent_stamped", "sensor_msgs/msg/Image", reliable_qos())
-        bag.add_topic("/cmd_vel", "geometry_msgs/msg/Twist", reliable_qos())
-        for k in range(frames):
-            t = 5.0 + 0.1 * k
-            received = int((t + 0.01) * 1e9)
-            sent = z if bad_latent is None or k % every else np.full(3, bad_latent, np.float32)
-            bag.write("/vae/latent_stamped", received, serialize_message(
-                latent_to_stamped_msg(sent, None, Header(stamp=messages.time_msg(t), frame_id="laser"))))
-            v, w = float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.8, 0.8))
-            if bad_command is not None and k % every == 3 % every:
-                v = w = bad_command
-            else:
-                z = z + np.array([v, w, 0.5 * v * w], np.float32) * 0.1
-            bag.write("/cmd_vel", received + 2_000_000, serialize_message(messages.twist_msg(v, w)))
-    return path
-
-
 @pytest.mark.parametrize("case, bad, words", [
     ("nan commands", {"bad_command": float("nan")}, "dropped 15 of 150 commands on /cmd_vel (15 NaN or infinite, "
                                                      "0 beyond +-100 m/s or rad/s)"),
@@ -74,7 +45,7 @@ def _latent_bag(path: Path, bad_command: float | None = None, bad_latent: float 
 ])
 def test_bad_commands_and_latents_are_dropped_and_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           case: str, bad: dict[str, float], words: str) -> None:
-    bag = _latent_bag(tmp_path / "bag", **bad)
+    bag = latent_bag(tmp_path / "bag", **bad)
     out = tmp_path / "dyn"
     code = train_dynamics("--bag", str(bag), "--out", str(out), *FAST)
     err = capsys.readouterr().err
@@ -87,7 +58,7 @@ def test_bad_commands_and_latents_are_dropped_and_counted(tmp_path: Path, capsys
 
 
 def test_a_bag_with_no_usable_command_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bag = _latent_bag(tmp_path / "bag", bad_command=float("nan"), every=1)
+    bag = latent_bag(tmp_path / "bag", bad_command=float("nan"), every=1)
     code = train_dynamics("--bag", str(bag), "--out", str(tmp_path / "dyn"), *FAST)
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err

@@ -1,4 +1,5 @@
-"""Shared helpers of the node tests: small seeded model directories, node processes; Probe is test/probe.py's."""
+"""Shared helpers of the node tests: small seeded model directories, node processes. What every ROS test shares
+(Probe, send_until, header, stop_processes, the diagnostics reader) lives in test/probe.py, re-exported here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ from typing import Any
 import numpy as np
 import ros_env
 import torch
-from probe import Probe  # noqa: F401 - the node tests take it from here
+from probe import (  # noqa: F401 - the node tests take them from here
+    Diagnostic,
+    Probe,
+    header,
+    recording_probe,
+    send_until,
+    stamp_ns,
+    stop_process,
+    stop_processes,
+    wait_for,
+)
 
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.model_dir import save_model_dir
@@ -71,15 +82,8 @@ def start_node(module: str, *ros_args: str, **env: str) -> subprocess.Popen[str]
 
 
 def stop_node(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
-    """SIGINT the node, wait, return its output."""
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+    """SIGINT the node, wait (SIGKILL after `timeout` s), return its output."""
+    return stop_process(proc, timeout=timeout)
 
 
 def param_args(**params: Any) -> list[str]:
@@ -111,7 +115,7 @@ def send_each_until_counted(probe: Probe, publisher: Any, messages: list[Any], c
     return resent
 
 
-def scan_msg(header: Any, wall_ahead: float | None = None, beams: int = 360) -> Any:
+def scan_msg(scan_header: Any, wall_ahead: float | None = None, beams: int = 360) -> Any:
     """A LaserScan over a full turn (beam i at -pi + (i + 0.5) 2 pi / beams, as the simulator's): free (every
     beam +inf, no return), or a straight wall across the robot's way `wall_ahead` m in front of it."""
     import math
@@ -125,5 +129,5 @@ def scan_msg(header: Any, wall_ahead: float | None = None, beams: int = 360) -> 
     if wall_ahead is not None:
         ahead = np.abs(angles) < 1.3
         ranges[ahead] = wall_ahead / np.cos(angles[ahead])
-    return LaserScan(header=header, angle_min=float(angles[0]), angle_max=float(angles[-1]),
+    return LaserScan(header=scan_header, angle_min=float(angles[0]), angle_max=float(angles[-1]),
                      angle_increment=increment, range_min=0.05, range_max=10.0, ranges=ranges.tolist())

@@ -10,13 +10,12 @@ Inputs come from the simulator the packaged models were trained on, so they are 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import pytest
 import ros_env
-from node_helpers import Probe, param_args, start_node, stop_node
+from node_helpers import Probe, header, param_args, send_until, stamp_ns, start_node, stop_node
 
 from vae_ros.core.backends import create_backend
 from vae_ros.core.conversions.lidar import (
@@ -37,6 +36,7 @@ BACKEND = "onnxruntime"  # the same runtime on both sides and offline, so the pl
 # training.heldout_eval); the median absolute error over valid beams is well below the mean.
 MEDIAN_TOLERANCE_M = 0.6
 SENSOR_STAMP = (1_700_000_123, 456_789_000)
+SENSOR_NS = SENSOR_STAMP[0] * 1_000_000_000 + SENSOR_STAMP[1]
 
 
 @pytest.fixture(scope="module")
@@ -76,27 +76,16 @@ def world() -> Any:
 
 
 def _sensor_stamp() -> Any:
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=SENSOR_STAMP[0], nanosec=SENSOR_STAMP[1])
+    return header(stamp_ns=SENSOR_NS).stamp
 
 
 def _publish_until(probe: Probe, nodes: Any, topic: str, msg: Any, out: str, timeout: float = 60.0) -> Any:
     """Publish msg on topic (every 0.5 s, the same stamp) until a message with that stamp arrives on `out`."""
     publisher = probe.node.create_publisher(type(msg), topic, 10)
     try:
-        deadline, last = time.monotonic() + timeout, -1.0
-        while time.monotonic() < deadline:
-            for name, proc in nodes.items():
-                assert proc.poll() is None, f"{name} died:\n{stop_node(proc)}"
-            if time.monotonic() - last > 0.5:
-                publisher.publish(msg)
-                last = time.monotonic()
-            for got in probe.messages(out):
-                if (got.header.stamp.sec, got.header.stamp.nanosec) == SENSOR_STAMP:
-                    return got
-            time.sleep(0.02)
-        pytest.fail(f"nothing with the sensor stamp {SENSOR_STAMP} on {out}")
+        return send_until(lambda: publisher.publish(msg),
+                          lambda: next((got for got in probe.messages(out) if stamp_ns(got) == SENSOR_NS), None),
+                          f"something with the sensor stamp {SENSOR_STAMP} on {out}", timeout, alive=nodes)
     finally:
         probe.node.destroy_publisher(publisher)
 

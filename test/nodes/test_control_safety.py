@@ -86,15 +86,7 @@ class SafetyProbe(Probe):
             self.pubs[kind]["scan"].publish(scan_msg(self.header()))
             if feed is not None:
                 z, offset_ns = feed
-                self.pubs[kind]["latent"].publish(latent_to_stamped_msg(z, None, self.header(offset_ns)))
-
-    def header(self, offset_ns: int = 0) -> Any:
-        from std_msgs.msg import Header
-
-        header = Header(frame_id="lidar_link")
-        stamp = self.node.get_clock().now().nanoseconds + offset_ns
-        header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        return header
+                self.pubs[kind]["latent"].publish(latent_to_stamped_msg(z, None, self.header("lidar_link", offset_ns)))
 
     def set_feed(self, kind: str, z: np.ndarray | None, offset_ns: int = 0) -> None:
         with self.lock:
@@ -121,15 +113,11 @@ class SafetyProbe(Probe):
         return list(self.call(kind, "params", request, timeout).results)
 
     def status(self, kind: str) -> dict[str, str]:
-        for array in reversed(self.messages("/diagnostics")):
-            for status in array.status:
-                if status.name == STATUS_NAMES[kind]:
-                    return {kv.key: kv.value for kv in status.values}
-        return {}
+        return self.diagnostic_values(STATUS_NAMES[kind])
 
     def count(self, kind: str, key: str) -> int:
-        value = self.status(kind).get(key, "")
-        return int(value) if value.isdigit() else -1
+        found = self.diagnostic(STATUS_NAMES[kind])
+        return found.count(key) if found else -1
 
     def commands(self, kind: str) -> list[Any]:
         return self.messages(f"{NAMESPACES[kind]}/cmd_vel")

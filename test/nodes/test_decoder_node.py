@@ -8,7 +8,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, send_each_until_counted, start_node, stop_node
+from node_helpers import (
+    Probe,
+    header,
+    make_model_dir,
+    param_args,
+    recording_probe,
+    send_each_until_counted,
+    send_until,
+    start_node,
+    stop_node,
+)
 
 from vae_ros.core.backends import create_backend
 from vae_ros.core.conversions.image import image_msg_to_array
@@ -58,15 +68,11 @@ def nodes(models: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def probe(nodes: Any) -> Any:
-    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image, LaserScan, PointCloud2
 
-    probe = Probe("decoder_test_probe")
-    for ns in (NS_DECODE, NS_GENERATE, NS_SCAN, NS_POINTS):
-        probe.record(Image, f"{ns}/vae/reconstruction")
-    probe.record(LaserScan, f"{NS_SCAN}/vae/scan")
-    probe.record(PointCloud2, f"{NS_POINTS}/vae/points")
-    probe.record(DiagnosticArray, "/diagnostics")
+    probe = recording_probe("decoder_test_probe",
+                            *[(Image, f"{ns}/vae/reconstruction") for ns in (NS_DECODE, NS_GENERATE, NS_SCAN, NS_POINTS)],
+                            (LaserScan, f"{NS_SCAN}/vae/scan"), (PointCloud2, f"{NS_POINTS}/vae/points"))
     yield probe
     probe.close()
 
@@ -74,27 +80,14 @@ def probe(nodes: Any) -> Any:
 def _send_until_image(probe: Probe, nodes: Any, ns: str, latent_msg: Any, expected: np.ndarray,
                       timeout: float = 30.0) -> Any:
     """Publish the latent (every 0.5 s until matched) until a reconstruction equal to `expected` arrives."""
-    from std_msgs.msg import Float32MultiArray
 
-    topic = f"{ns}/vae/latent"
-    if topic not in probe.publishers:
-        probe.publishers[topic] = probe.node.create_publisher(Float32MultiArray, topic, 10)
-    out = f"{ns}/vae/reconstruction"
-    probe.clear(out)
-    deadline, last = time.monotonic() + timeout, -1.0
-    while time.monotonic() < deadline:
-        assert all(p.poll() is None for p in nodes.values())
-        if time.monotonic() - last > 0.5:
-            probe.publishers[topic].publish(latent_msg)
-            last = time.monotonic()
-        for msg in probe.messages(out):
-            got = image_msg_to_array(msg)
-            if got.shape == expected.shape and np.array_equal(got, expected) or (
-                got.dtype == np.float32 and got.shape == expected.shape and np.allclose(got, expected, atol=1e-5)
-            ):
-                return msg
-        time.sleep(0.02)
-    pytest.fail(f"no reconstruction equal to the offline one on {out}")
+    def equal(msg: Any) -> bool:
+        got = image_msg_to_array(msg)
+        return got.shape == expected.shape and np.array_equal(got, expected) or (
+            got.dtype == np.float32 and got.shape == expected.shape and np.allclose(got, expected, atol=1e-5))
+
+    return _send_until(probe, nodes, f"{ns}/vae/latent", latent_msg, f"{ns}/vae/reconstruction", equal, timeout,
+                       what="a reconstruction equal to the offline one")
 
 
 def test_latent_to_reconstruction_matches_offline_decode(probe: Probe, nodes: Any, models: Any) -> None:
@@ -165,10 +158,7 @@ SENSOR_STAMP = (1_234_567, 890_123)  # far from the node's clock: it can only ha
 
 
 def _sensor_header(frame_id: str) -> Any:
-    from builtin_interfaces.msg import Time
-    from std_msgs.msg import Header
-
-    return Header(stamp=Time(sec=SENSOR_STAMP[0], nanosec=SENSOR_STAMP[1]), frame_id=frame_id)
+    return header(frame_id, SENSOR_STAMP[0] * 1_000_000_000 + SENSOR_STAMP[1])
 
 
 def _stamp(msg: Any) -> tuple[int, int]:
@@ -176,22 +166,14 @@ def _stamp(msg: Any) -> tuple[int, int]:
 
 
 def _send_until(probe: Probe, nodes: Any, topic: str, latent_msg: Any, out: str,
-                accept: Any, timeout: float = 30.0) -> Any:
-    """Publish latent_msg on topic (every 0.5 s) until a message on `out` satisfies accept(msg)."""
+                accept: Any, timeout: float = 30.0, what: str = "") -> Any:
+    """Publish latent_msg on topic (every 0.5 s) until a message on `out` satisfies accept(msg); returns it."""
     if topic not in probe.publishers:
         probe.publishers[topic] = probe.node.create_publisher(type(latent_msg), topic, 10)
     probe.clear(out)
-    deadline, last = time.monotonic() + timeout, -1.0
-    while time.monotonic() < deadline:
-        assert all(p.poll() is None for p in nodes.values())
-        if time.monotonic() - last > 0.5:
-            probe.publishers[topic].publish(latent_msg)
-            last = time.monotonic()
-        for msg in probe.messages(out):
-            if accept(msg):
-                return msg
-        time.sleep(0.02)
-    pytest.fail(f"nothing acceptable on {out}")
+    return send_until(lambda: probe.publishers[topic].publish(latent_msg),
+                      lambda: next((msg for msg in probe.messages(out) if accept(msg)), None),
+                      f"{what or 'an acceptable message'} on {out}", timeout, alive=nodes)
 
 
 def _expected_scan(models: Any, z: np.ndarray) -> np.ndarray:
@@ -286,19 +268,12 @@ def test_bad_stamped_latents_are_rejected_and_counted(probe: Probe, nodes: Any, 
 
 
 def _rejected(probe: Probe, name: str) -> int:
-    for array in reversed(probe.messages("/diagnostics")):
-        for status in array.status:
-            if status.name == name:
-                return int({kv.key: kv.value for kv in status.values}["rejected"])
-    return 0
+    found = probe.diagnostic(name)
+    return int(found.values["rejected"]) if found else 0
 
 
 def _last_rejection(probe: Probe, name: str) -> str:
-    for array in reversed(probe.messages("/diagnostics")):
-        for status in array.status:
-            if status.name == name:
-                return {kv.key: kv.value for kv in status.values}.get("last_rejection", "")
-    return ""
+    return probe.diagnostic_values(name).get("last_rejection", "")
 
 
 def test_latents_outside_the_models_range_are_rejected_not_decoded(probe: Probe, nodes: Any, models: Any) -> None:

@@ -14,7 +14,17 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, send_each_until_counted, start_node, stop_node
+from node_helpers import (
+    Probe,
+    make_model_dir,
+    param_args,
+    recording_probe,
+    send_each_until_counted,
+    send_until,
+    stamp_ns,
+    start_node,
+    stop_node,
+)
 
 from vae_ros.core.anomaly import anomaly_score
 from vae_ros.core.backends import create_backend
@@ -66,16 +76,13 @@ def nodes(models: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def probe(nodes: Any) -> Any:
-    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float32, Float32MultiArray
 
-    probe = Probe("encoder_test_probe")
-    for ns in NAMESPACES.values():
-        probe.record(Float32MultiArray, f"{ns}/vae/latent")
-        probe.record(Image, f"{ns}/vae/latent_stamped")
-    probe.record(Float32, f"{NAMESPACES['image']}/vae/anomaly_score")
-    probe.record(DiagnosticArray, "/diagnostics")
+    latents = [(Float32MultiArray, f"{ns}/vae/latent") for ns in NAMESPACES.values()]
+    stamped = [(Image, f"{ns}/vae/latent_stamped") for ns in NAMESPACES.values()]
+    probe = recording_probe("encoder_test_probe", *latents, *stamped,
+                            (Float32, f"{NAMESPACES['image']}/vae/anomaly_score"))
     yield probe
     probe.close()
 
@@ -93,19 +100,20 @@ def _stamp_now(probe: Probe, msg: Any) -> None:
 def send_until_latent(
     probe: Probe, nodes: dict[str, Any], kind: str, msg: Any, expected: np.ndarray, timeout: float = 30.0
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Publish msg (re-sent every 0.5 s until the node is matched) until a latent equal to `expected`
-    (within TOL) arrives on the node's vae/latent; fail with the closest one otherwise."""
+    """Publish msg (stamped now, re-sent every 0.5 s until the node is matched) until a latent equal to
+    `expected` (within TOL) arrives on the node's vae/latent; fail with the closest one otherwise."""
     ns = NAMESPACES[kind]
     topic = f"{ns}/vae/latent"
     publisher = _publisher(probe, type(msg), f"{ns}/{_INPUT_TOPICS[kind]}")
     probe.clear(topic)
-    deadline, last_sent, best = time.monotonic() + timeout, -1.0, math.inf
-    while time.monotonic() < deadline:
-        assert nodes[kind].poll() is None, f"{kind} encoder died:\n{stop_node(nodes[kind])}"
-        if time.monotonic() - last_sent > 0.5:
-            _stamp_now(probe, msg)
-            publisher.publish(msg)
-            last_sent = time.monotonic()
+    best = math.inf
+
+    def send() -> None:
+        _stamp_now(probe, msg)
+        publisher.publish(msg)
+
+    def matched() -> tuple[np.ndarray, np.ndarray | None] | None:
+        nonlocal best
         for latent_msg in probe.messages(topic):
             mean, logvar = msg_to_latent(latent_msg)
             if mean.shape == expected.shape:
@@ -113,8 +121,10 @@ def send_until_latent(
                 best = min(best, diff)
                 if diff <= TOL:
                     return mean, logvar
-        time.sleep(0.02)
-    pytest.fail(f"no latent within {TOL} of the offline one on {topic} (closest: {best:.3g})")
+        return None
+
+    return send_until(send, matched, lambda: f"a latent within {TOL} of the offline one on {topic} "
+                      f"(closest: {best:.3g})", timeout, alive={f"{kind} encoder": nodes[kind]})
 
 
 _INPUT_TOPICS = {"image": "camera/image_raw", "compressed": "camera/image_raw/compressed", "scan": "scan",
@@ -261,20 +271,18 @@ def send_until_stamped_latent(probe: Probe, nodes: dict[str, Any], kind: str, ms
     topic = f"{ns}/vae/latent_stamped"
     publisher = _publisher(probe, type(msg), f"{ns}/{_INPUT_TOPICS[kind]}")
     probe.clear(topic)
-    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-    deadline, last_sent = time.monotonic() + timeout, -1.0
-    while time.monotonic() < deadline:
-        assert nodes[kind].poll() is None, f"{kind} encoder died:\n{stop_node(nodes[kind])}"
-        if time.monotonic() - last_sent > 0.5:
-            publisher.publish(msg)
-            last_sent = time.monotonic()
+
+    def matched() -> Any:
         for stamped in probe.messages(topic):
             mean, _, header = stamped_msg_to_latent(stamped)
-            if (header.stamp.sec, header.stamp.nanosec) == stamp and mean.shape == expected.shape \
+            if stamp_ns(header) == stamp_ns(msg) and mean.shape == expected.shape \
                     and float(np.abs(mean - expected).max()) <= TOL:
                 return stamped
-        time.sleep(0.02)
-    pytest.fail(f"no stamped latent with stamp {stamp} and the offline mean on {topic}")
+        return None
+
+    return send_until(lambda: publisher.publish(msg), matched,
+                      f"a stamped latent with stamp {stamp_ns(msg)} ns and the offline mean on {topic}", timeout,
+                      alive={f"{kind} encoder": nodes[kind]})
 
 
 def test_stamped_latent_carries_the_inputs_stamp_and_frame(probe: Probe, nodes: Any, backends: Any) -> None:
@@ -303,32 +311,24 @@ def test_stamped_latent_carries_the_inputs_stamp_and_frame(probe: Probe, nodes: 
     assert got_logvar is not None and np.abs(got_logvar - logvar).max() <= TOL
 
 
-def _diagnostic(probe: Probe, name: str) -> tuple[int, str, dict[str, str]] | None:
-    """(level, message, values) of the newest status called `name` on /diagnostics."""
-    for array in reversed(probe.messages("/diagnostics")):
-        for status in array.status:
-            if status.name == name:
-                level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
-                return level, status.message, {kv.key: kv.value for kv in status.values}
-    return None
-
-
 def _send_bad_then_good(probe: Probe, nodes: Any, backends: Any, kind: str, bad: list[Any], good: Any) -> None:
     ns = NAMESPACES[kind]
     name = f"{ns}/encoder_node: encoder"
-    before = _diagnostic(probe, name)
-    rejected_before = int(before[2]["rejected"]) if before else 0
+    before = probe.diagnostic(name)
+    rejected_before = int(before.values["rejected"]) if before else 0
     send_until_latent(probe, nodes, kind, good, offline(backends, kind, good)[0])  # matched and working
     publisher = _publisher(probe, type(good), f"{ns}/{_INPUT_TOPICS[kind]}")
 
     def rejected() -> int:
-        report = _diagnostic(probe, name)
-        return int(report[2]["rejected"]) - rejected_before if report is not None else 0
+        report = probe.diagnostic(name)
+        return int(report.values["rejected"]) - rejected_before if report is not None else 0
 
     resent = send_each_until_counted(probe, publisher, bad, rejected, attempts=3, timeout=4.0)  # best effort
     # The node survives and processes the next good message.
     send_until_latent(probe, nodes, kind, good, offline(backends, kind, good)[0])
-    level, message, values = _diagnostic(probe, name)  # type: ignore[misc]
+    report = probe.diagnostic(name)
+    assert report is not None
+    values = report.values
     # Every bad message counted once (a resent one may have been counted twice if its first copy was late).
     assert len(bad) <= int(values["rejected"]) - rejected_before <= len(bad) + resent
     assert values["last_rejection"]
@@ -356,10 +356,7 @@ def test_bad_images_are_rejected_counted_and_survived(probe: Probe, nodes: Any, 
 
     # The report after the rejections says so (WARN), with the numbers a user needs.
     def warned() -> bool:
-        return any(
-            status.name == f"{NAMESPACES['image']}/encoder_node: encoder" and status.level == b"\x01"
-            for array in probe.messages("/diagnostics") for status in array.status
-        )
+        return any(report.level == 1 for report in probe.diagnostics(f"{NAMESPACES['image']}/encoder_node: encoder"))
 
     assert probe.wait_for(warned, timeout=5.0)
 
@@ -407,7 +404,7 @@ def test_hostile_scan_and_png_bomb_cost_bounded_time(probe: Probe, nodes: Any, b
     bomb = CompressedImage(format="png")
     bomb.data = png_header_only(32000, 32000)
     _send_bad_then_good(probe, nodes, backends, "compressed", [bomb], array_to_compressed_msg(picture(), "png"))
-    values = _diagnostic(probe, f"{NAMESPACES['compressed']}/encoder_node: encoder")[2]  # type: ignore[index]
+    values = probe.diagnostic_values(f"{NAMESPACES['compressed']}/encoder_node: encoder")
     assert "max_image_pixels" in values["last_rejection"]
 
 
@@ -418,8 +415,8 @@ def test_diagnostics_report_rates_latency_and_counts(probe: Probe, nodes: Any, b
         send_until_latent(probe, nodes, "image", good, expected)
     probe.clear("/diagnostics")
     name = f"{NAMESPACES['image']}/encoder_node: encoder"
-    assert probe.wait_for(lambda: _diagnostic(probe, name) is not None, timeout=5.0)
-    _, _, values = _diagnostic(probe, name)  # type: ignore[misc]
+    assert probe.wait_for(lambda: probe.diagnostic(name) is not None, timeout=5.0)
+    values = probe.diagnostic_values(name)
     for key in ("input_rate_hz", "output_rate_hz", "processing_time_mean_ms", "processing_time_max_ms",
                 "latency_p50_ms", "latency_p99_ms", "dropped", "rejected", "received", "published", "backend"):
         assert key in values, key

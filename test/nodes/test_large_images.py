@@ -48,11 +48,8 @@ def test_best_effort_640x480_frames_all_produce_latents(tmp_path: Path) -> None:
             return PublisherLog.load(log).sends
 
         def reported() -> dict[str, str] | None:
-            for array in reversed(probe.messages("/diagnostics")):
-                for status in array.status:
-                    if status.name == f"{NS}/encoder_node: encoder":
-                        return {kv.key: kv.value for kv in status.values}
-            return None
+            found = probe.diagnostic(f"{NS}/encoder_node: encoder")
+            return found.values if found else None
 
         # At 30 Hz the frames arrive and are encoded: the large-data profile works for best effort. Under
         # load the latents may still be on their way: wait for all (a frame that never comes costs the wait).

@@ -148,7 +148,7 @@ class ServoProbe(Probe):
         if feed is None:
             return
         z, age = feed
-        header = self.header(age)
+        header = self.header("lidar_link", -int(age * 1e9))
         with self.lock:
             scan = self.scan
         if scan is not None:
@@ -163,14 +163,6 @@ class ServoProbe(Probe):
         self.latent_pub.publish(msg)
         with self.lock:
             self.sent += 1
-
-    def header(self, age: float = 0.0) -> Any:
-        from std_msgs.msg import Header
-
-        now = self.node.get_clock().now().nanoseconds - int(age * 1e9)
-        header = Header(frame_id="lidar_link")
-        header.stamp.sec, header.stamp.nanosec = divmod(now, 1_000_000_000)
-        return header
 
     def set_feed(self, z: np.ndarray | None, age: float = 0.0, frame: np.ndarray | None = None) -> None:
         with self.lock:
@@ -196,11 +188,7 @@ class ServoProbe(Probe):
 
     def statuses(self, name: str) -> list[tuple[int, dict[str, str]]]:
         """(stamp ns, values) of every /diagnostics status called `name`, in arrival order."""
-        out = []
-        for array in self.messages("/diagnostics"):
-            stamp = array.header.stamp.sec * 1_000_000_000 + array.header.stamp.nanosec
-            out += [(stamp, {kv.key: kv.value for kv in s.values}) for s in array.status if s.name == name]
-        return out
+        return [(found.stamp_ns, found.values) for found in self.diagnostics(name)]
 
     def latest(self, name: str) -> dict[str, str]:
         found = self.statuses(name)
@@ -438,7 +426,7 @@ def test_goal_image_selects_the_remembered_view_or_waits_for_it(probe: ServoProb
           "the /lone servo to remember camera views", STARTUP_S)
     probe.set_feed(z_start, frame=start_frame)
     _wait(probe, procs, LONE_ONLY, lambda: probe.goal_image_pub.get_subscription_count() > 0, "servo/goal_image")
-    stamp = probe.header().stamp
+    stamp = probe.header("lidar_link").stamp
 
     # A goal image of a place it has seen: the latent seen with that frame is the goal.
     probe.goal_image_pub.publish(image_msg(goal_frame, stamp))
@@ -486,7 +474,7 @@ def test_bad_stamped_latent_is_rejected_and_stops_the_robot(probe: ServoProbe, p
         _wait(probe, procs, LONE_ONLY, lambda: _received(probe, LONE_STATUS) >= probe.sent,
               "the fed latents to reach the /lone servo")
         msg = latent_to_stamped_msg(np.concatenate([z_start, [0.5]]).astype(np.float32) if bad == "width"
-                                    else z_start, None, probe.header())
+                                    else z_start, None, probe.header("lidar_link"))
         if bad == "encoding":
             msg.encoding = "mono8"
         probe.publish_latent(msg)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, start_node, stop_node
+from node_helpers import Probe, make_model_dir, param_args, send_until, start_node, stop_node
 from test_world_model_node import LATENT_DIM as WM_LATENT_DIM
 from test_world_model_node import random_dynamics
 
@@ -90,32 +89,15 @@ def lean(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 print(f"--- {name} exited {proc.returncode}:\n{output}")
 
 
-def _header(probe: Probe) -> Any:
-    from std_msgs.msg import Header
-
-    header = Header(frame_id="sensor")
-    header.stamp.sec, header.stamp.nanosec = divmod(probe.node.get_clock().now().nanoseconds, 1_000_000_000)
-    return header
-
-
 def _feed_until(lean: Any, name: str, send: Callable[[], None], done: Callable[[], bool]) -> None:
     """Send every 0.2 s until done() holds; the node must stay alive meanwhile."""
-    proc = lean["procs"][name]
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{name} exited {proc.returncode}:\n{stop_node(proc)}")
-        send()
-        if done():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{name} produced no output within {STARTUP_S:.0f} s")
+    send_until(send, done, f"output from {name}", STARTUP_S, period=0.2, alive={name: lean["procs"][name]})
 
 
 def _image(probe: Probe) -> Any:
     rng = np.random.default_rng(0)
     msg = array_to_image_msg(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), "rgb8")
-    msg.header = _header(probe)
+    msg.header = probe.header("sensor")
     return msg
 
 
@@ -155,7 +137,7 @@ def test_latent_servo_node_on_onnxruntime_servoes_without_torch(lean: Any) -> No
 
     def send() -> None:
         probe.publishers["/lean_servo/servo/goal_latent"].publish(latent_to_msg(z_goal))
-        probe.publishers["/lean_servo/vae/latent_stamped"].publish(latent_to_stamped_msg(z, None, _header(probe)))
+        probe.publishers["/lean_servo/vae/latent_stamped"].publish(latent_to_stamped_msg(z, None, probe.header("sensor")))
 
     _feed_until(lean, "servo", send, lambda: bool(probe.messages("/lean_servo/servo/error")))
     _check_lean(lean, "servo")
@@ -168,7 +150,7 @@ def test_world_model_node_on_onnxruntime_plans_without_torch(lean: Any) -> None:
 
     def send() -> None:
         probe.publishers["/lean_wm/servo/goal_latent"].publish(latent_to_msg(z_goal))
-        probe.publishers["/lean_wm/vae/latent_stamped"].publish(latent_to_stamped_msg(z_away, None, _header(probe)))
+        probe.publishers["/lean_wm/vae/latent_stamped"].publish(latent_to_stamped_msg(z_away, None, probe.header("sensor")))
 
     def moving() -> bool:  # a non-zero command: the planner has rolled the dynamics out
         return any(abs(m.linear.x) > 1e-3 or abs(m.angular.z) > 1e-3 for m in probe.messages("/lean_wm/cmd_vel"))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_helpers import make_model_dir, param_args, start_node
+from node_helpers import make_model_dir, param_args, start_node, stop_processes
 
 pytestmark = pytest.mark.ros
 
@@ -185,9 +185,7 @@ def test_a_misspelt_parameter_is_named_and_sigterm_stops_the_running_node(tmp_pa
         assert proc.wait(timeout=15) == 0
         assert time.monotonic() - start < 15
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_processes([proc], signal.SIGKILL)
     warning = next(line for line in output.lines if "modell" in line)
     assert "parameter 'modell' is not a parameter of encoder_node and is ignored" in warning
     assert not any("Traceback" in line for line in output.lines)
@@ -212,10 +210,7 @@ def test_sigterm_at_any_point_of_start_up_stops_the_node_promptly(tmp_path: Path
             assert code in (0, 2, -signal.SIGTERM), (code, out)
             assert "Traceback" not in out, out
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs, signal.SIGKILL)
     assert time.monotonic() - start < 20
 
 
@@ -252,15 +247,7 @@ def test_nodes_that_publish_cmd_vel_refuse_a_misspelt_parameter(tmp_path: Path) 
             assert output.wait_for("waiting for a goal", timeout=120), output.lines
             assert procs[("accepted", name)].poll() is None, output.lines
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs.values(), signal.SIGINT, timeout=20)
     for (_, name), output in outputs.items():
         assert procs[("accepted", name)].returncode == 0, output.lines
         assert not any("is not a parameter" in line or "Traceback" in line for line in output.lines), output.lines

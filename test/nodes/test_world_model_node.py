@@ -3,6 +3,7 @@ commands, zero on stale latents and on shutdown, bad latents rejected and counte
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,17 @@ from typing import Any
 import node_helpers
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, scan_msg, start_node, stop_node
+from node_helpers import (
+    Probe,
+    make_model_dir,
+    param_args,
+    recording_probe,
+    scan_msg,
+    send_until,
+    stamp_ns,
+    start_node,
+    stop_node,
+)
 
 from vae_ros.control.runtime.dynamics import LatentDynamics
 from vae_ros.core.conversions.latent import (
@@ -32,23 +43,26 @@ def random_dynamics(path: Path, seed: int = 0) -> LatentDynamics:
     return node_helpers.random_dynamics(path, LATENT_DIM, seed, hidden=(16,), dt=DT)
 
 
+WM_PARAMS = dict(tolerance=0.001, samples=64, iterations=2, elites=8, horizon=6, stale_timeout=0.5,
+                 diagnostics_period=0.5, collision=False)
+
+
+def _start_world_model(ns: str, model: Path, dynamics: Path) -> Any:
+    return start_node("world_model_node", "-r", f"__ns:={ns}", *param_args(model=model, dynamics=dynamics,
+                                                                           **WM_PARAMS))
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("world_model")
     model = make_model_dir(root / "scan", "scan", latent_dim=LATENT_DIM, seed=3, beams=64)
     dynamics = random_dynamics(root / "dynamics")
-    proc = start_node("world_model_node", "-r", f"__ns:={NS}", *param_args(
-        model=model, dynamics=root / "dynamics", tolerance=0.001, samples=64, iterations=2, elites=8, horizon=6,
-        stale_timeout=0.5, diagnostics_period=0.5, collision=False))
-    from diagnostic_msgs.msg import DiagnosticArray
+    proc = _start_world_model(NS, model, root / "dynamics")
     from geometry_msgs.msg import Twist
     from sensor_msgs.msg import Image
 
-    probe = Probe("world_model_test_probe")
-    probe.record(Image, f"{NS}/world_model/predicted_latent")
-    probe.record(Image, f"{NS}/world_model/planned_latents")
-    probe.record(Twist, f"{NS}/cmd_vel")
-    probe.record(DiagnosticArray, "/diagnostics")
+    probe = recording_probe("world_model_test_probe", (Image, f"{NS}/world_model/predicted_latent"),
+                            (Image, f"{NS}/world_model/planned_latents"), (Twist, f"{NS}/cmd_vel"))
     probe.publishers["latent"] = probe.node.create_publisher(Image, f"{NS}/vae/latent_stamped", 10)
     from sensor_msgs.msg import LaserScan
 
@@ -56,41 +70,42 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     # A free scan beside every latent: the scan safety layer lets the robot move (no scan: no motion).
     probe.publishers["scan"] = probe.node.create_publisher(LaserScan, f"{NS}/scan", SENSOR_QOS)
-    yield {"proc": proc, "probe": probe, "dynamics": dynamics, "root": root, "model": model}
+    yield {"proc": proc, "probe": probe, "dynamics": dynamics, "root": root, "model": model,
+           "latent": probe.publishers["latent"], "ns": NS}
     probe.close()
     stop_node(proc)
 
 
-def _header(probe: Probe, offset_ns: int = 0) -> Any:
-    from builtin_interfaces.msg import Time
-    from std_msgs.msg import Header
-
-    now = probe.node.get_clock().now().nanoseconds + offset_ns
-    return Header(stamp=Time(sec=now // 1_000_000_000, nanosec=now % 1_000_000_000), frame_id="laser")
-
-
-def _stream(setup: Any, z: np.ndarray, until: Any, timeout: float = 30.0, period: float = 0.1) -> bool:
-    """Publish fresh latents z at 10 Hz until until() holds (the node must stay alive)."""
+def _stream(setup: Any, z: np.ndarray, until: Any, timeout: float = 30.0, period: float = 0.1) -> Any:
+    """Publish fresh latents z at 10 Hz until until() holds (the node must stay alive); returns until()'s value."""
     probe = setup["probe"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert setup["proc"].poll() is None, stop_node(setup["proc"])
-        header = _header(probe)
-        probe.publishers["scan"].publish(scan_msg(header))
-        probe.publishers["latent"].publish(latent_to_stamped_msg(z, None, header))
-        if until():
-            return True
-        time.sleep(period)
-    return until()
+    latent = setup["latent"]
+    scan = probe.publishers["scan"]
+
+    def send() -> None:
+        header = probe.header("laser")
+        scan.publish(scan_msg(header))  # a free scan beside every latent: the scan safety layer lets it move
+        latent.publish(latent_to_stamped_msg(z, None, header))
+
+    return send_until(send, until, "the condition while streaming latents", timeout, period,
+                      alive={"world_model_node": setup["proc"]})
 
 
-def _status(probe: Probe) -> dict[str, str]:
-    for array in reversed(probe.messages("/diagnostics")):
-        for status in array.status:
-            if status.name == f"{NS}/world_model_node: world model":
-                return {"level": str(status.level[0] if isinstance(status.level, bytes) else status.level),
-                        **{kv.key: kv.value for kv in status.values}}
-    return {}
+def _sender(setup: Any, z: np.ndarray, sent: set[int]) -> Any:
+    """A send() for send_until: publishes z stamped now, adding each stamp (ns) to `sent`."""
+
+    def send() -> None:
+        header = setup["probe"].header("laser")
+        sent.add(stamp_ns(header))
+        setup["probe"].publishers["scan"].publish(scan_msg(header))  # the scan safety layer's input, free
+        setup["latent"].publish(latent_to_stamped_msg(z, None, header))
+
+    return send
+
+
+def _status(probe: Probe, ns: str = NS) -> dict[str, str]:
+    found = probe.diagnostic(f"{ns}/world_model_node: world model")
+    return {"level": str(found.level), **found.values} if found else {}
 
 
 def _call_set_goal(probe: Probe, service: str = "servo/set_goal") -> Any:
@@ -109,23 +124,15 @@ def test_predictions_arrive_stamped_for_the_time_they_predict(setup: Any) -> Non
     topic = f"{NS}/world_model/predicted_latent"
     probe.clear(topic)
     sent: set[int] = set()
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline and not probe.messages(topic):
-        header = _header(probe)
-        sent.add(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
-        probe.publishers["latent"].publish(latent_to_stamped_msg(z, None, header))
-        time.sleep(0.1)
-    msgs = probe.messages(topic)
-    assert msgs, "no prediction"
+    msgs = send_until(_sender(setup, z, sent), lambda: probe.messages(topic), "a prediction", timeout=30.0, period=0.1)
     mean, logvar, out_header = stamped_msg_to_latent(msgs[-1], expected_dim=LATENT_DIM)
     assert logvar is not None and out_header.frame_id == "laser"
     # Idle (no goal): the prediction is for the newest executed command, here the node's own zero.
     ref_mean, ref_var = dyn.predict(z[None], np.zeros((1, 2), np.float32))
     np.testing.assert_allclose(mean, ref_mean[0], atol=1e-5)
     np.testing.assert_allclose(np.exp(logvar), ref_var[0], rtol=1e-4)
-    stamp_ns = out_header.stamp.sec * 1_000_000_000 + out_header.stamp.nanosec
     # Stamped t + dt: the stamp of a latent sent, plus the model step.
-    assert stamp_ns - int(round(DT * 1e9)) in sent
+    assert stamp_ns(out_header) - int(round(DT * 1e9)) in sent
     # The running one-step error appears in /diagnostics once a prediction meets the latent it predicted.
     assert _stream(setup, z, lambda: _status(probe).get("prediction_error_count", "0") not in ("0", ""),
                    timeout=20.0, period=0.09)
@@ -136,11 +143,9 @@ def test_bad_latents_are_rejected_and_counted(setup: Any) -> None:
     z = np.zeros(LATENT_DIM, np.float32)
     assert _stream(setup, z, lambda: bool(_status(probe)), timeout=20.0)
     before = int(_status(probe)["rejected"])
-    for _ in range(3):
-        probe.publishers["latent"].publish(latent_to_stamped_msg(np.zeros(LATENT_DIM + 3, np.float32), None,
-                                                                 _header(probe)))
-        time.sleep(0.05)
-    assert probe.wait_for(lambda: int(_status(probe).get("rejected", "0")) >= before + 3, timeout=10.0)
+    bad = [latent_to_stamped_msg(np.zeros(LATENT_DIM + 3, np.float32), None, probe.header("laser")) for _ in range(3)]
+    node_helpers.send_each_until_counted(probe, setup["latent"], bad, lambda: int(_status(probe)["rejected"]))
+    assert int(_status(probe)["rejected"]) >= before + 3
     assert "dimensions" in _status(probe).get("last_rejection", "")
     assert setup["proc"].poll() is None
 
@@ -154,17 +159,13 @@ def test_goal_images_for_scan_models_are_looked_up_among_remembered_views(setup:
     before = int(_status(probe).get("rejected", "0") or 0)
     pub = probe.node.create_publisher(Image, f"{NS}/servo/goal_image", 10)
     blank = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline and int(_status(probe).get("rejected", "0") or 0) <= before:
-        pub.publish(blank)
-        time.sleep(0.3)
+    send_until(lambda: pub.publish(blank), lambda: int(_status(probe).get("rejected", "0") or 0) > before,
+               "the blank goal image counted as rejected", timeout=15.0, period=0.3)
     assert "uniform" in _status(probe).get("last_rejection", "")
     pixels = np.random.default_rng(0).integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
     image = Image(height=8, width=8, encoding="rgb8", step=24, data=pixels.tobytes())
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline and not _status(probe).get("goal_image", "").startswith("waiting"):
-        pub.publish(image)
-        time.sleep(0.3)
+    send_until(lambda: pub.publish(image), lambda: _status(probe).get("goal_image", "").startswith("waiting"),
+               "the goal image waiting for a view", timeout=15.0, period=0.3)
     status = _status(probe)
     assert status.get("goal_image", "").startswith("waiting for a matching view"), status
     assert status.get("state") == "idle" and status.get("remembered_views") == "0"
@@ -230,20 +231,16 @@ def test_each_plan_is_published_stamped_like_the_latent_it_planned_from(setup: A
     assert _stream(setup, z_goal, lambda: _status(probe).get("state") in ("idle", "stale"), timeout=20.0)
     # No goal: no plans, however many latents come.
     probe.clear(plan_topic)
-    _stream(setup, z_goal, lambda: False, timeout=1.5)
+    end = time.monotonic() + 1.5
+    _stream(setup, z_goal, lambda: time.monotonic() > end, timeout=20.0)
     assert not probe.messages(plan_topic)
     assert _stream(setup, z_goal, lambda: _status(probe).get("state") != "stale", timeout=20.0)
     assert _call_set_goal(probe).success
     probe.clear(plan_topic)
     probe.clear(cmd_topic)
     sent: set[int] = set()
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline and len(probe.messages(plan_topic)) < 3:
-        assert setup["proc"].poll() is None
-        header = _header(probe)
-        sent.add(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
-        probe.publishers["latent"].publish(latent_to_stamped_msg(z_away, None, header))
-        time.sleep(0.1)
+    send_until(_sender(setup, z_away, sent), lambda: len(probe.messages(plan_topic)) >= 3, "3 plans", timeout=30.0, period=0.1,
+               alive={"world_model_node": setup["proc"]})
     plans = probe.messages(plan_topic)
     assert len(plans) >= 3, "fewer than 3 plans published"
     commands = [(m.linear.x, m.angular.z) for m in probe.messages(cmd_topic)]
@@ -251,7 +248,7 @@ def test_each_plan_is_published_stamped_like_the_latent_it_planned_from(setup: A
         rows, header = msg_to_latent_rows(msg, expected_dim=LATENT_DIM)
         assert rows.shape == (6, LATENT_DIM)  # one row per planned step (horizon 6)
         assert header.frame_id == "laser"
-        assert header.stamp.sec * 1_000_000_000 + header.stamp.nanosec in sent  # the latent it planned from
+        assert stamp_ns(header) in sent  # the latent it planned from
         # Row 0 is one ensemble member's prediction from that latent under the command the node sent.
         firsts = [dyn.step_members(np.broadcast_to(z_away, (dyn.members, 1, LATENT_DIM)),
                                    np.broadcast_to(np.array(c, np.float32), (dyn.members, 1, 2)))[:, 0]
@@ -262,31 +259,47 @@ def test_each_plan_is_published_stamped_like_the_latent_it_planned_from(setup: A
 
 
 def test_goal_latent_topic_and_zero_on_shutdown(setup: Any) -> None:
+    """SIGINT while driving toward a goal from servo/goal_latent: the node exits 0 and its last command is a
+    zero. Its own node process (in its own namespace), so the file's shared node stays up."""
+    from geometry_msgs.msg import Twist
+    from sensor_msgs.msg import Image
     from std_msgs.msg import Float32MultiArray
 
-    probe = setup["probe"]
-    pub = probe.node.create_publisher(Float32MultiArray, f"{NS}/servo/goal_latent", 10)
-    z_goal = np.array([0.3, -0.6, 0.1, 0.5], np.float32)
-    z_away = np.array([-0.4, 0.4, -0.3, 0.0], np.float32)
-    cmd_topic = f"{NS}/cmd_vel"
-    assert probe.wait_for(lambda: pub.get_subscription_count() > 0, timeout=10.0)
-    pub.publish(latent_to_msg(z_goal))
-    probe.clear(cmd_topic)
+    probe, ns = setup["probe"], "/wm_shutdown"
+    proc = _start_world_model(ns, setup["model"], setup["root"] / "dynamics")
+    try:
+        cmd_topic = f"{ns}/cmd_vel"
+        probe.record(Twist, cmd_topic)
+        own = {"probe": probe, "proc": proc, "ns": ns,
+               "latent": probe.node.create_publisher(Image, f"{ns}/vae/latent_stamped", 10)}
+        pub = probe.node.create_publisher(Float32MultiArray, f"{ns}/servo/goal_latent", 10)
+        z_goal = np.array([0.3, -0.6, 0.1, 0.5], np.float32)
+        z_away = np.array([-0.4, 0.4, -0.3, 0.0], np.float32)
+        assert probe.wait_for(lambda: pub.get_subscription_count() > 0, timeout=30.0), stop_node(proc)
+        pub.publish(latent_to_msg(z_goal))
 
-    def moving() -> bool:
-        return any(abs(m.linear.x) > 1e-3 or abs(m.angular.z) > 1e-3 for m in probe.messages(cmd_topic))
+        def driving() -> bool:
+            """The newest command is nonzero, toward the goal from servo/goal_latent."""
+            cmds = probe.messages(cmd_topic)
+            return bool(cmds) and (abs(cmds[-1].linear.x) > 1e-3 or abs(cmds[-1].angular.z) > 1e-3) \
+                and _status(probe, ns).get("goal_source") == "servo/goal_latent"
 
-    assert _stream(setup, z_away, moving, timeout=20.0)
-    assert probe.wait_for(lambda: _status(probe).get("goal_source") == "servo/goal_latent", timeout=5.0)
-    # Shutdown while driving: the last command on cmd_vel is a zero.
-    proc = setup["proc"]
-    probe.publishers["latent"].publish(latent_to_stamped_msg(z_away, None, _header(probe)))
-    proc.send_signal(2)
-    proc.wait(15.0)
-    assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
-    time.sleep(0.5)  # the final message is in flight when the process exits; nothing else publishes here
-    final = probe.messages(cmd_topic)[-1]
-    assert final.linear.x == 0.0 and final.angular.z == 0.0
+        _stream(own, z_away, driving, timeout=30.0)
+        # Shutdown while driving (a fresh latent just sent, the newest command nonzero).
+        own["latent"].publish(latent_to_stamped_msg(z_away, None, probe.header("laser")))
+        sent_before = len(probe.messages(cmd_topic))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15.0) == 0, proc.stdout.read() if proc.stdout else ""
+
+        def stopped() -> bool:
+            """A command arrived after SIGINT and the newest one is zero (the node has exited: nothing else
+            publishes here, and reliable delivery keeps its order)."""
+            cmds = probe.messages(cmd_topic)
+            return len(cmds) > sent_before and cmds[-1].linear.x == 0.0 and cmds[-1].angular.z == 0.0
+
+        assert probe.wait_for(stopped, timeout=10.0), probe.messages(cmd_topic)[sent_before:]
+    finally:
+        stop_node(proc)
 
 
 def test_bad_dynamics_path_is_one_clear_line(setup: Any) -> None:

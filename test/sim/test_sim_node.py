@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import ros_env
-from probe import Probe, wait_for
+from probe import Diagnostic, Probe, stop_processes, wait_for
 
 from vae_ros.core.conversions.common import planar_pose
 
@@ -59,13 +59,7 @@ def sim() -> Iterator[tuple[subprocess.Popen[str], Probe]]:
     finally:
         probe.close()
         rclpy.try_shutdown()
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes([proc])
 
 
 def set_parameter(probe: Probe, name: str, value: Any) -> Any:
@@ -143,7 +137,7 @@ def test_diagnostics_report_the_simulation_and_count_rejected_commands(
 
     def values() -> dict[str, str]:
         messages = probe.messages("/diagnostics")
-        return {kv.key: kv.value for kv in messages[-1].status[0].values} if messages else {}
+        return Diagnostic.of(messages[-1].status[0]).values if messages else {}
 
     assert wait_for(lambda: bool(values()), timeout=10.0)
     assert probe.messages("/diagnostics")[-1].status[0].name.startswith("sim_node")
@@ -277,10 +271,4 @@ def test_odom_error_drifts_odom_while_ground_truth_odom_stays_true() -> None:
         stop.set()
         probe.close()
         rclpy.try_shutdown()
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes([proc])
