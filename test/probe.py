@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -225,3 +226,22 @@ def recording_probe(name: str, *topics: tuple[Any, str]) -> Probe:
         probe.record(msg_type, topic)
     probe.record(DiagnosticArray, "/diagnostics")
     return probe
+
+
+PEAK_RSS_LAUNCHER = str(Path(__file__).resolve().parent / "peak_rss.py")
+
+
+def with_peak_rss(cmd: list[str]) -> list[str]:
+    """`cmd` run by test/peak_rss.py, which prints the command's own peak memory (see there why) on stderr."""
+    return [sys.executable, PEAK_RSS_LAUNCHER, *cmd]
+
+
+def split_peak_rss(output: str) -> tuple[str, float]:
+    """(the output without test/peak_rss.py's line, the peak in MB); NaN when the line is missing."""
+    kept, peak = [], float("nan")
+    for line in output.splitlines(keepends=True):
+        if line.startswith("PEAK_RSS_KB "):
+            peak = int(line.split()[1]) / 1024
+        else:
+            kept.append(line)
+    return "".join(kept), peak

@@ -26,6 +26,7 @@ from hostile_inputs import (
     sparse_file,
     zstd_bomb,
 )
+from probe import split_peak_rss, with_peak_rss
 
 REPO = Path(__file__).resolve().parents[2]
 THREE_GB = 3 << 30
@@ -47,10 +48,11 @@ class Outcome:
 
 
 def repair(*args: str, timeout: float = 60.0) -> Outcome:
-    """`vae-ros repair ARGS` in its own process; its peak memory from wait4 (this child's alone)."""
+    """`vae-ros repair ARGS` in its own process; its own peak memory (test/peak_rss.py)."""
     started = time.monotonic()
     with open(os.devnull, "rb") as stdin:
-        proc = subprocess.Popen([sys.executable, "-m", "vae_ros.apps.cli", "repair", *args], cwd=REPO, stdin=stdin,
+        proc = subprocess.Popen(with_peak_rss([sys.executable, "-m", "vae_ros.apps.cli", "repair", *args]), cwd=REPO,
+                                stdin=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
@@ -60,7 +62,9 @@ def repair(*args: str, timeout: float = 60.0) -> Outcome:
     proc.returncode = os.waitstatus_to_exitcode(status)
     proc.stdout.close()  # type: ignore[union-attr]
     proc.stderr.close()  # type: ignore[union-attr]
-    return Outcome(proc.returncode, out, err, usage.ru_maxrss / 1024, time.monotonic() - started)
+    del usage  # the launcher's, which carries this test process's high-water mark (test/peak_rss.py)
+    err, peak_mb = split_peak_rss(err)
+    return Outcome(proc.returncode, out, err, peak_mb, time.monotonic() - started)
 
 
 def _readable(folder: Path) -> int:

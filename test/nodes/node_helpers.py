@@ -18,10 +18,12 @@ from probe import (  # noqa: F401 - the node tests take them from here
     header,
     recording_probe,
     send_until,
+    split_peak_rss,
     stamp_ns,
     stop_process,
     stop_processes,
     wait_for,
+    with_peak_rss,
 )
 
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
@@ -75,9 +77,12 @@ def node_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_node(module: str, *ros_args: str, **env: str) -> subprocess.Popen[str]:
-    """`python -m vae_ros.ros.nodes.<module> --ros-args ...` in its own process, isolated DDS (test/ros_env.py)."""
+def start_node(module: str, *ros_args: str, peak_rss: bool = False, **env: str) -> subprocess.Popen[str]:
+    """`python -m vae_ros.ros.nodes.<module> --ros-args ...` in its own process, isolated DDS (test/ros_env.py).
+    peak_rss: through test/peak_rss.py, whose last output line is the node's own peak memory (split_peak_rss)."""
     cmd = [sys.executable, "-m", f"vae_ros.ros.nodes.{module}", "--ros-args", *ros_args]
+    if peak_rss:
+        cmd = with_peak_rss(cmd)
     return subprocess.Popen(cmd, env=node_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

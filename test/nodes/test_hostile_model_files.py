@@ -10,7 +10,6 @@ All cases start together (short-lived processes) to keep the module quick.
 from __future__ import annotations
 
 import json
-import resource
 import shutil
 import subprocess
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from hostile_inputs import safetensors_claiming
-from node_helpers import param_args, start_node
+from node_helpers import param_args, split_peak_rss, start_node
 
 from vae_ros.resources import default_model_dir
 
@@ -76,8 +75,10 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for index, (name, (module, spoil)) in enumerate(CASES.items()):
         models[name] = _control_copy(root / f"model{index}")
         spoil(models[name])
-        procs[name] = start_node(module, "-r", f"__ns:=/hostile{index}", *param_args(model=models[name]))
+        procs[name] = start_node(module, "-r", f"__ns:=/hostile{index}", *param_args(model=models[name]),
+                                 peak_rss=True)
     results: dict[str, Any] = {"models": models}
+    peaks: list[float] = []
     started = time.monotonic()
     for name, proc in procs.items():
         try:
@@ -85,8 +86,10 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         except subprocess.TimeoutExpired:  # still running: it started on the file instead of refusing it
             proc.kill()
             out, _ = proc.communicate()
+        out, peak_mb = split_peak_rss(out)  # each node's own peak (test/peak_rss.py: not the test process's)
+        peaks.append(peak_mb)
         results[name] = (proc.returncode, [line for line in out.splitlines() if line.strip()])
-    results["peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    results["peak_mb"] = max(peaks)
     return results
 
 
