@@ -124,6 +124,7 @@ class ControlNode(Node):
         self._modality = modality
         self.goal: np.ndarray | None = None
         self.goal_source = ""
+        self._last_goal_logged = ""  # the source of the last "new goal" log line (_set_goal)
         self.status = IDLE
         self._latest: np.ndarray | None = None  # newest latent, for set_goal
         self._latest_stamp_ns: int | None = None
@@ -250,9 +251,14 @@ class ControlNode(Node):
             self._pending_goal_image, self.goal_image_score = None, image_score
             self._reset_for_goal()
             self.status = self.ACTIVE
-        # Throttled: a publisher flooding goals (1000/s) must not flood the log too (a blocked log pipe once
-        # stalled the node); /diagnostics always names the current goal_source.
-        self.get_logger().info(f"new goal from {source}", throttle_duration_sec=GOAL_LOG_THROTTLE_S)
+        # A goal from another source than the last one logged is always said; more goals from the same source
+        # are throttled: a publisher flooding goals (1000/s) must not flood the log too (a blocked log pipe once
+        # stalled the node). /diagnostics always names the current goal_source.
+        if source != self._last_goal_logged:
+            self._last_goal_logged = source
+            self.get_logger().info(f"new goal from {source}")
+        else:
+            self.get_logger().info(f"new goal from {source}", throttle_duration_sec=GOAL_LOG_THROTTLE_S)
 
     def _goal_latent_callback(self) -> Any:
         """The goal-latent subscription's callback: with the message info (its source timestamp) where rclpy
