@@ -28,6 +28,7 @@ import numpy as np
 from vae_ros.control.evaluation.episodes import pose_error
 from vae_ros.control.training.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
 from vae_ros.core.errors import ConfigError
+from vae_ros.sim.geometry import wrap_angle
 
 SUCCESS_YAW_DEG = math.degrees(SUCCESS_YAW_RAD)
 
@@ -84,8 +85,7 @@ class DemoConfig:
         gx, gy, gyaw = self.goal
         c, s = math.cos(gyaw), math.sin(gyaw)
         ox, oy, oyaw = self.offset
-        self.start = (gx + c * ox - s * oy, gy + s * ox + c * oy, math.atan2(math.sin(gyaw + oyaw),
-                                                                             math.cos(gyaw + oyaw)))
+        self.start = (gx + c * ox - s * oy, gy + s * ox + c * oy, wrap_angle(gyaw + oyaw))
 
 
 def _pose_error(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> tuple[float, float]:

@@ -43,9 +43,9 @@ from vae_ros.control.runtime.servo import (
     servo_step,
     unicycle_command,
     verdict,
-    wrap_angle,
 )
 from vae_ros.core.errors import ConfigError, InputError
+from vae_ros.sim.geometry import wrap_angle, wrap_angles
 
 COSTS = ("latent", "pose")
 PLAN, SERVO = "plan", "servo"
@@ -250,7 +250,7 @@ def _goal_in_frames(goal: np.ndarray, actions: np.ndarray, dt: float, steps: np.
     rel = goal[:2] - pos
     c, s = np.cos(yaw), np.sin(yaw)
     return np.stack([c * rel[..., 0] + s * rel[..., 1], -s * rel[..., 0] + c * rel[..., 1],
-                     np.arctan2(np.sin(goal[2] - yaw), np.cos(goal[2] - yaw))], axis=-1)
+                     wrap_angles(goal[2] - yaw)], axis=-1)
 
 
 def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command: tuple[float, float],

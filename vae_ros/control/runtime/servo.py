@@ -33,6 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from vae_ros.core.errors import ConfigError, InputError
+from vae_ros.sim.geometry import wrap_angle
 
 SERVOING = "servoing"
 CONVERGED = "converged"
@@ -101,11 +102,6 @@ class ServoState:
     error: float = math.inf  # latent error norm at the last step
     estimate: tuple[float, float, float] = (0.0, 0.0, 0.0)  # goal pose in the robot frame (dx, dy, dyaw)
     fused: tuple[float, float, float] | None = None  # the filtered goal estimate (robot frame)
-
-
-def wrap_angle(angle: float) -> float:
-    """Angle in (-pi, pi]."""
-    return math.atan2(math.sin(angle), math.cos(angle))
 
 
 class _VerdictState(Protocol):  # ServoState, planner.MpcState
