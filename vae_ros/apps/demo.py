@@ -270,10 +270,11 @@ def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarra
     from vae_ros.control.runtime.control_model import control_model_dir
     from vae_ros.control.runtime.dynamics import load_dynamics_dir
     from vae_ros.control.runtime.pose_head import PoseHeadNumpy
+    from vae_ros.core.model_dir import DYNAMICS_DIR
     from vae_ros.core.plots import _figure, _save
 
     model_dir = control_model_dir("")
-    dynamics_dir = Path(config.dynamics).expanduser() if config.dynamics else model_dir / "dynamics"
+    dynamics_dir = Path(config.dynamics).expanduser() if config.dynamics else model_dir / DYNAMICS_DIR
     dt = load_dynamics_dir(dynamics_dir).dt
     head = PoseHeadNumpy.load(model_dir, goal_latent.size)
     goal = config.goal_pose

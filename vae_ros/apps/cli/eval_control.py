@@ -175,9 +175,10 @@ def _run_episodes(args: argparse.Namespace) -> int:
         from vae_ros.control.evaluation.episodes import WorldModelController
         from vae_ros.control.runtime.dynamics import load_dynamics_dir
         from vae_ros.control.runtime.planner import differential_drive_config
+        from vae_ros.core.model_dir import DYNAMICS_DIR
 
         torch.set_num_threads(1)  # the planner's rollouts: one thread is fastest on a small CPU (bench/planner.py)
-        dynamics_dir = Path(args.dynamics).expanduser() if args.dynamics else model_dir / "dynamics"
+        dynamics_dir = Path(args.dynamics).expanduser() if args.dynamics else model_dir / DYNAMICS_DIR
         dynamics = load_dynamics_dir(dynamics_dir)
         if dynamics.latent_dim != model.latent_dim:
             raise ConfigError(f"dynamics {dynamics_dir} predicts {dynamics.latent_dim}-D latents, the model has "

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from vae_ros.apps.cli.train import _int_list, _positive_int
+from vae_ros.control.runtime.dynamics import DYNAMICS_FILE, ONNX_FILE
 from vae_ros.core.errors import ConfigError
+from vae_ros.core.model_dir import WEIGHTS_FILE
 
 # The sensor topic each modality is read from when --model is given without --topic.
 DEFAULT_SENSOR_TOPIC = {"scan": "scan", "image": "camera/image_raw", "pointcloud": "lidar/points"}
 LATENT_TOPIC = "vae/latent_stamped"
-ARTIFACTS = ("dynamics.json", "weights.safetensors", "dynamics.onnx", "evaluation.json", "evaluation.md",
+ARTIFACTS = (DYNAMICS_FILE, WEIGHTS_FILE, ONNX_FILE, "evaluation.json", "evaluation.md",
              "error_vs_horizon.png", "r2_per_dim.png", "example_rollout.png", "training_curve.png")
 
 
@@ -75,7 +77,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                        help="CPU threads for torch (1: the batches are small, and more threads only contend)")
     model.add_argument("--horizons", type=_float_list, default=[0.1, 0.2, 0.5, 1.0, 2.0], metavar="S1,S2,..",
                        help="evaluation horizons in seconds (0.1,0.2,0.5,1,2)")
-    model.add_argument("--no-onnx", action="store_true", help="do not export dynamics.onnx")
+    model.add_argument("--no-onnx", action="store_true", help=f"do not export {ONNX_FILE}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -199,7 +201,7 @@ def _run(args: argparse.Namespace, dist: Any) -> int:
     save_dynamics_dir(out, dyn_config, weights)
     if not args.no_onnx:
         try:
-            export_onnx(dynamics, out / "dynamics.onnx")
+            export_onnx(dynamics, out / ONNX_FILE)
         except Exception as err:  # noqa: BLE001 - an optional export must not lose the trained model
             print(f"vae-ros train-dynamics: warning: ONNX export skipped: {err}", file=sys.stderr)
     (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
