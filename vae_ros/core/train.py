@@ -1,5 +1,7 @@
 """The training loop: streamed data, validation every epoch, best model kept, seeded, resumable.
 
+Over 500 lines: the loop, its checkpoint (resume) and its distributed set-up are one run's state.
+
 out_dir becomes a model directory: model.json + weights.safetensors of the epoch with the best validation
 ELBO (rewritten at each improvement, with the training summary in model.json), training_curves.png, and
 checkpoint/ holding the last completed epoch (model + optimizer state as safetensors, the rest as JSON;

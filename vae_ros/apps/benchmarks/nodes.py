@@ -1,5 +1,8 @@
 """Node benchmark (`vae-ros bench nodes`): encoder_node against a naive node over real ROS 2 processes.
 
+Over 500 lines: the benchmark's helper processes (--role naive / echo / publisher) live here so one module is
+the whole runnable benchmark.
+
 640x480 bgr8 images are published from another process at 30 Hz and then flat out; for each node the
 benchmark reports the fraction of frames that produce a latent, the end-to-end latency (the image's
 header stamp -> the latent received here, p50/p99) and the maximum sustained rate (latents per second

@@ -1,5 +1,7 @@
 """`vae-ros eval-control`: how well representations and controllers reach goals in the simulator.
 
+Over 500 lines: the command's two modes (episodes, --basin) share their output and reproduction lines.
+
     vae-ros eval-control --basin --representations pixels pca models/image_default models/scan_default \\
         raw_scan --seeds 0 1 --goals 4 --out eval/basin
 

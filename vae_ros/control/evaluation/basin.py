@@ -1,5 +1,7 @@
 """Basin of attraction of latent-distance descent: how often does descending |z - z*| reach the goal?
 
+Over 500 lines: the grid, the descent and the per-representation report are one measurement.
+
 For goals (free poses in simulated worlds) a pose grid around each goal is observed once, every
 representation encodes it, and two descents run from every start cell (0.3-1.0 m, <= 45 deg from the goal):
 - greedy: move to the 26-neighbour cell (+-1 step in any combination of x, y, yaw) of lowest latent distance;

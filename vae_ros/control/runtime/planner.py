@@ -1,5 +1,7 @@
 """Model-predictive control in latent space (ROS-free, pure): the cross-entropy method over a learned model.
 
+Over 500 lines: the planner's parts (costs, look-around, detour, hand-over) share MpcConfig and MpcState.
+
 Each step plans a sequence of `horizon` differential-drive commands (v, w), one per model step (the
 dynamics' dt), that brings the predicted latent to the goal latent, and executes the first one
 (receding horizon). The plan is found by the cross-entropy method (Rubinstein 1999; as in PlaNet, Hafner
