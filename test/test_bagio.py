@@ -52,7 +52,7 @@ def test_written_messages_read_back_identically(tmp_path: Path, storage: str) ->
     assert topics["/camera/image_raw"]["topic_metadata"]["type"] == "sensor_msgs/msg/Image"
     assert topics["/camera/image_raw"]["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
     qos = topics["/camera/image_raw"]["topic_metadata"]["offered_qos_profiles"]
-    assert qos[0]["reliability"] == "best_effort"
+    assert (qos[0]["reliability"], qos[0]["depth"]) == ("reliable", 1)  # the profile given, not a default
     assert topics["/chatter"]["topic_metadata"]["offered_qos_profiles"][0]["reliability"] == "reliable"
     assert info["relative_file_paths"][0] in {p.name for p in path.iterdir()}
 
