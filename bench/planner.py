@@ -1,9 +1,10 @@
 """Planning time of the world model's MPC (CEM) on this machine: `python bench/planner.py --dynamics DIR`.
 
-For each (samples x iterations, horizon) setting it times `plan_step` (NumPy rollouts, what
-world_model_node runs) over a stream of real latents from a held-out bag, warm-started as in the node, and
-reports the distribution (p50 / p90 / p99 / max ms and the re-planning rate it allows). Rollouts run in
-torch (what the node uses); `--numpy` also times the NumPy rollouts of the same model for comparison.
+For each (samples x iterations, horizon) setting it times `plan_step` over a stream of real latents from a
+held-out bag, warm-started as in the node, and reports the distribution (p50 / p90 / p99 / max ms and the
+re-planning rate it allows). Rollouts run in torch (what world_model_node uses with backend torch or
+tensorrt); `--numpy` also times the NumPy rollouts of the same model (what the node uses with its default
+backend auto, and with onnxruntime: vae_ros.control.runtime.dynamics.rollout_runtime).
 
     OPENBLAS_NUM_THREADS=1 python bench/planner.py --dynamics DIR --model models/scan_default --bag BAG --numpy
 """
@@ -20,11 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_ros.ros.kit.params import WorldModelParams  # a dataclass: no rclpy
+
+_NODE = WorldModelParams()
 SETTINGS = [  # (samples, iterations, elites, horizon)
     (1000, 10, 100, 12),  # PlaNet's reference
     (1000, 4, 100, 12),
-    (400, 4, 40, 12),  # world_model_node's default
+    (400, 4, 40, 12),
     (200, 3, 20, 12),
+    (_NODE.samples, _NODE.iterations, _NODE.elites, _NODE.horizon),  # world_model_node's default
     (400, 4, 40, 20),
 ]
 

@@ -2,7 +2,7 @@
 
 The same episodes as the servo's evaluation (vae_ros.control.evaluation.episodes.sample_episodes: starts 0.3-1.0 m and
 up to 45 deg from the goal, free straight path) or hard ones (--hard: goal behind the robot, 90-180 deg of
-yaw, 1-2 m away), run with the world model's planner (vae_ros.control.runtime.planner.mpc_step, what
+yaw, 1-2 m away), run with the world model's planner (vae_ros.control.runtime.planner.plan_step, what
 world_model_node runs) on a LaserScan VAE's latents, judged by ground truth (0.10 m and 5 deg). A
 first measurement until `vae-ros eval-control` runs the world model beside the servo.
 

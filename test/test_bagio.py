@@ -13,7 +13,7 @@ from std_msgs.msg import Float32MultiArray, String
 
 from vae_ros.core.conversions.image import array_to_image_msg
 from vae_ros.core.errors import DataError
-from vae_ros.ros.bagio import BagWriter, bag_version, best_effort_qos, normalise_msgtype, reliable_qos
+from vae_ros.ros.bagio import BagWriter, bag_version, normalise_msgtype, reliable_qos
 
 
 def _read(path: Path) -> dict[str, list[tuple[int, object]]]:
@@ -30,7 +30,7 @@ def test_written_messages_read_back_identically(tmp_path: Path, storage: str) ->
     images = [rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8) for _ in range(3)]
     path = tmp_path / "bag"
     with BagWriter(path, storage=storage) as bag:
-        assert bag.add_topic("camera/image_raw", "sensor_msgs/msg/Image", best_effort_qos()) == "/camera/image_raw"
+        assert bag.add_topic("camera/image_raw", "sensor_msgs/msg/Image", reliable_qos(depth=1)) == "/camera/image_raw"
         bag.add_topic("/chatter", "std_msgs/String", reliable_qos())
         for index, image in enumerate(images):
             bag.write("camera/image_raw", 1_000 + index, serialize_message(array_to_image_msg(image, "rgb8")))
@@ -52,7 +52,7 @@ def test_written_messages_read_back_identically(tmp_path: Path, storage: str) ->
     assert topics["/camera/image_raw"]["topic_metadata"]["type"] == "sensor_msgs/msg/Image"
     assert topics["/camera/image_raw"]["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
     qos = topics["/camera/image_raw"]["topic_metadata"]["offered_qos_profiles"]
-    assert qos[0]["reliability"] == "best_effort"
+    assert (qos[0]["reliability"], qos[0]["depth"]) == ("reliable", 1)  # the profile given, not a default
     assert topics["/chatter"]["topic_metadata"]["offered_qos_profiles"][0]["reliability"] == "reliable"
     assert info["relative_file_paths"][0] in {p.name for p in path.iterdir()}
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from probe import header
 
-from vae_ros.apps.benchmarks import compression
+from vae_ros.apps.benchmarks import compression, lidar_codecs
 from vae_ros.apps.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,16 +107,16 @@ def test_latents_are_a_stamped_image_of_a_few_bytes(sim_run: tuple[dict[str, Any
 
 def test_int8_latent_quantisation_is_the_stated_affine_map() -> None:
     z = np.array([-5.0, -4.0, -0.01, 0.0, 0.5, 3.99, 9.0], dtype=np.float32)
-    codes = compression.quantise_int8(z)
+    codes = lidar_codecs.quantise_int8(z)
     assert codes.dtype == np.int8 and codes.min() == -127 and codes.max() == 127
-    back = compression.dequantise_int8(codes)
+    back = lidar_codecs.dequantise_int8(codes)
     inside = np.abs(z) <= 4
     assert np.all(np.abs(back[inside] - z[inside]) <= 4 / 127 / 2 + 1e-6)
     assert back[0] == pytest.approx(-4.0) and back[-1] == pytest.approx(4.0)  # clipped at the prior's 4 sigma
 
 
 def test_latent_message_layout() -> None:
-    msg = compression.latent_image_msg(np.arange(16, dtype=np.float32), "32FC1", header("lidar_link", 7 * 10**9))
+    msg = lidar_codecs.latent_image_msg(np.arange(16, dtype=np.float32), "32FC1", header("lidar_link", 7 * 10**9))
     assert (msg.height, msg.width, msg.step, msg.encoding, msg.is_bigendian) == (1, 16, 64, "32FC1", 0)
     assert msg.header.frame_id == "lidar_link" and msg.header.stamp.sec == 7
     assert np.array_equal(np.frombuffer(bytes(msg.data), "<f4"), np.arange(16))
@@ -125,12 +125,12 @@ def test_latent_message_layout() -> None:
 def test_chamfer_distance() -> None:
     a = np.zeros((1, 3))
     b = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
-    assert compression.chamfer_distance(a, b) == pytest.approx(0.5 * (1.0 + 1.5))
-    assert compression.chamfer_distance(b, b) == 0.0
+    assert lidar_codecs.chamfer_distance(a, b) == pytest.approx(0.5 * (1.0 + 1.5))
+    assert lidar_codecs.chamfer_distance(b, b) == 0.0
     rng = np.random.default_rng(0)
     p, q = rng.normal(size=(300, 3)), rng.normal(size=(200, 3))
-    brute = 0.5 * (compression._nearest_brute(p, q, block=64).mean() + compression._nearest_brute(q, p).mean())
-    assert compression.chamfer_distance(p, q) == pytest.approx(brute)  # scipy and the fallback agree
+    brute = 0.5 * (lidar_codecs._nearest_brute(p, q, block=64).mean() + lidar_codecs._nearest_brute(q, p).mean())
+    assert lidar_codecs.chamfer_distance(p, q) == pytest.approx(brute)  # scipy and the fallback agree
 
 
 def test_missing_dependency_leaves_its_rows_out_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ from vae_ros.control.evaluation.representations import Observations, PoseReprese
 from vae_ros.control.runtime.control_model import ControlModel
 from vae_ros.control.runtime.servo import ServoConfig
 from vae_ros.resources import models_dir
+from vae_ros.sim.geometry import wrap_angle
 from vae_ros.sim.world import SimConfig, SimWorld
 
 
@@ -25,8 +26,7 @@ def _one_thread() -> None:
 def _relative(pose: np.ndarray, goal: np.ndarray) -> np.ndarray:
     c, s = math.cos(pose[2]), math.sin(pose[2])
     dx, dy = goal[0] - pose[0], goal[1] - pose[1]
-    return np.array([c * dx + s * dy, -s * dx + c * dy, math.atan2(math.sin(goal[2] - pose[2]),
-                                                                   math.cos(goal[2] - pose[2]))])
+    return np.array([c * dx + s * dy, -s * dx + c * dy, wrap_angle(goal[2] - pose[2])])
 
 
 def test_pose_head_estimates_the_relative_pose_and_closes_the_loop() -> None:

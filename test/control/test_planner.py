@@ -17,7 +17,6 @@ from vae_ros.control.runtime.planner import (
     detour_field,
     detour_waypoint,
     motion_primitives,
-    mpc_step,
     plan,
     plan_step,
     safe_command,
@@ -92,9 +91,7 @@ def test_bad_inputs_and_configs_are_refused(config: MpcConfig) -> None:
         plan_step(MpcState(), np.full(4, np.nan), np.zeros(4), config)
     with pytest.raises(ConfigError, match="elites"):
         replace(config, elites=500).validate()
-    with pytest.raises(ConfigError, match="does not match"):
-        mpc_step(MpcState(), np.zeros(4), np.zeros(4), None, 0.5, config)
-    _, (v, w) = mpc_step(MpcState(), np.zeros(4), np.ones(4), np.zeros((4, 3)), 0.1, config)
+    _, (v, w) = plan_step(MpcState(), np.zeros(4), np.ones(4), config)
     assert math.isfinite(v) and math.isfinite(w)
 
 

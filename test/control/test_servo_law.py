@@ -16,9 +16,9 @@ from vae_ros.control.runtime.servo import (
     ServoConfig,
     ServoState,
     servo_step,
-    wrap_angle,
 )
 from vae_ros.core.errors import ConfigError, InputError
+from vae_ros.sim.geometry import wrap_angle
 
 DT = 0.1
 

@@ -30,7 +30,8 @@ from vae_ros.control.runtime.planner import (
     plan_step,
     pose_cost,
 )
-from vae_ros.control.runtime.servo import ServoConfig, wrap_angle
+from vae_ros.control.runtime.servo import ServoConfig
+from vae_ros.sim.geometry import wrap_angle
 from vae_ros.sim.policy import DrivePolicy
 from vae_ros.sim.world import SimConfig, SimWorld
 

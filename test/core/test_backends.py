@@ -21,14 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from vae_ros.core import backends
-from vae_ros.core.backends import (
-    OnnxRuntimeBackend,
-    TensorRTBackend,
-    TorchBackend,
-    create_backend,
-    engine_cache_key,
-)
+from vae_ros.core import accel
+from vae_ros.core.accel import TensorRTBackend, engine_cache_key
+from vae_ros.core.backends import OnnxRuntimeBackend, TorchBackend, create_backend
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, InputError, ModelFileError
 from vae_ros.core.export import export_int8, export_onnx, quantize_int8
@@ -300,7 +295,7 @@ def test_tensorrt_absent_is_backend_unavailable(trained: Path, monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "torch_tensorrt", None)  # import now fails, as on a machine without it
     with pytest.raises(BackendUnavailableError, match="torch_tensorrt"):
         create_backend(trained, "tensorrt")
-    assert not backends.tensorrt_available("cuda")
+    assert not accel.tensorrt_available("cuda")
     assert isinstance(create_backend(trained, "auto", "cpu"), OnnxRuntimeBackend)
 
 
@@ -337,7 +332,7 @@ def fake_trt(monkeypatch: pytest.MonkeyPatch) -> FakeTorchTensorRT:
     fake = FakeTorchTensorRT()
     monkeypatch.setitem(sys.modules, "torch_tensorrt", fake)
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
-    monkeypatch.setattr(backends, "_cuda_target", lambda device: ("NVIDIA Fake GPU", torch.device("cpu")))
+    monkeypatch.setattr(accel, "_cuda_target", lambda device: ("NVIDIA Fake GPU", torch.device("cpu")))
     return fake
 
 
@@ -369,12 +364,12 @@ def test_tensorrt_engines_are_cached_and_rebuilt_on_mismatch(trained: Path, tmp_
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.4.1"))
     create_backend(model_dir, "tensorrt").encode(x)
     assert (model_dir / "trt" / "encoder_nvidia-fake-gpu_trt10.4.1_1x3x64x64_fp16.ep").is_file()
-    monkeypatch.setattr(backends, "_cuda_target", lambda device: ("Orin", torch.device("cpu")))
+    monkeypatch.setattr(accel, "_cuda_target", lambda device: ("Orin", torch.device("cpu")))
     create_backend(model_dir, "tensorrt").encode(x)
     assert len(fake_trt.compiled) == 4
 
     # An engine built from other weights (its sidecar says so) is rebuilt, not trusted.
-    monkeypatch.setattr(backends, "_cuda_target", lambda device: ("NVIDIA Fake GPU", torch.device("cpu")))
+    monkeypatch.setattr(accel, "_cuda_target", lambda device: ("NVIDIA Fake GPU", torch.device("cpu")))
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
     sidecar = engine.with_suffix(".json")
     meta = json.loads(sidecar.read_text())

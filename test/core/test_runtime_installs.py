@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from vae_ros.core import backends
-from vae_ros.core.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend, create_backend
+from vae_ros.core.accel import TensorRTBackend
+from vae_ros.core.backends import OnnxRuntimeBackend, TorchBackend, create_backend
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
 from vae_ros.core.errors import BackendUnavailableError
 from vae_ros.core.export import export_onnx

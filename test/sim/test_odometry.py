@@ -7,6 +7,7 @@ import math
 import pytest
 
 from vae_ros.core.errors import ConfigError
+from vae_ros.sim.geometry import wrap_angle
 from vae_ros.sim.odometry import OdomErrorModel, WheelOdometry
 from vae_ros.sim.world import Pose2D, Velocity2D
 
@@ -20,11 +21,11 @@ def _drive(odometry: WheelOdometry, seconds: float, v: float, w: float, truth: P
         odometry.update(Velocity2D(v, 0.0, w), DT)
         mid = yaw + 0.5 * w * DT
         x, y, yaw = x + v * math.cos(mid) * DT, y + v * math.sin(mid) * DT, yaw + w * DT
-    return Pose2D(x, y, math.atan2(math.sin(yaw), math.cos(yaw)))
+    return Pose2D(x, y, wrap_angle(yaw))
 
 
 def _error(a: Pose2D, b: Pose2D) -> tuple[float, float]:
-    return math.hypot(a.x - b.x, a.y - b.y), abs(math.atan2(math.sin(a.yaw - b.yaw), math.cos(a.yaw - b.yaw)))
+    return math.hypot(a.x - b.x, a.y - b.y), abs(wrap_angle(a.yaw - b.yaw))
 
 
 def test_level_zero_is_the_true_motion() -> None:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from vae_ros.core.errors import InputError
+from vae_ros.sim.geometry import ROBOT_RADIUS
 from vae_ros.sim.policy import ExplorationPolicy, PolicyConfig
-from vae_ros.sim.world import ROBOT_RADIUS, SimConfig, SimWorld
+from vae_ros.sim.world import SimConfig, SimWorld
 
 ANGLES = -math.pi + (np.arange(360) + 0.5) * (2 * math.pi / 360)
 

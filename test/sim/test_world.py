@@ -12,7 +12,8 @@ import pytest
 from vae_ros.core.config import PointCloudSpec, ScanSpec
 from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.core.preprocess import preprocess_pointcloud, preprocess_scan
-from vae_ros.sim.world import LIDAR_OFFSET, ROBOT_RADIUS, ROOM_HALF_SIZE, SimConfig, SimObject, SimWorld
+from vae_ros.sim.geometry import ROBOT_RADIUS, ROOM_HALF_SIZE
+from vae_ros.sim.world import LIDAR_OFFSET, SimConfig, SimObject, SimWorld
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import numpy as np
 from vae_ros.control.evaluation.episodes import pose_error
 from vae_ros.control.training.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
 from vae_ros.core.errors import ConfigError
+from vae_ros.sim.geometry import wrap_angle
 
 SUCCESS_YAW_DEG = math.degrees(SUCCESS_YAW_RAD)
 
@@ -84,8 +85,7 @@ class DemoConfig:
         gx, gy, gyaw = self.goal
         c, s = math.cos(gyaw), math.sin(gyaw)
         ox, oy, oyaw = self.offset
-        self.start = (gx + c * ox - s * oy, gy + s * ox + c * oy, math.atan2(math.sin(gyaw + oyaw),
-                                                                             math.cos(gyaw + oyaw)))
+        self.start = (gx + c * ox - s * oy, gy + s * ox + c * oy, wrap_angle(gyaw + oyaw))
 
 
 def _pose_error(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> tuple[float, float]:
@@ -270,10 +270,11 @@ def _plot_plans(path: Path, config: DemoConfig, run: Any, goal_latent: np.ndarra
     from vae_ros.control.runtime.control_model import control_model_dir
     from vae_ros.control.runtime.dynamics import load_dynamics_dir
     from vae_ros.control.runtime.pose_head import PoseHeadNumpy
+    from vae_ros.core.model_dir import DYNAMICS_DIR
     from vae_ros.core.plots import _figure, _save
 
     model_dir = control_model_dir("")
-    dynamics_dir = Path(config.dynamics).expanduser() if config.dynamics else model_dir / "dynamics"
+    dynamics_dir = Path(config.dynamics).expanduser() if config.dynamics else model_dir / DYNAMICS_DIR
     dt = load_dynamics_dir(dynamics_dir).dt
     head = PoseHeadNumpy.load(model_dir, goal_latent.size)
     goal = config.goal_pose

@@ -1,4 +1,5 @@
-"""One inference interface over several runtimes: eager PyTorch, ONNX Runtime (FP32 or INT8) and TensorRT.
+"""One inference interface over several runtimes: eager PyTorch, ONNX Runtime (FP32 or INT8) and TensorRT
+(the TensorRT backend, its engine cache and fallback chain live in vae_ros.core.accel).
 
 Nodes and tools call `create_backend(model_dir, backend, device)` and get an object with `encode` and
 `decode` that take and return float32 NumPy arrays, whatever runs underneath. `auto` picks the fastest
@@ -13,10 +14,8 @@ loads them, because torch.jit.load runs an unpickler over the archive's constant
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,10 +26,17 @@ import numpy as np
 from vae_ros.core.config import ModelConfig, read_json_object
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, InputError, ModelFileError
 from vae_ros.core.files import MAX_ONNX_BYTES, MAX_WEIGHTS_BYTES, check_regular_file, sha256_file
+from vae_ros.core.model_dir import (
+    CONFIG_FILE,
+    DECODER_ONNX,
+    ENCODER_INT8_ONNX,
+    ENCODER_ONNX,
+    WEIGHTS_FILE,
+    torch_device,
+)
 
 if TYPE_CHECKING:  # heavy imports stay lazy: an ONNX Runtime node never pays for CUDA or TensorRT
     import onnxruntime
-    import torch
 
     from vae_ros.core.models import VAE
 
@@ -40,14 +46,6 @@ BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 
-MODEL_JSON = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
-ENCODER_ONNX = "encoder.onnx"
-DECODER_ONNX = "decoder.onnx"
-ENCODER_INT8_ONNX = "encoder.int8.onnx"
-ENCODER_TORCHSCRIPT = "encoder.torchscript.pt"
-DECODER_TORCHSCRIPT = "decoder.torchscript.pt"
-TRT_DIR = "trt"
 # model.json section where `vae-ros export` records what it wrote (file, format, date, parity figures).
 EXPORTS_KEY = "exports"
 
@@ -63,7 +61,7 @@ def weights_digest(model_dir: str | Path) -> str:
 
 def read_export_records(model_dir: str | Path) -> dict[str, dict[str, Any]]:
     """The "exports" section of model.json: {file name: record}; empty when nothing was exported."""
-    records = read_json_object(Path(model_dir) / MODEL_JSON).get(EXPORTS_KEY, {})
+    records = read_json_object(Path(model_dir) / CONFIG_FILE).get(EXPORTS_KEY, {})
     return records if isinstance(records, dict) else {}
 
 
@@ -83,7 +81,7 @@ def export_record(model_dir: str | Path, file_name: str) -> dict[str, Any]:
     record = read_export_records(model_dir).get(file_name)
     rerun = f"re-run `vae-ros export --model {model_dir} --format {_export_format(file_name)}`"
     if not isinstance(record, dict) or not isinstance(record.get(EXPORT_SHA256_KEY), str):
-        raise ModelFileError(f"{path} has no SHA-256 recorded in {MODEL_JSON} (exported by hand or by an older "
+        raise ModelFileError(f"{path} has no SHA-256 recorded in {CONFIG_FILE} (exported by hand or by an older "
                              f"vae_ros), so it cannot be verified; {rerun}")
     if record.get("weights_sha256") != weights_digest(model_dir):
         raise ModelFileError(f"{path} was exported from different weights than {WEIGHTS_FILE} (the model was "
@@ -98,7 +96,7 @@ def check_export_fresh(model_dir: str | Path, file_name: str) -> None:
     path = Path(model_dir) / file_name
     if sha256_file(path, MAX_ONNX_BYTES) != record[EXPORT_SHA256_KEY]:
         raise ModelFileError(f"{path} is not the file `vae-ros export` wrote (its SHA-256 differs from the one in "
-                             f"{MODEL_JSON}); it was changed or replaced since: re-run `vae-ros export --model "
+                             f"{CONFIG_FILE}); it was changed or replaced since: re-run `vae-ros export --model "
                              f"{model_dir} --format {_export_format(file_name)}`")
 
 
@@ -107,7 +105,7 @@ def load_config(model_dir: str | Path) -> ModelConfig:
     path = Path(model_dir)
     if not path.is_dir():
         raise ModelFileError(f"model directory {path} does not exist or is not a directory")
-    return ModelConfig.load(path / MODEL_JSON)
+    return ModelConfig.load(path / CONFIG_FILE)
 
 
 # -- input checks ------------------------------------------------------------------------------------------
@@ -171,14 +169,6 @@ class InferenceBackend(ABC):
 
 
 # -- eager PyTorch -------------------------------------------------------------------------------------------
-def _torch_device(device: str) -> torch.device:
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError("device 'cuda' was asked for, but this PyTorch build sees no CUDA device")
-    return torch.device(device)
-
-
 class TorchBackend(InferenceBackend):
     """Eager PyTorch under inference_mode; the reference every other backend is checked against."""
 
@@ -186,7 +176,7 @@ class TorchBackend(InferenceBackend):
         from vae_ros.core.model_dir import load_model_dir
 
         self.model_dir = Path(model_dir)
-        self.device = _torch_device(device)
+        self.device = torch_device(device)
         if model is None:
             self.config, model = load_model_dir(self.model_dir, device=str(self.device))
         else:
@@ -281,7 +271,7 @@ def open_onnx_session(path: Path, device: str = "cpu", threads: int | None = Non
             raise ModelFileError(f"{path} is not readable: {err}") from err
         if len(model) > MAX_ONNX_BYTES or hashlib.sha256(model).hexdigest() != sha256:
             raise ModelFileError(f"{path} is not the file `vae-ros export` wrote (its SHA-256 differs from the one "
-                                 f"in {MODEL_JSON}); it was changed or replaced since: re-run `vae-ros export "
+                                 f"in {CONFIG_FILE}); it was changed or replaced since: re-run `vae-ros export "
                                  f"--model {path.parent} --format {_export_format(path.name)}`")
     providers = onnx_providers(device) if providers is None else list(providers)
     try:
@@ -376,188 +366,11 @@ class OnnxRuntimeBackend(InferenceBackend):
         return self._torch_fallback._decode(z)
 
 
-# -- TensorRT (torch_tensorrt, FP16, engines cached in the model directory) --------------------------------
-def _import_torch_tensorrt() -> Any:
-    try:
-        import torch_tensorrt
-    except ImportError as err:
-        raise BackendUnavailableError(
-            "backend 'tensorrt' needs torch_tensorrt built for this torch and a CUDA GPU, and torch_tensorrt is not "
-            "installed here. Do not `pip install torch-tensorrt` on Jetson: it pins a PyPI torch and replaces "
-            "NVIDIA's; see docs/ROBOT.md (NVIDIA's Jetson wheels, or ONNX Runtime's TensorRT execution provider: "
-            "backend 'onnxruntime' with device 'cuda')"
-        ) from err
-    return torch_tensorrt
-
-
-def tensorrt_version() -> str:
-    """Version of the TensorRT library under torch_tensorrt ("unknown" when it does not say)."""
-    try:
-        import tensorrt
-    except ImportError:
-        return "unknown"
-    return str(getattr(tensorrt, "__version__", "unknown"))
-
-
-def _cuda_target(device: str) -> tuple[str, torch.device]:
-    """(GPU name, torch device) for TensorRT; a seam the tests replace, as no GPU exists there."""
-    torch_device = _torch_device("cuda" if device == "cpu" else device)
-    import torch
-
-    return torch.cuda.get_device_name(torch_device), torch_device
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "unknown"
-
-
-def engine_cache_key(gpu_name: str, trt_version: str, input_shape: Sequence[int], precision: str = "fp16") -> str:
-    """File stem of a cached engine: one per GPU model, TensorRT version, full input shape and precision.
-
-    e.g. ("NVIDIA H100 80GB HBM3", "10.3.0", (1, 3, 64, 64)) -> "nvidia-h100-80gb-hbm3_trt10.3.0_1x3x64x64_fp16".
-    """
-    shape = "x".join(str(int(s)) for s in input_shape)
-    return f"{_slug(gpu_name)}_trt{_slug(trt_version)}_{shape}_{precision}"
-
-
-class TensorRTEngineCache:
-    """Per-shape TensorRT engines for one network part, saved as ExportedPrograms under model_dir/trt/.
-
-    An engine is rebuilt when none matches the GPU, the TensorRT version and the input shape, or when the
-    sidecar JSON says it was built from other weights. Engines are static-shape (one per batch size),
-    which keeps them simple to save and as fast as TensorRT gets; a node uses batch 1 only. The files are
-    vae_ros's own cache (read back with torch_tensorrt.load); delete trt/ to force a rebuild.
-    """
-
-    def __init__(self, model_dir: Path, part: str, module: torch.nn.Module, device: str = "cuda",
-                 precision: str = "fp16", cache_dir: Path | None = None) -> None:
-        self.torch_tensorrt = _import_torch_tensorrt()
-        self.gpu_name, self.device = _cuda_target(device)
-        self.trt_version = tensorrt_version()
-        self.model_dir = model_dir
-        self.cache_dir = model_dir / TRT_DIR if cache_dir is None else Path(cache_dir)
-        self.part = part
-        self.precision = precision
-        # Recent torch_tensorrt builds strongly typed networks (the module's dtypes decide; TensorRT 10
-        # deprecates weak typing), older ones take enabled_precisions. FP16 the way each one wants it.
-        defaults = getattr(getattr(self.torch_tensorrt, "dynamo", None), "_defaults", None)
-        self.explicit_typing = bool(getattr(defaults, "USE_EXPLICIT_TYPING", False))
-        half = precision == "fp16" and self.explicit_typing
-        self.input_dtype = "float16" if half else "float32"
-        self.module = (module.half() if half else module).to(self.device).eval()
-        self.weights_sha256 = weights_digest(model_dir)
-        self._engines: dict[tuple[int, ...], Any] = {}
-        self.built: list[Path] = []  # engines compiled (not loaded) by this object, for logs and tests
-
-    def engine_path(self, input_shape: Sequence[int]) -> Path:
-        key = engine_cache_key(self.gpu_name, self.trt_version, input_shape, self.precision)
-        return self.cache_dir / f"{self.part}_{key}.ep"
-
-    def _meta(self, input_shape: Sequence[int]) -> dict[str, Any]:
-        return {"part": self.part, "gpu": self.gpu_name, "tensorrt": self.trt_version,
-                "torch_tensorrt": str(getattr(self.torch_tensorrt, "__version__", "unknown")),
-                "input_shape": [int(s) for s in input_shape], "precision": self.precision,
-                "input_dtype": self.input_dtype, "weights_sha256": self.weights_sha256}
-
-    def get(self, input_shape: Sequence[int]) -> Any:
-        """The compiled module for input_shape: from memory, from the cache file, or built now."""
-        shape = tuple(int(s) for s in input_shape)
-        engine = self._engines.get(shape)
-        if engine is None:
-            engine = self._load(shape)
-            if engine is None:
-                engine = self._build(shape)
-            self._engines[shape] = engine
-        return engine
-
-    def _load(self, shape: tuple[int, ...]) -> Any:
-        path = self.engine_path(shape)
-        sidecar = path.with_suffix(".json")
-        if not (path.is_file() and sidecar.is_file()):
-            return None
-        try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            meta = None
-        recorded = meta.pop(EXPORT_SHA256_KEY, None) if isinstance(meta, dict) else None
-        if meta != self._meta(shape):
-            _log.info("TensorRT engine %s does not match this model/GPU/TensorRT; rebuilding it", path.name)
-            return None
-        if recorded != sha256_file(path, MAX_WEIGHTS_BYTES):
-            _log.warning("TensorRT engine %s is not the file vae_ros built (SHA-256 differs from %s or none "
-                         "recorded); rebuilding it", path.name, sidecar.name)
-            return None
-        return self.torch_tensorrt.load(str(path)).module()
-
-    def _build(self, shape: tuple[int, ...]) -> Any:
-        import torch
-
-        _log.info("building a TensorRT %s engine for %s on %s (takes a minute, cached afterwards)",
-                  self.precision.upper(), shape, self.gpu_name)
-        example = torch.zeros(shape, dtype=getattr(torch, self.input_dtype), device=self.device)
-        options: dict[str, Any] = {}
-        if not self.explicit_typing and self.precision == "fp16":
-            options["enabled_precisions"] = {torch.float16, torch.float32}
-        compiled = self.torch_tensorrt.compile(self.module, ir="dynamo", inputs=[example], **options)
-        path = self.engine_path(shape)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.torch_tensorrt.save(compiled, str(path), inputs=[example])
-        meta = {**self._meta(shape), EXPORT_SHA256_KEY: sha256_file(path, MAX_WEIGHTS_BYTES)}
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        self.built.append(path)
-        return compiled
-
-    def run(self, x: np.ndarray) -> Any:
-        import torch
-
-        engine = self.get(x.shape)
-        with torch.inference_mode():
-            return engine(torch.from_numpy(x).to(self.device, getattr(torch, self.input_dtype)))
-
-
-class TensorRTBackend(InferenceBackend):
-    """torch_tensorrt FP16 engines of the encoder and decoder, cached per GPU, TensorRT version and shape."""
-
-    def __init__(self, model_dir: str | Path, device: str = "cuda", precision: str = "fp16",
-                 cache_dir: Path | None = None) -> None:
-        """cache_dir: where engines are kept (default model_dir/trt)."""
-        from vae_ros.core.model_dir import load_model_dir
-
-        _import_torch_tensorrt()  # the clear error first, before loading anything
-        self.model_dir = Path(model_dir)
-        self.config, model = load_model_dir(self.model_dir, device="cpu")
-        # model.encoder: x -> (mean, logvar); export_decoder(): z -> reconstruction in [0, 1].
-        self.encoder = TensorRTEngineCache(self.model_dir, "encoder", model.encoder, device, precision, cache_dir)
-        self.decoder = TensorRTEngineCache(self.model_dir, "decoder", model.export_decoder(), device, precision,
-                                           cache_dir)
-        self.name = "tensorrt" if precision == "fp32" else f"tensorrt-{precision}"
-
-    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, logvar = self.encoder.run(x)  # (B, D) each
-        return mean.float().cpu().numpy(), logvar.float().cpu().numpy()
-
-    def _decode(self, z: np.ndarray) -> np.ndarray:
-        return self.decoder.run(z).float().cpu().numpy()  # (B, C, ...)
-
-
 # -- choosing ------------------------------------------------------------------------------------------------
 def _onnxruntime_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
-
-
-def tensorrt_available(device: str = "cuda") -> bool:
-    """True when torch_tensorrt imports and PyTorch sees a CUDA device."""
-    if device != "cuda":
-        return False
-    try:
-        import torch_tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
@@ -598,6 +411,8 @@ def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "
         return open_tensorrt(path, "fp16" if precision == "fp32" else precision, engine_cache, threads)
 
     # auto: fastest first.
+    from vae_ros.core.accel import TensorRTBackend, tensorrt_available  # lazy: accel builds on this module
+
     if precision != "int8" and tensorrt_available(device):
         return TensorRTBackend(path, device, "fp16")
     if precision == "int8":

@@ -1,5 +1,7 @@
 """Datasets from rosbag2 topics (MCAP or sqlite3, read with rosbags) and image folders, streamed from disk.
 
+Over 500 lines: the bag and image-folder sources share the streaming cache and the split.
+
 Every sample goes through the same decode + preprocess path as live inference: bag messages through
 vae_ros.conversions.msg_to_model_input, image files through cv2.imread + core.preprocess.preprocess_image.
 Nothing here imports rclpy (conversions is imported lazily, and it never imports rclpy itself).

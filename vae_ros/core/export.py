@@ -1,5 +1,7 @@
 """Export a model directory for deployment: ONNX (FP32), INT8 ONNX, TorchScript and TensorRT artifacts.
 
+Over 500 lines: one function per format, each checking its artifact against PyTorch before it counts.
+
 Every export is checked before it counts: ONNX graphs pass onnx.checker and must reproduce the PyTorch
 latent means within 1e-4 in ONNX Runtime; the INT8 encoder must keep its latent means at cosine
 similarity >= 0.99 to FP32 on held-out samples. Files are written under temporary names and renamed into
@@ -23,19 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from vae_ros.core.accel import TensorRTEngineCache, import_torch_tensorrt
 from vae_ros.core.backends import (
-    DECODER_ONNX,
-    DECODER_TORCHSCRIPT,
-    ENCODER_INT8_ONNX,
-    ENCODER_ONNX,
-    ENCODER_TORCHSCRIPT,
     EXPORT_SHA256_KEY,
     EXPORTS_KEY,
-    MODEL_JSON,
-    TRT_DIR,
-    WEIGHTS_FILE,
-    TensorRTEngineCache,
-    _import_torch_tensorrt,
     load_config,
     open_onnx_session,
     read_export_records,
@@ -44,7 +37,17 @@ from vae_ros.core.backends import (
 from vae_ros.core.config import ModelConfig
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, DataError, ModelFileError
 from vae_ros.core.files import MAX_ONNX_BYTES, sha256_file
-from vae_ros.core.model_dir import load_model_dir
+from vae_ros.core.model_dir import (
+    CONFIG_FILE,
+    DECODER_ONNX,
+    DECODER_TORCHSCRIPT,
+    ENCODER_INT8_ONNX,
+    ENCODER_ONNX,
+    ENCODER_TORCHSCRIPT,
+    TRT_DIR,
+    WEIGHTS_FILE,
+    load_model_dir,
+)
 from vae_ros.core.models import VAE
 
 FORMATS = ("onnx", "int8", "torchscript", "tensorrt")
@@ -104,7 +107,7 @@ def prepare_out_dir(model_dir: str | Path, out_dir: str | Path | None) -> Path:
     dst = Path(out_dir)
     if dst.exists() and not dst.is_dir():
         raise ConfigError(f"--out {dst} exists and is not a directory")
-    if (dst / WEIGHTS_FILE).is_file() and (dst / MODEL_JSON).is_file() \
+    if (dst / WEIGHTS_FILE).is_file() and (dst / CONFIG_FILE).is_file() \
             and weights_digest(dst) == weights_digest(src):
         return dst  # the same model exported there before: add to its exports
     try:
@@ -116,9 +119,9 @@ def prepare_out_dir(model_dir: str | Path, out_dir: str | Path | None) -> Path:
             shutil.rmtree(dst / TRT_DIR)
         shutil.copy2(src / WEIGHTS_FILE, dst / WEIGHTS_FILE)
         # model.json without the source's export records: those files are not copied.
-        data = json.loads((src / MODEL_JSON).read_text())
+        data = json.loads((src / CONFIG_FILE).read_text())
         data.pop(EXPORTS_KEY, None)
-        (dst / MODEL_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        (dst / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     except (OSError, json.JSONDecodeError) as err:
         raise ModelFileError(f"cannot copy the model into {dst}: {err}") from err
     return dst
@@ -126,7 +129,7 @@ def prepare_out_dir(model_dir: str | Path, out_dir: str | Path | None) -> Path:
 
 def record_export(result: ExportResult, extra: dict[str, Any] | None = None) -> None:
     """Add result's files to model.json's "exports" section (rewritten atomically; other keys kept)."""
-    path = result.model_dir / MODEL_JSON
+    path = result.model_dir / CONFIG_FILE
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -157,14 +160,14 @@ def copy_export(src_dir: str | Path, dst_dir: str | Path, name: str) -> None:
     src, dst = Path(src_dir), Path(dst_dir)
     record = read_export_records(src).get(name)
     if not isinstance(record, dict):
-        raise ModelFileError(f"{src / name} has no export record in {MODEL_JSON}; re-run `vae-ros export`")
+        raise ModelFileError(f"{src / name} has no export record in {CONFIG_FILE}; re-run `vae-ros export`")
     try:
         shutil.copyfile(src / name, dst / name)
-        data = json.loads((dst / MODEL_JSON).read_text())
+        data = json.loads((dst / CONFIG_FILE).read_text())
         records = data.get(EXPORTS_KEY) if isinstance(data.get(EXPORTS_KEY), dict) else {}
         records[name] = record
         data[EXPORTS_KEY] = records
-        (dst / MODEL_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        (dst / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     except (OSError, json.JSONDecodeError) as err:
         raise ModelFileError(f"cannot copy {name} into {dst}: {err}") from err
 
@@ -486,7 +489,7 @@ def export_tensorrt(model_dir: str | Path, out_dir: str | Path | None = None,
     Engines land in model_dir/trt/, keyed by GPU, TensorRT version and input shape; TensorRTBackend finds
     them there. Needs torch_tensorrt and a CUDA GPU (BackendUnavailableError otherwise).
     """
-    _import_torch_tensorrt()
+    import_torch_tensorrt()
     target = prepare_out_dir(model_dir, out_dir)
     config, model = load_model_dir(target)
     encoder = TensorRTEngineCache(target, "encoder", model.encoder, device)

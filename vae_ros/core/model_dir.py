@@ -31,8 +31,24 @@ if TYPE_CHECKING:  # torch loads only where a model is built or saved
 
     from vae_ros.core.models import VAE
 
+# The file names of a model directory, written once: every module that reads or writes one imports it here.
 CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+# Files derived from the weights by `vae-ros export` (vae_ros.core.export).
+ENCODER_ONNX = "encoder.onnx"
+DECODER_ONNX = "decoder.onnx"
+ENCODER_INT8_ONNX = "encoder.int8.onnx"
+DECODER_INT8_ONNX = "decoder.int8.onnx"
+ENCODER_TORCHSCRIPT = "encoder.torchscript.pt"
+DECODER_TORCHSCRIPT = "decoder.torchscript.pt"
+TRT_DIR = "trt"  # TensorRT engines built for this machine (vae_ros.core.accel)
+EXPORT_FILES = (ENCODER_ONNX, DECODER_ONNX, ENCODER_INT8_ONNX, DECODER_INT8_ONNX, ENCODER_TORCHSCRIPT,
+                DECODER_TORCHSCRIPT)
+EXPORT_DIRS = (TRT_DIR,)
+# Control models (vae_ros.control): the servo head, trained with these weights, so stale with new ones.
+SERVO_HEAD_FILE = "servo_head.safetensors"
+# The world model's latent dynamics (vae_ros.control.runtime.dynamics), trained on this model's latents.
+DYNAMICS_DIR = "dynamics"
 # How weights.safetensors may store floating-point tensors; models always run in float32.
 WEIGHTS_DTYPES = ("float32", "float16")
 # The largest finite float16: a weight beyond it cannot be stored in half precision.
@@ -77,13 +93,6 @@ def _write_files(directory: Path, config_json: str, state: dict[str, torch.Tenso
         for tmp in (tmp_weights, tmp_config):
             tmp.unlink(missing_ok=True)
 
-
-# Files derived from the weights by `vae-ros export`; see vae_ros.core.export.
-EXPORT_FILES = ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx",
-                "encoder.torchscript.pt", "decoder.torchscript.pt")
-EXPORT_DIRS = ("trt",)
-# Control models (vae_ros.control): the servo head, trained with these weights, so stale with new ones.
-SERVO_HEAD_FILE = "servo_head.safetensors"
 
 
 def _remove_stale_exports(directory: Path) -> None:
@@ -156,7 +165,7 @@ def _refuse_pickles(directory: Path) -> None:
             f"{directory} has no {WEIGHTS_FILE}; found {', '.join(pickles)}, but pickle files are refused for "
             f"safety (loading them can run arbitrary code). Only safetensors weights are loaded; {_CONVERT_HINT}"
         )
-    raise ModelFileError(f"{directory} has no {WEIGHTS_FILE} (expected model.json and {WEIGHTS_FILE})")
+    raise ModelFileError(f"{directory} has no {WEIGHTS_FILE} (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
 
 
 # Bytes per element of each safetensors dtype, to check a header's tensors against their byte ranges.
@@ -267,7 +276,8 @@ def _check_state(weights: Path, state: dict[str, torch.Tensor], model: VAE) -> N
             raise ModelFileError(f"{weights}: tensor {name!r} holds NaN or infinite values")
 
 
-def _torch_device(device: str) -> torch.device:
+def torch_device(device: str) -> torch.device:
+    """'cpu' / 'cuda[:N]' -> torch.device; ConfigError for other names, BackendUnavailableError without CUDA."""
     import torch
 
     try:
@@ -299,7 +309,7 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, 
         raise ModelFileError(
             f"model path {directory} is not a directory (expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE})"
         )
-    dev = _torch_device(device)
+    dev = torch_device(device)
     config_path = directory / CONFIG_FILE
     if not os.path.lexists(config_path):
         raise ModelFileError(f"{directory} has no {CONFIG_FILE} (expected {CONFIG_FILE} and {WEIGHTS_FILE})")

@@ -1,5 +1,7 @@
 """The training loop: streamed data, validation every epoch, best model kept, seeded, resumable.
 
+Over 500 lines: the loop, its checkpoint (resume) and its distributed set-up are one run's state.
+
 out_dir becomes a model directory: model.json + weights.safetensors of the epoch with the best validation
 ELBO (rewritten at each improvement, with the training summary in model.json), training_curves.png, and
 checkpoint/ holding the last completed epoch (model + optimizer state as safetensors, the rest as JSON;
@@ -40,7 +42,15 @@ from vae_ros.core.errors import (
 )
 from vae_ros.core.evaluate import EvalResult, evaluate_batches
 from vae_ros.core.losses import ANNEALING_KINDS, KLAnnealing, vae_loss
-from vae_ros.core.model_dir import EXPORT_DIRS, EXPORT_FILES, SERVO_HEAD_FILE, load_model_dir, save_model_dir
+from vae_ros.core.model_dir import (
+    CONFIG_FILE,
+    EXPORT_DIRS,
+    EXPORT_FILES,
+    SERVO_HEAD_FILE,
+    WEIGHTS_FILE,
+    load_model_dir,
+    save_model_dir,
+)
 from vae_ros.core.models import VAE, build_model, parameter_count
 
 LOG = logging.getLogger(__name__)
@@ -51,7 +61,7 @@ CHECKPOINT_META = "state.json"
 CURVES_FILE = "training_curves.png"
 CHECKPOINT_FORMAT = 1
 # What a training run writes into out_dir (the CLI's --force removes exactly these, plus exports).
-ARTIFACTS = ("model.json", "weights.safetensors", CURVES_FILE, CHECKPOINT_DIR, "metrics.json", SERVO_HEAD_FILE,
+ARTIFACTS = (CONFIG_FILE, WEIGHTS_FILE, CURVES_FILE, CHECKPOINT_DIR, "metrics.json", SERVO_HEAD_FILE,
              *EXPORT_FILES, *EXPORT_DIRS)
 
 

@@ -1,5 +1,8 @@
 """rosbag2 writing without ROS: a thin, safe layer over rosbags' Writer (used by `collect` and `record`).
 
+(Over 500 lines: writing and repairing share the MCAP record format; most of it is the repair's bounded
+record reader, which must refuse hostile files on its own.)
+
 Bags get a standard metadata.yaml (rosbag2 format version 9; 8 where $ROS_DISTRO is humble, whose
 `ros2 bag` reads no later one), message definitions and type hashes from
 rosbags' ROS 2 typestore, and each topic's offered QoS profiles, so `ros2 bag info` / `ros2 bag play`
@@ -99,22 +102,13 @@ def write_durably(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _qos(reliable: bool, depth: int) -> list[Any]:
+def reliable_qos(depth: int = 10) -> list[Any]:
+    """Offered QoS for a reliable, keep-last, volatile publisher (odometry, commands, clock, latents)."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     unspecified = QosTime(0, 0)  # rmw's "use the default" duration
-    return [Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
-                QosDurability.VOLATILE, unspecified, unspecified, QosLiveliness.AUTOMATIC, unspecified, False)]
-
-
-def reliable_qos(depth: int = 10) -> list[Any]:
-    """Offered QoS for a reliable, keep-last, volatile publisher (odometry, commands, clock, latents)."""
-    return _qos(True, depth)
-
-
-def best_effort_qos(depth: int = 5) -> list[Any]:
-    """Offered QoS of a sensor-data publisher (best effort, keep last, volatile), as rclpy's profile."""
-    return _qos(False, depth)
+    return [Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE, QosDurability.VOLATILE, unspecified,
+                unspecified, QosLiveliness.AUTOMATIC, unspecified, False)]
 
 
 def normalise_msgtype(msgtype: str) -> str:
@@ -248,7 +242,7 @@ class BagWriter:
         """Register a topic before writing to it; returns its fully qualified name.
 
         qos_profiles_yaml: the publishers' offered QoS, as rosbag2 metadata YAML (a list of profiles) or a
-        list of rosbags Qos (see reliable_qos / best_effort_qos); None records no profile. msgdef/rihs01
+        list of rosbags Qos (see reliable_qos); None records no profile. msgdef/rihs01
         give the definition of a type the ROS 2 typestore does not know (e.g. a custom message).
         """
         from rosbags.rosbag2 import WriterError

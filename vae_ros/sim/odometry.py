@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vae_ros.core.errors import ConfigError
+from vae_ros.sim.geometry import wrap_angle
 from vae_ros.sim.world import Pose2D, Velocity2D
 
 MAX_ODOM_ERROR = 10.0  # the `odom_error` range: 10x the typical error is already a broken robot
@@ -82,7 +83,7 @@ class WheelOdometry:
         measured = self.measure(true)
         p = self.pose
         mid = p.yaw + 0.5 * measured.angular_z * dt
-        yaw = math.atan2(math.sin(p.yaw + measured.angular_z * dt), math.cos(p.yaw + measured.angular_z * dt))
+        yaw = wrap_angle(p.yaw + measured.angular_z * dt)
         self.pose = Pose2D(p.x + measured.linear_x * math.cos(mid) * dt, p.y + measured.linear_x * math.sin(mid) * dt,
                            yaw)
         self.velocity = measured

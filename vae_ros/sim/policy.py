@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.core.errors import ConfigError, InputError
+from vae_ros.sim.geometry import wrap_angle
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class CoverPolicy:
         rng = np.random.default_rng([self.seed, anchor_index, index % cfg.per_anchor + 1])
         x, y = self._free_point(rng, (ax, ay), cfg.pose_clearance)
         yaw = heading + float(rng.uniform(-cfg.yaw_spread, cfg.yaw_spread))
-        return x, y, math.atan2(math.sin(yaw), math.cos(yaw))
+        return x, y, wrap_angle(yaw)
 
 
 @dataclass(frozen=True)

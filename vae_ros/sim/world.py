@@ -30,12 +30,16 @@ from typing import Any
 import numpy as np
 
 from vae_ros.core.errors import ConfigError, InputError
+from vae_ros.sim.geometry import (
+    ROBOT_RADIUS,
+    ROOM_HALF_SIZE,
+    clearance,
+    wrap_angle,
+)
 
-# Geometry of the room and the robot (metres).
-ROOM_HALF_SIZE = 3.0
+# Walls (metres); the room's size and the robot's radius are in vae_ros.sim.geometry.
 WALL_HEIGHT = 2.5
 WALL_THICKNESS = 0.1
-ROBOT_RADIUS = 0.2
 # Sensor mounts in base_link (x, y, z).
 LIDAR_OFFSET = (0.0, 0.0, 0.4)
 CAMERA_OFFSET = (0.21, 0.0, 0.3)
@@ -371,7 +375,7 @@ class SimWorld:
     def pose(self) -> Pose2D:
         """Ground-truth pose of base_link in the odom (world) frame; yaw wrapped to (-pi, pi]."""
         qpos = self.data.qpos
-        yaw = math.atan2(math.sin(qpos[self._qpos[2]]), math.cos(qpos[self._qpos[2]]))
+        yaw = wrap_angle(float(qpos[self._qpos[2]]))
         return Pose2D(float(qpos[self._qpos[0]]), float(qpos[self._qpos[1]]), yaw)
 
     def velocity(self) -> Velocity2D:
@@ -386,11 +390,11 @@ class SimWorld:
         """Place the robot at rest at (x, y, yaw); raise ConfigError when that is outside the room or in an object."""
         if not all(math.isfinite(v) for v in (x, y, yaw)):
             raise ConfigError(f"pose must be finite numbers, got ({x}, {y}, {yaw})")
-        limit = ROOM_HALF_SIZE - ROBOT_RADIUS
-        if abs(x) > limit or abs(y) > limit:
+        if clearance(x, y, ()) < 0:
+            limit = ROOM_HALF_SIZE - ROBOT_RADIUS
             raise ConfigError(f"pose ({x:.2f}, {y:.2f}) is outside the room: |x| and |y| must be <= {limit:.2f} m")
         for obj in self.objects:
-            if math.hypot(x - obj.x, y - obj.y) < obj.radius + ROBOT_RADIUS:
+            if clearance(x, y, (obj,)) < 0:
                 raise ConfigError(f"pose ({x:.2f}, {y:.2f}) overlaps {obj.name} at ({obj.x:.2f}, {obj.y:.2f})")
         qpos = self.data.qpos
         qpos[self._qpos[0]] = x
@@ -401,10 +405,9 @@ class SimWorld:
         self._mj.mj_forward(self.model, self.data)
 
     def clearance(self, x: float, y: float) -> float:
-        """Free distance (m) from a robot-sized disc at (x, y) to the nearest wall or object footprint (< 0: collision)."""
-        walls = ROOM_HALF_SIZE - max(abs(x), abs(y)) - ROBOT_RADIUS
-        objects = min((math.hypot(x - o.x, y - o.y) - o.radius - ROBOT_RADIUS for o in self.objects), default=math.inf)
-        return min(walls, objects)
+        """Free distance (m) from a robot-sized disc at (x, y) to the nearest wall or object footprint (< 0:
+        collision): vae_ros.sim.geometry.clearance for this room's objects."""
+        return clearance(x, y, self.objects)
 
     # -- motion ------------------------------------------------------------------------------------------
     def step(self, linear: float, angular: float, dt: float) -> None:

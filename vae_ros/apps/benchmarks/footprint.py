@@ -243,7 +243,7 @@ def tensorrt_skip_reason() -> str:
 
     if importlib.util.find_spec("torch_tensorrt") is None:
         return "torch_tensorrt is not installed"
-    from vae_ros.core.backends import tensorrt_available
+    from vae_ros.core.accel import tensorrt_available
 
     return "" if tensorrt_available("cuda") else "no CUDA device visible to torch"
 
@@ -253,6 +253,7 @@ def run_footprint_bench(model: str = "", runs: int = DEFAULT_RUNS, backends: Seq
                         progress: Callable[[str], None] | None = None) -> FootprintReport:
     """Run the benchmark (module docstring); returns the report with medians, ratios and targets."""
     from vae_ros.apps.benchmarks.nodes import _prepare_model, make_frames
+    from vae_ros.core.model_dir import ENCODER_ONNX
 
     if runs < 1 or settle < 1:
         raise ConfigError(f"runs and settle must be >= 1, got {runs} and {settle}")
@@ -272,7 +273,7 @@ def run_footprint_bench(model: str = "", runs: int = DEFAULT_RUNS, backends: Seq
             model_dir = _prepare_model(model, workdir, "onnxruntime")
             report = FootprintReport(model=str(model_dir), runs=runs, image=f"{width}x{height} bgr8")
             commands: dict[str, list[str]] = {
-                LEAN: [sys.executable, "-m", "vae_ros.apps.benchmarks.lean_encoder", "--onnx", str(model_dir / "encoder.onnx"),
+                LEAN: [sys.executable, "-m", "vae_ros.apps.benchmarks.lean_encoder", "--onnx", str(model_dir / ENCODER_ONNX),
                        "--threads", str(threads or 0)]}
             report.rows.append(FootprintRow(LEAN))
             for backend in backends:

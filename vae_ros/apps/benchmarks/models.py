@@ -101,7 +101,7 @@ def _torchscript_encoder(model: Any, example: np.ndarray) -> EncodeFn:
 
 def _prepare_exports(model_dir: Path, work: Path, want_int8: bool) -> tuple[Path, dict[str, str]]:
     """A directory with up-to-date encoder.onnx (and encoder.int8.onnx): model_dir, or a temporary copy."""
-    from vae_ros.core.backends import ENCODER_INT8_ONNX, ENCODER_ONNX, check_export_fresh, load_config
+    from vae_ros.core.backends import check_export_fresh, load_config
     from vae_ros.core.export import (
         copy_export,
         example_inputs,
@@ -110,6 +110,7 @@ def _prepare_exports(model_dir: Path, work: Path, want_int8: bool) -> tuple[Path
         quantize_int8,
         split_calibration,
     )
+    from vae_ros.core.model_dir import ENCODER_INT8_ONNX, ENCODER_ONNX
 
     notes: dict[str, str] = {}
 
@@ -145,7 +146,8 @@ def _candidates(model_dir: Path, work: Path, wanted: Sequence[str], example: np.
     """(name, encode function, note) of each wanted backend that runs here; skipped ones with the reason."""
     import torch
 
-    from vae_ros.core.backends import OnnxRuntimeBackend, TorchBackend, create_backend, tensorrt_available
+    from vae_ros.core.accel import tensorrt_available
+    from vae_ros.core.backends import OnnxRuntimeBackend, TorchBackend, create_backend
     from vae_ros.core.errors import VaeRosError
 
     torch_backend = TorchBackend(model_dir, "cpu")

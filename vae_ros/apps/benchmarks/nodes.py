@@ -1,5 +1,8 @@
 """Node benchmark (`vae-ros bench nodes`): encoder_node against a naive node over real ROS 2 processes.
 
+Over 500 lines: the benchmark's helper processes (--role naive / echo / publisher) live here so one module is
+the whole runnable benchmark.
+
 640x480 bgr8 images are published from another process at 30 Hz and then flat out; for each node the
 benchmark reports the fraction of frames that produce a latent, the end-to-end latency (the image's
 header stamp -> the latent received here, p50/p99) and the maximum sustained rate (latents per second
@@ -342,7 +345,7 @@ def _env(domain: int) -> dict[str, str]:
 
 def _prepare_model(model: str, workdir: Path, backend: str) -> Path:
     """A private copy of the model directory with encoder.onnx (exported when missing, for `auto`)."""
-    from vae_ros.core.model_dir import resolve_model_dir, save_model_dir
+    from vae_ros.core.model_dir import CONFIG_FILE, ENCODER_ONNX, resolve_model_dir, save_model_dir
 
     target = workdir / "model"
     try:
@@ -352,8 +355,8 @@ def _prepare_model(model: str, workdir: Path, backend: str) -> Path:
             raise
         source = None
     if source is not None:
-        if not (source / "model.json").is_file():
-            raise ModelFileError(f"{source} has no model.json")
+        if not (source / CONFIG_FILE).is_file():
+            raise ModelFileError(f"{source} has no {CONFIG_FILE}")
         shutil.copytree(source, target)
     else:  # no packaged default yet: the default architecture, untrained (timings do not depend on weights)
         import torch
@@ -364,7 +367,7 @@ def _prepare_model(model: str, workdir: Path, backend: str) -> Path:
         torch.manual_seed(0)
         config = ModelConfig("image")
         save_model_dir(target, config, build_model(config))
-    if backend in ("auto", "onnxruntime") and not (target / "encoder.onnx").is_file():
+    if backend in ("auto", "onnxruntime") and not (target / ENCODER_ONNX).is_file():
         from vae_ros.core.export import export_onnx
 
         export_onnx(target)
@@ -694,7 +697,7 @@ def format_table(report: NodesReport) -> str:
 
 
 # -- entry points -----------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Options of the node benchmark (`--model` and `--json` are shared with `vae-ros bench models`)."""
     parser.add_argument("--duration", type=float, default=5.0, metavar="S",
                         help="node benchmark: seconds per publishing mode (default 5)")

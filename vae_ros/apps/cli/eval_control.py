@@ -1,5 +1,7 @@
 """`vae-ros eval-control`: how well representations and controllers reach goals in the simulator.
 
+Over 500 lines: the command's two modes (episodes, --basin) share their output and reproduction lines.
+
     vae-ros eval-control --basin --representations pixels pca models/image_default models/scan_default \\
         raw_scan --seeds 0 1 --goals 4 --out eval/basin
 
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vae_ros.apps.cli.train import _positive_int, setup_logging
+from vae_ros.apps.cli.common import positive_int, setup_logging
 
 if TYPE_CHECKING:
     from vae_ros.control.evaluation.episodes import EpisodeConfig, EpisodeResult
@@ -56,7 +58,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                              f"(default: {' '.join(DEFAULT_REPRESENTATIONS)})")
     parser.add_argument("--seeds", nargs="+", type=_seed, default=[0], metavar="SEED",
                         help="world seeds to evaluate in (0)")
-    parser.add_argument("--goals", type=_positive_int, default=4, metavar="N", help="goals per world seed (4)")
+    parser.add_argument("--goals", type=positive_int, default=4, metavar="N", help="goals per world seed (4)")
     parser.add_argument("--out", metavar="DIR", default="eval/control", help="folder for results (eval/control)")
     grid = parser.add_argument_group("basin grid")
     grid.add_argument("--extent", type=_positive_float, default=1.0, metavar="M",
@@ -73,16 +75,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     reps = parser.add_argument_group("representations")
     reps.add_argument("--pca-fit-seeds", nargs="+", type=_seed, default=[2, 3], metavar="SEED",
                       help="training worlds the PCA is fitted on; must differ from --seeds (2 3)")
-    reps.add_argument("--pca-fit-samples", type=_positive_int, default=500, metavar="N",
+    reps.add_argument("--pca-fit-samples", type=positive_int, default=500, metavar="N",
                       help="random poses per PCA training world (500)")
-    reps.add_argument("--pca-components", type=_positive_int, default=16, metavar="K", help="PCA components (16)")
+    reps.add_argument("--pca-components", type=positive_int, default=16, metavar="K", help="PCA components (16)")
     reps.add_argument("--backend", default="auto", help="inference backend of model directories (auto)")
-    reps.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    reps.add_argument("--threads", type=positive_int, default=None, metavar="N",
                       help="ONNX Runtime threads (default: up to 4)")
     episodes = parser.add_argument_group("closed-loop episodes (without --basin)")
     episodes.add_argument("--model", metavar="DIR", default="",
                           help="control model directory (default: the packaged models/control_default)")
-    episodes.add_argument("--episodes", type=_positive_int, default=50, metavar="N",
+    episodes.add_argument("--episodes", type=positive_int, default=50, metavar="N",
                           help="start/goal pairs per world seed (50)")
     episodes.add_argument("--episode-seed", type=_seed, default=0, metavar="SEED",
                           help="seed of the start/goal sampling (0)")
@@ -116,11 +118,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     baselines.add_argument("--baseline-seeds", nargs="+", type=_seed, default=[2, 3, 4, 5, 6, 7, 8, 9],
                            metavar="SEED", help="training worlds of the baseline heads; must differ from --seeds "
                                                 "(2-9)")
-    baselines.add_argument("--baseline-poses", type=_positive_int, default=1500, metavar="N",
+    baselines.add_argument("--baseline-poses", type=positive_int, default=1500, metavar="N",
                            help="cover poses per training world (1500)")
-    baselines.add_argument("--baseline-steps", type=_positive_int, default=3000, metavar="N",
+    baselines.add_argument("--baseline-steps", type=positive_int, default=3000, metavar="N",
                            help="head training steps (3000)")
-    baselines.add_argument("--baseline-episodes", type=_positive_int, default=None, metavar="N",
+    baselines.add_argument("--baseline-episodes", type=positive_int, default=None, metavar="N",
                            help="run the baselines on the first N episodes of each seed only (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -180,9 +182,10 @@ def _run_episodes(args: argparse.Namespace) -> int:
         from vae_ros.control.evaluation.episodes import WorldModelController
         from vae_ros.control.runtime.dynamics import load_dynamics_dir
         from vae_ros.control.runtime.planner import differential_drive_config
+        from vae_ros.core.model_dir import DYNAMICS_DIR
 
         torch.set_num_threads(1)  # the planner's rollouts: one thread is fastest on a small CPU (bench/planner.py)
-        dynamics_dir = Path(args.dynamics).expanduser() if args.dynamics else model_dir / "dynamics"
+        dynamics_dir = Path(args.dynamics).expanduser() if args.dynamics else model_dir / DYNAMICS_DIR
         dynamics = load_dynamics_dir(dynamics_dir)
         if dynamics.latent_dim != model.latent_dim:
             raise ConfigError(f"dynamics {dynamics_dir} predicts {dynamics.latent_dim}-D latents, the model has "

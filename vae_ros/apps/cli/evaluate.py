@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vae_ros.apps.cli.train import _positive_int, add_data_arguments, remove_if_empty, setup_logging
+from vae_ros.apps.cli.common import add_data_arguments, positive_int, remove_if_empty, setup_logging
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -25,11 +25,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "model's training data (all)")
     parser.add_argument("--val-percent", type=float, default=None,
                         help="validation share used to split (default: the model's training setting, or 10)")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate at most N samples")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (64)")
-    parser.add_argument("--top-k", type=_positive_int, default=4, metavar="K",
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate at most N samples")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="batch size (64)")
+    parser.add_argument("--top-k", type=positive_int, default=4, metavar="K",
                         help="latent dimensions to traverse, most active first (4)")
-    parser.add_argument("--examples", type=_positive_int, default=8, help="reconstructions to plot (8)")
+    parser.add_argument("--examples", type=positive_int, default=8, help="reconstructions to plot (8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ELBO's latent sample (0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,42 +13,10 @@ epoch), with training_curves.png and checkpoint/ (for --resume) beside them.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("expected positive integers")
-    return values
-
-
-def add_data_arguments(parser: argparse.ArgumentParser, several_bags: bool = False) -> None:
-    """--bag/--topic/--images, shared with `vae-ros eval`; `several_bags`: --bag may repeat (control training)."""
-    data = parser.add_argument_group("data (give --bag and --topic, or --images)")
-    if several_bags:
-        data.add_argument("--bag", metavar="PATH", action="append",
-                          help="rosbag2 folder, or a single .mcap / .db3 file; repeat it with --pose-topic to "
-                               "train on several recordings (one world each)")
-    else:
-        data.add_argument("--bag", metavar="PATH", help="rosbag2 folder, or a single .mcap / .db3 file")
-    data.add_argument("--topic", metavar="NAME",
-                      help="topic to read: sensor_msgs/Image, CompressedImage, LaserScan or PointCloud2")
-    data.add_argument("--images", metavar="DIR", help="folder of .png/.jpg/.jpeg/.bmp images (recursive)")
+from vae_ros.apps.cli.common import add_data_arguments, int_list, positive_int, remove_if_empty, setup_logging
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -63,28 +31,28 @@ def register(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--modality", choices=("image", "scan", "pointcloud"),
                        help="default: from the topic's message type (images for --images)")
-    model.add_argument("--latent-dim", type=_positive_int, default=16, metavar="D", help="latent size (16)")
-    model.add_argument("--arch-channels", type=_int_list, metavar="C1,C2,..",
+    model.add_argument("--latent-dim", type=positive_int, default=16, metavar="D", help="latent size (16)")
+    model.add_argument("--arch-channels", type=int_list, metavar="C1,C2,..",
                        help="channels of each stride-2 conv stage (default 32,64,128,256)")
     model.add_argument("--likelihood", choices=("gaussian", "bernoulli"), default="gaussian",
                        help="decoder likelihood (gaussian)")
     model.add_argument("--obs-std", type=float, default=0.1, metavar="S",
                        help="Gaussian likelihood: observation noise in normalised units (0.1); smaller "
                             "weighs reconstruction more against the KL term")
-    model.add_argument("--image-size", type=_positive_int, default=64, metavar="N",
+    model.add_argument("--image-size", type=positive_int, default=64, metavar="N",
                        help="square image side, a multiple of 16 (64)")
     model.add_argument("--channels", type=int, choices=(1, 3), default=3, help="image channels (3 = RGB)")
-    model.add_argument("--beams", type=_positive_int, metavar="N",
+    model.add_argument("--beams", type=positive_int, metavar="N",
                        help="scan model beams (default: the bag's beam count rounded to a multiple of 8)")
-    model.add_argument("--rows", type=_positive_int, default=16, help="range-image rows (16)")
-    model.add_argument("--cols", type=_positive_int, default=256, help="range-image columns (256)")
+    model.add_argument("--rows", type=positive_int, default=16, help="range-image rows (16)")
+    model.add_argument("--cols", type=positive_int, default=256, help="range-image columns (256)")
     model.add_argument("--fov-up", type=float, default=15.0, metavar="DEG", help="range-image top (15)")
     model.add_argument("--fov-down", type=float, default=-15.0, metavar="DEG", help="range-image bottom (-15)")
     model.add_argument("--range-max", type=float, metavar="M",
                        help="LiDAR normalising range (default: the scan's range_max, 10 m for clouds)")
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=_positive_int, default=30, help="epochs (30)")
-    opt.add_argument("--batch-size", type=_positive_int, default=64,
+    opt.add_argument("--epochs", type=positive_int, default=30, help="epochs (30)")
+    opt.add_argument("--batch-size", type=positive_int, default=64,
                      help="batch size (64); under torchrun the global batch, shared by the processes")
     opt.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
     opt.add_argument("--beta", type=float, default=1.0, help="KL weight beta (1.0)")
@@ -108,46 +76,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--pose-topic", metavar="NAME",
                          help="nav_msgs/Odometry topic giving each sensor message its pose (e.g. odom); turns on "
                               "control-fit training, which counts --steps instead of --epochs")
-    control.add_argument("--steps", type=_positive_int, default=6000, help="optimisation steps (6000)")
+    control.add_argument("--steps", type=positive_int, default=6000, help="optimisation steps (6000)")
     control.add_argument("--metric-weight", type=float, default=300.0, metavar="W",
                          help="weight of the pose-metric term (300)")
     control.add_argument("--yaw-weight", type=float, default=1.0, metavar="M",
                          help="metres of pose distance per radian of yaw in the metric (1.0)")
-
-
-class _LineFormatter(logging.Formatter):
-    """'vae-ros train: epoch 3/30 ...' for progress, 'vae-ros train: warning: ...' for problems."""
-
-    def __init__(self, command: str, rank: int = 0) -> None:
-        super().__init__()
-        self.prefix = f"vae-ros {command}: " if rank == 0 else f"vae-ros {command} [rank {rank}]: "
-
-    def format(self, record: logging.LogRecord) -> str:
-        level = "" if record.levelno <= logging.INFO else record.levelname.lower() + ": "
-        return self.prefix + level + record.getMessage()
-
-
-def setup_logging(command: str, rank: int = 0) -> None:
-    """vae_ros log records (e.g. 'skipped 3 undecodable messages') as plain lines on stderr; under torchrun
-    the processes other than rank 0 report only warnings and errors, marked with their rank."""
-    logger = logging.getLogger("vae_ros")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_LineFormatter(command, rank))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
-        logger.propagate = False
-
-
-def remove_if_empty(folder: Path) -> None:
-    """Remove folder (and empty folders in it) when nothing was written there."""
-    if not folder.is_dir():
-        return
-    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            sub.rmdir()
-    with contextlib.suppress(OSError):
-        folder.rmdir()  # fails, as it should, when something is in it
 
 
 def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:

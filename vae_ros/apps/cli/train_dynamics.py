@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vae_ros.apps.cli.train import _int_list, _positive_int
+from vae_ros.apps.cli.common import int_list, positive_int
+from vae_ros.control.runtime.dynamics import DYNAMICS_FILE, ONNX_FILE
 from vae_ros.core.errors import ConfigError
+from vae_ros.core.model_dir import WEIGHTS_FILE
 from vae_ros.ros.interface import (
     CAMERA_TOPIC,
     CLOUD_TOPIC,
@@ -32,10 +34,8 @@ from vae_ros.ros.interface import (
 
 # The sensor topic each modality is read from when --model is given without --topic.
 DEFAULT_SENSOR_TOPIC = {"scan": SCAN_TOPIC, "image": CAMERA_TOPIC, "pointcloud": CLOUD_TOPIC}
-ARTIFACTS = ("dynamics.json", "weights.safetensors", "dynamics.onnx", "evaluation.json", "evaluation.md",
+ARTIFACTS = (DYNAMICS_FILE, WEIGHTS_FILE, ONNX_FILE, "evaluation.json", "evaluation.md",
              "error_vs_horizon.png", "r2_per_dim.png", "example_rollout.png", "training_curve.png")
-
-
 
 
 def _float_list(text: str) -> list[float]:
@@ -70,20 +70,20 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="dynamics directory to write")
     parser.add_argument("--force", action="store_true", help="overwrite a previous dynamics model in --out")
     model = parser.add_argument_group("model and optimisation")
-    model.add_argument("--members", type=_positive_int, default=5, help="ensemble members (5)")
-    model.add_argument("--hidden", type=_int_list, default=[64, 64], metavar="H1,H2,..",
+    model.add_argument("--members", type=positive_int, default=5, help="ensemble members (5)")
+    model.add_argument("--hidden", type=int_list, default=[64, 64], metavar="H1,H2,..",
                        help="hidden layer sizes (64,64: as accurate as 128,128 on the scan latent and 3.6x cheaper "
                             "to plan with)")
-    model.add_argument("--steps", type=_positive_int, default=8000, help="optimisation steps (8000)")
-    model.add_argument("--batch-size", type=_positive_int, default=256, help="batch size per member (256)")
+    model.add_argument("--steps", type=positive_int, default=8000, help="optimisation steps (8000)")
+    model.add_argument("--batch-size", type=positive_int, default=256, help="batch size per member (256)")
     model.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate, cosine-decayed (2e-3)")
     model.add_argument("--seed", type=int, default=0, help="random seed (0)")
     model.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
-    model.add_argument("--threads", type=_positive_int, default=1,
+    model.add_argument("--threads", type=positive_int, default=1,
                        help="CPU threads for torch (1: the batches are small, and more threads only contend)")
     model.add_argument("--horizons", type=_float_list, default=[0.1, 0.2, 0.5, 1.0, 2.0], metavar="S1,S2,..",
                        help="evaluation horizons in seconds (0.1,0.2,0.5,1,2)")
-    model.add_argument("--no-onnx", action="store_true", help="do not export dynamics.onnx")
+    model.add_argument("--no-onnx", action="store_true", help=f"do not export {ONNX_FILE}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -136,7 +136,7 @@ def _reader(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vae_ros.apps.cli.train import setup_logging
+    from vae_ros.apps.cli.common import setup_logging
     from vae_ros.core.distributed import from_env, process_group
 
     dist = from_env()  # under torchrun: this process's rank; otherwise one process
@@ -207,7 +207,7 @@ def _run(args: argparse.Namespace, dist: Any) -> int:
     save_dynamics_dir(out, dyn_config, weights)
     if not args.no_onnx:
         try:
-            export_onnx(dynamics, out / "dynamics.onnx")
+            export_onnx(dynamics, out / ONNX_FILE)
         except Exception as err:  # noqa: BLE001 - an optional export must not lose the trained model
             print(f"vae-ros train-dynamics: warning: ONNX export skipped: {err}", file=sys.stderr)
     (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -45,6 +45,7 @@ from vae_ros.control.training.metric import (
     pair_errors,
 )
 from vae_ros.core.errors import ConfigError
+from vae_ros.sim.geometry import wrap_angle
 
 if TYPE_CHECKING:
     from vae_ros.sim.world import SimConfig, SimWorld
@@ -234,7 +235,7 @@ def _calibration_observations(representation: Representation, seeds: Sequence[in
                     if world.clearance(x, y) < 0.02:
                         continue
                     yaw = gyaw + float(rng.uniform(-config.calibration_yaw, config.calibration_yaw))
-                    poses.append((float(x), float(y), math.atan2(math.sin(yaw), math.cos(yaw))))
+                    poses.append((float(x), float(y), wrap_angle(yaw)))
                     placed += 1
             parts.append(observe(world, np.array(poses), representation.sensors))
         groups.append(np.full(len(poses), group))
@@ -297,8 +298,7 @@ def _head_error(head: PoseHeadNumpy, z: np.ndarray, poses: np.ndarray, groups: n
         tx = c * (poses[j, 0] - poses[i, 0]) + s * (poses[j, 1] - poses[i, 1])
         ty = -s * (poses[j, 0] - poses[i, 0]) + c * (poses[j, 1] - poses[i, 1])
         pos_err.append(math.hypot(dx - tx, dy - ty))
-        yaw_err.append(abs(math.degrees(math.atan2(math.sin(dyaw - (poses[j, 2] - poses[i, 2])),
-                                                   math.cos(dyaw - (poses[j, 2] - poses[i, 2]))))))
+        yaw_err.append(abs(math.degrees(wrap_angle(dyaw - (poses[j, 2] - poses[i, 2])))))
     return {"position_m_median": float(np.median(pos_err)), "position_m_p90": float(np.percentile(pos_err, 90)),
             "yaw_deg_median": float(np.median(yaw_err)), "yaw_deg_p90": float(np.percentile(yaw_err, 90)),
             "pairs": int(len(pos_err))}

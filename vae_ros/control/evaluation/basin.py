@@ -1,5 +1,7 @@
 """Basin of attraction of latent-distance descent: how often does descending |z - z*| reach the goal?
 
+Over 500 lines: the grid, the descent and the per-representation report are one measurement.
+
 For goals (free poses in simulated worlds) a pose grid around each goal is observed once, every
 representation encodes it, and two descents run from every start cell (0.3-1.0 m, <= 45 deg from the goal):
 - greedy: move to the 26-neighbour cell (+-1 step in any combination of x, y, yaw) of lowest latent distance;
@@ -24,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from vae_ros.control.evaluation.representations import Observations, Representation, observe, sensors_of
-from vae_ros.control.runtime.poses import collision_free, sample_free_poses
+from vae_ros.control.runtime.poses import sample_free_poses
 from vae_ros.core.errors import ConfigError
-from vae_ros.sim.world import ROBOT_RADIUS, SimObject
+from vae_ros.sim.geometry import ROBOT_RADIUS, collision_free
+from vae_ros.sim.world import SimObject
 
 # The 26 neighbour moves of the greedy descent, (26, 3) in grid steps (x, y, yaw).
 NEIGHBOUR_MOVES = np.array([m for m in itertools.product((-1, 0, 1), repeat=3) if any(m)], dtype=np.int64)

@@ -27,6 +27,7 @@ from vae_ros.control.runtime.dynamics import LatentDynamics
 from vae_ros.control.training.dynamics import fit_linear
 from vae_ros.control.training.dynamics_data import Trajectory
 from vae_ros.core.errors import DataError
+from vae_ros.sim.geometry import wrap_angles
 
 DEFAULT_HORIZONS_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 PREDICTORS = ("no_change", "constant_velocity", "linear", "ensemble")
@@ -51,7 +52,7 @@ def _robot_frame_delta(poses: np.ndarray, starts: np.ndarray, steps: int) -> np.
     p0, p1 = poses[starts], poses[starts + steps]
     c, s = np.cos(p0[:, 2]), np.sin(p0[:, 2])
     dx, dy = p1[:, 0] - p0[:, 0], p1[:, 1] - p0[:, 1]
-    dyaw = np.arctan2(np.sin(p1[:, 2] - p0[:, 2]), np.cos(p1[:, 2] - p0[:, 2]))
+    dyaw = wrap_angles(p1[:, 2] - p0[:, 2])
     return np.stack([c * dx + s * dy, -s * dx + c * dy, dyaw], axis=1)
 
 
@@ -129,7 +130,7 @@ def _fit_readout(train: Sequence[Trajectory], steps: int, fit_steps: int = 600, 
 
 def _pose_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     pos = np.hypot(pred[:, 0] - truth[:, 0], pred[:, 1] - truth[:, 1])
-    yaw = np.degrees(np.abs(np.arctan2(np.sin(pred[:, 2] - truth[:, 2]), np.cos(pred[:, 2] - truth[:, 2]))))
+    yaw = np.degrees(np.abs(wrap_angles(pred[:, 2] - truth[:, 2])))
     return {"position_m_median": float(np.median(pos)), "yaw_deg_median": float(np.median(yaw))}
 
 

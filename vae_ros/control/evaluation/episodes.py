@@ -29,9 +29,10 @@ import numpy as np
 from vae_ros.control.runtime.control_model import ControlModel
 from vae_ros.control.runtime.planner import SERVO, MpcConfig, MpcState, plan_step, scan_obstacles
 from vae_ros.control.runtime.safety import SLOWED, STOPPED, SafetyConfig, guard_command, scan_points
-from vae_ros.control.runtime.servo import CONVERGED, LOST, ServoConfig, ServoState, servo_step, wrap_angle
+from vae_ros.control.runtime.servo import CONVERGED, LOST, ServoConfig, ServoState, servo_step
 from vae_ros.control.training.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
 from vae_ros.core.errors import ConfigError
+from vae_ros.sim.geometry import wrap_angle
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 
 from vae_ros.core.config import ImageSpec
 from vae_ros.core.errors import ConfigError, InputError, ModelFileError
+from vae_ros.core.model_dir import CONFIG_FILE
 from vae_ros.core.preprocess import preprocess_image, preprocess_scan
 from vae_ros.sim.world import ScanGeometry, SimConfig
 
@@ -236,7 +237,7 @@ def representation_from_name(name: str, *, backend: str = "auto", device: str = 
         from vae_ros.resources import models_dir
 
         packaged = models_dir() / path.name
-        if not (packaged / "model.json").is_file():
+        if not (packaged / CONFIG_FILE).is_file():
             raise ModelFileError(f"representation {name!r} is neither one of {', '.join(BASELINES)} nor a model "
                                  "directory")
         path = packaged

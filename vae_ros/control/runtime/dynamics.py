@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from vae_ros.core.errors import ConfigError, InputError, ModelFileError
+from vae_ros.core.model_dir import WEIGHTS_FILE
 
 DYNAMICS_FILE = "dynamics.json"
-WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "dynamics.onnx"
 FORMAT = "vae_ros.dynamics"
 FORMAT_VERSION = 1

@@ -1,5 +1,7 @@
 """Model-predictive control in latent space (ROS-free, pure): the cross-entropy method over a learned model.
 
+Over 500 lines: the planner's parts (costs, look-around, detour, hand-over) share MpcConfig and MpcState.
+
 Each step plans a sequence of `horizon` differential-drive commands (v, w), one per model step (the
 dynamics' dt), that brings the predicted latent to the goal latent, and executes the first one
 (receding horizon). The plan is found by the cross-entropy method (Rubinstein 1999; as in PlaNet, Hafner
@@ -19,9 +21,9 @@ arrival (a place whose scan aliases the goal's) and looked for elsewhere, a wayp
 what blocks the straight way, short manoeuvres that stop and a rule that a stalled plan must move, and
 `safe_command`, a LiDAR fail-safe on every command sent (the servo law's after the hand-over too).
 
-State is passed explicitly: `plan_step(state, z, z_goal, config) -> (state, (v, w))`; `mpc_step` has the
-servo's signature shape `(state, z, z_goal, jacobian, dt, config)` so closed-loop evaluation
-(vae_ros.control.evaluation.episodes) can run either controller. Convergence and LOST follow the servo's rules.
+State is passed explicitly: `plan_step(state, z, z_goal, config[, obstacles]) -> (state, (v, w))`, one call per
+model step; world_model_node and closed-loop evaluation (vae_ros.control.evaluation.episodes) both call it.
+Convergence and LOST follow the servo's rules.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ from vae_ros.control.runtime.servo import (
     servo_step,
     unicycle_command,
     verdict,
-    wrap_angle,
 )
 from vae_ros.core.errors import ConfigError, InputError
+from vae_ros.sim.geometry import wrap_angle, wrap_angles
 
 COSTS = ("latent", "pose")
 PLAN, SERVO = "plan", "servo"
@@ -251,7 +253,7 @@ def _goal_in_frames(goal: np.ndarray, actions: np.ndarray, dt: float, steps: np.
     rel = goal[:2] - pos
     c, s = np.cos(yaw), np.sin(yaw)
     return np.stack([c * rel[..., 0] + s * rel[..., 1], -s * rel[..., 0] + c * rel[..., 1],
-                     np.arctan2(np.sin(goal[2] - yaw), np.cos(goal[2] - yaw))], axis=-1)
+                     wrap_angles(goal[2] - yaw)], axis=-1)
 
 
 def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command: tuple[float, float],
@@ -683,22 +685,6 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
     return replace(state, status=status, command=(v, w), plan=sequence, predicted=predicted, cost=cost,
                    mode=PLAN, servo=None, safety_stops=state.safety_stops + int(cut), stalled=stalled,
                    **common), (v, w)
-
-
-def mpc_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, jacobian: np.ndarray | None, dt: float,
-             config: MpcConfig) -> tuple[MpcState, tuple[float, float]]:
-    """plan_step with the servo's signature shape (servo_step(state, z, z_goal, J, dt, cfg)).
-
-    The interaction matrix is not needed (the model predicts); dt must match the model's step, since the
-    plan is made in model steps.
-    """
-    del jacobian
-    if not (math.isfinite(dt) and dt > 0):
-        raise InputError(f"dt must be a positive number of seconds, got {dt}")
-    if abs(dt - config.dynamics.dt) > 0.5 * config.dynamics.dt:
-        raise ConfigError(f"the control period {dt:.3f} s does not match the dynamics model's step "
-                          f"{config.dynamics.dt:.3f} s")
-    return plan_step(state, z, z_goal, config)
 
 
 def scan_obstacles(ranges: np.ndarray, angle_min: float, angle_increment: float, max_range: float = 1.5,

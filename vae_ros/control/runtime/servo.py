@@ -34,6 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from vae_ros.core.errors import ConfigError, InputError
+from vae_ros.sim.geometry import wrap_angle
 
 SERVOING = "servoing"
 CONVERGED = "converged"
@@ -106,11 +107,6 @@ class ServoState:
     # (v, w) this law asked for last; `command` is what was sent, which the scan safety layer may have cut
     requested: tuple[float, float] = (0.0, 0.0)
     held: int = 0  # consecutive steps the linear motion asked for was held back (sent at under half its speed)
-
-
-def wrap_angle(angle: float) -> float:
-    """Angle in (-pi, pi]."""
-    return math.atan2(math.sin(angle), math.cos(angle))
 
 
 class _VerdictState(Protocol):  # ServoState, planner.MpcState

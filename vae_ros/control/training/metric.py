@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vae_ros.core.errors import ConfigError
+from vae_ros.sim.geometry import wrap_angles
 
 if TYPE_CHECKING:  # the losses run in training only; the servo imports the thresholds without torch
     import torch
@@ -88,7 +89,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def pair_errors(poses_a: np.ndarray, poses_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position (m) and absolute yaw (rad) errors between matching rows of two (N, 3) pose arrays."""
     pos = np.hypot(poses_a[:, 0] - poses_b[:, 0], poses_a[:, 1] - poses_b[:, 1])
-    yaw = np.abs((poses_a[:, 2] - poses_b[:, 2] + math.pi) % (2 * math.pi) - math.pi)
+    yaw = np.abs(wrap_angles(poses_a[:, 2] - poses_b[:, 2]))
     return pos, yaw
 
 

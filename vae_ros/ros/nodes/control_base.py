@@ -2,6 +2,10 @@
 stale-input watchdog and a velocity output that fails safe. A controller subclasses ControlNode, loads its
 model, calls `_start_control` and implements its step on `_on_latent`.
 
+(Over 500 lines on purpose: every rule that keeps a controller safe lives here, once, so that each new
+controller inherits all of them: goals and their clearing, the stale and future-stamp watchdog, the latent
+range, the scan safety layer, goal images.)
+
 Goals, changeable while running: `servo/set_goal` (std_srvs/Trigger: the newest fresh latent becomes the
 goal), `servo/clear_goal` (std_srvs/Trigger: forget the goal and stop), `servo/goal_latent`
 (std_msgs/Float32MultiArray in the contract's layout) and `servo/goal_image` (sensor_msgs/Image). A camera

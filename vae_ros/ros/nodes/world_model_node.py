@@ -47,6 +47,7 @@ from vae_ros.core.backends import load_config
 from vae_ros.core.conversions.latent import latent_rows_to_msg, latent_to_stamped_msg, stamped_msg_to_latent
 from vae_ros.core.diagnostics import NodeStats, ValueWindow
 from vae_ros.core.errors import ConfigError
+from vae_ros.core.model_dir import DYNAMICS_DIR
 from vae_ros.ros.interface import CMD_TOPIC, PLANNED_TOPIC, PREDICTED_TOPIC
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.guard import WARN_THROTTLE_S, LatestWorker
@@ -57,13 +58,12 @@ from vae_ros.ros.nodes.control_base import ControlNode, converged_tolerance
 from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS
 
 NODE_NAME = "world_model_node"
-DYNAMICS_SUBDIR = "dynamics"  # `dynamics` '' = <model>/dynamics
 PLANNING = "planning"
 
 
 def dynamics_dir(path: str, model_dir: Path) -> Path:
     """The `dynamics` parameter -> a directory: empty means <model>/dynamics."""
-    return Path(path.strip()).expanduser() if path.strip() else model_dir / DYNAMICS_SUBDIR
+    return Path(path.strip()).expanduser() if path.strip() else model_dir / DYNAMICS_DIR
 
 
 class WorldModelNode(ControlNode):
