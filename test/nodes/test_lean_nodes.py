@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_helpers import Probe, make_model_dir, param_args, send_until, start_node, stop_node
+from node_helpers import Probe, make_model_dir, param_args, scan_msg, send_until, start_node, stop_node
 from test_world_model_node import LATENT_DIM as WM_LATENT_DIM
 from test_world_model_node import random_dynamics
 
@@ -40,7 +40,7 @@ STARTUP_S = 120.0  # five nodes start together on two shared cores
 def lean(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from diagnostic_msgs.msg import DiagnosticArray  # noqa: F401  (rclpy message types load before the probe)
     from geometry_msgs.msg import Twist
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import Image, LaserScan
     from std_msgs.msg import Float32, Float32MultiArray
 
     from vae_ros.control.runtime.control_model import control_model_dir
@@ -77,7 +77,8 @@ def lean(tmp_path_factory: pytest.TempPathFactory) -> Any:
                                 ("/lean_servo/vae/latent_stamped", Image),
                                 ("/lean_servo/servo/goal_latent", Float32MultiArray),
                                 ("/lean_wm/vae/latent_stamped", Image),
-                                ("/lean_wm/servo/goal_latent", Float32MultiArray)):
+                                ("/lean_wm/servo/goal_latent", Float32MultiArray),
+                                ("/lean_wm/scan", LaserScan)):
             probe.publishers[topic] = probe.node.create_publisher(msg_type, topic, 10)
         yield {"procs": procs, "probe": probe, "control": control}
     finally:
@@ -150,7 +151,9 @@ def test_world_model_node_on_onnxruntime_plans_without_torch(lean: Any) -> None:
 
     def send() -> None:
         probe.publishers["/lean_wm/servo/goal_latent"].publish(latent_to_msg(z_goal))
-        probe.publishers["/lean_wm/vae/latent_stamped"].publish(latent_to_stamped_msg(z_away, None, probe.header("sensor")))
+        header = probe.header("sensor")
+        probe.publishers["/lean_wm/scan"].publish(scan_msg(header))  # free: the scan safety layer lets it move
+        probe.publishers["/lean_wm/vae/latent_stamped"].publish(latent_to_stamped_msg(z_away, None, header))
 
     def moving() -> bool:  # a non-zero command: the planner has rolled the dynamics out
         return any(abs(m.linear.x) > 1e-3 or abs(m.angular.z) > 1e-3 for m in probe.messages("/lean_wm/cmd_vel"))

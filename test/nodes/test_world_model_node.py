@@ -80,7 +80,7 @@ def _stream(setup: Any, z: np.ndarray, until: Any, timeout: float = 30.0, period
     """Publish fresh latents z at 10 Hz until until() holds (the node must stay alive); returns until()'s value."""
     probe = setup["probe"]
     latent = setup["latent"]
-    scan = probe.publishers["scan"]
+    scan = setup.get("scan") or probe.publishers["scan"]  # the node's own namespace's scan where it has one
 
     def send() -> None:
         header = probe.header("laser")
@@ -262,7 +262,7 @@ def test_goal_latent_topic_and_zero_on_shutdown(setup: Any) -> None:
     """SIGINT while driving toward a goal from servo/goal_latent: the node exits 0 and its last command is a
     zero. Its own node process (in its own namespace), so the file's shared node stays up."""
     from geometry_msgs.msg import Twist
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import Image, LaserScan
     from std_msgs.msg import Float32MultiArray
 
     probe, ns = setup["probe"], "/wm_shutdown"
@@ -271,7 +271,8 @@ def test_goal_latent_topic_and_zero_on_shutdown(setup: Any) -> None:
         cmd_topic = f"{ns}/cmd_vel"
         probe.record(Twist, cmd_topic)
         own = {"probe": probe, "proc": proc, "ns": ns,
-               "latent": probe.node.create_publisher(Image, f"{ns}/vae/latent_stamped", 10)}
+               "latent": probe.node.create_publisher(Image, f"{ns}/vae/latent_stamped", 10),
+               "scan": probe.node.create_publisher(LaserScan, f"{ns}/scan", 10)}  # free: the safety layer lets it move
         pub = probe.node.create_publisher(Float32MultiArray, f"{ns}/servo/goal_latent", 10)
         z_goal = np.array([0.3, -0.6, 0.1, 0.5], np.float32)
         z_away = np.array([-0.4, 0.4, -0.3, 0.0], np.float32)
