@@ -8,14 +8,16 @@ The robot is then put down near the route's start (up to 0.15 m aside and 10 deg
 of another seed, in the same world under the same or another lighting, and the route follower
 (vae_ros.control.runtime.route_follower, what route_follower_node runs) repeats the route on each method's
 latents. Every command passes the scan safety layer, as in the nodes. Judged by ground truth only:
-success = the robot ends within 0.10 m / 5 deg of where the teacher stopped, touched nothing, and never left
-the taught path by more than 0.3 m.
+success = the robot ends within 0.10 m / 5 deg of where the teacher stopped, touched nothing, never left the
+taught path by more than 0.3 m, and passed within 0.3 m of 98 % of it (a follower that joins the route further on
+cuts it short: that is a failure).
 
 Methods side by side on the same routes and starts: `odometry` (replay on odometry alone, started as if
 exactly at the route's start: the floor), `raw_scan` and `pixels` (similarity of raw sensor data),
 `image` (the packaged camera latent), `control` (the packaged LiDAR control latent with its pose head).
-Relocalisation is measured apart: from random poses within 0.5 m and 15 deg of a route, the follower's global
-place recognition either names a keyframe (a match within 0.5 m of the truth is correct) or declines.
+Relocalisation is measured apart: from random poses within 0.5 m and 15 deg of a taught pose, the follower's
+global place recognition either names a keyframe (correct when it lies within 0.5 m of that taught pose) or
+declines; precision = correct / named, recall = correct / queries.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from vae_ros.sim.geometry import wrap_angle
 SUCCESS_POSITION_M = 0.10
 SUCCESS_YAW_RAD = math.radians(5.0)
 MAX_PATH_ERROR_M = 0.3
+MIN_COVERAGE = 0.98  # share of the taught path the repeat must pass within MAX_PATH_ERROR_M (no short cuts)
 RELOCALISE_RADIUS_M = 0.5
 CONTROL_RATE = 10.0  # Hz: the sensor rate the nodes run at
 TEACH_SPEED = 0.2  # m/s: the teacher's pace
@@ -268,8 +271,12 @@ def judge(result_args: dict[str, Any], trajectory: list[tuple[float, float, floa
     pos = math.hypot(final[0] - end[0], final[1] - end[1])
     yaw = abs(wrap_angle(final[2] - end[2]))
     errors = [path_distance(teaching.dense_path, np.array(p[:2])) for p in trajectory[::2]]
+    # The route must be driven, not cut short: every point of the taught path passed within MAX_PATH_ERROR_M.
+    driven = np.asarray(trajectory, dtype=np.float64)[:, :2]
+    taught = teaching.dense_path[::10]
+    covered = float(np.mean([path_distance(driven, p) <= MAX_PATH_ERROR_M for p in taught])) if len(driven) > 1 else 0.0
     return {**result_args, "final_position_error": pos, "final_yaw_error": yaw, "max_path_error": float(max(errors)),
-            "mean_path_error": float(np.mean(errors))}
+            "mean_path_error": float(np.mean(errors)), "coverage": covered}
 
 
 def relocalise(world: Any, route: Route, method: Method, teaching: Teaching, rng: np.random.Generator, count: int,
@@ -299,8 +306,8 @@ def relocalise(world: Any, route: Route, method: Method, teaching: Teaching, rng
         match = match_keyframes(route, np.asarray(method.encode(world), np.float32), None, config.separation_m)
         if match.ratio < config.ratio and match.quality >= config.min_quality:
             accepted += 1
-            k = key_truth[match.keyframe]
-            correct += math.hypot(k[0] - x, k[1] - y) <= RELOCALISE_RADIUS_M
+            k = key_truth[match.keyframe]  # right when it names the place on the route the query was drawn at
+            correct += math.hypot(k[0] - base[0], k[1] - base[1]) <= RELOCALISE_RADIUS_M
     return {"queries": queries, "accepted": accepted, "correct": correct}
 
 
@@ -310,6 +317,7 @@ def summarise_repeats(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in results if r["success"]]
     return {
         "episodes": len(results),
+        "successes": len(ok),
         "success_rate": len(ok) / len(results),
         "collisions": sum(r["collided"] for r in results),
         "done_rate": sum(r["status"] == DONE for r in results) / len(results),
@@ -322,5 +330,159 @@ def summarise_repeats(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def timer() -> float:
-    return time.perf_counter()
+METHODS = ("odometry", "raw_scan", "pixels", "image", "control")
+ALIASES = {"lidar": "control", "scan": "control", "camera": "image", "all": ""}
+CAMERA_SIZE = 64  # px: rendered frames for camera methods (the image models' input size)
+
+
+def method_names(names: Sequence[str]) -> list[str]:
+    """Method names with aliases resolved (lidar/scan -> control, camera -> image, all -> every method)."""
+    out: list[str] = []
+    for name in names:
+        if name == "all":
+            out.extend(METHODS)
+            continue
+        name = ALIASES.get(name, name)
+        if name not in METHODS:
+            raise ConfigError(f"unknown method {name!r}; expected {', '.join(METHODS)} or {', '.join(ALIASES)}")
+        out.append(name)
+    return list(dict.fromkeys(out))
+
+
+def build_methods(names: Sequence[str], control_model: str | None = None, image_model: str | None = None,
+                  backend: str = "auto", threads: int | None = 1) -> list[Method]:
+    """The methods to compare: the packaged control and image models unless other directories are given."""
+    from vae_ros.control.evaluation.representations import (
+        ModelRepresentation,
+        Observations,
+        PixelsRepresentation,
+        RawScanRepresentation,
+    )
+    from vae_ros.control.runtime.control_model import ControlModel
+    from vae_ros.resources import models_dir
+
+    def observe(world: Any, camera: bool) -> Any:
+        return Observations(images=world.render()[None] if camera else None,
+                            scans=None if camera else world.scan()[None], poses=np.zeros((1, 3)),
+                            scan_geometry=world.scan_geometry)
+
+    methods = []
+    for name in method_names(names):
+        if name == "odometry":
+            methods.append(Method(name, None))
+        elif name == "control":
+            model = ControlModel(control_model or models_dir() / "control_default", backend, threads=threads)
+            methods.append(Method(name, model.latent, model.estimate))
+        elif name == "raw_scan":
+            raw = RawScanRepresentation()
+            methods.append(Method(name, lambda w, r=raw: r.encode(observe(w, False))[0]))
+        elif name == "pixels":
+            px = PixelsRepresentation()
+            methods.append(Method(name, lambda w, r=px: r.encode(observe(w, True))[0], camera=True))
+        else:
+            image = ModelRepresentation(image_model or models_dir() / "image_default", backend, threads=threads)
+            methods.append(Method(name, lambda w, r=image: r.encode(observe(w, True))[0], camera=True))
+    return methods
+
+
+def displaced_start(teaching: Teaching, world: Any, rng: np.random.Generator, lateral: float = 0.15,
+                    along: float = 0.1, yaw: float = math.radians(10.0)) -> tuple[float, float, float]:
+    """A start near the route's (true) start: up to `along` m ahead/behind, `lateral` m aside, `yaw` turned."""
+    x0, y0, yaw0 = (float(v) for v in teaching.true_poses[0])
+    for _ in range(50):
+        da, dl, dy = rng.uniform(-1, 1, 3) * np.array([along, lateral, yaw])
+        c, s = math.cos(yaw0), math.sin(yaw0)
+        x, y = x0 + c * da - s * dl, y0 + s * da + c * dl
+        if world.clearance(x, y) >= 0.05:
+            return (x, y, wrap_angle(yaw0 + dy))
+    return (x0, y0, yaw0)
+
+
+def run_route_episodes(seeds: Sequence[int], routes_per_seed: int, methods: Sequence[Method],
+                       lightings: Sequence[str], odom_error: float, episode_seed: int = 0,
+                       relocalise_queries: int = 20, config: FollowerConfig = FollowerConfig(),
+                       progress: Callable[[str], None] | None = None,
+                       keep_traces: bool = True) -> dict[str, Any]:
+    """Every method on the same routes and starts; camera methods under every lighting, the others under the
+    first (LiDAR does not see light). -> {"repeats": [...], "relocalise": [...], "routes": [...]}."""
+    from vae_ros.sim.world import SimConfig, SimWorld
+
+    if not lightings:
+        raise ConfigError("give at least one repeat lighting")
+    repeats: list[dict[str, Any]] = []
+    reloc: list[dict[str, Any]] = []
+    routes: list[dict[str, Any]] = []
+    for seed in seeds:
+        size = CAMERA_SIZE if any(m.camera for m in methods) else 16
+        teach_world = SimWorld(SimConfig(seed=seed, image_width=size, image_height=size, lighting="default"))
+        worlds = {light: SimWorld(SimConfig(seed=seed, image_width=size, image_height=size, lighting=light))
+                  for light in lightings}
+        rng = np.random.default_rng([int(seed), int(episode_seed)])
+        try:
+            for index in range(routes_per_seed):
+                started = time.perf_counter()
+                waypoints = sample_route(teach_world, rng)
+                teaching = drive_teach(teach_world, waypoints, methods, odom_error, seed=int(rng.integers(2**31)))
+                start = displaced_start(teaching, teach_world, rng)
+                odom_seed = int(rng.integers(2**31))
+                record = {"seed": seed, "route": index, "waypoints": waypoints.tolist(),
+                          "taught": teaching.true_poses.tolist() if keep_traces else [], "start": list(start)}
+                length = 0.0
+                for light_i, light in enumerate(lightings):
+                    for method in methods:
+                        if light_i > 0 and not method.camera:
+                            continue
+                        latents = teaching.latents.get(method.name)
+                        if latents is None:  # odometry replay: the route's poses only
+                            latents = np.zeros((len(teaching.stamps_ns), 1), np.float32)
+                        route = teach_route(teaching.stamps_ns, latents, None, teaching.stamps_ns, teaching.odom_poses)
+                        length = route.length
+                        status, trajectory, lost, collided = repeat_route(
+                            worlds[light], route, method, teaching, start, odom_error, odom_seed, config)
+                        out = judge({"seed": seed, "route": index, "method": method.name, "lighting": light,
+                                     "status": status, "collided": collided, "lost_s": lost, "keyframes": len(route),
+                                     "route_length": route.length, "time_s": 0.0}, trajectory, teaching)
+                        out["success"] = bool(out["final_position_error"] <= SUCCESS_POSITION_M
+                                              and out["final_yaw_error"] <= SUCCESS_YAW_RAD and not collided
+                                              and out["max_path_error"] <= MAX_PATH_ERROR_M
+                                              and out["coverage"] >= MIN_COVERAGE)
+                        if keep_traces:
+                            out["trajectory"] = [list(p) for p in trajectory[::5]] + [list(trajectory[-1])]
+                        repeats.append(out)
+                        if relocalise_queries and method.encode is not None:
+                            counts = relocalise(worlds[light], route, method, teaching,
+                                                np.random.default_rng([int(seed), index, 7]), relocalise_queries, config)
+                            reloc.append({"seed": seed, "route": index, "method": method.name, "lighting": light,
+                                          **counts})
+                record["length_m"] = length
+                routes.append(record)
+                if progress is not None:
+                    done = [r for r in repeats if r["seed"] == seed and r["route"] == index]
+                    progress(f"seed {seed} route {index + 1}/{routes_per_seed}: {length:.1f} m, "
+                             + ", ".join(f"{r['method']}@{r['lighting']} {'ok' if r['success'] else 'FAIL'}"
+                                         for r in done) + f" ({time.perf_counter() - started:.0f} s)")
+        finally:
+            teach_world.close()
+            for world in worlds.values():
+                world.close()
+    return {"repeats": repeats, "relocalise": reloc, "routes": routes}
+
+
+def summarise_relocalisation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    queries = sum(r["queries"] for r in rows)
+    accepted = sum(r["accepted"] for r in rows)
+    correct = sum(r["correct"] for r in rows)
+    return {"queries": queries, "precision": correct / accepted if accepted else None,
+            "recall": correct / queries if queries else None}
+
+
+def summary_table(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per (method, lighting): route repeats and relocalisation."""
+    table: dict[str, dict[str, Any]] = {}
+    keys = list(dict.fromkeys((r["method"], r["lighting"]) for r in result["repeats"]))
+    for method, light in keys:
+        rows = [r for r in result["repeats"] if r["method"] == method and r["lighting"] == light]
+        reloc = [r for r in result["relocalise"] if r["method"] == method and r["lighting"] == light]
+        table[f"{method}@{light}"] = {"method": method, "lighting": light, **summarise_repeats(rows),
+                                      "relocalise": summarise_relocalisation(reloc) if reloc else None}
+    return table

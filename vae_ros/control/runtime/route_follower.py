@@ -6,7 +6,8 @@ Each control step
    increments; its frame and its drift do not matter);
 2. matches the live latent against the keyframes within `window_m` of path length around the estimate's
    progress (the whole route when there is no estimate yet: place recognition, accepted only when the best
-   match is distinctive, by a ratio test against the best match elsewhere on the route);
+   match is distinctive, by a ratio test against the best match elsewhere on the route; the first time, a
+   confident match near the route's start is preferred, see `start_factor`);
 3. turns the match into a measured pose: the keyframe's pose moved by the relative pose the representation's
    pose head reads from (live latent, keyframe latent) (vae_ros.control.runtime.pose_head; offset and
    heading); a representation without a head measures the keyframe's own pose (progress and heading only);
@@ -58,9 +59,10 @@ class FollowerConfig:
     min_quality: float = 0.25  # match quality (1 - best / median keyframe distance) that counts as confident
     ratio: float = 0.8  # place recognition: best distance / best distance elsewhere (> separation) must be under
     separation_m: float = 0.75  # "elsewhere" on the route for the ratio test
-    # A start where the route passes more than once (it crosses itself): take the earliest pass, as a repeat
-    # starts at the route's beginning. False: wait for a distinctive match.
-    prefer_start: bool = True
+    # The first localisation prefers the route's start (a repeat starts at the beginning, and a route that
+    # passes its start again looks the same there): a confident match within window_m of the start is taken
+    # when its distance is within start_factor of the best anywhere. 0: place recognition over all keyframes.
+    start_factor: float = 3.0
     lost_timeout: float = 3.0  # s without a confident match before stopping
     final_radius: float = 0.45  # m of path left where the approach of the last keyframe takes over
     goal_tolerance: float = 0.04  # m: the estimate this close to the last keyframe ...
@@ -99,6 +101,7 @@ class FollowerState:
     fine: bool = False
     backwards: bool = False
     settled: int = 0
+    localised: bool = False  # found its place on the route once (the start prior applies only before)
     reason: str = ""  # why the last step commanded zero, for logs
 
 
@@ -121,19 +124,6 @@ def match_keyframes(route: Route, z: np.ndarray, candidates: np.ndarray | None, 
     far = np.abs(route.arc - route.arc[best]) > separation_m
     ratio = float(dist[best] / dist[far].min()) if far.any() and dist[far].min() > 0 else 1.0
     return Match(best, float(dist[best]), quality, ratio)
-
-
-def earliest_pass(route: Route, z: np.ndarray, match: Match, ratio: float) -> Match:
-    """Where the best match is not distinctive because the route passes the place more than once: the earliest
-    keyframe whose distance competes with the best (within 1 / ratio of it), as a distinctive match."""
-    dist = np.linalg.norm(route.latents - z[None, :], axis=1)
-    competing = np.flatnonzero(dist <= match.distance / ratio)
-    first = int(competing[0])
-    # The best keyframe of that pass (the competing run around the first one).
-    span = np.flatnonzero(np.abs(route.arc - route.arc[first]) <= 0.5)
-    best = int(span[int(np.argmin(dist[span]))])
-    median = float(np.median(dist))
-    return Match(best, float(dist[best]), 1.0 - float(dist[best]) / median if median > 0 else 0.0, 0.0)
 
 
 def measured_pose(route: Route, match: Match, z: np.ndarray, head: PoseReader | None) -> np.ndarray:
@@ -214,8 +204,10 @@ def follower_step(state: FollowerState, route: Route, z: np.ndarray, odom: tuple
 
     if pose is None:
         match = match_keyframes(route, z, None, config.separation_m)
-        if match.ratio >= config.ratio and config.prefer_start and match.quality >= config.min_quality:
-            match = earliest_pass(route, z, match, config.ratio)
+        if config.start_factor > 0 and not state.localised:
+            start = match_keyframes(route, z, np.flatnonzero(route.arc <= config.window_m), config.separation_m)
+            if start.quality >= config.min_quality and start.distance <= config.start_factor * match.distance:
+                match = replace(start, ratio=0.0)
         if match.ratio >= config.ratio or match.quality < config.min_quality:
             return _stopped(state, config, dt, odom=odom_t, keyframe=match.keyframe, quality=match.quality,
                             confident=False, since_match=state.since_match + dt, status=LOCALISING,
@@ -223,6 +215,7 @@ def follower_step(state: FollowerState, route: Route, z: np.ndarray, odom: tuple
         pose = measured_pose(route, match, z, head)
         progress = float(route.arc[match.keyframe])
         confident = True
+        state = replace(state, localised=True)
     else:
         lo, hi = state.progress - config.window_m, state.progress + config.window_m
         window = np.flatnonzero((route.arc >= lo) & (route.arc <= hi))
