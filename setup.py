@@ -72,6 +72,7 @@ setup(
             "sim_node = vae_ros.ros.nodes.sim_node:main",
             "latent_servo_node = vae_ros.ros.nodes.latent_servo_node:main",
             "world_model_node = vae_ros.ros.nodes.world_model_node:main",
+            "route_follower_node = vae_ros.ros.nodes.route_follower_node:main",
             "vae-ros = vae_ros.apps.cli:main",
         ],
     },

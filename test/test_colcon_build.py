@@ -15,7 +15,7 @@ import pytest
 from vae_ros.resources import PACKAGED_MODELS
 
 REPO = Path(__file__).resolve().parent.parent
-EXECUTABLES = ("encoder_node", "decoder_node", "sim_node", "latent_servo_node", "vae-ros")
+EXECUTABLES = ("encoder_node", "decoder_node", "sim_node", "latent_servo_node", "route_follower_node", "vae-ros")
 # What setup.py installs under share/vae_ros, relative to the source tree: of models/, the packaged models only.
 SHARED_GLOBS = ("launch/*.launch.py", "config/*.yaml", "config/*.xml", "config/gazebo/*",
                 *(f"models/{name}/**/*" for name in PACKAGED_MODELS))

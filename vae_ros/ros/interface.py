@@ -44,8 +44,10 @@ class Service:
     planned: str = ""
 
 
-CONTROLLERS = ("latent_servo_node", "world_model_node")
 _SERVO, _WM, _ENC, _DEC, _SIM = "latent_servo_node", "world_model_node", "encoder_node", "decoder_node", "sim_node"
+_ROUTE = "route_follower_node"
+GOAL_CONTROLLERS = (_SERVO, _WM)  # the controllers whose goal is a latent (goal latents, goal images)
+CONTROLLERS = (*GOAL_CONTROLLERS, _ROUTE)  # every node on the control-node shell (cmd_vel, scan safety, goals)
 
 # -- sensors and robot state ----------------------------------------------------------------------------------
 CAMERA_TOPIC = "camera/image_raw"
@@ -79,7 +81,7 @@ _STAMPED_LAYOUT = ("sensor_msgs/Image 32FC1, width D, height 1 (means) or 2 (row
                    "the encoded sensor message")
 
 TOPICS: tuple[Topic, ...] = (
-    Topic(CAMERA_TOPIC, _IMAGE, SENSOR, (_SIM,), (_ENC, *CONTROLLERS),
+    Topic(CAMERA_TOPIC, _IMAGE, SENSOR, (_SIM,), (_ENC, *GOAL_CONTROLLERS),
           "Camera frames; the controllers keep them beside the latent of the same stamp (view memory) so that "
           "goal images work with a LiDAR model."),
     Topic(COMPRESSED_CAMERA_TOPIC, "sensor_msgs/msg/CompressedImage", SENSOR, (), (_ENC,),
@@ -89,8 +91,10 @@ TOPICS: tuple[Topic, ...] = (
           "velocity), and the world model's collision cost reads it."),
     Topic(CLOUD_TOPIC, "sensor_msgs/msg/PointCloud2", SENSOR, (_SIM,), (_ENC,),
           "3-D LiDAR, fields x, y, z float32."),
-    Topic(ODOM_TOPIC, "nav_msgs/msg/Odometry", RELIABLE, (_SIM,), (),
-          "Wheel odometry (REP-103/105 frames): the ground truth unless sim_node's `odom_error` > 0."),
+    Topic(ODOM_TOPIC, "nav_msgs/msg/Odometry", RELIABLE, (_SIM,), (_ROUTE,),
+          "Wheel odometry (REP-103/105 frames): the ground truth unless sim_node's `odom_error` > 0. The route "
+          "follower subscribes best effort, keep last 1 (it matches reliable and best-effort publishers) and uses "
+          "only the newest pose's increments."),
     Topic(GROUND_TRUTH_ODOM_TOPIC, "nav_msgs/msg/Odometry", RELIABLE, (_SIM,), (),
           "The true pose, for evaluation only: no controller reads it."),
     Topic(CMD_TOPIC, "geometry_msgs/msg/Twist", RELIABLE, CONTROLLERS, (_SIM, _WM),
@@ -110,24 +114,29 @@ TOPICS: tuple[Topic, ...] = (
           "Point-cloud models: the decoded cloud with the input's stamp and frame."),
     Topic(ANOMALY_TOPIC, "std_msgs/msg/Float32", RELIABLE, (_ENC,), (),
           "Per input, with `publish_anomaly_score:=true` (`anomaly_metric`)."),
-    Topic(GOAL_IMAGE_TOPIC, _IMAGE, RELIABLE, (), CONTROLLERS,
+    Topic(GOAL_IMAGE_TOPIC, _IMAGE, RELIABLE, (), GOAL_CONTROLLERS,
           "A goal as an image: encoded by a camera model, or the latent of the matching remembered view."),
-    Topic(GOAL_LATENT_TOPIC, _FLOATS, RELIABLE, (), CONTROLLERS, "A goal as a latent (the vae/latent layout)."),
+    Topic(GOAL_LATENT_TOPIC, _FLOATS, RELIABLE, (), GOAL_CONTROLLERS, "A goal as a latent (the vae/latent layout)."),
     Topic(SERVO_ERROR_TOPIC, "std_msgs/msg/Float32", RELIABLE, (_SERVO,), (), "The latent error norm."),
     Topic(PREDICTED_TOPIC, _IMAGE, RELIABLE, (_WM,), (),
           "The one-step prediction, stamped for the time it predicts (row 0 mean, row 1 log-variance)."),
     Topic(PLANNED_TOPIC, _IMAGE, RELIABLE, (_WM,), (),
           "The latents the chosen plan predicts, one row per planned step, stamped like the latent planned from."),
-    Topic(ROUTE_PATH_TOPIC, "nav_msgs/msg/Path", LATCHED, ("route_follower_node",), (),
-          "The taught route's poses, for RViz.", planned="issue 18"),
+    Topic(ROUTE_PATH_TOPIC, "nav_msgs/msg/Path", LATCHED, (_ROUTE,), (),
+          "The taught route's keyframe poses, for RViz, published once at start (a late subscriber still gets "
+          "it). Frame `odom`: the route's frame, the teach run's odometry frame; it coincides with the repeating "
+          "robot's odom only where the repeat started where the teach run did."),
     Topic(DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", RELIABLE, (_ENC, _DEC, _SIM, *CONTROLLERS), (),
           "Health of every node: the keys below."),
 )
 
 SERVICES: tuple[Service, ...] = (
     Service(SET_GOAL_SERVICE, "std_srvs/srv/Trigger", CONTROLLERS,
-            "The newest fresh latent becomes the goal (teach, then repeat)."),
-    Service(CLEAR_GOAL_SERVICE, "std_srvs/srv/Trigger", CONTROLLERS, "Forget the goal and stop."),
+            "The newest fresh latent becomes the goal (teach, then repeat). The route follower: repeat the route "
+            "again from a fresh localisation."),
+    Service(CLEAR_GOAL_SERVICE, "std_srvs/srv/Trigger", CONTROLLERS,
+            "Forget the goal and stop. The route follower forgets its progress on the route and stays stopped "
+            "until servo/set_goal."),
 )
 
 EXECUTABLES: tuple[tuple[str, str], ...] = (
@@ -136,6 +145,8 @@ EXECUTABLES: tuple[tuple[str, str], ...] = (
     (_DEC, "latent -> reconstruction (Image, and the decoded LaserScan / PointCloud2), or generation from the prior"),
     (_SERVO, "latent + goal latent -> velocity command, by a control law in latent space"),
     (_WM, "latent + executed commands -> predicted latents; MPC toward a goal latent"),
+    (_ROUTE, "repeats a taught route (a recording of latents and odometry) on live latents; finds its place on the "
+             "route by latent similarity"),
     (_SIM, "MuJoCo robot world: camera, LiDAR, odometry, clock; consumes velocity commands"),
     ("vae-ros", "the command-line tool (subcommands below)"),
 )
@@ -153,19 +164,22 @@ _INFERENCE_KEYS: tuple[tuple[str, str], ...] = (
     ("backend", "the runtime serving the model"), ("modality", "image, scan or pointcloud"),
     ("latent_dim", "latent size"), ("fallback", "why a faster runtime was passed over (when one was)"),
 )
-_CONTROL_KEYS: tuple[tuple[str, str], ...] = (
-    ("state", "idle, the controller's active state, converged, lost or stale"),
-    ("latent_error", "latent error norm to the goal (none without one)"),
-    ("tolerance", "latent error that counts as converged"),
+_SHELL_KEYS: tuple[tuple[str, str], ...] = (
     ("goal_source", "where the goal came from"),
     ("command", "the last command"),
     ("latent_publishers", "publishers of vae/latent_stamped in the graph (0: nothing to control from)"),
-    ("remembered_views, goal_image", "the view memory and a goal image's match (LiDAR models)"),
     ("future_stamped", "latents rejected for a stamp further ahead of the node's clock than `max_clock_skew`"),
     ("out_of_range", "latents and goal latents rejected for lying outside the model's range"),
     ("goals_dropped_after_clear", "goal latents sent before a servo/clear_goal and dropped after it"),
     ("latent_bound", "the bound |z_i| latents are held to (model.json training.latent_range, or 50)"),
     ("blocked", "what the scan safety layer did to the last command: no, slowed: ... free ahead/behind, stopped: ..."),
+)
+_CONTROL_KEYS: tuple[tuple[str, str], ...] = (
+    ("state", "idle, the controller's active state, converged, lost or stale"),
+    ("latent_error", "latent error norm to the goal (none without one)"),
+    ("tolerance", "latent error that counts as converged"),
+    *_SHELL_KEYS,
+    ("remembered_views, goal_image", "the view memory and a goal image's match (LiDAR models)"),
 )
 DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     _ENC: (*_INFERENCE_KEYS, ("input_topic", "the resolved input topic"),
@@ -183,4 +197,19 @@ DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
           ("plan_time_p50_ms, plan_time_p99_ms, plan_time_max_ms, plan_time_count", "time of the CEM planning steps (servo-law steps near the goal left out) and how many"),
           ("plan_cost", "cost of the chosen plan"),
           ("late_plans_dropped", "plans finished after a stop, a clear, a new goal or on a stale latent: dropped")),
+    _ROUTE: (("state", "idle (cleared), localising, following, lost, done or stale"),
+             ("phase", "what the follower does now: waiting for a latent, waiting for odometry, localising, following "
+                       "the path, approaching the last keyframe, lost, done, idle"),
+             ("keyframe", "the keyframe the live latent matched best (0-based)"),
+             ("keyframes", "keyframes in the route"),
+             ("match", "that match's quality: 1 - distance / median distance over the route (1 = identical)"),
+             ("distance_left", "metres of the taught path from the robot's projection on it to the last keyframe"),
+             ("progress, lateral_offset", "metres along the path, and to its left (negative: right)"),
+             ("confident", "whether the last match counted (quality >= min_quality, not an outlier)"),
+             ("reason", "why the last step commanded zero (empty while following)"),
+             ("odometry", "fresh, none yet, or how old the newest odometry is"),
+             ("odometry_rejected", "odometry messages rejected (NaN, a non-unit quaternion)"),
+             ("route, route_length_m", "the route folder and its length"),
+             ("model", "the model directory (its weights digest is the route's)"),
+             *_SHELL_KEYS),
 }

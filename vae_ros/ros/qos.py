@@ -4,6 +4,7 @@
   works through a queue of stale ones (latest frame wins).
 - Latents, commands, odometry, /clock and /diagnostics: reliable, keep-last 10: small messages that
   consumers must not lose.
+- What is published once for late joiners (route/path): reliable, transient local, keep last 1.
 
 Reliability of sensor inputs is matched to the publishers, as rosbag2 does for recording:
 - A best-effort subscription receives from reliable and best-effort publishers alike, so it is the safe
@@ -31,7 +32,7 @@ SENSOR_DEPTH = 1
 
 
 def _keep_last(depth: int, reliability: ReliabilityPolicy) -> QoSProfile:
-    """Keep-last `depth`, volatile: every profile here (none replays old messages to late joiners)."""
+    """Keep-last `depth`, volatile: every stream here (none replays old messages to late joiners)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
                       durability=DurabilityPolicy.VOLATILE)
 
@@ -46,6 +47,10 @@ COMMAND_QOS = _keep_last(10, ReliabilityPolicy.RELIABLE)
 STATE_QOS = _keep_last(10, ReliabilityPolicy.RELIABLE)
 # /diagnostics: reliable, as diagnostic_updater publishes it.
 DIAGNOSTICS_QOS = _keep_last(10, ReliabilityPolicy.RELIABLE)
+# Published once and kept for late joiners (RViz opened later), as a latched ROS 1 topic: the route follower's
+# route/path. Reliable, transient local, keep last 1 (vae_ros.ros.interface.LATCHED).
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 # Values of the encoder's `qos_reliability` parameter.
 RELIABILITY_CHOICES = ("auto", "best_effort", "reliable")

@@ -130,3 +130,40 @@ def planar_pose(pose: Any) -> tuple[float, float, float]:
     p, q = pose.position, pose.orientation
     yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
     return float(p.x), float(p.y), yaw
+
+
+# Largest deviation of an orientation quaternion's norm from 1 that still counts as a rotation (float32 fields
+# and a few rounding steps stay well inside; a zero quaternion, the default of an unfilled message, is far out).
+QUATERNION_NORM_TOLERANCE = 1e-2
+
+
+def checked_planar_pose(pose: Any, what: str = "pose") -> tuple[float, float, float]:
+    """planar_pose of a geometry_msgs/Pose that must be usable: InputError for a NaN or infinite position or
+    orientation, or an orientation quaternion that is not of unit norm (an unfilled message's zero quaternion)."""
+    p, q = pose.position, pose.orientation
+    values = [float(v) for v in (p.x, p.y, p.z, q.x, q.y, q.z, q.w)]
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} holds NaN or infinite values (position {values[:3]}, orientation {values[3:]})")
+    norm = math.sqrt(sum(v * v for v in values[3:]))
+    if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
+        raise InputError(f"{what} orientation is not a unit quaternion (norm {norm:.4g}; expected 1 within "
+                         f"{QUATERNION_NORM_TOLERANCE:g})")
+    return planar_pose(pose)
+
+
+def path_msg(poses: np.ndarray, frame_id: str, stamp: Any = None) -> Any:
+    """(K, 3) planar poses [x, y, yaw] -> nav_msgs/Path of K PoseStamped (z = 0), all in frame_id at stamp."""
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Path
+
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 2 or poses.shape[1] != 3 or not np.all(np.isfinite(poses)):
+        raise InputError(f"path poses must be finite (K, 3) [x, y, yaw], got {poses.shape}")
+    header = _header(frame_id, stamp)
+    msg = Path(header=header)
+    for x, y, yaw in poses:
+        stamped = PoseStamped(header=header)
+        stamped.pose.position.x, stamped.pose.position.y = float(x), float(y)
+        stamped.pose.orientation.z, stamped.pose.orientation.w = math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+        msg.poses.append(stamped)
+    return msg

@@ -21,6 +21,7 @@ from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS
 if TYPE_CHECKING:
     from vae_ros.control.runtime.dynamics import LatentDynamics
     from vae_ros.control.runtime.planner import MpcConfig
+    from vae_ros.control.runtime.route_follower import FollowerConfig
     from vae_ros.control.runtime.safety import SafetyConfig
     from vae_ros.control.runtime.servo import ServoConfig
 
@@ -269,14 +270,12 @@ _GOAL_WAIT = "empty = wait for a goal on servo/goal_latent, servo/goal_image or 
 
 
 @dataclass(frozen=True)
-class ControlParams(NodeParams):
-    """What the two controllers share: goals, limits, the stale-input watchdog and the view memory."""
+class ControlShellParams(NodeParams):
+    """What every controller on the control-node shell (vae_ros.ros.nodes.control_base) has: the model, limits,
+    the stale-input watchdog and the scan safety layer."""
 
     model: str = param("", "VAE model directory whose latents this node receives; empty = the packaged "
                            "models/control_default.", read_only=True)
-    goal_image: str = param("", "Image file whose latent is the goal at start: encoded by a camera model, or "
-                                "with another model looked up among the remembered camera views (view_memory) as "
-                                "soon as one matches; " + _GOAL_WAIT, read_only=True)
     max_linear: float = param(0.3, "Speed limit (m/s).", range=(0.0, 2.0))
     max_angular: float = param(0.8, "Turn-rate limit (rad/s).", range=(0.0, 4.0))
     max_linear_accel: float = param(0.8, "Linear acceleration limit (m/s^2).", range=(0.0, 10.0))
@@ -288,8 +287,6 @@ class ControlParams(NodeParams):
                                        "(clock offset between machines); a latent stamped further in the future is "
                                        "rejected and the robot stopped: check the clocks' synchronisation (chrony, "
                                        "PTP) and use_sim_time.", range=(0.0, 1.0))
-    tolerance: float = param(0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
-                                  "(model.json training.control.tolerance: <= 0.10 m and 5 deg).", range=(0.0, 100.0))
     scan_safety: bool = param(True, "Scan safety layer on every command: checked against the newest LaserScan "
                                     "on `scan`, the robot slows down and stops where the free space along its "
                                     "commanded arc (forwards or backwards) is shorter than safety_margin, and never "
@@ -305,6 +302,33 @@ class ControlParams(NodeParams):
     scan_timeout: float = param(0.5, "Seconds between the newest scan's header stamp and this node's clock (either "
                                      "way) after which the scan safety layer has no scan and every command is zero. "
                                      "0.05..5.", read_only=True, range=(0.05, 5.0))
+    diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True, range=DIAGNOSTICS_PERIOD_RANGE)
+
+    def validate(self) -> None:
+        _require_positive(self, ("stale_timeout", "diagnostics_period", "max_linear", "max_angular",
+                                 "max_linear_accel", "max_angular_accel"))
+        for name, (low, high) in (("safety_margin", (0.0, 1.0)), ("robot_radius", (0.05, 2.0)),
+                                  ("scan_timeout", (0.05, 5.0))):
+            if not low <= getattr(self, name) <= high:  # NaN fails too
+                raise ConfigError(f"{name} must be in [{low}, {high}], got {getattr(self, name)}")
+
+    def safety_config(self) -> SafetyConfig:
+        """The scan safety layer (vae_ros.control.runtime.safety) as these parameters set it."""
+        from vae_ros.control.runtime.safety import SafetyConfig
+
+        return SafetyConfig(enabled=self.scan_safety, robot_radius=self.robot_radius, margin=self.safety_margin)
+
+
+@dataclass(frozen=True)
+class ControlParams(ControlShellParams):
+    """What the two goal controllers (latent servo, world model) share beside the shell's: goals (a goal image,
+    the view memory) and the converged tolerance."""
+
+    goal_image: str = param("", "Image file whose latent is the goal at start: encoded by a camera model, or "
+                                "with another model looked up among the remembered camera views (view_memory) as "
+                                "soon as one matches; " + _GOAL_WAIT, read_only=True)
+    tolerance: float = param(0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
+                                  "(model.json training.control.tolerance: <= 0.10 m and 5 deg).", range=(0.0, 100.0))
     view_memory: int = param(3000, "Camera views (camera/image_raw) remembered beside the latent of the same "
                                    "instant, so that goal images work with a model of another sensor (the "
                                    "LaserScan control model): a goal image selects the view it matches and its "
@@ -315,26 +339,14 @@ class ControlParams(NodeParams):
     max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Goal images (servo/goal_image) of more pixels (width x "
                                   "height) are refused before any conversion; 0 = no limit.",
                                   range=MAX_IMAGE_PIXELS_RANGE)
-    diagnostics_period: float = param(1.0, _DIAGNOSTICS_PERIOD, read_only=True, range=DIAGNOSTICS_PERIOD_RANGE)
 
     def validate(self) -> None:
-        _require_positive(self, ("stale_timeout", "diagnostics_period", "max_linear", "max_angular",
-                                 "max_linear_accel", "max_angular_accel"))
-        for name, (low, high) in (("safety_margin", (0.0, 1.0)), ("robot_radius", (0.05, 2.0)),
-                                  ("scan_timeout", (0.05, 5.0))):
-            if not low <= getattr(self, name) <= high:  # NaN fails too
-                raise ConfigError(f"{name} must be in [{low}, {high}], got {getattr(self, name)}")
+        super().validate()
         if self.view_memory < 0 or not 0.0 < self.view_match <= 1.0:
             raise ConfigError(f"view_memory must be >= 0 and view_match in (0, 1], got {self.view_memory} and "
                               f"{self.view_match}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be >= 0 (0 = the model's calibrated value), got {self.tolerance}")
-
-    def safety_config(self) -> SafetyConfig:
-        """The scan safety layer (vae_ros.control.runtime.safety) as these parameters set it."""
-        from vae_ros.control.runtime.safety import SafetyConfig
-
-        return SafetyConfig(enabled=self.scan_safety, robot_radius=self.robot_radius, margin=self.safety_margin)
 
 
 @dataclass(frozen=True)
@@ -435,6 +447,52 @@ class WorldModelParams(ControlParams):
         return config
 
 
+@dataclass(frozen=True)
+class RouteFollowerParams(ControlShellParams):
+    """route_follower_node's parameters. Limits and follower settings default to FollowerConfig's (the values
+    eval-route measures with; test/control checks they agree)."""
+
+    route: str = param("", "Route folder written by `vae-ros teach --out ROUTE` (required): the keyframes' latents "
+                           "and odometry poses, and the digest of the model that made them.", read_only=True)
+    model: str = param("", "Model directory whose latents this node receives: the route's model (its weights "
+                           "digest must be the one the route records); empty = the packaged "
+                           "models/control_default.", read_only=True)
+    max_linear: float = param(0.25, "Speed limit (m/s).", range=(0.0, 2.0))
+    max_angular: float = param(0.8, "Turn-rate limit (rad/s).", range=(0.0, 4.0))
+    max_linear_accel: float = param(0.5, "Linear acceleration limit (m/s^2).", range=(0.0, 10.0))
+    max_angular_accel: float = param(2.0, "Angular acceleration limit (rad/s^2).", range=(0.0, 20.0))
+    lost_timeout: float = param(3.0, "Seconds without a confident match before the follower is lost and stops; it "
+                                     "keeps matching and resumes when a confident match returns.",
+                                range=(0.1, 60.0))
+    odom_timeout: float = param(0.5, "Seconds between the newest odometry's header stamp and this node's clock "
+                                     "(either way) after which odometry counts as missing: the robot stops until "
+                                     "fresh odometry arrives (the follower moves its estimate by odometry "
+                                     "increments between latent matches).", range=(0.05, 5.0))
+    lookahead: float = param(0.35, "Metres along the taught path ahead of the robot's projection that pure "
+                                   "pursuit steers toward.", range=(0.05, 2.0))
+    window: float = param(1.0, "Metres of path each side of the current estimate searched for the latent match "
+                               "(place recognition searches the whole route).", range=(0.1, 20.0))
+    min_quality: float = param(0.25, "Match quality (1 - best / median keyframe distance) that counts as a "
+                                     "confident match.", range=(0.01, 1.0))
+    goal_tolerance: float = param(0.04, "Metres from the last keyframe (by the follower's estimate) within which, "
+                                        "turned less than 2.5 deg, the route is done.", range=(0.005, 0.5))
+
+    def validate(self) -> None:
+        _require_positive(self, ("lost_timeout", "odom_timeout", "lookahead", "window", "goal_tolerance"))
+        super().validate()
+
+    def follower_config(self) -> FollowerConfig:
+        """The follower's law (vae_ros.control.runtime.route_follower) as these parameters set it."""
+        from vae_ros.control.runtime.route_follower import FollowerConfig
+
+        config = FollowerConfig(max_linear=self.max_linear, max_angular=self.max_angular,
+                                max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
+                                lookahead=self.lookahead, window_m=self.window, min_quality=self.min_quality,
+                                lost_timeout=self.lost_timeout, goal_tolerance=self.goal_tolerance)
+        config.validate()
+        return config
+
+
 # Node name -> its parameters (the launch files and the config tests look them up here).
 NODE_PARAMS: dict[str, type[NodeParams]] = {
     "encoder_node": EncoderParams,
@@ -442,4 +500,5 @@ NODE_PARAMS: dict[str, type[NodeParams]] = {
     "sim_node": SimNodeParams,
     "latent_servo_node": ServoParams,
     "world_model_node": WorldModelParams,
+    "route_follower_node": RouteFollowerParams,
 }

@@ -1,6 +1,8 @@
-"""What the latent controllers (latent_servo_node, world_model_node) share: goals, the newest latent, the
-stale-input watchdog and a velocity output that fails safe. A controller subclasses ControlNode, loads its
-model, calls `_start_control` and implements its step on `_on_latent`.
+"""What the latent controllers (latent_servo_node, world_model_node, route_follower_node) share: goals, the
+newest latent, the stale-input watchdog and a velocity output that fails safe. A controller subclasses
+ControlNode, loads its model, calls `_start_control` and implements its step on `_on_latent`. A controller
+whose goal is not a latent (the route follower: its route) sets GOAL_INPUTS = False: it has no goal-latent and
+goal-image inputs and no view memory, and overrides what set_goal does.
 
 (Over 500 lines on purpose: every rule that keeps a controller safe lives here, once, so that each new
 controller inherits all of them: goals and their clearing, the stale and future-stamp watchdog, the latent
@@ -79,7 +81,7 @@ from vae_ros.ros.interface import (
 )
 from vae_ros.ros.kit.declare import refuse_unknown_parameters
 from vae_ros.ros.kit.guard import CLOCK_MISMATCH_S, WARN_THROTTLE_S, CdrDecoder, LatestWorker, MessageGuard
-from vae_ros.ros.kit.params import ControlParams
+from vae_ros.ros.kit.params import ControlParams, ControlShellParams
 from vae_ros.ros.kit.run import interrupt
 from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS, sensor_qos
 
@@ -95,7 +97,8 @@ GOAL_LOG_THROTTLE_S = 1.0
 class ControlNode(Node):
     """Base of the latent controllers: goal inputs, the newest latent, the watchdog and cmd_vel.
 
-    Subclasses set `params` (a ControlParams) and `stats` before `_start_control`, and may override the
+    Subclasses set `params` (a ControlShellParams; a ControlParams with GOAL_INPUTS) and `stats` before
+    `_start_control`, and may override the
     hooks `_reset_for_goal` (a new goal: restart the controller's state), `_reset_command` (a stop: the
     command state is zero) and `_goal_encoder` (the backend that encodes goal images with a camera model).
     """
@@ -104,8 +107,11 @@ class ControlNode(Node):
     GOAL_DTYPE: ClassVar[type] = np.float32
     # A node that publishes cmd_vel refuses to start on a parameter it does not know (kit/declare.py).
     REFUSE_UNKNOWN_PARAMETERS: ClassVar[bool] = True
+    # Goals as latents and images (servo/goal_latent, servo/goal_image, the goal_image parameter, the view
+    # memory). False: none of them (a controller whose goal is something else, e.g. the route follower's route).
+    GOAL_INPUTS: ClassVar[bool] = True
 
-    params: ControlParams
+    params: ControlShellParams
     stats: NodeStats
 
     def __init__(self, node_name: str, **node_kwargs: Any) -> None:
@@ -151,29 +157,35 @@ class ControlNode(Node):
         self._guard = MessageGuard(self, self._on_rejected, self._on_error)
         self._latent_sub = self.create_subscription(Image, LATENT_STAMPED_TOPIC, self._guard.wrap("a latent", self._on_latent),
                                                     LATENT_QOS)
-        self._goal_latent_sub = self.create_subscription(
-            Float32MultiArray, GOAL_LATENT_TOPIC, self._goal_latent_callback(), LATENT_QOS)
-        # Goal images arrive raw: their size is checked before anything is converted, and the work (conversion,
-        # encoding, the view lookup) runs on its own thread; the outcome is applied here (_on_goal_image_done).
-        self._image_decoder = CdrDecoder("sensor_msgs/msg/Image")
-        self._goal_image_outcome: tuple[Any, str] | None = None  # (what the worker made of it, or its error; source)
-        self._outcome_lock = threading.Lock()
-        self._goal_image_done = self.create_guard_condition(self._guard.wrap("a goal image", self._on_goal_image_done))
-        self._goal_image_worker = LatestWorker(self._goal_image_work, self.stats.on_dropped, lambda: None,
-                                               name="goal_image")
-        self._goal_image_sub = self.create_subscription(
-            Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS, raw=True)
         self._views_lock = threading.Lock()  # the view memory: the executor adds, the goal-image thread searches
         # Goal images for models of other sensors: remembered camera views (see the module docstring).
         self.views: ViewMemory | None = None
         # (descriptor, source) of a goal image waiting for its view
         self._pending_goal_image: tuple[np.ndarray, str] | None = None
         self.goal_image_score: float | None = None  # NCC of the goal image's view (matched or best so far)
-        if modality != "image" and self.params.view_memory > 0:
-            self.views = ViewMemory(ViewMemoryConfig(capacity=self.params.view_memory,
-                                                     min_score=self.params.view_match))
-            # Not through the guard: the camera only serves goal images, so a bad frame is counted, not a stop.
-            self._camera_sub = self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
+        self._goal_latent_sub: Any = None
+        self._goal_image_worker: LatestWorker | None = None
+        goal_params = self.params if isinstance(self.params, ControlParams) else None
+        if self.GOAL_INPUTS and goal_params is not None:
+            self._goal_latent_sub = self.create_subscription(
+                Float32MultiArray, GOAL_LATENT_TOPIC, self._goal_latent_callback(), LATENT_QOS)
+            # Goal images arrive raw: their size is checked before anything is converted, and the work
+            # (conversion, encoding, the view lookup) runs on its own thread; the outcome is applied here
+            # (_on_goal_image_done).
+            self._image_decoder = CdrDecoder("sensor_msgs/msg/Image")
+            self._goal_image_outcome: tuple[Any, str] | None = None  # (what the worker made of it, or its error; source)
+            self._outcome_lock = threading.Lock()
+            self._goal_image_done = self.create_guard_condition(
+                self._guard.wrap("a goal image", self._on_goal_image_done))
+            self._goal_image_worker = LatestWorker(self._goal_image_work, self.stats.on_dropped, lambda: None,
+                                                   name="goal_image")
+            self._goal_image_sub = self.create_subscription(
+                Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS, raw=True)
+            if modality != "image" and goal_params.view_memory > 0:
+                self.views = ViewMemory(ViewMemoryConfig(capacity=goal_params.view_memory,
+                                                         min_score=goal_params.view_match))
+                # Not through the guard: the camera only serves goal images, so a bad frame is counted, not a stop.
+                self._camera_sub = self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
         # The scan safety layer: the newest scan's points (robot frame) and stamp, what it did last.
         self._scan: tuple[int, np.ndarray] | None = None
         self._last_sent = (0.0, 0.0)
@@ -304,11 +316,13 @@ class ControlNode(Node):
     def _on_goal_image(self, raw: bytes) -> None:
         """A serialized sensor_msgs/Image: refused over max_image_pixels before anything is converted."""
         msg = self._image_decoder.decode(raw)  # its data stays a view on the bytes
-        height, width, limit = int(msg.height), int(msg.width), self.params.max_image_pixels
+        limit = self.params.max_image_pixels if isinstance(self.params, ControlParams) else 0
+        height, width = int(msg.height), int(msg.width)
         if limit and height * width > limit:
             raise InputError(f"goal image is {width}x{height} = {width * height} pixels, more than "
                              f"max_image_pixels ({limit}); refused before any conversion")
-        self._goal_image_worker.submit(msg)
+        if self._goal_image_worker is not None:
+            self._goal_image_worker.submit(msg)
 
     def _goal_image_work(self, msg: Any) -> None:
         """Goal-image thread: the latent (camera models) or the view lookup; the outcome goes to the executor."""
@@ -467,6 +481,8 @@ class ControlNode(Node):
     def _drain_goal_latents(self) -> None:
         """Take (and drop) the goal latents queued in the subscription: they arrived before the clear."""
         sub = self._goal_latent_sub
+        if sub is None:  # no goal-latent input (GOAL_INPUTS False)
+            return
         for _ in range(10_000):  # the queue's depth bounds it; this only guards against a publisher outpacing us
             with sub.handle:
                 taken = sub.handle.take_message(sub.msg_type, sub.raw)
@@ -619,7 +635,8 @@ class ControlNode(Node):
         if self._closed:
             return
         self._closed = True
-        self._goal_image_worker.close()
+        if self._goal_image_worker is not None:
+            self._goal_image_worker.close()
         try:
             self._publish_command(0.0, 0.0)
             from rclpy.duration import Duration
