@@ -25,14 +25,14 @@ NODE = "sim_node"
 # Empty = params_file's value.
 PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
     "rate", "image_width", "image_height", "lidar", "seed", "initial_pose", "max_linear", "max_angular",
-    "cmd_timeout", "publish_camera"])
+    "cmd_timeout", "publish_camera", "odom_error", "lighting"])
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [
     ("image_topic", CAMERA_TOPIC, "camera output (sensor_msgs/Image)"),
     ("scan_topic", SCAN_TOPIC, "2-D LiDAR output (sensor_msgs/LaserScan)"),
     ("points_topic", CLOUD_TOPIC, "3-D LiDAR output (sensor_msgs/PointCloud2)"),
-    ("odom_topic", ODOM_TOPIC, "ground-truth odometry output (nav_msgs/Odometry)"),
+    ("odom_topic", ODOM_TOPIC, "odometry output (nav_msgs/Odometry; ground truth unless odom_error > 0)"),
     ("cmd_vel_topic", CMD_TOPIC, "velocity command input (geometry_msgs/Twist)"),
 ]
 

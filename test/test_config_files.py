@@ -19,7 +19,8 @@ CONFIG_FILES = sorted((REPO / "config").glob("*.yaml"))
 IMPLICIT = {"use_sim_time": False}  # rclpy declares it on every node
 # The params file each node's own launch file defaults to; its values are the node's defaults.
 OWN_PARAMS_FILE = {"encoder_node": "encoder.yaml", "decoder_node": "decoder.yaml", "sim_node": "sim.yaml",
-                   "latent_servo_node": "servo.yaml", "world_model_node": "world_model.yaml"}
+                   "latent_servo_node": "servo.yaml", "world_model_node": "world_model.yaml",
+                   "route_follower_node": "route.yaml"}
 
 
 def declared_parameters(node_name: str) -> dict[str, Any]:

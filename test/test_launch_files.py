@@ -39,13 +39,15 @@ CONTRACT_TOPICS = {
     "camera/image_raw", "camera/image_raw/compressed", "scan", "lidar/points", "odom", "cmd_vel",
     "vae/latent", "vae/latent_stamped", "vae/reconstruction", "vae/scan", "vae/points", "vae/anomaly_score",
     "servo/goal_image", "servo/goal_latent",
-    "servo/error", "world_model/predicted_latent", "/diagnostics", "/clock",
+    "servo/error", "world_model/predicted_latent", "route/path", "/diagnostics", "/clock",
 }
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 SUPPORT_MODULE = "vae_ros.ros.kit.launch"
 LAUNCH_FILES = ["encoder.launch.py", "decoder.launch.py", "sim.launch.py", "perception.launch.py",
                 "gazebo.launch.py", "base_station.launch.py", "jetson.launch.py",
-                "latent_servo.launch.py", "servo.launch.py"]
+                "latent_servo.launch.py", "servo.launch.py", "route_follower.launch.py", "route.launch.py"]
+# Arguments a launch file requires (no default): given wherever a test runs every file.
+REQUIRED_ARGUMENTS = {"route.launch.py": {"route": "/data/routes/r1"}}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -423,13 +425,13 @@ def _yaml_parameters(path: str, node: StartedNode) -> dict[str, Any]:
 COMMON_ARGUMENTS = {"namespace", "params_file", "fastdds_profile", "log_level"}
 SIM_TIME_FILES = {"encoder.launch.py", "decoder.launch.py", "perception.launch.py", "gazebo.launch.py",
                   "base_station.launch.py", "jetson.launch.py",
-                  "latent_servo.launch.py", "servo.launch.py"}
+                  "latent_servo.launch.py", "servo.launch.py", "route_follower.launch.py", "route.launch.py"}
 
 
 @pytest.mark.parametrize("file_name", LAUNCH_FILES)
 def test_launch_file_declares_the_common_arguments_and_starts_known_executables(
         run_launch: Callable[..., LaunchResult], file_name: str) -> None:
-    result = run_launch(file_name)
+    result = run_launch(file_name, **REQUIRED_ARGUMENTS.get(file_name, {}))
     expected = COMMON_ARGUMENTS | ({"use_sim_time"} if file_name in SIM_TIME_FILES else set())
     assert expected <= set(result.arguments), f"{file_name} lacks {expected - set(result.arguments)}"
     for argument in result.arguments.values():
@@ -457,7 +459,7 @@ def test_launch_file_declares_the_common_arguments_and_starts_known_executables(
 def test_fastrtps_variable_is_set_only_for_fast_dds_2_distributions(
         run_launch: Callable[..., LaunchResult], file_name: str, ros_distro: str, fastdds2: bool) -> None:
     # Fast DDS 2.x (Humble, Iron, Jazzy) reads FASTRTPS_DEFAULT_PROFILES_FILE; Kilted's RMW warns about it.
-    result = run_launch(file_name, _environ={"ROS_DISTRO": ros_distro})
+    result = run_launch(file_name, _environ={"ROS_DISTRO": ros_distro}, **REQUIRED_ARGUMENTS.get(file_name, {}))
     assert result.nodes
     for node in result.nodes:
         assert node.environment["FASTDDS_DEFAULT_PROFILES_FILE"] == FASTDDS_PROFILE, node.executable
@@ -527,11 +529,16 @@ def test_sim_arguments_are_typed_like_the_node_declares_them(run_launch: Callabl
     ("servo.launch.py", "sim", "maybe"),
     ("servo.launch.py", "use_sim_time", "sometimes"),
     ("latent_servo.launch.py", "max_linear", "fast"),
+    ("route.launch.py", "odom_error", "lots"),
+    ("route.launch.py", "sim", "maybe"),
+    ("route.launch.py", "route", ""),
+    ("route.launch.py", "model", "/no/such/model"),
+    ("route_follower.launch.py", "lost_timeout", "soon"),
 ])
 def test_bad_argument_values_are_refused_with_their_name(
         run_launch: Callable[..., LaunchResult], file_name: str, argument: str, value: str) -> None:
     with pytest.raises(ValueError, match=argument):
-        run_launch(file_name, **{argument: value})
+        run_launch(file_name, **{**REQUIRED_ARGUMENTS.get(file_name, {}), argument: value})
 
 
 def test_encoder_topic_arguments_remap_contract_topics(run_launch: Callable[..., LaunchResult]) -> None:
@@ -630,7 +637,8 @@ def test_gazebo_starts_the_world_the_bridge_and_the_vae_nodes(run_launch: Callab
                                                       ("decoder.launch.py", "decoder_node"),
                                                       ("sim.launch.py", "sim_node"),
                                                       ("latent_servo.launch.py", "latent_servo_node"),
-                                                      ("world_model_node.launch.py", "world_model_node")])
+                                                      ("world_model_node.launch.py", "world_model_node"),
+                                                      ("route_follower.launch.py", "route_follower_node")])
 def test_parameter_arguments_are_declared_by_the_node_with_the_same_type_and_description(
         run_launch: Callable[..., LaunchResult], file_name: str, node_name: str) -> None:
     from test_config_files import declared_parameters
@@ -839,3 +847,55 @@ def test_the_fake_substitutions_and_conditions_agree_with_the_real_launch(distro
     fake = [_fake_semantics(*case) for case in SEMANTICS_CASES]
     differ = [(case, r, f) for case, r, f in zip(SEMANTICS_CASES, real, fake, strict=True) if r != f]
     assert not differ, f"(case, real launch, fake): {differ}"
+
+
+# -- route.launch.py ---------------------------------------------------------------------------------------
+def test_route_runs_sim_scan_encoder_and_follower_on_the_control_model(run_launch: Callable[..., LaunchResult]) -> None:
+    result = run_launch("route.launch.py", route="/data/routes/r1")
+    assert sorted(n.executable for n in result.nodes) == ["encoder_node", "route_follower_node", "sim_node"]
+    route_yaml = str(REPO / "config" / "route.yaml")
+    sim, encoder, follower = (result.node(name) for name in ("sim_node", "encoder_node", "route_follower_node"))
+    assert sim.parameters == [route_yaml, {"lidar": "scan"}]  # the clock itself: no use_sim_time
+    assert encoder.parameters == [route_yaml, {"model": CONTROL_MODEL, "modality": "scan", "use_sim_time": True}]
+    assert follower.parameters == [route_yaml, {"model": CONTROL_MODEL, "route": "/data/routes/r1",
+                                                "use_sim_time": True}]
+    assert _yaml_parameters(route_yaml, sim)["publish_camera"] is False  # a LiDAR model: no rendering
+    assert "goal_image" not in result.arguments  # the route is the goal
+
+
+def test_route_arguments_reach_the_simulator_and_the_follower(run_launch: Callable[..., LaunchResult]) -> None:
+    result = run_launch("route.launch.py", route="/data/routes/r1", seed="4", initial_pose="[0.2, -0.1, 0.1]",
+                        odom_error="1.0", lighting="dim", namespace="robot2", max_linear="0.2", lost_timeout="5",
+                        backend="onnxruntime")
+    sim, encoder, follower = (result.node(name) for name in ("sim_node", "encoder_node", "route_follower_node"))
+    assert sim.parameters[-1] == {"lidar": "scan", "seed": 4, "initial_pose": [0.2, -0.1, 0.1], "odom_error": 1.0,
+                                  "lighting": "dim"}
+    assert encoder.parameters[-1] == {"model": CONTROL_MODEL, "modality": "scan", "backend": "onnxruntime",
+                                      "use_sim_time": True}
+    assert follower.parameters[-1] == {"model": CONTROL_MODEL, "route": "/data/routes/r1", "max_linear": 0.2,
+                                       "lost_timeout": 5.0, "use_sim_time": True}
+    assert {n.namespace for n in result.nodes} == {"robot2"}
+    robot = run_launch("route.launch.py", route="/data/routes/r1", sim="false")
+    assert sorted(n.executable for n in robot.nodes) == ["encoder_node", "route_follower_node"]
+    assert robot.node("route_follower_node").parameters[-1]["use_sim_time"] is False
+
+
+def test_route_starts_the_encoder_of_the_routes_model(run_launch: Callable[..., LaunchResult], tmp_path: Path) -> None:
+    (tmp_path / "model.json").write_text(json.dumps({"modality": "image"}))
+    result = run_launch("route.launch.py", route="/data/routes/r1", model=str(tmp_path))
+    assert result.node("encoder_node").parameters[-1] == {"model": str(tmp_path), "modality": "image",
+                                                          "use_sim_time": True}
+    assert result.node("sim_node").parameters[-1] == {"lidar": "scan", "publish_camera": True}
+
+
+def test_route_requires_a_route(run_launch: Callable[..., LaunchResult]) -> None:
+    with pytest.raises(KeyError, match="route"):
+        run_launch("route.launch.py")
+
+
+def test_route_follower_topic_arguments_remap_contract_topics(run_launch: Callable[..., LaunchResult]) -> None:
+    node = run_launch("route_follower.launch.py", odom_topic="/robot1/odom", path_topic="taught",
+                      route="/r", window="2.0").node("route_follower_node")
+    assert node.remappings == {"odom": "/robot1/odom", "route/path": "taught"}
+    assert node.parameters == [str(REPO / "config" / "route.yaml"), {"route": "/r", "window": 2.0,
+                                                                     "use_sim_time": False}]

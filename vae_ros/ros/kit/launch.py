@@ -274,14 +274,34 @@ def _launch_node(context: Any, *, node: str, parameters: Sequence[ParameterArgum
 CONTROL_MODEL = "control_default"  # vae_ros.control.runtime.control_model.CONTROL_MODEL (no torch import here)
 
 
+def model_modality(model_dir: str) -> str:
+    """The modality a model directory's model.json names (what its encoder reads), for a pipeline that starts
+    the encoder a controller's model needs; ValueError, one line, for a directory that is not a model."""
+    from vae_ros.core.config import read_json_object
+    from vae_ros.core.errors import VaeRosError
+
+    try:
+        modality = read_json_object(f"{model_dir}/model.json").get("modality", "image")
+    except VaeRosError as err:
+        raise ValueError(f"launch argument model:={model_dir!r} is not a model directory: {err}") from err
+    if modality not in LIDAR_FOR_MODALITY:
+        raise ValueError(f"model {model_dir} has modality {modality!r}; this pipeline starts encoders for "
+                         f"{', '.join(sorted(LIDAR_FOR_MODALITY))}")
+    return str(modality)
+
+
 def controller_pipeline(context: Any, controller_file: str, encoder_only: Sequence[str] = (),
-                        controller_arguments: Mapping[str, str] | None = None) -> list[Any]:
-    """sim.launch.py (unless sim:=false) + a scan encoder_node on the control model + the controller's file.
+                        controller_arguments: Mapping[str, str] | None = None, sim_arguments: Sequence[str] = (),
+                        modality: str = "scan") -> list[Any]:
+    """sim.launch.py (unless sim:=false) + an encoder_node on the control model + the controller's file.
 
     The encoder and the controller get the same `model` ('' = the packaged control model, given as a path:
     the encoder's own '' would mean the plain scan model), `use_sim_time` ('' = follow the simulator when it
     runs); the encoder also gets the launch configurations named in `encoder_only` (its runtime: the
-    controller encodes no sensor data), the controller `goal_image` and `controller_arguments`.
+    controller encodes no sensor data), the controller `goal_image` (where the file declares it) and
+    `controller_arguments`, the simulator the launch configurations named in `sim_arguments`. The encoder reads
+    `modality` (the packaged control model's: scan); the simulator publishes the LiDAR it needs, and its camera
+    for an image model.
     """
     config = context.launch_configurations
     sim = flag(config, "sim")
@@ -293,22 +313,31 @@ def controller_pipeline(context: Any, controller_file: str, encoder_only: Sequen
         [FindPackageShare(PACKAGE), "models", CONTROL_MODEL]).perform(context)
     nodes = {"model": model, "use_sim_time": use_sim_time.lower()}
     encoder = {name: config[name] for name in encoder_only}
-    controller = {"goal_image": config["goal_image"], **(controller_arguments or {})}
+    goal = {"goal_image": config["goal_image"]} if "goal_image" in config else {}
+    controller = {**goal, **(controller_arguments or {})}
     actions: list[Any] = []
     if sim:
         # The simulator is the clock: it paces itself on the wall clock and publishes /clock.
+        camera = {"publish_camera": "true"} if modality == "image" else {}
         actions.append(include(PACKAGE, "sim.launch.py", {
-            **common, "lidar": "scan", "seed": config["seed"], "initial_pose": config["initial_pose"],
-            "mujoco_gl": config["mujoco_gl"]}))
+            **common, "lidar": LIDAR_FOR_MODALITY[modality], **camera, "seed": config["seed"],
+            "initial_pose": config["initial_pose"], "mujoco_gl": config["mujoco_gl"],
+            **{name: config[name] for name in sim_arguments}}))
     actions += [
-        include(PACKAGE, "encoder.launch.py", {**common, **nodes, **encoder, "modality": "scan"}),
+        include(PACKAGE, "encoder.launch.py", {**common, **nodes, **encoder, "modality": modality}),
         include(PACKAGE, controller_file, {**common, **nodes, **controller}),
     ]
     return actions
 
 
-def controller_pipeline_arguments(params_file: str, params_description: str) -> list[DeclareLaunchArgument]:
-    """The arguments every controller pipeline declares (the controller's own come beside them)."""
+def controller_pipeline_arguments(params_file: str, params_description: str,
+                                   goal_image: bool = True) -> list[DeclareLaunchArgument]:
+    """The arguments every controller pipeline declares (the controller's own come beside them); `goal_image`
+    only where the controller takes goal images."""
+    goal = [DeclareLaunchArgument("goal_image", default_value="",
+                                  description="camera frame the robot has seen: the goal once a remembered view "
+                                              "matches it (view_memory); empty: teach with "
+                                              f"{SET_GOAL_SERVICE} or send {GOAL_LATENT_TOPIC})")] if goal_image else []
     return [
         namespace_argument("namespace for all nodes and their relative topics (e.g. robot1)"),
         params_file_argument(params_file, params_description),
@@ -316,9 +345,7 @@ def controller_pipeline_arguments(params_file: str, params_description: str) -> 
         fastdds_profile_argument("Fast DDS XML profile for large messages (images between vae_ros processes)."),
         DeclareLaunchArgument("sim", default_value="true",
                               description="true: run sim_node; false: the robot's own scan, odom and cmd_vel"),
-        DeclareLaunchArgument("goal_image", default_value="",
-                              description="camera frame the robot has seen: the goal once a remembered view matches it "
-                                          f"(view_memory); empty: teach with {SET_GOAL_SERVICE} or send {GOAL_LATENT_TOPIC})"),
+        *goal,
         DeclareLaunchArgument("seed", default_value="", description="simulator world seed (empty: params_file)"),
         DeclareLaunchArgument("initial_pose", default_value="",
                               description="robot start [x, y, yaw] in the simulator, e.g. '[0.5, -0.3, 0.4]' "
