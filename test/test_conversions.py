@@ -23,7 +23,7 @@ from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2, Poin
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
 from vae_ros.core.config import ImageSpec, ModelConfig, PointCloudSpec, ScanSpec
-from vae_ros.core.conversions.common import planar_pose
+from vae_ros.core.conversions.common import checked_planar_pose, path_msg, planar_pose
 from vae_ros.core.conversions.image import (
     array_to_compressed_msg,
     array_to_image_msg,
@@ -936,3 +936,29 @@ def test_planar_pose_reads_back_the_simulators_odometry(yaw: float) -> None:
     x, y, read_yaw = planar_pose(msg.pose.pose)
     assert (x, y) == pytest.approx((0.4, -1.1))
     assert read_yaw == pytest.approx(yaw, abs=1e-9)
+
+
+def test_checked_planar_pose_refuses_nan_and_non_unit_quaternions() -> None:
+    from geometry_msgs.msg import Pose
+
+    pose = Pose()
+    pose.position.x, pose.position.y = 1.0, -2.0
+    pose.orientation.z, pose.orientation.w = math.sin(0.3), math.cos(0.3)
+    assert checked_planar_pose(pose) == pytest.approx((1.0, -2.0, 0.6))
+    unfilled = Pose()
+    unfilled.orientation.w = 0.0  # all zero: not a rotation
+    with pytest.raises(InputError, match="unit quaternion"):
+        checked_planar_pose(unfilled, "odometry pose")
+    pose.position.y = float("nan")
+    with pytest.raises(InputError, match="odometry pose holds NaN"):
+        checked_planar_pose(pose, "odometry pose")
+
+
+def test_path_msg_holds_one_pose_per_row_in_the_frame() -> None:
+    poses = np.array([[0.0, 0.0, 0.0], [0.25, 0.1, math.pi / 2]])
+    msg = path_msg(poses, "odom")
+    assert msg.header.frame_id == "odom" and len(msg.poses) == 2
+    assert all(p.header.frame_id == "odom" for p in msg.poses)
+    assert [planar_pose(p.pose) for p in msg.poses] == [pytest.approx(tuple(row)) for row in poses]
+    with pytest.raises(InputError, match="finite"):
+        path_msg(np.array([[0.0, np.nan, 0.0]]), "odom")

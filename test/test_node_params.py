@@ -33,3 +33,14 @@ def test_the_plan_budget_bounds_horizon_samples_and_iterations_together() -> Non
     with pytest.raises(ConfigError, match="rollout steps"):
         WorldModelParams().updated({"horizon": 100, "samples": 2000, "iterations": 10})
     assert 30 * 150 * 3 * 4 < PLAN_BUDGET  # the default leaves room
+
+
+def test_the_route_followers_defaults_are_the_followers_own() -> None:
+    """route_follower_node's limits and follower settings default to FollowerConfig's, the values eval-route
+    measures with, so the node repeats a route as the evaluation does."""
+    from vae_ros.control.runtime.route_follower import FollowerConfig
+    from vae_ros.ros.kit.params import RouteFollowerParams
+
+    assert RouteFollowerParams().follower_config() == FollowerConfig()
+    with pytest.raises(ConfigError, match="min_quality"):
+        RouteFollowerParams().updated({"min_quality": 0.0})
