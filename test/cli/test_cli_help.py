@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-CONTRACT_SUBCOMMANDS = ["collect", "record", "train", "train-dynamics", "export", "eval", "demo", "bench"]
+CONTRACT_SUBCOMMANDS = ["collect", "record", "train", "train-dynamics", "export", "eval", "teach", "demo", "bench"]
 
 
 def _vae_ros(*args: str) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("export", "export", "write ONNX, INT8 ONNX, TorchScript or TensorRT artifacts into a model directory"),
     ("eval", "evaluate", "report ELBO, reconstruction error, KL per dimension, active units; write PNG plots"),
     ("eval-control", "eval_control", "basin of attraction of latent representations, closed-loop servo episodes"),
+    ("teach", "teach", "turn a bag of vae/latent_stamped and odom into a route the route follower repeats"),
     ("eval-route", "eval_route", "teach-and-repeat episodes in the simulator, judged by ground truth, against "
                                  "odometry-only and raw-sensor baselines"),
     ("repair", "repair", "make a bag left by a killed recorder readable again (metadata, MCAP summary)"),

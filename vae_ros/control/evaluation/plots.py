@@ -1,4 +1,5 @@
-"""PNG plots of basin measurements (matplotlib Agg through vae_ros.core.plots' figure helpers, never pyplot)."""
+"""PNG plots of basin measurements, closed-loop episodes and taught routes (matplotlib Agg through
+vae_ros.core.plots' figure helpers, never pyplot)."""
 
 from __future__ import annotations
 
@@ -237,4 +238,47 @@ def save_episode_starts(results: Sequence[Any], path: str | Path, title: str) ->
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title}: episode starts (green success, red failure)", fontsize=10)
+    return _save(fig, path)
+
+
+# -- taught routes -----------------------------------------------------------------------------------------
+_REPEAT_COLOURS = ("#1f77b4", "#e08a1e", "#9c5fb5", "#2e9d4a", "#d0342c", "#8c564b")
+
+
+def plot_route(route: Any, path: str | Path, repeats: Sequence[tuple[str, np.ndarray]] | None = None,
+               title: str = "taught route") -> Path:
+    """A route's keyframes in its odometry frame (metres, axes equal): the path as a line with a dot per
+    keyframe, the start (o) and end (*) marked, a heading arrow every few keyframes; `repeats` are (label,
+    (N, 3) poses) paths drawn over it (a repeat run, another method) in the same frame."""
+    poses = np.asarray(route.poses, dtype=np.float64)  # (K, 3)
+    fig = _figure(6.0, 6.0)
+    ax = fig.subplots()
+    ax.plot(poses[:, 0], poses[:, 1], "-", color="black", linewidth=1.2, alpha=0.6, label="taught")
+    ax.plot(poses[:, 0], poses[:, 1], ".", color="black", markersize=4)
+    span = max(float(np.ptp(poses[:, 0])), float(np.ptp(poses[:, 1])), 0.5)
+    arrow = 0.06 * span
+    every = max(1, len(poses) // 12)
+    for x, y, yaw in poses[::every]:
+        ax.annotate("", xy=(x + arrow * math.cos(yaw), y + arrow * math.sin(yaw)), xytext=(x, y),
+                    arrowprops={"arrowstyle": "->", "color": "#444444", "linewidth": 0.8})
+    shown = [poses[:, :2]]
+    for n, (label, repeat) in enumerate(repeats or []):
+        trace = np.asarray(repeat, dtype=np.float64).reshape(-1, 3)
+        ax.plot(trace[:, 0], trace[:, 1], "-", linewidth=1.0, color=_REPEAT_COLOURS[n % len(_REPEAT_COLOURS)],
+                label=label)
+        shown.append(trace[:, :2])
+    ax.plot([poses[0, 0]], [poses[0, 1]], marker="o", markersize=9, markerfacecolor="none", color="#2e9d4a",
+            linestyle="none", label="start")
+    ax.plot([poses[-1, 0]], [poses[-1, 1]], marker="*", markersize=12, color="#d0342c", linestyle="none",
+            label="end")
+    points = np.concatenate(shown)
+    (x0, x1), (y0, y1) = _square_limits(points[:, 0], points[:, 1], margin=0.1 * span + 0.1)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m, odometry frame)")
+    ax.set_ylabel("y (m)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"{title}\n{len(poses)} keyframes, {float(route.length):.2f} m; arrows: heading", fontsize=9)
     return _save(fig, path)

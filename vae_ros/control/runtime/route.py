@@ -135,7 +135,7 @@ def teach_route(stamps_ns: np.ndarray, latents: np.ndarray, logvars: np.ndarray 
     poses = interpolate_poses((stamps - t0) * 1e-9, (odom_t - t0) * 1e-9, odom)
     # A gap in the latents while the robot moved: the keyframes either side would not overlap.
     gaps = np.flatnonzero(np.diff(stamps) * 1e-9 > max_gap_s)
-    for i in gaps:
+    for i in gaps.tolist():
         moved = math.hypot(*(poses[i + 1, :2] - poses[i, :2]))
         turned = abs(wrap_angle(poses[i + 1, 2] - poses[i, 2]))
         if moved > 0.5 * spacing_m or turned > math.radians(0.5 * spacing_deg):
@@ -157,7 +157,7 @@ def teach_route(stamps_ns: np.ndarray, latents: np.ndarray, logvars: np.ndarray 
                 and abs(wrap_angle(poses[final, 2] - last[2])) < 0.3 * spacing_rad)
         if near and len(keep) > 1:
             keep[-1] = final  # the route ends where the teacher stopped
-        else:
+        elif not near:  # (near the only keyframe: the robot never moved a spacing, refused below)
             keep.append(final)
     if len(keep) < 2:
         raise DataError(f"the robot moved less than {spacing_m:g} m / {spacing_deg:g} deg while latents were "

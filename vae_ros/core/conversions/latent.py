@@ -130,12 +130,13 @@ def latent_to_stamped_msg(mean: np.ndarray, logvar: np.ndarray | None = None, he
 
 
 def stamped_msg_to_latent(
-    msg: Any, expected_dim: int | None = None
+    msg: Any, expected_dim: int | None = None, finite: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """sensor_msgs/Image in the stamped layout -> ((D,) mean, (D,) logvar or None, the message's header).
 
     Strict about the layout (encoding, height, step, data size), so a camera image sent to the latent
-    topic by mistake is rejected rather than read as numbers; is_bigendian is honoured.
+    topic by mistake is rejected rather than read as numbers; is_bigendian is honoured. `finite=False` returns
+    NaN or infinite values instead of refusing them (a reader that skips and counts such rows, e.g. teaching).
     """
     encoding = str(getattr(msg, "encoding", ""))
     if encoding != STAMPED_LATENT_ENCODING:
@@ -154,7 +155,7 @@ def stamped_msg_to_latent(
         raise InputError(f"latent has {width} dimensions but the model expects {expected_dim}")
     wire = np.dtype(">f4" if bool(getattr(msg, "is_bigendian", 0)) else "<f4")
     values = np.ascontiguousarray(buf).view(wire).astype(np.float32).reshape(height, width)  # (1 or 2, D)
-    if not np.isfinite(values).all():
+    if finite and not np.isfinite(values).all():
         raise InputError("latent holds NaN or infinite values")
     header = getattr(msg, "header", None)
     if header is None:
