@@ -2,7 +2,7 @@
 
 One follower (namespace /rf, wall clock, `scan_safety:=false`) runs for the module on a route made here: K
 keyframes 0.25 m apart along a line, each with a random latent of a small seeded scan model's width, saved as a
-route folder with the model's weights digest. The test feeds it stamped latents and odometry at 10 Hz
+route folder (vae_ros.ros.route_file, as `vae-ros teach` writes one) with the model's weights digest. The test feeds it stamped latents and odometry at 10 Hz
 (RouteProbe), so stamps, bad messages and the services are under its control: it follows from the first
 keyframe, stops on stale latents, clear_goal stops it for good until set_goal, bad latents and bad odometry are
 rejected and counted and the robot stops, missing odometry stops it, a latent unlike the route loses it, the last
@@ -26,17 +26,9 @@ from vae_ros.control.runtime.route import Route
 from vae_ros.control.runtime.route_follower import match_keyframes
 from vae_ros.core.backends import weights_digest
 from vae_ros.core.conversions.latent import latent_to_stamped_msg
+from vae_ros.ros.route_file import save_route
 
 pytestmark = pytest.mark.ros
-
-try:  # branch `teach` brings the real route folder; until it is merged, a test-only stand-in (route_stand_in.py)
-    from vae_ros.ros.route_file import save_route
-
-    STAND_IN = False
-except ImportError:  # pragma: no cover - only before the merge
-    from route_stand_in import save_route
-
-    STAND_IN = True
 
 NS = "/rf"
 STATUS = f"{NS}/route_follower_node: route follower"
@@ -53,18 +45,9 @@ BAD_START = {
     "missing_route": ({"route": "{tmp}/no_such_route"}, "no_such_route"),
     "other_model": ({"route": "{tmp}/route_other"}, "was taught with the model whose weights sha256 is"),
 }
-_STAND_IN_MAIN = (
-    "import sys; sys.path.insert(0, {folder!r}); import route_stand_in; "
-    "sys.modules['vae_ros.ros.route_file'] = route_stand_in; "
-    "from vae_ros.ros.nodes.route_follower_node import main; sys.exit(main())"
-)
 
 
 def follower_command(*ros_args: str) -> list[str]:
-    """The follower's command line (with the route stand-in registered in its process before the merge)."""
-    if STAND_IN:
-        return [sys.executable, "-c", _STAND_IN_MAIN.format(folder=str(Path(__file__).parent)), "--ros-args",
-                *ros_args]
     return [sys.executable, "-m", "vae_ros.ros.nodes.route_follower_node", "--ros-args", *ros_args]
 
 
