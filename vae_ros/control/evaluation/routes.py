@@ -185,7 +185,10 @@ def drive_teach(world: Any, waypoints: np.ndarray, methods: Sequence[Method], od
     world.set_pose(float(waypoints[0][0]), float(waypoints[0][1]), first_heading)
     odometer = Odometer(odom_error, seed)
     dt = 1.0 / CONTROL_RATE
-    true_poses, odom_poses, stamps, latents = [], [], [], {m.name: [] for m in methods if m.encode is not None}
+    true_poses: list[tuple[float, float, float]] = []
+    odom_poses: list[Any] = []
+    stamps: list[int] = []
+    latents: dict[str, list[np.ndarray]] = {m.name: [] for m in methods if m.encode is not None}
     progress, t = 0.0, 0.0
     pose = world.pose()
     for _ in range(int(arc[-1] / speed * 4 / dt) + 200):
@@ -197,11 +200,11 @@ def drive_teach(world: Any, waypoints: np.ndarray, methods: Sequence[Method], od
                 latents[m.name].append(m.encode(world))
         here = np.array([pose.x, pose.y])
         near = np.flatnonzero(np.abs(arc - progress) < 0.5)
-        progress = float(arc[near[np.argmin(np.hypot(*(dense[near] - here).T))]])
+        progress = float(arc[near[int(np.argmin(np.linalg.norm(dense[near] - here, axis=1)))]])
         left = arc[-1] - progress
         if left < 0.03:
             break
-        target = dense[min(np.searchsorted(arc, progress + 0.3), len(dense) - 1)]
+        target = dense[min(int(np.searchsorted(arc, progress + 0.3)), len(dense) - 1)]
         rel = relative_pose((pose.x, pose.y, pose.yaw), (target[0], target[1], 0.0))
         alpha = math.atan2(rel[1], rel[0])
         v = 0.0 if abs(alpha) > math.radians(40) else speed * math.cos(alpha) * min(1.0, left / 0.3 + 0.2)
@@ -373,16 +376,23 @@ def build_methods(names: Sequence[str], control_model: str | None = None, image_
         elif name == "control":
             model = ControlModel(control_model or models_dir() / "control_default", backend, threads=threads)
             methods.append(Method(name, model.latent, model.estimate))
-        elif name == "raw_scan":
-            raw = RawScanRepresentation()
-            methods.append(Method(name, lambda w, r=raw: r.encode(observe(w, False))[0]))
-        elif name == "pixels":
-            px = PixelsRepresentation()
-            methods.append(Method(name, lambda w, r=px: r.encode(observe(w, True))[0], camera=True))
         else:
-            image = ModelRepresentation(image_model or models_dir() / "image_default", backend, threads=threads)
-            methods.append(Method(name, lambda w, r=image: r.encode(observe(w, True))[0], camera=True))
+            rep: Any
+            if name == "raw_scan":
+                rep = RawScanRepresentation()
+            elif name == "pixels":
+                rep = PixelsRepresentation()
+            else:
+                rep = ModelRepresentation(image_model or models_dir() / "image_default", backend, threads=threads)
+            methods.append(Method(name, _encoder(rep, observe, camera=name != "raw_scan"), camera=name != "raw_scan"))
     return methods
+
+
+def _encoder(rep: Any, observe: Callable[[Any, bool], Any], camera: bool) -> Callable[[Any], np.ndarray]:
+    """One representation's encoder of the world's current view (camera or scan)."""
+    def encode(world: Any) -> np.ndarray:
+        return np.asarray(rep.encode(observe(world, camera))[0])
+    return encode
 
 
 def displaced_start(teaching: Teaching, world: Any, rng: np.random.Generator, lateral: float = 0.15,
