@@ -22,6 +22,8 @@ from vae_ros.control.runtime.route_follower import (
     FollowerConfig,
     FollowerState,
     follower_step,
+    keyframe_distances,
+    turned_views,
 )
 from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.sim.geometry import wrap_angle
@@ -194,3 +196,54 @@ def test_bad_latents_odometry_and_settings_are_refused() -> None:
         with pytest.raises(ConfigError):
             FollowerConfig(**bad).validate()
     FollowerConfig().validate()
+
+
+def test_turned_views_round_trip_and_matching_takes_the_nearest_view() -> None:
+    # A stand-in "model" whose latent is the scan itself (encode = first channel, decode = identity): turning a
+    # keyframe's view must then be exactly the rolled scan, and a turn of 0 the latent itself.
+    rng = np.random.default_rng(3)
+    scans = rng.uniform(0.1, 0.9, size=(4, 36)).astype(np.float32)
+    views = turned_views(scans, lambda z: z[:, None, :], lambda x: x[:, 0, :], turns_deg=(-20.0, 0.0, 30.0))
+    assert views.shape == (4, 4, 36)
+    np.testing.assert_allclose(views[0], scans)
+    np.testing.assert_allclose(views[1], np.roll(scans, -2, axis=1), atol=1e-6)  # 36 beams: 10 deg each
+    np.testing.assert_allclose(views[2], scans, atol=1e-6)
+    np.testing.assert_allclose(views[3], np.roll(scans, 3, axis=1), atol=1e-6)
+    poses = np.column_stack([np.arange(4) * 0.5, np.zeros(4), np.zeros(4)])
+    route = Route(poses, scans, np.arange(4) * 10**9)
+    query = np.roll(scans[2], 3)  # keyframe 2 seen turned by 30 deg
+    plain = keyframe_distances(route, query)
+    turned = keyframe_distances(Route(poses, scans, np.arange(4) * 10**9, views=views), query)
+    assert turned[2] == pytest.approx(0.0, abs=1e-5) and plain[2] > 0.1
+    assert int(np.argmin(turned)) == 2
+    assert np.all(turned <= plain + 1e-6)  # the latent itself is always one of the views
+    with pytest.raises(Exception, match="views"):
+        Route(poses, scans, np.arange(4) * 10**9, views=views[:, :3])
+
+
+def test_the_packaged_lidar_model_turns_keyframes_to_match_a_turned_robot() -> None:
+    from vae_ros.control.runtime.control_model import ControlModel
+    from vae_ros.resources import models_dir
+    from vae_ros.sim.world import SimConfig, SimWorld
+
+    model_dir = models_dir() / "control_default"
+    if not (model_dir / "model.json").is_file():
+        pytest.skip("packaged control model not built (bash scripts/make_control_model.sh)")
+    model = ControlModel(model_dir, threads=1)
+    world = SimWorld(SimConfig(seed=5151, image_width=16, image_height=16))
+    try:
+        keys, turned = [], []
+        for x, y in ((-1.0, 0.5), (0.5, -1.0), (1.2, 1.0)):
+            world.set_pose(x, y, 0.3)
+            keys.append(model.latent(world))
+            world.set_pose(x, y, 0.3 + math.radians(10))
+            turned.append(model.latent(world))
+    finally:
+        world.close()
+    views = model.turned_views(np.array(keys))
+    assert views is not None and views.shape == (7, 3, model.latent_dim)
+    np.testing.assert_allclose(views[0], np.array(keys), atol=1e-5)
+    for k, z in enumerate(turned):
+        # The robot turned 10 deg is nearer one of its keyframe's turned views than to the keyframe as taught.
+        nearest_view = np.linalg.norm(views[:, k] - z, axis=1).min()
+        assert nearest_view < 0.8 * np.linalg.norm(views[0, k] - z)

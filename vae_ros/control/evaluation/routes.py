@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,7 @@ class Method:
     encode: Callable[[Any], np.ndarray] | None
     head: PoseReader | None = None
     camera: bool = False  # needs the rendered camera (lighting matters)
+    views: Callable[[np.ndarray], np.ndarray | None] | None = None  # keyframe latents -> (V, K, D) views (turned_views)
 
 
 @dataclass
@@ -219,9 +220,14 @@ def drive_teach(world: Any, waypoints: np.ndarray, methods: Sequence[Method], od
                     {k: np.array(v) for k, v in latents.items()}, dense)
 
 
-def route_of(teaching: Teaching, method: str) -> Route:
-    """The method's route, taught from the recording as `vae-ros teach` would."""
-    return teach_route(teaching.stamps_ns, teaching.latents[method], None, teaching.stamps_ns, teaching.odom_poses)
+def route_of(teaching: Teaching, method: Method) -> Route:
+    """The method's route, taught from the recording as `vae-ros teach` would, with the views its follower
+    matches (as route_follower_node adds them when it loads a route)."""
+    latents = teaching.latents.get(method.name)
+    if latents is None:  # odometry replay: the route's poses only
+        latents = np.zeros((len(teaching.stamps_ns), 1), np.float32)
+    route = teach_route(teaching.stamps_ns, latents, None, teaching.stamps_ns, teaching.odom_poses)
+    return route if method.views is None else replace(route, views=method.views(route.latents))
 
 
 def repeat_route(world: Any, route: Route, method: Method, teaching: Teaching, start: tuple[float, float, float],
@@ -375,7 +381,7 @@ def build_methods(names: Sequence[str], control_model: str | None = None, image_
             methods.append(Method(name, None))
         elif name == "control":
             model = ControlModel(control_model or models_dir() / "control_default", backend, threads=threads)
-            methods.append(Method(name, model.latent, model.estimate))
+            methods.append(Method(name, model.latent, model.estimate, views=model.turned_views))
         else:
             rep: Any
             if name == "raw_scan":
@@ -442,10 +448,7 @@ def run_route_episodes(seeds: Sequence[int], routes_per_seed: int, methods: Sequ
                     for method in methods:
                         if light_i > 0 and not method.camera:
                             continue
-                        latents = teaching.latents.get(method.name)
-                        if latents is None:  # odometry replay: the route's poses only
-                            latents = np.zeros((len(teaching.stamps_ns), 1), np.float32)
-                        route = teach_route(teaching.stamps_ns, latents, None, teaching.stamps_ns, teaching.odom_poses)
+                        route = route_of(teaching, method)
                         length = route.length
                         status, trajectory, lost, collided = repeat_route(
                             worlds[light], route, method, teaching, start, odom_error, odom_seed, config)

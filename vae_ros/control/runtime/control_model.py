@@ -93,6 +93,13 @@ class ControlModel:
         return self.scan_latents(world.scan()[None], geo.angle_min, geo.angle_increment, geo.range_min,
                                  geo.range_max)[0]
 
+    def turned_views(self, latents: np.ndarray) -> np.ndarray | None:
+        """(1 + T, K, D) the route follower's views of keyframe latents (route_follower.turned_views), or None
+        when the model's LiDAR does not see the full turn (a turned scan would need what it never saw)."""
+        from vae_ros.control.runtime.route_follower import scan_turned_views
+
+        return scan_turned_views(self.backend, self.config, latents)
+
     def estimate(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
         """(3,) the goal's (dx, dy, dyaw) in the robot frame, from the two latents."""
         return self.head.estimate(z, z_goal)

@@ -44,6 +44,9 @@ class Route:
     stamps_ns: np.ndarray
     logvars: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # (V, K, D) latents each keyframe is matched against, views[0] = latents: the keyframes' latents and those
+    # of their scans turned (turned_views in route_follower.py); None: the latents alone. Not stored in a file.
+    views: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         poses = np.asarray(self.poses, dtype=np.float64)
@@ -69,6 +72,12 @@ class Route:
             if logvars.shape != latents.shape or not np.all(np.isfinite(logvars)):
                 raise DataError(f"route log-variances must be finite and {latents.shape}, got {logvars.shape}")
             object.__setattr__(self, "logvars", logvars)
+        if self.views is not None:
+            views = np.asarray(self.views, dtype=np.float32)
+            if views.ndim != 3 or views.shape[1:] != latents.shape or not np.all(np.isfinite(views)):
+                raise DataError(f"route views must be finite and (V, {latents.shape[0]}, {latents.shape[1]}), "
+                                f"got {views.shape}")
+            object.__setattr__(self, "views", views)
         steps = np.hypot(*np.diff(poses[:, :2], axis=0).T)
         object.__setattr__(self, "_arc", np.concatenate([[0.0], np.cumsum(steps)]))
 

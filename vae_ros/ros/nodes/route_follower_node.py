@@ -120,6 +120,7 @@ class RouteFollowerNode(ControlNode):
         except InputError as err:
             raise ConfigError(f"route {self.route_dir}: {err}") from err
         self.head = self._load_head()
+        self.route = self._with_turned_views(self.route)
         self.config: FollowerConfig = self.params.follower_config()
         self.state = FollowerState()
         self._last_step_ns: int | None = None
@@ -159,6 +160,28 @@ class RouteFollowerNode(ControlNode):
         from vae_ros.control.runtime.pose_head import PoseHeadNumpy
 
         return PoseHeadNumpy.load(self.model_dir, self.model_config.latent_dim).estimate
+
+    def _with_turned_views(self, route: Any) -> Any:
+        """The route with each keyframe also as its scan turned by +-5..15 deg (a full-turn LiDAR model only):
+        the model decodes, turns and encodes the keyframes once, here (route_follower.turned_views)."""
+        from dataclasses import replace
+
+        from vae_ros.control.runtime.route_follower import TURNS_DEG, scan_turned_views
+        from vae_ros.core.backends import create_backend
+
+        if self.model_config.modality != "scan":
+            return route
+        try:
+            backend = create_backend(self.model_dir, "auto", "cpu", threads=1)
+        except ImportError as err:  # a lean install without the runtime this model directory needs
+            self.get_logger().warning(f"keyframes matched as taught only (no runtime to turn them: {err})")
+            return route
+        views = scan_turned_views(backend, self.model_config, route.latents)
+        if views is None:
+            return route
+        self.get_logger().info(f"keyframes also matched turned by {', '.join(f'{t:+g}' for t in TURNS_DEG)} deg "
+                               f"(decoded, turned and encoded by {self.model_dir.name})")
+        return replace(route, views=views)
 
     # -- the route as the goal (ControlNode hooks) -----------------------------------------------------------
     def _reset_for_goal(self) -> None:
