@@ -18,6 +18,9 @@ exactly at the route's start: the floor), `raw_scan` and `pixels` (similarity of
 Relocalisation is measured apart: from random poses within 0.5 m and 15 deg of a taught pose, the follower's
 global place recognition either names a keyframe (correct when it lies within 0.5 m of that taught pose) or
 declines; precision = correct / named, recall = correct / queries.
+
+Over 500 lines: an episode's teacher, repeat, judge and success rule share the Teaching record, and
+`vae-ros demo --route` (vae_ros.apps.route_demo) reuses the teacher, the judge and the rule over the real nodes.
 """
 
 from __future__ import annotations
