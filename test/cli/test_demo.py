@@ -90,12 +90,84 @@ def test_plans_the_head_cannot_read_are_not_drawn_as_poses() -> None:
 
 
 def test_a_previous_demos_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
-    from vae_ros.apps.demo import DEMO_FILES, _clear_previous_run
+    from vae_ros.apps.demo import DEMO_FILES, clear_previous_run
 
     (tmp_path / "logs").mkdir()
     for name in (*DEMO_FILES, "logs/world_model_node.log", "logs/sim_node.log"):
         (tmp_path / name).write_text("old")
     (tmp_path / "mine.txt").write_text("mine")
     (tmp_path / "logs" / "notes.md").write_text("mine")
-    _clear_previous_run(tmp_path)
+    clear_previous_run(tmp_path)
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["logs", "logs/notes.md", "mine.txt"]
+
+
+@pytest.mark.skipif(not (default_model_dir("control") / "model.json").is_file(),
+                    reason="packaged control model not built (bash scripts/make_control_model.sh)")
+def test_route_demo_teaches_by_driving_and_repeats_from_a_displaced_start(tmp_path: Path) -> None:
+    """`vae-ros demo --route`: sim_node (odom_error 1), the control encoder, vae-ros record, vae-ros teach and
+    route_follower_node over DDS; judged by ground truth."""
+    from vae_ros.ros.route_file import load_route
+
+    out = tmp_path / "demo_route"
+    (out / "logs").mkdir(parents=True)
+    (out / "demo_trajectory.png").write_text("from a previous servo demo")  # goes: OUT never mixes two runs
+    result = run_cli("demo", "--route", "--out", str(out), "--quiet", timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "route" and summary["odom_error"] == 1.0
+    # Taught: a path of a few metres with a turn, keyframes every 0.25 m / 10 deg, from the recorded bag.
+    assert summary["taught_path_length_m"] > 3.0 and summary["route_length_m"] > 3.0
+    assert summary["keyframes"] >= 12
+    route = load_route(out / "route")
+    assert len(route) == summary["keyframes"]
+    assert float(np.ptp(route.poses[:, 2])) > np.radians(60)  # the turn is in the route
+    assert (out / "teach_bag" / "metadata.yaml").is_file()
+    # The repeat started off the route (0.15 m aside, 10 deg turned) and the follower finished it.
+    assert summary["start_offset_m"] == pytest.approx(0.15, abs=1e-3)
+    assert summary["start_offset_deg"] == pytest.approx(10.0, abs=0.1)
+    assert summary["follower_status"] == "done", summary["follower_states"]
+    # Judged by ground truth: at the last keyframe, on the taught path all the way, nothing touched.
+    assert summary["final_position_error_m"] <= 0.10 and summary["final_yaw_error_deg"] <= 5.0
+    assert summary["max_path_error_m"] <= 0.3 and summary["coverage"] >= 0.98 and not summary["collided"]
+    assert summary["repeated_path_length_m"] > 0.8 * summary["taught_path_length_m"]
+    assert summary["success"] is True
+    # The odometry did drift (odom_error 1): the repeat cannot have been a replay of exact poses.
+    assert summary["odometry_drift_teach_m"] > 0.005
+    assert (out / "demo_route.png").stat().st_size > 20_000
+    assert not (out / "demo_trajectory.png").exists()
+    assert {"sim_node.log", "control_encoder_node.log", "recorder.log", "route_follower_node.log"} <= {
+        p.name for p in (out / "logs").iterdir()}
+    assert "route done" in (out / "logs" / "route_follower_node.log").read_text()
+    assert "final position error" in result.stdout and "demo_route.png" in result.stdout
+
+
+def test_route_demo_refuses_the_goal_demos_flags(tmp_path: Path) -> None:
+    for args in (("--route", "--controller", "world_model"), ("--route", "--goal", "0", "0", "0"),
+                 ("--odom-error", "1.0")):
+        result = run_cli("demo", *args, "--out", str(tmp_path))
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert not (tmp_path / "logs").exists()  # refused before anything started
+
+
+def test_a_previous_route_demos_bag_and_route_go_and_folders_of_other_things_are_refused(tmp_path: Path) -> None:
+    from vae_ros.apps.demo import clear_previous_run
+    from vae_ros.core.errors import VaeRosError
+
+    bag, route = tmp_path / "teach_bag", tmp_path / "route"
+    bag.mkdir()
+    (bag / "metadata.yaml").write_text("old")
+    (bag / "teach_bag.mcap").write_bytes(b"old")
+    route.mkdir()
+    (route / "route.json").write_text("{}")
+    (route / "route.mcap").write_bytes(b"old")
+    clear_previous_run(tmp_path)
+    assert not bag.exists() and not route.exists()
+    for folder, name in ((bag, "thesis.tex"), (route, "notes.txt")):
+        folder.mkdir()
+        (folder / name).write_text("mine")
+        with pytest.raises(VaeRosError, match=str(folder)):
+            clear_previous_run(tmp_path)
+        assert (folder / name).read_text() == "mine"
+        (folder / name).unlink()
+        folder.rmdir()

@@ -102,7 +102,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    _clear_previous_run(out)
+    clear_previous_run(out)
     wall = time.monotonic()
     session_config = SessionConfig(seed=config.seed, rate=config.rate, backend=config.backend, camera_views=True,
                                    goal_image=True,
@@ -159,13 +159,18 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-# What a demo writes into OUT (beside logs/<node>.log): a previous demo's copies are removed first, so that
-# OUT never mixes two runs (a servo demo after a world-model one left its plans plot and node logs behind).
-DEMO_FILES = ("summary.json", "demo_trajectory.png", "demo_plans.png", "demo_frames.png")
+# What a demo writes into OUT (beside logs/<node>.log, and the route demo's teach bag and route): a previous
+# demo's copies are removed first, so that OUT never mixes two runs (a servo demo after a world-model one left
+# its plans plot and node logs behind).
+DEMO_FILES = ("summary.json", "demo_trajectory.png", "demo_plans.png", "demo_frames.png", "demo_route.png")
 
 
-def _clear_previous_run(out: Path) -> None:
-    """Remove a previous demo's files from OUT: DEMO_FILES and logs/*.log, nothing else."""
+def clear_previous_run(out: Path) -> None:
+    """Remove a previous demo's files from OUT: DEMO_FILES, logs/*.log and the route demo's teach bag and route
+    (vae_ros.apps.route_demo.remove_route_outputs), nothing else."""
+    from vae_ros.apps.route_demo import remove_route_outputs
+
+    remove_route_outputs(out)
     for name in DEMO_FILES:
         (out / name).unlink(missing_ok=True)
     logs = out / "logs"

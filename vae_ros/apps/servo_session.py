@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from vae_ros.apps.node_processes import NodeProcesses
 from vae_ros.core.conversions.common import planar_pose, stamp_ns
-from vae_ros.core.errors import ConfigError, InputError, NodeExitedError, RosError, RosTimeoutError
+from vae_ros.core.errors import ConfigError, InputError, RosError, RosTimeoutError
 from vae_ros.ros import interface
 
 IMAGE_LATENT_TOPIC = "vae/image_latent"
@@ -80,7 +79,7 @@ class ServoSession:
         self._latents: dict[int, np.ndarray] = {}  # control latents by stamp (newest _KEEP_LATENTS)
         self._plans: list[tuple[float, np.ndarray]] = []
         self.controller_values: dict[str, str] = {}  # the controller's newest /diagnostics key-values
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}  # by node name
+        self.nodes = NodeProcesses(config.log_dir)  # the node processes, by node name
         self._lock = threading.Lock()
         self._odom: list[tuple[float, float, float, float]] = []
         self._errors: list[tuple[float, float]] = []
@@ -100,29 +99,15 @@ class ServoSession:
 
     # -- processes -------------------------------------------------------------------------------------------
     def _start(self, name: str, module: str, args: list[str]) -> None:
-        log = open(self.config.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in _stop_all
-        proc = subprocess.Popen([sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", *args],
-                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-        proc._vae_ros_log = log  # type: ignore[attr-defined]
-        self.procs[name] = proc
+        self.nodes.start_node(name, module, args)
 
-    def _stop_all(self, timeout: float = 10.0) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            proc._vae_ros_log.close()  # type: ignore[attr-defined]
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        """The node processes still running, by node name."""
+        return self.nodes.procs
 
     def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise NodeExitedError(f"{name} exited with code {proc.returncode}; see {self.config.log_dir}/{name}.log")
+        self.nodes.check_alive()
 
     def __enter__(self) -> ServoSession:
         cfg = self.config
@@ -170,7 +155,7 @@ class ServoSession:
             if self.node is not None:
                 self.node.destroy_node()
         finally:
-            self._stop_all()
+            self.nodes.stop_all()
 
     # -- probe -----------------------------------------------------------------------------------------------
     def _start_probe(self) -> None:

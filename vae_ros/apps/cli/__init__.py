@@ -25,7 +25,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("eval-route", "eval_route", "teach-and-repeat episodes in the simulator, judged by ground truth, against "
                                  "odometry-only and raw-sensor baselines"),
     ("repair", "repair", "make a bag left by a killed recorder readable again (metadata, MCAP summary)"),
-    ("demo", "demo", "the main job: closed-loop run in the simulator with the packaged models"),
+    ("demo", "demo", "the main job: closed-loop run in the simulator with the packaged models (`--route`: teach "
+                     "a route by driving, repeat it from a displaced start)"),
     ("bench", "bench", "measure latency and throughput of each backend and of the running nodes"),
 ]
 

@@ -18,6 +18,9 @@ exactly at the route's start: the floor), `raw_scan` and `pixels` (similarity of
 Relocalisation is measured apart: from random poses within 0.5 m and 15 deg of a taught pose, the follower's
 global place recognition either names a keyframe (correct when it lies within 0.5 m of that taught pose) or
 declines; precision = correct / named, recall = correct / queries.
+
+Over 500 lines: an episode's teacher, repeat, judge and success rule share the Teaching record, and
+`vae-ros demo --route` (vae_ros.apps.route_demo) reuses the teacher, the judge and the rule over the real nodes.
 """
 
 from __future__ import annotations
@@ -125,7 +128,8 @@ def sample_route(world: Any, rng: np.random.Generator, min_length: float = 5.0, 
     raise ConfigError(f"could not lay a {min_length:g}-{max_length:g} m route in world seed {world.config.seed}")
 
 
-def _densify(waypoints: np.ndarray, step: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def densify(waypoints: np.ndarray, step: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """Waypoints (N, 2) -> (points (M, 2) about `step` m apart along the legs, their arc length (M,))."""
     points = [waypoints[0]]
     for a, b in zip(waypoints[:-1], waypoints[1:], strict=True):
         n = max(1, int(np.hypot(*(b - a)) / step))
@@ -178,10 +182,29 @@ class Teaching:
     dense_path: np.ndarray  # (M, 2) the taught true path, for the path error
 
 
+def teacher_step(dense: np.ndarray, arc: np.ndarray, progress: float, pose: tuple[float, float, float],
+                 speed: float = TEACH_SPEED) -> tuple[float, tuple[float, float] | None]:
+    """The teacher's command on the true pose (pure pursuit 0.3 m ahead along the dense path (M, 2) with arc
+    length (M,); on the spot where the point ahead is more than 40 deg round): (progress along the path (m),
+    (v, w)), or None for the command once the end is within 3 cm. Pass the returned progress back next step."""
+    here = np.array(pose[:2])
+    near = np.flatnonzero(np.abs(arc - progress) < 0.5)
+    progress = float(arc[near[int(np.argmin(np.linalg.norm(dense[near] - here, axis=1)))]])
+    left = arc[-1] - progress
+    if left < 0.03:
+        return progress, None
+    target = dense[min(int(np.searchsorted(arc, progress + 0.3)), len(dense) - 1)]
+    rel = relative_pose(pose, (target[0], target[1], 0.0))
+    alpha = math.atan2(rel[1], rel[0])
+    v = 0.0 if abs(alpha) > math.radians(40) else speed * math.cos(alpha) * min(1.0, left / 0.3 + 0.2)
+    w = float(np.clip(2.0 * alpha, -0.8, 0.8))
+    return progress, (v, w)
+
+
 def drive_teach(world: Any, waypoints: np.ndarray, methods: Sequence[Method], odom_error: float, seed: int,
                 speed: float = TEACH_SPEED) -> Teaching:
     """The teacher drives the waypoints on ground truth (pure pursuit on the true pose) and the robot records."""
-    dense, arc = _densify(waypoints)
+    dense, arc = densify(waypoints)
     first_heading = math.atan2(*(waypoints[1] - waypoints[0])[::-1])
     world.set_pose(float(waypoints[0][0]), float(waypoints[0][1]), first_heading)
     odometer = Odometer(odom_error, seed)
@@ -199,18 +222,10 @@ def drive_teach(world: Any, waypoints: np.ndarray, methods: Sequence[Method], od
         for m in methods:
             if m.encode is not None:
                 latents[m.name].append(m.encode(world))
-        here = np.array([pose.x, pose.y])
-        near = np.flatnonzero(np.abs(arc - progress) < 0.5)
-        progress = float(arc[near[int(np.argmin(np.linalg.norm(dense[near] - here, axis=1)))]])
-        left = arc[-1] - progress
-        if left < 0.03:
+        progress, command = teacher_step(dense, arc, progress, (pose.x, pose.y, pose.yaw), speed)
+        if command is None:
             break
-        target = dense[min(int(np.searchsorted(arc, progress + 0.3)), len(dense) - 1)]
-        rel = relative_pose((pose.x, pose.y, pose.yaw), (target[0], target[1], 0.0))
-        alpha = math.atan2(rel[1], rel[0])
-        v = 0.0 if abs(alpha) > math.radians(40) else speed * math.cos(alpha) * min(1.0, left / 0.3 + 0.2)
-        w = float(np.clip(2.0 * alpha, -0.8, 0.8))
-        world.step(v, w, dt)
+        world.step(*command, dt)
         t += dt
         new = world.pose()
         odometer.update(pose, new, dt)
@@ -286,6 +301,14 @@ def judge(result_args: dict[str, Any], trajectory: list[tuple[float, float, floa
     covered = float(np.mean([path_distance(driven, p) <= MAX_PATH_ERROR_M for p in taught])) if len(driven) > 1 else 0.0
     return {**result_args, "final_position_error": pos, "final_yaw_error": yaw, "max_path_error": float(max(errors)),
             "mean_path_error": float(np.mean(errors)), "coverage": covered}
+
+
+def succeeded(judged: dict[str, Any], collided: bool) -> bool:
+    """The success rule on judge()'s result: within SUCCESS_POSITION_M / SUCCESS_YAW_RAD of the taught end,
+    never more than MAX_PATH_ERROR_M off the taught path, MIN_COVERAGE of it driven, nothing touched."""
+    return bool(judged["final_position_error"] <= SUCCESS_POSITION_M and judged["final_yaw_error"] <= SUCCESS_YAW_RAD
+                and not collided and judged["max_path_error"] <= MAX_PATH_ERROR_M
+                and judged["coverage"] >= MIN_COVERAGE)
 
 
 def relocalise(world: Any, route: Route, method: Method, teaching: Teaching, rng: np.random.Generator, count: int,
@@ -455,10 +478,7 @@ def run_route_episodes(seeds: Sequence[int], routes_per_seed: int, methods: Sequ
                         out = judge({"seed": seed, "route": index, "method": method.name, "lighting": light,
                                      "status": status, "collided": collided, "lost_s": lost, "keyframes": len(route),
                                      "route_length": route.length, "time_s": 0.0}, trajectory, teaching)
-                        out["success"] = bool(out["final_position_error"] <= SUCCESS_POSITION_M
-                                              and out["final_yaw_error"] <= SUCCESS_YAW_RAD and not collided
-                                              and out["max_path_error"] <= MAX_PATH_ERROR_M
-                                              and out["coverage"] >= MIN_COVERAGE)
+                        out["success"] = succeeded(out, collided)
                         if keep_traces:
                             out["trajectory"] = [list(p) for p in trajectory[::5]] + [list(trajectory[-1])]
                         repeats.append(out)
