@@ -103,9 +103,10 @@ def test_a_previous_demos_files_are_removed_and_nothing_else(tmp_path: Path) -> 
 
 @pytest.mark.skipif(not (default_model_dir("control") / "model.json").is_file(),
                     reason="packaged control model not built (bash scripts/make_control_model.sh)")
-def test_route_demo_teaches_by_driving_and_repeats_from_a_displaced_start(tmp_path: Path) -> None:
+def test_route_demo_robot1_teaches_by_driving_and_robot2_repeats_from_a_displaced_start(tmp_path: Path) -> None:
     """`vae-ros demo --route`: sim_node (odom_error 1), the control encoder, vae-ros record, vae-ros teach and
-    route_follower_node over DDS; judged by ground truth."""
+    route_follower_node over DDS; robot1 teaches, robot2 (its own namespace and nodes) repeats; judged by ground
+    truth."""
     from vae_ros.ros.route_file import load_route
 
     out = tmp_path / "demo_route"
@@ -115,6 +116,7 @@ def test_route_demo_teaches_by_driving_and_repeats_from_a_displaced_start(tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "route" and summary["odom_error"] == 1.0
+    assert (summary["taught_by"], summary["repeated_by"]) == ("robot1", "robot2")
     # Taught: a path of a few metres with a turn, keyframes every 0.25 m / 10 deg, from the recorded bag.
     assert summary["taught_path_length_m"] > 3.0 and summary["route_length_m"] > 3.0
     assert summary["keyframes"] >= 12
@@ -122,6 +124,7 @@ def test_route_demo_teaches_by_driving_and_repeats_from_a_displaced_start(tmp_pa
     assert len(route) == summary["keyframes"]
     assert float(np.ptp(route.poses[:, 2])) > np.radians(60)  # the turn is in the route
     assert (out / "teach_bag" / "metadata.yaml").is_file()
+    assert route.meta["latent_topic"] == "/robot1/vae/latent_stamped"  # robot1's recording ...
     # The repeat started off the route (0.15 m aside, 10 deg turned) and the follower finished it.
     assert summary["start_offset_m"] == pytest.approx(0.15, abs=1e-3)
     assert summary["start_offset_deg"] == pytest.approx(10.0, abs=0.1)
@@ -135,9 +138,13 @@ def test_route_demo_teaches_by_driving_and_repeats_from_a_displaced_start(tmp_pa
     assert summary["odometry_drift_teach_m"] > 0.005
     assert (out / "demo_route.png").stat().st_size > 20_000
     assert not (out / "demo_trajectory.png").exists()
-    assert {"sim_node.log", "control_encoder_node.log", "recorder.log", "route_follower_node.log"} <= {
-        p.name for p in (out / "logs").iterdir()}
-    assert "route done" in (out / "logs" / "route_follower_node.log").read_text()
+    assert {"sim_node.log", "control_encoder_node.log", "recorder.log"} <= {
+        p.name for p in (out / "logs" / "robot1").iterdir()}
+    assert {"sim_node.log", "control_encoder_node.log", "route_follower_node.log"} <= {
+        p.name for p in (out / "logs" / "robot2").iterdir()}
+    follower_log = (out / "logs" / "robot2" / "route_follower_node.log").read_text()
+    assert "route done" in follower_log  # ... repeated by robot2's follower, on robot2's topics
+    assert "/robot2/vae/latent_stamped" in follower_log and "/robot2/cmd_vel" in follower_log
     assert "final position error" in result.stdout and "demo_route.png" in result.stdout
 
 

@@ -166,7 +166,7 @@ DEMO_FILES = ("summary.json", "demo_trajectory.png", "demo_plans.png", "demo_fra
 
 
 def clear_previous_run(out: Path) -> None:
-    """Remove a previous demo's files from OUT: DEMO_FILES, logs/*.log and the route demo's teach bag and route
+    """Remove a previous demo's files from OUT: DEMO_FILES, logs/*.log, logs/robot1|2/*.log and the route demo's teach bag and route
     (vae_ros.apps.route_demo.remove_route_outputs), nothing else."""
     from vae_ros.apps.route_demo import remove_route_outputs
 
@@ -175,7 +175,7 @@ def clear_previous_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
     logs = out / "logs"
     if logs.is_dir():
-        for log in logs.glob("*.log"):
+        for log in (*logs.glob("*.log"), *logs.glob("robot[12]/*.log")):  # the route demo's robots' logs too
             log.unlink(missing_ok=True)
 
 

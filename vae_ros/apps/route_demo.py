@@ -1,12 +1,13 @@
 """`vae-ros demo --route`: teach and repeat over real ROS 2 with the packaged control model.
 
 sim_node (wheel odometry with its typical error, `odom_error` 1) and an encoder_node on the packaged control
-model (LaserScan -> `vae/latent_stamped`) run as processes over DDS, as route.launch.py starts them. Teach: a
-scripted teacher drives the robot along a 3.3 m path with a 90 deg turn while `vae-ros record` records
-`vae/latent_stamped` and `odom`; the route is taught from that bag by `vae-ros teach` itself. Repeat: the robot
-is put down 0.15 m beside the route's start and turned 10 deg (sim_node's `initial_pose`) and
-route_follower_node repeats the route from its own latents and odometry until it says `done` (its /diagnostics
-`state`) or the time is up. Judged by `ground_truth/odom`, which only this demo reads, never the follower, with
+model (LaserScan -> `vae/latent_stamped`) run as processes over DDS, as route.launch.py starts them, for one
+robot in namespace robot1 and then, in the same world, for another of the same model in namespace robot2.
+Teach: a scripted teacher drives robot1 along a 3.3 m path with a 90 deg turn while `vae-ros record` records
+`/robot1/vae/latent_stamped` and `/robot1/odom`; the route is taught from that bag by `vae-ros teach` itself.
+Repeat: robot2 starts 0.15 m beside the route's start, turned 10 deg (sim_node's `initial_pose`), and its
+route_follower_node repeats robot1's route from robot2's own latents and odometry until it says `done` (its
+/diagnostics `state`) or the time is up. Judged by `ground_truth/odom`, which only this demo reads, never the follower, with
 eval-route's rule (vae_ros.control.evaluation.routes): the end within 0.10 m / 5 deg of the last keyframe's true
 pose, never more than 0.3 m off the taught (true) path, 98 % of it driven, nothing touched. Writes summary.json,
 demo_route.png (taught and repeated true paths, the odometry of both runs, the distance from the taught path over
@@ -22,7 +23,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,8 @@ BAG_DIR = "teach_bag"  # in OUT: the teach run's bag (vae-ros record)
 ROUTE_DIR = "route"  # in OUT: the route (vae-ros teach --out)
 PNG = "demo_route.png"
 RECORDER = "recorder"
+# One robot teaches, another of the same model repeats: a route is shared between robots as latents.
+TEACHER, REPEATER = "robot1", "robot2"
 
 
 @dataclass
@@ -105,42 +108,46 @@ def run_route_demo(config: RouteDemoConfig) -> dict[str, Any]:
     waypoints = np.array(WAYPOINTS, dtype=np.float64)
     world_objects = _check_path_clear(config.seed, waypoints)
     bag, route_dir = out / BAG_DIR, out / ROUTE_DIR
-    say(f"starting sim_node (world seed {config.seed}, odom_error {config.odom_error:g}) and the control encoder")
-    session_config = RouteSessionConfig(seed=config.seed, rate=config.rate, backend=config.backend,
-                                        odom_error=config.odom_error, initial_pose=route_start(),
-                                        log_dir=out / "logs", startup_timeout=config.startup_timeout)
-    with RouteSession(session_config) as session:
-        # 1. Teach: record latents and odometry while the teacher drives.
-        say(f"nodes up after {time.monotonic() - wall:.1f} s; recording {interface.LATENT_STAMPED_TOPIC} and "
-            f"{interface.ODOM_TOPIC} (vae-ros record) while the teacher drives {_length(waypoints):.1f} m with a turn")
+    say(f"{TEACHER}: starting sim_node (world seed {config.seed}, odom_error {config.odom_error:g}) and the "
+        "control encoder")
+    teacher = RouteSessionConfig(seed=config.seed, rate=config.rate, backend=config.backend,
+                                 odom_error=config.odom_error, initial_pose=route_start(), log_dir=out / "logs" / TEACHER,
+                                 startup_timeout=config.startup_timeout, namespace=TEACHER)
+    with RouteSession(teacher) as session:
+        # 1. Teach: robot1 records latents and odometry while the teacher drives it.
+        topics = (session.topic(interface.LATENT_STAMPED_TOPIC), session.topic(interface.ODOM_TOPIC))
+        say(f"{TEACHER}: nodes up after {time.monotonic() - wall:.1f} s; recording {topics[0]} and {topics[1]} "
+            f"(vae-ros record) while the teacher drives {_length(waypoints):.1f} m with a turn")
         recorder = session.nodes.start(RECORDER, "vae_ros.apps.cli", [
-            "record", "--out", str(bag), interface.LATENT_STAMPED_TOPIC, interface.ODOM_TOPIC, "--use-sim-time",
-            "--quiet"])
-        session.wait("vae-ros record to subscribe", lambda: session.subscribed(
-            f"vae_ros_record_{recorder.pid}", (interface.LATENT_STAMPED_TOPIC, interface.ODOM_TOPIC)),
-            config.startup_timeout)
+            "record", "--out", str(bag), *topics, "--use-sim-time", "--quiet"])
+        session.wait("vae-ros record to subscribe", lambda: session.subscribed(f"vae_ros_record_{recorder.pid}", topics),
+                     config.startup_timeout)
         session.wait_sim("the recording to begin with the robot standing", SETTLE_S)
         teach_start = session.sim_time
         teach_end = session.drive(waypoints)
         session.wait_sim("the robot to stop at the end of the path", SETTLE_S)
         code = session.nodes.stop(RECORDER)
         if code != 0:
-            raise RosError(f"vae-ros record exited with code {code}; see {out / 'logs' / RECORDER}.log")
-        say(f"taught by driving: {teach_end - teach_start:.1f} s simulated; teaching the route from the bag "
-            "(vae-ros teach)")
-        # 2. The route, from the bag, by `vae-ros teach` itself.
-        _teach(bag, route_dir, config.progress)
-        route = load_route(route_dir)
-        # 3. Repeat from a displaced start.
-        truth_start = _pose_at(session.truth, route.stamps_ns[0] * 1e-9)
-        start = offset_pose(truth_start, START_OFFSET)
-        say(f"placing the robot at {_fmt_pose(start)}, {math.hypot(*START_OFFSET[:2]):.2f} m beside the route's start "
-            f"and turned {math.degrees(START_OFFSET[2]):.0f} deg; {FOLLOWER} repeats the route")
-        session.place(start)
+            raise RosError(f"vae-ros record exited with code {code}; see {out / 'logs' / TEACHER / RECORDER}.log")
+        # From the start: the bag's first latents may be older than teach_start (the robot stood still then).
+        (teach_truth, teach_odom), _ = session.records(0.0, session.mark())
+    say(f"{TEACHER}: taught by driving: {teach_end - teach_start:.1f} s simulated; its nodes stopped; teaching the "
+        "route from its bag (vae-ros teach)")
+    # 2. The route, from robot1's bag, by `vae-ros teach` itself.
+    _teach(bag, route_dir, config.progress)
+    route = load_route(route_dir)
+    # 3. robot2 (another robot of the same model, in its own namespace) repeats it from a displaced start.
+    truth_start = _pose_at(teach_truth, route.stamps_ns[0] * 1e-9)
+    start = offset_pose(truth_start, START_OFFSET)
+    say(f"{REPEATER}: starting at {_fmt_pose(start)}, {math.hypot(*START_OFFSET[:2]):.2f} m beside the route's "
+        f"start and turned {math.degrees(START_OFFSET[2]):.0f} deg; its {FOLLOWER} repeats {TEACHER}'s route")
+    repeater = replace(teacher, initial_pose=start, log_dir=out / "logs" / REPEATER, namespace=REPEATER)
+    with RouteSession(repeater) as session:
         mark = session.mark()
         repeat_start = session.sim_time
         session.nodes.start_node(FOLLOWER, f"vae_ros.ros.nodes.{FOLLOWER}", [
-            "-p", f"route:={route_dir}", "-p", "use_sim_time:=true", "-p", "diagnostics_period:=0.2"])
+            *session.node_args(), "-p", f"route:={route_dir}", "-p", "use_sim_time:=true",
+            "-p", "diagnostics_period:=0.2"])
         session.wait(f"{FOLLOWER}'s diagnostics", lambda: bool(session.follower_state(repeat_start)),
                      config.startup_timeout)
         follow_start = session.sim_time
@@ -150,18 +157,18 @@ def run_route_demo(config: RouteDemoConfig) -> dict[str, Any]:
             state = session.follower_state(follow_start)
             if state and state != said[0]:
                 said[0] = state
-                say(f"  {session.sim_time - follow_start:5.1f} s  {FOLLOWER}: {state}")
+                say(f"  {session.sim_time - follow_start:5.1f} s  {REPEATER}'s {FOLLOWER}: {state}")
             return state == "done" or session.sim_time - follow_start > config.timeout
 
         session.wait(f"{FOLLOWER} to finish the route", finished, config.timeout * 5 + 60)
         status = "done" if session.follower_state(follow_start) == "done" else "timeout"
         repeat_end = session.sim_time
         session.wait_sim("the robot to stop after the repeat", SETTLE_S)
-        # From the start: the bag's first latents may be older than teach_start (the robot stood still then).
-        (teach_truth, teach_odom), (repeat_truth, repeat_odom) = session.records(0.0, mark)
+        _, (repeat_truth, repeat_odom) = session.records(0.0, mark)
         follower, states = session.follower_record()
     summary = _judge(config, route, teach_truth, teach_odom, repeat_truth, repeat_odom, start, status,
                      repeat_end - follow_start, follower, states, world_objects)
+    summary["taught_by"], summary["repeated_by"] = TEACHER, REPEATER
     summary["wall_time_s"] = time.monotonic() - wall
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _plot(out / PNG, summary, route, teach_truth, repeat_truth, repeat_odom)
@@ -359,6 +366,7 @@ def _plot(path: Path, summary: dict[str, Any], route: Any, teach_truth: list[tup
 def format_route_summary(summary: dict[str, Any]) -> str:
     rows = [
         ("world seed / odom_error", f"{summary['world_seed']} / {summary['odom_error']:g}"),
+        ("taught by / repeated by", f"{summary['taught_by']} / {summary['repeated_by']} (namespaces)"),
         ("taught by driving (ground truth)", f"{summary['taught_path_length_m']:.2f} m in {summary['teach_time_s']:.1f} s"),
         ("route (vae-ros teach)", f"{summary['keyframes']} keyframes, {summary['route_length_m']:.2f} m of odometry"),
         ("repeat start off the route's start", f"{summary['start_offset_m']:.2f} m, {summary['start_offset_deg']:.0f} deg"),

@@ -35,6 +35,7 @@ class RouteSessionConfig:
     initial_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # where the robot starts (the teacher's start)
     log_dir: Path = Path("route_logs")
     startup_timeout: float = 90.0
+    namespace: str = ""  # the robot's namespace (robot1): its nodes and topics live under it
 
 
 class RouteSession:
@@ -72,13 +73,14 @@ class RouteSession:
         use_large_data_profile()
         cfg = self.config
         x, y, yaw = cfg.initial_pose
+        ns = self.node_args()
         try:
-            self.nodes.start_node("sim_node", "vae_ros.ros.nodes.sim_node", [
+            self.nodes.start_node("sim_node", "vae_ros.ros.nodes.sim_node", [*ns,
                 "-p", f"rate:={float(cfg.rate)}", "-p", f"seed:={cfg.seed}", "-p", "lidar:=scan",
                 "-p", f"odom_error:={float(cfg.odom_error)}", "-p", f"initial_pose:=[{x:.6f}, {y:.6f}, {yaw:.6f}]"])
             # As route.launch.py: the encoder of the route's model (the packaged control model, a scan model).
             self.nodes.start_node("control_encoder_node", "vae_ros.ros.nodes.encoder_node", [
-                "-p", "modality:=scan", "-p", f"model:={control_model_dir('')}", "-p", f"backend:={cfg.backend}",
+                *ns, "-p", "modality:=scan", "-p", f"model:={control_model_dir('')}", "-p", f"backend:={cfg.backend}",
                 "-p", "use_sim_time:=true"])
             self._start_probe()
             self.wait("the first latent, odometry and ground truth", lambda: bool(
@@ -115,7 +117,7 @@ class RouteSession:
 
         if not rclpy.ok():
             rclpy.init()
-        node = rclpy.create_node("vae_ros_route_demo_probe")
+        node = rclpy.create_node("vae_ros_route_demo_probe", namespace=f"/{self.config.namespace}")
         self.node = node
         node.create_subscription(Clock, interface.CLOCK_TOPIC, self._on_clock, STATE_QOS)
         # Ground truth: the teacher steers on it (it stands in for a human with a joystick, who sees where the
@@ -207,10 +209,18 @@ class RouteSession:
         until = int((self.sim_time + seconds) * 1e9)
         self.wait(what, lambda: self._latent_stamps[-1] >= until, seconds * 10 + 20)
 
+    def topic(self, name: str) -> str:
+        """The full name of a relative topic in this robot's namespace (vae/latent_stamped -> /robot1/...)."""
+        return name if name.startswith("/") else "/" + "/".join(p for p in (self.config.namespace, name) if p)
+
+    def node_args(self) -> list[str]:
+        """ROS arguments that put a node started for this robot into its namespace."""
+        return ["-r", f"__ns:=/{self.config.namespace}"] if self.config.namespace else []
+
     def subscribed(self, node_name: str, topics: tuple[str, ...]) -> bool:
-        """Whether the node `node_name` subscribes to every one of `topics` (by the ROS graph)."""
-        return all(any(info.node_name == node_name for info in self.node.get_subscriptions_info_by_topic(
-            "/" + topic.lstrip("/"))) for topic in topics)
+        """Whether the node `node_name` subscribes to every one of `topics` (full names; by the ROS graph)."""
+        return all(any(info.node_name == node_name for info in self.node.get_subscriptions_info_by_topic(topic))
+                   for topic in topics)
 
     def drive(self, waypoints: np.ndarray) -> float:
         """The teacher drives the robot along `waypoints` (pure pursuit on ground truth) until it stops at the end;
