@@ -1,0 +1,296 @@
+"""Training a fused camera + LiDAR model whose joint latent is a control-fit LiDAR latent (torch).
+
+The joint latent space is the one of a trained scan model (the packaged control model: control-fit, with its
+servo head), so a robot with its LiDAR sees exactly the latent the controllers were built on. The camera gets
+an expert over that same latent and the joint latent gets a camera decoder:
+
+- the camera's expert q(z | image) is fitted to the scan expert's posterior at the same pose: the Gaussian
+  negative log-likelihood of the scan posterior's mean under the camera's (mean, variance + the scan's
+  variance). Its variance learns where the camera cannot tell (what is behind the robot, out of its 60 degree
+  view), so the product of posteriors (vae_ros.core.fused.fuse) leans on the LiDAR there and on the camera
+  where it sees. Only this term trains the camera's encoder: it must land on the joint latent, not on what
+  is easy to draw.
+- the camera's decoder draws the image from joint latents of every sensor subset (scan alone, camera alone,
+  both: MVAE's subset training, Wu & Goodman 2018), so a LiDAR-only robot gets a predicted view.
+- the scan's expert and decoder are the scan model's, unchanged.
+
+Views under several lightings teach the camera's expert a latent that the light does not move: its target,
+the LiDAR's posterior, does not see light. Data come from the simulator's worlds (`simulator_pairs`) or
+from a bag with both topics (`vae-ros train --topic IMAGE --topic SCAN`, paired by header stamp).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_ros.core.errors import ConfigError
+
+LIGHTINGS = ("default", "default", "default", "dim", "bright", "side")  # drawn per view: mostly the teach light
+
+
+@dataclass
+class FusedTrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 5e-4
+    seed: int = 0
+    recon_weight: float = 1.0
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0:
+            raise ConfigError("fused training needs epochs >= 1, batch_size >= 2 and lr > 0")
+
+
+def simulator_pairs(seeds: Sequence[int], per_seed: int, image_spec: Any, scan_spec: Any,
+                    rng: np.random.Generator, lightings: Sequence[str] = LIGHTINGS, image_size: int = 128,
+                    log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paired camera and LiDAR model inputs at random free poses of the simulator's worlds `seeds`, the camera
+    under a lighting drawn from `lightings` -> (images (N, C, H, W), scans (N, 2, beams), poses (N, 4) =
+    (seed, x, y, yaw)). Images are rendered at sim_node's default size and preprocessed as encoder_node does."""
+    from vae_ros.core.preprocess import preprocess_image, preprocess_scan
+    from vae_ros.sim.world import SimConfig, SimWorld
+
+    images, scans, poses = [], [], []
+    for seed in seeds:
+        worlds = {light: SimWorld(SimConfig(seed=int(seed), image_width=image_size, image_height=image_size,
+                                            lighting=light)) for light in dict.fromkeys(lightings)}
+        try:
+            first = next(iter(worlds.values()))
+            geo = first.scan_geometry
+            count = 0
+            while count < per_seed:
+                x, y = rng.uniform(-2.7, 2.7, 2)
+                if first.clearance(float(x), float(y)) < 0.05:
+                    continue
+                yaw = float(rng.uniform(-math.pi, math.pi))
+                light = lightings[int(rng.integers(len(lightings)))]
+                world = worlds[light]
+                world.set_pose(float(x), float(y), yaw)
+                first.set_pose(float(x), float(y), yaw)
+                images.append(preprocess_image(world.render(), image_spec))
+                scans.append(preprocess_scan(first.scan(), geo.angle_min, geo.angle_increment, geo.range_min,
+                                             geo.range_max, scan_spec))
+                poses.append((seed, x, y, yaw))
+                count += 1
+        finally:
+            for world in worlds.values():
+                world.close()
+        if log is not None:
+            log(f"world {seed}: {per_seed} paired views")
+    return np.stack(images), np.stack(scans), np.asarray(poses, dtype=np.float64)
+
+
+def scan_posteriors(scan_model_dir: Path, scans: np.ndarray, threads: int | None = None,
+                    batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The scan model's posterior (mean, logvar) of each scan: the camera expert's target."""
+    from vae_ros.core.backends import create_backend
+
+    backend = create_backend(scan_model_dir, "auto", "cpu", threads=threads)
+    means, logvars = [], []
+    for i in range(0, len(scans), batch):
+        m, lv = backend.encode(scans[i:i + batch])
+        means.append(np.asarray(m, np.float32))
+        logvars.append(np.asarray(lv, np.float32))
+    return np.concatenate(means), np.concatenate(logvars)
+
+
+def _fuse_torch(mu_a: Any, logvar_a: Any, mu_b: Any, logvar_b: Any) -> tuple[Any, Any]:
+    """vae_ros.core.fused.fuse for two experts, in torch (training)."""
+    import torch
+
+    l_a = torch.clamp(torch.exp(-logvar_a) - 1.0, min=0.0)
+    l_b = torch.clamp(torch.exp(-logvar_b) - 1.0, min=0.0)
+    gain = l_a + l_b
+    mean = (l_a * mu_a + l_b * mu_b + 1e-9 * 0.5 * (mu_a + mu_b)) / (gain + 1e-9)
+    return mean, -torch.log1p(gain)
+
+
+def train_camera_expert(images: np.ndarray, target_mean: np.ndarray, target_logvar: np.ndarray,
+                        val: tuple[np.ndarray, np.ndarray, np.ndarray], camera_init: Path,
+                        config: FusedTrainConfig, log: Callable[[str], None] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Fit the camera's expert and decoder (an image VAE of `camera_init`'s architecture, started from its
+    weights) -> (model config, model in eval mode, training summary)."""
+    import torch
+
+    from vae_ros.core.losses import reconstruction_nll
+    from vae_ros.core.model_dir import load_model_dir
+
+    config.validate()
+    say = log if log is not None else (lambda _line: None)
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model_config, model = load_model_dir(camera_init)
+    if model_config.latent_dim != target_mean.shape[1]:
+        raise ConfigError(f"{camera_init} has a {model_config.latent_dim}-D latent; the joint latent is "
+                          f"{target_mean.shape[1]}-D")
+    model.train()
+    x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    m_all = torch.from_numpy(np.ascontiguousarray(target_mean, dtype=np.float32))
+    lv_all = torch.from_numpy(np.ascontiguousarray(target_logvar, dtype=np.float32))
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    steps_per_epoch = max(len(x_all) // config.batch_size, 1)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.epochs * steps_per_epoch)
+    likelihood, obs_std = model_config.arch.likelihood, model_config.arch.obs_std
+    pixels = float(np.prod(model_config.input_shape))
+    history = []
+    started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        order = torch.randperm(len(x_all))
+        totals = torch.zeros(2)
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+            x, m_s, lv_s = x_all[idx], m_all[idx], lv_all[idx]
+            mu_c, lv_c = model.encode(x)
+            var = torch.exp(lv_c) + torch.exp(lv_s)
+            match = 0.5 * (((m_s - mu_c) ** 2) / var + torch.log(var)).sum(dim=1).mean()
+            # The decoder draws the image from the joint latent of a random subset: scan, camera or both.
+            with torch.no_grad():
+                joint_mu, joint_lv = _fuse_torch(m_s, lv_s, mu_c, lv_c)
+                subset = torch.randint(0, 3, (len(idx), 1))
+                mu = torch.where(subset == 0, m_s, torch.where(subset == 1, mu_c, joint_mu))
+                lv = torch.where(subset == 0, lv_s, torch.where(subset == 1, lv_c, joint_lv))
+                z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
+            recon = reconstruction_nll(model.decode_logits(z), x, likelihood, obs_std).mean() / pixels
+            loss = match + config.recon_weight * recon * pixels / 1000.0
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+            optimiser.step()
+            schedule.step()
+            totals += torch.stack([match.detach(), recon.detach()])
+        row = {"epoch": epoch, "train_match_nll": float(totals[0]) / steps_per_epoch,
+               "train_recon_nll_per_pixel": float(totals[1]) / steps_per_epoch,
+               **evaluate_camera_expert(model, *val)}
+        history.append(row)
+        say(f"epoch {epoch}/{config.epochs}: match {row['train_match_nll']:.2f} (val {row['val_match_nll']:.2f}), "
+            f"camera-alone latent error {row['val_latent_error']:.3f} (blind {row['val_blind_latent_error']:.3f}), "
+            f"image PSNR scan/camera/both {row['val_psnr_scan_db']:.1f}/{row['val_psnr_camera_db']:.1f}/"
+            f"{row['val_psnr_both_db']:.1f} dB ({time.perf_counter() - started:.0f} s)")
+        model.train()
+    model.eval()
+    summary = {"history": history, "final": history[-1], "time_s": time.perf_counter() - started,
+               "train_config": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                                "seed": config.seed, "recon_weight": config.recon_weight},
+               "samples": {"train": int(len(x_all)), "val": int(len(val[0]))}}
+    return model_config, model, summary
+
+
+def evaluate_camera_expert(model: Any, images: np.ndarray, target_mean: np.ndarray,
+                           target_logvar: np.ndarray) -> dict[str, float]:
+    """On held-out pairs: the camera expert's fit to the scan posterior (NLL, mean latent distance, against a
+    blind expert that always says the training mean) and the image PSNR from each subset's joint mean."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        m_s = torch.from_numpy(np.ascontiguousarray(target_mean, dtype=np.float32))
+        lv_s = torch.from_numpy(np.ascontiguousarray(target_logvar, dtype=np.float32))
+        mu_c, lv_c = model.encode(x)
+        var = torch.exp(lv_c) + torch.exp(lv_s)
+        match = 0.5 * (((m_s - mu_c) ** 2) / var + torch.log(var)).sum(dim=1).mean()
+        joint_mu, _ = _fuse_torch(m_s, lv_s, mu_c, lv_c)
+        psnr = {}
+        for name, z in (("scan", m_s), ("camera", mu_c), ("both", joint_mu)):
+            mse = ((model.decode(z) - x) ** 2).flatten(1).mean(dim=1).mean()
+            psnr[name] = float(10.0 * torch.log10(1.0 / mse))
+    model.train(was_training)
+    return {"val_match_nll": float(match),
+            "val_latent_error": float(torch.linalg.norm(mu_c - m_s, dim=1).mean()),
+            "val_blind_latent_error": float(torch.linalg.norm(m_s - m_s.mean(dim=0), dim=1).mean()),
+            "val_psnr_scan_db": psnr["scan"], "val_psnr_camera_db": psnr["camera"], "val_psnr_both_db": psnr["both"]}
+
+
+def write_fused_model(out: Path, scan_model_dir: Path, camera_config: Any, camera_model: Any,
+                      training: dict[str, Any]) -> Path:
+    """The fused model directory: camera/ (saved and exported to ONNX), scan/ (a copy of the scan model's
+    files: weights, exports, servo head, dynamics are not copied), servo_head.safetensors beside them."""
+    from vae_ros.core.export import export_onnx
+    from vae_ros.core.fused import FusedConfig
+    from vae_ros.core.model_dir import save_model_dir
+
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"{out} exists; choose a new folder")
+    staging = out.with_name(f".{out.name}.partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        camera_config.training = {k: v for k, v in training.items() if k != "history"}
+        save_model_dir(staging / "camera", camera_config, camera_model)
+        export_onnx(staging / "camera")
+        (staging / "scan").mkdir()
+        for name in ("model.json", "weights.safetensors", "encoder.onnx", "decoder.onnx", "servo_head.safetensors"):
+            if (scan_model_dir / name).is_file():
+                shutil.copy2(scan_model_dir / name, staging / "scan" / name)
+        if (scan_model_dir / "servo_head.safetensors").is_file():
+            shutil.copy2(scan_model_dir / "servo_head.safetensors", staging / "servo_head.safetensors")
+        latent_dim = int(camera_config.latent_dim)
+        FusedConfig(("camera", "scan"), latent_dim, training=training).save(staging)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def build_from_simulator(out: Path, scan_model_dir: Path, camera_init: Path, seeds: Sequence[int], per_seed: int,
+                         val_seeds: Sequence[int], val_per_seed: int, config: FusedTrainConfig,
+                         log: Callable[[str], None] | None = None) -> Path:
+    """The packaged fused model: paired views of the simulator's worlds, the camera expert fitted, written."""
+    from vae_ros.core.backends import load_config
+
+    say = log if log is not None else (lambda _line: None)
+    image_spec = load_config(camera_init).image_spec
+    scan_spec = load_config(scan_model_dir).scan_spec
+    rng = np.random.default_rng(config.seed)
+    started = time.perf_counter()
+    images, scans, _ = simulator_pairs(seeds, per_seed, image_spec, scan_spec, rng, log=say)
+    val_images, val_scans, _ = simulator_pairs(val_seeds, val_per_seed, image_spec, scan_spec, rng, log=say)
+    mean, logvar = scan_posteriors(scan_model_dir, scans, config.threads)
+    val_mean, val_logvar = scan_posteriors(scan_model_dir, val_scans, config.threads)
+    say(f"{len(images)} training and {len(val_images)} held-out pairs in {time.perf_counter() - started:.0f} s")
+    camera_config, model, summary = train_camera_expert(images, mean, logvar, (val_images, val_mean, val_logvar),
+                                                        camera_init, config, say)
+    summary["source"] = {"kind": "simulator", "seeds": [int(s) for s in seeds], "per_seed": per_seed,
+                         "val_seeds": [int(s) for s in val_seeds], "val_per_seed": val_per_seed,
+                         "lightings": list(dict.fromkeys(LIGHTINGS)), "scan_model": str(scan_model_dir.name),
+                         "camera_init": str(camera_init.name)}
+    return write_fused_model(out, scan_model_dir, camera_config, model, summary)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from vae_ros.resources import models_dir
+
+    parser = argparse.ArgumentParser(description="build the packaged fused model from the simulator")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(12)))
+    parser.add_argument("--per-seed", type=int, default=1000)
+    parser.add_argument("--val-seeds", type=int, nargs="+", default=[12, 13])
+    parser.add_argument("--val-per-seed", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    build_from_simulator(args.out, models_dir() / "control_default", models_dir() / "image_default", args.seeds,
+                         args.per_seed, args.val_seeds, args.val_per_seed,
+                         FusedTrainConfig(epochs=args.epochs, threads=args.threads), log=print)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
