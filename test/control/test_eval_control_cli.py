@@ -68,6 +68,9 @@ def test_bad_model_directory_is_one_line(tmp_path: Path) -> None:
     (["--basin", "--representations", "pca", "--seeds", "2"], "pca-fit-seeds"),
     (["--ros", "-1"], "--ros must be"),
     (["--model", "/nonexistent/control"], "does not exist"),
+    (["--drop", "scan"], "not one"),  # the packaged control model is not a fused model
+    (["--drop", "sonar"], "--drop"),
+    (["--drop-after", "-1"], "--drop-after"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args: list[str], fragment: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

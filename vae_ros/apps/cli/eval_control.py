@@ -19,7 +19,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vae_ros.apps.cli.common import positive_int, setup_logging
 
@@ -84,6 +84,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     episodes = parser.add_argument_group("closed-loop episodes (without --basin)")
     episodes.add_argument("--model", metavar="DIR", default="",
                           help="control model directory (default: the packaged models/control_default)")
+    episodes.add_argument("--drop", choices=("camera", "scan"), default=None, metavar="SENSOR",
+                          help="with a fused --model (camera + scan): cut this sensor (camera or scan) "
+                               "--drop-after seconds into each episode; the goal is taught with both")
+    episodes.add_argument("--drop-after", type=float, default=3.0, metavar="S",
+                          help="seconds into each episode the --drop sensor is cut (3)")
     episodes.add_argument("--episodes", type=positive_int, default=50, metavar="N",
                           help="start/goal pairs per world seed (50)")
     episodes.add_argument("--episode-seed", type=_seed, default=0, metavar="SEED",
@@ -166,8 +171,24 @@ def _run_episodes(args: argparse.Namespace) -> int:
         if overlap:
             raise ConfigError(f"--baseline-seeds {overlap} are also evaluation --seeds; the baseline heads must be "
                               "trained on other worlds than they are measured in")
+    from vae_ros.core.fused import is_fused_model
+
     model_dir = control_model_dir(args.model)
-    model = ControlModel(model_dir, args.backend, threads=args.threads)
+    fused = is_fused_model(model_dir)
+    if args.drop and not fused:
+        raise ConfigError(f"--drop cuts a sensor of a fused model; {model_dir} is not one")
+    if args.drop_after < 0 or not math.isfinite(args.drop_after):
+        raise ConfigError(f"--drop-after must be >= 0 seconds, got {args.drop_after}")
+    if fused and (args.controller != "servo" or args.baselines or args.ros):
+        raise ConfigError("a fused --model runs the servo's in-process episodes (no --controller world_model, "
+                          "--baselines or --ros yet)")
+    model: Any
+    if fused:
+        from vae_ros.control.evaluation.fused_eval import FusedServoModel, SensorDrop
+
+        model = FusedServoModel(model_dir, args.backend, threads=args.threads)
+    else:
+        model = ControlModel(model_dir, args.backend, threads=args.threads)
     tolerance = args.tolerance or model.tolerance
     if not tolerance:
         raise ConfigError(f"{model_dir} has no calibrated tolerance; pass --tolerance")
@@ -206,14 +227,20 @@ def _run_episodes(args: argparse.Namespace) -> int:
     with tqdm(total=len(seeds) * args.episodes, desc="episodes", unit="ep", disable=args.quiet,
               file=sys.stderr) as bar:
         for seed in seeds:
-            with SimWorld(SimConfig(seed=seed, image_width=16, image_height=16)) as world:
+            size = 128 if fused else 16  # a camera expert sees sim_node's default frames
+            with SimWorld(SimConfig(seed=seed, image_width=size, image_height=size)) as world:
                 episodes = sample(world, args.episodes, np.random.default_rng([args.episode_seed, seed]))
                 for episode in episodes:
+                    if fused:
+                        model.drop = SensorDrop(model.fused.sensors, args.drop, args.drop_after,
+                                                episode_config.control_rate)
                     result = run_episode(world, model, episode, servo, episode_config, controller=controller,
                                          safety=safety)
                     results.append(result)
                     per_seed.setdefault(seed, []).append(result)
                     if unchecked is not None:
+                        if fused:
+                            model.drop.reset()
                         off = run_episode(world, model, episode, servo, episode_config, controller=controller,
                                           safety=unchecked)
                         results_off.append(off)
@@ -225,6 +252,7 @@ def _run_episodes(args: argparse.Namespace) -> int:
     record: dict = {
         "command": _episodes_command(args, seeds), "model": str(model_dir), "tolerance": tolerance,
         "controller": args.controller, "episode_set": "hard" if args.hard else "servo",
+        "drop": {"sensor": args.drop, "after_s": args.drop_after} if args.drop else None,
         "seeds": seeds, "seconds": round(elapsed, 1), "scan_safety": args.scan_safety != "off",
         "in_process": summarise(results),
         "in_process_by_seed": {str(seed): summarise(rs) for seed, rs in per_seed.items()},
@@ -453,6 +481,8 @@ def _episodes_command(args: argparse.Namespace, seeds: list[int]) -> str:
             parts.append("--no-collision-cost")
     if args.hard:
         parts.append("--hard")
+    if args.drop:
+        parts.append(f"--drop {args.drop} --drop-after {args.drop_after:g}")
     if args.scan_safety != "on":
         parts.append(f"--scan-safety {args.scan_safety}")
     if args.tolerance:

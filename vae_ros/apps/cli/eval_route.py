@@ -47,16 +47,19 @@ def _odom_error(text: str) -> float:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from vae_ros.control.evaluation.routes import ALIASES, METHODS
+    from vae_ros.control.evaluation.routes import ALIASES, FUSED_METHODS, METHODS
     from vae_ros.sim.world import LIGHTING
 
     parser.add_argument("--seeds", nargs="+", type=_seed, default=HELD_OUT_SEEDS, metavar="SEED",
                         help=f"world seeds (default: the held-out {' '.join(map(str, HELD_OUT_SEEDS))})")
     parser.add_argument("--routes", type=positive_int, default=15, metavar="N", help="routes per world seed (15)")
     parser.add_argument("--modality", nargs="+", default=["all"], metavar="METHOD",
-                        choices=list(METHODS) + list(ALIASES),
+                        choices=list(METHODS) + list(FUSED_METHODS) + list(ALIASES),
                         help=f"methods to compare: {', '.join(METHODS)}; lidar/scan = control (the LiDAR control "
-                             "latent with its pose head), camera = image (the camera latent), all (default)")
+                             "latent with its pose head), camera = image (the camera latent), all (default); "
+                             f"{', '.join(FUSED_METHODS)}: the fused camera + LiDAR model taught with both sensors, "
+                             "repeated with both, the LiDAR cut or the camera cut (128 px frames: run them apart "
+                             "from image and pixels)")
     parser.add_argument("--lighting", nargs="+", default=["default", "dim"], choices=list(LIGHTING), metavar="NAME",
                         help=f"repeat lightings ({', '.join(LIGHTING)}); routes are taught under default, so "
                              "default is the same lighting and the others are changed (default dim)")
@@ -67,6 +70,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episode-seed", type=_seed, default=0, metavar="SEED", help="seed of routes and starts (0)")
     parser.add_argument("--model", metavar="DIR", default="", help="control model (default: control_default)")
     parser.add_argument("--image-model", metavar="DIR", default="", help="camera model (default: image_default)")
+    parser.add_argument("--fused-model", metavar="DIR", default="",
+                        help="fused camera + LiDAR model for the fused methods (default: fused_default)")
     parser.add_argument("--backend", default="auto", help="inference backend of the models (auto)")
     parser.add_argument("--out", metavar="DIR", default="eval/route", help="folder for results (eval/route)")
     parser.add_argument("--json", metavar="PATH", default="", help="also write the results as JSON here")
@@ -83,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--relocalise must be >= 0, got {args.relocalise}")
     seeds = list(dict.fromkeys(args.seeds))
     lightings = list(dict.fromkeys(args.lighting))
-    for name in (args.model, args.image_model):
+    for name in (args.model, args.image_model, args.fused_model):
         if name and not Path(name).expanduser().is_dir():
             raise ConfigError(f"model directory {name} does not exist")
-    methods = build_methods(args.modality, args.model or None, args.image_model or None, args.backend)
+    methods = build_methods(args.modality, args.model or None, args.image_model or None, args.backend,
+                            fused_model=args.fused_model or None)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -228,18 +228,26 @@ def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, 
     while t < config.time_limit:
         trajectory.append((pose.x, pose.y, pose.yaw))
         z = latent()
+        # A fused model that lost a sensor compares with the goal as the remaining sensors saw it.
+        goal = model.goal_latent(z_goal) if hasattr(model, "goal_latent") else z_goal
         started = time.perf_counter()
         if controller is None:
-            state, (v, w) = servo_step(state, z, z_goal, model.estimate(z, z_goal), dt, servo)
+            state, (v, w) = servo_step(state, z, goal, model.estimate(z, goal), dt, servo)
         else:
-            state, (v, w) = controller.step(state, z, z_goal, world)
+            state, (v, w) = controller.step(state, z, goal, world)
             if handover_s is None and state.mode == SERVO:
                 handover_s = t
         step_ms.append((time.perf_counter() - started) * 1e3)
         errors.append(state.error)
         if state.status in (CONVERGED, LOST):
             break
-        if safety.enabled:
+        if safety.enabled and getattr(model, "scan_missing", lambda: False)():
+            # The LiDAR was cut (a fused model going on from the camera): with the safety layer on, no scan
+            # means stop, as in the nodes.
+            v, w = 0.0, 0.0
+            state = replace(state, command=(v, w))
+            stopped += 1
+        elif safety.enabled:
             geo = world.scan_geometry
             verdict = guard_command((v, w), scan_points(world.scan(), geo.angle_min, geo.angle_increment,
                                                         geo.range_min, geo.range_max), safety)

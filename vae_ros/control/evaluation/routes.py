@@ -55,6 +55,9 @@ CONTROL_RATE = 10.0  # Hz: the sensor rate the nodes run at
 TEACH_SPEED = 0.2  # m/s: the teacher's pace
 
 
+CAMERA_SIZE = 64  # px: rendered frames for the image and pixels methods (the image model's input size)
+
+
 @dataclass(frozen=True)
 class Method:
     """One way of repeating: `encode(world) -> latent` (None: odometry alone) and an optional pose head."""
@@ -64,6 +67,12 @@ class Method:
     head: PoseReader | None = None
     camera: bool = False  # needs the rendered camera (lighting matters)
     views: Callable[[np.ndarray], np.ndarray | None] | None = None  # keyframe latents -> (V, K, D) views (turned_views)
+    repeat_encode: Callable[[Any], np.ndarray] | None = None  # the repeat's encoder when not the teach's (a cut sensor)
+    frame_size: int = CAMERA_SIZE  # px the camera renders for this method (its model's preprocessing takes it)
+
+    def repeater(self) -> Callable[[Any], np.ndarray] | None:
+        """What encodes during the repeat and relocalisation: repeat_encode, else the teach's encoder."""
+        return self.repeat_encode if self.repeat_encode is not None else self.encode
 
 
 @dataclass
@@ -264,7 +273,8 @@ def repeat_route(world: Any, route: Route, method: Method, teaching: Teaching, s
     t = 0.0
     dummy = route.latents[0]
     while t < limit:
-        z = method.encode(world) if method.encode is not None else dummy
+        encode = method.repeater()
+        z = encode(world) if encode is not None else dummy
         state, (v, w) = follower_step(state, route, z, odometer.pose, dt, config, method.head)
         if state.status == DONE:
             break
@@ -335,7 +345,9 @@ def relocalise(world: Any, route: Route, method: Method, teaching: Teaching, rng
             continue
         world.set_pose(x, y, yaw)
         queries += 1
-        match = match_keyframes(route, np.asarray(method.encode(world), np.float32), None, config.separation_m)
+        encode = method.repeater()
+        assert encode is not None
+        match = match_keyframes(route, np.asarray(encode(world), np.float32), None, config.separation_m)
         if match.ratio < config.ratio and match.quality >= config.min_quality:
             accepted += 1
             k = key_truth[match.keyframe]  # right when it names the place on the route the query was drawn at
@@ -363,8 +375,10 @@ def summarise_repeats(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 METHODS = ("odometry", "raw_scan", "pixels", "image", "control")
+# A fused camera + LiDAR model (--fused-model): taught with both sensors and repeated with both, with the
+# LiDAR cut (the camera alone), or with the camera cut (the LiDAR alone). Not in `all`: it renders other frames.
+FUSED_METHODS = ("fused", "fused_scan_cut", "fused_camera_cut")
 ALIASES = {"lidar": "control", "scan": "control", "camera": "image", "all": ""}
-CAMERA_SIZE = 64  # px: rendered frames for camera methods (the image models' input size)
 
 
 def method_names(names: Sequence[str]) -> list[str]:
@@ -375,14 +389,15 @@ def method_names(names: Sequence[str]) -> list[str]:
             out.extend(METHODS)
             continue
         name = ALIASES.get(name, name)
-        if name not in METHODS:
-            raise ConfigError(f"unknown method {name!r}; expected {', '.join(METHODS)} or {', '.join(ALIASES)}")
+        if name not in METHODS + FUSED_METHODS:
+            raise ConfigError(f"unknown method {name!r}; expected {', '.join(METHODS + FUSED_METHODS)} or "
+                              f"{', '.join(ALIASES)}")
         out.append(name)
     return list(dict.fromkeys(out))
 
 
 def build_methods(names: Sequence[str], control_model: str | None = None, image_model: str | None = None,
-                  backend: str = "auto", threads: int | None = 1) -> list[Method]:
+                  backend: str = "auto", threads: int | None = 1, fused_model: str | None = None) -> list[Method]:
     """The methods to compare: the packaged control and image models unless other directories are given."""
     from vae_ros.control.evaluation.representations import (
         ModelRepresentation,
@@ -405,6 +420,8 @@ def build_methods(names: Sequence[str], control_model: str | None = None, image_
         elif name == "control":
             model = ControlModel(control_model or models_dir() / "control_default", backend, threads=threads)
             methods.append(Method(name, model.latent, model.estimate, views=model.turned_views))
+        elif name in FUSED_METHODS:
+            methods.append(_fused_method(name, fused_model or str(models_dir() / "fused_default"), backend, threads))
         else:
             rep: Any
             if name == "raw_scan":
@@ -415,6 +432,23 @@ def build_methods(names: Sequence[str], control_model: str | None = None, image_
                 rep = ModelRepresentation(image_model or models_dir() / "image_default", backend, threads=threads)
             methods.append(Method(name, _encoder(rep, observe, camera=name != "raw_scan"), camera=name != "raw_scan"))
     return methods
+
+
+def _fused_method(name: str, model_dir: str, backend: str, threads: int | None) -> Method:
+    """A fused model taught with both sensors; repeated with both or with one cut (FUSED_METHODS)."""
+    from vae_ros.control.evaluation.fused_eval import IMAGE_SIZE, FusedServoModel
+
+    model = FusedServoModel(model_dir, backend, threads=threads)
+
+    def encoder(sensors: tuple[str, ...]) -> Callable[[Any], np.ndarray]:
+        def encode(world: Any) -> np.ndarray:
+            mean, _ = model.fused.encode(model.inputs(world, sensors))
+            return np.asarray(mean[0], dtype=np.float64)
+        return encode
+
+    both = encoder(("camera", "scan"))
+    repeat = {"fused": None, "fused_scan_cut": encoder(("camera",)), "fused_camera_cut": encoder(("scan",))}[name]
+    return Method(name, both, model.estimate, camera=True, repeat_encode=repeat, frame_size=IMAGE_SIZE)
 
 
 def _encoder(rep: Any, observe: Callable[[Any, bool], Any], camera: bool) -> Callable[[Any], np.ndarray]:
@@ -452,7 +486,13 @@ def run_route_episodes(seeds: Sequence[int], routes_per_seed: int, methods: Sequ
     reloc: list[dict[str, Any]] = []
     routes: list[dict[str, Any]] = []
     for seed in seeds:
-        size = CAMERA_SIZE if any(m.camera for m in methods) else 16
+        # One render size per run: the largest any camera method needs (a fused model's camera expert takes
+        # sim_node's 128 px frames; the image model and pixels 64 px): compare those in separate runs.
+        sizes = {m.frame_size for m in methods if m.camera}
+        if len(sizes) > 1:
+            raise ConfigError("the fused methods render 128 px frames, the image and pixels methods 64 px: "
+                              "compare them in separate runs")
+        size = sizes.pop() if sizes else 16
         teach_world = SimWorld(SimConfig(seed=seed, image_width=size, image_height=size, lighting="default"))
         worlds = {light: SimWorld(SimConfig(seed=seed, image_width=size, image_height=size, lighting=light))
                   for light in lightings}

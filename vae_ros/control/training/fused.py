@@ -133,10 +133,11 @@ def train_camera_expert(images: np.ndarray, target_mean: np.ndarray, target_logv
     if model_config.latent_dim != target_mean.shape[1]:
         raise ConfigError(f"{camera_init} has a {model_config.latent_dim}-D latent; the joint latent is "
                           f"{target_mean.shape[1]}-D")
-    model.train()
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     m_all = torch.from_numpy(np.ascontiguousarray(target_mean, dtype=np.float32))
     lv_all = torch.from_numpy(np.ascontiguousarray(target_logvar, dtype=np.float32))
+    _rescale_to_joint_latent(model, x_all[:1024], m_all)
+    model.train()
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = max(len(x_all) // config.batch_size, 1)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.epochs * steps_per_epoch)
@@ -183,6 +184,30 @@ def train_camera_expert(images: np.ndarray, target_mean: np.ndarray, target_logv
                                 "seed": config.seed, "recon_weight": config.recon_weight},
                "samples": {"train": int(len(x_all)), "val": int(len(val[0]))}}
     return model_config, model, summary
+
+
+def _rescale_to_joint_latent(model: Any, images: Any, joint_means: Any) -> None:
+    """Start the camera model on the joint latent's scale: its encoder's output layers and its decoder's input
+    layer are rescaled per dimension from the image latent's statistics (on `images`) to the joint latent's
+    (`joint_means`), so decoder(z_joint) starts as the image model's decoder of a latent of its own spread.
+    Without this the decoder sees inputs ~10x smaller than it was trained on and learns nothing for epochs."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        mu_img, _ = model.encode(images)
+        m_i, s_i = mu_img.mean(dim=0), mu_img.std(dim=0).clamp(min=1e-3)
+        m_j, s_j = joint_means.mean(dim=0), joint_means.std(dim=0).clamp(min=1e-3)
+        ratio = s_j / s_i  # (D,)
+        enc, dec = model.encoder, model.decoder
+        # mu_joint = m_j + ratio * (W h + b - m_i)
+        enc.fc_mu.weight.mul_(ratio[:, None])
+        enc.fc_mu.bias.copy_(m_j + ratio * (enc.fc_mu.bias - m_i))
+        enc.fc_logvar.bias.add_(2.0 * torch.log(ratio))
+        # decoder input: z_img = m_i + (z_joint - m_j) / ratio
+        w = dec.fc.weight.clone()
+        dec.fc.bias.add_(w @ (m_i - m_j / ratio))
+        dec.fc.weight.copy_(w / ratio[None, :])
 
 
 def evaluate_camera_expert(model: Any, images: np.ndarray, target_mean: np.ndarray,
