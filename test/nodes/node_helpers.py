@@ -154,8 +154,7 @@ def fused_model_dir(root: Path) -> Path:
     if not is_fused_model(fused):
         fused.mkdir(parents=True, exist_ok=True)
         shutil.copytree(models_dir() / "image_default", fused / "camera", dirs_exist_ok=True)
-        shutil.copytree(models_dir() / "control_default", fused / "scan", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("dynamics", "servo_head.safetensors"))
+        shutil.copytree(models_dir() / "control_default", fused / "scan", dirs_exist_ok=True)
         shutil.copy2(models_dir() / "control_default" / "servo_head.safetensors", fused / "servo_head.safetensors")
         FusedConfig(("camera", "scan"), 16).save(fused)
     return fused

@@ -187,8 +187,8 @@ DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
            ("sensors", "a fused model: the sensors that made the last latent, e.g. camera,scan (or camera, scan alone)"),
            ("live_sensors", "a fused model: the sensors with a usable message within sensor_timeout"),
            ("unpaired, stamp_offset_s", "a fused model: whether the live sensors' stamps have stopped pairing "
-                                        "within sync_slop (each message then encoded alone), and their newest "
-                                        "stamps' offset")),
+                                        "within sync_slop (each message then encoded alone), and the newest scan "
+                                        "stamp minus the newest camera stamp")),
     _DEC: (*_INFERENCE_KEYS, ("mode", "decode or generate"), ("latent_input", "which latent topic is decoded"),
            ("latent_bound", "latents beyond this |z_i| are rejected, never decoded")),
     _SIM: (("frames, commands, rejected_commands, stale_stops, errors", "simulator counters"),),

@@ -266,8 +266,9 @@ class EncoderNode(Node):
             if unpaired:
                 self.get_logger().warning(
                     f"{' and '.join(live)} stamps have not paired within sync_slop {self.params.sync_slop:g} s for "
-                    f"{self.params.sensor_timeout:g} s (newest stamps {offset or 0.0:+.3f} s apart): each message is "
-                    "encoded alone; check the clocks' synchronisation or raise sync_slop")
+                    f"{self.params.sensor_timeout:g} s (newest {live[-1]} stamp - newest {live[0]} stamp = "
+                    f"{offset or 0.0:+.3f} s): each message is encoded alone; check the clocks' synchronisation or "
+                    "raise sync_slop")
             else:
                 self.get_logger().info("sensor stamps pair again")
 
