@@ -259,3 +259,33 @@ def test_controllers_start_on_a_fused_model(fused_dir: Path, node: str, tmp_path
         probe.close()
         output = stop_node(proc)
     assert str(fused_dir) in output
+
+
+def test_what_a_fused_model_cannot_do_is_refused_at_start_with_one_line(fused_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from vae_ros.core.fused import FusedConfig
+
+    plain = tmp_path / "plain"  # a single-sensor model asked to be fused
+    shutil.copytree(fused_dir / "scan", plain, ignore=shutil.ignore_patterns("dynamics"))
+    no_scan = tmp_path / "camera_only"  # a fused model without the LiDAR's expert, for a controller
+    shutil.copytree(fused_dir / "camera", no_scan / "camera")
+    FusedConfig(("camera",), 16).save(no_scan)
+    cases = {
+        "modality:=image": ("encoder_node", dict(model=fused_dir, modality="image"),
+                            "modality 'image' does not match the model's 'fused'"),
+        "modality:=fused on a scan model": ("encoder_node", dict(model=plain, modality="fused"),
+                                            "modality 'fused' does not match the model's 'scan'"),
+        "anomaly score": ("encoder_node", dict(model=fused_dir, publish_anomaly_score=True),
+                          "publish_anomaly_score is not available for the fused model"),
+        "servo without scan": ("latent_servo_node", dict(model=no_scan), "has no scan expert"),
+    }
+    procs = {name: start_node(node, *param_args(**params)) for name, (node, params, _) in cases.items()}
+    try:
+        for name, proc in procs.items():
+            out, _ = proc.communicate(timeout=90)
+            lines = [line for line in out.splitlines() if line.strip()]
+            assert proc.returncode == 2 and len(lines) == 1, (name, lines)
+            assert lines[0].startswith(f"{cases[name][0]}: error:") and cases[name][2] in lines[0], (name, lines)
+    finally:
+        stop_processes(procs.values())

@@ -8,7 +8,6 @@ CLI and the core do not need (no other vae_ros module imports it). Nothing runs 
 from __future__ import annotations
 
 import os
-
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 

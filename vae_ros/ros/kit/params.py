@@ -198,7 +198,7 @@ class EncoderParams(InferenceParams):
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
         if self.compressed and self.modality not in ("", "image", "fused"):
-            raise ConfigError(f"compressed:=true needs the image (or fused) modality, got modality {self.modality!r}")
+            raise ConfigError(f"compressed:=true needs the image modality (or fused: its camera), got modality {self.modality!r}")
 
 
 @dataclass(frozen=True)
