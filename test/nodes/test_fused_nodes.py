@@ -181,6 +181,20 @@ def test_stamps_that_never_pair_are_encoded_alone_and_said(probe: Probe, encoder
         feeder.close()
 
 
+def test_the_anomaly_score_cannot_be_switched_on_at_run_time(probe: Probe, encoder: Any) -> None:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = probe.node.create_client(SetParameters, f"{NS}/encoder_node/set_parameters")
+    assert client.wait_for_service(timeout_sec=20.0)
+    request = SetParameters.Request(parameters=[Parameter(name="publish_anomaly_score", value=ParameterValue(
+        type=ParameterType.PARAMETER_BOOL, bool_value=True))])
+    future = client.call_async(request)
+    assert wait_for(future.done, 20.0)
+    (result,) = future.result().results
+    assert not result.successful and "not available for the fused model" in result.reason
+
+
 def test_the_log_says_when_a_sensor_drops_out_and_comes_back(probe: Probe, encoder: Any) -> None:
     """Run last in the module: stops the encoder to read its log (one line each way, not one per message)."""
     output = stop_node(encoder)

@@ -345,6 +345,8 @@ class EncoderNode(Node):
 
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_params(self, params: EncoderParams) -> None:
+        if params.publish_anomaly_score and self._inputs:
+            raise ConfigError(f"publish_anomaly_score is not available for the fused model {self.model_dir}")
         if params.publish_anomaly_score and self._anomaly_pub is None:
             self._anomaly_pub = self.create_publisher(self._float32, ANOMALY_TOPIC, LATENT_QOS)
         self.params = params
