@@ -2,6 +2,7 @@
 
     ros2 launch vae_ros encoder.launch.py
     ros2 launch vae_ros encoder.launch.py modality:=scan backend:=onnxruntime
+    ros2 launch vae_ros encoder.launch.py model:=/path/to/fused_model sync_slop:=0.08   # camera + LiDAR
     ros2 launch vae_ros encoder.launch.py namespace:=robot1 image_topic:=/front/image_raw compressed:=true
 
 Node parameters come from params_file (config/encoder.yaml). A parameter argument left empty keeps the
@@ -38,12 +39,12 @@ NODE = "encoder_node"
 # Empty = params_file's value.
 PARAMETER_ARGUMENTS: list[ParameterArgument] = node_parameters(NODE, [
     "model", "modality", "backend", "device", "compressed", "publish_variance", "publish_anomaly_score",
-    "anomaly_metric", "qos_reliability", "threads", "engine_cache", "warmup"])
+    "anomaly_metric", "qos_reliability", "threads", "engine_cache", "warmup", "sync_slop", "sensor_timeout"])
 
 # Topic arguments: (argument, contract topic it remaps, description).
 TOPIC_ARGUMENTS: list[TopicArgument] = [
-    ("image_topic", CAMERA_TOPIC, "camera input for modality image (sensor_msgs/Image)"),
-    ("scan_topic", SCAN_TOPIC, "laser input for modality scan (sensor_msgs/LaserScan)"),
+    ("image_topic", CAMERA_TOPIC, "camera input for modality image or fused (sensor_msgs/Image)"),
+    ("scan_topic", SCAN_TOPIC, "laser input for modality scan or fused (sensor_msgs/LaserScan)"),
     ("points_topic", CLOUD_TOPIC, "point cloud input for modality pointcloud (sensor_msgs/PointCloud2)"),
     ("latent_topic", LATENT_TOPIC, "latent output (std_msgs/Float32MultiArray)"),
     ("latent_stamped_topic", LATENT_STAMPED_TOPIC, "stamped latent output (sensor_msgs/Image 32FC1, the "

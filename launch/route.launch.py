@@ -9,7 +9,9 @@
 (empty: the packaged control model, models/control_default, a LaserScan model), and the follower refuses a
 route of another model. The encoder is started for the model's modality (read from its model.json): for the
 packaged control model one encoder_node with modality scan, and the simulator publishes its 2-D LiDAR (and
-its camera only for an image model). The simulator takes `seed`, `initial_pose`, `odom_error` (wheel-odometry
+its camera only for an image model); for a fused camera + LiDAR model (models/fused_default) one encoder_node
+with modality fused, and the simulator publishes camera and scan. A route taught with the control model
+repeats with a fused model whose LiDAR expert is that model (the follower checks the expert's weights digest). The simulator takes `seed`, `initial_pose`, `odom_error` (wheel-odometry
 error: 0 ideal, 1 typical) and `lighting` (default, dim, bright, side). The follower starts localising as soon
 as latents and odometry arrive; `servo/clear_goal` stops it, `servo/set_goal` restarts the route. All nodes read
 params_file (config/route.yaml). This file only includes sim.launch.py, encoder.launch.py and

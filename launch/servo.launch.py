@@ -8,7 +8,9 @@ With no goal the servo publishes zero velocity and waits. Teach a goal where the
 `ros2 service call /servo/set_goal std_srvs/srv/Trigger`, move the robot (e.g. `ros2 param set /sim_node
 initial_pose "[x, y, yaw]"`) and it drives back; or send a goal latent on servo/goal_latent. The packaged
 control model (models/control_default) reads LaserScans: the simulator runs with its 2-D LiDAR and without
-the camera, and one encoder_node (modality scan) feeds the servo. `model` sets the control model of both
+the camera, and one encoder_node (modality scan) feeds the servo. A fused camera + LiDAR model (e.g.
+model:=.../models/fused_default) starts one encoder_node with modality fused on the camera and the scan, and
+the simulator publishes both (the encoder's modality is the model's, read from its model.json). `model` sets the control model of both
 the encoder and the servo (they must match). All nodes read params_file (config/servo.yaml). This file
 only includes sim.launch.py, encoder.launch.py and latent_servo.launch.py, each in its own scope.
 """

@@ -752,6 +752,20 @@ def test_servo_arguments_reach_the_simulator_and_the_servo(run_launch: Callable[
     assert {n.namespace for n in result.nodes} == {"robot1"}
 
 
+@pytest.mark.parametrize("file_name", ["servo.launch.py", "world_model.launch.py", "route.launch.py"])
+def test_a_fused_model_gets_one_fused_encoder_on_camera_and_scan(run_launch: Callable[..., LaunchResult],
+                                                                tmp_path: Path, file_name: str) -> None:
+    from vae_ros.core.fused import FusedConfig
+
+    FusedConfig(("camera", "scan"), 16).save(tmp_path)  # model.json is all the launch file reads
+    route = {"route": "/data/route1"} if file_name == "route.launch.py" else {}
+    result = run_launch(file_name, model=str(tmp_path), **route)
+    sim, encoder = result.node("sim_node"), result.node("encoder_node")
+    assert sim.parameters[-1]["lidar"] == "scan" and sim.parameters[-1]["publish_camera"] is True
+    assert encoder.parameters[-1]["modality"] == "fused" and encoder.parameters[-1]["model"] == str(tmp_path)
+    assert [n.executable for n in result.nodes].count("encoder_node") == 1
+
+
 def test_servo_without_the_simulator_runs_on_the_robots_clock(run_launch: Callable[..., LaunchResult]) -> None:
     result = run_launch("servo.launch.py", sim="false")
     assert sorted(n.executable for n in result.nodes) == ["encoder_node", "latent_servo_node"]

@@ -136,3 +136,25 @@ def scan_msg(scan_header: Any, wall_ahead: float | None = None, beams: int = 360
         ranges[ahead] = wall_ahead / np.cos(angles[ahead])
     return LaserScan(header=scan_header, angle_min=float(angles[0]), angle_max=float(angles[-1]),
                      angle_increment=increment, range_min=0.05, range_max=10.0, ranges=ranges.tolist())
+
+
+def fused_model_dir(root: Path) -> Path:
+    """The packaged fused model (models/fused_default) when it is there; otherwise a stand-in under `root`: the
+    packaged image model as the camera's expert and the control model as the LiDAR's (both 16-D; the camera's
+    latent space is not the control one, which plumbing tests do not mind)."""
+    import shutil
+
+    from vae_ros.core.fused import FusedConfig, is_fused_model
+    from vae_ros.resources import models_dir
+
+    packaged = models_dir() / "fused_default"
+    if is_fused_model(packaged):
+        return packaged
+    fused = root / "fused_standin"
+    if not is_fused_model(fused):
+        fused.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(models_dir() / "image_default", fused / "camera", dirs_exist_ok=True)
+        shutil.copytree(models_dir() / "control_default", fused / "scan", dirs_exist_ok=True)
+        shutil.copy2(models_dir() / "control_default" / "servo_head.safetensors", fused / "servo_head.safetensors")
+        FusedConfig(("camera", "scan"), 16).save(fused)
+    return fused

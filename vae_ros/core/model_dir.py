@@ -366,8 +366,10 @@ def resolve_model_dir(path: str, modality: str) -> Path:
     A given path is returned expanded but unchecked (load_model_dir reports problems); a missing packaged
     default is reported here, because the user never named it.
     """
-    if modality not in MODALITIES:
-        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    from vae_ros.core.fused import FUSED_MODALITY
+
+    if modality not in (*MODALITIES, FUSED_MODALITY):
+        raise ConfigError(f"modality must be one of {(*MODALITIES, FUSED_MODALITY)}, got {modality!r}")
     if path and path.strip():
         return Path(path.strip()).expanduser()
     from vae_ros.resources import default_model_dir

@@ -161,7 +161,7 @@ STATS_KEYS: tuple[tuple[str, str], ...] = (
     ("last_rejection, last_error", "the reason of the newest rejected message / unexpected error"),
 )
 _INFERENCE_KEYS: tuple[tuple[str, str], ...] = (
-    ("backend", "the runtime serving the model"), ("modality", "image, scan or pointcloud"),
+    ("backend", "the runtime serving the model"), ("modality", "image, scan, pointcloud or fused"),
     ("latent_dim", "latent size"), ("fallback", "why a faster runtime was passed over (when one was)"),
 )
 _SHELL_KEYS: tuple[tuple[str, str], ...] = (
@@ -183,7 +183,12 @@ _CONTROL_KEYS: tuple[tuple[str, str], ...] = (
 )
 DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     _ENC: (*_INFERENCE_KEYS, ("input_topic", "the resolved input topic"),
-           ("input_reliability", "best_effort or reliable, matched to the publishers")),
+           ("input_reliability", "best_effort or reliable, matched to the publishers"),
+           ("sensors", "a fused model: the sensors that made the last latent, e.g. camera,scan (or camera, scan alone)"),
+           ("live_sensors", "a fused model: the sensors with a usable message within sensor_timeout"),
+           ("unpaired, stamp_offset_s", "a fused model: whether the live sensors' stamps have stopped pairing "
+                                        "within sync_slop (each message then encoded alone), and the newest scan "
+                                        "stamp minus the newest camera stamp")),
     _DEC: (*_INFERENCE_KEYS, ("mode", "decode or generate"), ("latent_input", "which latent topic is decoded"),
            ("latent_bound", "latents beyond this |z_i| are rejected, never decoded")),
     _SIM: (("frames, commands, rejected_commands, stale_stops, errors", "simulator counters"),),

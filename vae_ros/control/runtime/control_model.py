@@ -1,6 +1,7 @@
 """A control model directory as the servo uses it (ROS-free): encoder, servo head and calibrated tolerance.
 
-A control model is a vae_ros model directory (model.json + weights.safetensors, exports beside them)
+A control model is a vae_ros model directory (or a fused camera + LiDAR model whose LiDAR expert is one:
+latent_model_dir) (model.json + weights.safetensors, exports beside them)
 trained with the pose-metric term (`vae-ros train --pose-topic`), plus `servo_head.safetensors` (the
 relative-pose head, vae_ros.control.runtime.pose_head) and, in model.json under training.control, the latent
 error tolerance calibrated to mean <= 0.10 m and 5 deg. latent_servo_node and the in-process evaluation
@@ -10,6 +11,7 @@ both go through this class, so they see the same numbers.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,33 @@ def control_model_dir(path: str) -> Path:
     from vae_ros.resources import models_dir
 
     return models_dir() / CONTROL_MODEL
+
+
+def latent_model_dir(model_dir: str | Path) -> Path:
+    """The model directory whose latent space a controller works in: the directory itself, or for a fused camera
+    + LiDAR model (vae_ros.core.fused) its LiDAR expert, `<model>/scan`. The fused model's joint latent IS that
+    expert's latent (the camera's expert is trained onto it), so its latent size, training summary (latent
+    range, calibrated tolerance) and weights digest stand for the fused model's: a route or dynamics taught on
+    the control model's latents serve the fused model whose LiDAR expert is that control model, and back."""
+    from vae_ros.core.fused import is_fused_model, load_fused_config
+
+    root = Path(model_dir)
+    if not is_fused_model(root):
+        return root
+    config = load_fused_config(root)
+    if "scan" not in config.sensors:
+        raise ConfigError(f"fused model {root} has no scan expert (sensors {', '.join(config.sensors)}); the "
+                          "controllers work in the LiDAR's control-fit latent space")
+    return root / "scan"
+
+
+def servo_head_dir(model_dir: str | Path) -> Path:
+    """Where a model's relative-pose head (servo_head.safetensors) is: the directory itself, or for a fused model
+    its top level when the head is there, else its LiDAR expert's (latent_model_dir)."""
+    from vae_ros.core.model_dir import SERVO_HEAD_FILE
+
+    root = Path(model_dir)
+    return root if os.path.lexists(root / SERVO_HEAD_FILE) else latent_model_dir(root)
 
 
 def calibrated_tolerance(training: dict[str, Any]) -> float | None:
@@ -54,11 +83,12 @@ class ControlModel:
         from vae_ros.core.backends import load_config
 
         self.model_dir = Path(model_dir)
-        self.config = load_config(self.model_dir)
+        self.latent_dir = latent_model_dir(self.model_dir)  # a fused model's LiDAR expert
+        self.config = load_config(self.latent_dir)
         if self.config.modality != "scan":
             raise ConfigError(f"{self.model_dir} is a {self.config.modality!r} model; the latent servo's packaged "
                               "control models are LaserScan models (train one with `vae-ros train --pose-topic`)")
-        self.head = PoseHeadNumpy.load(self.model_dir, self.config.latent_dim)
+        self.head = PoseHeadNumpy.load(servo_head_dir(self.model_dir), self.config.latent_dim)
         self.tolerance = calibrated_tolerance(self.config.training)
         self._backend_args = (backend, device, threads)
         self._backend: Any = None
@@ -71,7 +101,7 @@ class ControlModel:
             from vae_ros.core.backends import create_backend
 
             backend, device, threads = self._backend_args
-            self._backend = create_backend(self.model_dir, backend, device, threads=threads)
+            self._backend = create_backend(self.latent_dir, backend, device, threads=threads)
         return self._backend
 
     @property

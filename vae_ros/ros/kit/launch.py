@@ -7,6 +7,7 @@ CLI and the core do not need (no other vae_ros module imports it). Nothing runs 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -272,6 +273,10 @@ def _launch_node(context: Any, *, node: str, parameters: Sequence[ParameterArgum
 
 # -- controller pipelines (servo.launch.py, world_model.launch.py) ------------------------------------------
 CONTROL_MODEL = "control_default"  # vae_ros.control.runtime.control_model.CONTROL_MODEL (no torch import here)
+# The simulated LiDAR a controller pipeline's encoder needs, by its model's modality: a fused camera + LiDAR model
+# (vae_ros.core.fused) gets one encoder_node (modality fused) on the camera and the 2-D scan.
+CONTROLLER_LIDAR = {**LIDAR_FOR_MODALITY, "fused": "scan"}
+CAMERA_MODALITIES = ("image", "fused")
 
 
 def model_modality(model_dir: str) -> str:
@@ -284,15 +289,15 @@ def model_modality(model_dir: str) -> str:
         modality = read_json_object(f"{model_dir}/model.json").get("modality", "image")
     except VaeRosError as err:
         raise ValueError(f"launch argument model:={model_dir!r} is not a model directory: {err}") from err
-    if modality not in LIDAR_FOR_MODALITY:
+    if modality not in CONTROLLER_LIDAR:
         raise ValueError(f"model {model_dir} has modality {modality!r}; this pipeline starts encoders for "
-                         f"{', '.join(sorted(LIDAR_FOR_MODALITY))}")
+                         f"{', '.join(sorted(CONTROLLER_LIDAR))}")
     return str(modality)
 
 
 def controller_pipeline(context: Any, controller_file: str, encoder_only: Sequence[str] = (),
                         controller_arguments: Mapping[str, str] | None = None, sim_arguments: Sequence[str] = (),
-                        modality: str = "scan") -> list[Any]:
+                        modality: str = "") -> list[Any]:
     """sim.launch.py (unless sim:=false) + an encoder_node on the control model + the controller's file.
 
     The encoder and the controller get the same `model` ('' = the packaged control model, given as a path:
@@ -300,8 +305,8 @@ def controller_pipeline(context: Any, controller_file: str, encoder_only: Sequen
     runs); the encoder also gets the launch configurations named in `encoder_only` (its runtime: the
     controller encodes no sensor data), the controller `goal_image` (where the file declares it) and
     `controller_arguments`, the simulator the launch configurations named in `sim_arguments`. The encoder reads
-    `modality` (the packaged control model's: scan); the simulator publishes the LiDAR it needs, and its camera
-    for an image model.
+    `modality` (the model's, model_modality: scan for the packaged control model, fused for a camera + LiDAR
+    model); the simulator publishes the LiDAR it needs, and its camera for an image or fused model.
     """
     config = context.launch_configurations
     sim = flag(config, "sim")
@@ -311,6 +316,8 @@ def controller_pipeline(context: Any, controller_file: str, encoder_only: Sequen
     common = {name: config[name] for name in ("namespace", "params_file", "fastdds_profile", "log_level")}
     model = config["model"] or PathJoinSubstitution(
         [FindPackageShare(PACKAGE), "models", CONTROL_MODEL]).perform(context)
+    if not modality:  # the encoder the model needs: its model.json's (scan where there is none: the node says why)
+        modality = model_modality(model) if os.path.isfile(os.path.join(model, "model.json")) else "scan"
     nodes = {"model": model, "use_sim_time": use_sim_time.lower()}
     encoder = {name: config[name] for name in encoder_only}
     goal = {"goal_image": config["goal_image"]} if "goal_image" in config else {}
@@ -318,9 +325,9 @@ def controller_pipeline(context: Any, controller_file: str, encoder_only: Sequen
     actions: list[Any] = []
     if sim:
         # The simulator is the clock: it paces itself on the wall clock and publishes /clock.
-        camera = {"publish_camera": "true"} if modality == "image" else {}
+        camera = {"publish_camera": "true"} if modality in CAMERA_MODALITIES else {}
         actions.append(include(PACKAGE, "sim.launch.py", {
-            **common, "lidar": LIDAR_FOR_MODALITY[modality], **camera, "seed": config["seed"],
+            **common, "lidar": CONTROLLER_LIDAR[modality], **camera, "seed": config["seed"],
             "initial_pose": config["initial_pose"], "mujoco_gl": config["mujoco_gl"],
             **{name: config[name] for name in sim_arguments}}))
     actions += [

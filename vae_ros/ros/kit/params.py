@@ -130,8 +130,9 @@ class InferenceParams(NodeParams):
 
     model: str = param("", "Model directory (model.json + weights.safetensors); empty = the packaged default for "
                            "the modality.", read_only=True)
-    modality: str = param("", "image, scan or pointcloud; empty = the model's (image when `model` is empty too). "
-                              "Must match the model.", read_only=True)
+    modality: str = param("", "image, scan, pointcloud or fused (a camera + LiDAR model: models/fused_default when "
+                              "`model` is empty); empty = the model's (image when `model` is empty too). Must "
+                              "match the model: a fused model serves modality fused or empty only.", read_only=True)
     backend: str = param("auto", _BACKEND, read_only=True)
     device: str = param("cpu", "cpu or cuda.", read_only=True)
     engine_cache: str = param("", "Folder kept across starts for TensorRT engines (backend tensorrt): built on the "
@@ -144,9 +145,11 @@ class InferenceParams(NodeParams):
 
     def validate(self) -> None:
         from vae_ros.core.config import MODALITIES
+        from vae_ros.core.fused import FUSED_MODALITY
 
-        if self.modality not in ("", *MODALITIES):
-            raise ConfigError(f"modality must be one of {', '.join(MODALITIES)} (or empty), got {self.modality!r}")
+        if self.modality not in ("", *MODALITIES, FUSED_MODALITY):
+            raise ConfigError(f"modality must be one of {', '.join((*MODALITIES, FUSED_MODALITY))} (or empty), "
+                              f"got {self.modality!r}")
         _check_runtime(self.backend, self.device)
         if not self.diagnostics_period > 0:
             raise ConfigError(f"diagnostics_period must be > 0 seconds, got {self.diagnostics_period}")
@@ -158,8 +161,9 @@ class InferenceParams(NodeParams):
 class EncoderParams(InferenceParams):
     """encoder_node's parameters."""
 
-    compressed: bool = param(False, "Image modality: subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on "
-                                    "camera/image_raw/compressed instead of Image on camera/image_raw.", read_only=True)
+    compressed: bool = param(False, "Image modality (and a fused model's camera): subscribe to "
+                                    "sensor_msgs/CompressedImage (JPEG/PNG) on camera/image_raw/compressed instead "
+                                    "of Image on camera/image_raw.", read_only=True)
     publish_variance: bool = param(False, "Also publish the latent log-variances (vae/latent: layout stat x latent; "
                                           "vae/latent_stamped: a second row).")
     publish_anomaly_score: bool = param(False, "Publish an anomaly score per input on vae/anomaly_score.")
@@ -172,6 +176,15 @@ class EncoderParams(InferenceParams):
     max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
                                   "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit.",
                                   range=MAX_IMAGE_PIXELS_RANGE)
+    sync_slop: float = param(0.05, "Fused model: seconds between a camera frame's and a scan's header stamps that "
+                                   "still pair into one latent (half the period of a 10 Hz LiDAR: each scan pairs "
+                                   "with one frame at most, and a camera of 10 Hz or more has one within it).",
+                             read_only=True, range=(0.0, 1.0))
+    sensor_timeout: float = param(0.3, "Fused model: seconds without a usable message (none, or only rejected "
+                                       "ones) after which a sensor is left out and latents come from the others "
+                                       "alone; it is back with its next usable message. Below the controllers' "
+                                       "stale_timeout (0.5 s), so they keep latents through a drop-out.",
+                                  read_only=True, range=(0.02, 10.0))
 
     def validate(self) -> None:
         from vae_ros.core.anomaly import ANOMALY_METRICS
@@ -184,8 +197,8 @@ class EncoderParams(InferenceParams):
         _require_choice("qos_reliability", self.qos_reliability, RELIABILITY_CHOICES)
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
-        if self.compressed and self.modality not in ("", "image"):
-            raise ConfigError(f"compressed:=true needs the image modality, got modality {self.modality!r}")
+        if self.compressed and self.modality not in ("", "image", "fused"):
+            raise ConfigError(f"compressed:=true needs the image modality (or fused: its camera), got modality {self.modality!r}")
 
 
 @dataclass(frozen=True)

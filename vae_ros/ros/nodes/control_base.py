@@ -54,7 +54,7 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from vae_ros.control.runtime.control_model import calibrated_tolerance
+from vae_ros.control.runtime.control_model import calibrated_tolerance, latent_model_dir
 from vae_ros.control.runtime.safety import (
     STOPPED,
     SafetyVerdict,
@@ -143,7 +143,8 @@ class ControlNode(Node):
         self._arrival_offset_s: float | None = None  # node clock - stamp of the newest latent that arrived
         from vae_ros.core.backends import load_config
 
-        self._latent_bound = latent_bound(load_config(model_dir).training)
+        # A fused model's latent range is its LiDAR expert's (control_model.latent_model_dir).
+        self._latent_bound = latent_bound(load_config(latent_model_dir(model_dir)).training)
         # Bumped (lock held) by every new goal, clear and stop: work begun before (a plan) must not act after.
         self._command_epoch = 0
         self._cleared_wall_ns = 0  # time.time_ns() of the last clear_goal (goal latents sent before are dropped)
@@ -225,7 +226,7 @@ class ControlNode(Node):
         from vae_ros.core.backends import load_config
         from vae_ros.core.preprocess import preprocess_image
 
-        sample = preprocess_image(image, load_config(self._control_model_dir).image_spec)  # (C, H, W)
+        sample = preprocess_image(image, load_config(latent_model_dir(self._control_model_dir)).image_spec)  # (C, H, W)
         return np.asarray(self._goal_encoder().encode(sample[None])[0][0])
 
     def _encode_goal_image(self, msg: Any) -> np.ndarray:

@@ -24,6 +24,13 @@ The LiDAR models predict ranges only (no validity channel): a decoded bin at NO_
 range_max or beyond is "no return", +inf in the LaserScan (REP-117) and no point in the cloud
 (vae_ros.conversions.decoded_to_scan_msg / decoded_to_pointcloud_msg).
 
+A fused camera + LiDAR model (vae_ros.core.fused) decodes each latent once per sensor: the camera's
+reconstruction on `vae/reconstruction` (as an image model's) and the decoded scan on `vae/scan` (as a scan
+model's, with the scan expert's geometry from its model.json), both with the latent's header. A fused
+encoder's latents carry the LiDAR's frame_id (encoder_node), so the decoded scan lands in the LiDAR's frame;
+a camera-only robot thus gets a predicted scan, a LiDAR-only one a predicted view. Latents are held to the
+LiDAR expert's latent range (the joint latent is that expert's).
+
 With `generate:=true` the node does not subscribe; it samples the prior N(0, I) (seeded by `seed`) at
 `generate_rate` Hz and publishes what the decoder makes of it, stamped with its clock. Latents of the
 wrong size or layout, and latents outside the model's latent range (vae_ros.core.latent_range: a latent of
@@ -57,7 +64,12 @@ from vae_ros.ros.interface import (
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.guard import LatestWorker, MessageGuard, stamp_age
 from vae_ros.ros.kit.health import DiagnosticsPublisher
-from vae_ros.ros.kit.inference import load_inference_model, warm_up_model
+from vae_ros.ros.kit.inference import (
+    load_fused_inference,
+    load_inference_model,
+    resolve_inference_dir,
+    warm_up_model,
+)
 from vae_ros.ros.kit.params import DecoderParams
 from vae_ros.ros.kit.run import run_node
 from vae_ros.ros.qos import LATENT_QOS
@@ -88,11 +100,28 @@ class DecoderNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         self.failed = False
         self.params = declare_params(self, DecoderParams)
-        self.model = load_inference_model(self, self.params)
-        self.config, self.backend, model_dir = self.model.config, self.model.backend, self.model.model_dir
-        warm_up_model(self, self.model, self.backend.decode, (self.config.latent_dim,), self.params.warmup)
+        model_dir, fused = resolve_inference_dir(self.params)
         self.model_dir = model_dir
-        self._latent_bound = latent_bound(self.config.training)
+        self._fused: Any = None
+        if fused:
+            # Each sensor's decoder as that sensor's own model would run (one model per sensor, same latent).
+            self._fused = load_fused_inference(self, self.params, model_dir)
+            self._sensors = self._fused.model.sensors
+            self._sensor_configs = {s: self._fused.model.configs[s] for s in self._sensors}
+            # The joint latent is the LiDAR expert's (the camera's is trained onto it): its latent range.
+            first = "scan" if "scan" in self._sensors else self._sensors[0]
+            self._latent_bound = latent_bound(self._sensor_configs[first].training)
+            latent_dim, modality = self._fused.model.latent_dim, "fused"
+            warm_up_model(self, self._fused, self._decode_all, (latent_dim,), self.params.warmup)
+        else:
+            self.model = load_inference_model(self, self.params)
+            self.config, self.backend = self.model.config, self.model.backend
+            self._sensors = (self.config.modality,)
+            self._sensor_configs = {self.config.modality: self.config}
+            warm_up_model(self, self.model, self.backend.decode, (self.config.latent_dim,), self.params.warmup)
+            self._latent_bound = latent_bound(self.config.training)
+            latent_dim, modality = self.config.latent_dim, self.config.modality
+        self.latent_dim = latent_dim
 
         from sensor_msgs.msg import Image, LaserScan, PointCloud2
         from std_msgs.msg import Float32MultiArray
@@ -100,9 +129,10 @@ class DecoderNode(Node):
         self._image_pub = self.create_publisher(Image, RECONSTRUCTION_TOPIC, LATENT_QOS)
         # The decoded geometry as the LiDAR message it came from (issue 12): rviz, costmaps, TF-aware users.
         self._lidar_pub: Any = None
-        if self.config.modality == "scan":
+        modalities = {c.modality for c in self._sensor_configs.values()}
+        if "scan" in modalities:
             self._lidar_pub = self.create_publisher(LaserScan, DECODED_SCAN_TOPIC, LATENT_QOS)
-        elif self.config.modality == "pointcloud":
+        elif "pointcloud" in modalities:
             self._lidar_pub = self.create_publisher(PointCloud2, DECODED_POINTS_TOPIC, LATENT_QOS)
         self._last_stamped = -math.inf  # time.monotonic() of the last stamped latent
         self._latent_input = "none"  # which latent topic was decoded last, for /diagnostics
@@ -129,10 +159,9 @@ class DecoderNode(Node):
         )
         on_parameter_changes(self, lambda: self.params, self._apply_params)
         outputs = self._image_pub.topic_name + (f", {self._lidar_pub.topic_name}" if self._lidar_pub else "")
-        self.get_logger().info(
-            f"{self.config.modality} model {model_dir} (latent {self.config.latent_dim}) on {self.backend.name}; "
-            f"{source} -> {outputs}"
-        )
+        runtime = (", ".join(f"{s}: {b.name}" for s, b in self._fused.model.backends.items()) if self._fused
+                   else self.backend.name)
+        self.get_logger().info(f"{modality} model {model_dir} (latent {latent_dim}) on {runtime}; {source} -> {outputs}")
 
     # -- callbacks -------------------------------------------------------------------------------------------
     def _on_latent(self, msg: Any) -> None:
@@ -151,7 +180,7 @@ class DecoderNode(Node):
             self._worker.submit((True, msg))
 
     def _on_generate_timer(self) -> None:
-        z = self._rng.standard_normal((1, self.config.latent_dim)).astype(np.float32)  # (1, D) ~ N(0, I)
+        z = self._rng.standard_normal((1, self.latent_dim)).astype(np.float32)  # (1, D) ~ N(0, I)
         self._publish_decoded(z, time.perf_counter(), None)
 
     def _decode(self, item: tuple[bool, Any]) -> None:
@@ -161,9 +190,9 @@ class DecoderNode(Node):
         stamped, msg = item
         header = None
         if stamped:
-            mean, _, header = stamped_msg_to_latent(msg, expected_dim=self.config.latent_dim)  # (D,)
+            mean, _, header = stamped_msg_to_latent(msg, expected_dim=self.latent_dim)  # (D,)
         else:
-            mean, _ = msg_to_latent(msg, expected_dim=self.config.latent_dim)  # (D,)
+            mean, _ = msg_to_latent(msg, expected_dim=self.latent_dim)  # (D,)
         check_latent_range(mean, self._latent_bound)
         self._publish_decoded(mean[None], start, header)
 
@@ -175,21 +204,31 @@ class DecoderNode(Node):
             frame_id, stamp = str(header.frame_id), header.stamp
         else:
             frame_id, stamp = self.params.frame_id, self.get_clock().now().to_msg()
-        x_hat = self.backend.decode(z)  # (1, C_out, ...)
-        image, encoding = reconstruction_to_image(x_hat[0], self.config)
+        decoded = self._decode_all(z)  # sensor -> (1, C_out, ...)
+        # The viewable image: the camera's where there is one, else the LiDAR's ranges.
+        viewed = next((s for s in self._sensors if self._sensor_configs[s].modality == "image"), self._sensors[0])
+        image, encoding = reconstruction_to_image(decoded[viewed][0], self._sensor_configs[viewed])
         msg = array_to_image_msg(image, encoding, frame_id=frame_id, stamp=stamp)
         lidar_msg = None
-        if self.config.modality == "scan":
-            lidar_msg = decoded_to_scan_msg(x_hat[0], self.config.scan_spec, frame_id=frame_id, stamp=stamp)
-        elif self.config.modality == "pointcloud":
-            lidar_msg = decoded_to_pointcloud_msg(x_hat[0], self.config.pointcloud_spec, frame_id=frame_id,
-                                                  stamp=stamp)
+        for sensor, x_hat in decoded.items():
+            config = self._sensor_configs[sensor]
+            if config.modality == "scan":
+                lidar_msg = decoded_to_scan_msg(x_hat[0], config.scan_spec, frame_id=frame_id, stamp=stamp)
+            elif config.modality == "pointcloud":
+                lidar_msg = decoded_to_pointcloud_msg(x_hat[0], config.pointcloud_spec, frame_id=frame_id,
+                                                      stamp=stamp)
         self._image_pub.publish(msg)
         if lidar_msg is not None and self._lidar_pub is not None:
             self._lidar_pub.publish(lidar_msg)
         # From a stamped latent: sensor stamp -> decoded output, the whole chain across machines.
         self.stats.on_published(time.perf_counter() - start,
                                 stamp_age(self, header.stamp) if header is not None else None)
+
+    def _decode_all(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """z (1, D) -> each sensor's decoder output (1, C_out, ...) (one sensor for a single-sensor model)."""
+        if self._fused is not None:
+            return {s: self._fused.model.decode(s, z) for s in self._sensors}
+        return {self._sensors[0]: self.backend.decode(z)}
 
     def _on_worker_failure(self) -> None:
         self.failed = True
@@ -205,7 +244,8 @@ class DecoderNode(Node):
         self.params = params
 
     def _diagnostic_values(self) -> list[tuple[str, str]]:
-        return self.model.diagnostic_values(("mode", "generate" if self.params.generate else "decode"),
+        model = self._fused if self._fused is not None else self.model
+        return model.diagnostic_values(("mode", "generate" if self.params.generate else "decode"),
                                             ("latent_input", self._latent_input),
                                             ("latent_bound", f"{self._latent_bound:g}"))
 

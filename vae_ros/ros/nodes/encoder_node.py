@@ -28,6 +28,22 @@ Outputs, each latent on both latent topics (reliable, vae_ros.ros.qos.LATENT_QOS
   and message_filters (vae_ros.conversions.latent_to_stamped_msg);
 - with `publish_anomaly_score:=true`, `vae/anomaly_score` (std_msgs/Float32; `anomaly_metric`:
   `reconstruction` = mean squared reconstruction error, `neg_elbo` = negative ELBO in nats).
+
+A fused camera + LiDAR model (vae_ros.core.fused; `model:=` its directory, modality `fused` or empty; another
+modality is refused) subscribes to the camera (Image, or CompressedImage with `compressed:=true`) and to `scan`,
+each as above, and publishes ONE latent per pair: the joint posterior (vae_ros.core.fused.fuse) of the
+messages paired by header stamp within `sync_slop`, published on the arrival of the message that completes the
+pair (vae_ros.core.sensor_sync: a scan pairs with the nearest waiting camera frame; each message in one pair
+at most). Its header: the NEWER of the two stamps (the latent holds what the sensors saw up to then, so a
+controller's stale check measures the newest information) and the LiDAR's frame_id (the frame its decoded scan
+belongs in: decoder_node's `vae/scan`; the scan's last frame while the scan is left out, the camera's before
+any scan). A sensor without a usable message (none, or only rejected ones: counted as usual) for
+`sensor_timeout` is left out: latents then come from the other alone, one per message, and the waiting one
+is released at once; one log line says when a sensor drops out and one when it is back. /diagnostics
+`sensors` names the sensors of the last latent (`camera,scan`, `camera` or `scan`). Stamps that never pair
+(a clock offset, a slop below the sensors' latency) are not a silent stop: after `sensor_timeout` without a
+pair each message is published alone, a warning gives the offset found, and /diagnostics says `unpaired`.
+`publish_variance` publishes the joint log-variances. `publish_anomaly_score` is refused for a fused model.
 """
 
 from __future__ import annotations
@@ -41,10 +57,12 @@ import numpy as np
 from rclpy.node import Node
 
 from vae_ros.core.anomaly import anomaly_score
+from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
 from vae_ros.core.conversions.model_input import msg_to_model_input
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError
+from vae_ros.core.sensor_sync import Group, SensorSync
 from vae_ros.ros.interface import (
     ANOMALY_TOPIC,
     CAMERA_TOPIC,
@@ -57,7 +75,12 @@ from vae_ros.ros.interface import (
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
 from vae_ros.ros.kit.guard import CdrDecoder, MessageGuard, stamp_age
 from vae_ros.ros.kit.health import DiagnosticsPublisher
-from vae_ros.ros.kit.inference import load_inference_model, warm_up_model
+from vae_ros.ros.kit.inference import (
+    load_fused_inference,
+    load_inference_model,
+    resolve_inference_dir,
+    warm_up_model,
+)
 from vae_ros.ros.kit.params import EncoderParams
 from vae_ros.ros.kit.run import run_node
 from vae_ros.ros.qos import LATENT_QOS, PublisherMatchingSubscription, reliability_from_name
@@ -70,6 +93,9 @@ INPUTS = {
     "scan": (SCAN_TOPIC, "sensor_msgs/msg/LaserScan"),
     "pointcloud": (CLOUD_TOPIC, "sensor_msgs/msg/PointCloud2"),
 }
+# A fused model's sensor -> its input kind (the camera's is "compressed" with compressed:=true).
+SENSOR_INPUTS = {"camera": "image", "scan": "scan"}
+SYNC_POLL_S = 0.05  # how often a fused encoder checks for a sensor that dropped out (steady clock)
 
 
 def _message_info_supported() -> bool:
@@ -87,21 +113,12 @@ class EncoderNode(Node):
         self.params = declare_params(self, EncoderParams)
 
         # Model: the directory decides the modality and the preprocessing.
-        self.model = load_inference_model(self, self.params, threads=self.params.threads or None)
-        self.config, self.backend, model_dir = self.model.config, self.model.backend, self.model.model_dir
-        if self.params.compressed and self.config.modality != "image":
-            raise ConfigError(f"compressed:=true needs an image model, but {model_dir} is {self.config.modality!r}")
-
-        def blank_run(x: np.ndarray) -> None:  # (1, *input_shape) zeros
-            mean, _ = self.backend.encode(x)
-            if self.params.publish_anomaly_score:
-                self.backend.decode(mean)
-
-        warm_up_model(self, self.model, blank_run, self.config.input_shape, self.params.warmup)
+        model_dir, fused = resolve_inference_dir(self.params)
         self.model_dir = model_dir
-        self.kind = "compressed" if self.params.compressed else self.config.modality
-        topic, msgtype = INPUTS[self.kind]
-        self._cdr = CdrDecoder(msgtype)
+        if fused:
+            self._load_fused(model_dir)
+        else:
+            self._load_single()
 
         # Outputs.
         from sensor_msgs.msg import Image
@@ -117,6 +134,42 @@ class EncoderNode(Node):
         self.stats = NodeStats()
         self._guard = MessageGuard.for_stats(self, self.stats)
         self._last_sequence: int | None = None
+        self._inputs: dict[str, Any] = {}  # fused: sensor -> its subscription
+        if fused:
+            self._subscribe_fused()
+            inputs = ", ".join(f"{sub.topic_name} ({INPUTS[self._kinds[s]][1]})" for s, sub in self._inputs.items())
+            what = (f"fused model {model_dir} ({', '.join(self._fused.model.sensors)}, latent "
+                    f"{self._fused.model.latent_dim}, sync_slop {self.params.sync_slop:g} s, sensor_timeout "
+                    f"{self.params.sensor_timeout:g} s)")
+        else:
+            inputs = self._subscribe_single()
+            what = (f"{self.config.modality} model {model_dir} (latent {self.config.latent_dim}) on "
+                    f"{self.backend.name}")
+        self._diagnostics = DiagnosticsPublisher(
+            self, self.stats, f"{self.get_fully_qualified_name()}: encoder", hardware_id=str(model_dir),
+            period=self.params.diagnostics_period, extra=self._diagnostic_values,
+        )
+        on_parameter_changes(self, lambda: self.params, self._apply_params)
+        self.get_logger().info(f"{what}; {inputs} -> {self._latent_pub.topic_name}, {self._stamped_pub.topic_name}")
+
+    def _load_single(self) -> None:
+        """One model of one sensor (image, scan, pointcloud)."""
+        self.model = load_inference_model(self, self.params, threads=self.params.threads or None)
+        self.config, self.backend, model_dir = self.model.config, self.model.backend, self.model.model_dir
+        if self.params.compressed and self.config.modality != "image":
+            raise ConfigError(f"compressed:=true needs an image model, but {model_dir} is {self.config.modality!r}")
+
+        def blank_run(x: np.ndarray) -> None:  # (1, *input_shape) zeros
+            mean, _ = self.backend.encode(x)
+            if self.params.publish_anomaly_score:
+                self.backend.decode(mean)
+
+        warm_up_model(self, self.model, blank_run, self.config.input_shape, self.params.warmup)
+        self.kind = "compressed" if self.params.compressed else self.config.modality
+        self._cdr = CdrDecoder(INPUTS[self.kind][1])
+
+    def _subscribe_single(self) -> str:
+        topic, msgtype = INPUTS[self.kind]
         callbacks = {"image": self._on_image, "compressed": self._on_compressed, "scan": self._on_scan,
                      "pointcloud": self._on_pointcloud}
         receive = callbacks[self.kind]
@@ -126,15 +179,120 @@ class EncoderNode(Node):
             self, _ros_type(msgtype), topic, callback, raw=True,
             fixed=reliability_from_name(self.params.qos_reliability),
         )
-        self._diagnostics = DiagnosticsPublisher(
-            self, self.stats, f"{self.get_fully_qualified_name()}: encoder", hardware_id=str(model_dir),
-            period=self.params.diagnostics_period, extra=self._diagnostic_values,
-        )
-        on_parameter_changes(self, lambda: self.params, self._apply_params)
-        self.get_logger().info(
-            f"{self.config.modality} model {model_dir} (latent {self.config.latent_dim}) on {self.backend.name}; "
-            f"{self._input.topic_name} ({msgtype}) -> {self._latent_pub.topic_name}, {self._stamped_pub.topic_name}"
-        )
+        return f"{self._input.topic_name} ({msgtype})"
+
+    # -- a fused model: one subscription per sensor, paired by stamp -----------------------------------------
+    def _load_fused(self, model_dir: Any) -> None:
+        params = self.params
+        if params.publish_anomaly_score:
+            raise ConfigError(f"publish_anomaly_score is not available for the fused model {model_dir}; encode one "
+                              f"sensor with its own model directory (e.g. {model_dir}/scan) for an anomaly score")
+        from vae_ros.core.fused import load_fused_config
+
+        sensors = load_fused_config(model_dir).sensors
+        unserved = [s for s in sensors if s not in SENSOR_INPUTS]
+        if unserved:
+            raise ConfigError(f"fused model {model_dir} has sensors {', '.join(unserved)}; encoder_node serves "
+                              f"{', '.join(SENSOR_INPUTS)}")
+        self._fused = load_fused_inference(self, params, model_dir, threads=params.threads or None,
+                                           warm=lambda model, sensor, x: model.encode_sensor(sensor, x))
+        self._kinds = {s: "compressed" if s == "camera" and params.compressed else SENSOR_INPUTS[s] for s in sensors}
+        self._cdrs = {s: CdrDecoder(INPUTS[kind][1]) for s, kind in self._kinds.items()}
+        self._sync = SensorSync(sensors, params.sync_slop, params.sensor_timeout)
+        self._live: tuple[str, ...] = ()  # the sensors live at the last check (logged when it changes)
+        self._last_sensors = "none"  # the sensors of the last latent, for /diagnostics
+        self._scan_frame = ""  # the LiDAR's newest frame_id (a fused latent's frame)
+        self._unpaired_said = False
+
+    def _subscribe_fused(self) -> None:
+        for sensor, kind in self._kinds.items():
+            topic, msgtype = INPUTS[kind]
+            self._inputs[sensor] = PublisherMatchingSubscription(
+                self, _ros_type(msgtype), topic, self._sensor_callback(sensor), raw=True,
+                fixed=reliability_from_name(self.params.qos_reliability))
+        from rclpy.clock import Clock, ClockType
+
+        self._sync_timer = self.create_timer(SYNC_POLL_S, self._guard.wrap("the sensor check", self._on_sync_timer),
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _sensor_callback(self, sensor: str) -> Callable[[bytes], None]:
+        """The raw callback of one sensor's subscription (the message only: no sequence gaps counted here)."""
+
+        def on_sensor(raw: bytes) -> None:
+            self.stats.on_received()
+            self._guard.run(f"a {sensor} message", self._fused_receive, sensor, raw)
+
+        return on_sensor
+
+    def _fused_receive(self, sensor: str, raw: bytes) -> None:
+        """Decode and preprocess one sensor message (a bad one raises: rejected, and its sensor stays silent),
+        then let the pairing rule say which latents it completes."""
+        start = time.perf_counter()
+        msg = self._cdrs[sensor].decode(raw)
+        x = msg_to_model_input(msg, self._fused.model.configs[sensor], self.params.max_image_pixels)[None]
+        frame_id = str(msg.header.frame_id)
+        if sensor == "scan":
+            self._scan_frame = frame_id
+        groups = self._sync.add(sensor, stamp_ns(msg.header.stamp), time.monotonic(), (x, frame_id))
+        self._said_sensors()
+        for group in groups:
+            self._publish_group(group, start)
+
+    def _on_sync_timer(self) -> None:
+        start = time.perf_counter()
+        groups = self._sync.poll(time.monotonic())
+        self._said_sensors()
+        for group in groups:
+            self._publish_group(group, start)
+
+    def _said_sensors(self) -> None:
+        """One log line when a sensor drops out or comes back; one when stamps stop (or start again) pairing."""
+        now = time.monotonic()
+        live = self._sync.live(now)
+        if live != self._live:
+            gone = [s for s in self._live if s not in live]
+            back = [s for s in live if s not in self._live]
+            log = self.get_logger()
+            for sensor in gone:
+                log.warning(f"{sensor} dropped out: no usable message for {self.params.sensor_timeout:g} s; latents "
+                            f"from {','.join(live) or 'no sensor'} until it is back")
+            for sensor in back:
+                log.info(f"{sensor} is in: latents from {','.join(live)}")
+            self._live = live
+        unpaired = self._sync.unpaired(now)
+        if unpaired != self._unpaired_said:
+            self._unpaired_said = unpaired
+            offset = self._sync.offset_s()
+            if unpaired:
+                self.get_logger().warning(
+                    f"{' and '.join(live)} stamps have not paired within sync_slop {self.params.sync_slop:g} s for "
+                    f"{self.params.sensor_timeout:g} s (newest {live[-1]} stamp - newest {live[0]} stamp = "
+                    f"{offset or 0.0:+.3f} s): each message is encoded alone; check the clocks' synchronisation or "
+                    "raise sync_slop")
+            else:
+                self.get_logger().info("sensor stamps pair again")
+
+    def _publish_group(self, group: Group, start: float) -> None:
+        """The joint latent of one group: each expert on its message, fused, published once."""
+        from types import SimpleNamespace
+
+        from builtin_interfaces.msg import Time
+
+        from vae_ros.core.fused import fuse
+
+        experts = {s.sensor: self._fused.model.encode_sensor(s.sensor, s.item[0]) for s in group.samples}
+        mean, logvar = fuse(experts)  # (1, D) each
+        newest = max(group.samples, key=lambda s: s.stamp_ns)
+        sec, nanosec = divmod(group.stamp_ns, 1_000_000_000)
+        header = SimpleNamespace(stamp=Time(sec=sec, nanosec=nanosec),
+                                 frame_id=self._scan_frame or str(newest.item[1]))
+        variance = logvar[0] if self.params.publish_variance else None
+        latent_msg = latent_to_msg(mean[0], variance)
+        stamped_msg = latent_to_stamped_msg(mean[0], variance, header)
+        self._latent_pub.publish(latent_msg)
+        self._stamped_pub.publish(stamped_msg)
+        self._last_sensors = ",".join(group.sensors)
+        self.stats.on_published(time.perf_counter() - start, stamp_age(self, header.stamp))
 
     # -- callbacks: raw (serialized) messages ------------------------------------------------------------------
     def _on_image(self, raw: bytes, info: Any) -> None:
@@ -187,11 +345,22 @@ class EncoderNode(Node):
 
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_params(self, params: EncoderParams) -> None:
+        if params.publish_anomaly_score and self._inputs:
+            raise ConfigError(f"publish_anomaly_score is not available for the fused model {self.model_dir}")
         if params.publish_anomaly_score and self._anomaly_pub is None:
             self._anomaly_pub = self.create_publisher(self._float32, ANOMALY_TOPIC, LATENT_QOS)
         self.params = params
 
     def _diagnostic_values(self) -> list[tuple[str, str]]:
+        if self._inputs:
+            offset = self._sync.offset_s()
+            return self._fused.diagnostic_values(
+                ("input_topic", ", ".join(sub.topic_name for sub in self._inputs.values())),
+                ("input_reliability", ", ".join(sub.reliability.name.lower() for sub in self._inputs.values())),
+                ("sensors", self._last_sensors),
+                ("live_sensors", ",".join(self._sync.live(time.monotonic())) or "none"),
+                ("unpaired", "yes" if self._unpaired_said else "no"),
+                ("stamp_offset_s", "none" if offset is None else f"{offset:+.3f}"))
         return self.model.diagnostic_values(("input_topic", self._input.topic_name),
                                             ("input_reliability", self._input.reliability.name.lower()))
 

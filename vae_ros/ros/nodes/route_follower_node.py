@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vae_ros.control.runtime.control_model import control_model_dir
+from vae_ros.control.runtime.control_model import control_model_dir, latent_model_dir, servo_head_dir
 from vae_ros.control.runtime.route import Route
 from vae_ros.control.runtime.route_follower import (
     DONE,
@@ -111,10 +111,13 @@ class RouteFollowerNode(ControlNode):
 
         self.route_dir = Path(self.params.route.strip()).expanduser()
         self.model_dir = control_model_dir(self.params.model)
-        self.model_config = load_config(self.model_dir)
+        # A fused model's latent is its LiDAR expert's: that expert's config and weights digest (so a route taught
+        # with the control model repeats with a fused model whose LiDAR expert it is).
+        self.latent_dir = latent_model_dir(self.model_dir)
+        self.model_config = load_config(self.latent_dir)
         self.route = load_route(self.route_dir)
         check_route_model(self.route, self.route_dir, self.model_dir, self.model_config.latent_dim,
-                          weights_digest(self.model_dir))
+                          weights_digest(self.latent_dir))
         try:
             check_latent_range(self.route.latents, latent_bound(self.model_config.training), "route latent")
         except InputError as err:
@@ -155,11 +158,12 @@ class RouteFollowerNode(ControlNode):
         from vae_ros.core.model_dir import SERVO_HEAD_FILE
 
         # Present at all (a link to /dev/zero, a FIFO too): PoseHeadNumpy.load refuses what it cannot read.
-        if not os.path.lexists(self.model_dir / SERVO_HEAD_FILE):
+        head_dir = servo_head_dir(self.model_dir)
+        if not os.path.lexists(head_dir / SERVO_HEAD_FILE):
             return None
         from vae_ros.control.runtime.pose_head import PoseHeadNumpy
 
-        return PoseHeadNumpy.load(self.model_dir, self.model_config.latent_dim).estimate
+        return PoseHeadNumpy.load(head_dir, self.model_config.latent_dim).estimate
 
     def _with_turned_views(self, route: Any) -> Any:
         """The route with each keyframe also as its scan turned by +-5..15 deg (a full-turn LiDAR model only):
@@ -172,7 +176,7 @@ class RouteFollowerNode(ControlNode):
         if self.model_config.modality != "scan":
             return route
         try:
-            backend = create_backend(self.model_dir, "auto", "cpu", threads=1)
+            backend = create_backend(self.latent_dir, "auto", "cpu", threads=1)
         except ImportError as err:  # a lean install without the runtime this model directory needs
             self.get_logger().warning(f"keyframes matched as taught only (no runtime to turn them: {err})")
             return route
@@ -180,7 +184,7 @@ class RouteFollowerNode(ControlNode):
         if views is None:
             return route
         self.get_logger().info(f"keyframes also matched turned by {', '.join(f'{t:+g}' for t in TURNS_DEG)} deg "
-                               f"(decoded, turned and encoded by {self.model_dir.name})")
+                               f"(decoded, turned and encoded by {self.latent_dir.name})")
         return replace(route, views=views)
 
     # -- the route as the goal (ControlNode hooks) -----------------------------------------------------------

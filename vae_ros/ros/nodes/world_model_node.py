@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from vae_ros.control.runtime.control_model import control_model_dir
+from vae_ros.control.runtime.control_model import control_model_dir, latent_model_dir, servo_head_dir
 from vae_ros.control.runtime.dynamics import load_dynamics_dir, rollout_runtime
 from vae_ros.control.runtime.planner import CONVERGED, LOST, PLAN, MpcState, plan_step, scan_obstacles
 from vae_ros.core.backends import load_config
@@ -62,8 +62,12 @@ PLANNING = "planning"
 
 
 def dynamics_dir(path: str, model_dir: Path) -> Path:
-    """The `dynamics` parameter -> a directory: empty means <model>/dynamics."""
-    return Path(path.strip()).expanduser() if path.strip() else model_dir / DYNAMICS_DIR
+    """The `dynamics` parameter -> a directory: empty means <model>/dynamics, for a fused model the LiDAR expert's
+    (<model>/scan/dynamics) where the fused model has none of its own (its latent is that expert's)."""
+    if path.strip():
+        return Path(path.strip()).expanduser()
+    own = model_dir / DYNAMICS_DIR
+    return own if own.exists() else latent_model_dir(model_dir) / DYNAMICS_DIR
 
 
 class WorldModelNode(ControlNode):
@@ -75,7 +79,8 @@ class WorldModelNode(ControlNode):
         super().__init__(NODE_NAME, **node_kwargs)
         self.params: WorldModelParams = declare_params(self, WorldModelParams)
         self.model_dir = control_model_dir(self.params.model)
-        self.config = load_config(self.model_dir)
+        self.latent_dir = latent_model_dir(self.model_dir)  # a fused model's LiDAR expert: its latent space
+        self.config = load_config(self.latent_dir)
         self.dynamics_dir = dynamics_dir(self.params.dynamics, self.model_dir)
         self.dynamics = load_dynamics_dir(self.dynamics_dir)
         self.dynamics.rollout_backend = rollout_runtime(self.params.backend)
@@ -138,7 +143,7 @@ class WorldModelNode(ControlNode):
             return
         from vae_ros.core.backends import weights_digest
 
-        digest = weights_digest(self.model_dir)
+        digest = weights_digest(self.latent_dir)  # a fused model: its LiDAR expert's (latent_model_dir)
         if digest != trained_on:
             raise ConfigError(f"dynamics {self.dynamics_dir} was trained on the latents of another model than "
                               f"{self.model_dir} (weights sha256 {str(trained_on)[:12]}..., this model's "
@@ -157,7 +162,7 @@ class WorldModelNode(ControlNode):
         if self._backend is None:
             from vae_ros.core.backends import create_backend
 
-            self._backend = create_backend(self.model_dir, self.params.backend, self.params.device)
+            self._backend = create_backend(self.latent_dir, self.params.backend, self.params.device)
         return self._backend
 
     def _load_head(self) -> Any:
@@ -166,7 +171,8 @@ class WorldModelNode(ControlNode):
 
         # Present at all (a link to /dev/zero, a FIFO too): PoseHeadNumpy.load then refuses what it cannot read,
         # as the servo does, rather than this node planning on another cost without a word.
-        has_head = os.path.lexists(self.model_dir / SERVO_HEAD_FILE)
+        head_dir = servo_head_dir(self.model_dir)
+        has_head = os.path.lexists(head_dir / SERVO_HEAD_FILE)
         cost = self.params.plan_cost(has_head)
         if cost != "pose":
             if self.params.cost == "auto":
@@ -174,7 +180,7 @@ class WorldModelNode(ControlNode):
             return None
         from vae_ros.control.runtime.pose_head import PoseHeadNumpy
 
-        return PoseHeadNumpy.load(self.model_dir, self.config.latent_dim)
+        return PoseHeadNumpy.load(head_dir, self.config.latent_dim)
 
     # -- inputs ----------------------------------------------------------------------------------------------
     def _on_cmd_vel(self, msg: Any) -> None:
