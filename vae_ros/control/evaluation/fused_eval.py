@@ -29,7 +29,8 @@ class FusedServoModel:
     """A fused model as an episode's representation (episodes.ServoModel): the joint latent of the sensors in
     `active`, and the pose head of the joint latent (the model's servo_head.safetensors)."""
 
-    def __init__(self, model_dir: str | Path, backend: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, model_dir: str | Path, backend: str = "auto", threads: int | None = None,
+                 goal_per_subset: bool = True) -> None:
         from vae_ros.control.runtime.control_model import calibrated_tolerance
         from vae_ros.control.runtime.pose_head import PoseHeadNumpy
         from vae_ros.core.fused import FusedModel
@@ -41,6 +42,7 @@ class FusedServoModel:
         self.active: set[str] = set(self.fused.sensors)
         self.drop: SensorDrop | None = None
         self.last_sensors: list[str] = sorted(self.active)
+        self.goal_per_subset = goal_per_subset  # False: the goal stays the joint latent of every sensor
 
     @property
     def latent_dim(self) -> int:
@@ -74,7 +76,7 @@ class FusedServoModel:
         those sensors (the goal is taught with every sensor and each one's posterior kept), so that a robot that
         lost its LiDAR compares camera with camera; `z_goal` when the goal's posteriors are not known."""
         experts = getattr(self, "goal_experts", None)
-        if not experts or not all(s in experts for s in self.last_sensors):
+        if not self.goal_per_subset or not experts or not all(s in experts for s in self.last_sensors):
             return z_goal
         mean, _ = fuse({s: experts[s] for s in self.last_sensors})
         return np.asarray(mean[0], dtype=np.float64)
