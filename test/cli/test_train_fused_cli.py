@@ -207,3 +207,26 @@ def test_fused_training_refuses_models_of_different_latent_sizes(fused_bag: Path
     result = vae_ros("train", "--bag", str(fused_bag), "--topic", "camera/image_raw", "--topic", "scan",
                      "--camera-init", str(tmp_path / "camera4"), "--out", str(tmp_path / "out"))
     assert_refused(result, "latent sizes differ", "16", "4")
+
+
+def test_compressed_camera_frames_pair_with_scans_of_the_same_robot(tmp_path: Path) -> None:
+    """CompressedImage and LaserScan in one robot's namespace, read and paired as training reads them."""
+    from vae_ros.control.training.fused import read_bag_pairs
+    from vae_ros.core.backends import load_config
+    from vae_ros.resources import models_dir
+    from vae_ros.ros.sim_messages import scan_msg, time_msg
+
+    camera_topic, scan_topic = "/robot1/camera/image_raw/compressed", "/robot1/scan"
+    camera_config, scan_config = load_config(models_dir() / "image_default"), load_config(models_dir() / "control_default")
+    messages = []
+    for i, (rgb, ranges, geometry) in enumerate(sim_views(6)):
+        t = 10**9 + i * SCAN_PERIOD_NS
+        messages.append((scan_topic, t, scan_msg(ranges, geometry, time_msg(t / 1e9), 0.1)))
+        messages.append((camera_topic, t - 30_000_000, bagutil.compressed_msg(rgb, t - 30_000_000)))
+    bag = bagutil.write_bag(tmp_path / "bag", sorted(messages, key=lambda item: item[1]))
+    pairs = read_bag_pairs(bag, [camera_topic, "robot1/scan"], camera_config, scan_config, 0.05)
+    assert pairs.images.shape == (6, *camera_config.input_shape) and pairs.scans.shape == (6, *scan_config.input_shape)
+    assert np.allclose(pairs.offsets_s, 0.03) and pairs.source["scan_topic"] == scan_topic
+    # A tighter slop than the sensors' offset pairs nothing, and says so.
+    with pytest.raises(DataError, match="median offset is 0.03 s"):
+        read_bag_pairs(bag, [camera_topic, scan_topic], camera_config, scan_config, 0.02)
