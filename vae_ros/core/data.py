@@ -347,6 +347,64 @@ def open_source(bag: str | None = None, topic: str | None = None, images: str | 
     raise DataError("no data: give --bag PATH --topic NAME or --images DIR")
 
 
+@dataclass
+class StampedReadings:
+    """What one topic of a bag gave in one pass: converted values with their header stamps, and the rejected."""
+
+    stamps: np.ndarray  # (N,) int64 header stamps, ns, in bag order
+    values: list[Any]
+    rejected: int = 0
+
+
+def read_stamped(source: BagSource, converters: dict[str, Callable[[Any], Any]], progress: bool = False,
+                 ) -> dict[str, StampedReadings]:
+    """One pass over `source`'s bag reading every message of the topics in `converters` (bag topic names):
+    each message deserialised and converted, kept with its header stamp, for pairing topics by stamp. A message
+    that does not deserialise or whose converter raises InputError is counted as rejected, never fatal."""
+    import sys
+
+    from rosbags.highlevel import AnyReaderError
+    from tqdm import tqdm
+
+    from vae_ros.core.conversions.common import stamp_ns
+
+    stamps: dict[str, list[int]] = {topic: [] for topic in converters}
+    values: dict[str, list[Any]] = {topic: [] for topic in converters}
+    rejected = dict.fromkeys(converters, 0)
+    with source._reader() as reader:
+        connections = [c for c in reader.connections if c.topic in converters]
+        total = sum(c.msgcount for c in connections)
+        messages = source._read(reader.messages(connections=connections))
+        for connection, _stamp, raw in tqdm(messages, total=total, desc=f"read {source.path.name}", unit="msg",
+                                            disable=not progress, file=sys.stderr, leave=False):
+            topic = connection.topic
+            try:
+                msg = reader.deserialize(raw, connection.msgtype)
+                value = converters[topic](msg)
+            except (AnyReaderError, InputError):
+                rejected[topic] += 1
+                continue
+            values[topic].append(value)
+            stamps[topic].append(stamp_ns(msg.header.stamp))
+    return {topic: StampedReadings(np.asarray(stamps[topic], dtype=np.int64), values[topic], rejected[topic])
+            for topic in converters}
+
+
+def nearest_stamps(reference_ns: np.ndarray, query_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query stamp (ns), the index into `reference_ns` (any order) of the nearest stamp and the gap
+    to it in seconds -> (index (Q,), gap_s (Q,)). `reference_ns` must not be empty."""
+    reference = np.asarray(reference_ns, dtype=np.int64)
+    query = np.asarray(query_ns, dtype=np.int64)
+    if reference.size == 0:
+        raise DataError("no stamps to pair with")
+    order = np.argsort(reference, kind="stable")
+    ordered = reference[order]
+    right = np.clip(np.searchsorted(ordered, query), 0, len(ordered) - 1)
+    left = np.clip(right - 1, 0, len(ordered) - 1)
+    nearest = np.where(np.abs(ordered[left] - query) < np.abs(ordered[right] - query), left, right)
+    return order[nearest], np.abs(ordered[nearest] - query) / 1e9
+
+
 def scan_spec_from_message(msg: Any, beams: int | None = None) -> ScanSpec:
     """A ScanSpec that matches a LaserScan's field of view and range_max.
 

@@ -44,6 +44,9 @@ CONFIG_FILE = "model.json"
 # The sensors a fused model may combine, in the order model.json lists them, and the modality of each one's
 # model directory.
 SENSOR_MODALITY = {"camera": "image", "scan": "scan"}
+# Seconds between two sensors' header stamps that still pair: encoder_node's `sync_slop` default and
+# `vae-ros train --sync-slop`'s (a 10 Hz LiDAR and a 30 Hz camera are never stamped identically).
+SYNC_SLOP_S = 0.05
 MAX_LOGVAR = 30.0  # |log sigma^2| beyond this is not a posterior (exp overflows float32 near 88)
 
 

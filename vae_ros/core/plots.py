@@ -58,6 +58,32 @@ def save_training_curves(history: Sequence[dict[str, Any]], path: str | Path) ->
     return _save(fig, path)
 
 
+def save_fused_training_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Fused training (vae_ros.control.training.fused): the camera expert's fit to the scan posterior (NLL),
+    its held-out latent error against a blind expert, and the image PSNR from each sensor subset, per epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(12, 3.6)
+    axes = fig.subplots(1, 3)
+    epochs = [h["epoch"] for h in history]
+    panels = (
+        ("match NLL (nats per sample)", (("train_match_nll", "train", "-o"), ("val_match_nll", "val", "-s"))),
+        ("held-out latent error, camera alone", (("val_latent_error", "camera expert", "-o"),
+                                                 ("val_blind_latent_error", "blind (mean latent)", "--"))),
+        ("held-out image PSNR (dB)", (("val_psnr_scan_db", "from scan", "-o"), ("val_psnr_camera_db", "from camera", "-s"),
+                                      ("val_psnr_both_db", "from both", "-^"))),
+    )
+    for ax, (title, lines) in zip(axes, panels, strict=True):
+        for key, label, style in lines:
+            ax.plot(epochs, [h.get(key, math.nan) for h in history], style, label=label, markersize=3)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
 def _to_display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     """(C, H, W) in [0, 1] -> what imshow wants: (H, W, 3) RGB or (H, W) with a grey colormap."""
     image = np.clip(image, 0.0, 1.0)

@@ -28,8 +28,10 @@ def int_list(text: str) -> list[int]:
     return values
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, several_bags: bool = False) -> None:
-    """--bag/--topic/--images, shared with `vae-ros eval`; `several_bags`: --bag may repeat (control training)."""
+def add_data_arguments(parser: argparse.ArgumentParser, several_bags: bool = False,
+                       two_topics: bool = False) -> None:
+    """--bag/--topic/--images, shared with `vae-ros eval`; `several_bags`: --bag may repeat (control training);
+    `two_topics`: --topic may be given twice (a list then: a camera and a LiDAR topic train a fused model)."""
     data = parser.add_argument_group("data (give --bag and --topic, or --images)")
     if several_bags:
         data.add_argument("--bag", metavar="PATH", action="append",
@@ -37,8 +39,13 @@ def add_data_arguments(parser: argparse.ArgumentParser, several_bags: bool = Fal
                                "train on several recordings (one world each)")
     else:
         data.add_argument("--bag", metavar="PATH", help="rosbag2 folder, or a single .mcap / .db3 file")
-    data.add_argument("--topic", metavar="NAME",
-                      help="topic to read: sensor_msgs/Image, CompressedImage, LaserScan or PointCloud2")
+    if two_topics:
+        data.add_argument("--topic", metavar="NAME", action="append",
+                          help="topic to read: sensor_msgs/Image, CompressedImage, LaserScan or PointCloud2; "
+                               "give it twice, a camera topic and a LaserScan topic, to train a fused model")
+    else:
+        data.add_argument("--topic", metavar="NAME",
+                          help="topic to read: sensor_msgs/Image, CompressedImage, LaserScan or PointCloud2")
     data.add_argument("--images", metavar="DIR", help="folder of .png/.jpg/.jpeg/.bmp images (recursive)")
 
 

@@ -5,9 +5,11 @@
     vae-ros train --bag BAG --topic /scan --out models/my_scan          # modality from the topic type
     vae-ros train ... --out trained/my_camera --resume --epochs 50      # continue (or extend) a run
     torchrun --nproc-per-node=4 -m vae_ros.apps.cli train ...               # one process per GPU (or CPU share)
+    vae-ros train --bag BAG --topic camera/image_raw --topic scan --out trained/my_fused   # fused camera + LiDAR
 
 The output folder becomes a model directory (model.json + weights.safetensors of the best validation
-epoch), with training_curves.png and checkpoint/ (for --resume) beside them.
+epoch), with training_curves.png and checkpoint/ (for --resume) beside them. With two topics it becomes a
+fused model directory (vae_ros.core.fused; trained by vae_ros.control.training.fused.build_from_bag).
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from vae_ros.apps.cli.common import add_data_arguments, int_list, positive_int, remove_if_empty, setup_logging
+from vae_ros.core.fused import SYNC_SLOP_S
+
+FUSED_EPILOG = (
+    "A fused camera + LiDAR model: `--bag B --topic CAMERA --topic SCAN --out DIR` pairs each scan with the "
+    "camera frame nearest in header stamp (within --sync-slop), keeps the joint latent of --joint-model (a scan "
+    "model; the packaged control model) and fits a camera expert, started from --camera-init, to it. It takes "
+    "--epochs, --batch-size, --lr, --val-percent, --seed and --quiet; the model flags do not apply.")
+LR_DEFAULT, FUSED_LR_DEFAULT = 1e-3, 5e-4
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    add_data_arguments(parser, several_bags=True)
+    parser.epilog = FUSED_EPILOG
+    add_data_arguments(parser, several_bags=True, two_topics=True)
     parser.add_argument("--out", metavar="DIR", required=True, help="model directory to write")
     parser.add_argument("--resume", action="store_true",
                         help="continue from DIR/checkpoint after its last completed epoch (model and "
@@ -54,7 +65,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--epochs", type=positive_int, default=30, help="epochs (30)")
     opt.add_argument("--batch-size", type=positive_int, default=64,
                      help="batch size (64); under torchrun the global batch, shared by the processes")
-    opt.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    opt.add_argument("--lr", type=float, help=f"Adam learning rate ({LR_DEFAULT:g}; fused training {FUSED_LR_DEFAULT:g})")
     opt.add_argument("--beta", type=float, default=1.0, help="KL weight beta (1.0)")
     opt.add_argument("--kl-anneal", choices=("linear", "cyclical", "none"), default="linear",
                      help="KL annealing schedule (linear)")
@@ -81,6 +92,15 @@ def register(parser: argparse.ArgumentParser) -> None:
                          help="weight of the pose-metric term (300)")
     control.add_argument("--yaw-weight", type=float, default=1.0, metavar="M",
                          help="metres of pose distance per radian of yaw in the metric (1.0)")
+    fused = parser.add_argument_group(
+        "fused training (two --topic: a camera and a LaserScan of one robot; see docs/TRAINING.md)")
+    fused.add_argument("--sync-slop", type=float, default=SYNC_SLOP_S, metavar="S",
+                       help=f"seconds between a scan's and a camera frame's header stamps that still pair "
+                            f"(encoder_node's sync_slop; {SYNC_SLOP_S:g})")
+    fused.add_argument("--joint-model", metavar="DIR",
+                       help="scan model whose latent is the joint latent (default: the packaged control_default)")
+    fused.add_argument("--camera-init", metavar="DIR",
+                       help="image model the camera's expert starts from (default: the packaged image_default)")
 
 
 def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:
@@ -153,7 +173,7 @@ def _train(args: argparse.Namespace, dist: Any) -> dict[str, Any]:
     model_config = build_model_config(args, source)
     source.check_modality(model_config)
     train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        epochs=args.epochs, batch_size=args.batch_size, lr=_lr(args, LR_DEFAULT), beta=args.beta,
         kl_annealing=args.kl_anneal, warmup_steps=args.warmup_steps, free_bits=args.free_bits,
         val_percent=args.val_percent, seed=args.seed, device=args.device, num_workers=args.num_workers,
         cache_mb=args.cache_mb,
@@ -180,7 +200,7 @@ def _run_control(args: argparse.Namespace) -> int:
         raise ConfigError("--resume is not supported with --pose-topic; control-fit training restarts")
     select_device(args.device)
     config = ControlTrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        steps=args.steps, batch_size=args.batch_size, lr=_lr(args, LR_DEFAULT), beta=args.beta,
         warmup_steps=min(args.warmup_steps, args.steps), val_percent=args.val_percent, seed=args.seed,
         device=args.device, metric=MetricSpec(weight=args.metric_weight, yaw_weight=args.yaw_weight))
     config.validate()
@@ -205,12 +225,73 @@ def _run_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lr(args: argparse.Namespace, default: float) -> float:
+    return float(args.lr) if args.lr is not None else default
+
+
+def _run_fused(args: argparse.Namespace, distributed: bool) -> int:
+    """Two --topic: a fused camera + LiDAR model from one bag (vae_ros.control.training.fused.build_from_bag)."""
+    import logging
+
+    from vae_ros.control.training.fused import FusedTrainConfig, build_from_bag
+    from vae_ros.core.errors import ConfigError
+    from vae_ros.core.plots import save_fused_training_curves
+    from vae_ros.core.train import CURVES_FILE
+    from vae_ros.resources import models_dir
+
+    for given, flag in ((args.resume, "--resume"), (args.pose_topic, "--pose-topic"), (distributed, "torchrun"),
+                        (args.images, "--images"), (args.modality, "--modality")):
+        if given:
+            raise ConfigError(f"{flag} is not supported for fused training (two --topic); train a fused model "
+                              "in one process from one bag, from the start")
+    if not args.bag:
+        raise ConfigError("fused training (two --topic) reads a bag: give --bag PATH")
+    if len(args.bag) > 1:
+        raise ConfigError("fused training (two --topic) reads one bag; give one --bag")
+    if args.device != "cpu":
+        raise ConfigError(f"fused training runs on the CPU; drop --device {args.device}")
+    out = Path(args.out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} exists and is not empty; a fused model is written to a new folder"
+                          + (" (--force does not apply to fused training)" if args.force else ""))
+    remove_if_empty(out)  # an empty folder is fine: the model directory is written in its place
+    joint = Path(args.joint_model).expanduser() if args.joint_model else models_dir() / "control_default"
+    camera_init = Path(args.camera_init).expanduser() if args.camera_init else models_dir() / "image_default"
+    config = FusedTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=_lr(args, FUSED_LR_DEFAULT),
+                              seed=args.seed)
+    summary = build_from_bag(out, args.bag[0], args.topic, joint, camera_init, config, args.sync_slop,
+                             args.val_percent, progress=not args.quiet,
+                             log=logging.getLogger("vae_ros.control.training.fused").info)
+    save_fused_training_curves(summary["history"], out / CURVES_FILE)
+    source, final = summary["source"], summary["final"]
+    rejected = source["rejected"]
+    print("\n".join([
+        f"fused model directory: {out} (camera + scan, joint latent of {joint})",
+        f"pairs: {source['pairs']} ({summary['samples']['train']} train, {summary['samples']['val']} validation) "
+        f"of {source['scans']} scans and {source['camera_frames']} camera frames within {source['sync_slop_s']:g} s "
+        f"(median offset {source['median_offset_s'] * 1000:.1f} ms); skipped: {source['unpaired_scans']} scan(s) "
+        f"without a frame, {rejected['camera']} camera and {rejected['scan']} scan messages rejected",
+        f"camera-alone latent error {final['val_latent_error']:.3f} (blind {final['val_blind_latent_error']:.3f}), "
+        f"match NLL {final['val_match_nll']:.2f}",
+        f"image PSNR from scan / camera / both: {final['val_psnr_scan_db']:.2f} / {final['val_psnr_camera_db']:.2f} / "
+        f"{final['val_psnr_both_db']:.2f} dB",
+        f"time: {summary['time_s']:.1f} s on cpu; curves: {out / CURVES_FILE}"]))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from vae_ros.core.distributed import from_env, process_group
     from vae_ros.core.errors import ConfigError
 
     dist = from_env()  # under torchrun: this process's rank; otherwise one process
     setup_logging("train", dist.rank)
+    topics = list(args.topic or [])
+    if len(topics) > 2:
+        raise ConfigError(f"--topic is given {len(topics)} times; give one (a VAE of that topic) or two (a camera "
+                          "and a LaserScan: a fused model)")
+    if len(topics) == 2:
+        return _run_fused(args, dist.enabled)
+    args.topic = topics[0] if topics else None
     if args.pose_topic:
         if dist.enabled:
             raise ConfigError("control-fit training (--pose-topic) runs in one process; start it without torchrun")

@@ -16,7 +16,8 @@ an expert over that same latent and the joint latent gets a camera decoder:
 
 Views under several lightings teach the camera's expert a latent that the light does not move: its target,
 the LiDAR's posterior, does not see light. Data come from the simulator's worlds (`simulator_pairs`) or
-from a bag with both topics (`vae-ros train --topic IMAGE --topic SCAN`, paired by header stamp).
+from a bag with both topics (`vae-ros train --topic IMAGE --topic SCAN`: `build_from_bag`, each scan paired
+with the camera frame nearest in header stamp within the sync slop).
 """
 
 from __future__ import annotations
@@ -294,6 +295,154 @@ def build_from_simulator(out: Path, scan_model_dir: Path, camera_init: Path, see
                          "lightings": list(dict.fromkeys(LIGHTINGS)), "scan_model": str(scan_model_dir.name),
                          "camera_init": str(camera_init.name)}
     return write_fused_model(out, scan_model_dir, camera_config, model, summary)
+
+
+@dataclass
+class BagPairs:
+    """Camera and LiDAR model inputs of one bag, paired by header stamp."""
+
+    images: np.ndarray  # (N, C, H, W) the camera expert's input
+    scans: np.ndarray  # (N, 2, beams) the scan model's input
+    keys: list[str]  # the scan's index among the bag's usable scans, for the split
+    offsets_s: np.ndarray  # (N,) |camera stamp - scan stamp| of each pair
+    source: dict[str, Any]  # path, topics, counts: for the training summary
+
+
+def robot_namespace(topic: str, sensor: str) -> str:
+    """The namespace a sensor topic sits in, without the sensor's own part: /robot1 for /robot1/scan,
+    /robot1/camera/image_raw and /robot1/camera/image_raw/compressed; / for /scan and /camera/image_raw."""
+    parts = [p for p in topic.split("/") if p]
+    own = 1 if sensor == "scan" else (3 if parts and parts[-1] == "compressed" else 2)
+    return "/" + "/".join(parts[:max(len(parts) - own, 0)])
+
+
+def fused_sensor_topics(bag: str | Path, topics: Sequence[str]) -> dict[str, Any]:
+    """The bag's camera and LiDAR topics for fused training -> {"camera": BagSource, "scan": BagSource}.
+    DataError for a topic missing from the bag; ConfigError for anything but one camera topic (Image or
+    CompressedImage) and one LaserScan, or for two sensors of different robots (sibling namespaces)."""
+    from vae_ros.core.data import BagSource
+    from vae_ros.core.fused import SENSOR_MODALITY
+
+    sensor_of = {modality: sensor for sensor, modality in SENSOR_MODALITY.items()}
+    if len(topics) != 2:
+        raise ConfigError(f"fused training takes two --topic (a camera and a LaserScan), got {len(topics)}")
+    found: dict[str, Any] = {}
+    for topic in topics:
+        source = BagSource(bag, topic)  # names a missing topic, with the bag's topics
+        sensor = sensor_of.get(source.modality)
+        if sensor is None:
+            raise ConfigError(f"{source.topic} holds {source.msgtype}, which a fused model cannot take: it fuses a "
+                              f"camera (sensor_msgs/Image or CompressedImage) with a LaserScan")
+        if sensor in found:
+            raise ConfigError(f"{found[sensor].topic} and {source.topic} are both {sensor} topics; a fused model "
+                              f"takes one camera (Image or CompressedImage) and one LaserScan")
+        found[sensor] = source
+    camera, scan = found["camera"], found["scan"]
+    spaces = {name: robot_namespace(found[name].topic, name) for name in found}
+    a, b = ([p for p in spaces[name].split("/") if p] for name in ("camera", "scan"))
+    if a[:len(b)] != b and b[:len(a)] != a:
+        raise ConfigError(f"{camera.topic} and {scan.topic} are in different namespaces ({spaces['camera']}, "
+                          f"{spaces['scan']}): sensors of different robots cannot be fused; give one robot's "
+                          f"camera and LiDAR")
+    return found
+
+
+def pair_by_stamp(scan_ns: np.ndarray, camera_ns: np.ndarray, slop_s: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each scan with the camera frame nearest in header stamp, kept within `slop_s`; a frame pairs with one
+    scan at most (the nearest), so no view lands in two pairs (or in both splits) -> (scan index (P,),
+    camera index (P,), offset in seconds (P,)) in scan order. DataError, with the typical offset, when none
+    pairs."""
+    from vae_ros.core.data import nearest_stamps
+    from vae_ros.core.errors import DataError
+
+    camera_idx, gap = nearest_stamps(camera_ns, scan_ns)
+    within = np.flatnonzero(gap <= slop_s)
+    if within.size == 0:
+        raise DataError(f"no camera frame within {slop_s:g} s of any scan; the median offset is "
+                        f"{float(np.median(gap)):.2f} s: the sensors' clocks differ, or pass --sync-slop")
+    by_frame = within[np.lexsort((gap[within], camera_idx[within]))]  # by frame, nearest scan first
+    _, first = np.unique(camera_idx[by_frame], return_index=True)
+    keep = np.sort(by_frame[first])
+    return keep, camera_idx[keep], gap[keep]
+
+
+def read_bag_pairs(bag: str | Path, topics: Sequence[str], camera_config: Any, scan_config: Any,
+                   slop_s: float, progress: bool = False) -> BagPairs:
+    """The bag's camera frames and scans, preprocessed as encoder_node does (the camera model's image spec, the
+    scan model's scan spec) and paired by header stamp within `slop_s` (pair_by_stamp)."""
+    from vae_ros.core.conversions.model_input import msg_to_model_input
+    from vae_ros.core.data import read_stamped
+    from vae_ros.core.errors import DataError
+
+    if not (slop_s > 0 and math.isfinite(slop_s)):
+        raise ConfigError(f"the sync slop must be a positive number of seconds, got {slop_s}")
+    sources = fused_sensor_topics(bag, topics)
+    camera, scan = sources["camera"], sources["scan"]
+    readings = read_stamped(scan, {camera.topic: lambda msg: msg_to_model_input(msg, camera_config),
+                                   scan.topic: lambda msg: msg_to_model_input(msg, scan_config)}, progress)
+    frames, scans = readings[camera.topic], readings[scan.topic]
+    for topic, got in ((camera.topic, frames), (scan.topic, scans)):
+        if not got.values:
+            raise DataError(f"bag {bag}: no usable message on {topic} ({got.rejected} rejected)")
+    scan_idx, camera_idx, offsets = pair_by_stamp(scans.stamps, frames.stamps, slop_s)
+    source = {"kind": "bag", "path": str(Path(bag).resolve()), "camera_topic": camera.topic,
+              "scan_topic": scan.topic, "sync_slop_s": slop_s, "scans": len(scans.values),
+              "camera_frames": len(frames.values), "pairs": int(scan_idx.size),
+              "unpaired_scans": int(len(scans.values) - scan_idx.size),
+              "rejected": {"camera": frames.rejected, "scan": scans.rejected},
+              "median_offset_s": float(np.median(offsets))}
+    return BagPairs(np.stack([frames.values[i] for i in camera_idx]), np.stack([scans.values[i] for i in scan_idx]),
+                    [str(i) for i in scan_idx], offsets, source)
+
+
+def check_fused_models(scan_model_dir: Path, camera_init: Path) -> tuple[Any, Any]:
+    """(scan model config, camera model config) of the joint scan model and the camera's starting model;
+    ConfigError unless they are a scan and an image model of one latent size."""
+    from vae_ros.core.backends import load_config
+
+    scan_config, camera_config = load_config(scan_model_dir), load_config(camera_init)
+    if scan_config.modality != "scan" or camera_config.modality != "image":
+        raise ConfigError(f"the joint model must be a scan model and the camera's start an image model; got "
+                          f"{scan_model_dir} ({scan_config.modality}) and {camera_init} ({camera_config.modality})")
+    if scan_config.latent_dim != camera_config.latent_dim:
+        raise ConfigError(f"latent sizes differ: the joint model {scan_model_dir} has {scan_config.latent_dim}, the "
+                          f"camera's start {camera_init} has {camera_config.latent_dim}; they must be equal")
+    return scan_config, camera_config
+
+
+def build_from_bag(out: Path, bag: str | Path, topics: Sequence[str], scan_model_dir: Path, camera_init: Path,
+                   config: FusedTrainConfig, slop_s: float, val_percent: float, progress: bool = False,
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """A fused model from a bag with a camera and a LiDAR topic: pairs by stamp, a held-out share (the stable
+    split of vae_ros.core.data.split_of on each pair's key), the scan posteriors as targets, the camera's
+    expert fitted, the model directory written -> the training summary (as in its model.json)."""
+    from vae_ros.core.data import split_of
+    from vae_ros.core.errors import DataError
+
+    say = log if log is not None else (lambda _line: None)
+    config.validate()
+    if not 0.0 < val_percent < 100.0:
+        raise ConfigError(f"fused training needs held-out pairs: --val-percent must be in (0, 100), got {val_percent}")
+    scan_config, camera_config = check_fused_models(scan_model_dir, camera_init)
+    started = time.perf_counter()
+    pairs = read_bag_pairs(bag, topics, camera_config, scan_config, slop_s, progress)
+    val = np.array([split_of(key, val_percent) == "val" for key in pairs.keys], dtype=bool)
+    if (~val).sum() < 2 or not val.any():
+        raise DataError(f"{len(val)} pairs with --val-percent {val_percent:g} leave too few for "
+                        f"{'validation' if not val.any() else 'training'}; record more or change --val-percent")
+    source = pairs.source
+    say(f"{source['pairs']} pairs of {source['scans']} scans and {source['camera_frames']} camera frames "
+        f"(median offset {source['median_offset_s'] * 1000:.1f} ms; {int((~val).sum())} train, {int(val.sum())} "
+        f"held out) in {time.perf_counter() - started:.0f} s")
+    mean, logvar = scan_posteriors(scan_model_dir, pairs.scans[~val], config.threads)
+    val_mean, val_logvar = scan_posteriors(scan_model_dir, pairs.scans[val], config.threads)
+    camera_model_config, model, summary = train_camera_expert(
+        pairs.images[~val], mean, logvar, (pairs.images[val], val_mean, val_logvar), camera_init, config, say)
+    summary["source"] = {**source, "val_percent": val_percent, "scan_model": str(Path(scan_model_dir).resolve()),
+                         "camera_init": str(Path(camera_init).resolve())}
+    write_fused_model(out, scan_model_dir, camera_model_config, model, summary)
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,9 +43,8 @@ from vae_ros.control.training.pose_head_train import (
     relative_pose_targets,
 )
 from vae_ros.core.config import ModelConfig
-from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.data import split_of
-from vae_ros.core.errors import ConfigError, DataError, InputError
+from vae_ros.core.errors import ConfigError, DataError
 from vae_ros.core.losses import vae_loss
 from vae_ros.core.model_dir import save_model_dir
 from vae_ros.core.models import VAE, build_model, parameter_count
@@ -73,12 +72,9 @@ class PosedSamples:
 def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: ModelConfig,
                        max_pose_gap: float = 0.05, progress: bool = True) -> PosedSamples:
     """Every sensor message of `topic` in each bag, preprocessed, with the nearest-stamped odometry pose."""
-    from rosbags.highlevel import AnyReaderError
-    from tqdm import tqdm
-
     from vae_ros.core.conversions.common import planar_pose
     from vae_ros.core.conversions.model_input import msg_to_model_input
-    from vae_ros.core.data import BagSource
+    from vae_ros.core.data import BagSource, nearest_stamps, read_stamped
 
     inputs: list[np.ndarray] = []
     poses: list[np.ndarray] = []
@@ -89,42 +85,14 @@ def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: Mod
         sensor = BagSource(bag, topic)
         sensor.check_modality(config)
         odom_topic = _find_topic(sensor, pose_topic)
-        stamps: list[int] = []
-        odom_poses: list[tuple[float, float, float]] = []
-        samples: list[np.ndarray] = []
-        sample_stamps: list[int] = []
-        rejected = 0
-        with sensor._reader() as reader:
-            connections = [c for c in reader.connections if c.topic in (sensor.topic, odom_topic)]
-            total = sum(c.msgcount for c in connections)
-            for connection, _stamp, raw in tqdm(reader.messages(connections=connections), total=total,
-                                                desc=f"read {Path(bag).name}", unit="msg", disable=not progress,
-                                                file=sys.stderr, leave=False):
-                try:
-                    msg = reader.deserialize(raw, connection.msgtype)
-                except AnyReaderError:
-                    rejected += 1
-                    continue
-                if connection.topic == odom_topic:
-                    stamps.append(stamp_ns(msg.header.stamp))
-                    odom_poses.append(planar_pose(msg.pose.pose))
-                    continue
-                try:
-                    samples.append(msg_to_model_input(msg, config))
-                except InputError:
-                    rejected += 1
-                    continue
-                sample_stamps.append(stamp_ns(msg.header.stamp))
-        if not samples or not stamps:
+        readings = read_stamped(sensor, {sensor.topic: lambda msg: msg_to_model_input(msg, config),
+                                         odom_topic: lambda msg: planar_pose(msg.pose.pose)}, progress=progress)
+        samples, odom = readings[sensor.topic].values, readings[odom_topic]
+        rejected = readings[sensor.topic].rejected + odom.rejected
+        if not samples or not odom.values:
             raise DataError(f"bag {bag} has no usable {topic} messages or no {pose_topic} odometry")
-        order = np.argsort(stamps)
-        odom_t = np.asarray(stamps, dtype=np.int64)[order]
-        odom_p = np.asarray(odom_poses, dtype=np.float64)[order]
-        t = np.asarray(sample_stamps, dtype=np.int64)
-        right = np.clip(np.searchsorted(odom_t, t), 0, len(odom_t) - 1)
-        left = np.clip(right - 1, 0, len(odom_t) - 1)
-        nearest = np.where(np.abs(odom_t[left] - t) < np.abs(odom_t[right] - t), left, right)
-        gap = np.abs(odom_t[nearest] - t) / 1e9
+        odom_p = np.asarray(odom.values, dtype=np.float64)
+        nearest, gap = nearest_stamps(odom.stamps, readings[sensor.topic].stamps)
         keep = gap <= max_pose_gap
         if not keep.any():
             raise DataError(f"bag {bag}: no {topic} message has {pose_topic} odometry within {max_pose_gap} s")
