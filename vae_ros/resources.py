@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = "vae_ros"
 # The models the package ships under models/ (setup.py installs these and nothing else there; the packaged-model
 # tests check exactly these). A model a user trains into models/ is theirs: neither installed nor tested.
-PACKAGED_MODELS: tuple[str, ...] = ("control_default", "image_default", "pointcloud_default", "scan_default")
+PACKAGED_MODELS: tuple[str, ...] = ("control_default", "fused_default", "image_default", "pointcloud_default", "scan_default")
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vae_ros.core.errors import ConfigError
+from vae_ros.core.fused import SYNC_SLOP_S
 from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class EncoderParams(InferenceParams):
     max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
                                   "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit.",
                                   range=MAX_IMAGE_PIXELS_RANGE)
-    sync_slop: float = param(0.05, "Fused model: seconds between a camera frame's and a scan's header stamps that "
+    sync_slop: float = param(SYNC_SLOP_S, "Fused model: seconds between a camera frame's and a scan's header stamps that "
                                    "still pair into one latent (half the period of a 10 Hz LiDAR: each scan pairs "
                                    "with one frame at most, and a camera of 10 Hz or more has one within it).",
                              read_only=True, range=(0.0, 1.0))
