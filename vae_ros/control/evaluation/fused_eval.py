@@ -185,3 +185,36 @@ def reconstruction_report(fused_dir: Path, image_model: Path, scan_model: Path, 
     rows["nearest neighbour, scan -> camera"] = {
         "image_psnr_db": _psnr(train_images[nearest_by_scan], images), "scan_mae_m": None, "scan_mae_in_view_m": None}
     return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m vae_ros.control.evaluation.fused_eval`: the reconstruction table of a fused model."""
+    import argparse
+    import json
+
+    from vae_ros.resources import models_dir
+
+    parser = argparse.ArgumentParser(description="a fused model's reconstructions in held-out worlds, beside the "
+                                                 "single-sensor models, a blind baseline and nearest neighbours")
+    parser.add_argument("--model", type=Path, default=models_dir() / "fused_default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[7919, 4242])
+    parser.add_argument("--views", type=int, default=150, help="random free poses per world seed (150)")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=list(range(12)),
+                        help="worlds of the blind baseline and the nearest-neighbour pool (0-11: the training worlds)")
+    parser.add_argument("--train-views", type=int, default=100, help="views per training world (100)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    rows = reconstruction_report(args.model, models_dir() / "image_default", models_dir() / "scan_default",
+                                 args.seeds, args.views, args.train_seeds, args.train_views, threads=1)
+    print(f"{'':38s} {'scan MAE m':>11s} {'in view m':>10s} {'image PSNR dB':>14s}")
+    for name, row in rows.items():
+        cells = [f"{row[k]:.3f}" if row[k] is not None else "-" for k in ("scan_mae_m", "scan_mae_in_view_m")]
+        psnr = f"{row['image_psnr_db']:.1f}" if row["image_psnr_db"] is not None else "-"
+        print(f"{name:38s} {cells[0]:>11s} {cells[1]:>10s} {psnr:>14s}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
