@@ -545,8 +545,14 @@ class ControlNode(Node):
         stamp = stamp_ns(header.stamp)
         self._last_arrival_ns = self._steady.now().nanoseconds
         self._silent_link_said = False
-        offset = (self.get_clock().now().nanoseconds - stamp) * 1e-9  # its age; negative: from the future
+        now_ns = self.get_clock().now().nanoseconds
+        offset = (now_ns - stamp) * 1e-9  # its age; negative: from the future
         self._arrival_offset_s = offset
+        if now_ns == 0 and self.get_parameter("use_sim_time").value:
+            # Simulated time before the first /clock message: every stamp is "in the future". Still refused
+            # (nothing moves on it), but the reason is the clock that has not started, not a skew.
+            self._safety_counts["future_stamped"] += 1
+            raise InputError("no /clock message yet (use_sim_time is true): waiting for the simulated clock")
         if -offset > self.params.max_clock_skew:
             self._safety_counts["future_stamped"] += 1
             raise InputError(
