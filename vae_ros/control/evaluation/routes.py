@@ -324,7 +324,8 @@ def succeeded(judged: dict[str, Any], collided: bool) -> bool:
 def relocalise(world: Any, route: Route, method: Method, teaching: Teaching, rng: np.random.Generator, count: int,
                config: FollowerConfig = FollowerConfig()) -> dict[str, int]:
     """Global place recognition from `count` random poses near the taught path: accepted / correct counts."""
-    if method.encode is None:
+    encode = method.repeater()
+    if encode is None:
         return {"queries": 0, "accepted": 0, "correct": 0}
     truth = teaching.true_poses
     # The keyframes' true poses: the route keeps the recording's stamps.
@@ -345,8 +346,6 @@ def relocalise(world: Any, route: Route, method: Method, teaching: Teaching, rng
             continue
         world.set_pose(x, y, yaw)
         queries += 1
-        encode = method.repeater()
-        assert encode is not None
         match = match_keyframes(route, np.asarray(encode(world), np.float32), None, config.separation_m)
         if match.ratio < config.ratio and match.quality >= config.min_quality:
             accepted += 1
