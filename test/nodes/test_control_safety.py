@@ -3,7 +3,7 @@ adversarial input that once moved the robot or held off its stop.
 
 Two controllers on the wall clock, fed by this test (module-scoped, started together):
 - /safe_servo: latent_servo_node on the packaged control model;
-- /safe_wm: world_model_node on a small seeded scan model with wide dynamics (two 512-unit layers), so that
+- /safe_wm: world_model_node on a small seeded scan model with wide dynamics (two 1024-unit layers), so that
   planning can be made slow at run time within the allowed parameter ranges.
 Each is fed 10 Hz stamped latents (stamps chosen by the test) and driven toward a goal latent; the cases:
 future stamps, absurd latents and goals, out-of-range parameters, a goal flood cut by clear_goal, a slow
@@ -128,7 +128,7 @@ class SafetyProbe(Probe):
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("control_safety")
     model = make_model_dir(root / "scan", "scan", latent_dim=WM_DIM, seed=3, beams=64)
-    random_dynamics(root / "dynamics", WM_DIM, seed=0, hidden=(512, 512))
+    random_dynamics(root / "dynamics", WM_DIM, seed=0, hidden=(1024, 1024))
     procs: dict[str, Any] = {}
     outputs: dict[str, list[str]] = {}
     probe = None
@@ -372,7 +372,7 @@ def test_a_huge_goal_image_is_refused_and_does_not_delay_the_stop(nodes: Any) ->
 # -- 5. the watchdog does not wait for the planner -----------------------------------------------------------
 def test_a_slow_planner_does_not_hold_off_the_stop(nodes: Any) -> None:
     """While driving, planning is made slow at run time within the ranges (2000 x 30 x 1 with these wide
-    dynamics: a plan of several seconds here), and the latents stop while such a plan runs. The zero comes
+    dynamics: a plan of about 1 s on an idle 2-core machine, twice the stale timeout), and the latents stop while such a plan runs. The zero comes
     within the stale timeout (once it waited for the plan, the last command standing meanwhile), set_parameters
     answers meanwhile, and the late plan is dropped (no motion after the zero)."""
     probe, procs = nodes
@@ -391,8 +391,9 @@ def test_a_slow_planner_does_not_hold_off_the_stop(nodes: Any) -> None:
         assert result.successful and time.monotonic() - started < 3.0, time.monotonic() - started  # was: timed out
         # The plan in progress finishes seconds later, too late: dropped, never acted on.
         dropped = probe.count(kind, "late_plans_dropped")
+        # (About 2 s on an idle 2-core machine, much longer on a loaded CI runner: waited on, not timed.)
         _wait(probe, procs, kind, lambda: probe.count(kind, "late_plans_dropped") > dropped, "the late plan dropped",
-              30.0)
+              120.0)
         # it was slow indeed: longer than the stale timeout (the drop above says it came too late)
         assert float(probe.status(kind)["plan_time_max_ms"]) > STALE_TIMEOUT * 1000.0
         first_zero = next(i for i, m in enumerate(probe.commands(kind)) if _is_zero(m))
