@@ -102,3 +102,19 @@ def test_control_model_head_and_world_model_belong_to_its_weights() -> None:
     # exact latents: its weights must be the ones recorded there (so they are not rounded to float16).
     assert dynamics.config.latent_model["weights_sha256"] == weights_digest(model_dir)
     assert dynamics.config.latent_dim == control.latent_dim
+
+
+def test_packaged_onnx_files_load_on_jetpack_6s_onnx_runtime() -> None:
+    """IR <= 9 and opset <= 20 (ONNX Runtime 1.17-1.18 of JetPack 6.0/6.1), each at an IR version valid for the
+    opsets it declares (vae_ros.core.export.pin_onnx_versions writes them so)."""
+    import onnx
+
+    from vae_ros.core.export import MAX_IR_VERSION, MAX_OPSET, min_ir_version
+
+    files = sorted(p for name in PACKAGED for p in (MODELS / name).rglob("*.onnx"))
+    assert len(files) >= 9, files
+    for path in files:
+        model = onnx.load(str(path))
+        opset = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+        assert model.ir_version <= MAX_IR_VERSION and opset["ai.onnx"] <= MAX_OPSET, (path, model.ir_version, opset)
+        assert min_ir_version(model) <= model.ir_version, (path, model.ir_version, opset)

@@ -92,3 +92,29 @@ def test_bench_models_wrapper_runs_from_the_repository(model_dir: Path) -> None:
                              "--backends", "torch"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "encoder benchmark" in result.stdout and "\ntorch " in result.stdout
+
+
+def test_bench_train_times_the_training_loop_against_a_bare_loop(model_dir: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Tiny and few steps: the fields and the table, not the speed (no timing assertions on a shared CPU)."""
+    out = tmp_path / "train.json"
+    assert main(["bench", "train", "--model", str(model_dir), "--batch", "4", "--windows", "3", "--steps", "2",
+                 "--warmup", "1", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "training step loop vs a bare loop: image model" in table and "batch 4, fp32" in table
+    assert "\nvae_ros " in table and "\nbare " in table and "target of 0.9x on cpu" in table
+    report = json.loads(out.read_text())
+    assert (report["device"], report["batch"], report["precision"]) == ("cpu", 4, "fp32")
+    assert (report["windows"], report["steps_per_window"], report["warmup_steps"]) == (3, 2, 1)
+    assert report["input_shape"] == [3, 32, 32] and report["target"] == 0.9
+    assert len(report["project_windows"]) == len(report["bare_windows"]) == 3
+    assert report["project_samples_per_s"] > 0 and report["bare_samples_per_s"] > 0
+    pairs = [p / b for p, b in zip(report["project_windows"], report["bare_windows"], strict=True)]
+    assert report["window_ratios"] == pytest.approx(pairs, abs=1e-3)
+    assert report["ratio"] == pytest.approx(sorted(pairs)[1], abs=1e-3)  # the median of three
+    # Without --steps the window length comes from the warm-up's step time; a bad option is one clear line.
+    assert main(["bench", "train", "--model", str(model_dir), "--batch", "4", "--windows", "1", "--warmup", "1"]) == 0
+    assert main(["bench", "train", "--model", str(model_dir), "--batch", "1"]) != 0
+    assert "--batch must be >= 2" in capsys.readouterr().err
+    assert main(["bench", "train", "--model", str(model_dir), "--device", "cuda"]) != 0  # no CUDA here
+    assert "CUDA is not available" in capsys.readouterr().err

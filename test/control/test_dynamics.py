@@ -96,8 +96,11 @@ def test_dynamics_directory_round_trip_and_refusals(dynamics_dir, tmp_path) -> N
 
 def test_onnx_export_matches_numpy(dynamics_dir, tmp_path) -> None:
     ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
     _, dyn = dynamics_dir
     out = export_onnx(dyn, tmp_path / "dynamics.onnx")
+    model = onnx.load(str(out))  # pinned for JetPack 6's ONNX Runtime (vae_ros.core.export.pin_onnx_versions)
+    assert (model.ir_version, [(o.domain, o.version) for o in model.opset_import]) == (8, [("", 17)])
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     z = np.random.default_rng(1).normal(size=(7, 4)).astype(np.float32)
     a = np.random.default_rng(2).uniform(-0.5, 0.5, size=(7, 2)).astype(np.float32)

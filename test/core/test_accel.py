@@ -5,6 +5,7 @@ its one-line announcement; the warm-up. The GPU is faked only at ONNX Runtime's 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,10 +16,17 @@ import torch
 from fake_gpu import fake_ort_gpu  # test/fake_gpu (test/ is on sys.path, see conftest.py)
 
 from vae_ros.core.accel import model_cache_dir, open_tensorrt, warm_up, warm_up_summary
-from vae_ros.core.backends import OnnxRuntimeBackend, create_backend
+from vae_ros.core.backends import (
+    Candidate,
+    OnnxRuntimeBackend,
+    TorchBackend,
+    auto_candidates,
+    choose_auto,
+    create_backend,
+)
 from vae_ros.core.config import ArchSpec, ModelConfig, ScanSpec
 from vae_ros.core.errors import BackendUnavailableError, ConfigError
-from vae_ros.core.export import export_onnx
+from vae_ros.core.export import export_int8, export_onnx
 from vae_ros.core.model_dir import save_model_dir
 from vae_ros.core.models import build_model
 
@@ -111,3 +119,71 @@ def test_warm_up_runs_blank_inputs(exported: Path) -> None:
     assert warm_up(backend.encode, (2, 32), 0) == [] and warm_up_summary([]) == ""
     with pytest.raises(ConfigError, match="warm-up"):
         warm_up(backend.encode, (2, 32), -1)
+
+
+# -- backend auto on cuda (issue 20): TensorRT, ONNX Runtime's TensorRT / CUDA providers, eager torch on the GPU ------
+def _torch_on_cpu_posing_as_cuda(model_dir: Path, candidates: list[Candidate]) -> list[Candidate]:
+    """The real candidates, the last one (eager torch on the GPU) opened on the CPU instead: no GPU exists here,
+    and what is tested is the choice, not CUDA."""
+    assert candidates[-1].label == "eager torch"
+    return [*candidates[:-1], replace(candidates[-1], open=lambda: TorchBackend(model_dir, "cpu"))]
+
+
+def test_auto_on_cuda_with_a_cpu_only_onnxruntime_serves_eager_torch_saying_why(
+        exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen on an H200 (issue 20): auto on cuda raised "this ONNX Runtime has no CUDA execution provider"."""
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", None)  # and this onnxruntime is the real, CPU-only one
+    candidates = auto_candidates(exported, "cuda")
+    assert [c.label for c in candidates] == ["TensorRT", "ONNX Runtime", "eager torch"]
+    backend, choice = choose_auto("cuda", _torch_on_cpu_posing_as_cuda(exported, candidates))
+    assert isinstance(backend, TorchBackend) and choice.chosen == "eager torch" and not choice.defect
+    assert choice.line() == ("backend auto on cuda: eager torch; passed over TensorRT (torch_tensorrt not importable), "
+                             "ONNX Runtime (no TensorRT or CUDA execution provider in this build, which has "
+                             f"{', '.join(onnxruntime.get_available_providers())})")
+    # Through create_backend, with no GPU at all: one error naming every runtime, not ONNX Runtime's CUDA one.
+    with pytest.raises(BackendUnavailableError) as raised:
+        create_backend(exported, "auto", "cuda")
+    message = str(raised.value)
+    assert message.startswith("backend auto found no runtime that runs on cuda here: TensorRT (torch_tensorrt")
+    assert "eager torch (device 'cuda' requested but CUDA is not available here)" in message
+    assert "has no CUDA execution provider" not in message
+
+
+def test_auto_on_cuda_takes_onnxruntime_gpu_providers_best_first(gpu: object, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    exported = _model(tmp_path / "scan", seed=0)
+    with caplog.at_level("INFO", logger="vae_ros.core.backends"):
+        backend = create_backend(exported, "auto", "cuda")
+    assert backend.name == "onnxruntime-tensorrt"
+    line = ("backend auto on cuda: ONNX Runtime (TensorRT execution provider); passed over TensorRT "
+            "(torch_tensorrt not importable)")
+    assert backend.auto_choice == line == backend.fallback and caplog.messages == [line]
+    gpu("cuda")  # type: ignore[operator]  # an onnxruntime-gpu without the TensorRT provider
+    backend = create_backend(exported, "auto", "cuda")
+    assert backend.name == "onnxruntime-cuda" and isinstance(backend, OnnxRuntimeBackend)
+    assert backend.auto_choice.endswith("passed over TensorRT (torch_tensorrt not importable), "
+                                        "ONNX Runtime (TensorRT execution provider) (not in this build)")
+    gpu("tensorrt,cuda", started="cuda")  # type: ignore[operator]  # libnvinfer missing: TensorRT does not start
+    backend = create_backend(exported, "auto", "cuda")
+    assert backend.name == "onnxruntime-cuda" and "could not start its TensorrtExecutionProvider" in backend.auto_choice
+    # int8: encoder.int8.onnx on the CUDA provider; TensorRT is not asked.
+    export_int8(exported, samples=np.random.default_rng(0).random((16, 2, 32), dtype=np.float32))
+    backend = create_backend(exported, "auto", "cuda", precision="int8")
+    assert backend.name == "onnxruntime-int8-cuda" and backend.auto_choice == \
+        "backend auto on cuda: ONNX Runtime (CUDA execution provider)"
+
+
+def test_auto_on_cuda_without_an_export_goes_to_eager_torch(gpu: object, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig("scan", arch=ArchSpec(latent_dim=4, channels=[8, 8]), scan=ScanSpec(beams=32))
+    bare = save_model_dir(tmp_path / "bare", config, build_model(config).eval())
+    _, choice = choose_auto("cuda", _torch_on_cpu_posing_as_cuda(bare, auto_candidates(bare, "cuda")))
+    assert choice.line() == (f"backend auto on cuda: eager torch; passed over TensorRT (torch_tensorrt not importable),"
+                             f" ONNX Runtime (no encoder.onnx: `vae-ros export --model {bare}` writes it)")
+
+
+def test_auto_on_cpu_says_its_choice_in_one_line(exported: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="vae_ros.core.backends"):
+        backend = create_backend(exported, "auto", "cpu")
+    assert caplog.messages == ["backend auto on cpu: ONNX Runtime"] and backend.fallback == ""
+    assert [c.label for c in auto_candidates(exported, "cpu", "int8")] == ["ONNX Runtime int8"]

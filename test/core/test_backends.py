@@ -437,7 +437,7 @@ def test_a_swapped_export_is_refused_and_auto_falls_back_saying_why(
     with caplog.at_level("WARNING"):
         backend = create_backend(model_dir, "auto")
     assert isinstance(backend, TorchBackend)
-    assert "not using ONNX Runtime" in caplog.text and "SHA-256" in caplog.text
+    assert "backend auto on cpu: eager torch; passed over ONNX Runtime (" in caplog.text and "SHA-256" in caplog.text
     mean, _ = backend.encode(blobs(1, seed=3))
     assert not np.allclose(mean, 42.0)
     # Once vouched for, the impostor would have run: the hash is what stops it.

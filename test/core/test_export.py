@@ -17,6 +17,7 @@ from vae_ros.core.backends import create_backend
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
 from vae_ros.core.errors import BackendUnavailableError, ConfigError, DataError, ModelFileError
 from vae_ros.core.export import (
+    MAX_OPSET,
     calibration_data,
     example_inputs,
     export_int8,
@@ -24,6 +25,7 @@ from vae_ros.core.export import (
     export_onnx,
     export_tensorrt,
     export_torchscript,
+    pin_onnx_versions,
     split_calibration,
 )
 from vae_ros.core.model_dir import load_model_dir, save_model_dir
@@ -70,7 +72,7 @@ def test_failed_parity_writes_nothing(model_dir: Path) -> None:
 
 
 def test_bad_options(model_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="opset must be >= 17"):
+    with pytest.raises(ConfigError, match="opset must be from 17 to 20"):
         export_onnx(model_dir, opset=13)
     with pytest.raises(ConfigError, match="format must be one of"):
         export_model(model_dir, "tflite")
@@ -163,3 +165,39 @@ def test_tensorrt_export_without_torch_tensorrt(model_dir: Path, monkeypatch: py
     with pytest.raises(BackendUnavailableError, match="torch_tensorrt"):
         export_tensorrt(model_dir)
     assert not (model_dir / "trt").exists()
+
+
+# -- exports JetPack 6's ONNX Runtime loads (issue 20: a newer torch wrote IR 14, which ONNX Runtime 1.30 refused) ----
+def _versions(path: Path) -> tuple[int, dict[str, int]]:
+    model = onnx.load(str(path))
+    return model.ir_version, {o.domain or "ai.onnx": o.version for o in model.opset_import}
+
+
+def test_exports_are_pinned_to_ir_8_and_opset_17(model_dir: Path) -> None:
+    export_onnx(model_dir)
+    for name in ("encoder.onnx", "decoder.onnx"):
+        assert _versions(model_dir / name) == (8, {"ai.onnx": 17}), name
+    assert json.loads((model_dir / "model.json").read_text())["exports"]["encoder.onnx"]["ir_version"] == 8
+    samples = np.random.default_rng(0).random((64, 3, 32, 32), dtype=np.float32)
+    export_int8(model_dir, samples=samples, min_cosine=0.0)
+    # ONNX Runtime's quantiser declares a dozen domains it does not use (ai.onnx.ml 5 among them, which needs
+    # IR 10 and an ONNX Runtime newer than JetPack 6.0's): only the used ones stay.
+    assert _versions(model_dir / "encoder.int8.onnx") == (8, {"ai.onnx": 17})
+    assert create_backend(model_dir, "onnxruntime", precision="int8").encode(samples[:2])[0].shape == (2, 6)
+    with pytest.raises(ConfigError, match="opset must be from 17 to 20"):
+        export_onnx(model_dir, opset=MAX_OPSET + 1)
+
+
+def test_a_graph_written_at_a_newer_ir_version_is_brought_down(model_dir: Path, tmp_path: Path) -> None:
+    export_onnx(model_dir)
+    model = onnx.load(str(model_dir / "encoder.onnx"))
+    model.ir_version = 11  # as onnx >= 1.19 writes by default (IR 14 was seen from torch 2.11 with onnx 1.23)
+    onnx.save(model, str(tmp_path / "newer.onnx"))
+    assert pin_onnx_versions(tmp_path / "newer.onnx") == (8, 17)
+    assert _versions(tmp_path / "newer.onnx")[0] == 8
+    onnx.checker.check_model(str(tmp_path / "newer.onnx"), full_check=True)
+    model.opset_import[0].version = 21  # needs IR 10: refused, one line
+    onnx.save(model, str(tmp_path / "opset21.onnx"))
+    with pytest.raises(ModelFileError, match="opset 21; JetPack 6's ONNX Runtime"):
+        pin_onnx_versions(tmp_path / "opset21.onnx")
+

@@ -13,7 +13,13 @@ from safetensors.torch import load_file
 
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
 from vae_ros.core.data import BagSource
-from vae_ros.core.errors import BackendUnavailableError, ConfigError, DataError, ModelFileError
+from vae_ros.core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    DataError,
+    ModelFileError,
+    TrainingDivergedError,
+)
 from vae_ros.core.model_dir import load_model_dir
 from vae_ros.core.train import (
     CHECKPOINT_DIR,
@@ -142,3 +148,21 @@ def test_cuda_without_cuda_is_a_clear_error() -> None:
         select_device("cuda")
     with pytest.raises(ConfigError, match="device must be"):
         select_device("tpu")
+
+
+def test_a_non_finite_loss_stops_training_naming_its_step(image_source: BagSource, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finite-loss check runs on the device and is read every HOST_READ_EVERY steps and at the end of the
+    epoch (no host sync per step), and still names the first bad step and its loss."""
+    from vae_ros.core import train as train_module
+
+    real_loss, calls = train_module.vae_loss, []
+
+    def loss_that_breaks_at_step_3(*args: object, **kwargs: object) -> object:
+        terms = real_loss(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(1)
+        return dataclasses.replace(terms, loss=terms.loss * float("nan")) if len(calls) == 4 else terms
+
+    monkeypatch.setattr(train_module, "vae_loss", loss_that_breaks_at_step_3)
+    with pytest.raises(TrainingDivergedError, match=r"the loss became nan at epoch 1, step 3; lower --lr"):
+        train(image_source, TINY_IMAGE, TINY_TRAIN, tmp_path / "diverged", progress=False)

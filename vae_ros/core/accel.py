@@ -209,18 +209,22 @@ class TensorRTBackend(InferenceBackend):
         return self.decoder.run(z).float().cpu().numpy()  # (B, C, ...)
 
 
-def tensorrt_available(device: str = "cuda") -> bool:
-    """True when torch_tensorrt imports and PyTorch sees a CUDA device."""
+def tensorrt_missing(device: str = "cuda") -> str:
+    """Why torch_tensorrt cannot run on `device` here, in a few words; "" when it can."""
     if device != "cuda":
-        return False
+        return "TensorRT runs on CUDA only"
     try:
         import torch_tensorrt  # noqa: F401
     except ImportError:
-        return False
+        return "torch_tensorrt not importable"
     import torch
 
-    return bool(torch.cuda.is_available())
+    return "" if torch.cuda.is_available() else "torch sees no CUDA device"
 
+
+def tensorrt_available(device: str = "cuda") -> bool:
+    """True when torch_tensorrt imports and PyTorch sees a CUDA device."""
+    return not tensorrt_missing(device)
 
 
 # -- the fallback chain and the engine cache outside the model directory --------------------------------------
@@ -239,7 +243,7 @@ def onnxruntime_tensorrt_providers(cache: Path | None, fp16: bool = True) -> lis
     return [(TENSORRT_PROVIDER, options), (CUDA_PROVIDER, {"device_id": 0}), "CPUExecutionProvider"]
 
 
-def _available_providers() -> list[str]:
+def available_providers() -> list[str]:
     try:
         import onnxruntime
     except ImportError as err:
@@ -248,16 +252,26 @@ def _available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
-def _open_onnxruntime(model_dir: Path, wanted: str, providers: list[Any], threads: int | None) -> OnnxRuntimeBackend:
+def open_onnxruntime_on(model_dir: Path, wanted: str, providers: list[Any], threads: int | None,
+                      precision: str = "fp32") -> OnnxRuntimeBackend:
     """ONNX Runtime on `wanted` first, or BackendUnavailableError saying why not."""
-    available = _available_providers()
+    available = available_providers()
     if wanted not in available:
         raise BackendUnavailableError(f"onnxruntime offers no {wanted} (it has {', '.join(available)})")
-    backend = OnnxRuntimeBackend(model_dir, "cuda", "fp32", threads, providers=providers)
+    backend = OnnxRuntimeBackend(model_dir, "cuda", precision, threads, providers=providers)
     if backend.providers[0] != wanted:
         raise BackendUnavailableError(f"onnxruntime could not start its {wanted} (it runs on "
                                       f"{', '.join(backend.providers)})")
     return backend
+
+
+def engine_caches(model_dir: Path, engine_cache: str | Path | None) -> tuple[Path | None, Path | None]:
+    """(torch_tensorrt's, ONNX Runtime TensorRT provider's) engine folders for this model; None, None
+    without an engine cache (torch_tensorrt then keeps its engines in model_dir/trt)."""
+    if not engine_cache:
+        return None, None
+    cache = model_cache_dir(engine_cache, model_dir)
+    return cache / "torch-tensorrt", cache / f"onnxruntime-trt{_slug(tensorrt_version())}"
 
 
 def open_tensorrt(model_dir: str | Path, precision: str = "fp16", engine_cache: str | Path | None = None,
@@ -266,13 +280,12 @@ def open_tensorrt(model_dir: str | Path, precision: str = "fp16", engine_cache: 
     torch_tensorrt. engine_cache: None keeps torch_tensorrt's engines in model_dir/trt and gives ONNX
     Runtime no cache."""
     path = Path(model_dir)
-    cache = model_cache_dir(engine_cache, path) if engine_cache else None
+    trt_cache, ort_cache = engine_caches(path, engine_cache)
     reasons: list[str] = []
     try:
-        return TensorRTBackend(path, "cuda", precision, None if cache is None else cache / "torch-tensorrt")
+        return TensorRTBackend(path, "cuda", precision, trt_cache)
     except BackendUnavailableError as err:
         reasons.append(f"torch_tensorrt: {str(err).split('. ')[0]}")
-    ort_cache = None if cache is None else cache / f"onnxruntime-trt{_slug(tensorrt_version())}"
     steps: list[tuple[str, list[Any]]] = [
         (TENSORRT_PROVIDER, onnxruntime_tensorrt_providers(ort_cache, fp16=precision == "fp16")),
         (CUDA_PROVIDER, [(CUDA_PROVIDER, {"device_id": 0}), "CPUExecutionProvider"]),
@@ -281,7 +294,7 @@ def open_tensorrt(model_dir: str | Path, precision: str = "fp16", engine_cache: 
         if ort_cache is not None and wanted == TENSORRT_PROVIDER:
             ort_cache.mkdir(parents=True, exist_ok=True)
         try:
-            backend = _open_onnxruntime(path, wanted, providers, threads)
+            backend = open_onnxruntime_on(path, wanted, providers, threads)
         except (BackendUnavailableError, ModelFileError) as err:
             reasons.append(f"{wanted}: {err}")
             continue

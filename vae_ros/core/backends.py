@@ -3,8 +3,10 @@
 
 Nodes and tools call `create_backend(model_dir, backend, device)` and get an object with `encode` and
 `decode` that take and return float32 NumPy arrays, whatever runs underneath. `auto` picks the fastest
-runtime available here: TensorRT on a CUDA machine with torch_tensorrt, else ONNX Runtime when the model
-directory holds an up-to-date encoder.onnx (about 3x faster than eager on a CPU), else eager PyTorch.
+runtime available here (auto_candidates): on cuda TensorRT with torch_tensorrt, then ONNX Runtime's TensorRT
+and CUDA execution providers, then eager PyTorch on the GPU; on cpu ONNX Runtime when the model directory
+holds an up-to-date encoder.onnx (about 3x faster than eager on a CPU), else eager PyTorch. It says in one
+log line what it chose and why each faster runtime was passed over (AutoChoice).
 
 Loading never unpickles: weights come from safetensors (through model_dir.load_model_dir) and graphs from
 ONNX protobufs. TorchScript files are written by `vae-ros export` for users who want them, but no backend
@@ -17,7 +19,8 @@ import hashlib
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +140,11 @@ class InferenceBackend(ABC):
     name: str
     config: ModelConfig
     model_dir: Path
-    # Set when this runtime stands in for the one asked for (vae_ros.core.accel): what and why, one line.
+    # Set when this runtime stands in for the one asked for (vae_ros.core.accel), or when backend 'auto' passed
+    # over a faster one: what runs and why, one line.
     fallback: str = ""
+    # Set by backend 'auto': what it chose and why (AutoChoice.line), also when nothing was passed over.
+    auto_choice: str = ""
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances of a preprocessed batch."""
@@ -373,6 +379,118 @@ def _onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One runtime backend 'auto' may take, in its order of preference."""
+
+    label: str  # as the log line names it: "TensorRT", "ONNX Runtime (CUDA execution provider)", "eager torch"
+    open: Callable[[], InferenceBackend] | None = None
+    missing: str = ""  # why it cannot run here, known without trying it; "" = try open()
+    defect: bool = False  # `missing` is something to fix (an export that cannot be used), not an absent runtime
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What backend 'auto' chose on a device, and why each runtime before it was passed over."""
+
+    device: str
+    chosen: str
+    passed_over: tuple[tuple[str, str], ...] = ()  # (runtime, why)
+    defect: bool = False  # a runtime was passed over for something to fix, not merely for being absent
+
+    def line(self) -> str:
+        """'backend auto on cuda: eager torch; passed over TensorRT (torch_tensorrt not importable), ...'"""
+        passed = ", ".join(f"{label} ({why})" for label, why in self.passed_over)
+        return f"backend auto on {self.device}: {self.chosen}" + (f"; passed over {passed}" if passed else "")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def auto_candidates(model_dir: str | Path, device: str = "cpu", precision: str = "fp32", threads: int | None = None,
+                    engine_cache: str | Path | None = None) -> list[Candidate]:
+    """The runtimes backend 'auto' tries, fastest first, with what is known about each without opening it.
+
+    cuda: torch_tensorrt (TensorRT FP16 engines), ONNX Runtime's TensorRT then CUDA execution provider,
+    eager torch on the GPU. cpu: ONNX Runtime on the CPU, eager torch. precision int8 takes encoder.int8.onnx
+    on ONNX Runtime (CUDA provider on cuda) instead of TensorRT and fp32 ONNX, and on the CPU nothing else.
+    """
+    from vae_ros.core import accel  # lazy: accel builds on this module
+
+    path = Path(model_dir)
+    int8 = precision == "int8"
+    onnx_file = ENCODER_INT8_ONNX if int8 else ENCODER_ONNX
+    candidates: list[Candidate] = []
+    if device == "cuda" and not int8:
+        trt_cache, _ = accel.engine_caches(path, engine_cache)
+        candidates.append(Candidate("TensorRT", lambda: accel.TensorRTBackend(path, "cuda", "fp16", trt_cache),
+                                    missing=accel.tensorrt_missing("cuda")))
+
+    ort_missing, ort_defect = "", False
+    if not os.path.lexists(path / onnx_file):
+        ort_missing = (f"no {onnx_file}: `vae-ros export --model {path}"
+                       + (" --format int8" if int8 else "") + "` writes it")
+    elif not _onnxruntime_installed():
+        ort_missing, ort_defect = "onnxruntime is not installed: pip install -r requirements-robot.txt", True
+    if device == "cpu":
+        candidates.append(Candidate("ONNX Runtime" + (" int8" if int8 else ""),
+                                    lambda: OnnxRuntimeBackend(path, "cpu", precision, threads),
+                                    missing=ort_missing, defect=ort_defect))
+        if not int8:
+            candidates.append(Candidate("eager torch", lambda: TorchBackend(path, "cpu")))
+        return candidates
+
+    _, ort_cache = accel.engine_caches(path, engine_cache)
+    providers = [] if ort_missing else accel.available_providers()
+    steps = [] if int8 else [(accel.TENSORRT_PROVIDER, "TensorRT",
+                              accel.onnxruntime_tensorrt_providers(ort_cache, fp16=True))]
+    steps.append((accel.CUDA_PROVIDER, "CUDA", [(accel.CUDA_PROVIDER, {"device_id": 0}), "CPUExecutionProvider"]))
+    if ort_missing or not any(provider in providers for provider, _, _ in steps):
+        wanted = " or ".join(name for _, name, _ in steps)
+        candidates.append(Candidate("ONNX Runtime", defect=ort_defect, missing=ort_missing or (
+            f"no {wanted} execution provider in this build, which has {', '.join(providers)}")))
+    else:
+        for provider, name, options in steps:
+            def open_on(provider: str = provider, options: list[Any] = options) -> InferenceBackend:
+                if ort_cache is not None and provider == accel.TENSORRT_PROVIDER:
+                    ort_cache.mkdir(parents=True, exist_ok=True)
+                return accel.open_onnxruntime_on(path, provider, options, threads, precision)
+
+            candidates.append(Candidate(f"ONNX Runtime ({name} execution provider)", open_on,
+                                        missing="" if provider in providers else "not in this build"))
+    candidates.append(Candidate("eager torch", lambda: TorchBackend(path, "cuda")))
+    return candidates
+
+
+def choose_auto(device: str, candidates: Sequence[Candidate]) -> tuple[InferenceBackend, AutoChoice]:
+    """Open the first candidate that runs here. A missing runtime or an export that cannot be used passes to the
+    next one; when none runs, the last one's error (BackendUnavailableError: every reason in one line)."""
+    passed: list[tuple[str, str]] = []
+    defect = False
+    for index, candidate in enumerate(candidates):
+        last = index == len(candidates) - 1
+        why = candidate.missing
+        if not why and candidate.open is not None:
+            try:
+                backend = candidate.open()
+            except ModelFileError as err:  # stale, swapped, unverifiable or corrupt export: the next one may run
+                if last:
+                    raise
+                why, defect = _first_line(err), True
+            except BackendUnavailableError as err:
+                why = _first_line(err)
+            else:
+                return backend, AutoChoice(device, candidate.label, tuple(passed), defect)
+        else:
+            defect = defect or candidate.defect
+        passed.append((candidate.label, why))
+    reasons = ", ".join(f"{label} ({why})" for label, why in passed)
+    raise BackendUnavailableError(f"backend auto found no runtime that runs on {device} here: {reasons}"
+                                  + (". See docs/ROBOT.md, or run with device 'cpu'" if device == "cuda" else ""))
+
+
 def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
                    threads: int | None = None, engine_cache: str | Path | None = None) -> InferenceBackend:
     """Open a model directory with the named runtime; `auto` takes the fastest one available here.
@@ -410,19 +528,10 @@ def create_backend(model_dir: str | Path, backend: str = "auto", device: str = "
 
         return open_tensorrt(path, "fp16" if precision == "fp32" else precision, engine_cache, threads)
 
-    # auto: fastest first.
-    from vae_ros.core.accel import TensorRTBackend, tensorrt_available  # lazy: accel builds on this module
-
-    if precision != "int8" and tensorrt_available(device):
-        return TensorRTBackend(path, device, "fp16")
-    if precision == "int8":
-        return OnnxRuntimeBackend(path, device, "int8", threads)
-    if os.path.lexists(path / ENCODER_ONNX) and not _onnxruntime_installed():
-        _log.warning("%s has %s, but onnxruntime is not installed (pip install -r requirements-robot.txt); "
-                     "using eager PyTorch", path, ENCODER_ONNX)
-    elif os.path.lexists(path / ENCODER_ONNX):
-        try:
-            return OnnxRuntimeBackend(path, device, "fp32", threads)
-        except ModelFileError as err:  # stale, swapped, unverifiable or corrupt export: the weights still work
-            _log.warning("backend auto: not using ONNX Runtime: %s; using eager PyTorch", err)
-    return TorchBackend(path, device)
+    # auto: fastest first, one line saying what runs and why each faster runtime was passed over.
+    runtime, choice = choose_auto(device, auto_candidates(path, device, precision, threads, engine_cache))
+    _log.log(logging.WARNING if choice.defect else logging.INFO, choice.line())
+    runtime.auto_choice = choice.line()
+    if choice.passed_over and not runtime.fallback:
+        runtime.fallback = choice.line()
+    return runtime

@@ -52,6 +52,11 @@ from vae_ros.core.models import VAE
 
 FORMATS = ("onnx", "int8", "torchscript", "tensorrt")
 OPSET = 17
+# What the ONNX Runtime of JetPack 6 reads: NVIDIA's Jetson Zoo wheels for JetPack 6.0/6.1 are 1.17-1.18, which
+# load ONNX IR <= 9 and opsets <= 20. Exports are written at the lowest IR version their opsets allow (8 for
+# opset 17), whatever a newer torch or onnx would write by default (IR 10-14), and refused above these.
+MAX_OPSET = 20
+MAX_IR_VERSION = 9
 ONNX_ATOL = 1e-4
 MIN_INT8_COSINE = 0.99
 
@@ -194,6 +199,46 @@ def _onnx_export(module: torch.nn.Module, example: torch.Tensor, path: Path, inp
                           dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
 
 
+_DEFAULT_DOMAIN = "ai.onnx"
+
+
+def min_ir_version(model: Any) -> int:
+    """The lowest ONNX IR version that can carry model's opset imports (onnx.helper.VERSION_TABLE); domains
+    the onnx package does not know (com.microsoft) do not raise it."""
+    from onnx import helper
+
+    return int(helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True))
+
+
+def pin_onnx_versions(path: str | Path) -> tuple[int, int]:
+    """Rewrite an exported graph for JetPack 6's ONNX Runtime: drop opset imports of domains no node uses
+    (ONNX Runtime's quantiser declares a dozen), set the IR version to the lowest its opsets allow, and refuse
+    (ModelFileError) an opset or IR version above MAX_OPSET / MAX_IR_VERSION. Returns (IR version, opset)."""
+    _require_onnx()
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    used = {node.domain for node in model.graph.node} | {node.domain for f in model.functions for node in f.node}
+    used |= {f.domain for f in model.functions}
+    kept = [o for o in model.opset_import if o.domain in ("", _DEFAULT_DOMAIN) or o.domain in used]
+    opset = max((o.version for o in kept if o.domain in ("", _DEFAULT_DOMAIN)), default=0)
+    if not 0 < opset <= MAX_OPSET:
+        raise ModelFileError(f"{path.name} uses ONNX opset {opset}; JetPack 6's ONNX Runtime (1.17-1.18) loads "
+                             f"opsets up to {MAX_OPSET}: export with an opset from 17 to {MAX_OPSET}")
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    ir_version = min_ir_version(model)
+    if ir_version > MAX_IR_VERSION:
+        raise ModelFileError(f"{path.name} needs ONNX IR version {ir_version} for its opsets "
+                             f"({', '.join(f'{o.domain or _DEFAULT_DOMAIN} {o.version}' for o in kept)}); "
+                             "JetPack 6's "
+                             f"ONNX Runtime reads IR up to {MAX_IR_VERSION}")
+    model.ir_version = ir_version
+    onnx.save(model, str(path))
+    return ir_version, opset
+
+
 def _check_onnx(path: Path) -> None:
     import onnx
 
@@ -229,8 +274,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, opset:
     Fails with ModelFileError, writing nothing, unless both graphs pass onnx.checker and ONNX Runtime
     reproduces PyTorch's means, log-variances and reconstructions within atol at batch 1 and 5.
     """
-    if opset < 17:
-        raise ConfigError(f"opset must be >= 17, got {opset}")
+    if not 17 <= opset <= MAX_OPSET:
+        raise ConfigError(f"opset must be from 17 to {MAX_OPSET} (what JetPack 6's ONNX Runtime loads), got {opset}")
     _require_onnx()
     target = prepare_out_dir(model_dir, out_dir)
     config, model = load_model_dir(target)
@@ -241,6 +286,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, opset:
     try:
         _onnx_export(encoder, x, tmp_enc, "input", ("mean", "logvar"), opset)
         _onnx_export(decoder, z, tmp_dec, "latent", ("reconstruction",), opset)
+        ir_version, _ = pin_onnx_versions(tmp_enc)
+        pin_onnx_versions(tmp_dec)
         _check_onnx(tmp_enc)
         _check_onnx(tmp_dec)
         figures = _onnx_parity(model, tmp_enc, tmp_dec, atol)
@@ -250,7 +297,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, opset:
         tmp_enc.unlink(missing_ok=True)
         tmp_dec.unlink(missing_ok=True)
     result = ExportResult("onnx", target, [ENCODER_ONNX, DECODER_ONNX], figures)
-    record_export(result, {"opset": opset})
+    record_export(result, {"opset": opset, "ir_version": ir_version})
     return result
 
 
@@ -380,6 +427,7 @@ def quantize_int8(model_dir: str | Path, calibration: np.ndarray, held_out: np.n
             quantize_static(str(pre), str(out), _CalibrationReader("input", calibration),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        ir_version, opset = pin_onnx_versions(out)
         _check_onnx(out)
         figures = int8_agreement(open_onnx_session(fp32_path), open_onnx_session(out), held_out)
         figures["calibration_samples"] = float(len(calibration))
@@ -395,7 +443,8 @@ def quantize_int8(model_dir: str | Path, calibration: np.ndarray, held_out: np.n
     result = ExportResult("int8", target, [ENCODER_INT8_ONNX], figures)
     result.notes.append(f"INT8 vs FP32 latent means on {len(held_out)} held-out samples: cosine similarity "
                         f"mean {figures['cosine_mean']:.5f}, min {figures['cosine_min']:.5f}")
-    record_export(result, {"quantization": "static QDQ, per-channel int8 weights, uint8 activations, MinMax"})
+    record_export(result, {"quantization": "static QDQ, per-channel int8 weights, uint8 activations, MinMax",
+                           "opset": opset, "ir_version": ir_version})
     return result
 
 

@@ -60,6 +60,9 @@ CHECKPOINT_TENSORS = "state.safetensors"
 CHECKPOINT_META = "state.json"
 CURVES_FILE = "training_curves.png"
 CHECKPOINT_FORMAT = 1
+# Steps between reads of the training loop's device tensors (finite-loss check, progress): each read waits for
+# the GPU to finish every step queued before it.
+HOST_READ_EVERY = 50
 # What a training run writes into out_dir (the CLI's --force removes exactly these, plus exports).
 ARTIFACTS = (CONFIG_FILE, WEIGHTS_FILE, CURVES_FILE, CHECKPOINT_DIR, "metrics.json", SERVO_HEAD_FILE,
              *EXPORT_FILES, *EXPORT_DIRS)
@@ -236,7 +239,7 @@ def _epoch_line(record: dict[str, Any], epochs: int, improved: bool) -> str:
 
 
 @dataclass
-class _Run:
+class RunState:
     """What the loop carries from epoch to epoch, and what a checkpoint restores."""
 
     started: float  # time.monotonic() at the start of this process's run
@@ -261,7 +264,7 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
     results do not depend on the number of processes); rank 0 validates, writes and logs, and alone
     returns the summary (the others return {}).
     """
-    run = _Run(started=time.monotonic())
+    run = RunState(started=time.monotonic())
     out = Path(out_dir)
     tc, config, checkpoint = _settings(model_config, train_config, out / CHECKPOINT_DIR, resume, dist)
     source.check_modality(config)
@@ -287,7 +290,7 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
         torch.manual_seed((_epoch_seed(tc.seed, epoch) + dist.rank) % 2**63)
         train_set.set_epoch(epoch)
         bar = _progress_bar(loader, train_set, source, tc, epoch, dist) if progress and dist.is_main else None
-        local = _train_epoch(ddp_model, optimizer, loader, bar, annealing, run, config, tc, epoch, device, dist)
+        local = train_epoch(ddp_model, optimizer, loader, bar, annealing, run, config, tc, epoch, device, dist)
         totals = _epoch_totals(local, train_set, source, dist, device)
         run.epoch = epoch
         if dist.is_main:
@@ -346,7 +349,7 @@ def _make_folder(out: Path) -> None:
         raise DataError(f"cannot create the output folder {out}: {err}") from err
 
 
-def _restore(checkpoint: Checkpoint, model: VAE, optimizer: torch.optim.Optimizer, run: _Run, source: DataSource,
+def _restore(checkpoint: Checkpoint, model: VAE, optimizer: torch.optim.Optimizer, run: RunState, source: DataSource,
              ckpt_dir: Path) -> None:
     """Model, optimizer and loop state from the checkpoint (every process reads it: --out must be shared)."""
     try:
@@ -400,17 +403,24 @@ def _progress_bar(loader: Any, train_set: SplitDataset, source: DataSource, tc: 
                 desc=f"epoch {epoch}/{tc.epochs}", leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
-def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any, bar: Any,
-                 annealing: KLAnnealing, run: _Run, config: ModelConfig, tc: TrainConfig, epoch: int,
-                 device: torch.device, dist: Distributed) -> dict[str, float]:
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any, bar: Any,
+                annealing: KLAnnealing, run: RunState, config: ModelConfig, tc: TrainConfig, epoch: int,
+                device: torch.device, dist: Distributed) -> dict[str, float]:
     """One pass over this process's share of the training split; sums of the ELBO terms over its samples.
 
     The processes step together: when one has no batch left, all stop, and each finishes reading its share
     without training on the rest (at most a batch or two: the shares differ by a few samples).
     """
     model.train()
-    sums = {"seen": 0.0, "elbo": 0.0, "recon_nll": 0.0, "kl": 0.0}
+    # Running sums, the finite-loss check and the progress figure stay on the device and are read every
+    # HOST_READ_EVERY steps and at the end: reading a CUDA tensor each step (float(), .item(), `if tensor`)
+    # makes the CPU wait for the GPU, which then idles while the CPU prepares the next step.
+    seen = 0
+    term_sums = torch.zeros(3, dtype=torch.float64, device=device)  # elbo, recon_nll, kl, weighted by batch size
+    first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)  # (step, loss) of the first non-finite
+    step_on_device = torch.tensor(float(run.step), dtype=torch.float64, device=device)  # run.step, not read back
     iterator = iter(bar if bar is not None else loader)
+    steps = 0
     while True:
         batch = next(iterator, None)
         # BatchNorm cannot train on one sample; only a last batch can be this small.
@@ -420,27 +430,40 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loade
         logits, mu, logvar = model(x)
         terms = vae_loss(logits, x, mu, logvar, config, beta=tc.beta * annealing.weight(run.step),
                          free_bits=tc.free_bits)
-        if not torch.isfinite(terms.loss):
-            raise TrainingDivergedError(f"training diverged: the loss became {float(terms.loss)} at epoch {epoch}, "
-                                        f"step {run.step}; lower --lr (now {tc.lr})")
+        loss = terms.loss.detach()
+        bad = (first_bad[0] < 0) & ~torch.isfinite(loss)
+        first_bad = torch.where(bad, torch.stack([step_on_device, loss.double()]), first_bad)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
         run.step += 1
+        step_on_device += 1
+        steps += 1
         size = x.shape[0]
-        sums["seen"] += size
-        sums["elbo"] += float(terms.elbo) * size
-        sums["recon_nll"] += float(terms.recon_nll) * size
-        sums["kl"] += float(terms.kl) * size
-        if bar is not None:
-            bar.set_postfix(elbo=f"{float(terms.elbo):.1f}", refresh=False)
+        seen += size
+        term_sums += torch.stack([terms.elbo, terms.recon_nll, terms.kl]).detach().double() * size
+        if steps % HOST_READ_EVERY == 0:
+            _raise_if_diverged(first_bad, epoch, tc)
+            if bar is not None:
+                bar.set_postfix(elbo=f"{float(terms.elbo):.1f}", refresh=False)
+    _raise_if_diverged(first_bad, epoch, tc)
+    elbo, recon_nll, kl = term_sums.tolist()
+    sums = {"seen": float(seen), "elbo": elbo, "recon_nll": recon_nll, "kl": kl}
     for _ in iterator:  # complete the pass (sample counts, RAM cache)
         pass
     if bar is not None:
         bar.close()
     return sums
+
+
+def _raise_if_diverged(first_bad: torch.Tensor, epoch: int, tc: TrainConfig) -> None:
+    """TrainingDivergedError when a loss of this epoch was NaN or infinite (first_bad: its step and value)."""
+    step, loss = first_bad.tolist()  # one host read for both
+    if step >= 0:
+        raise TrainingDivergedError(f"training diverged: the loss became {loss} at epoch {epoch}, step {int(step)}; "
+                                    f"lower --lr (now {tc.lr})")
 
 
 def _epoch_totals(local: dict[str, float], train_set: SplitDataset, source: DataSource, dist: Distributed,
@@ -457,7 +480,7 @@ def _epoch_totals(local: dict[str, float], train_set: SplitDataset, source: Data
     return summed
 
 
-def _validate(model: VAE, val_set: SplitDataset, totals: dict[str, float], run: _Run, source: DataSource,
+def _validate(model: VAE, val_set: SplitDataset, totals: dict[str, float], run: RunState, source: DataSource,
               tc: TrainConfig, annealing: KLAnnealing, device: torch.device) -> tuple[dict[str, Any], bool]:
     """Evaluate the validation split, append the epoch's record to the history, keep the best; (record, improved)."""
     seen = totals["seen"]
@@ -481,7 +504,7 @@ def _validate(model: VAE, val_set: SplitDataset, totals: dict[str, float], run: 
     return record, improved
 
 
-def _summary(run: _Run, source: DataSource, model: VAE, tc: TrainConfig, device: torch.device) -> dict[str, Any]:
+def _summary(run: RunState, source: DataSource, model: VAE, tc: TrainConfig, device: torch.device) -> dict[str, Any]:
     from vae_ros.core.latent_range import LATENT_RANGE_KEY, latent_range_entry
 
     summary: dict[str, Any] = {
@@ -504,7 +527,7 @@ def _summary(run: _Run, source: DataSource, model: VAE, tc: TrainConfig, device:
     return summary
 
 
-def _save_checkpoint(out: Path, model: VAE, optimizer: torch.optim.Optimizer, run: _Run, config: ModelConfig,
+def _save_checkpoint(out: Path, model: VAE, optimizer: torch.optim.Optimizer, run: RunState, config: ModelConfig,
                      tc: TrainConfig, source: DataSource) -> None:
     save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, {
         "epoch": run.epoch, "step": run.step, "history": run.history, "best": run.best,

@@ -32,6 +32,7 @@ from vae_ros.apps.benchmarks import save_report_json
 from vae_ros.core.errors import ConfigError, ModelFileError
 
 EncodeFn = Callable[[np.ndarray], Any]
+DEFAULT_BATCH = 32
 BACKEND_NAMES = ("torch", "torchscript", "onnxruntime", "onnxruntime-int8", "tensorrt", "torch-cuda")
 
 
@@ -289,8 +290,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="", metavar="DIR",
                         help="model directory (default: the packaged image model)")
     parser.add_argument("--repeats", type=int, default=100, metavar="N", help="timed runs per backend (default 100)")
-    parser.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (default 10)")
-    parser.add_argument("--batch", type=int, default=32, metavar="B", help="batch size for throughput (default 32)")
+    parser.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs (models) or training steps (train) first (default 10)")
+    parser.add_argument("--batch", type=int, default=None, metavar="B",
+                        help=f"batch size: models' throughput (default {DEFAULT_BATCH}), train's step (default 64)")
     parser.add_argument("--backends", default="", metavar="A,B",
                         help=f"subset to time, comma-separated (default all available: {', '.join(BACKEND_NAMES)})")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -305,7 +307,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     model_dir = resolve_model_dir(args.model, "image")
     backends = [name.strip() for name in args.backends.split(",") if name.strip()] or None
     print(f"timing encoders of {model_dir} ...", file=sys.stderr, flush=True)
-    report = benchmark_models(model_dir, args.repeats, args.warmup, args.batch, backends,
+    batch = args.batch if args.batch is not None else DEFAULT_BATCH
+    report = benchmark_models(model_dir, args.repeats, args.warmup, batch, backends,
                               threads=getattr(args, "threads", None))
     print(format_table(report))
     if args.json:

@@ -46,7 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--min-cosine", type=float, default=0.99, metavar="C",
                       help="fail unless INT8 latent means reach this mean cosine similarity to FP32 on "
                       "held-out samples (default 0.99)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 to 20, what JetPack 6's ONNX Runtime loads; default 17)")
     parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1], metavar="B[,B...]",
                         help="TensorRT: batch sizes to build engines for (default 1)")
 

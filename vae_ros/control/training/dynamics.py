@@ -254,6 +254,8 @@ def export_onnx(dynamics: LatentDynamics, path: str | Path) -> Path:
     """dynamics.onnx: (z (B, D), a (B, 2)) -> (next latent mean (B, D), variance (B, D)), ensemble mixture."""
     import torch
 
+    from vae_ros.core.export import OPSET, pin_onnx_versions
+
     cfg = dynamics.config
 
     class _Ensemble(torch.nn.Module):
@@ -293,7 +295,8 @@ def export_onnx(dynamics: LatentDynamics, path: str | Path) -> Path:
     try:
         torch.onnx.export(module, (z, a), str(tmp), input_names=["z", "action"], output_names=["mean", "variance"],
                           dynamic_axes={"z": {0: "batch"}, "action": {0: "batch"}, "mean": {0: "batch"},
-                                        "variance": {0: "batch"}}, opset_version=17, dynamo=False)
+                                        "variance": {0: "batch"}}, opset_version=OPSET, dynamo=False)
+        pin_onnx_versions(tmp)  # IR and opset that JetPack 6's ONNX Runtime loads, whatever this torch writes
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -75,7 +75,9 @@ def load_inference_model(node: Any, params: InferenceParams, threads: int | None
         )
     backend = create_backend(model_dir, params.backend, params.device, threads=threads,
                              engine_cache=params.engine_cache or None)
-    if backend.fallback:  # said once, here; /diagnostics repeats it
+    if backend.auto_choice:  # backend auto: what it chose and why, said once; /diagnostics repeats a fallback
+        node.get_logger().info(backend.auto_choice)
+    elif backend.fallback:  # said once, here; /diagnostics repeats it
         node.get_logger().warning(backend.fallback)
     return InferenceModel(model_dir, config, backend)
 
