@@ -372,9 +372,10 @@ def test_a_huge_goal_image_is_refused_and_does_not_delay_the_stop(nodes: Any) ->
 # -- 5. the watchdog does not wait for the planner -----------------------------------------------------------
 def test_a_slow_planner_does_not_hold_off_the_stop(nodes: Any) -> None:
     """While driving, planning is made slow at run time within the ranges (2000 x 30 x 1 with these wide
-    dynamics: a plan of about 1 s on an idle 2-core machine, twice the stale timeout), and the latents stop while such a plan runs. The zero comes
-    within the stale timeout (once it waited for the plan, the last command standing meanwhile), set_parameters
-    answers meanwhile, and the late plan is dropped (no motion after the zero)."""
+    dynamics: a plan of about 1 s on an idle 2-core machine, twice the stale timeout), and the latents stop
+    while such a plan runs. The zero comes within the stale timeout (once it waited for the plan, the last
+    command standing meanwhile), set_parameters answers meanwhile, and the late plan is dropped (no motion
+    after the zero)."""
     probe, procs = nodes
     kind = WM
     _drive(probe, procs, kind)
