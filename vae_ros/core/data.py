@@ -329,6 +329,49 @@ class ImageFolderSource(DataSource):
         _check_any_decoded(stats, self.label())
 
 
+class ArraySource(DataSource):
+    """Preprocessed samples held in memory, (N, *input_shape) float32: synthetic data for checks that must run
+    without a bag reader or OpenCV (scripts/gpu_check.py, the GPU tests). Keys are the sample indices."""
+
+    def __init__(self, samples: np.ndarray, modality: str = "image") -> None:
+        self.array = np.asarray(samples, dtype=np.float32)
+        if self.array.ndim < 2 or len(self.array) == 0:
+            raise DataError(f"an ArraySource needs samples shaped (N, *input_shape), got {self.array.shape}")
+        self._modality = modality
+
+    @property
+    def modality(self) -> str:
+        return self._modality
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "arrays", "shape": list(self.array.shape)}
+
+    def samples(self, config: ModelConfig, select: Callable[[str], bool] | None = None,
+                stats: DecodeStats | None = None, shard: tuple[int, int] = (0, 1),
+                ) -> Iterator[tuple[int, np.ndarray]]:
+        self.check_modality(config)
+        if tuple(self.array.shape[1:]) != tuple(config.input_shape):
+            raise DataError(f"the samples are shaped {self.array.shape[1:]}, the model takes {config.input_shape}")
+        stats = stats if stats is not None else DecodeStats()
+        worker, workers = shard
+        for index, sample in enumerate(self.array):
+            if index % workers != worker or (select is not None and not select(str(index))):
+                continue
+            stats.seen += 1
+            stats.decoded += 1
+            yield index, sample.copy()
+
+
+def smooth_images(count: int, channels: int = 3, size: int = 32, seed: int = 0) -> np.ndarray:
+    """(count, channels, size, size) float32 blocky random images in [0, 1] (8x8-pixel blocks, size % 8 == 0)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((count, channels, size // 8, size // 8), dtype=np.float32)
+    return np.repeat(np.repeat(coarse, 8, axis=2), 8, axis=3)
+
+
 def _check_any_decoded(stats: DecodeStats, label: str) -> None:
     """A pass that saw items but could decode none of them is a bad source, not a few bad messages."""
     if stats.seen and not stats.decoded:
