@@ -127,8 +127,8 @@ def test_bf16_trains_and_a_bad_precision_is_one_line(data: dict[str, Path], caps
         main(["train-dynamics", "--bag", str(data["a"]), "--out", str(tmp_path / "never"), "--precision", "fp16"])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "--precision" in err[0]
-    assert main(["train-dynamics", "--bag", str(data["a"]), "--out", str(tmp_path / "bf16"), *FAST,
-                 "--precision", "bf16", "--no-onnx"]) == 0
+    assert main(["train-dynamics", "--model", str(data["model"]), "--bag", str(data["a"]),
+                 "--out", str(tmp_path / "bf16"), *FAST, "--precision", "bf16"]) == 0
     saved = json.loads((tmp_path / "bf16" / "dynamics.json").read_text())
     assert saved["training"]["precision"] == "bf16" and math.isfinite(saved["training"]["best_val_nll"])
 

@@ -74,6 +74,9 @@ CHECKPOINT_FORMAT = 1
 # Steps between reads of the training loop's device tensors (finite-loss check, progress): each read waits for
 # the GPU to finish every step queued before it.
 HOST_READ_EVERY = 50
+# Seconds between redraws of training_curves.png (matplotlib takes about half a second): every epoch on a slow run,
+# every few on a fast one, and always after the last, so drawing stays a small share of the epochs.
+PLOT_EVERY_S = 30.0
 # What a training run writes into out_dir (the CLI's --force removes exactly these, plus exports).
 ARTIFACTS = (CONFIG_FILE, WEIGHTS_FILE, CURVES_FILE, CHECKPOINT_DIR, "metrics.json", SERVO_HEAD_FILE,
              *EXPORT_FILES, *EXPORT_DIRS)
@@ -269,6 +272,7 @@ class RunState:
     # them, which should stay cheap against the steps.
     seconds: dict[str, float] = dataclasses.field(
         default_factory=lambda: dict.fromkeys(("train", "validate", "save", "checkpoint", "plots"), 0.0))
+    plotted_at: float = -math.inf  # time.monotonic() of the last drawing of the curves
 
 
 def train(source: DataSource, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
@@ -392,9 +396,11 @@ def _upkeep(out: Path, model: VAE, optimizer: torch.optim.Optimizer, feed: _Feed
     lap("save")
     _save_checkpoint(out, model, optimizer, run, config, tc, source)
     lap("checkpoint")
-    from vae_ros.core import plots
+    if run.epoch == tc.epochs or time.monotonic() - run.plotted_at >= PLOT_EVERY_S:
+        from vae_ros.core import plots
 
-    plots.save_training_curves(run.history, out / CURVES_FILE)
+        plots.save_training_curves(run.history, out / CURVES_FILE)
+        run.plotted_at = time.monotonic()
     lap("plots")
     say(_epoch_line(record, tc.epochs, improved))
 
