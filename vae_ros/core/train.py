@@ -317,10 +317,13 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
         torch.manual_seed((_epoch_seed(tc.seed, epoch) + dist.rank) % 2**63)
         train_set.set_epoch(epoch)
         started = time.perf_counter()
-        batches = feed.train_batches()
+        batches, usable = feed.train_batches()
+        # From the cache every process knows its batches: agree on the step count once, not at every step.
+        steps = dist.min_int(usable, device) if usable is not None else None
         bar = _progress_bar(batches, train_set, source, tc, epoch, dist) if progress and dist.is_main else None
         try:
-            local = train_epoch(step_model, optimizer, batches, bar, annealing, run, config, tc, epoch, device, dist)
+            local = train_epoch(step_model, optimizer, batches, bar, annealing, run, config, tc, epoch, device, dist,
+                                steps=steps)
         except Exception as err:
             if tc.compile and is_compile_failure(err):
                 raise compile_error(err) from err
@@ -360,14 +363,16 @@ class _Feed:
             self._placed[split.split] = place_cached(split.cache, self.device)
         return self._placed[split.split]
 
-    def train_batches(self) -> Any:
+    def train_batches(self) -> tuple[Any, int | None]:
+        """(this epoch's batches, how many of them can train: None while streaming, where it is not known)"""
         cache, order = self._placed_cache(self.train_set), self.train_set.epoch_order()
         if cache is None or order is None:
-            return self.loader
+            return self.loader, None
         # The loader's iterator draws its base seed from torch's generator; draw it here too, so the
         # reparameterisation noise, and with it the run's history, stays what it was with the loader.
         torch.empty((), dtype=torch.int64).random_()
-        return cached_batches(cache, order, self.batch_size, self.device)
+        full, rest = divmod(len(order), self.batch_size)
+        return cached_batches(cache, order, self.batch_size, self.device), full + (rest >= 2)
 
     def val_batches(self) -> Any:
         cache = self._placed_cache(self.val_set)
@@ -497,11 +502,12 @@ def _progress_bar(loader: Any, train_set: SplitDataset, source: DataSource, tc: 
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any, bar: Any,
                 annealing: KLAnnealing, run: RunState, config: ModelConfig, tc: TrainConfig, epoch: int,
-                device: torch.device, dist: Distributed) -> dict[str, float]:
+                device: torch.device, dist: Distributed, steps: int | None = None) -> dict[str, float]:
     """One pass over this process's share of the training split; sums of the ELBO terms over its samples.
 
     The processes step together: when one has no batch left, all stop, and each finishes reading its share
-    without training on the rest (at most a batch or two: the shares differ by a few samples).
+    without training on the rest (at most a batch or two: the shares differ by a few samples). steps: the
+    number of steps all processes agreed on beforehand (from the cache), else each step asks the others.
     """
     model.train()
     # Running sums, the finite-loss check and the progress figure stay on the device and are read every
@@ -512,11 +518,11 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
     first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)  # (step, loss) of the first non-finite
     step_on_device = torch.tensor(float(run.step), dtype=torch.float64, device=device)  # run.step, not read back
     iterator = iter(bar if bar is not None else loader)
-    steps = 0
-    while True:
+    taken = 0
+    while steps is None or taken < steps:
         batch = next(iterator, None)
         # BatchNorm cannot train on one sample; only a last batch can be this small.
-        if not dist.all_true(batch is not None and batch.shape[0] >= 2, device) or batch is None:
+        if steps is None and not dist.all_true(batch is not None and batch.shape[0] >= 2, device) or batch is None:
             break
         x = as_input(batch.to(device, non_blocking=True), tc.channels_last)  # (B, *input_shape)
         with autocast(device, tc.precision):
@@ -534,11 +540,11 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
         optimizer.step()
         run.step += 1
         step_on_device += 1
-        steps += 1
+        taken += 1
         size = x.shape[0]
         seen += size
         term_sums += torch.stack([terms.elbo, terms.recon_nll, terms.kl]).detach().double() * size
-        if steps % HOST_READ_EVERY == 0:
+        if taken % HOST_READ_EVERY == 0:
             _raise_if_diverged(first_bad, epoch, tc)
             if bar is not None:
                 bar.set_postfix(elbo=f"{float(terms.elbo):.1f}", refresh=False)
