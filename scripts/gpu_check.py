@@ -11,6 +11,8 @@ prints one table:
   torchrun (NCCL)    `torchrun --nproc-per-node=1` of a tiny training on CUDA (scripts/gpu_check_torchrun.py)
   encoder_node cuda  test/nodes/test_encoder_node_cuda.py, when rclpy imports
   pytest -m gpu      every test marked gpu (test/core/test_train_gpu.py ...)
+  compiled           `vae-ros bench train --device cuda --batch 512 --compile` (both loops compiled), when the
+                     rows before it left the time for it
 
 Packages beyond torch (CUDA build): numpy, safetensors, tqdm, matplotlib (training), onnx and onnxruntime (the
 backends row), pytest (the test rows); optional: torch_tensorrt (TensorRT), rclpy (the node row). A missing one
@@ -36,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 NO_GPU_EXIT = 77
 BF16_CEILING = 80_000.0  # samples/s of the bare loop's ceiling on an H200 (issue 20); the target is half of it
 ROW_TIMEOUT_S = 150
+COMPILE_AFTER_S = 170  # the compiled row (about two minutes) runs only when the others took less than this
 
 
 @dataclass
@@ -111,13 +114,14 @@ def check_backends(work: Path, device: str) -> list[Row]:
     return rows
 
 
-def check_bench_train(work: Path, precision: str, device: str) -> Row:
-    out = work / f"train_{precision}.json"
+def check_bench_train(work: Path, precision: str, device: str, compiled: bool = False) -> Row:
+    out = work / f"train_{precision}{'_compiled' if compiled else ''}.json"
     extra = ["--precision", "bf16", "--channels-last"] if precision == "bf16" else []
+    extra += ["--compile", "--windows", "3"] if compiled else ["--windows", "5"]
     batch = "512" if device == "cuda" else "32"  # the CPU run checks the plumbing only
-    code, output, seconds = run(cli("bench", "train", "--device", device, "--batch", batch, "--windows", "5",
-                                    "--json", str(out), *extra))
-    name = f"bench train {precision}" + (" channels_last" if extra else "") + f" b{batch}"
+    code, output, seconds = run(cli("bench", "train", "--device", device, "--batch", batch, "--json", str(out), *extra))
+    name = (f"bench train {precision}" + (" channels_last" if precision == "bf16" else "")
+            + (" compiled" if compiled else "") + f" b{batch}")
     if code != 0 or not out.is_file():
         return Row(name, "FAIL", f"exit {code}: {tail(output)}", seconds)
     r = json.loads(out.read_text())
@@ -172,7 +176,7 @@ def format_table(rows: list[Row], header: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", metavar="A,B",
-                        help="rows to run: backends,train,torchrun,node,pytest (default all)")
+                        help="rows to run: backends,train,torchrun,node,pytest,compile (default all)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                         help="cpu: run the training and torchrun rows on the CPU, to check this script's plumbing "
                              "on a machine without a GPU (default cuda)")
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return NO_GPU_EXIT
     import torch
 
-    wanted = set(filter(None, args.only.split(","))) or {"backends", "train", "torchrun", "node", "pytest"}
+    wanted = set(filter(None, args.only.split(","))) or {"backends", "train", "torchrun", "node", "pytest", "compile"}
     started = time.monotonic()
     rows: list[Row] = []
     lacking = missing("numpy", "safetensors", "tqdm", "matplotlib")
@@ -206,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         if "pytest" in wanted:
             files = [f for f in gpu_test_files() if f != node_test]
             rows.append(check_pytest("pytest -m gpu", files))
+        if "compile" in wanted and not lacking:  # last: compiling takes a minute or more
+            if time.monotonic() - started > COMPILE_AFTER_S:
+                rows.append(Row("bench train fp32 compiled", "skipped", f"over {COMPILE_AFTER_S:.0f} s already: "
+                                "left out to stay under five minutes (--only compile runs it alone)"))
+            else:
+                rows.append(check_bench_train(work, "fp32", args.device, compiled=True))
     where = torch.cuda.get_device_name(0) if args.device == "cuda" else "the CPU (--device cpu: plumbing only)"
     header = f"gpu_check: {where}, torch {torch.__version__} (CUDA {torch.version.cuda}), {time.monotonic() - started:.0f} s"
     print(format_table(rows, header))

@@ -7,7 +7,8 @@
 - channels_last for models with 2-D convolutions, and torch.compile (off by default).
 
 Shared by vae_ros.core.train, vae_ros.control.training.dynamics and `vae-ros bench train`, so the three name and
-do these the same way. Nothing here reads a device tensor back to the host.
+do these the same way. Nothing here reads a device tensor back to the host. Importing this module does not import
+torch (the CLI's parsers read PRECISIONS from it).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from vae_ros.core.errors import BackendUnavailableError, ConfigError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI takes PRECISIONS from here at start-up
+    import torch
 
 LOG = logging.getLogger(__name__)
 
@@ -39,12 +42,16 @@ def check_precision(precision: str) -> str:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """The forward pass's context: bf16 autocast on the device's type, or nothing for fp32."""
+    import torch
+
     if check_precision(precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def has_conv2d(model: torch.nn.Module) -> bool:
+    import torch
+
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
@@ -61,11 +68,15 @@ def channels_last_applies(model: torch.nn.Module, channels_last: bool) -> bool:
 
 def as_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """A batch in the layout the model was put in: (B, C, H, W) channels_last when asked for."""
+    import torch
+
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
 def compile_module(module: torch.nn.Module) -> torch.nn.Module:
     """torch.compile(module); BackendUnavailableError with one line when this torch cannot compile at all."""
+    import torch
+
     if not hasattr(torch, "compile"):
         raise BackendUnavailableError(f"--compile needs torch.compile (torch >= 2.0), this is {torch.__version__}")
     try:
@@ -97,12 +108,16 @@ def _first_line(err: BaseException) -> str:
 # -- data -----------------------------------------------------------------------------------------------------
 def stack_samples(samples: Sequence[np.ndarray]) -> torch.Tensor:
     """Decoded samples (each config.input_shape) as one float32 tensor (N, *input_shape), in their order."""
+    import torch
+
     return torch.from_numpy(np.stack(samples))
 
 
 def place_cached(cache: torch.Tensor, device: torch.device, fraction: float = DEVICE_CACHE_FRACTION) -> torch.Tensor:
     """Where a cached data set lives while training on device: the device itself when it is a GPU and the
     tensor takes at most `fraction` of its free memory, else pinned host memory (a GPU) or as it is (a CPU)."""
+    import torch
+
     if device.type != "cuda":
         return cache
     free, _total = torch.cuda.mem_get_info(device)
@@ -123,6 +138,8 @@ def cached_batches(cache: torch.Tensor, order: np.ndarray | Sequence[int], batch
     batch is gathered into a fresh pinned buffer (the caching host allocator keeps it alive until its copy is
     done) and copied without blocking.
     """
+    import torch
+
     index = torch.as_tensor(np.asarray(order, dtype=np.int64))
     if cache.device.type != "cpu":
         index = index.to(cache.device, non_blocking=False)
