@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 export MUJOCO_GL ?= egl
 export AMENT_PREFIX_PATH := $(abspath $(VENV))$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH),)
 
-.PHONY: setup test test-numpy1 lint typecheck pytest demo models bench colcon-check clean
+.PHONY: setup test test-numpy1 lint typecheck pytest demo models bench gpu-check colcon-check clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ models: setup
 
 bench: setup
 	$(VENV)/bin/vae-ros bench
+
+# Everything that needs a GPU, one table (scripts/gpu_check.py); without CUDA one line and exit 77. Runs with the
+# Python it finds (PYTHON=..., else .venv, else python3), so it needs no `make setup` on a GPU machine.
+gpu-check:
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) .venv-numpy1 build install log .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""Shared pytest set-up: isolate DDS before anything imports rclpy; seed everything."""
+"""Shared pytest set-up: isolate DDS before anything imports rclpy; seed everything; tests marked `gpu` skip,
+saying why, where torch sees no CUDA device (CI, these development machines)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,23 @@ def _seed() -> None:
         torch.manual_seed(0)
     except ImportError:  # pragma: no cover - torch is part of the dev environment
         pass
+
+
+def cuda_absent_reason() -> str:
+    """Why the `gpu` tests cannot run here, or '' when torch sees a CUDA device."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return "needs a CUDA GPU: torch is not installed"
+    if torch.cuda.is_available():
+        return ""
+    build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+    return f"needs a CUDA GPU: torch {torch.__version__} ({build}) sees none (run scripts/gpu_check.sh on a GPU machine)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    reason = cuda_absent_reason() if gpu_items else ""
+    if reason:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=reason))

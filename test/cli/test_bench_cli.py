@@ -118,3 +118,20 @@ def test_bench_train_times_the_training_loop_against_a_bare_loop(model_dir: Path
     assert "--batch must be >= 2" in capsys.readouterr().err
     assert main(["bench", "train", "--model", str(model_dir), "--device", "cuda"]) != 0  # no CUDA here
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_bench_train_at_bf16_and_channels_last(model_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Both loops at the same settings: the table and the JSON say which; bad values are one line, exit 2."""
+    out = tmp_path / "train.json"
+    assert main(["bench", "train", "--model", str(model_dir), "--batch", "4", "--windows", "1", "--steps", "2",
+                 "--warmup", "1", "--precision", "bf16", "--channels-last", "--json", str(out)]) == 0
+    assert "batch 4, bf16, channels_last, torch" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert (report["precision"], report["channels_last"], report["compiled"]) == ("bf16", True, False)
+    assert report["project_samples_per_s"] > 0 and report["bare_samples_per_s"] > 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "train", "--model", str(model_dir), "--precision", "fp8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--precision" in err[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,31 @@ def test_force_removes_exactly_what_training_and_export_write(tmp_path: Path) ->
     (tmp_path / "trt" / "engine.ep").write_text("x")
     prepare_out_dir(tmp_path, resume=False, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # the user's own file stays
+
+
+# -- --precision, --channels-last, --compile (issue 20 section 2) -----------------------------------------------
+def test_bf16_and_channels_last_train_and_are_recorded(image_bag: Path, tmp_path: Path) -> None:
+    result = vae_ros("train", "--bag", str(image_bag), "--topic", "/camera/image_raw", "--out", str(tmp_path / "m"),
+                     "--epochs", "1", "--image-size", "32", "--latent-dim", "3", "--arch-channels", "8,16",
+                     "--batch-size", "16", "--precision", "bf16", "--channels-last", "--quiet")
+    assert result.returncode == 0, result.stderr
+    config, _ = load_model_dir(tmp_path / "m")
+    assert config.training["train_config"]["precision"] == "bf16"
+    assert config.training["train_config"]["channels_last"] is True and config.training["train_config"]["compile"] is False
+    assert all(map(math.isfinite, (config.training["val_elbo"], config.training["history"][0]["train_elbo"])))
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--precision", "fp16"], "--precision"),
+    (["--precision"], "--precision"),
+    (["--pose-topic", "odom", "--precision", "bf16"], "--precision bf16: not supported for control-fit training"),
+    (["--pose-topic", "odom", "--compile"], "--compile: not supported for control-fit training"),
+    (["--topic", "scan", "--channels-last"], "--channels-last: not supported for fused training"),
+])
+def test_bad_speed_flags_exit_2_with_one_line(image_bag: Path, tmp_path: Path, args: list[str], fragment: str) -> None:
+    result = vae_ros("train", "--bag", str(image_bag), "--topic", "/camera/image_raw", "--out", str(tmp_path / "o"),
+                     *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert not (tmp_path / "o").exists()

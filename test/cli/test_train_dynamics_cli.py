@@ -4,6 +4,7 @@ wall clock, latents stamped in sim time); one clear line for bad arguments and f
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,18 @@ def test_bad_arguments_are_one_line(data: dict[str, Path], capsys: pytest.Captur
     assert code == 2
     assert message in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if "error" in line]) == 1
+
+
+def test_bf16_trains_and_a_bad_precision_is_one_line(data: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-dynamics", "--bag", str(data["a"]), "--out", str(tmp_path / "never"), "--precision", "fp16"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "--precision" in err[0]
+    assert main(["train-dynamics", "--model", str(data["model"]), "--bag", str(data["a"]),
+                 "--out", str(tmp_path / "bf16"), *FAST, "--precision", "bf16"]) == 0
+    saved = json.loads((tmp_path / "bf16" / "dynamics.json").read_text())
+    assert saved["training"]["precision"] == "bf16" and math.isfinite(saved["training"]["best_val_nll"])
 
 
 def test_two_processes_under_torchrun_match_one_and_only_rank_0_writes(tmp_path: Path) -> None:

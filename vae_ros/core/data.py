@@ -10,6 +10,8 @@ Memory: sources are read one message at a time, never all at once, so a bag larg
 SplitDataset adds, for speed on small data, a RAM cache of the preprocessed samples of its split: filled
 during the first pass, kept only when the whole split fits under `cache_bytes` (it is dropped, and every
 epoch streams from disk again, as soon as it would not), and only in the main process (num_workers = 0).
+The cache is one tensor (N, *input_shape); training indexes its batches from it (epoch_order gives the rows in
+the order a pass would yield them, so the batches are the same), on the GPU when it fits (core.train_speed).
 Shuffling uses a bounded shuffle buffer, so at most `shuffle_buffer` samples are held while streaming.
 
 Split: a sample belongs to the validation set when a stable hash of its key (the message's index on its
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -52,6 +54,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SPLITS = ("train", "val", "all")
 DEFAULT_CACHE_BYTES = 2 * 1024**3
 DEFAULT_SHUFFLE_BUFFER = 1024
+_Item = TypeVar("_Item")
 
 
 @dataclass
@@ -326,6 +329,49 @@ class ImageFolderSource(DataSource):
         _check_any_decoded(stats, self.label())
 
 
+class ArraySource(DataSource):
+    """Preprocessed samples held in memory, (N, *input_shape) float32: synthetic data for checks that must run
+    without a bag reader or OpenCV (scripts/gpu_check.py, the GPU tests). Keys are the sample indices."""
+
+    def __init__(self, samples: np.ndarray, modality: str = "image") -> None:
+        self.array = np.asarray(samples, dtype=np.float32)
+        if self.array.ndim < 2 or len(self.array) == 0:
+            raise DataError(f"an ArraySource needs samples shaped (N, *input_shape), got {self.array.shape}")
+        self._modality = modality
+
+    @property
+    def modality(self) -> str:
+        return self._modality
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "arrays", "shape": list(self.array.shape)}
+
+    def samples(self, config: ModelConfig, select: Callable[[str], bool] | None = None,
+                stats: DecodeStats | None = None, shard: tuple[int, int] = (0, 1),
+                ) -> Iterator[tuple[int, np.ndarray]]:
+        self.check_modality(config)
+        if tuple(self.array.shape[1:]) != tuple(config.input_shape):
+            raise DataError(f"the samples are shaped {self.array.shape[1:]}, the model takes {config.input_shape}")
+        stats = stats if stats is not None else DecodeStats()
+        worker, workers = shard
+        for index, sample in enumerate(self.array):
+            if index % workers != worker or (select is not None and not select(str(index))):
+                continue
+            stats.seen += 1
+            stats.decoded += 1
+            yield index, sample.copy()
+
+
+def smooth_images(count: int, channels: int = 3, size: int = 32, seed: int = 0) -> np.ndarray:
+    """(count, channels, size, size) float32 blocky random images in [0, 1] (8x8-pixel blocks, size % 8 == 0)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((count, channels, size // 8, size // 8), dtype=np.float32)
+    return np.repeat(np.repeat(coarse, 8, axis=2), 8, axis=3)
+
+
 def _check_any_decoded(stats: DecodeStats, label: str) -> None:
     """A pass that saw items but could decode none of them is a bad source, not a few bad messages."""
     if stats.seen and not stats.decoded:
@@ -430,10 +476,10 @@ def scan_spec_from_message(msg: Any, beams: int | None = None) -> ScanSpec:
                     range_max=float(msg.range_max))
 
 
-def _shuffle_buffer(items: Iterable[np.ndarray], size: int, rng: np.random.Generator,
-                    on_hold: Callable[[int], None]) -> Iterator[np.ndarray]:
+def _shuffle_buffer(items: Iterable[_Item], size: int, rng: np.random.Generator,
+                    on_hold: Callable[[int], None]) -> Iterator[_Item]:
     """Approximate shuffle holding at most `size` items: emit a random held item as each new one arrives."""
-    buffer: list[np.ndarray] = []
+    buffer: list[_Item] = []
     for item in items:
         if len(buffer) < size:
             buffer.append(item)
@@ -473,7 +519,7 @@ class SplitDataset(IterableDataset):
         self.epoch = 0
         self.stats = DecodeStats()  # of the last complete pass over the disk
         self.peak_held = 0  # most samples held at once by the shuffle buffer (streaming check)
-        self._cache: list[np.ndarray] | None = None  # complete, in source order
+        self._cache: torch.Tensor | None = None  # (N, *input_shape) float32, complete, in source order
         self._cache_failed = cache_bytes <= 0
         self._warned = False
         self.samples_last_pass: int | None = None
@@ -484,6 +530,26 @@ class SplitDataset(IterableDataset):
     @property
     def cached(self) -> bool:
         return self._cache is not None
+
+    @property
+    def cache(self) -> torch.Tensor | None:
+        """The whole split decoded, (N, *input_shape) float32 in source order, once a complete pass has filled the
+        cache (None before, or when the split does not fit it)."""
+        return self._cache
+
+    def epoch_order(self) -> np.ndarray | None:
+        """The rows of `cache` in the order this epoch's pass yields them (None when nothing is cached): the same
+        shuffle, drawn over row numbers instead of samples, so batches indexed from the cache are the batches
+        iterating this dataset gives."""
+        if self._cache is None:
+            return None
+        rows = range(self._cache.shape[0])
+        if not self.shuffle:
+            return np.arange(len(rows), dtype=np.int64)
+        rank, processes = self.process
+        rng = np.random.default_rng([self.seed, self.epoch, rank])  # __iter__'s rng in the main process
+        return np.fromiter(_shuffle_buffer(rows, self.shuffle_buffer, rng, self._note_hold), dtype=np.int64,
+                           count=len(rows))
 
     def _from_disk(self, shard: tuple[int, int], use_cache: bool) -> Iterator[np.ndarray]:
         stats = DecodeStats()
@@ -507,8 +573,10 @@ class SplitDataset(IterableDataset):
             self._warned = True
             LOG.warning("skipped %d of %d items of %s that could not be decoded (first: %s)",
                         stats.skipped, stats.seen, self.source.label(), stats.first_error)
-        if filling is not None:
-            self._cache = filling
+        if filling is not None and filling:
+            from vae_ros.core.train_speed import stack_samples
+
+            self._cache = stack_samples(filling)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         info = get_worker_info()
@@ -516,7 +584,7 @@ class SplitDataset(IterableDataset):
         rank, processes = self.process
         shard = (rank * workers + worker, processes * workers)
         if self._cache is not None and info is None:
-            items: Iterable[np.ndarray] = iter(self._cache)
+            items: Iterable[np.ndarray] = iter(self._cache.numpy())  # rows, as views
         else:
             items = self._from_disk(shard, use_cache=info is None)
         if not self.shuffle:
@@ -560,10 +628,12 @@ def batched(samples: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarr
         yield np.stack(batch)
 
 
-def make_loader(dataset: SplitDataset, batch_size: int, num_workers: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader over a SplitDataset; workers each read their shard of the source (index % workers)."""
+def make_loader(dataset: SplitDataset, batch_size: int, num_workers: int = 0,
+                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over a SplitDataset; workers each read their shard of the source (index % workers).
+    pin_memory: batches in page-locked memory, so a copy to a GPU does not block (training on CUDA)."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                       collate_fn=_collate)
+                                       collate_fn=_collate, pin_memory=pin_memory)
 
 
 def _collate(samples: list[np.ndarray]) -> torch.Tensor:

@@ -84,6 +84,16 @@ class Distributed:
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
         return bool(tensor.item())
 
+    def min_int(self, value: int, device: torch.device) -> int:
+        """The smallest of the processes' values (one collective and one host read)."""
+        if not self.enabled:
+            return value
+        import torch
+
+        tensor = torch.tensor([value], dtype=torch.int64, device=device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
+        return int(tensor.item())
+
     def barrier(self, device: torch.device) -> None:
         """Wait for every process (as an all-reduce, which needs no device guess under NCCL)."""
         self.all_true(True, device)

@@ -52,6 +52,17 @@ from vae_ros.core.model_dir import (
     save_model_dir,
 )
 from vae_ros.core.models import VAE, build_model, parameter_count
+from vae_ros.core.train_speed import (
+    PRECISIONS,
+    as_input,
+    autocast,
+    cached_batches,
+    channels_last_applies,
+    compile_error,
+    compile_module,
+    is_compile_failure,
+    place_cached,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -63,6 +74,9 @@ CHECKPOINT_FORMAT = 1
 # Steps between reads of the training loop's device tensors (finite-loss check, progress): each read waits for
 # the GPU to finish every step queued before it.
 HOST_READ_EVERY = 50
+# Seconds between redraws of training_curves.png (matplotlib takes about half a second): every epoch on a slow run,
+# every few on a fast one, and always after the last, so drawing stays a small share of the epochs.
+PLOT_EVERY_S = 30.0
 # What a training run writes into out_dir (the CLI's --force removes exactly these, plus exports).
 ARTIFACTS = (CONFIG_FILE, WEIGHTS_FILE, CURVES_FILE, CHECKPOINT_DIR, "metrics.json", SERVO_HEAD_FILE,
              *EXPORT_FILES, *EXPORT_DIRS)
@@ -86,6 +100,9 @@ class TrainConfig:
     shuffle_buffer: int = 1024
     cache_mb: float = 2048.0  # RAM for preprocessed samples, both splits together (0 = always stream)
     grad_clip: float = 100.0  # max gradient norm (0 = off); guards against early KL/NLL spikes
+    precision: str = "fp32"  # 'fp32' or 'bf16' (autocast of the forward pass; core.train_speed)
+    channels_last: bool = False  # models with 2-D convolutions in the channels_last layout
+    compile: bool = False  # torch.compile the model
 
     def validate(self) -> None:
         checks = [
@@ -102,6 +119,7 @@ class TrainConfig:
             (self.shuffle_buffer >= 1, f"shuffle buffer must be >= 1, got {self.shuffle_buffer}"),
             (self.cache_mb >= 0, f"cache size must be >= 0 MB, got {self.cache_mb}"),
             (self.grad_clip >= 0, f"gradient clip must be >= 0, got {self.grad_clip}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -250,6 +268,11 @@ class RunState:
     elapsed_before: float = 0.0  # seconds spent by the runs this one resumes
     samples: dict[str, Any] = dataclasses.field(
         default_factory=lambda: {"train": None, "val": None, "skipped": 0})
+    # Seconds of this process's run spent on each part of the epochs (rank 0): the steps, and the upkeep around
+    # them, which should stay cheap against the steps.
+    seconds: dict[str, float] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(("train", "validate", "save", "checkpoint", "plots"), 0.0))
+    plotted_at: float = -math.inf  # time.monotonic() of the last drawing of the curves
 
 
 def train(source: DataSource, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
@@ -274,12 +297,16 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
 
     _seed_everything(tc.seed)
     model = build_model(config).to(device)
+    if channels_last_applies(model, tc.channels_last):
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
     if checkpoint is not None:
         _restore(checkpoint, model, optimizer, run, source, out / CHECKPOINT_DIR)
     train_set, val_set = _datasets(source, config, tc, dist)
-    loader = make_loader(train_set, tc.batch_size // dist.world_size, tc.num_workers)
-    ddp_model = dist.wrap(model, device)
+    feed = _Feed(train_set, val_set, tc.batch_size // dist.world_size, tc, device)
+    step_model = dist.wrap(model, device)
+    if tc.compile:
+        step_model = compile_module(step_model)  # the weights stay `model`'s: saved and validated uncompiled
     annealing = KLAnnealing(kind=tc.kl_annealing, warmup_steps=tc.warmup_steps)
     say = _say(progress and dist.is_main)
     if checkpoint is not None:
@@ -289,20 +316,23 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
         # Rank 0 draws what a single process draws; the others draw their own reparameterisation noise.
         torch.manual_seed((_epoch_seed(tc.seed, epoch) + dist.rank) % 2**63)
         train_set.set_epoch(epoch)
-        bar = _progress_bar(loader, train_set, source, tc, epoch, dist) if progress and dist.is_main else None
-        local = train_epoch(ddp_model, optimizer, loader, bar, annealing, run, config, tc, epoch, device, dist)
+        started = time.perf_counter()
+        batches, usable = feed.train_batches()
+        # From the cache every process knows its batches: agree on the step count once, not at every step.
+        steps = dist.min_int(usable, device) if usable is not None else None
+        bar = _progress_bar(batches, train_set, source, tc, epoch, dist) if progress and dist.is_main else None
+        try:
+            local = train_epoch(step_model, optimizer, batches, bar, annealing, run, config, tc, epoch, device, dist,
+                                steps=steps)
+        except Exception as err:
+            if tc.compile and is_compile_failure(err):
+                raise compile_error(err) from err
+            raise
         totals = _epoch_totals(local, train_set, source, dist, device)
         run.epoch = epoch
+        run.seconds["train"] += time.perf_counter() - started
         if dist.is_main:
-            record, improved = _validate(model, val_set, totals, run, source, tc, annealing, device)
-            if improved:
-                config.training = _summary(run, source, model, tc, device)
-                save_model_dir(out, config, model)
-            _save_checkpoint(out, model, optimizer, run, config, tc, source)
-            from vae_ros.core import plots
-
-            plots.save_training_curves(run.history, out / CURVES_FILE)
-            say(_epoch_line(record, tc.epochs, improved))
+            _upkeep(out, model, optimizer, feed, totals, run, config, source, tc, annealing, device, say)
         dist.barrier(device)
 
     if not dist.is_main:
@@ -313,6 +343,71 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
     best_config.training = _summary(run, source, model, tc, device)
     save_model_dir(out, best_config, best_model)
     return best_config.training
+
+
+class _Feed:
+    """Where an epoch's batches come from: the data loader while a split streams from disk (its first pass, or
+    every pass when it does not fit the cache), then the split's cached tensor, placed once where the steps run
+    (core.train_speed.place_cached) and indexed in the order the loader would have given."""
+
+    def __init__(self, train_set: SplitDataset, val_set: SplitDataset, batch_size: int, tc: TrainConfig,
+                 device: torch.device) -> None:
+        self.train_set, self.val_set, self.batch_size, self.tc, self.device = train_set, val_set, batch_size, tc, device
+        self.loader = make_loader(train_set, batch_size, tc.num_workers, pin_memory=device.type == "cuda")
+        self._placed: dict[str, torch.Tensor] = {}
+
+    def _placed_cache(self, split: SplitDataset) -> torch.Tensor | None:
+        if split.cache is None:
+            return None
+        if split.split not in self._placed:
+            self._placed[split.split] = place_cached(split.cache, self.device)
+        return self._placed[split.split]
+
+    def train_batches(self) -> tuple[Any, int | None]:
+        """(this epoch's batches, how many of them can train: None while streaming, where it is not known)"""
+        cache, order = self._placed_cache(self.train_set), self.train_set.epoch_order()
+        if cache is None or order is None:
+            return self.loader, None
+        # The loader's iterator draws its base seed from torch's generator; draw it here too, so the
+        # reparameterisation noise, and with it the run's history, stays what it was with the loader.
+        torch.empty((), dtype=torch.int64).random_()
+        full, rest = divmod(len(order), self.batch_size)
+        return cached_batches(cache, order, self.batch_size, self.device), full + (rest >= 2)
+
+    def val_batches(self) -> Any:
+        cache = self._placed_cache(self.val_set)
+        if cache is None:
+            return batched(iter(self.val_set), self.tc.batch_size)
+        return cached_batches(cache, np.arange(cache.shape[0]), self.tc.batch_size, self.device)
+
+
+def _upkeep(out: Path, model: VAE, optimizer: torch.optim.Optimizer, feed: _Feed, totals: dict[str, float],
+            run: RunState, config: ModelConfig, source: DataSource, tc: TrainConfig, annealing: KLAnnealing,
+            device: torch.device, say: Callable[[str], None]) -> None:
+    """Rank 0 after each epoch: validation, the best model, the checkpoint and the curves, each timed."""
+    clock = time.perf_counter()
+
+    def lap(part: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        run.seconds[part] += now - clock
+        clock = now
+
+    record, improved = _validate(model, feed, totals, run, source, tc, annealing, device)
+    lap("validate")
+    if improved:
+        config.training = _summary(run, source, model, tc, device)
+        save_model_dir(out, config, model)
+    lap("save")
+    _save_checkpoint(out, model, optimizer, run, config, tc, source)
+    lap("checkpoint")
+    if run.epoch == tc.epochs or time.monotonic() - run.plotted_at >= PLOT_EVERY_S:
+        from vae_ros.core import plots
+
+        plots.save_training_curves(run.history, out / CURVES_FILE)
+        run.plotted_at = time.monotonic()
+    lap("plots")
+    say(_epoch_line(record, tc.epochs, improved))
 
 
 def _settings(model_config: ModelConfig, train_config: TrainConfig, ckpt_dir: Path, resume: bool,
@@ -328,8 +423,10 @@ def _settings(model_config: ModelConfig, train_config: TrainConfig, ckpt_dir: Pa
                                    if k not in _DROPPED_FIELDS})
         except (KeyError, TypeError) as err:
             raise ModelFileError(f"the training checkpoint in {ckpt_dir} is inconsistent: {err}") from err
+        # How to run (not what to compute) comes from this command: a run may resume on another machine.
         tc = dataclasses.replace(saved, epochs=train_config.epochs, device=train_config.device,
-                                 cache_mb=train_config.cache_mb)
+                                 cache_mb=train_config.cache_mb, precision=train_config.precision,
+                                 channels_last=train_config.channels_last, compile=train_config.compile)
         tc.validate()
     else:
         tc = train_config
@@ -405,11 +502,12 @@ def _progress_bar(loader: Any, train_set: SplitDataset, source: DataSource, tc: 
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any, bar: Any,
                 annealing: KLAnnealing, run: RunState, config: ModelConfig, tc: TrainConfig, epoch: int,
-                device: torch.device, dist: Distributed) -> dict[str, float]:
+                device: torch.device, dist: Distributed, steps: int | None = None) -> dict[str, float]:
     """One pass over this process's share of the training split; sums of the ELBO terms over its samples.
 
     The processes step together: when one has no batch left, all stop, and each finishes reading its share
-    without training on the rest (at most a batch or two: the shares differ by a few samples).
+    without training on the rest (at most a batch or two: the shares differ by a few samples). steps: the
+    number of steps all processes agreed on beforehand (from the cache), else each step asks the others.
     """
     model.train()
     # Running sums, the finite-loss check and the progress figure stay on the device and are read every
@@ -420,16 +518,18 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
     first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)  # (step, loss) of the first non-finite
     step_on_device = torch.tensor(float(run.step), dtype=torch.float64, device=device)  # run.step, not read back
     iterator = iter(bar if bar is not None else loader)
-    steps = 0
-    while True:
+    taken = 0
+    while steps is None or taken < steps:
         batch = next(iterator, None)
         # BatchNorm cannot train on one sample; only a last batch can be this small.
-        if not dist.all_true(batch is not None and batch.shape[0] >= 2, device) or batch is None:
+        if steps is None and not dist.all_true(batch is not None and batch.shape[0] >= 2, device) or batch is None:
             break
-        x = batch.to(device, non_blocking=True)  # (B, *input_shape)
-        logits, mu, logvar = model(x)
-        terms = vae_loss(logits, x, mu, logvar, config, beta=tc.beta * annealing.weight(run.step),
-                         free_bits=tc.free_bits)
+        x = as_input(batch.to(device, non_blocking=True), tc.channels_last)  # (B, *input_shape)
+        with autocast(device, tc.precision):
+            logits, mu, logvar = model(x)
+        # The loss in float32 whatever the forward pass ran in (no-ops in fp32).
+        terms = vae_loss(logits.float(), x, mu.float(), logvar.float(), config,
+                         beta=tc.beta * annealing.weight(run.step), free_bits=tc.free_bits)
         loss = terms.loss.detach()
         bad = (first_bad[0] < 0) & ~torch.isfinite(loss)
         first_bad = torch.where(bad, torch.stack([step_on_device, loss.double()]), first_bad)
@@ -440,11 +540,11 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
         optimizer.step()
         run.step += 1
         step_on_device += 1
-        steps += 1
+        taken += 1
         size = x.shape[0]
         seen += size
         term_sums += torch.stack([terms.elbo, terms.recon_nll, terms.kl]).detach().double() * size
-        if steps % HOST_READ_EVERY == 0:
+        if taken % HOST_READ_EVERY == 0:
             _raise_if_diverged(first_bad, epoch, tc)
             if bar is not None:
                 bar.set_postfix(elbo=f"{float(terms.elbo):.1f}", refresh=False)
@@ -480,12 +580,14 @@ def _epoch_totals(local: dict[str, float], train_set: SplitDataset, source: Data
     return summed
 
 
-def _validate(model: VAE, val_set: SplitDataset, totals: dict[str, float], run: RunState, source: DataSource,
+def _validate(model: VAE, feed: _Feed, totals: dict[str, float], run: RunState, source: DataSource,
               tc: TrainConfig, annealing: KLAnnealing, device: torch.device) -> tuple[dict[str, Any], bool]:
-    """Evaluate the validation split, append the epoch's record to the history, keep the best; (record, improved)."""
+    """Evaluate the validation split (in float32, whatever the training precision), append the epoch's record
+    to the history, keep the best; (record, improved)."""
     seen = totals["seen"]
+    val_set = feed.val_set
     try:
-        val_result, _ = evaluate_batches(model, batched(iter(val_set), tc.batch_size), str(device), seed=tc.seed)
+        val_result, _ = evaluate_batches(model, feed.val_batches(), str(device), seed=tc.seed)
     except DataError as err:
         raise DataError(f"the validation split of {source.label()} is empty ({tc.val_percent}% of "
                         f"{int(seen)} samples); raise --val-percent or add data") from err
@@ -516,6 +618,8 @@ def _summary(run: RunState, source: DataSource, model: VAE, tc: TrainConfig, dev
         "best": run.best,
         "parameters": parameter_count(model),
         "time_s": round(run.elapsed_before + time.monotonic() - run.started, 2),
+        # This process's run only (not the runs it resumes): where the epochs' time went.
+        "seconds": {part: round(value, 3) for part, value in run.seconds.items()},
         "device": str(device),
         "train_config": asdict(tc),
         "history": run.history,

@@ -28,7 +28,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="models: encoder latency/throughput per backend; nodes: the running nodes; "
                         "footprint: encoder_node's memory and start time per backend against a lean process "
                         "(default: these three); compression: LiDAR bytes vs error, latents against codecs; "
-                        "train: the training step loop against a bare loop of the same model (--device, --batch)")
+                        "train: the training step loop against a bare loop of the same model (--device, --batch, "
+                        "--precision, --channels-last, --compile)")
     add_arguments(parser)  # --model and --json serve both benchmarks
     add_node_arguments(parser.add_argument_group("node benchmark"))
     add_footprint_arguments(parser.add_argument_group("footprint benchmark"))

@@ -49,6 +49,21 @@ def add_data_arguments(parser: argparse.ArgumentParser, several_bags: bool = Fal
     data.add_argument("--images", metavar="DIR", help="folder of .png/.jpg/.jpeg/.bmp images (recursive)")
 
 
+def add_speed_arguments(group: argparse.ArgumentParser | argparse._ArgumentGroup, conv: bool = True) -> None:
+    """--precision, and for models with convolutions --channels-last and --compile: named and explained once for
+    `train`, `train-dynamics` and `bench train` (vae_ros.core.train_speed)."""
+    from vae_ros.core.train_speed import PRECISION_HELP, PRECISIONS
+
+    group.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
+    if conv:
+        group.add_argument("--channels-last", action="store_true",
+                           help="models with 2-D convolutions (image, pointcloud) in the channels_last layout "
+                                "(faster convolutions on recent GPUs; ignored for scan models)")
+        group.add_argument("--compile", action="store_true",
+                           help="torch.compile the model (off by default: minutes of compilation first; needs a "
+                                "C++ compiler on the CPU, Triton on a GPU)")
+
+
 class _LineFormatter(logging.Formatter):
     """'vae-ros train: epoch 3/30 ...' for progress, 'vae-ros train: warning: ...' for problems."""
 

@@ -18,7 +18,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vae_ros.apps.cli.common import add_data_arguments, int_list, positive_int, remove_if_empty, setup_logging
+from vae_ros.apps.cli.common import (
+    add_data_arguments,
+    add_speed_arguments,
+    int_list,
+    positive_int,
+    remove_if_empty,
+    setup_logging,
+)
 from vae_ros.core.fused import SYNC_SLOP_S
 
 FUSED_EPILOG = (
@@ -80,6 +87,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--cache-mb", type=float, default=2048.0,
                      help="RAM for preprocessed samples (per process); larger data streams from disk every "
                           "epoch (2048)")
+    add_speed_arguments(opt)
     opt.add_argument("--quiet", action="store_true", help="no progress bar")
     control = parser.add_argument_group(
         "control-fit training (with --pose-topic: ELBO + a term tying latent distance to pose distance, so that "
@@ -176,7 +184,7 @@ def _train(args: argparse.Namespace, dist: Any) -> dict[str, Any]:
         epochs=args.epochs, batch_size=args.batch_size, lr=_lr(args, LR_DEFAULT), beta=args.beta,
         kl_annealing=args.kl_anneal, warmup_steps=args.warmup_steps, free_bits=args.free_bits,
         val_percent=args.val_percent, seed=args.seed, device=args.device, num_workers=args.num_workers,
-        cache_mb=args.cache_mb,
+        cache_mb=args.cache_mb, precision=args.precision, channels_last=args.channels_last, compile=args.compile,
     )
     try:
         return train(source, model_config, train_config, out, resume=args.resume, progress=not args.quiet,
@@ -185,6 +193,17 @@ def _train(args: argparse.Namespace, dist: Any) -> dict[str, Any]:
         if created and dist.is_main:  # a run that failed before writing anything leaves no empty folder behind
             remove_if_empty(out)
         raise
+
+
+def _refuse_speed_flags(args: argparse.Namespace, what: str) -> None:
+    """--precision bf16, --channels-last and --compile are the VAE loop's (core.train); refused, not ignored."""
+    from vae_ros.core.errors import ConfigError
+
+    given = [flag for flag, on in (("--precision bf16", args.precision != "fp32"),
+                                   ("--channels-last", args.channels_last), ("--compile", args.compile)) if on]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not supported for {what}, which trains in fp32; drop "
+                          f"{'them' if len(given) > 1 else 'it'}")
 
 
 def _run_control(args: argparse.Namespace) -> int:
@@ -198,6 +217,7 @@ def _run_control(args: argparse.Namespace) -> int:
         raise ConfigError("--pose-topic trains from bags: give --bag PATH (one or more) and --topic NAME")
     if args.resume:
         raise ConfigError("--resume is not supported with --pose-topic; control-fit training restarts")
+    _refuse_speed_flags(args, "control-fit training (--pose-topic)")
     select_device(args.device)
     config = ControlTrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=_lr(args, LR_DEFAULT), beta=args.beta,
@@ -250,6 +270,7 @@ def _run_fused(args: argparse.Namespace, distributed: bool) -> int:
         raise ConfigError("fused training (two --topic) reads one bag; give one --bag")
     if args.device != "cpu":
         raise ConfigError(f"fused training runs on the CPU; drop --device {args.device}")
+    _refuse_speed_flags(args, "fused training (two --topic)")
     out = Path(args.out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out} exists and is not empty; a fused model is written to a new folder"

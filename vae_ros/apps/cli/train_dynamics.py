@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vae_ros.apps.cli.common import int_list, positive_int
+from vae_ros.apps.cli.common import add_speed_arguments, int_list, positive_int
 from vae_ros.control.runtime.dynamics import DYNAMICS_FILE, ONNX_FILE
 from vae_ros.core.errors import ConfigError
 from vae_ros.core.model_dir import WEIGHTS_FILE
@@ -79,6 +79,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate, cosine-decayed (2e-3)")
     model.add_argument("--seed", type=int, default=0, help="random seed (0)")
     model.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
+    add_speed_arguments(model, conv=False)
     model.add_argument("--threads", type=positive_int, default=1,
                        help="CPU threads for torch (1: the batches are small, and more threads only contend)")
     model.add_argument("--horizons", type=_float_list, default=[0.1, 0.2, 0.5, 1.0, 2.0], metavar="S1,S2,..",
@@ -188,7 +189,7 @@ def _run(args: argparse.Namespace, dist: Any) -> int:
 
     config = DynamicsTrainConfig(members=args.members, hidden=tuple(args.hidden), steps=args.steps,
                                  batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                 device=str(select_device(dist.device_name(args.device))))
+                                 device=str(select_device(dist.device_name(args.device))), precision=args.precision)
     with tqdm(total=args.steps, unit="step", desc="train", disable=args.quiet or not dist.is_main,
               file=sys.stderr) as bar:
         def progress(step: int, record: dict[str, float]) -> None:

@@ -17,7 +17,11 @@ import numpy as np
 from vae_ros.control.runtime.dynamics import ACTION_DIM, DynamicsConfig, LatentDynamics
 from vae_ros.control.training.dynamics_data import Trajectory
 from vae_ros.core.distributed import SINGLE, Distributed
-from vae_ros.core.errors import ConfigError, DataError
+from vae_ros.core.errors import ConfigError, DataError, TrainingDivergedError
+
+# Steps whose batch indices are drawn at once and sent to the device in one copy (the draws are the same as one
+# call per step: NumPy's generator gives the same sequence either way).
+INDEX_CHUNK = 50
 
 
 # -- training (torch) -----------------------------------------------------------------------------------------
@@ -32,6 +36,7 @@ class DynamicsTrainConfig:
     val_fraction: float = 0.1  # last share of each trajectory, held out for early stopping
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"  # or 'bf16': autocast of the ensemble's forward pass (vae_ros.core.train_speed)
 
     def validate(self) -> None:
         if self.members < 1 or self.steps < 1 or self.batch_size < 1 or not self.hidden:
@@ -40,6 +45,9 @@ class DynamicsTrainConfig:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
+        from vae_ros.core.train_speed import check_precision
+
+        check_precision(self.precision)
 
 
 def transitions(trajs: Sequence[Trajectory], max_gap: float = 2.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,6 +87,8 @@ def train_dynamics(trajs: Sequence[Trajectory], config: DynamicsTrainConfig,
     """
     import torch
 
+    from vae_ros.core.train_speed import autocast
+
     config.validate()
     if config.batch_size % dist.world_size:
         raise ConfigError(f"the batch size ({config.batch_size}) is shared by the {dist.world_size} processes: "
@@ -105,17 +115,38 @@ def train_dynamics(trajs: Sequence[Trajectory], config: DynamicsTrainConfig,
     best: tuple[float, dict[str, np.ndarray] | None] = (math.inf, None)
     eval_every = max(1, min(250, config.steps // 8))
     started = time.perf_counter()
+    # Read by the host only at the evaluation steps (each read waits for the GPU): the running sum of the
+    # training NLL since the last evaluation and the first non-finite loss (step, value).
+    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)
+    step_on_device = torch.zeros((), dtype=torch.float64, device=device)
+    indices = _index_chunks(rng, share, config.steps, e, batch, device)
+    summed = 0
     for step in range(1, config.steps + 1):
-        idx = torch.as_tensor(share[rng.integers(0, share.size, size=(e, batch))], device=device)  # own batch per member
-        loss_members = _nll(ddp_net, x_train[idx], y_train[idx])
+        idx = next(indices)  # (E, B): each member's own batch
+        with autocast(device, config.precision):
+            loss_members = _nll(ddp_net, x_train[idx], y_train[idx])
         # Keep the log-variance bounds tight (PETS): a small penalty on their spread.
         loss = loss_members.sum() + 0.01 * (net.max_logvar.sum() - net.min_logvar.sum())
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         schedule.step()
+        step_nll = loss_members.detach().mean()
+        nll_sum += step_nll.double()
+        summed += 1
+        step_on_device += 1
+        bad = (first_bad[0] < 0) & ~torch.isfinite(step_nll)
+        first_bad = torch.where(bad, torch.stack([step_on_device, step_nll.double()]), first_bad)
         if step % eval_every == 0 or step == config.steps:
-            record = _validate(net, x_val, y_val, float(loss_members.detach().mean()), step, started)
+            bad_step, bad_value = first_bad.tolist()
+            if bad_step >= 0:
+                raise TrainingDivergedError(f"training diverged: the loss became {bad_value} at step "
+                                            f"{int(bad_step)}; lower --lr (now {config.lr})")
+            record = _validate(net, x_val, y_val, float(step_nll), step, started)
+            record["train_nll_mean"] = float(nll_sum) / summed  # since the last evaluation
+            nll_sum.zero_()
+            summed = 0
             history.append(record)
             if record["val_nll"] < best[0]:
                 best = (record["val_nll"], net.numpy_state())
@@ -128,6 +159,7 @@ def train_dynamics(trajs: Sequence[Trajectory], config: DynamicsTrainConfig,
         "transitions": int(n), "validation_transitions": int(x_val.shape[0]), "trajectories": len(trajs),
         "best_val_nll": best[0], "seconds": round(time.perf_counter() - started, 1),
         "steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "seed": config.seed,
+        "precision": config.precision,
         "dt_median": float(np.median(dts)), "dt_p90": float(np.percentile(dts, 90)),
     }
     if dist.enabled:
@@ -214,12 +246,31 @@ def _ensemble_net(d: int, sizes: list[int], members: int, device: Any) -> Any:
     return EnsembleNet()
 
 
+def _index_chunks(rng: np.random.Generator, share: np.ndarray, steps: int, members: int, batch: int,
+                  device: Any) -> Any:
+    """Each step's (E, B) transition indices on device, drawn INDEX_CHUNK steps at a time and copied through
+    pinned memory without blocking (a GPU), instead of one small blocking copy a step."""
+    import torch
+
+    pin = torch.device(device).type == "cuda"
+    for first in range(0, steps, INDEX_CHUNK):
+        count = min(INDEX_CHUNK, steps - first)
+        chunk = torch.from_numpy(share[rng.integers(0, share.size, size=(count, members, batch))])  # (S, E, B)
+        if pin:
+            chunk = chunk.pin_memory()
+        chunk = chunk.to(device, non_blocking=True)
+        yield from chunk
+
+
 def _nll(net: Any, x: Any, y: Any) -> Any:
-    """Per-member Gaussian NLL (nats per dimension, without the log 2π constant): (E,)."""
+    """Per-member Gaussian NLL (nats per dimension, without the log 2π constant): (E,). The loss itself in float32
+    whatever precision the network ran in."""
     import torch
 
     mean, logvar = net(x)
-    return (0.5 * ((y - mean) ** 2 * torch.exp(-logvar) + logvar)).mean(dim=(1, 2))
+    mean, logvar = mean.float(), logvar.float()
+    with torch.autocast(device_type=mean.device.type, enabled=False):
+            return (0.5 * ((y - mean) ** 2 * torch.exp(-logvar) + logvar)).mean(dim=(1, 2))
 
 
 def _validate(net: Any, x_val: Any, y_val: Any, train_nll: float, step: int, started: float) -> dict[str, float]:
