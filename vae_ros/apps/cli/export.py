@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         raise ConfigError("--json is the pruning report: give it with --prune")
     if args.format != "int8" and (args.bag or args.topic or args.images):
-        raise ConfigError("--bag/--topic/--images are calibration data for --format int8 (or fine-tune data for "
-                          "--prune) only")
+        raise ConfigError("--bag/--topic/--images are calibration data for --format int8 only (and fine-tune data "
+                          "for --prune)")
     options: dict[str, object] = {}
     if args.format == "onnx":
         options["opset"] = args.opset
