@@ -65,3 +65,8 @@ def test_a_bad_fraction_from_the_shell_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.strip().splitlines() if not line.endswith(" ...")]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "in (0, 1)" in lines[0]
+
+
+def test_bench_prune_needs_a_bag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "prune"]) == 2
+    _one_error_line(capsys, "--prune-bag")
