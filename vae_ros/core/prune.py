@@ -403,6 +403,7 @@ def prune_model_dir(model_dir: str | Path, out_dir: str | Path | None, fraction:
     """
     from vae_ros.core.backends import weights_digest
     from vae_ros.core.data import iter_samples
+    from vae_ros.core.export import prepare_out_dir
     from vae_ros.core.model_dir import SERVO_HEAD_FILE, load_model_dir, save_model_dir
     from vae_ros.core.models import parameter_count
     from vae_ros.core.train import CHECKPOINT_DIR, train
@@ -451,11 +452,11 @@ def prune_model_dir(model_dir: str | Path, out_dir: str | Path | None, fraction:
         elbo_pruned = _elbo(tuned, held)
 
         say("exporting both models to ONNX and INT8 and timing them")
-        calibration = np.stack(list(iter_samples(source, config, limit=calib_samples, split="train",
-                                                 val_percent=tc.val_percent))).astype(np.float32)
+        samples = list(iter_samples(source, config, limit=calib_samples, split="train", val_percent=tc.val_percent))
+        if not samples:
+            raise DataError(f"{source.label()} has no sample in its training split to calibrate INT8 on")
+        calibration = np.stack(samples).astype(np.float32)
         reference = staging / "unpruned"
-        from vae_ros.core.export import prepare_out_dir
-
         prepare_out_dir(src, reference)
         _export_both(reference, calibration, held, 0.0)  # only timed: its INT8 agreement is not this run's business
         int8_cosine = _export_both(work, calibration, held, min_cosine)
