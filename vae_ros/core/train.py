@@ -276,7 +276,8 @@ class RunState:
 
 
 def train(source: DataSource, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
-          resume: bool = False, progress: bool = True, dist: Distributed = SINGLE) -> dict[str, Any]:
+          resume: bool = False, progress: bool = True, dist: Distributed = SINGLE,
+          init_state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Train a VAE on source into the model directory out_dir; return the training summary (also in
     model.json under "training").
 
@@ -286,6 +287,8 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
     on its share of the data with batch_size / world_size samples a step (the batch stays global, so the
     results do not depend on the number of processes); rank 0 validates, writes and logs, and alone
     returns the summary (the others return {}).
+    init_state: weights to start from instead of the seed's initialisation (fine-tuning a pruned model,
+    vae_ros.core.prune); ignored when resuming, whose checkpoint holds the weights.
     """
     run = RunState(started=time.monotonic())
     out = Path(out_dir)
@@ -297,6 +300,8 @@ def train(source: DataSource, model_config: ModelConfig, train_config: TrainConf
 
     _seed_everything(tc.seed)
     model = build_model(config).to(device)
+    if init_state is not None and checkpoint is None:
+        model.load_state_dict(init_state, strict=True)
     if channels_last_applies(model, tc.channels_last):
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)

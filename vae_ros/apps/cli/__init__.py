@@ -18,7 +18,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("record", "record", "record live ROS topics to a rosbag2 MCAP (for machines without `ros2 bag`)"),
     ("train", "train", "train a VAE from a rosbag2 topic or an image folder; writes a model directory"),
     ("train-dynamics", "train_dynamics", "train the latent world model from a bag of latents and commands"),
-    ("export", "export", "write ONNX, INT8 ONNX, TorchScript or TensorRT artifacts into a model directory"),
+    ("export", "export", "write ONNX, INT8 ONNX, TorchScript or TensorRT artifacts into a model directory; "
+     "--prune FRACTION: a pruned, fine-tuned copy with its latency and quality against the original"),
     ("eval", "evaluate", "report ELBO, reconstruction error, KL per dimension, active units; write PNG plots"),
     ("eval-control", "eval_control", "basin of attraction of latent representations, closed-loop servo episodes"),
     ("teach", "teach", "turn a bag of vae/latent_stamped and odom into a route the route follower repeats"),
