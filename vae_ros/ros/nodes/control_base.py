@@ -14,7 +14,10 @@ goal), `servo/clear_goal` (std_srvs/Trigger: forget the goal and stop), `servo/g
 model encodes a goal image (`_encode_goal_image`); a model of another sensor (the packaged LaserScan control
 model) looks it up among the camera views it has seen (`view_memory`, vae_ros.control.runtime.view_memory: frames
 on `camera/image_raw` kept beside the latent of the same instant): the matching view's latent becomes the
-goal, and an image that matches no remembered view waits, the robot stopped, until one does.
+goal, and an image that matches no remembered view waits, the robot stopped, until one does. A fused camera +
+LiDAR model looks it up the same way, but an image no remembered view matches becomes at once the camera
+expert's joint latent of it (its posterior mean from the image alone), replaced by the view's latent as soon as
+a view the robot sees matches it; the log line of the new goal says which (docs/FUSION.md).
 
 Scan safety (vae_ros.control.runtime.safety, the layer every controller and the in-process episodes run): every
 command is checked against the newest LaserScan on `scan` (sensor-data QoS) before it is published: along
