@@ -50,6 +50,9 @@ ALIGN_LOCAL = ((0.15, math.radians(8.0), 7), (0.04, math.radians(2.0), 7))
 # `align`: the wide search's best matches are told apart by how far the goal latent each gives lies from the
 # camera expert's posterior of the goal image (squared Mahalanobis distance per latent dimension, times this).
 ALIGN_CAMERA_WEIGHT = 0.05
+# `align`: a search on the way replaces the goal only where its match is at least this good (turning toward the
+# goal, the robot may see too little of the photo's view for a sound match; the goal it has then stays).
+ALIGN_ACCEPT_NCC = 0.9
 
 
 class ImageGoalServoModel:
@@ -182,6 +185,8 @@ class ImageGoalServoModel:
         else:
             center = np.asarray(self.live.estimate(both, self._goal), dtype=np.float64)
             pose, score = search_goal(self._aligner, world.render(), segments, center, ALIGN_LOCAL)
+            if score < ALIGN_ACCEPT_NCC:
+                return
         self.align_scores.append(score)
         experts = {"scan": self.live.fused.encode_sensor("scan", goal_scan_inputs(pose[None])),
                    "camera": self._goal_cam_posterior}

@@ -46,6 +46,7 @@ def scan_segments(ranges: np.ndarray, angle_min: float, angle_increment: float, 
     r = np.asarray(ranges, dtype=np.float64)
     angles = angle_min + angle_increment * np.arange(r.size)
     ok = np.isfinite(r) & (r >= range_min) & (r <= range_max)
+    r = np.where(ok, r, 0.0)
     pts = np.stack([lidar_xy[0] + r * np.cos(angles), lidar_xy[1] + r * np.sin(angles)], axis=1)
     nxt = np.roll(np.arange(r.size), -1)
     keep = ok & ok[nxt] & (np.linalg.norm(pts - pts[nxt], axis=1) <= max_gap)
