@@ -303,3 +303,92 @@ def test_what_a_fused_model_cannot_do_is_refused_at_start_with_one_line(fused_di
             assert lines[0].startswith(f"{cases[name][0]}: error:") and cases[name][2] in lines[0], (name, lines)
     finally:
         stop_processes(procs.values())
+
+
+def _image_goal_episode(fused_dir: Path) -> dict[str, Any]:
+    """A held-out servo episode (world 7919): the goal pose's camera frame, the start's fused latent (both sensors)
+    and the camera expert's joint latent of the goal frame, computed here in the core."""
+    from vae_ros.control.evaluation.episodes import sample_episodes
+    from vae_ros.core.backends import load_config
+    from vae_ros.core.preprocess import preprocess_image, preprocess_scan
+    from vae_ros.sim.world import SimConfig, SimWorld
+
+    fused = FusedModel(fused_dir, "onnxruntime", threads=1)
+    image_spec, scan_spec = load_config(fused_dir / "camera").image_spec, load_config(fused_dir / "scan").scan_spec
+    with SimWorld(SimConfig(seed=7919, image_width=128, image_height=128)) as world:
+        episode = sample_episodes(world, 1, np.random.default_rng(3))[0]
+        world.set_pose(*episode.goal)
+        goal_frame = world.render()
+        world.set_pose(*episode.start)
+        geo = world.scan_geometry
+        start = {"camera": preprocess_image(world.render(), image_spec)[None],
+                 "scan": preprocess_scan(world.scan(), geo.angle_min, geo.angle_increment, geo.range_min,
+                                         geo.range_max, scan_spec)[None]}
+    z_start = fuse({s: fused.encode_sensor(s, b) for s, b in start.items()})[0][0]
+    z_goal = fused.encode_sensor("camera", preprocess_image(goal_frame, image_spec)[None])[0][0]
+    return {"goal_frame": goal_frame, "z_start": z_start, "z_goal": z_goal}
+
+
+@pytest.mark.parametrize(("node", "via"), [("latent_servo_node", "topic"), ("world_model_node", "parameter")])
+def test_a_goal_image_becomes_the_camera_experts_joint_latent_and_the_robot_moves(
+        fused_dir: Path, node: str, via: str, tmp_path: Path) -> None:
+    """A fused controller given only a goal image (servo/goal_image, or the goal_image parameter) takes the camera
+    expert's posterior mean of it as the goal (no remembered view matches it: none was seen), says so once, and
+    drives: its latent error is |z_now - camera expert(goal image)|, its commands nonzero."""
+    import cv2
+    from geometry_msgs.msg import Twist
+    from sensor_msgs.msg import Image
+
+    from vae_ros.control.runtime.control_model import latent_model_dir
+    from vae_ros.core.conversions.latent import latent_to_stamped_msg
+    from vae_ros.core.model_dir import DYNAMICS_DIR
+    from vae_ros.ros.qos import LATENT_QOS, SENSOR_QOS
+    from vae_ros.ros.sim_messages import image_msg
+
+    if node == "world_model_node" and not (latent_model_dir(fused_dir) / DYNAMICS_DIR).exists() \
+            and not (fused_dir / DYNAMICS_DIR).exists():
+        pytest.skip("no dynamics beside the fused model's LiDAR expert")
+    case = _image_goal_episode(fused_dir)
+    expected_error = float(np.linalg.norm(case["z_start"] - case["z_goal"]))
+    ns = f"/image_goal_{node}"
+    params: dict[str, Any] = {"model": fused_dir, "diagnostics_period": 0.2}
+    if via == "parameter":
+        path = tmp_path / "goal.png"
+        cv2.imwrite(str(path), cv2.cvtColor(case["goal_frame"], cv2.COLOR_RGB2BGR))
+        params["goal_image"] = path
+    proc = start_node(node, "-r", f"__ns:={ns}", *param_args(**params))
+    probe = recording_probe(f"image_goal_{node}_probe", (Twist, f"{ns}/cmd_vel"))
+    latent_pub = probe.node.create_publisher(Image, f"{ns}/vae/latent_stamped", LATENT_QOS)
+    scan_pub = probe.node.create_publisher(type(scan_msg(header())), f"{ns}/scan", SENSOR_QOS)
+    goal_pub = probe.node.create_publisher(Image, f"{ns}/servo/goal_image", LATENT_QOS)
+    status_name = f"{ns}/{node}: {'latent servo' if node == 'latent_servo_node' else 'world model'}"
+
+    def feed() -> None:  # the robot standing at the start: its fused latent and a free scan, stamped now
+        now = probe.node.get_clock().now().nanoseconds
+        scan_pub.publish(scan_msg(header("lidar_link", now)))
+        latent_pub.publish(latent_to_stamped_msg(case["z_start"], None, header("lidar_link", now)))
+
+    timer = probe.node.create_timer(0.1, feed)
+    try:
+        def goal_taken() -> bool:
+            values = probe.diagnostic_values(status_name)
+            return "camera expert" in values.get("goal_source", "") and values.get("latent_error", "none") != "none"
+
+        send = (lambda: None) if via == "parameter" else (
+            lambda: goal_pub.publish(image_msg(case["goal_frame"], probe.header("camera_optical_frame").stamp)))
+        send_until(send, goal_taken, lambda: f"the camera expert's goal in {status_name} "
+                   f"(last: {probe.diagnostic_values(status_name)})", 60.0, period=2.0, alive={node: proc})
+        values = probe.diagnostic_values(status_name)
+        assert float(values["latent_error"]) == pytest.approx(expected_error, rel=1e-3, abs=1e-3), values
+        assert values["goal_image"].startswith("camera expert's latent until a view matches"), values
+
+        def moving() -> bool:
+            return any(abs(m.linear.x) > 1e-4 or abs(m.angular.z) > 1e-4 for m in probe.messages(f"{ns}/cmd_vel"))
+
+        send_until(lambda: None, moving, f"a nonzero command on {ns}/cmd_vel", 60.0, alive={node: proc})
+    finally:
+        timer.cancel()
+        probe.close()
+        output = stop_node(proc)
+    said = [line for line in output.splitlines() if "new goal from" in line]
+    assert len(said) == 1 and "camera expert's joint latent" in said[0], said

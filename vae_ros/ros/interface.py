@@ -115,7 +115,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic(ANOMALY_TOPIC, "std_msgs/msg/Float32", RELIABLE, (_ENC,), (),
           "Per input, with `publish_anomaly_score:=true` (`anomaly_metric`)."),
     Topic(GOAL_IMAGE_TOPIC, _IMAGE, RELIABLE, (), GOAL_CONTROLLERS,
-          "A goal as an image: encoded by a camera model, or the latent of the matching remembered view."),
+          "A goal as an image: encoded by a camera model, or the latent of the matching remembered view; with a "
+          "fused model, the camera expert's joint latent of it until a remembered view matches."),
     Topic(GOAL_LATENT_TOPIC, _FLOATS, RELIABLE, (), GOAL_CONTROLLERS, "A goal as a latent (the vae/latent layout)."),
     Topic(SERVO_ERROR_TOPIC, "std_msgs/msg/Float32", RELIABLE, (_SERVO,), (), "The latent error norm."),
     Topic(PREDICTED_TOPIC, _IMAGE, RELIABLE, (_WM,), (),
@@ -179,7 +180,7 @@ _CONTROL_KEYS: tuple[tuple[str, str], ...] = (
     ("latent_error", "latent error norm to the goal (none without one)"),
     ("tolerance", "latent error that counts as converged"),
     *_SHELL_KEYS,
-    ("remembered_views, goal_image", "the view memory and a goal image's match (LiDAR models)"),
+    ("remembered_views, goal_image", "the view memory and a goal image's match (LiDAR and fused models)"),
 )
 DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     _ENC: (*_INFERENCE_KEYS, ("input_topic", "the resolved input topic"),

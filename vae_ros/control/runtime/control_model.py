@@ -51,6 +51,18 @@ def latent_model_dir(model_dir: str | Path) -> Path:
     return root / "scan"
 
 
+def goal_camera_dir(model_dir: str | Path) -> Path | None:
+    """A fused model's camera expert, `<model>/camera`, which turns a goal image into the joint latent (the expert is
+    trained onto the LiDAR's latent space: docs/FUSION.md); None for a single-sensor model or a fused one without
+    a camera."""
+    from vae_ros.core.fused import is_fused_model, load_fused_config
+
+    root = Path(model_dir)
+    if not is_fused_model(root) or "camera" not in load_fused_config(root).sensors:
+        return None
+    return root / "camera"
+
+
 def servo_head_dir(model_dir: str | Path) -> Path:
     """Where a model's relative-pose head (servo_head.safetensors) is: the directory itself, or for a fused model
     its top level when the head is there, else its LiDAR expert's (latent_model_dir)."""

@@ -458,10 +458,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--val-per-seed", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--camera-init", type=Path, default=None,
+                        help="image model directory the camera's expert starts from (default: the packaged "
+                             "image_default; models/fused_default/camera trains the packaged expert further)")
+    parser.add_argument("--lr", type=float, default=FusedTrainConfig.lr)
+    parser.add_argument("--seed", type=int, default=FusedTrainConfig.seed)
     args = parser.parse_args(argv)
-    build_from_simulator(args.out, models_dir() / "control_default", models_dir() / "image_default", args.seeds,
+    camera_init = args.camera_init if args.camera_init is not None else models_dir() / "image_default"
+    build_from_simulator(args.out, models_dir() / "control_default", camera_init, args.seeds,
                          args.per_seed, args.val_seeds, args.val_per_seed,
-                         FusedTrainConfig(epochs=args.epochs, threads=args.threads), log=print)
+                         FusedTrainConfig(epochs=args.epochs, threads=args.threads, lr=args.lr, seed=args.seed),
+                         log=print)
     print(f"wrote {args.out}")
     return 0
 

@@ -340,7 +340,8 @@ class ControlParams(ControlShellParams):
 
     goal_image: str = param("", "Image file whose latent is the goal at start: encoded by a camera model, or "
                                 "with another model looked up among the remembered camera views (view_memory) as "
-                                "soon as one matches; " + _GOAL_WAIT, read_only=True)
+                                "soon as one matches (a fused model: its camera expert's joint latent of the image "
+                                "until then); " + _GOAL_WAIT, read_only=True)
     tolerance: float = param(0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
                                   "(model.json training.control.tolerance: <= 0.10 m and 5 deg).", range=(0.0, 100.0))
     view_memory: int = param(3000, "Camera views (camera/image_raw) remembered beside the latent of the same "

@@ -14,7 +14,10 @@ goal), `servo/clear_goal` (std_srvs/Trigger: forget the goal and stop), `servo/g
 model encodes a goal image (`_encode_goal_image`); a model of another sensor (the packaged LaserScan control
 model) looks it up among the camera views it has seen (`view_memory`, vae_ros.control.runtime.view_memory: frames
 on `camera/image_raw` kept beside the latent of the same instant): the matching view's latent becomes the
-goal, and an image that matches no remembered view waits, the robot stopped, until one does.
+goal, and an image that matches no remembered view waits, the robot stopped, until one does. A fused camera +
+LiDAR model looks it up the same way, but an image no remembered view matches becomes at once the camera
+expert's joint latent of it (its posterior mean from the image alone), replaced by the view's latent as soon as
+a view the robot sees matches it; the log line of the new goal says which (docs/FUSION.md).
 
 Scan safety (vae_ros.control.runtime.safety, the layer every controller and the in-process episodes run): every
 command is checked against the newest LaserScan on `scan` (sensor-data QoS) before it is published: along
@@ -54,7 +57,7 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from vae_ros.control.runtime.control_model import calibrated_tolerance, latent_model_dir
+from vae_ros.control.runtime.control_model import calibrated_tolerance, goal_camera_dir, latent_model_dir
 from vae_ros.control.runtime.safety import (
     STOPPED,
     SafetyVerdict,
@@ -145,6 +148,9 @@ class ControlNode(Node):
 
         # A fused model's latent range is its LiDAR expert's (control_model.latent_model_dir).
         self._latent_bound = latent_bound(load_config(latent_model_dir(model_dir)).training)
+        # A fused model's camera expert: goal images become joint latents through it (docs/FUSION.md).
+        self._goal_camera_dir = goal_camera_dir(model_dir)
+        self._goal_camera_backend: Any = None
         # Bumped (lock held) by every new goal, clear and stop: work begun before (a plan) must not act after.
         self._command_epoch = 0
         self._cleared_wall_ns = 0  # time.time_ns() of the last clear_goal (goal latents sent before are dropped)
@@ -219,15 +225,35 @@ class ControlNode(Node):
         raise InputError(self._image_goal_refusal())
 
     # -- goal images encoded (camera models) -----------------------------------------------------------------
+    def _encodes_goal_images(self) -> bool:
+        """Whether goal images are encoded: a camera model, or a fused model with a camera expert."""
+        return self._modality == "image" or self._goal_camera_dir is not None
+
     def _encode_goal(self, image: np.ndarray) -> np.ndarray:
-        """A goal image (H, W[, C]) -> its latent (D,), by the controller's camera model."""
-        if self._modality != "image":
-            raise InputError(self._image_goal_refusal())
+        """A goal image (H, W[, C]) -> its latent (D,), by the controller's camera model, or for a fused model by
+        its camera expert (the posterior mean of the joint latent given the image alone)."""
         from vae_ros.core.backends import load_config
         from vae_ros.core.preprocess import preprocess_image
 
+        if self._goal_camera_dir is not None:
+            sample = preprocess_image(image, load_config(self._goal_camera_dir).image_spec)  # (C, H, W)
+            return np.asarray(self._camera_expert().encode(sample[None])[0][0])
+        if self._modality != "image":
+            raise InputError(self._image_goal_refusal())
         sample = preprocess_image(image, load_config(latent_model_dir(self._control_model_dir)).image_spec)  # (C, H, W)
         return np.asarray(self._goal_encoder().encode(sample[None])[0][0])
+
+    def _camera_expert(self) -> Any:
+        """The fused model's camera expert (a backend: ONNX Runtime where the export is there, no torch), made on
+        first use; the node's `backend` and `device` where it has them."""
+        if self._goal_camera_backend is None:
+            from vae_ros.core.backends import create_backend
+
+            if self._goal_camera_dir is None:
+                raise InputError(self._image_goal_refusal())
+            backend, device = getattr(self.params, "backend", "auto"), getattr(self.params, "device", "cpu")
+            self._goal_camera_backend = create_backend(self._goal_camera_dir, backend, device, threads=1)
+        return self._goal_camera_backend
 
     def _encode_goal_image(self, msg: Any) -> np.ndarray:
         """A goal image message (sensor_msgs/Image) -> its latent (D,)."""
@@ -241,18 +267,21 @@ class ControlNode(Node):
         from vae_ros.core.errors import ConfigError
         from vae_ros.core.preprocess import read_image_file
 
-        if self.views is None and self._modality != "image":
+        if self.views is None and not self._encodes_goal_images():
             raise ConfigError(f"goal_image {path!r}: {self._image_goal_refusal()}")
         try:
             if self.views is not None:
-                self._apply_view_lookup(*self._lookup_view(read_image_file(path)), f"goal_image {path}")
+                image = read_image_file(path)
+                self._apply_view_lookup(*self._lookup_view(image), f"goal_image {path}",
+                                        *self._camera_fallback(image))
             else:
                 self._set_goal(self._encode_goal(read_image_file(path)), "goal_image parameter")
         except InputError as err:
             raise ConfigError(f"goal_image {path!r}: {err}") from err
 
     def _image_goal_refusal(self) -> str:
-        return (f"goal images need a camera model or the view memory (view_memory > 0); {self._control_model_dir} "
+        return (f"goal images need a camera model, a fused model with a camera expert or the view memory "
+                f"(view_memory > 0); {self._control_model_dir} "
                 f"is a {self._modality} model: teach the goal with {SET_GOAL_SERVICE} or send its latent on "
                 f"{GOAL_LATENT_TOPIC}")
 
@@ -332,7 +361,8 @@ class ControlNode(Node):
             if self.views is None:
                 outcome = self._encode_goal_image(msg)
             else:
-                outcome = self._lookup_view(image_msg_to_array(msg))
+                image = image_msg_to_array(msg)
+                outcome = (*self._lookup_view(image), *self._camera_fallback(image))
         except Exception as err:  # noqa: BLE001 - re-raised in the executor, where the guard counts it
             outcome = err
         with self._outcome_lock:
@@ -349,8 +379,8 @@ class ControlNode(Node):
         if isinstance(outcome, BaseException):
             raise outcome
         if isinstance(outcome, tuple):
-            found, descriptor = outcome
-            self._apply_view_lookup(found, descriptor, source)
+            found, descriptor, *camera = outcome  # camera: [the camera expert's latent] with a fused model
+            self._apply_view_lookup(found, descriptor, source, *camera)
         else:
             self._set_goal(outcome, source)
 
@@ -363,13 +393,29 @@ class ControlNode(Node):
             found = views.best(image)  # InputError for an image that cannot be a view (uniform, bad shape)
         return found, view_descriptor(image, views.config.size)
 
-    def _apply_view_lookup(self, found: Match | None, descriptor: np.ndarray, source: str) -> None:
-        """The latent of the remembered view the goal image shows becomes the goal, or the robot stops and waits."""
+    def _camera_fallback(self, image: np.ndarray) -> tuple[np.ndarray] | tuple[()]:
+        """With a fused model's camera expert: (the image's joint latent,), for a goal image no remembered view
+        matches; () otherwise (the robot then waits for the view)."""
+        return (self._encode_goal(image),) if self._goal_camera_dir is not None else ()
+
+    def _apply_view_lookup(self, found: Match | None, descriptor: np.ndarray, source: str,
+                           camera_latent: np.ndarray | None = None) -> None:
+        """The latent of the remembered view the goal image shows becomes the goal. Otherwise, with a fused model,
+        the camera expert's joint latent of the image (`camera_latent`) is the goal until a view the robot sees
+        matches the image (that view's latent replaces it: _remember); else the robot stops and waits."""
         views = self.views
         if views is None:
             raise InputError(self._image_goal_refusal())
         if found is not None and found.score >= views.config.min_score:
             self._goal_matched(found, source)
+            return
+        best = "no view remembered yet" if found is None else f"best NCC {found.score:.3f}"
+        if camera_latent is not None:
+            self._set_goal(camera_latent, f"{source} (the camera expert's joint latent of the image: it matches no "
+                                          f"remembered view, {best}; replaced by the view's latent once one matches)")
+            with self._lock:
+                self._pending_goal_image = (descriptor, source)
+                self.goal_image_score = None if found is None else found.score
             return
         # Not seen (yet): stop and wait. Every new view is compared with it (_remember).
         with self._lock:
@@ -378,7 +424,6 @@ class ControlNode(Node):
             self.goal_image_score = None if found is None else found.score
             self._stop()
             self._reset_for_goal()
-        best = "no view remembered yet" if found is None else f"best NCC {found.score:.3f}"
         self.get_logger().warning(f"goal image from {source} matches no remembered camera view ({best} < "
                                   f"{views.config.min_score}); stopped, waiting until the robot has seen it")
 
@@ -429,7 +474,8 @@ class ControlNode(Node):
             return []
         if self._pending_goal_image is not None:
             score = "none" if self.goal_image_score is None else f"{self.goal_image_score:.3f}"
-            goal = f"waiting for a matching view ({self._pending_goal_image[1]}; best NCC so far {score})"
+            what = "camera expert's latent until a view matches" if self.goal is not None else "waiting for a matching view"
+            goal = f"{what} ({self._pending_goal_image[1]}; best NCC so far {score})"
         elif self.goal_image_score is not None:
             goal = f"matched, NCC {self.goal_image_score:.3f}"
         else:
