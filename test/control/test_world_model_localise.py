@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_ros.control.evaluation.episodes import sample_hard_episodes
+from vae_ros.control.evaluation.episodes import (
+    EpisodeConfig,
+    WorldModelController,
+    run_episode,
+    sample_hard_episodes,
+)
 from vae_ros.control.runtime.control_model import ControlModel, turned_scans
 from vae_ros.control.runtime.dynamics import load_dynamics_dir
 from vae_ros.control.runtime.planner import (
@@ -23,6 +28,7 @@ from vae_ros.control.runtime.planner import (
     plan_step,
     turned_goal_views,
 )
+from vae_ros.control.runtime.servo import ServoConfig
 from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.ros.kit.params import WorldModelParams
 from vae_ros.sim.geometry import wrap_angle
@@ -136,7 +142,8 @@ def test_a_stalled_plan_with_the_goal_behind_turns_in_place_towards_it(model: Co
     # Not before the plan has stalled, nor with the goal ahead, nor without the option
     for start, cfg in ((MpcState(belief=behind, support=20, stalled=steps - 1, step=1), turning),
                        (MpcState(belief=(1.5, 0.2, 3.0), support=20, stalled=steps, step=1), turning),
-                       (MpcState(belief=behind, support=20, stalled=steps, step=1), config)):
+                       (MpcState(belief=behind, support=20, stalled=steps, step=1),
+                        replace(config, stall_turn=False))):
         assert plan_step(start, z, z_goal, cfg)[0].turning == 0
 
 
@@ -144,3 +151,17 @@ def test_the_localiser_parameter_is_checked() -> None:
     WorldModelParams(localiser="turned_scan").validate()
     with pytest.raises(ConfigError, match="localiser"):
         WorldModelParams(localiser="sideways").validate()
+
+
+def test_a_hard_start_wedged_with_the_goal_behind_is_reached_by_turning_in_place(model: ControlModel,
+                                                                                config: MpcConfig) -> None:
+    # Hard episode 8 of held-out world 7919 (episode seed 123): the robot backed towards the goal behind it
+    # until the scan safety layer held it 0.15 m from an object, the plan stood still, and after 30 s it was
+    # lost 1.84 m away having driven 0.13 m. Turning in place towards the goal when stalled, it arrives.
+    assert model.tolerance is not None and config.stall_turn
+    servo = ServoConfig(tolerance=model.tolerance)
+    with SimWorld(SimConfig(seed=7919, image_width=16, image_height=16)) as world:
+        episode = sample_hard_episodes(world, 9, np.random.default_rng([123, 7919]))[8]
+        result = run_episode(world, model, episode, servo, EpisodeConfig(time_limit=20.0),
+                             controller=WorldModelController(config))
+    assert result.success and not result.collided

@@ -234,12 +234,13 @@ def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: fl
     through the head over 3 s of commands held 0.5 s, the servo law as a candidate and near the goal, the
     imagined look-around, goals disproved on arrival, the LiDAR fail-safe with a 0.2 m margin (the scan plane
     sees a post under an overhanging sphere and box faces inside the footprints: README, World model) and the
-    detour cost. `overrides` replace any field."""
+    detour cost, and the turn in place towards a goal behind a stalled plan (stall_turn). `overrides` replace
+    any field."""
     settings: dict[str, Any] = {
         "horizon": 30, "samples": 150, "iterations": 3, "elites": 15, "action_repeat": 5, "cost": "pose",
         "terminal_weight": 1.0, "localise": True, "handover_distance": 0.8, "handover_yaw": math.radians(50.0),
         "lost_after_s": 30.0, "reject_factor": 1.8, "safety_margin": 0.2, "collision_speed_margin": 0.3,
-        "detour": True, "handover_near": 0.5, "primitives": True, "stall_after_s": 2.0}
+        "detour": True, "handover_near": 0.5, "primitives": True, "stall_after_s": 2.0, "stall_turn": True}
     settings.update(overrides)
     servo = settings.pop("servo", None) or ServoConfig(tolerance=tolerance)
     config = MpcConfig(dynamics=dynamics, head=head, tolerance=tolerance, servo=servo, **settings)
