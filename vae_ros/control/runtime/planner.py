@@ -18,8 +18,10 @@ Cost of a sequence: mean squared latent distance to the goal over the horizon (t
 Shaped for a differential drive (`differential_drive_config`, README "World model"): the pose cost through
 the control model's head, an imagined look-around for goals out of the head's range, goals disproved on
 arrival (a place whose scan aliases the goal's) and looked for elsewhere, a waypoint on a grid path round
-what blocks the straight way, short manoeuvres that stop and a rule that a stalled plan must move, and
-`safe_command`, a LiDAR fail-safe on every command sent (the servo law's after the hand-over too).
+what blocks the straight way, short manoeuvres that stop and a rule that a stalled plan must move (turning
+in place towards a goal behind it first), and `safe_command`, a LiDAR fail-safe on every command sent (the
+servo law's after the hand-over too). The look-around can also turn the robot's own scan or the goal's
+instead of imagining the turn (`localiser`; docs/CONTROL.md, issue 21 section 2, has what each gave).
 
 State is passed explicitly: `plan_step(state, z, z_goal, config[, obstacles]) -> (state, (v, w))`, one call per
 model step; world_model_node and closed-loop evaluation (vae_ros.control.evaluation.episodes) both call it.
@@ -102,10 +104,10 @@ class MpcConfig:
     # (D,) goal latent, (T,) turns rad -> (T, D), e.g. ControlModel.goal_turner; once per goal), "both" (the
     # imagined and the turned-goal readings in one vote) or "turned_scan" (the current LiDAR scan turned to
     # the goal_turns headings and encoded: what the robot would see turning in place, with no model; plan_step's
-    # `turned_scan`, e.g. ControlModel.scan_turner). See look_around and docs/CONTROL.md.
+    # `turned_scan`, e.g. ControlModel.turned_scan_latents). See look_around and docs/CONTROL.md.
     localiser: str = "imagined"
     goal_turner: Any = field(default=None, repr=False)
-    goal_turns: int = 18
+    goal_turns: int = 18  # turned views round the circle (20 deg apart; offline a 10 deg grid did no better)
     relocalise_every: int = 10  # plans between two look-arounds
     # A believed goal is disproved on arrival: the belief puts the goal here (within arrive_radius and
     # arrive_yaw) but the latent error stays above reject_factor tolerances and has not improved (by 5 %)
