@@ -107,7 +107,7 @@ class MpcConfig:
     # `turned_scan`, e.g. ControlModel.turned_scan_latents). See look_around and docs/CONTROL.md.
     localiser: str = "imagined"
     goal_turner: Any = field(default=None, repr=False)
-    goal_turns: int = 18  # turned views round the circle (20 deg apart; offline a 10 deg grid did no better)
+    goal_turns: int = 18  # turned views round the circle (20 deg apart; 10 deg gave about the same offline)
     relocalise_every: int = 10  # plans between two look-arounds
     # A believed goal is disproved on arrival: the belief puts the goal here (within arrive_radius and
     # arrive_yaw) but the latent error stays above reject_factor tolerances and has not improved (by 5 %)
