@@ -71,6 +71,8 @@ def test_bad_model_directory_is_one_line(tmp_path: Path) -> None:
     (["--drop", "scan"], "not one"),  # the packaged control model is not a fused model
     (["--drop", "sonar"], "--drop"),
     (["--drop-after", "-1"], "--drop-after"),
+    (["--localiser", "turned_scan"], "--controller world_model"),  # the servo has no look-around
+    (["--controller", "world_model", "--localiser", "sideways"], "--localiser"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args: list[str], fragment: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

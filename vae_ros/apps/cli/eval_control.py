@@ -105,6 +105,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     episodes.add_argument("--hard", action="store_true",
                           help="hard episodes instead: the goal behind the robot and turned 90-180 deg, 1-2 m away, "
                                "every third one with its straight path blocked by an object")
+    episodes.add_argument("--localiser", choices=("imagined", "turned_scan", "turned_goal", "both"), default=None,
+                          help="world_model: how the planner looks for a goal its head cannot see (world_model_node's "
+                               "`localiser`; default: the planner's, imagined): imagined turning, the robot's own "
+                               "scan turned in place, the goal's scan turned, or imagined and turned goal together")
     episodes.add_argument("--no-collision-cost", action="store_true",
                           help="world_model: plan without the LaserScan collision cost")
     episodes.add_argument("--scan-safety", choices=("on", "off", "both"), default="on",
@@ -195,6 +199,8 @@ def _run_episodes(args: argparse.Namespace) -> int:
     servo = ServoConfig(tolerance=tolerance)
     episode_config = EpisodeConfig(time_limit=args.time_limit)
     controller = None
+    if args.localiser and args.controller != "world_model":
+        raise ConfigError("--localiser is the world model planner's; add --controller world_model")
     if args.controller == "world_model":
         if args.baselines:
             raise ConfigError("--baselines run the servo; leave them out with --controller world_model")
@@ -211,8 +217,14 @@ def _run_episodes(args: argparse.Namespace) -> int:
         if dynamics.latent_dim != model.latent_dim:
             raise ConfigError(f"dynamics {dynamics_dir} predicts {dynamics.latent_dim}-D latents, the model has "
                               f"{model.latent_dim}")
-        controller = WorldModelController(differential_drive_config(dynamics, model.head, tolerance, servo=servo),
-                                          collision=not args.no_collision_cost)
+        localiser: dict[str, Any] = {}
+        if args.localiser:
+            localiser["localiser"] = args.localiser
+            if args.localiser in ("turned_goal", "both"):
+                localiser["goal_turner"] = model.goal_turner()
+        controller = WorldModelController(differential_drive_config(dynamics, model.head, tolerance, servo=servo,
+                                                                    **localiser),
+                                          collision=not args.no_collision_cost, model=model)
     sample = sample_hard_episodes if args.hard else sample_episodes
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -479,6 +491,8 @@ def _episodes_command(args: argparse.Namespace, seeds: list[int]) -> str:
         parts.append(f"--controller {args.controller}" + (f" --dynamics {args.dynamics}" if args.dynamics else ""))
         if args.no_collision_cost:
             parts.append("--no-collision-cost")
+        if args.localiser:
+            parts.append(f"--localiser {args.localiser}")
     if args.hard:
         parts.append("--hard")
     if args.drop:

@@ -181,18 +181,26 @@ class WorldModelController:
     """The world model's MPC as an episode's controller: plan_step on the latent, with the collision cost
     from the robot's own LaserScan when `collision` (as world_model_node runs it)."""
 
-    def __init__(self, config: MpcConfig, collision: bool = True) -> None:
+    def __init__(self, config: MpcConfig, collision: bool = True, model: ControlModel | None = None) -> None:
         config.validate()
         self.config = config
         self.collision = collision
+        self.model = model  # encodes the turned scan for the "turned_scan" localiser
 
     def step(self, state: MpcState | None, z: np.ndarray, z_goal: np.ndarray,
              world: Any) -> tuple[MpcState, tuple[float, float]]:
         obstacles = None
+        geo = world.scan_geometry
         if self.collision:
-            geo = world.scan_geometry
             obstacles = scan_obstacles(world.scan(), geo.angle_min, geo.angle_increment)
-        return plan_step(state if state is not None else MpcState(), z, z_goal, self.config, obstacles)
+        turned_scan = None
+        if self.model is not None and self.config.localiser == "turned_scan":
+            model = self.model
+
+            def turned_scan(turns: np.ndarray) -> np.ndarray:
+                return model.turned_scan_latents(world.scan(), geo.angle_min, geo.angle_increment, geo.range_min,
+                                                 geo.range_max, turns)
+        return plan_step(state if state is not None else MpcState(), z, z_goal, self.config, obstacles, turned_scan)
 
 
 def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, servo: ServoConfig,

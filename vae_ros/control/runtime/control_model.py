@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vae_ros.control.runtime.pose_head import PoseHeadNumpy
-from vae_ros.core.errors import ConfigError
+from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.core.preprocess import preprocess_scan
 
 CONTROL_MODEL = "control_default"
@@ -123,11 +124,8 @@ class ControlModel:
     def scan_latents(self, scans: np.ndarray, angle_min: float, angle_increment: float, range_min: float,
                      range_max: float) -> np.ndarray:
         """(K, beams) LaserScan ranges of one geometry -> (K, D) latent means (the encoder node's path)."""
-        spec = self.config.scan_spec
-        batch = np.stack([preprocess_scan(r, angle_min, angle_increment, range_min, range_max, spec)
-                          for r in np.atleast_2d(np.asarray(scans, dtype=np.float32))])  # (K, 2, beams)
-        mean, _ = self.backend.encode(batch)
-        return np.asarray(mean, dtype=np.float64)
+        return encode_scans(self.backend, self.config.scan_spec, scans, angle_min, angle_increment, range_min,
+                            range_max)
 
     def latent(self, world: Any) -> np.ndarray:
         """(D,) latent of what the simulated robot's LiDAR sees now (a vae_ros.sim.world.SimWorld)."""
@@ -142,6 +140,56 @@ class ControlModel:
 
         return scan_turned_views(self.backend, self.config, latents)
 
+    def turned_scan_latents(self, ranges: np.ndarray, angle_min: float, angle_increment: float, range_min: float,
+                            range_max: float, turns: np.ndarray) -> np.ndarray:
+        """(T, D) latents of one full-turn LaserScan (beams,) as the robot would see it turned in place by each of
+        `turns` (rad): a robot turned by +t sees its scan rolled by -t (whole beams). The world model planner's
+        `turned_scan` localiser (vae_ros.control.runtime.planner.plan_step)."""
+        return self.scan_latents(turned_scans(ranges, angle_increment, turns), angle_min, angle_increment,
+                                 range_min, range_max).astype(np.float32)
+
+    def goal_turner(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+        """The world model planner's goal_turner for this model: (goal latent (D,), turns (T,) rad) -> (T, D)
+        latents of the goal's place seen with its yaw + each turn (its scan decoded, rolled, encoded again:
+        route_follower.turned_views); None when the model's LiDAR does not see the full turn."""
+        from vae_ros.control.runtime.route_follower import full_turn_scan_model
+
+        if not full_turn_scan_model(self.config):
+            return None
+        return lambda z_goal, turns: goal_turner(self.backend, z_goal, turns)
+
     def estimate(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
         """(3,) the goal's (dx, dy, dyaw) in the robot frame, from the two latents."""
         return self.head.estimate(z, z_goal)
+
+
+def goal_turner(backend: Any, z_goal: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """(T, D) a full-turn LiDAR model's latents of the goal's place seen with its yaw + each of `turns` (rad):
+    a robot turned by +t sees its scan rolled by -t (route_follower.turned_views rolls by +angle)."""
+    from vae_ros.control.runtime.route_follower import turned_views
+
+    angles = tuple(-math.degrees(float(t)) for t in np.asarray(turns).reshape(-1))
+    views = turned_views(np.asarray(z_goal, np.float32).reshape(1, -1), backend.decode,
+                         lambda x: backend.encode(x)[0], angles)  # (1 + T, 1, D)
+    return np.asarray(views[1:, 0], np.float32)
+
+
+def turned_scans(ranges: np.ndarray, angle_increment: float, turns: np.ndarray) -> np.ndarray:
+    """(T, beams) one full-turn scan (beams,) as seen turned in place by each of `turns` (rad): rolled by -t in
+    whole beams. Refuses a scan that does not cover the full turn (a turned one would need beams it never saw)."""
+    r = np.asarray(ranges, np.float32).reshape(-1)
+    if not (angle_increment > 0 and abs(r.size * angle_increment - 2.0 * math.pi) <= 1.5 * angle_increment):
+        raise InputError(f"a scan of {r.size} beams {angle_increment:.4f} rad apart does not cover the full turn; "
+                         "only a full-turn scan can be turned in place")
+    shifts = [-int(round(float(t) / angle_increment)) for t in np.asarray(turns).reshape(-1)]
+    return np.stack([np.roll(r, shift) for shift in shifts])
+
+
+def encode_scans(backend: Any, spec: Any, scans: np.ndarray, angle_min: float, angle_increment: float,
+                 range_min: float, range_max: float) -> np.ndarray:
+    """(K, beams) LaserScan ranges of one geometry -> (K, D) latent means, by a scan model's backend
+    (vae_ros.core.backends) and its scan_spec: the encoder node's path."""
+    batch = np.stack([preprocess_scan(r, angle_min, angle_increment, range_min, range_max, spec)
+                      for r in np.atleast_2d(np.asarray(scans, dtype=np.float32))])  # (K, 2, beams)
+    mean, _ = backend.encode(batch)
+    return np.asarray(mean, dtype=np.float64)

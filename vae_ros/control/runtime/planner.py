@@ -18,8 +18,10 @@ Cost of a sequence: mean squared latent distance to the goal over the horizon (t
 Shaped for a differential drive (`differential_drive_config`, README "World model"): the pose cost through
 the control model's head, an imagined look-around for goals out of the head's range, goals disproved on
 arrival (a place whose scan aliases the goal's) and looked for elsewhere, a waypoint on a grid path round
-what blocks the straight way, short manoeuvres that stop and a rule that a stalled plan must move, and
-`safe_command`, a LiDAR fail-safe on every command sent (the servo law's after the hand-over too).
+what blocks the straight way, short manoeuvres that stop and a rule that a stalled plan must move (turning
+in place towards a goal behind it first), and `safe_command`, a LiDAR fail-safe on every command sent (the
+servo law's after the hand-over too). The look-around can also turn the robot's own scan or the goal's
+instead of imagining the turn (`localiser`; docs/CONTROL.md, issue 21 section 2, has what each gave).
 
 State is passed explicitly: `plan_step(state, z, z_goal, config[, obstacles]) -> (state, (v, w))`, one call per
 model step; world_model_node and closed-loop evaluation (vae_ros.control.evaluation.episodes) both call it.
@@ -29,6 +31,7 @@ Convergence and LOST follow the servo's rules.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -51,6 +54,7 @@ from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.sim.geometry import wrap_angle, wrap_angles
 
 COSTS = ("latent", "pose")
+LOCALISERS = ("imagined", "turned_goal", "both", "turned_scan")
 PLAN, SERVO = "plan", "servo"
 
 
@@ -95,6 +99,15 @@ class MpcConfig:
     # look around in imagination (see look_around) and carry the belief through the executed commands.
     localise: bool = False
     look_steps: int = 40  # model steps of imagined turning in place, each way
+    # localiser: "imagined" (the model imagines turning), "turned_goal" (the goal's full-turn scan turned
+    # instead: decoded, rolled to goal_turns headings round the circle and encoded again by `goal_turner`,
+    # (D,) goal latent, (T,) turns rad -> (T, D), e.g. ControlModel.goal_turner; once per goal), "both" (the
+    # imagined and the turned-goal readings in one vote) or "turned_scan" (the current LiDAR scan turned to
+    # the goal_turns headings and encoded: what the robot would see turning in place, with no model; plan_step's
+    # `turned_scan`, e.g. ControlModel.turned_scan_latents). See look_around and docs/CONTROL.md.
+    localiser: str = "imagined"
+    goal_turner: Any = field(default=None, repr=False)
+    goal_turns: int = 18  # turned views round the circle (20 deg apart; 10 deg gave about the same offline)
     relocalise_every: int = 10  # plans between two look-arounds
     # A believed goal is disproved on arrival: the belief puts the goal here (within arrive_radius and
     # arrive_yaw) but the latent error stays above reject_factor tolerances and has not improved (by 5 %)
@@ -111,6 +124,14 @@ class MpcConfig:
     # Stalled: the plan has held the robot still for stall_after_s away from the goal; the next plan must move
     # (the cheapest candidate that does; the fail-safe still applies). 0: never.
     stall_after_s: float = 0.0
+    # ... and where the believed goal is then farther than handover_distance and more than 60 deg off the
+    # heading, the robot turns in place towards it (at stall_turn_rate x max_angular) until it is within
+    # stall_turn_ahead of straight ahead, and plans again from there; the belief's support is reset, so the
+    # next look-around (now from views facing the goal) replaces it. Backing towards a goal behind it, the
+    # robot stopped at a wall, and the 3 s horizon never saw a half turn pay off (measured, docs/CONTROL.md).
+    stall_turn: bool = False
+    stall_turn_ahead: float = math.radians(20.0)
+    stall_turn_rate: float = 0.75
     reject_radius: float = 0.4  # m
     # Fail-safe on the LiDAR points (with obstacles given, in the servo hand-over too): the linear speed is cut
     # until the command, held safety_time, keeps the robot's centre robot_radius + safety_margin from every
@@ -159,7 +180,7 @@ class MpcConfig:
             raise ConfigError(f"planner action_repeat must be in [1, horizon], got {self.action_repeat}")
         for name in ("heading_weight", "yaw_weight", "near_radius", "handover_distance", "handover_yaw", "handover_near",
                      "reject_factor", "reject_after_s", "arrive_radius", "arrive_yaw", "reject_radius",
-                     "stall_after_s", "reject_min_support",
+                     "stall_after_s", "reject_min_support", "stall_turn_ahead", "stall_turn_rate",
                      "robot_radius", "safety_margin", "safety_time", "collision_speed_margin"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -168,6 +189,11 @@ class MpcConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"planner {name} must be a positive number, got {value}")
+        if self.localiser not in LOCALISERS:
+            raise ConfigError(f"planner localiser must be one of {', '.join(LOCALISERS)}, got {self.localiser!r}")
+        if self.localiser != "imagined" and self.goal_turns < 2:
+            raise ConfigError(f"planner goal_turns must be >= 2 with the {self.localiser!r} localiser, got "
+                              f"{self.goal_turns}")
         if self.handover_distance > 0 and self.servo is None:
             raise ConfigError("planner handover_distance needs the servo law (servo)")
 
@@ -199,6 +225,10 @@ class MpcState:
     arrived: int = 0  # consecutive steps at the believed goal with the latent error too high
     safety_stops: int = 0  # steps the fail-safe cut the linear speed
     stalled: int = 0  # consecutive plans that held the robot still
+    turning: int = 0  # stall_turn: +1 / -1 while turning in place towards the believed goal (left / right), else 0
+    # The goal turned round the circle (turned_goal_views): (goal latent they were made of (D,), views (T, D));
+    # made once per goal, None where the localiser does not turn the goal or the model cannot.
+    goal_views: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
 
 def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: float, **overrides: Any) -> MpcConfig:
@@ -206,12 +236,13 @@ def differential_drive_config(dynamics: LatentDynamics, head: Any, tolerance: fl
     through the head over 3 s of commands held 0.5 s, the servo law as a candidate and near the goal, the
     imagined look-around, goals disproved on arrival, the LiDAR fail-safe with a 0.2 m margin (the scan plane
     sees a post under an overhanging sphere and box faces inside the footprints: README, World model) and the
-    detour cost. `overrides` replace any field."""
+    detour cost, and the turn in place towards a goal behind a stalled plan (stall_turn). `overrides` replace
+    any field."""
     settings: dict[str, Any] = {
         "horizon": 30, "samples": 150, "iterations": 3, "elites": 15, "action_repeat": 5, "cost": "pose",
         "terminal_weight": 1.0, "localise": True, "handover_distance": 0.8, "handover_yaw": math.radians(50.0),
         "lost_after_s": 30.0, "reject_factor": 1.8, "safety_margin": 0.2, "collision_speed_margin": 0.3,
-        "detour": True, "handover_near": 0.5, "primitives": True, "stall_after_s": 2.0}
+        "detour": True, "handover_near": 0.5, "primitives": True, "stall_after_s": 2.0, "stall_turn": True}
     settings.update(overrides)
     servo = settings.pop("servo", None) or ServoConfig(tolerance=tolerance)
     config = MpcConfig(dynamics=dynamics, head=head, tolerance=tolerance, servo=servo, **settings)
@@ -256,17 +287,28 @@ def _goal_in_frames(goal: np.ndarray, actions: np.ndarray, dt: float, steps: np.
                      wrap_angles(goal[2] - yaw)], axis=-1)
 
 
-def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command: tuple[float, float],
-                exclude: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Where the goal is, from views imagined turning in place: -> (goal pose (3,) robot frame, support).
+def goal_turn_angles(config: MpcConfig) -> np.ndarray:
+    """(T,) the turns (rad) of the goal's views for the turned localiser: goal_turns evenly round the circle,
+    0 (the goal itself) first."""
+    return np.asarray(wrap_angles(np.arange(config.goal_turns) * (2.0 * math.pi / config.goal_turns)), np.float64)
 
-    The model predicts the latents of turning left and right for `look_steps`; the head reads the goal from
-    each and the reading is turned back into the current frame. Readings from headings where the goal is
-    within the head's range agree with each other, those from outside it scatter: the belief is the mean of
-    the largest group that agrees within 0.25 m and 25 deg, and `support` its size. Readings within
-    `reject_radius` of an `exclude` position (K, 2), robot frame (disproved goals), do not count; with none
-    left, support is 0.
-    """
+
+def turned_goal_views(config: MpcConfig, z_goal: np.ndarray) -> np.ndarray | None:
+    """(T, D) the latents of the goal's place seen turned by goal_turn_angles (the goal's yaw + each turn), from
+    the config's goal_turner; None where the localiser is the imagined one or there is no turner."""
+    if config.localiser not in ("turned_goal", "both") or config.goal_turner is None:
+        return None
+    views = np.asarray(config.goal_turner(np.asarray(z_goal, np.float32), goal_turn_angles(config)), np.float32)
+    if views.shape != (config.goal_turns, z_goal.size) or not np.all(np.isfinite(views)):
+        raise InputError(f"goal_turner gave {views.shape} latents for {config.goal_turns} turns of a "
+                         f"{z_goal.size}-D goal, or values that are not finite")
+    return views
+
+
+def _imagined_goals(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray,
+                    command: tuple[float, float]) -> np.ndarray:
+    """(1 + 2 look_steps, 3) the goal pose (robot frame now) as the head reads it from each view imagined
+    turning in place left and right for look_steps (and from here)."""
     dyn, dt, n = config.dynamics, config.dynamics.dt, config.look_steps
     turns = np.zeros((2, n, 2), np.float32)
     turns[0, :, 1], turns[1, :, 1] = config.max_angular, -config.max_angular
@@ -277,8 +319,51 @@ def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command: t
     pos = np.concatenate([np.zeros((1, 2), np.float32), _kinematic_positions(turns, dt).reshape(-1, 2)])
     yaw = np.concatenate([[0.0], (np.cumsum(turns[..., 1], axis=1) * dt).reshape(-1)])
     c, s = np.cos(yaw), np.sin(yaw)
-    goals = np.stack([pos[:, 0] + c * readings[:, 0] - s * readings[:, 1],
-                      pos[:, 1] + s * readings[:, 0] + c * readings[:, 1], yaw + readings[:, 2]], axis=1)
+    return np.stack([pos[:, 0] + c * readings[:, 0] - s * readings[:, 1],
+                     pos[:, 1] + s * readings[:, 0] + c * readings[:, 1], yaw + readings[:, 2]], axis=1)
+
+
+def turned_look(config: MpcConfig, z: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """(T, 3) the goal pose (robot frame) as the head reads it against each turned view of the goal: a view
+    turned by t is the goal's place with its yaw + t, so the reading's yaw less t is the goal's. Where t
+    brings the goal's yaw into the head's range (~70 deg) the readings agree; one head pass, no model."""
+    readings = config.head.estimate_batch(np.repeat(np.asarray(z, np.float32)[None], len(views), 0), views)
+    return np.stack([readings[:, 0], readings[:, 1], readings[:, 2] - goal_turn_angles(config)], axis=1)
+
+
+def turned_scan_look(config: MpcConfig, here: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
+    """(T, 3) the goal pose (robot frame) as the head reads it from the latents `here` (T, D) of the current
+    scan turned by goal_turn_angles (the robot's own view turned in place by t, turned back by t)."""
+    turns = goal_turn_angles(config)
+    readings = config.head.estimate_batch(np.asarray(here, np.float32), z_goal)
+    c, s = np.cos(turns), np.sin(turns)
+    return np.stack([c * readings[:, 0] - s * readings[:, 1], s * readings[:, 0] + c * readings[:, 1],
+                     readings[:, 2] + turns], axis=1)
+
+
+def look_around(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, command: tuple[float, float],
+                exclude: np.ndarray | None = None, views: np.ndarray | None = None,
+                here: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Where the goal is, from views imagined turning in place: -> (goal pose (3,) robot frame, support).
+
+    The model predicts the latents of turning left and right for `look_steps`; the head reads the goal from
+    each and the reading is turned back into the current frame. Readings from headings where the goal is
+    within the head's range agree with each other, those from outside it scatter: the belief is the mean of
+    the largest group that agrees within 0.25 m and 25 deg, and `support` its size. With the goal's turned
+    `views` (turned_goal_views) and the localiser "turned_goal", their readings (turned_look) take the
+    imagined ones' place; with "both" they vote beside them. With the current scan's turned latents `here`
+    and the localiser "turned_scan", theirs (turned_scan_look) do. Without what the localiser needs, the
+    imagined look-around. Readings within `reject_radius` of an `exclude` position (K, 2), robot frame
+    (disproved goals), do not count; with none left, support is 0.
+    """
+    parts = []
+    if views is not None and config.localiser in ("turned_goal", "both"):
+        parts.append(turned_look(config, z, views))
+    if here is not None and config.localiser == "turned_scan":
+        parts.append(turned_scan_look(config, here, z_goal))
+    if not parts or config.localiser == "both":
+        parts.append(_imagined_goals(config, z, z_goal, command))
+    goals = np.concatenate(parts)
     if exclude is not None and len(exclude):
         far = np.hypot(goals[:, None, 0] - exclude[None, :, 0], goals[:, None, 1] - exclude[None, :, 1])
         goals = goals[(far >= config.reject_radius).all(1)]
@@ -594,9 +679,12 @@ def _handover(state: MpcState, estimate: np.ndarray, config: MpcConfig) -> bool:
 
 
 def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcConfig,
-              obstacles: np.ndarray | None = None) -> tuple[MpcState, tuple[float, float]]:
-    """One receding-horizon step: (state, latent, goal latent, config[, obstacle points (P, 2) robot frame])
-    -> (state, (v, w)). Assumes one call per model step (config.dynamics.dt seconds)."""
+              obstacles: np.ndarray | None = None,
+              turned_scan: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[MpcState, tuple[float, float]]:
+    """One receding-horizon step: (state, latent, goal latent, config[, obstacle points (P, 2) robot frame,
+    turned_scan]) -> (state, (v, w)). Assumes one call per model step (config.dynamics.dt seconds).
+    `turned_scan`: (T,) turns rad -> (T, D) latents of the current scan turned by them, for the localiser
+    "turned_scan" (called only when it looks round; without it the imagined look-around stands in)."""
     dyn = config.dynamics
     z = np.asarray(z, np.float32).reshape(-1)
     z_goal = np.asarray(z_goal, np.float32).reshape(-1)
@@ -620,6 +708,22 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
     belief: np.ndarray | None = None
     rejected = _carry_points(state.rejected, state.command, dt) if state.rejected else ()
     arrived = 0
+    goal_views = state.goal_views
+    if config.localise and estimate is not None and config.localiser in ("turned_goal", "both"):
+        if goal_views is None or not np.array_equal(goal_views[0], z_goal):
+            made = turned_goal_views(config, z_goal)
+            goal_views = None if made is None else (z_goal.copy(), made)
+        common["goal_views"] = goal_views
+    views = None if goal_views is None else goal_views[1]
+
+    def here() -> np.ndarray | None:
+        if config.localiser != "turned_scan" or turned_scan is None:
+            return None
+        latents = np.asarray(turned_scan(goal_turn_angles(config)), np.float32)
+        if latents.shape != (config.goal_turns, dyn.latent_dim) or not np.all(np.isfinite(latents)):
+            raise InputError(f"turned_scan gave {latents.shape} latents for {config.goal_turns} turns, or values "
+                             "that are not finite")
+        return latents
     if config.localise and estimate is not None:
         support = state.support
         if state.belief is not None:
@@ -633,7 +737,7 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
         exclude = np.asarray(rejected, np.float32).reshape(-1, 2) if rejected else None
         looked = None
         if state.belief is None or state.step % config.relocalise_every == 0:
-            looked = look_around(config, z, z_goal, state.command, exclude)
+            looked = look_around(config, z, z_goal, state.command, exclude, views, here())
         if looked is not None and looked[1] > 0 and (belief is None or looked[1] >= support):
             belief, support = looked
         if belief is not None and config.reject_factor > 0:
@@ -642,12 +746,13 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
             arrived = state.arrived + 1 if at_goal and error > config.reject_factor * config.tolerance else 0
             if arrived * dt >= config.reject_after_s and since >= config.reject_after_s:
                 # here may not be the goal: look for it elsewhere, and go there if enough views agree on it
-                here = (float(belief[0]), float(belief[1]))
+                spot = (float(belief[0]), float(belief[1]))
                 other, other_support = look_around(config, z, z_goal, state.command,
-                                                   np.asarray((*rejected, here), np.float32).reshape(-1, 2))
+                                                   np.asarray((*rejected, spot), np.float32).reshape(-1, 2), views,
+                                                   here())
                 arrived = 0
                 if other_support >= config.reject_min_support:
-                    rejected = (*rejected, here)
+                    rejected = (*rejected, spot)
                     belief, support = other, other_support
                     common.update(best_error=math.inf, since_progress=0.0)
         if belief is not None:  # always, from the first look-around on
@@ -664,6 +769,16 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
             return replace(state, status=status, command=(v, w), plan=None, predicted=None, mode=SERVO,
                            servo=servo_state, **common), (v, w)
         # The servo law would drive into something: the planner, with its collision cost, drives this step.
+    must_move = config.stall_after_s > 0 and state.stalled * dt >= config.stall_after_s
+    if config.stall_turn and estimate is not None:
+        turn = _stall_turn(state, estimate, must_move, config)
+        if turn:
+            w = float(rate_limit(np.array([[[0.0, turn * config.stall_turn_rate * config.max_angular]]], np.float32),
+                                 state.command, config)[0, 0, 1])
+            if not state.turning:
+                common["support"] = 0  # whatever a look-around finds from the new heading replaces the belief
+            return replace(state, status=status, command=(0.0, w), plan=None, predicted=None, mode=PLAN,
+                           servo=None, stalled=0, turning=turn, **common), (0.0, w)
     rng = np.random.default_rng((config.seed, state.step))
     extras = []
     if config.servo is not None:
@@ -676,15 +791,28 @@ def plan_step(state: MpcState, z: np.ndarray, z_goal: np.ndarray, config: MpcCon
         goal = np.asarray(estimate[:2], np.float64)
         field = detour_field(obstacles, goal, config)
         waypoint = None if field is None else detour_waypoint(field, goal, config)
-    must_move = config.stall_after_s > 0 and state.stalled * dt >= config.stall_after_s
     sequence, cost, predicted = plan(config, z, z_goal, state.plan, state.command, rng, obstacles, extra, belief,
                                      waypoint, must_move)
     (v, w), cut = safe_command((float(sequence[0, 0]), float(sequence[0, 1])), obstacles, config)
     still = abs(v) < 0.01 * config.max_linear and abs(w) < 0.05 * config.max_angular
     stalled = 0 if must_move or not still else state.stalled + 1
     return replace(state, status=status, command=(v, w), plan=sequence, predicted=predicted, cost=cost,
-                   mode=PLAN, servo=None, safety_stops=state.safety_stops + int(cut), stalled=stalled,
+                   mode=PLAN, servo=None, safety_stops=state.safety_stops + int(cut), stalled=stalled, turning=0,
                    **common), (v, w)
+
+
+def _stall_turn(state: MpcState, estimate: np.ndarray, must_move: bool, config: MpcConfig) -> int:
+    """stall_turn: +1 / -1 to turn in place left / right towards the believed goal this step, 0 to plan. A turn
+    starts when the plan has stalled with the goal far and more than 60 deg off the heading, and goes on until
+    the goal is within stall_turn_ahead of straight ahead (or the hand-over's distance)."""
+    rho = math.hypot(float(estimate[0]), float(estimate[1]))
+    bearing = math.atan2(float(estimate[1]), float(estimate[0]))
+    if rho <= config.handover_distance:
+        return 0
+    towards = 1 if bearing > 0 else -1
+    if state.turning:  # towards the goal as now believed (a look-around on the way may move it)
+        return towards if abs(bearing) > config.stall_turn_ahead else 0
+    return towards if must_move and abs(bearing) > math.radians(60.0) else 0
 
 
 def scan_obstacles(ranges: np.ndarray, angle_min: float, angle_increment: float, max_range: float = 1.5,

@@ -75,16 +75,22 @@ class PoseHeadNumpy:
         return h  # (B, 4)
 
     def estimate_batch(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
-        """`estimate` for many latents against one goal, in float32: z (B, D), z_goal (D,) -> (B, 3).
+        """`estimate` for many latents against one goal, in float32: z (B, D), z_goal (D,) -> (B, 3); or pair
+        by pair against as many goals, z_goal (B, D) (the planner's turned goals, see planner.turned_look).
 
         What the world model's planner scores its predicted latents with (thousands per plan)."""
         z = np.asarray(z, dtype=np.float32)
-        goal = np.broadcast_to(np.asarray(z_goal, dtype=np.float32).reshape(1, -1), z.shape)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise InputError(f"servo head expects (B, {self.latent_dim}) latents, got {z.shape}")
+        goals = np.asarray(z_goal, dtype=np.float32)
+        if goals.ndim == 2 and goals.shape[0] not in (1, z.shape[0]):
+            raise InputError(f"servo head expects one goal or one per latent, got {goals.shape} for {z.shape}")
+        goal = goals.reshape(1, -1) if goals.ndim < 2 else goals  # (1 or B, D)
+        if goal.ndim != 2 or goal.shape[1] != self.latent_dim:
+            raise InputError(f"servo head expects {self.latent_dim}-D goal latents, got {goals.shape}")
         b = z.shape[0]
         h = z @ self._first_z  # (B, 2H): each row the forward then the backward pre-activation
-        h += goal[:1] @ self._first_goal + self._first_bias
+        h += goal @ self._first_goal + self._first_bias
         h = h.reshape(2 * b, -1)  # rows: forward 0, backward 0, forward 1, ...
         layers = len(self._layers32)
         for i in range(layers):

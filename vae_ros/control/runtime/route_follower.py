@@ -75,16 +75,22 @@ def turned_views(latents: np.ndarray, decode: Callable[[np.ndarray], np.ndarray]
     return np.stack(views)
 
 
-def scan_turned_views(backend: Any, config: Any, latents: np.ndarray) -> np.ndarray | None:
-    """turned_views for a model directory's backend (vae_ros.core.backends) and config, or None unless it is a
-    LiDAR (scan) model whose bins cover the full turn (a turned scan of a partial one would need beams it
-    never saw)."""
+def full_turn_scan_model(config: Any) -> bool:
+    """True for a LiDAR (scan) model whose bins cover the full turn: only its scans can be turned (a turned
+    scan of a partial one would need beams it never saw)."""
     spec = getattr(config, "scan_spec", None)
     if getattr(config, "modality", None) != "scan" or spec is None:
+        return False
+    return abs((spec.angle_max - spec.angle_min) - 2.0 * math.pi) <= 2.0 * math.pi / spec.beams
+
+
+def scan_turned_views(backend: Any, config: Any, latents: np.ndarray,
+                      turns_deg: tuple[float, ...] = TURNS_DEG) -> np.ndarray | None:
+    """turned_views for a model directory's backend (vae_ros.core.backends) and config, or None unless it is a
+    full-turn LiDAR model (full_turn_scan_model)."""
+    if not full_turn_scan_model(config):
         return None
-    if abs((spec.angle_max - spec.angle_min) - 2.0 * math.pi) > 2.0 * math.pi / spec.beams:
-        return None
-    return turned_views(latents, backend.decode, lambda x: backend.encode(x)[0])
+    return turned_views(latents, backend.decode, lambda x: backend.encode(x)[0], turns_deg)
 
 
 def keyframe_distances(route: Route, z: np.ndarray) -> np.ndarray:

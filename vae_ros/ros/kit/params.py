@@ -417,6 +417,13 @@ class WorldModelParams(ControlParams):
                                read_only=True, range=(1, 100))
     localise: bool = param(True, "With the pose cost: find the goal by imagined turning in place when the head "
                                  "cannot see it from here, and carry that belief.", read_only=True)
+    localiser: str = param("imagined", "With localise: how the goal is looked for when the head cannot see it: "
+                                       "imagined (the dynamics imagine turning in place), turned_scan (the "
+                                       "newest full-turn LaserScan turned in place and encoded: real views, "
+                                       "no model), turned_goal (the goal's scan decoded, turned and encoded "
+                                       "again) or both (imagined and turned_goal in one vote); a model whose "
+                                       "LiDAR does not see the full turn falls back to imagined.",
+                           read_only=True)
     handover_distance: float = param(0.8, "With the pose cost: within this estimated goal distance (m) the servo "
                                           "law drives; 0 = never.", read_only=True, range=(0.0, 5.0))
     backend: str = param("auto", "Runtime of the model's encoder where the node encodes an observation itself "
@@ -430,6 +437,10 @@ class WorldModelParams(ControlParams):
         _check_runtime(self.backend, self.device)
         if self.cost not in ("auto", "pose", "latent"):
             raise ConfigError(f"cost must be auto, pose or latent, got {self.cost!r}")
+        from vae_ros.control.runtime.planner import LOCALISERS
+
+        if self.localiser not in LOCALISERS:
+            raise ConfigError(f"localiser must be one of {', '.join(LOCALISERS)}, got {self.localiser!r}")
         if not (math.isfinite(self.handover_distance) and self.handover_distance >= 0):
             raise ConfigError(f"handover_distance must be >= 0, got {self.handover_distance}")
         work = self.horizon * self.samples * self.iterations
@@ -442,7 +453,8 @@ class WorldModelParams(ControlParams):
         """The cost the planner uses: `cost`, with auto resolved by whether the model has the pose head."""
         return ("pose" if has_head else "latent") if self.cost == "auto" else self.cost
 
-    def mpc_config(self, dynamics: LatentDynamics, tolerance: float, head: Any = None) -> MpcConfig:
+    def mpc_config(self, dynamics: LatentDynamics, tolerance: float, head: Any = None,
+                   goal_turner: Any = None) -> MpcConfig:
         from vae_ros.control.runtime.planner import MpcConfig, differential_drive_config
         from vae_ros.control.runtime.servo import ServoConfig
 
@@ -456,7 +468,8 @@ class WorldModelParams(ControlParams):
             # The planner as measured in eval-control (differential_drive_config), with these parameters.
             servo = ServoConfig(tolerance=tolerance, max_linear=self.max_linear, max_angular=self.max_angular)
             return differential_drive_config(dynamics, head, tolerance, servo=servo, localise=self.localise,
-                                             handover_distance=self.handover_distance, **common)
+                                             handover_distance=self.handover_distance, localiser=self.localiser,
+                                             goal_turner=goal_turner, **common)
         config = MpcConfig(dynamics=dynamics, tolerance=tolerance, **common)
         config.validate()
         return config

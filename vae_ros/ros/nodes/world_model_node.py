@@ -41,9 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from vae_ros.control.runtime.control_model import control_model_dir, latent_model_dir, servo_head_dir
+from vae_ros.control.runtime.control_model import (
+    control_model_dir,
+    encode_scans,
+    goal_turner,
+    latent_model_dir,
+    servo_head_dir,
+    turned_scans,
+)
 from vae_ros.control.runtime.dynamics import load_dynamics_dir, rollout_runtime
 from vae_ros.control.runtime.planner import CONVERGED, LOST, PLAN, MpcState, plan_step, scan_obstacles
+from vae_ros.control.runtime.route_follower import full_turn_scan_model
 from vae_ros.core.backends import load_config
 from vae_ros.core.conversions.latent import latent_rows_to_msg, latent_to_stamped_msg, stamped_msg_to_latent
 from vae_ros.core.diagnostics import NodeStats, ValueWindow
@@ -96,7 +104,11 @@ class WorldModelNode(ControlNode):
                               f"model {self.model_dir} has {self.config.latent_dim}")
         self._refuse_other_model()
         self._head = self._load_head()
-        self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head)
+        self._goal_turner = self._make_goal_turner()
+        self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head,
+                                                 self._goal_turner)
+        self._turn_scans = self.params.localiser == "turned_scan" and full_turn_scan_model(self.config)
+        self._scan_ranges: tuple[np.ndarray, float, float, float, float] | None = None  # newest scan, turned_scan
 
         from geometry_msgs.msg import Twist
         from sensor_msgs.msg import Image
@@ -166,6 +178,29 @@ class WorldModelNode(ControlNode):
             self._backend = create_backend(self.latent_dir, self.params.backend, self.params.device)
         return self._backend
 
+    def _make_goal_turner(self) -> Any:
+        """The planner's goal_turner (the goal's scan decoded, turned and encoded by this model's runtime) for the
+        turned_goal and both localisers on a full-turn LiDAR model; None otherwise (imagined look-around)."""
+        if self.params.localiser not in ("turned_goal", "both"):
+            return None
+        if not full_turn_scan_model(self.config):
+            self.get_logger().warning(f"localiser {self.params.localiser}: {self.latent_dir} is not a full-turn "
+                                      "LiDAR model, so its goal cannot be turned; looking round in imagination")
+            return None
+        return lambda z_goal, turns: goal_turner(self._goal_encoder(), z_goal, turns)
+
+    def _turned_scan(self) -> Any:
+        """The planner's turned_scan for the newest LaserScan (localiser turned_scan), or None without one."""
+        if not self._turn_scans or self._scan_ranges is None:
+            return None
+        ranges, angle_min, increment, range_min, range_max = self._scan_ranges
+        spec = self.config.scan_spec
+
+        def turned(turns: np.ndarray) -> np.ndarray:
+            scans = turned_scans(ranges, increment, turns)
+            return encode_scans(self._goal_encoder(), spec, scans, angle_min, increment, range_min, range_max)
+        return turned
+
     def _load_head(self) -> Any:
         """The control model's relative-pose head where the pose cost wants it (None for the latent cost)."""
         from vae_ros.core.model_dir import SERVO_HEAD_FILE
@@ -193,6 +228,9 @@ class WorldModelNode(ControlNode):
         """The scan (the base subscribes to it for the safety layer) as the planner's obstacle points."""
         if self.params.collision:
             self._obstacles = scan_obstacles(ranges, float(msg.angle_min), float(msg.angle_increment))
+        if self._turn_scans:
+            self._scan_ranges = (ranges, float(msg.angle_min), float(msg.angle_increment), float(msg.range_min),
+                                 float(msg.range_max))
 
     def _on_latent(self, msg: Any) -> None:
         """Executor thread: check the latent, score the last prediction, hand the step to the planner thread."""
@@ -227,8 +265,9 @@ class WorldModelNode(ControlNode):
                 return self._executed
             epoch, state, goal, config = self._command_epoch, self.state, self.goal, self.mpc_config
             obstacles = self._obstacles if self.params.collision else None
+            turned_scan = self._turned_scan()
         started = time.perf_counter()
-        state, (v, w) = plan_step(state, z, goal, config, obstacles)  # pure: nothing shared is touched
+        state, (v, w) = plan_step(state, z, goal, config, obstacles, turned_scan)  # pure: nothing shared is touched
         plan_s = time.perf_counter() - started
         if state.mode == PLAN and state.status not in (CONVERGED, LOST):  # a CEM plan, not a servo-law step
             self._plan_ms.add(plan_s * 1e3)
@@ -286,7 +325,7 @@ class WorldModelNode(ControlNode):
 
     # -- parameters and health -------------------------------------------------------------------------------
     def _apply_params(self, params: WorldModelParams) -> None:
-        mpc_config = params.mpc_config(self.dynamics, self._tolerance(params), self._head)
+        mpc_config = params.mpc_config(self.dynamics, self._tolerance(params), self._head, self._goal_turner)
         with self._lock:  # held briefly: planning runs outside it
             if mpc_config.horizon != self.mpc_config.horizon:
                 self.state = dataclasses.replace(self.state, plan=None)  # the warm start has the old length
