@@ -363,12 +363,8 @@ def calibration_data(config: ModelConfig, limit: int, bag: str | None = None, to
     """
     from vae_ros.core import data
 
-    if not (bag or images):
-        bag, topic, images = _training_source(config)
-        if not (bag or images):
-            raise DataError("INT8 calibration needs samples of the training data and model.json records no "
-                            "data source that exists here; pass --bag PATH --topic NAME or --images DIR")
-    source = data.open_source(bag=bag, topic=topic, images=images)
+    source = open_training_source(config, bag, topic, images,
+                                  "INT8 calibration needs samples of the training data")
     shape = tuple(config.input_shape)
     held_limit = held_out_limit if held_out_limit is not None else max(8, limit // 4)
     calibration = _collect(data.iter_samples(source, config, limit=limit, split="train"), shape, limit)
@@ -378,6 +374,20 @@ def calibration_data(config: ModelConfig, limit: int, bag: str | None = None, to
     if len(calibration) == 0:
         raise DataError(f"{source.label()} gave no usable sample for INT8 calibration")
     return calibration, held_out
+
+
+def open_training_source(config: ModelConfig, bag: str | None, topic: str | None, images: str | None,
+                         need: str) -> Any:
+    """The data source given (--bag/--topic or --images), else the one named in model.json's training summary;
+    DataError (starting with `need`) when neither exists here."""
+    from vae_ros.core import data
+
+    if not (bag or images):
+        bag, topic, images = _training_source(config)
+        if not (bag or images):
+            raise DataError(f"{need}, and model.json records no data source that exists here; pass --bag PATH "
+                            "--topic NAME or --images DIR")
+    return data.open_source(bag=bag, topic=topic, images=images)
 
 
 def _training_source(config: ModelConfig) -> tuple[str | None, str | None, str | None]:

@@ -278,15 +278,9 @@ def fine_tune_config(config: ModelConfig, epochs: int, lr: float | None, device:
 
 
 def _resolve_source(config: ModelConfig, bag: str | None, topic: str | None, images: str | None) -> Any:
-    from vae_ros.core import data
-    from vae_ros.core.export import _training_source
+    from vae_ros.core.export import open_training_source
 
-    if not (bag or images):
-        bag, topic, images = _training_source(config)
-        if not (bag or images):
-            raise DataError("pruning fine-tunes on the model's training data, and model.json records no data "
-                            "source that exists here; pass --bag PATH --topic NAME or --images DIR")
-    source = data.open_source(bag=bag, topic=topic, images=images)
+    source = open_training_source(config, bag, topic, images, "pruning fine-tunes on the model's training data")
     source.check_modality(config)
     return source
 
