@@ -49,13 +49,29 @@ def msg_to_model_input(msg: Any, config: ModelConfig,
     The single path used by the encoder node and by training data, so both see identical inputs.
     max_image_pixels bounds what a compressed image may declare (see compressed_msg_to_array).
     """
-    kind = message_kind(msg)
-    if _KIND_MODALITY[kind] != config.modality:
-        raise InputError(f"got a {_KIND_NAMES[kind]}, but the model's modality is {config.modality!r}")
-    if kind == "image":
-        return preprocess_image(image_msg_to_array(msg), config.image_spec)
-    if kind == "compressed":
-        return preprocess_image(compressed_msg_to_array(msg, max_image_pixels), config.image_spec)
+    kind = _checked_kind(msg, config)
+    if kind in ("image", "compressed"):
+        return preprocess_image(_image_array(msg, kind, max_image_pixels), config.image_spec)
     if kind == "scan":
         return scan_msg_to_input(msg, config.scan_spec)
     return preprocess_pointcloud(pointcloud_msg_to_xyz(msg), config.pointcloud_spec)
+
+
+def msg_to_image(msg: Any, config: ModelConfig, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """An Image or CompressedImage for an image model -> the decoded (H, W[, 3]) array msg_to_model_input would
+    preprocess: for preprocessing elsewhere (on the model's device: vae_ros.core.preprocess_torch)."""
+    kind = _checked_kind(msg, config)
+    if kind not in ("image", "compressed"):
+        raise InputError(f"got a {_KIND_NAMES[kind]}, but only images are preprocessed on the device")
+    return _image_array(msg, kind, max_image_pixels)
+
+
+def _checked_kind(msg: Any, config: ModelConfig) -> str:
+    kind = message_kind(msg)
+    if _KIND_MODALITY[kind] != config.modality:
+        raise InputError(f"got a {_KIND_NAMES[kind]}, but the model's modality is {config.modality!r}")
+    return kind
+
+
+def _image_array(msg: Any, kind: str, max_image_pixels: int) -> np.ndarray:
+    return image_msg_to_array(msg) if kind == "image" else compressed_msg_to_array(msg, max_image_pixels)

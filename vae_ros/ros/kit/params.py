@@ -174,6 +174,11 @@ class EncoderParams(InferenceParams):
                                          "best_effort or reliable.", read_only=True)
     threads: int = param(0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True,
                          range=(0, 256))
+    preprocess: str = param("auto", "Where an image model's input is resized and normalised: cpu (NumPy/OpenCV, as "
+                                    "training did), device (on backend torch's device: the frame crosses to the GPU "
+                                    "as uint8, same values within one grey level; vae_ros.core.preprocess_torch) or "
+                                    "auto (device where the backend is torch on cuda, else cpu). Other modalities and "
+                                    "fused models preprocess on the CPU.", read_only=True)
     max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
                                   "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit.",
                                   range=MAX_IMAGE_PIXELS_RANGE)
@@ -189,6 +194,7 @@ class EncoderParams(InferenceParams):
 
     def validate(self) -> None:
         from vae_ros.core.anomaly import ANOMALY_METRICS
+        from vae_ros.core.preprocess import PREPROCESS_CHOICES
         from vae_ros.ros.qos import RELIABILITY_CHOICES
 
         super().validate()
@@ -196,6 +202,7 @@ class EncoderParams(InferenceParams):
             raise ConfigError(f"max_image_pixels must be >= 0 (0 = no limit), got {self.max_image_pixels}")
         _require_choice("anomaly_metric", self.anomaly_metric, ANOMALY_METRICS)
         _require_choice("qos_reliability", self.qos_reliability, RELIABILITY_CHOICES)
+        _require_choice("preprocess", self.preprocess, PREPROCESS_CHOICES)
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
         if self.compressed and self.modality not in ("", "image", "fused"):
