@@ -203,6 +203,7 @@ DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
           ("prediction_zscore_rms_mean", "calibration of the predicted variance"),
           ("plan_time_p50_ms, plan_time_p99_ms, plan_time_max_ms, plan_time_count", "time of the CEM planning steps (servo-law steps near the goal left out) and how many"),
           ("plan_cost", "cost of the chosen plan"),
+          ("plan_device", "where the plans' candidates are scored: cpu, or the GPU (cuda:0) with plan_device"),
           ("late_plans_dropped", "plans finished after a stop, a clear, a new goal or on a stale latent: dropped")),
     _ROUTE: (("state", "idle (cleared), localising, following, lost, done or stale"),
              ("phase", "what the follower does now: waiting for a latent, waiting for odometry, localising, following "

@@ -438,10 +438,18 @@ class WorldModelParams(ControlParams):
                                  "torch and tensorrt also run the planner's rollouts in torch (faster, but the "
                                  "node loads torch); otherwise they run in NumPy.", read_only=True)
     device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
+    plan_device: str = param("cpu", "Where each plan's candidates are rolled out and scored (the dynamics, the pose "
+                                    "head, the collision cost, batched): cpu (NumPy, or torch rollouts as `backend` "
+                                    "says), cuda (torch on the GPU; vae_ros.control.runtime.plan_torch; the same "
+                                    "plans up to float rounding) or auto (cuda where `device` is cuda, else cpu). "
+                                    "The CEM's sampling and refits stay on the CPU.", read_only=True)
 
     def validate(self) -> None:
         super().validate()
         _check_runtime(self.backend, self.device)
+        from vae_ros.control.runtime.dynamics import plan_device
+
+        plan_device(self.plan_device, self.device)  # ConfigError for a choice it does not know
         if self.cost not in ("auto", "pose", "latent"):
             raise ConfigError(f"cost must be auto, pose or latent, got {self.cost!r}")
         from vae_ros.control.runtime.planner import LOCALISERS
@@ -461,7 +469,7 @@ class WorldModelParams(ControlParams):
         return ("pose" if has_head else "latent") if self.cost == "auto" else self.cost
 
     def mpc_config(self, dynamics: LatentDynamics, tolerance: float, head: Any = None,
-                   goal_turner: Any = None) -> MpcConfig:
+                   goal_turner: Any = None, device_costs: Any = None) -> MpcConfig:
         from vae_ros.control.runtime.planner import MpcConfig, differential_drive_config
         from vae_ros.control.runtime.servo import ServoConfig
 
@@ -470,7 +478,8 @@ class WorldModelParams(ControlParams):
             elites=min(self.elites, self.samples), max_linear=self.max_linear, max_angular=self.max_angular,
             max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
             collision_radius=self.collision_radius, seed=self.seed, action_repeat=self.action_repeat,
-            safety_margin=self.safety_margin, robot_radius=self.robot_radius, fail_safe=self.scan_safety)
+            safety_margin=self.safety_margin, robot_radius=self.robot_radius, fail_safe=self.scan_safety,
+            device_costs=device_costs)
         if self.plan_cost(head is not None) == "pose":
             # The planner as measured in eval-control (differential_drive_config), with these parameters.
             servo = ServoConfig(tolerance=tolerance, max_linear=self.max_linear, max_angular=self.max_angular)
