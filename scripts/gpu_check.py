@@ -12,6 +12,7 @@ prints one table:
   preprocess cuda    bench/preprocess_device.py --device cuda: a 640x480 bgr8 frame -> latent on backend torch with
                      the image preprocessed on the GPU (encoder_node preprocess:=device, auto there) and on the CPU,
                      against the model's own latency on a ready input (target: within 1.5x of it)
+                     (and the same with the encoder replayed from a CUDA graph: encoder_node cuda_graph)
   plan cuda          bench/plan_device.py: the world model's plan() with its candidates scored on the GPU
                      (world_model_node plan_device:=cuda) against NumPy and torch rollouts on the CPU, same plans
   encoder_node cuda  test/nodes/test_encoder_node_cuda.py, when rclpy imports
@@ -170,7 +171,15 @@ def check_preprocess(work: Path, device: str) -> list[Row]:
             f"{ratio:.2f}x the model alone ({model:.3f} ms; target {r['target_ratio']:.1f}x); preprocessed on the "
             f"CPU {rows['preprocess cpu']['median_ms']:.3f} ms ({rows['preprocess cpu']['vs_model']:.2f}x); input "
             f"differs by <= {r['input_difference']['max']:.2g}")
-    return [Row(f"preprocess 640x480 {device}", "ok" if ratio <= r["target_ratio"] else "below", text, seconds)]
+    result = [Row(f"preprocess 640x480 {device}", "ok" if ratio <= r["target_ratio"] else "below", text, seconds)]
+    if "preprocess device, cuda graph" in rows:
+        graph, alone = rows["preprocess device, cuda graph"], rows["model alone, cuda graph"]
+        graph_ratio = graph["median_ms"] / alone["median_ms"]
+        result.append(Row("preprocess 640x480 cuda graph", "ok" if graph_ratio <= r["target_ratio"] else "below",
+                          f"frame -> latent {graph['median_ms']:.3f} ms with the encoder replayed from a CUDA graph, "
+                          f"{graph_ratio:.2f}x the graphed model alone ({alone['median_ms']:.3f} ms; eager "
+                          f"{model:.3f} ms)"))
+    return result
 
 
 def check_plan(work: Path, device: str) -> Row:

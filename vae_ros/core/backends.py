@@ -194,12 +194,23 @@ class TorchBackend(InferenceBackend):
             self.config = model.config
         self.model = model.to(self.device).eval()
         self.name = "torch" if self.device.type == "cpu" else f"torch-{self.device.type}"
+        # Batch-1 encodes replayed from a CUDA graph (vae_ros.core.cuda_graph.apply_cuda_graph sets it); None: eager.
+        self.graphed: Any = None
 
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        with torch.inference_mode():
-            mean, logvar = self.model.encode(torch.from_numpy(x).to(self.device))  # (B, D) each
+        return self._encode_on_device(torch.from_numpy(x))
+
+    def _encode_on_device(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(B, *input_shape) float32 on any device -> host (mean, logvar); the CUDA graph at batch 1 if there is one."""
+        import torch
+
+        if self.graphed is not None and x.shape[0] == 1:
+            mean, logvar = self.graphed(x)  # the graph's buffers: copied out below, before the next call
+        else:
+            with torch.inference_mode():
+                mean, logvar = self.model.encode(x.to(self.device))  # (B, D) each
         return mean.float().cpu().numpy(), logvar.float().cpu().numpy()
 
     def _decode(self, z: np.ndarray) -> np.ndarray:
@@ -218,9 +229,7 @@ class TorchBackend(InferenceBackend):
         if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or x.shape[0] < 1 or x.dtype != torch.float32:
             raise InputError(f"encoder input must be a float32 tensor of shape (B, {', '.join(map(str, expected))}) "
                              f"with B >= 1, got {x.dtype} {tuple(x.shape)}")
-        with torch.inference_mode():
-            mean, logvar = self.model.encode(x.to(self.device))  # (B, D) each
-        return _finite_latents(mean.float().cpu().numpy(), logvar.float().cpu().numpy())
+        return _finite_latents(*self._encode_on_device(x))
 
 
 # -- ONNX Runtime --------------------------------------------------------------------------------------------

@@ -186,6 +186,7 @@ DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     _ENC: (*_INFERENCE_KEYS, ("input_topic", "the resolved input topic"),
            ("input_reliability", "best_effort or reliable, matched to the publishers"),
            ("preprocess", "where inputs are resized and normalised: cpu, or the model's torch device (device cuda:0)"),
+           ("cuda_graph", "on where the batch-1 encoder replays a CUDA graph (cuda_graph parameter), else off"),
            ("sensors", "a fused model: the sensors that made the last latent, e.g. camera,scan (or camera, scan alone)"),
            ("live_sensors", "a fused model: the sensors with a usable message within sensor_timeout"),
            ("unpaired, stamp_offset_s", "a fused model: whether the live sensors' stamps have stopped pairing "

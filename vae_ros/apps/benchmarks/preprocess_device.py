@@ -10,6 +10,9 @@ the host, timed in interleaved rounds (one call of each per round, so load drift
   preprocess device     message -> array -> DevicePreprocessor (upload uint8, resize, normalise there)
                         -> backend.encode_tensor
   resize only, cpu / device   preprocess_image / DevicePreprocessor alone (the device one synchronised)
+  ... cuda graph        on CUDA also "model alone" and "preprocess device" with the encoder replayed from a CUDA
+                        graph (encoder_node cuda_graph:=on; vae_ros.core.cuda_graph), ratios still to eager's
+                        model alone
 
 Issue 20's target for a node on a GPU: its latency within 1.5x of the model's own; the ratio column gives each
 row against "model alone" in the same run (DDS and the executor come on top: `vae-ros bench nodes`). It also
@@ -92,9 +95,16 @@ def run(model: str = "", device: str = "cpu", rounds: int = 200, warmup: int = 2
         on_device(image_msg_to_array(msg))
         sync()
 
-    rows: dict[str, Callable[[], None]] = {"model alone": model_alone, "preprocess cpu": preprocess_cpu,
-                                           "preprocess device": preprocess_device, "resize only, cpu": resize_cpu,
-                                           "resize only, device": resize_device}
+    rows: dict[str, Callable[[], Any]] = {"model alone": model_alone, "preprocess cpu": preprocess_cpu,
+                                          "preprocess device": preprocess_device, "resize only, cpu": resize_cpu,
+                                          "resize only, device": resize_device}
+    if backend.device.type == "cuda":
+        from vae_ros.core.cuda_graph import apply_cuda_graph
+
+        graphed = TorchBackend(backend.model_dir, device)
+        apply_cuda_graph("on", graphed, runs=5)
+        rows["model alone, cuda graph"] = lambda: graphed.encode_tensor(ready)
+        rows["preprocess device, cuda graph"] = lambda: graphed.encode_tensor(on_device(image_msg_to_array(msg)))
     times: dict[str, list[float]] = {name: [] for name in rows}
     for index in range(warmup + rounds):
         for name, fn in rows.items():
@@ -127,9 +137,9 @@ def run(model: str = "", device: str = "cpu", rounds: int = 200, warmup: int = 2
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"{report['frame'][1]}x{report['frame'][0]} bgr8 -> {report['input_shape']} -> latent, "
              f"{report['backend']} on {report['device']}, medians of {report['rounds']} interleaved rounds",
-             f"{'row':<22}{'median ms':>11}{'p90 ms':>9}{'x model':>9}"]
+             f"{'row':<32}{'median ms':>11}{'p90 ms':>9}{'x model':>9}"]
     for name, row in report["rows"].items():
-        lines.append(f"{name:<22}{row['median_ms']:>11.3f}{row['p90_ms']:>9.3f}{row['vs_model']:>8.2f}x")
+        lines.append(f"{name:<32}{row['median_ms']:>11.3f}{row['p90_ms']:>9.3f}{row['vs_model']:>8.2f}x")
     diff = report["input_difference"]
     lines.append(f"device input vs cpu input: max {diff['max']:.2g}, mean {diff['mean']:.2g} "
                  f"(one grey level = {1 / 255:.4f})")

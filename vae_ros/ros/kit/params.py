@@ -179,6 +179,10 @@ class EncoderParams(InferenceParams):
                                     "as uint8, same values within one grey level; vae_ros.core.preprocess_torch) or "
                                     "auto (device where the backend is torch on cuda, else cpu). Other modalities and "
                                     "fused models preprocess on the CPU.", read_only=True)
+    cuda_graph: str = param("auto", "Backend torch on cuda: replay the batch-1 encoder from a CUDA graph (one launch "
+                                    "instead of one per layer; vae_ros.core.cuda_graph). auto: timed against eager "
+                                    "at start (50 runs each, said in the log) and kept where faster; on; off. Other "
+                                    "backends and devices: unused (on is refused).", read_only=True)
     max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
                                   "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit.",
                                   range=MAX_IMAGE_PIXELS_RANGE)
@@ -194,6 +198,7 @@ class EncoderParams(InferenceParams):
 
     def validate(self) -> None:
         from vae_ros.core.anomaly import ANOMALY_METRICS
+        from vae_ros.core.cuda_graph import CUDA_GRAPH_CHOICES
         from vae_ros.core.preprocess import PREPROCESS_CHOICES
         from vae_ros.ros.qos import RELIABILITY_CHOICES
 
@@ -203,6 +208,7 @@ class EncoderParams(InferenceParams):
         _require_choice("anomaly_metric", self.anomaly_metric, ANOMALY_METRICS)
         _require_choice("qos_reliability", self.qos_reliability, RELIABILITY_CHOICES)
         _require_choice("preprocess", self.preprocess, PREPROCESS_CHOICES)
+        _require_choice("cuda_graph", self.cuda_graph, CUDA_GRAPH_CHOICES)
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
         if self.compressed and self.modality not in ("", "image", "fused"):

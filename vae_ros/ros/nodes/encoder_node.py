@@ -60,6 +60,7 @@ from vae_ros.core.anomaly import anomaly_score
 from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
 from vae_ros.core.conversions.model_input import msg_to_image, msg_to_model_input
+from vae_ros.core.cuda_graph import apply_cuda_graph
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError
 from vae_ros.core.preprocess import preprocess_on_device
@@ -174,6 +175,9 @@ class EncoderNode(Node):
 
             self._torch_backend = self.backend
             self._on_device = DevicePreprocessor(self.config.image_spec, self._torch_backend.device)
+        self._cuda_graph = apply_cuda_graph(self.params.cuda_graph, self.backend)  # '' unless torch on CUDA
+        if self._cuda_graph:
+            self.get_logger().info(self._cuda_graph)
         self._cdr = CdrDecoder(INPUTS[self.kind][1])
 
     def _subscribe_single(self) -> str:
@@ -380,7 +384,8 @@ class EncoderNode(Node):
                 ("stamp_offset_s", "none" if offset is None else f"{offset:+.3f}"))
         return self.model.diagnostic_values(("input_topic", self._input.topic_name),
                                             ("input_reliability", self._input.reliability.name.lower()),
-                                            ("preprocess", self._preprocess_where()))
+                                            ("preprocess", self._preprocess_where()),
+                                            ("cuda_graph", "on" if getattr(self.backend, "graphed", None) else "off"))
 
     def _preprocess_where(self) -> str:
         """Where inputs are preprocessed: 'cpu', or the torch device ('device cuda:0')."""
