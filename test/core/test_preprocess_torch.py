@@ -4,6 +4,7 @@ the same on CUDA where there is one (marked gpu)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from vae_ros.core.backends import create_backend
 from vae_ros.core.config import ArchSpec, ImageSpec, ModelConfig
+from vae_ros.core.conversions.image import image_msg_pixels, image_msg_to_array
 from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.core.model_dir import save_model_dir
 from vae_ros.core.models import build_model
@@ -64,6 +66,32 @@ def test_mono_and_grey_models_match_the_numpy_path(size_in: tuple[int, int], siz
     _compare(rgb, grey_model, ONE_LEVEL, MEAN_U8)  # luminance
     rgba = np.concatenate([rgb, rng.integers(0, 256, (*size_in, 1), dtype=np.uint8)], axis=2)
     _compare(rgba, rgb_model, ONE_LEVEL, MEAN_U8)  # alpha dropped
+
+
+def _message(pixels: np.ndarray, encoding: str, pad: int = 0) -> SimpleNamespace:
+    """A sensor_msgs/Image's fields: (H, W, C) uint8 in the encoding's channel order, rows padded by `pad` bytes."""
+    height, width, channels = pixels.shape
+    rows = np.zeros((height, width * channels + pad), np.uint8)
+    rows[:, : width * channels] = pixels.reshape(height, -1)
+    return SimpleNamespace(encoding=encoding, height=height, width=width, step=width * channels + pad,
+                           is_bigendian=0, data=rows.reshape(-1))
+
+
+@pytest.mark.parametrize(("encoding", "pad"), [("bgr8", 0), ("bgr8", 12), ("rgb8", 0), ("rgba8", 0), ("bgra8", 0),
+                                                ("bgra8", 8), ("mono8", 3)])
+def test_a_messages_own_pixels_and_channel_order_give_the_numpy_paths_input(encoding: str, pad: int) -> None:
+    """What encoder_node hands the device path: the message's bytes as they are, swapped and stripped there."""
+    channels = {"bgr8": 3, "rgb8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}[encoding]
+    pixels = np.random.default_rng(8).integers(0, 256, (120, 160, channels), dtype=np.uint8)
+    msg = _message(pixels, encoding, pad)
+    raw, order = image_msg_pixels(msg)
+    assert order == {"bgr8": "bgr", "rgb8": "rgb", "rgba8": "rgba", "bgra8": "bgra", "mono8": "mono"}[encoding]
+    for spec in (ImageSpec(height=64, width=64, channels=3), ImageSpec(height=32, width=48, channels=1)):
+        expected = preprocess_image(image_msg_to_array(msg), spec)
+        diff = np.abs(DevicePreprocessor(spec, "cpu")(raw, order)[0].numpy() - expected)
+        assert diff.max() <= ONE_LEVEL and diff.mean() <= MEAN_U8, (spec, diff.max(), diff.mean())
+    with pytest.raises(InputError, match="channel order"):
+        DevicePreprocessor(ImageSpec(height=8, width=8, channels=3), "cpu")(raw, "yuv")
 
 
 def test_uint16_and_float_images_match_the_numpy_path() -> None:
@@ -137,3 +165,11 @@ def test_on_cuda_the_input_and_latents_match_the_cpu_path(tmp_path: Path) -> Non
     mean, _ = backend.encode_tensor(x)  # type: ignore[attr-defined]
     ref, _ = create_backend(backend.model_dir, "torch", "cpu").encode(expected[None])
     np.testing.assert_allclose(mean, ref, atol=1e-3)  # cuDNN (TF32 on recent GPUs) against the CPU
+    # A message's own bgr8 bytes through the pinned staging buffer, frame after frame (the buffer is reused).
+    on_device = DevicePreprocessor(backend.config.image_spec, backend.device)  # type: ignore[attr-defined]
+    for seed in range(3):
+        frame = np.random.default_rng(10 + seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        msg = _message(frame[:, :, ::-1].copy(), "bgr8")
+        got = on_device(*image_msg_pixels(msg))[0].cpu().numpy()
+        diff = np.abs(got - preprocess_image(image_msg_to_array(msg), backend.config.image_spec))
+        assert diff.max() <= ONE_LEVEL and diff.mean() <= MEAN_U8

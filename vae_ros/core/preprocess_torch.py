@@ -21,12 +21,16 @@ OpenCV's fixed-point or float sums land on the other side of a rounding edge (<0
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
 from vae_ros.core.config import ImageSpec
+from vae_ros.core.errors import InputError
 from vae_ros.core.preprocess import LUMA, checked_image
+
+CHANNEL_ORDERS = ("rgb", "bgr", "rgba", "bgra", "mono")
 
 
 def area_weights(size_in: int, size_out: int, area_path: bool) -> np.ndarray:
@@ -72,6 +76,24 @@ class DevicePreprocessor:
         self.device = torch.device(device)
         self._weights: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._luma = torch.from_numpy(LUMA).to(self.device).view(1, 3, 1, 1)
+        self._staging: dict[tuple[Any, ...], tuple[torch.Tensor, Any]] = {}  # CUDA: pinned buffer, copy event
+
+    def _upload(self, source: np.ndarray) -> torch.Tensor:
+        """(H, W, C) array -> the same on the device. To a GPU through a page-locked staging buffer kept per shape
+        (the copy is then a DMA that does not wait on the host), reused once the previous copy has finished."""
+        if self.device.type != "cuda":
+            return torch.from_numpy(np.ascontiguousarray(source)).to(self.device)
+        key = (source.shape, source.dtype.str)
+        if key not in self._staging:
+            dtype = {np.dtype(np.uint8): torch.uint8, np.dtype(np.int32): torch.int32,
+                     np.dtype(np.float32): torch.float32}[source.dtype]
+            self._staging[key] = (torch.empty(source.shape, dtype=dtype, pin_memory=True), torch.cuda.Event())
+        staging, copied = self._staging[key]
+        copied.synchronize()  # the previous frame's copy out of this buffer is done
+        np.copyto(staging.numpy(), source)
+        pixels = staging.to(self.device, non_blocking=True)
+        copied.record()
+        return pixels
 
     def _resize_weights(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         key = (height, width)
@@ -83,15 +105,20 @@ class DevicePreprocessor:
                                   torch.from_numpy(np.ascontiguousarray(wx.T, np.float32)).to(self.device))
         return self._weights[key]
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        image, scale = checked_image(image)  # (H, W, 1|3) view
-        if image.dtype not in (np.uint8, np.uint16, np.float32):  # as the NumPy path: float16/64 via float32
-            image = image.astype(np.float32)
-        if image.dtype == np.uint16:  # torch's uint16 has few kernels; int32 holds it exactly
-            image = image.astype(np.int32)
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
-        x = pixels.permute(2, 0, 1).unsqueeze(0).float()  # (1, C, H, W), still in the type's units
-        height, width = image.shape[:2]
+    def __call__(self, image: np.ndarray, order: str = "rgb") -> torch.Tensor:
+        """`order`: the channel order of a 3- or 4-channel image, rgb, bgr, rgba or bgra (a message's own, from
+        image_msg_pixels): the swap and the alpha drop happen on the device, not on the host."""
+        if order not in CHANNEL_ORDERS:
+            raise InputError(f"channel order must be one of {', '.join(CHANNEL_ORDERS)}, got {order!r}")
+        checked, scale = checked_image(image)  # (H, W, 1|3) view: the checks and the scale of the NumPy path
+        # A contiguous 4-channel image goes up whole (dropping alpha on the host would be a strided copy).
+        source = image if image.ndim == 3 and image.shape[2] == 4 and image.flags.c_contiguous else checked
+        if source.dtype not in (np.uint8, np.uint16, np.float32):  # as the NumPy path: float16/64 via float32
+            source = source.astype(np.float32)
+        if source.dtype == np.uint16:  # torch's uint16 has few kernels; int32 holds it exactly
+            source = source.astype(np.int32)
+        x = self._upload(source).permute(2, 0, 1).unsqueeze(0)[:, :3].float()  # (1, C, H, W), the type's units
+        height, width = checked.shape[:2]
         if (height, width) != (self.spec.height, self.spec.width):
             wy, wx_t = self._resize_weights(height, width)
             x = torch.matmul(wy, torch.matmul(x, wx_t))  # (1, C, h, w)
@@ -101,6 +128,8 @@ class DevicePreprocessor:
         if scale == 1.0:
             x = x.clamp(0.0, 1.0)
         channels = x.shape[1]
+        if channels == 3 and order in ("bgr", "bgra"):  # after the resize: it is per channel, and 64x64 is cheap
+            x = x.flip(1)
         if self.spec.channels == 3 and channels == 1:
             x = x.expand(1, 3, *x.shape[2:])
         elif self.spec.channels == 1 and channels == 3:

@@ -7,8 +7,9 @@ the host, timed in interleaved rounds (one call of each per round, so load drift
 
   model alone           backend.encode_tensor on an input tensor already on the device: the model's own latency
   preprocess cpu        message -> array -> preprocess_image (cv2 INTER_AREA) -> backend.encode (NumPy in)
-  preprocess device     message -> array -> DevicePreprocessor (upload uint8, resize, normalise there)
-                        -> backend.encode_tensor
+  preprocess device     message -> its own bgr8 pixels (image_msg_pixels: no host copy) -> DevicePreprocessor
+                        (upload uint8, swap to RGB, resize, normalise there) -> backend.encode_tensor: encoder_node's
+                        path with preprocess:=device
   resize only, cpu / device   preprocess_image / DevicePreprocessor alone (the device one synchronised)
   ... cuda graph        on CUDA also "model alone" and "preprocess device" with the encoder replayed from a CUDA
                         graph (encoder_node cuda_graph:=on; vae_ros.core.cuda_graph), ratios still to eager's
@@ -57,7 +58,7 @@ def run(model: str = "", device: str = "cpu", rounds: int = 200, warmup: int = 2
     import torch.nn.functional as F
 
     from vae_ros.core.backends import TorchBackend
-    from vae_ros.core.conversions.image import image_msg_to_array
+    from vae_ros.core.conversions.image import image_msg_pixels, image_msg_to_array
     from vae_ros.core.model_dir import resolve_model_dir
     from vae_ros.core.preprocess import preprocess_image
     from vae_ros.core.preprocess_torch import DevicePreprocessor
@@ -86,13 +87,13 @@ def run(model: str = "", device: str = "cpu", rounds: int = 200, warmup: int = 2
         backend.encode(preprocess_image(image_msg_to_array(msg), spec)[None])
 
     def preprocess_device() -> None:
-        backend.encode_tensor(on_device(image_msg_to_array(msg)))
+        backend.encode_tensor(on_device(*image_msg_pixels(msg)))
 
     def resize_cpu() -> None:
         preprocess_image(image_msg_to_array(msg), spec)
 
     def resize_device() -> None:
-        on_device(image_msg_to_array(msg))
+        on_device(*image_msg_pixels(msg))
         sync()
 
     rows: dict[str, Callable[[], Any]] = {"model alone": model_alone, "preprocess cpu": preprocess_cpu,
@@ -104,7 +105,7 @@ def run(model: str = "", device: str = "cpu", rounds: int = 200, warmup: int = 2
         graphed = TorchBackend(backend.model_dir, device)
         apply_cuda_graph("on", graphed, runs=5)
         rows["model alone, cuda graph"] = lambda: graphed.encode_tensor(ready)
-        rows["preprocess device, cuda graph"] = lambda: graphed.encode_tensor(on_device(image_msg_to_array(msg)))
+        rows["preprocess device, cuda graph"] = lambda: graphed.encode_tensor(on_device(*image_msg_pixels(msg)))
     times: dict[str, list[float]] = {name: [] for name in rows}
     for index in range(warmup + rounds):
         for name, fn in rows.items():
@@ -116,7 +117,7 @@ def run(model: str = "", device: str = "cpu", rounds: int = 200, warmup: int = 2
                       "vs_model": statistics.median(t) / base} for name, t in times.items()}
 
     expected = preprocess_image(image_msg_to_array(msg), spec)
-    got = on_device(image_msg_to_array(msg))[0].cpu().numpy()
+    got = on_device(*image_msg_pixels(msg))[0].cpu().numpy()
     source = torch.from_numpy(image_msg_to_array(msg).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
     interpolate = {}
     for label, kwargs in (("area", {"mode": "area"}),

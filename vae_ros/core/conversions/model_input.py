@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.core.config import ModelConfig
-from vae_ros.core.conversions.image import compressed_msg_to_array, image_msg_to_array
+from vae_ros.core.conversions.image import compressed_msg_to_array, image_msg_pixels, image_msg_to_array
 from vae_ros.core.conversions.lidar import pointcloud_msg_to_xyz, scan_msg_to_input
 from vae_ros.core.errors import InputError
 from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS
@@ -57,13 +57,18 @@ def msg_to_model_input(msg: Any, config: ModelConfig,
     return preprocess_pointcloud(pointcloud_msg_to_xyz(msg), config.pointcloud_spec)
 
 
-def msg_to_image(msg: Any, config: ModelConfig, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
-    """An Image or CompressedImage for an image model -> the decoded (H, W[, 3]) array msg_to_model_input would
-    preprocess: for preprocessing elsewhere (on the model's device: vae_ros.core.preprocess_torch)."""
+def msg_to_pixels(msg: Any, config: ModelConfig,
+                  max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[np.ndarray, str]:
+    """An Image or CompressedImage for an image model -> (pixels, channel order) for preprocessing elsewhere (on
+    the model's device: vae_ros.core.preprocess_torch), which then swaps channels itself: a raw Image's pixels
+    as they are in the message (image_msg_pixels: no host copy, "bgr" for bgr8), a compressed one decoded to
+    RGB ("rgb"). The same images msg_to_model_input preprocesses."""
     kind = _checked_kind(msg, config)
-    if kind not in ("image", "compressed"):
-        raise InputError(f"got a {_KIND_NAMES[kind]}, but only images are preprocessed on the device")
-    return _image_array(msg, kind, max_image_pixels)
+    if kind == "image":
+        return image_msg_pixels(msg)
+    if kind == "compressed":
+        return compressed_msg_to_array(msg, max_image_pixels), "rgb"
+    raise InputError(f"got a {_KIND_NAMES[kind]}, but only images are preprocessed on the device")
 
 
 def _checked_kind(msg: Any, config: ModelConfig) -> str:

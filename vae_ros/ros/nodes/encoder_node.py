@@ -59,7 +59,7 @@ from rclpy.node import Node
 from vae_ros.core.anomaly import anomaly_score
 from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
-from vae_ros.core.conversions.model_input import msg_to_image, msg_to_model_input
+from vae_ros.core.conversions.model_input import msg_to_model_input, msg_to_pixels
 from vae_ros.core.cuda_graph import apply_cuda_graph
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError
@@ -345,7 +345,8 @@ class EncoderNode(Node):
         msg = self._cdr.decode(raw)
         x: np.ndarray | None  # (1, *input_shape), on the host
         if self._on_device is not None:  # resized and normalised on the model's device (preprocess)
-            x_device = self._on_device(msg_to_image(msg, self.config, params.max_image_pixels))  # (1, *input_shape)
+            pixels, order = msg_to_pixels(msg, self.config, params.max_image_pixels)  # as in the message
+            x_device = self._on_device(pixels, order)  # (1, *input_shape)
             mean, logvar = self._torch_backend.encode_tensor(x_device)  # (1, D) each
             x = x_device.cpu().numpy() if params.publish_anomaly_score else None
         else:
