@@ -12,7 +12,7 @@ import pytest
 
 from vae_ros.control.runtime.control_model import control_model_dir, servo_head_dir
 from vae_ros.control.runtime.dynamics import load_dynamics_dir, plan_device
-from vae_ros.control.runtime.plan_torch import TorchPlanCosts
+from vae_ros.control.runtime.plan_torch import TorchPlanCosts, measure_plans
 from vae_ros.control.runtime.planner import (
     MpcConfig,
     MpcState,
@@ -102,6 +102,12 @@ def test_planning_steps_are_numpys_step_after_step(packaged: tuple[MpcConfig, Mp
             np.testing.assert_allclose(got.predicted, ref.predicted, atol=TOL)
             assert got.cost == pytest.approx(ref.cost, rel=TOL, abs=TOL)
     assert planned >= 3  # the comparison was about plans, not servo-law steps
+
+
+def test_measure_plans_times_both_ways(packaged: tuple[MpcConfig, MpcConfig, np.ndarray]) -> None:
+    """What plan_device auto decides by (on a GPU; here with the CPU's torch as the device)."""
+    numpy_ms, device_ms = measure_plans(packaged[0], packaged[1].device_costs, runs=2)
+    assert numpy_ms > 0 and device_ms > 0
 
 
 def test_plan_device_choice() -> None:

@@ -219,6 +219,32 @@ def _pose_cost(config: MpcConfig, estimate: torch.Tensor) -> torch.Tensor:
     return rho + config.heading_weight * far * bearing_error + config.yaw_weight * dyaw.abs()
 
 
+def measure_plans(config: MpcConfig, costs: TorchPlanCosts, runs: int = 5) -> tuple[float, float]:
+    """(median ms of planner.plan scored here in NumPy, median ms scored by `costs`), `runs` interleaved plans each
+    after one warm-up, with `config`'s settings on latents drawn round the dynamics' training mean, a goal among
+    them and 60 LiDAR points round the robot: what world_model_node's plan_device auto decides by."""
+    import statistics
+    import time
+    from dataclasses import replace
+
+    from vae_ros.control.runtime.planner import plan
+
+    dyn = config.dynamics
+    rng = np.random.default_rng(0)
+    latents = (dyn.z_mean + 0.8 * dyn.z_std * rng.standard_normal((runs + 2, dyn.latent_dim))).astype(np.float32)
+    angles = np.linspace(0.3, 2 * math.pi - 0.3, 60)
+    obstacles = (0.9 * np.stack([np.cos(angles), np.sin(angles)], 1)).astype(np.float32)
+    configs = (replace(config, device_costs=None), replace(config, device_costs=costs))
+    times: tuple[list[float], list[float]] = ([], [])
+    for index in range(runs + 1):
+        for config_k, times_k in zip(configs, times, strict=True):
+            started = time.perf_counter()
+            plan(config_k, latents[index], latents[-1], None, (0.0, 0.0), np.random.default_rng(index), obstacles)
+            if index:  # the first is the warm-up (CUDA kernels load, cuBLAS starts)
+                times_k.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def open_plan_costs(dynamics: LatentDynamics, head: PoseHeadNumpy | None, device: str) -> TorchPlanCosts:
     """TorchPlanCosts on `device` ("cuda" or "cpu"), with one thread where it runs on the CPU (as the NumPy and
     torch rollouts: threaded BLAS on a small loaded CPU was 10-40x slower, bench/planner.py)."""

@@ -444,11 +444,12 @@ class WorldModelParams(ControlParams):
                                  "torch and tensorrt also run the planner's rollouts in torch (faster, but the "
                                  "node loads torch); otherwise they run in NumPy.", read_only=True)
     device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
-    plan_device: str = param("cpu", "Where each plan's candidates are rolled out and scored (the dynamics, the pose "
-                                    "head, the collision cost, batched): cpu (NumPy, or torch rollouts as `backend` "
-                                    "says), cuda (torch on the GPU; vae_ros.control.runtime.plan_torch; the same "
-                                    "plans up to float rounding) or auto (cuda where `device` is cuda, else cpu). "
-                                    "The CEM's sampling and refits stay on the CPU.", read_only=True)
+    plan_device: str = param("auto", "Where each plan's candidates are rolled out and scored (the dynamics, the "
+                                     "pose head, the collision cost, batched): cpu (NumPy, or torch rollouts as "
+                                     "`backend` says), cuda (torch on the GPU; vae_ros.control.runtime.plan_torch; the "
+                                     "same plans up to float rounding) or auto (with `device` cuda: a few plans timed "
+                                     "each way at start, the GPU kept where faster; otherwise cpu, and torch is not "
+                                     "loaded for it). The CEM's sampling and refits stay on the CPU.", read_only=True)
 
     def validate(self) -> None:
         super().validate()

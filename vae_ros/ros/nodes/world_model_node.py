@@ -105,9 +105,11 @@ class WorldModelNode(ControlNode):
         self._refuse_other_model()
         self._head = self._load_head()
         self._goal_turner = self._make_goal_turner()
-        self._device_costs = self._open_device_costs()
+        self._device_costs: Any = None
         self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head,
-                                                 self._goal_turner, self._device_costs)
+                                                 self._goal_turner)
+        self._device_costs = self._open_device_costs(self.mpc_config)
+        self.mpc_config = dataclasses.replace(self.mpc_config, device_costs=self._device_costs)
         self._turn_scans = self.params.localiser == "turned_scan" and full_turn_scan_model(self.config)
         self._scan_ranges: tuple[np.ndarray, float, float, float, float] | None = None  # newest scan, turned_scan
 
@@ -149,13 +151,14 @@ class WorldModelNode(ControlNode):
     def _tolerance(self, params: WorldModelParams) -> float:
         return converged_tolerance(params.tolerance, self.model_dir, self.config.training)
 
-    def _open_device_costs(self) -> Any:
+    def _open_device_costs(self, config: Any) -> Any:
         """The planner's costs on the GPU (plan_device; vae_ros.control.runtime.plan_torch), or None to score them
-        in NumPy here. plan_device cuda without a usable GPU ends the start with one line; auto says it once in
-        the log and plans on the CPU."""
+        in NumPy here. cuda: on the GPU, and without a usable one the start ends with one line. auto (with device
+        cuda): a few plans timed each way with `config`, the GPU kept only where it was faster; said once in the
+        log either way."""
         if plan_device(self.params.plan_device, self.params.device) == "cpu":
             return None
-        from vae_ros.control.runtime.plan_torch import open_plan_costs
+        from vae_ros.control.runtime.plan_torch import measure_plans, open_plan_costs
 
         try:
             costs = open_plan_costs(self.dynamics, self._head, "cuda")
@@ -164,8 +167,17 @@ class WorldModelNode(ControlNode):
                 raise ConfigError(str(err)) from err
             self.get_logger().warning(f"plan_device auto: planning on the CPU ({err})")
             return None
-        self.get_logger().info(f"plan_device {self.params.plan_device}: candidates rolled out and scored on "
-                               f"{costs.device}")
+        log = self.get_logger()
+        if self.params.plan_device == "auto":
+            cpu_ms, device_ms = measure_plans(config, costs)
+            if device_ms >= cpu_ms:
+                log.info(f"plan_device auto: planning on the CPU ({cpu_ms:.1f} ms a plan; {device_ms:.1f} ms with the "
+                         f"candidates scored on {costs.device})")
+                return None
+            log.info(f"plan_device auto: candidates scored on {costs.device} ({device_ms:.1f} ms a plan; "
+                     f"{cpu_ms:.1f} ms on the CPU)")
+        else:
+            log.info(f"plan_device cuda: candidates rolled out and scored on {costs.device}")
         return costs
 
     def _refuse_other_model(self) -> None:
