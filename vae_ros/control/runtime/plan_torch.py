@@ -78,6 +78,7 @@ class TorchPlanCosts:
             self._first_z, self._first_goal, self._first_bias = put(first_z), put(first_goal), put(first_bias)
             self._head_layers = [(put(w_t), put(b)) for w_t, b in layers]
         self._constants: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
+        self._tensors: dict[tuple[Any, ...], torch.Tensor] = {}
 
     # -- the dynamics: planner's candidate split across members (LatentDynamics.rollout_split) -------------------
     def rollout_split(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -134,6 +135,13 @@ class TorchPlanCosts:
                                     torch.from_numpy(weights).to(self.device), steps)
         return self._constants[key]
 
+    def _limits(self, config: MpcConfig) -> torch.Tensor:
+        """(2,) the speed limits on the device, made once per pair of limits (a parameter change makes another)."""
+        key = ("limits", config.max_linear, config.max_angular)
+        if key not in self._tensors:
+            self._tensors[key] = torch.from_numpy(config.limits).to(self.device)
+        return self._tensors[key]
+
     def sequence_costs(self, config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions: np.ndarray,
                        obstacles: np.ndarray | None = None, belief: np.ndarray | None = None,
                        waypoint: np.ndarray | None = None) -> tuple[np.ndarray, DeviceRows]:
@@ -168,8 +176,7 @@ class TorchPlanCosts:
             else:
                 per_step = ((pred[:, steps] - goal) ** 2).sum(-1)  # (N, S)
             cost = (per_step * weights).sum(1)
-            limits = torch.tensor([config.max_linear, config.max_angular], dtype=torch.float32, device=self.device)
-            cost = cost + config.effort_weight * ((a / limits) ** 2).sum((1, 2))
+            cost = cost + config.effort_weight * ((a / self._limits(config)) ** 2).sum((1, 2))
             if obstacles is not None and len(obstacles):
                 # Only points the robot could touch within the horizon matter (picked on the host: P is small).
                 reach = h * dt * config.max_linear + collision_cost_radius(config) + config.collision_speed_margin
