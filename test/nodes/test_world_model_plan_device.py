@@ -22,4 +22,4 @@ def test_plan_device_cuda_without_a_gpu_is_one_clear_line(tmp_path: Path) -> Non
         model=model, dynamics=tmp_path / "dynamics", tolerance=0.01, plan_device="cuda"))
     out = stop_node(proc, timeout=30.0) if proc.wait(60.0) is None else (proc.stdout.read() if proc.stdout else "")
     assert proc.returncode == 2, out
-    assert "world_model_node: error: planning on cuda was asked for" in out and "Traceback" not in out
+    assert "world_model_node: error: plan_device cuda: planning on cuda was asked for" in out and "Traceback" not in out

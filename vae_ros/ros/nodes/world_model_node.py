@@ -158,14 +158,15 @@ class WorldModelNode(ControlNode):
         log either way."""
         if plan_device(self.params.plan_device, self.params.device) == "cpu":
             return None
-        from vae_ros.control.runtime.plan_torch import measure_plans, open_plan_costs
+        try:  # torch may be absent where the node's GPU runtime is ONNX Runtime's
+            from vae_ros.control.runtime.plan_torch import measure_plans, open_plan_costs
 
-        try:
             costs = open_plan_costs(self.dynamics, self._head, "cuda")
-        except BackendUnavailableError as err:
+        except (ImportError, BackendUnavailableError) as err:
+            why = f"torch does not import: {err}" if isinstance(err, ImportError) else str(err)
             if self.params.plan_device == "cuda":
-                raise ConfigError(str(err)) from err
-            self.get_logger().warning(f"plan_device auto: planning on the CPU ({err})")
+                raise ConfigError(f"plan_device cuda: {why}") from err
+            self.get_logger().warning(f"plan_device auto: planning on the CPU ({why})")
             return None
         log = self.get_logger()
         if self.params.plan_device == "auto":
