@@ -17,7 +17,11 @@ an expert over that same latent and the joint latent gets a camera decoder:
 Views under several lightings teach the camera's expert a latent that the light does not move: its target,
 the LiDAR's posterior, does not see light. Data come from the simulator's worlds (`simulator_pairs`) or
 from a bag with both topics (`vae-ros train --topic IMAGE --topic SCAN`: `build_from_bag`, each scan paired
-with the camera frame nearest in header stamp within the sync slop).
+with the camera frame nearest in header stamp within the sync slop). With a pose topic as well (`vae-ros train
+--topic IMAGE --topic SCAN --pose-topic odom`: `build_control_fit_from_bag`) the joint latent space is learned
+from the bag too, in two stages: the scan expert is first trained control-fit on the bag's scans and odometry
+(vae_ros.control.training.train_metric, with its servo head and calibrated tolerance), then the camera's
+expert is fitted to it as above (docs/TRAINING.md).
 """
 
 from __future__ import annotations
