@@ -265,10 +265,14 @@ def scan_at(ranges: np.ndarray, angle_min: float, angle_increment: float, range_
 class LaserGeometry(Protocol):
     """What a LaserScan's geometry is to the search (sensor_msgs/LaserScan has these fields)."""
 
-    angle_min: float
-    angle_increment: float
-    range_min: float
-    range_max: float
+    @property
+    def angle_min(self) -> float: ...
+    @property
+    def angle_increment(self) -> float: ...
+    @property
+    def range_min(self) -> float: ...
+    @property
+    def range_max(self) -> float: ...
 
 
 @dataclass(frozen=True)

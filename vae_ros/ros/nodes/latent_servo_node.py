@@ -94,6 +94,10 @@ class LatentServoNode(ControlNode):
     def _reset_command(self) -> None:
         self.state = dataclasses.replace(self.state, command=(0.0, 0.0))
 
+    def _goal_estimate(self, z: np.ndarray, goal: np.ndarray) -> np.ndarray | None:
+        """goal_align's searches on the way look around where the servo head puts the goal (as the servo steers)."""
+        return np.asarray(self.model.estimate(z, goal), dtype=np.float64)
+
     # -- control ---------------------------------------------------------------------------------------------
     def _on_latent(self, msg: Any) -> None:
         start = time.perf_counter()

@@ -171,6 +171,11 @@ class WorldModelNode(ControlNode):
     def _reset_command(self) -> None:
         self.state = dataclasses.replace(self.state, command=(0.0, 0.0), plan=None)
 
+    def _goal_estimate(self, z: np.ndarray, goal: np.ndarray) -> np.ndarray | None:
+        """goal_align's searches on the way look around where the pose head puts the goal; without the head (the
+        latent cost) the aligned goal is not refined."""
+        return None if self._head is None else np.asarray(self._head.estimate(z, goal), dtype=np.float64)
+
     def _goal_encoder(self) -> Any:
         if self._backend is None:
             from vae_ros.core.backends import create_backend
