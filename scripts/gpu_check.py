@@ -9,6 +9,12 @@ prints one table:
   bench train bf16   the same with --precision bf16 --channels-last (and its samples/s against half the ~80k
                      samples/s ceiling of an H200)
   torchrun (NCCL)    `torchrun --nproc-per-node=1` of a tiny training on CUDA (scripts/gpu_check_torchrun.py)
+  preprocess cuda    bench/preprocess_device.py --device cuda: a 640x480 bgr8 frame -> latent on backend torch with
+                     the image preprocessed on the GPU (encoder_node preprocess:=device, auto there) and on the CPU,
+                     against the model's own latency on a ready input (target: within 1.5x of it)
+                     (and the same with the encoder replayed from a CUDA graph: encoder_node cuda_graph)
+  plan cuda          bench/plan_device.py: the world model's plan() with its candidates scored on the GPU
+                     (world_model_node plan_device:=cuda) against NumPy and torch rollouts on the CPU, same plans
   encoder_node cuda  test/nodes/test_encoder_node_cuda.py, when rclpy imports
   pytest -m gpu      every test marked gpu (test/core/test_train_gpu.py ...)
   compiled           `vae-ros bench train --device cuda --batch 512 --compile` (both loops compiled), when the
@@ -149,6 +155,55 @@ def check_torchrun(work: Path, device: str) -> Row:
                seconds)
 
 
+def check_preprocess(work: Path, device: str) -> list[Row]:
+    """The encoder's in-process work per 640x480 frame, preprocessed on the device and on the CPU, against the
+    model alone (bench/preprocess_device.py)."""
+    out = work / "preprocess.json"
+    code, output, seconds = run([sys.executable, "bench/preprocess_device.py", "--device", device, "--rounds", "200",
+                                 "--json", str(out)])
+    if code != 0 or not out.is_file():
+        return [Row("preprocess 640x480", "FAIL", f"exit {code}: {tail(output)}", seconds)]
+    r = json.loads(out.read_text())
+    rows, model = r["rows"], r["rows"]["model alone"]["median_ms"]
+    ratio = rows["preprocess device"]["vs_model"]
+    where = "on the device" if device == "cuda" else "on CPU torch (plumbing)"
+    text = (f"frame -> latent {rows['preprocess device']['median_ms']:.3f} ms preprocessed {where}, "
+            f"{ratio:.2f}x the model alone ({model:.3f} ms; target {r['target_ratio']:.1f}x); preprocessed on the "
+            f"CPU {rows['preprocess cpu']['median_ms']:.3f} ms ({rows['preprocess cpu']['vs_model']:.2f}x); input "
+            f"differs by <= {r['input_difference']['max']:.2g}")
+    result = [Row(f"preprocess 640x480 {device}", "ok" if ratio <= r["target_ratio"] else "below", text, seconds)]
+    if "preprocess device, cuda graph" in rows:
+        graph, alone = rows["preprocess device, cuda graph"], rows["model alone, cuda graph"]
+        graph_ratio = graph["median_ms"] / alone["median_ms"]
+        result.append(Row("preprocess 640x480 cuda graph", "ok" if graph_ratio <= r["target_ratio"] else "below",
+                          f"frame -> latent {graph['median_ms']:.3f} ms with the encoder replayed from a CUDA graph, "
+                          f"{graph_ratio:.2f}x the graphed model alone ({alone['median_ms']:.3f} ms; eager "
+                          f"{model:.3f} ms)"))
+    return result
+
+
+def check_plan(work: Path, device: str) -> Row:
+    """plan() with its candidates scored on the GPU against the CPU's two node paths (bench/plan_device.py)."""
+    out = work / "plan.json"
+    variants = "numpy,torch-rollouts," + ("cuda" if device == "cuda" else "torch-cpu")
+    code, output, seconds = run([sys.executable, "bench/plan_device.py", "--devices", variants, "--rounds", "40",
+                                 "--json", str(out)])
+    name = f"plan {device}"
+    if code != 0 or not out.is_file():
+        return Row(name, "FAIL", f"exit {code}: {tail(output)}", seconds)
+    r = json.loads(out.read_text())
+    rows = r["rows"]
+    target = "cuda" if device == "cuda" else "torch-cpu"
+    if target not in rows:
+        return Row(name, "FAIL", f"{target} did not run: {r['skipped'].get(target, '?')}", seconds)
+    best_cpu = min(rows["numpy"]["median_ms"], rows["torch-rollouts"]["median_ms"])
+    got = rows[target]["median_ms"]
+    text = (f"plan() {got:.1f} ms scored on {target}, numpy {rows['numpy']['median_ms']:.1f} ms (speed-up {rows[target]['speedup_vs_first']:.2f}x"
+            f"), torch rollouts {rows['torch-rollouts']['median_ms']:.1f} ms; plans differ by <= "
+            f"{rows[target]['max_plan_difference']:.2g}")
+    return Row(name, "ok" if got < best_cpu else "below", text, seconds)
+
+
 def check_pytest(name: str, files: list[str]) -> Row:
     if missing("pytest"):
         return Row(name, "skipped", "pytest does not import")
@@ -178,10 +233,10 @@ def format_table(rows: list[Row], header: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", metavar="A,B",
-                        help="rows to run: backends,train,torchrun,node,pytest,compile (default all)")
+                        help="rows to run: backends,train,torchrun,preprocess,plan,node,pytest,compile (default all)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
-                        help="cpu: run the training and torchrun rows on the CPU, to check this script's plumbing "
-                             "on a machine without a GPU (default cuda)")
+                        help="cpu: run the training, torchrun, preprocess and plan rows on the CPU, to check this "
+                             "script's plumbing on a machine without a GPU (default cuda)")
     args = parser.parse_args(argv)
     reason = no_gpu_reason() if args.device == "cuda" else ""
     if reason:
@@ -189,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         return NO_GPU_EXIT
     import torch
 
-    wanted = set(filter(None, args.only.split(","))) or {"backends", "train", "torchrun", "node", "pytest", "compile"}
+    wanted = set(filter(None, args.only.split(","))) or {"backends", "train", "torchrun", "preprocess", "plan", "node",
+                                                         "pytest", "compile"}
     started = time.monotonic()
     rows: list[Row] = []
     lacking = missing("numpy", "safetensors", "tqdm", "matplotlib")
@@ -203,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             rows += [check_bench_train(work, "fp32", args.device), check_bench_train(work, "bf16", args.device)]
         if "torchrun" in wanted and not lacking:
             rows.append(check_torchrun(work, args.device))
+        if "preprocess" in wanted:
+            rows += check_preprocess(work, args.device)
+        if "plan" in wanted:
+            rows.append(check_plan(work, args.device))
         node_test = "test/nodes/test_encoder_node_cuda.py"
         if "node" in wanted:
             if missing("rclpy"):

@@ -31,3 +31,13 @@ def test_the_gpu_marker_is_registered_and_make_has_the_target() -> None:
                             timeout=120)
     assert "@pytest.mark.gpu: needs a CUDA GPU" in result.stdout
     assert "\ngpu-check:\n\tbash scripts/gpu_check.sh\n" in (REPO / "Makefile").read_text()
+
+
+def test_the_preprocess_and_plan_rows_run_on_the_cpu_in_plumbing_mode() -> None:
+    result = subprocess.run(["bash", "scripts/gpu_check.sh", "--device", "cpu", "--only", "preprocess,plan"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHON=sys.executable))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0] + " " + line.split()[1]: line for line in result.stdout.splitlines()[3:] if line.strip()}
+    assert set(rows) == {"preprocess 640x480", "plan cpu"}, result.stdout
+    assert all(" FAIL " not in line for line in rows.values()), result.stdout
+    assert "plans differ by <= 0" in rows["plan cpu"] and "x the model alone" in rows["preprocess 640x480"]

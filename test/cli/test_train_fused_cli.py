@@ -44,7 +44,13 @@ def assert_refused(result: subprocess.CompletedProcess[str], *fragments: str) ->
 
 def sim_views(count: int, seed: int = 3) -> Iterator[tuple[np.ndarray, np.ndarray, Any]]:
     """(camera RGB (64, 64, 3), scan ranges (360,), scan geometry) at `count` free poses of a simulator world."""
-    from vae_ros.sim.world import SimConfig, SimWorld
+    for rgb, ranges, geometry, _pose in sim_posed_views(count, seed):
+        yield rgb, ranges, geometry
+
+
+def sim_posed_views(count: int, seed: int = 3) -> Iterator[tuple[np.ndarray, np.ndarray, Any, Any]]:
+    """sim_views with each view's pose (vae_ros.sim.world.Pose2D)."""
+    from vae_ros.sim.world import Pose2D, SimConfig, SimWorld
 
     world = SimWorld(SimConfig(seed=seed, image_width=64, image_height=64))
     rng = np.random.default_rng(seed)
@@ -54,23 +60,30 @@ def sim_views(count: int, seed: int = 3) -> Iterator[tuple[np.ndarray, np.ndarra
             x, y = rng.uniform(-2.5, 2.5, 2)
             if world.clearance(float(x), float(y)) < 0.05:
                 continue
-            world.set_pose(float(x), float(y), float(rng.uniform(-np.pi, np.pi)))
-            yield world.render(), world.scan(), world.scan_geometry
+            yaw = float(rng.uniform(-np.pi, np.pi))
+            world.set_pose(float(x), float(y), yaw)
+            yield world.render(), world.scan(), world.scan_geometry, Pose2D(float(x), float(y), yaw)
             made += 1
     finally:
         world.close()
 
 
 def write_fused_bag(path: Path, count: int, camera_topic: str = "/camera/image_raw", scan_topic: str = "/scan",
-                    camera_lag_ns: int = CAMERA_LAG_NS, period_ns: int = SCAN_PERIOD_NS) -> Path:
+                    camera_lag_ns: int = CAMERA_LAG_NS, period_ns: int = SCAN_PERIOD_NS,
+                    odom_lag_ns: int | None = None) -> Path:
     """A bag of `count` scans every `period_ns`, each with a camera frame `camera_lag_ns` later (the last scan
-    has none: its frame is dropped, as a camera's sometimes is)."""
-    from vae_ros.ros.sim_messages import image_msg, scan_msg, time_msg
+    has none: its frame is dropped, as a camera's sometimes is) and, with `odom_lag_ns`, the view's pose on /odom
+    (nav_msgs/Odometry) that much later."""
+    from vae_ros.ros.sim_messages import image_msg, odometry_msg, scan_msg, time_msg
+    from vae_ros.sim.world import Velocity2D
 
     messages = []
-    for i, (rgb, ranges, geometry) in enumerate(sim_views(count)):
+    for i, (rgb, ranges, geometry, pose) in enumerate(sim_posed_views(count)):
         t = 1_000_000_000 + i * period_ns
         messages.append((scan_topic, t, scan_msg(ranges, geometry, time_msg(t / 1e9), 0.1)))
+        if odom_lag_ns is not None:
+            t_odom = t + odom_lag_ns
+            messages.append(("/odom", t_odom, odometry_msg(pose, Velocity2D(0.0, 0.0, 0.0), time_msg(t_odom / 1e9))))
         if i < count - 1:
             messages.append((camera_topic, t + camera_lag_ns, image_msg(rgb, time_msg((t + camera_lag_ns) / 1e9))))
     messages.sort(key=lambda item: item[1])
@@ -132,14 +145,14 @@ def test_train_two_topics_writes_a_fused_model_that_encodes(fused_bag: Path, tmp
     assert model.decode("camera", mean).shape == (1, *image.shape[1:])
 
 
-@pytest.mark.parametrize("flag", ["--resume", "--pose-topic", "torchrun"])
+@pytest.mark.parametrize("flag", ["--resume", "torchrun"])
 def test_fused_training_refuses_what_it_does_not_support(flag: str, fused_bag: Path, tmp_path: Path) -> None:
     args = ["train", "--bag", str(fused_bag), "--topic", "camera/image_raw", "--topic", "scan",
             "--out", str(tmp_path / "out")]
     if flag == "torchrun":
         result = vae_ros(*args, env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
     else:
-        result = vae_ros(*args, *([flag, "odom"] if flag == "--pose-topic" else [flag]))
+        result = vae_ros(*args, flag)
     assert_refused(result, flag, "not supported for fused training")
     assert not (tmp_path / "out").exists()
 
@@ -230,3 +243,109 @@ def test_compressed_camera_frames_pair_with_scans_of_the_same_robot(tmp_path: Pa
     # A tighter slop than the sensors' offset pairs nothing, and says so.
     with pytest.raises(DataError, match="median offset is 0.03 s"):
         read_bag_pairs(bag, [camera_topic, scan_topic], camera_config, scan_config, 0.02)
+
+
+# -- --pose-topic: the LiDAR's expert control-fit trained from the bag, then the camera's fitted to it ------------
+POSE_TINY = ["--pose-topic", "odom", "--steps", "40", "--arch-channels", "8,16,32,32", "--epochs", "3",
+             "--batch-size", "32", "--val-percent", "25", "--seed", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def posed_fused_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """120 scans, 119 camera frames 12 ms later and 120 odometry poses 5 ms later: 359 messages."""
+    return write_fused_bag(tmp_path_factory.mktemp("posed") / "bag", 120, odom_lag_ns=5_000_000)
+
+
+@pytest.mark.slow
+def test_pose_topic_trains_a_control_fit_lidar_expert_and_fits_the_camera_to_it(posed_fused_bag: Path,
+                                                                                 tmp_path: Path) -> None:
+    import json
+
+    from vae_ros.control.runtime.control_model import ControlModel
+    from vae_ros.control.training.fused import read_bag_pairs, split_bag_pairs
+    from vae_ros.control.training.train_metric import sample_key
+    from vae_ros.core.backends import create_backend
+    from vae_ros.core.fused import FusedModel, load_fused_config
+    from vae_ros.resources import models_dir
+
+    out = tmp_path / "fused"
+    result = vae_ros("train", "--bag", str(posed_fused_bag), "--topic", "camera/image_raw", "--topic", "scan",
+                     "--out", str(out), *POSE_TINY)
+    assert result.returncode == 0, result.stderr
+    # Progress lines of both stages, and the report of both.
+    assert "stage 1/2: control-fit training of the LiDAR expert on /scan with /odom poses (40 steps)" in result.stderr
+    assert "stage 2/2: the camera's expert fitted to the new joint latent (3 epochs)" in result.stderr
+    assert "step 40/40: val metric" in result.stderr and "epoch 3/3: match" in result.stderr
+    assert "LiDAR expert (stage 1, control-fit)" in result.stdout and "servo tolerance" in result.stdout
+    assert "pairs: 119 (" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["camera", "model.json", "scan", "servo_head.safetensors",
+                                                     "training_curves.png"]
+    assert not list(tmp_path.glob(".*partial"))  # the LiDAR stage's staging folder is gone
+
+    # The scan expert is the control-fit model trained here: its training summary, servo head, curves, exports.
+    scan_json = json.loads((out / "scan" / "model.json").read_text())
+    training = scan_json["training"]
+    assert training["kind"] == "control" and training["control"]["metric"]["weight"] == 300.0
+    assert training["sources"][0]["pose_topic"] == "/odom" and training["sources"][0]["samples"] == 120
+    assert training["train_config"]["steps"] == 40 and training["best"]["epoch"] == 40
+    assert scan_json["arch"]["channels"] == [8, 16, 32, 32]
+    for name in ("servo_head.safetensors", "training_curves.png", "encoder.onnx", "decoder.onnx"):
+        assert (out / "scan" / name).stat().st_size > 1000, name
+    assert (out / "servo_head.safetensors").read_bytes() == (out / "scan" / "servo_head.safetensors").read_bytes()
+    assert (out / "training_curves.png").stat().st_size > 1000
+    config = load_fused_config(out)
+    stage = config.training["scan_stage"]
+    assert stage["kind"] == "control" and stage["pose_topic"] == "/odom" and stage["steps"] == 40
+    assert config.training["source"]["pose_topic"] == "/odom"
+    control = ControlModel(out, backend="torch")
+    assert control.latent_dir == out / "scan" and control.tolerance == training["control"]["tolerance"]
+    assert control.estimate(np.zeros(16), np.ones(16)).shape == (3,)
+
+    # The joint latent of a scan alone is the new scan expert's, not the packaged control model's.
+    model = FusedModel(out, backend="torch")
+    pairs = read_bag_pairs(posed_fused_bag, ["/camera/image_raw", "/scan"], model.configs["camera"],
+                           model.configs["scan"], 0.05, key=lambda index: sample_key(0, index))
+    val = split_bag_pairs(pairs, 25.0)
+    joint_mean, _ = model.encode({"scan": pairs.scans[:8]})
+    expert_mean, _ = create_backend(out / "scan", "torch", "cpu").encode(pairs.scans[:8])
+    packaged_mean, _ = create_backend(models_dir() / "control_default", "torch", "cpu").encode(pairs.scans[:8])
+    assert np.allclose(joint_mean, expert_mean, atol=1e-6)
+    assert not np.allclose(joint_mean, packaged_mean, atol=0.1)
+
+    # On held-out pairs the camera's expert is nearer the scan posterior than where training started.
+    camera_mean, _ = model.encode_sensor("camera", pairs.images[val])
+    scan_mean, _ = model.encode_sensor("scan", pairs.scans[val])
+    error = float(np.linalg.norm(camera_mean - scan_mean, axis=1).mean())
+    summary = config.training
+    assert summary["samples"]["val"] == int(val.sum()) > 10
+    assert abs(error - summary["final"]["val_latent_error"]) < 1e-3 * max(error, 1.0)
+    assert error < summary["initial"]["val_latent_error"], (error, summary["initial"])
+
+
+def test_pose_topic_refuses_a_joint_model(posed_fused_bag: Path, tmp_path: Path) -> None:
+    result = vae_ros("train", "--bag", str(posed_fused_bag), "--topic", "camera/image_raw", "--topic", "scan",
+                     "--pose-topic", "odom", "--joint-model", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert_refused(result, "--joint-model and --pose-topic contradict each other")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong type"])
+def test_pose_topic_names_a_bad_pose_topic(case: str, posed_fused_bag: Path, tmp_path: Path) -> None:
+    pose_topic = {"missing": "wheel/odom", "wrong type": "scan"}[case]
+    result = vae_ros("train", "--bag", str(posed_fused_bag), "--topic", "camera/image_raw", "--topic", "scan",
+                     "--pose-topic", pose_topic, "--out", str(tmp_path / "out"), "--quiet")
+    if case == "missing":
+        assert_refused(result, "no pose topic 'wheel/odom'", "/odom", "/scan", "/camera/image_raw")
+    else:
+        assert_refused(result, "pose topic /scan", "holds sensor_msgs/msg/LaserScan",
+                       "expected nav_msgs/msg/Odometry")
+    assert not (tmp_path / "out").exists()
+
+
+def test_pose_topic_refuses_a_bag_without_odometry_near_the_scans(tmp_path: Path) -> None:
+    # Scans every 3 s, each pose on /odom a second after its scan: no scan has odometry within 0.05 s.
+    bag = write_fused_bag(tmp_path / "bag", 6, period_ns=3_000_000_000, odom_lag_ns=1_000_000_000)
+    result = vae_ros("train", "--bag", str(bag), "--topic", "camera/image_raw", "--topic", "scan",
+                     "--pose-topic", "odom", "--out", str(tmp_path / "out"), "--quiet")
+    assert_refused(result, "no /scan message has /odom odometry within 0.05 s")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*partial"))

@@ -40,6 +40,7 @@ from vae_ros.core.model_dir import (
 
 if TYPE_CHECKING:  # heavy imports stay lazy: an ONNX Runtime node never pays for CUDA or TensorRT
     import onnxruntime
+    import torch
 
     from vae_ros.core.models import VAE
 
@@ -129,6 +130,14 @@ def _as_batch(x: np.ndarray, sample_shape: Sequence[int], what: str) -> np.ndarr
     return x
 
 
+def _finite_latents(mean: Any, logvar: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An encoder's outputs as float32 arrays; InputError when any is NaN or infinite."""
+    mean, logvar = np.asarray(mean, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
+    if not (np.isfinite(mean).all() and np.isfinite(logvar).all()):
+        raise InputError("the encoder produced NaN or infinite latents for this input; nothing published")
+    return mean, logvar
+
+
 # -- the interface ------------------------------------------------------------------------------------------
 class InferenceBackend(ABC):
     """Encode preprocessed batches to latent Gaussians and decode latents to reconstructions.
@@ -149,11 +158,7 @@ class InferenceBackend(ABC):
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances of a preprocessed batch."""
         batch = _as_batch(x, self.config.input_shape, "encoder input")
-        mean, logvar = self._encode(batch)
-        mean, logvar = np.asarray(mean, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
-        if not (np.isfinite(mean).all() and np.isfinite(logvar).all()):
-            raise InputError("the encoder produced NaN or infinite latents for this input; nothing published")
-        return mean, logvar
+        return _finite_latents(*self._encode(batch))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Reconstructions in [0, 1] of a batch of latents; InputError when they are not finite."""
@@ -189,12 +194,23 @@ class TorchBackend(InferenceBackend):
             self.config = model.config
         self.model = model.to(self.device).eval()
         self.name = "torch" if self.device.type == "cpu" else f"torch-{self.device.type}"
+        # Batch-1 encodes replayed from a CUDA graph (vae_ros.core.cuda_graph.apply_cuda_graph sets it); None: eager.
+        self.graphed: Any = None
 
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        with torch.inference_mode():
-            mean, logvar = self.model.encode(torch.from_numpy(x).to(self.device))  # (B, D) each
+        return self._encode_on_device(torch.from_numpy(x))
+
+    def _encode_on_device(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(B, *input_shape) float32 on any device -> host (mean, logvar); the CUDA graph at batch 1 if there is one."""
+        import torch
+
+        if self.graphed is not None and x.shape[0] == 1:
+            mean, logvar = self.graphed(x)  # the graph's buffers: copied out below, before the next call
+        else:
+            with torch.inference_mode():
+                mean, logvar = self.model.encode(x.to(self.device))  # (B, D) each
         return mean.float().cpu().numpy(), logvar.float().cpu().numpy()
 
     def _decode(self, z: np.ndarray) -> np.ndarray:
@@ -203,6 +219,17 @@ class TorchBackend(InferenceBackend):
         with torch.inference_mode():
             out = self.model.decode(torch.from_numpy(z).to(self.device))  # (B, C, ...)
         return out.float().cpu().numpy()
+
+    def encode_tensor(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """encode for a batch already on this backend's device (vae_ros.core.preprocess_torch made it there from
+        an image it checked): no copy of the input through the host. (B, *input_shape) float32 -> as encode."""
+        import torch
+
+        expected = tuple(int(s) for s in self.config.input_shape)
+        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or x.shape[0] < 1 or x.dtype != torch.float32:
+            raise InputError(f"encoder input must be a float32 tensor of shape (B, {', '.join(map(str, expected))}) "
+                             f"with B >= 1, got {x.dtype} {tuple(x.shape)}")
+        return _finite_latents(*self._encode_on_device(x))
 
 
 # -- ONNX Runtime --------------------------------------------------------------------------------------------

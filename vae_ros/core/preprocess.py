@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from vae_ros.core.config import ImageSpec, PointCloudSpec, ScanSpec
-from vae_ros.core.errors import InputError
+from vae_ros.core.errors import ConfigError, InputError
 
 # Luminance weights (ITU-R BT.601), the same as cv2.COLOR_RGB2GRAY.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Fraction of a bin by which a beam angle may fall short of a bin edge and still count as on it.
 _EDGE_SLACK = 1e-6
 
 
-def preprocess_image(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
-    """(H, W) or (H, W, C) RGB(A)/grey image -> (spec.channels, spec.height, spec.width) float32 in [0, 1].
+def checked_image(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """An image as preprocess_image takes it -> ((H, W, 1|3) view without alpha, the factor to [0, 1]).
 
-    uint8 is scaled by 1/255 and uint16 by 1/65535; floating point is taken as already in [0, 1] and
-    clipped. A 4th (alpha) channel is dropped; grey is replicated for RGB models; RGB is converted to
-    luminance for grey models. Resizing uses INTER_AREA (anti-aliased for downscaling).
+    The checks and the scale of both preprocessing paths (this module's and vae_ros.core.preprocess_torch's):
+    uint8 1/255, uint16 1/65535, floating point 1.0 (taken as already in [0, 1]; NaN or inf refused).
     """
     if not isinstance(image, np.ndarray):
         raise InputError(f"image must be a NumPy array, got {type(image).__name__}")
@@ -41,16 +41,24 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
     if channels == 4:
         image = image[:, :, :3]
     if image.dtype == np.uint8:
-        scale = 1.0 / 255.0
-    elif image.dtype == np.uint16:
-        scale = 1.0 / 65535.0
-    elif np.issubdtype(image.dtype, np.floating):
-        scale = 1.0
+        return image, 1.0 / 255.0
+    if image.dtype == np.uint16:
+        return image, 1.0 / 65535.0
+    if np.issubdtype(image.dtype, np.floating):
         if not np.isfinite(image).all():
             raise InputError("image holds NaN or infinite values")
-    else:
-        raise InputError(f"image dtype {image.dtype} is not supported (uint8, uint16 or float)")
+        return image, 1.0
+    raise InputError(f"image dtype {image.dtype} is not supported (uint8, uint16 or float)")
 
+
+def preprocess_image(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """(H, W) or (H, W, C) RGB(A)/grey image -> (spec.channels, spec.height, spec.width) float32 in [0, 1].
+
+    uint8 is scaled by 1/255 and uint16 by 1/65535; floating point is taken as already in [0, 1] and
+    clipped. A 4th (alpha) channel is dropped; grey is replicated for RGB models; RGB is converted to
+    luminance for grey models. Resizing uses INTER_AREA (anti-aliased for downscaling).
+    """
+    image, scale = checked_image(image)
     if (image.shape[0], image.shape[1]) != (spec.height, spec.width):
         # cv2.resize takes uint8, uint16 and float32 (not float16/float64).
         src = image if image.dtype in (np.uint8, np.uint16, np.float32) else image.astype(np.float32)
@@ -64,7 +72,7 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec) -> np.ndarray:
     if spec.channels == 3 and out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
     elif spec.channels == 1 and out.shape[2] == 3:
-        out = (out @ _LUMA)[:, :, None]
+        out = (out @ LUMA)[:, :, None]
     return np.ascontiguousarray(out.transpose(2, 0, 1))  # (C, H, W)
 
 
@@ -215,3 +223,34 @@ def read_image_file(path: str | Path) -> np.ndarray:
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     return image
+
+
+# -- where encoder_node preprocesses images (its `preprocess` parameter) -----------------------------------------
+PREPROCESS_CHOICES = ("auto", "cpu", "device")
+
+
+def preprocess_on_device(choice: str, modality: str, backend: Any) -> bool:
+    """Whether encoder_node preprocesses on the model's torch device (vae_ros.core.preprocess_torch) or here.
+
+    `device` needs an image model on backend torch (the other runtimes take NumPy arrays); `auto` takes the device
+    where that device is a GPU (a 640x480 frame then crosses the bus as uint8 and the host does no per-pixel
+    work), the CPU otherwise (OpenCV is as fast there, and ONNX Runtime nodes never import torch). ConfigError,
+    one line, for `device` where it cannot run.
+    """
+    if choice not in PREPROCESS_CHOICES:
+        raise ConfigError(f"preprocess must be one of {', '.join(PREPROCESS_CHOICES)}, got {choice!r}")
+    if choice == "cpu":
+        return False
+    from vae_ros.core.backends import TorchBackend
+
+    on_torch = isinstance(backend, TorchBackend)
+    if choice == "auto":
+        return modality == "image" and on_torch and backend.device.type == "cuda"
+    if modality != "image":
+        raise ConfigError(f"preprocess 'device' is for image models; this model's modality is {modality!r} (its "
+                          "preprocessing stays on the CPU: set preprocess to auto or cpu)")
+    if not on_torch:
+        raise ConfigError(f"preprocess 'device' needs backend torch, which takes tensors on its device; backend "
+                          f"{getattr(backend, 'name', type(backend).__name__)} takes NumPy arrays: set backend to "
+                          "torch, or preprocess to auto or cpu")
+    return True

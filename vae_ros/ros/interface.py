@@ -185,6 +185,8 @@ _CONTROL_KEYS: tuple[tuple[str, str], ...] = (
 DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     _ENC: (*_INFERENCE_KEYS, ("input_topic", "the resolved input topic"),
            ("input_reliability", "best_effort or reliable, matched to the publishers"),
+           ("preprocess", "where inputs are resized and normalised: cpu, or the model's torch device (device cuda:0)"),
+           ("cuda_graph", "on where the batch-1 encoder replays a CUDA graph (cuda_graph parameter), else off"),
            ("sensors", "a fused model: the sensors that made the last latent, e.g. camera,scan (or camera, scan alone)"),
            ("live_sensors", "a fused model: the sensors with a usable message within sensor_timeout"),
            ("unpaired, stamp_offset_s", "a fused model: whether the live sensors' stamps have stopped pairing "
@@ -202,6 +204,7 @@ DIAGNOSTICS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
           ("prediction_zscore_rms_mean", "calibration of the predicted variance"),
           ("plan_time_p50_ms, plan_time_p99_ms, plan_time_max_ms, plan_time_count", "time of the CEM planning steps (servo-law steps near the goal left out) and how many"),
           ("plan_cost", "cost of the chosen plan"),
+          ("plan_device", "where the plans' candidates are scored: cpu, or the GPU (cuda:0) with plan_device"),
           ("late_plans_dropped", "plans finished after a stop, a clear, a new goal or on a stale latent: dropped")),
     _ROUTE: (("state", "idle (cleared), localising, following, lost, done or stale"),
              ("phase", "what the follower does now: waiting for a latent, waiting for odometry, localising, following "

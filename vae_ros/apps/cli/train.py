@@ -6,10 +6,12 @@
     vae-ros train ... --out trained/my_camera --resume --epochs 50      # continue (or extend) a run
     torchrun --nproc-per-node=4 -m vae_ros.apps.cli train ...               # one process per GPU (or CPU share)
     vae-ros train --bag BAG --topic camera/image_raw --topic scan --out trained/my_fused   # fused camera + LiDAR
+    vae-ros train --bag BAG --topic camera/image_raw --topic scan --pose-topic odom --out trained/my_fused
 
 The output folder becomes a model directory (model.json + weights.safetensors of the best validation
 epoch), with training_curves.png and checkpoint/ (for --resume) beside them. With two topics it becomes a
-fused model directory (vae_ros.core.fused; trained by vae_ros.control.training.fused.build_from_bag).
+fused model directory (vae_ros.core.fused; trained by vae_ros.control.training.fused.build_from_bag, or with
+--pose-topic by build_control_fit_from_bag: a control-fit LiDAR expert from the bag, then the camera's).
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ from vae_ros.apps.cli.common import (
 )
 from vae_ros.core.fused import SYNC_SLOP_S
 
+LR_DEFAULT, FUSED_LR_DEFAULT = 1e-3, 5e-4
 FUSED_EPILOG = (
     "A fused camera + LiDAR model: `--bag B --topic CAMERA --topic SCAN --out DIR` pairs each scan with the "
     "camera frame nearest in header stamp (within --sync-slop), keeps the joint latent of --joint-model (a scan "
     "model; the packaged control model) and fits a camera expert, started from --camera-init, to it. It takes "
-    "--epochs, --batch-size, --lr, --val-percent, --seed and --quiet; the model flags do not apply.")
-LR_DEFAULT, FUSED_LR_DEFAULT = 1e-3, 5e-4
+    "--epochs, --batch-size, --lr, --val-percent, --seed and --quiet; the model flags do not apply. With "
+    "--pose-topic ODOM (instead of --joint-model) the joint latent is trained from the same bag first: stage 1 is "
+    "the control-fit training of the LiDAR's expert on the scan topic and ODOM, as `--topic SCAN --pose-topic ODOM` "
+    "(--steps, --metric-weight, --yaw-weight, --beta, --warmup-steps, --device and the scan model flags; learning "
+    f"rate {LR_DEFAULT:g}), stage 2 the camera's expert fitted to that latent (--epochs, --lr); --batch-size, "
+    "--val-percent and --seed serve both, and both hold out the same scans.")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +79,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--epochs", type=positive_int, default=30, help="epochs (30)")
     opt.add_argument("--batch-size", type=positive_int, default=64,
                      help="batch size (64); under torchrun the global batch, shared by the processes")
-    opt.add_argument("--lr", type=float, help=f"Adam learning rate ({LR_DEFAULT:g}; fused training {FUSED_LR_DEFAULT:g})")
+    opt.add_argument("--lr", type=float, help=f"Adam learning rate ({LR_DEFAULT:g}; fused training {FUSED_LR_DEFAULT:g}, "
+                                              "the camera expert's, also with --pose-topic)")
     opt.add_argument("--beta", type=float, default=1.0, help="KL weight beta (1.0)")
     opt.add_argument("--kl-anneal", choices=("linear", "cyclical", "none"), default="linear",
                      help="KL annealing schedule (linear)")
@@ -94,7 +102,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "latent_servo_node can servo in the latent space; see docs/CONTROL.md)")
     control.add_argument("--pose-topic", metavar="NAME",
                          help="nav_msgs/Odometry topic giving each sensor message its pose (e.g. odom); turns on "
-                              "control-fit training, which counts --steps instead of --epochs")
+                              "control-fit training, which counts --steps instead of --epochs (with two --topic: "
+                              "of the fused model's LiDAR expert, then --epochs of its camera expert)")
     control.add_argument("--steps", type=positive_int, default=6000, help="optimisation steps (6000)")
     control.add_argument("--metric-weight", type=float, default=300.0, metavar="W",
                          help="weight of the pose-metric term (300)")
@@ -106,7 +115,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                        help=f"seconds between a scan's and a camera frame's header stamps that still pair "
                             f"(encoder_node's sync_slop; {SYNC_SLOP_S:g})")
     fused.add_argument("--joint-model", metavar="DIR",
-                       help="scan model whose latent is the joint latent (default: the packaged control_default)")
+                       help="scan model whose latent is the joint latent (default: the packaged control_default; "
+                            "not with --pose-topic, which trains it)")
     fused.add_argument("--camera-init", metavar="DIR",
                        help="image model the camera's expert starts from (default: the packaged image_default)")
 
@@ -229,20 +239,26 @@ def _run_control(args: argparse.Namespace) -> int:
     model_config = build_model_config(args, BagSource(args.bag[0], args.topic))
     data = read_posed_samples(args.bag, args.topic, args.pose_topic, model_config, progress=not args.quiet)
     summary = train_control(data, model_config, config, out, progress=not args.quiet)
-    best = summary["best"]
-    calibration = summary["control"]["calibration"]
     print("\n".join([
         f"model directory: {out}",
         f"samples: {summary['samples']['train']} train, {summary['samples']['val']} validation, "
         f"from {len(args.bag)} recording(s)",
+        *_control_lines(summary),
+        f"time: {summary['time_s']:.1f} s on {summary['device']}"]))
+    return 0
+
+
+def _control_lines(summary: dict[str, Any]) -> list[str]:
+    """The report of a control-fit training (train_metric.train_control's summary): best step, servo tolerance."""
+    best = summary["best"]
+    calibration = summary["control"]["calibration"]
+    return [
         f"best at step {best['epoch']}: val metric loss {best['val_metric']:.4f}, latent vs pose distance "
         f"Spearman {best['val_spearman_1_5m']:.3f} (pairs within 1.5 m), recon NLL {best['val_recon_nll']:.1f}, "
         f"KL {best['val_kl']:.1f}",
         (f"servo tolerance: latent error {calibration['tolerance']:.4f} (precision {calibration['precision']:.1%}, "
          f"recall {calibration['recall']:.1%} for 0.10 m / 5 deg)" if calibration.get("tolerance") else
-         f"servo tolerance: not calibrated ({calibration.get('error')}); set latent_servo_node's tolerance"),
-        f"time: {summary['time_s']:.1f} s on {summary['device']}"]))
-    return 0
+         f"servo tolerance: not calibrated ({calibration.get('error')}); set latent_servo_node's tolerance")]
 
 
 def _lr(args: argparse.Namespace, default: float) -> float:
@@ -250,50 +266,80 @@ def _lr(args: argparse.Namespace, default: float) -> float:
 
 
 def _run_fused(args: argparse.Namespace, distributed: bool) -> int:
-    """Two --topic: a fused camera + LiDAR model from one bag (vae_ros.control.training.fused.build_from_bag)."""
+    """Two --topic: a fused camera + LiDAR model from one bag (vae_ros.control.training.fused.build_from_bag);
+    with --pose-topic its LiDAR expert is control-fit trained from the bag first (build_control_fit_from_bag)."""
     import logging
 
-    from vae_ros.control.training.fused import FusedTrainConfig, build_from_bag
+    from vae_ros.control.training.fused import FusedTrainConfig, build_control_fit_from_bag, build_from_bag
     from vae_ros.core.errors import ConfigError
     from vae_ros.core.plots import save_fused_training_curves
     from vae_ros.core.train import CURVES_FILE
     from vae_ros.resources import models_dir
 
-    for given, flag in ((args.resume, "--resume"), (args.pose_topic, "--pose-topic"), (distributed, "torchrun"),
-                        (args.images, "--images"), (args.modality, "--modality")):
+    for given, flag in ((args.resume, "--resume"), (distributed, "torchrun"), (args.images, "--images"),
+                        (args.modality, "--modality")):
         if given:
             raise ConfigError(f"{flag} is not supported for fused training (two --topic); train a fused model "
                               "in one process from one bag, from the start")
+    if args.pose_topic and args.joint_model:
+        raise ConfigError("--joint-model and --pose-topic contradict each other: with --pose-topic the joint latent "
+                          "is trained from the bag (control-fit LiDAR expert); drop one of them")
     if not args.bag:
         raise ConfigError("fused training (two --topic) reads a bag: give --bag PATH")
     if len(args.bag) > 1:
         raise ConfigError("fused training (two --topic) reads one bag; give one --bag")
-    if args.device != "cpu":
+    if args.device != "cpu" and not args.pose_topic:
         raise ConfigError(f"fused training runs on the CPU; drop --device {args.device}")
     _refuse_speed_flags(args, "fused training (two --topic)")
     out = Path(args.out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out} exists and is not empty; a fused model is written to a new folder"
                           + (" (--force does not apply to fused training)" if args.force else ""))
-    remove_if_empty(out)  # an empty folder is fine: the model directory is written in its place
-    joint = Path(args.joint_model).expanduser() if args.joint_model else models_dir() / "control_default"
     camera_init = Path(args.camera_init).expanduser() if args.camera_init else models_dir() / "image_default"
     config = FusedTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=_lr(args, FUSED_LR_DEFAULT),
                               seed=args.seed)
-    summary = build_from_bag(out, args.bag[0], args.topic, joint, camera_init, config, args.sync_slop,
-                             args.val_percent, progress=not args.quiet,
-                             log=logging.getLogger("vae_ros.control.training.fused").info)
+    log = logging.getLogger("vae_ros.control.training.fused").info
+    lines = []
+    if args.pose_topic:
+        from vae_ros.control.training.fused import fused_sensor_topics
+        from vae_ros.control.training.metric import MetricSpec
+        from vae_ros.control.training.train_metric import ControlTrainConfig
+        from vae_ros.core.train import select_device
+
+        select_device(args.device)
+        control = ControlTrainConfig(
+            steps=args.steps, batch_size=args.batch_size, lr=LR_DEFAULT, beta=args.beta,
+            warmup_steps=min(args.warmup_steps, args.steps), val_percent=args.val_percent, seed=args.seed,
+            device=args.device, metric=MetricSpec(weight=args.metric_weight, yaw_weight=args.yaw_weight))
+        control.validate()
+        scan_config = build_model_config(args, fused_sensor_topics(args.bag[0], args.topic)["scan"])
+        remove_if_empty(out)  # an empty folder is fine: the model directory is written in its place
+        summary, scan_summary = build_control_fit_from_bag(
+            out, args.bag[0], args.topic, args.pose_topic, scan_config, control, camera_init, config,
+            args.sync_slop, progress=not args.quiet, log=log)
+        joint = f"the LiDAR expert trained here with {summary['scan_stage']['pose_topic']} poses"
+        lines += [f"LiDAR expert (stage 1, control-fit): {scan_summary['samples']['train']} train, "
+                  f"{scan_summary['samples']['val']} validation scans, {scan_summary['time_s']:.1f} s on "
+                  f"{scan_summary['device']}; curves: {out / 'scan' / CURVES_FILE}",
+                  *_control_lines(scan_summary)]
+    else:
+        remove_if_empty(out)
+        joint_dir = Path(args.joint_model).expanduser() if args.joint_model else models_dir() / "control_default"
+        summary = build_from_bag(out, args.bag[0], args.topic, joint_dir, camera_init, config, args.sync_slop,
+                                 args.val_percent, progress=not args.quiet, log=log)
+        joint = f"joint latent of {joint_dir}"
     save_fused_training_curves(summary["history"], out / CURVES_FILE)
     source, final = summary["source"], summary["final"]
     rejected = source["rejected"]
     print("\n".join([
-        f"fused model directory: {out} (camera + scan, joint latent of {joint})",
+        f"fused model directory: {out} (camera + scan, {joint})",
+        *lines,
         f"pairs: {source['pairs']} ({summary['samples']['train']} train, {summary['samples']['val']} validation) "
         f"of {source['scans']} scans and {source['camera_frames']} camera frames within {source['sync_slop_s']:g} s "
         f"(median offset {source['median_offset_s'] * 1000:.1f} ms); skipped: {source['unpaired_scans']} scan(s) "
         f"without a frame, {rejected['camera']} camera and {rejected['scan']} scan messages rejected",
-        f"camera-alone latent error {final['val_latent_error']:.3f} (blind {final['val_blind_latent_error']:.3f}), "
-        f"match NLL {final['val_match_nll']:.2f}",
+        f"camera-alone latent error {final['val_latent_error']:.3f} (blind {final['val_blind_latent_error']:.3f}; "
+        f"{summary['initial']['val_latent_error']:.3f} before training), match NLL {final['val_match_nll']:.2f}",
         f"image PSNR from scan / camera / both: {final['val_psnr_scan_db']:.2f} / {final['val_psnr_camera_db']:.2f} / "
         f"{final['val_psnr_both_db']:.2f} dB",
         f"time: {summary['time_s']:.1f} s on cpu; curves: {out / CURVES_FILE}"]))

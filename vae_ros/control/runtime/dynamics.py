@@ -235,6 +235,22 @@ def rollout_runtime(backend: str) -> str:
     return "torch" if backend in ("torch", "tensorrt") else "numpy"
 
 
+PLAN_DEVICES = ("auto", "cpu", "cuda")
+
+
+def plan_device(choice: str, device: str) -> str:
+    """Where world_model_node scores its plans' candidates: "cpu" (today's path: NumPy, or torch rollouts where
+    rollout_runtime says so) or "cuda" (vae_ros.control.runtime.plan_torch on the GPU). `choice` is its
+    `plan_device` parameter, `device` its `device` (the model's): auto plans on the GPU where the model runs on
+    one (the node has a GPU and loads torch for it anyway), on the CPU otherwise, so a CPU node never imports
+    torch for planning. ConfigError, one line, for another choice."""
+    if choice not in PLAN_DEVICES:
+        raise ConfigError(f"plan_device must be one of {', '.join(PLAN_DEVICES)}, got {choice!r}")
+    if choice == "auto":
+        return "cuda" if device == "cuda" else "cpu"
+    return choice
+
+
 # -- files ----------------------------------------------------------------------------------------------------
 def save_dynamics_dir(path: str | Path, config: DynamicsConfig, weights: dict[str, np.ndarray]) -> Path:
     """Write weights.safetensors then dynamics.json, each atomically (temp file renamed into place)."""

@@ -152,6 +152,9 @@ class MpcConfig:
     # compete in the first CEM iteration: in a cramped spot nearly every random 3 s sequence touches
     # something, and standing still won (measured).
     primitives: bool = False
+    # Where the candidates are scored: None = here, in NumPy (sequence_costs); a
+    # vae_ros.control.runtime.plan_torch.TorchPlanCosts = on its torch device (a GPU), the CEM staying here.
+    device_costs: Any = field(default=None, repr=False)
 
     def validate(self) -> None:
         for name in ("horizon", "samples", "iterations", "elites", "settle_steps"):
@@ -436,7 +439,7 @@ def detour_field(obstacles: np.ndarray, goal: np.ndarray, config: MpcConfig) -> 
     if len(obstacles) == 0:
         return None
     # Inflated by collision_radius, but never over the robot itself (it may stand closer than that).
-    radius = min(_collision_radius(config), 0.9 * float(np.sqrt((np.asarray(obstacles) ** 2).sum(1).min())))
+    radius = min(collision_cost_radius(config), 0.9 * float(np.sqrt((np.asarray(obstacles) ** 2).sum(1).min())))
     line = np.linspace(0.0, 1.0, max(2, int(math.hypot(*goal[:2]) / (0.5 * cell)) + 1))[:, None] * goal[None, :2]
     if np.sqrt(((line[:, None] - obstacles[None]) ** 2).sum(-1)).min() >= radius:
         return None
@@ -489,7 +492,7 @@ def detour_waypoint(field: np.ndarray, goal: np.ndarray, config: MpcConfig) -> n
     return np.array([i * cell - extent, j * cell - extent])
 
 
-def _collision_radius(config: MpcConfig) -> float:
+def collision_cost_radius(config: MpcConfig) -> float:
     """The collision cost's radius: collision_radius, or what the fail-safe keeps if more (a plan the
     fail-safe would stop is no plan: with less, the robot stood still at the edge, measured)."""
     if config.fail_safe:
@@ -497,7 +500,7 @@ def _collision_radius(config: MpcConfig) -> float:
     return config.collision_radius
 
 
-def _step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
+def step_weights(config: MpcConfig, h: int) -> tuple[np.ndarray, np.ndarray]:
     """(model steps scored, their weights): every step for the latent cost; for the pose cost the end of
     every held command (the head costs a thousand times the dynamics), the last one weighted terminal."""
     if config.cost == "pose":
@@ -521,7 +524,7 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
     dyn = config.dynamics
     n, h = actions.shape[:2]
     pred = dyn.rollout_split(z, actions)  # (N, H, D)
-    steps, weights = _step_weights(config, h)
+    steps, weights = step_weights(config, h)
     if config.cost == "pose":
         scored = pred[:, steps].reshape(-1, pred.shape[-1])  # (N * S, D)
         readings = config.head.estimate_batch(scored, z_goal).reshape(n, steps.size, 3)
@@ -542,7 +545,7 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
     cost += config.effort_weight * ((actions / config.limits) ** 2).sum((1, 2))
     if obstacles is not None and len(obstacles):
         # Only points the robot could touch within the horizon matter.
-        reach = h * dyn.dt * config.max_linear + _collision_radius(config) + config.collision_speed_margin
+        reach = h * dyn.dt * config.max_linear + collision_cost_radius(config) + config.collision_speed_margin
         near = obstacles[(obstacles**2).sum(1) <= reach**2]
         if len(near):
             pos = _kinematic_positions(actions, dyn.dt)  # (N, H, 2)
@@ -551,7 +554,7 @@ def sequence_costs(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, actions
             cross += (near**2).sum(1)
             gap2 = np.maximum(cross.min(1).reshape(pos.shape[:2]) + (pos**2).sum(-1), 0.0)  # (N, H) squared
             gap = np.sqrt(gap2)
-            base = _collision_radius(config)
+            base = collision_cost_radius(config)
             radius = base + config.collision_speed_margin * np.abs(actions[..., 0])  # (N, H)
             # The speed margin is for approaching: never more than the robot's distance now (else driving
             # away from something close costs more than standing beside it: measured, the robot froze).
@@ -638,6 +641,7 @@ def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray 
         mean = shifted[::k][:m].astype(np.float32)
     std = np.broadcast_to(config.init_std * limits, (m, 2)).astype(np.float32)
     best = (math.inf, np.zeros((h, 2), np.float32), np.zeros((h, config.dynamics.latent_dim), np.float32))
+    score = sequence_costs if config.device_costs is None else config.device_costs.sequence_costs
     for iteration in range(config.iterations):
         eps = rng.standard_normal((config.samples, m, 2)).astype(np.float32)
         cand = mean + std * eps
@@ -647,13 +651,13 @@ def plan(config: MpcConfig, z: np.ndarray, z_goal: np.ndarray, warm: np.ndarray 
         executed = rate_limit(np.repeat(cand, k, axis=1)[:, :h], command, config)
         if iteration == 0 and extra is not None and len(extra):
             executed = np.concatenate([executed, rate_limit(np.asarray(extra, np.float32), command, config)])
-        cost, pred = sequence_costs(config, z, z_goal, executed, obstacles, belief, waypoint)
+        cost, pred = score(config, z, z_goal, executed, obstacles, belief, waypoint)  # pred: (N, H, D) rows
         if must_move:
             first = np.abs(executed[:, :k] / limits).max((1, 2))
             cost = np.where(first < 0.2, np.inf, cost)
         order = np.argsort(cost)
         if cost[order[0]] < best[0]:
-            best = (float(cost[order[0]]), executed[order[0]].copy(), pred[order[0]].copy())
+            best = (float(cost[order[0]]), executed[order[0]].copy(), np.array(pred[order[0]]))
         sampled = order[order < config.samples][: config.elites]
         elites = cand[sampled]
         new_mean = elites.mean(0)

@@ -43,6 +43,12 @@ class PoseHeadNumpy:
         self._first_goal = np.ascontiguousarray(np.concatenate([wb, wa - wb], 1))
         self._first_bias = np.concatenate([b1, b1])
 
+    def batch_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """What estimate_batch multiplies by, float32: the first layer's (D, 2H) latent and goal parts, its
+        (2H,) bias, and every layer's (transposed weight, bias); for the same head on a torch device
+        (vae_ros.control.runtime.plan_torch)."""
+        return self._first_z, self._first_goal, self._first_bias, self._layers32
+
     @classmethod
     def load(cls, model_dir: str | Path, latent_dim: int) -> PoseHeadNumpy:
         from vae_ros.core.files import MAX_CONTROL_WEIGHTS_BYTES

@@ -138,6 +138,9 @@ def train_camera_expert(images: np.ndarray, target_mean: np.ndarray, target_logv
     m_all = torch.from_numpy(np.ascontiguousarray(target_mean, dtype=np.float32))
     lv_all = torch.from_numpy(np.ascontiguousarray(target_logvar, dtype=np.float32))
     _rescale_to_joint_latent(model, x_all[:1024], m_all)
+    initial = evaluate_camera_expert(model, *val)  # the starting point, on the joint latent's scale
+    say(f"before training: camera-alone latent error {initial['val_latent_error']:.3f} "
+        f"(blind {initial['val_blind_latent_error']:.3f}), match NLL {initial['val_match_nll']:.2f}")
     model.train()
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = max(len(x_all) // config.batch_size, 1)
@@ -180,7 +183,7 @@ def train_camera_expert(images: np.ndarray, target_mean: np.ndarray, target_logv
             f"{row['val_psnr_both_db']:.1f} dB ({time.perf_counter() - started:.0f} s)")
         model.train()
     model.eval()
-    summary = {"history": history, "final": history[-1], "time_s": time.perf_counter() - started,
+    summary = {"history": history, "initial": initial, "final": history[-1], "time_s": time.perf_counter() - started,
                "train_config": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                                 "seed": config.seed, "recon_weight": config.recon_weight},
                "samples": {"train": int(len(x_all)), "val": int(len(val[0]))}}
@@ -241,10 +244,12 @@ def evaluate_camera_expert(model: Any, images: np.ndarray, target_mean: np.ndarr
 def write_fused_model(out: Path, scan_model_dir: Path, camera_config: Any, camera_model: Any,
                       training: dict[str, Any]) -> Path:
     """The fused model directory: camera/ (saved and exported to ONNX), scan/ (a copy of the scan model's
-    files: weights, exports, servo head, dynamics are not copied), servo_head.safetensors beside them."""
+    files: model.json, weights, exports, servo head and training curves; its dynamics are not copied),
+    servo_head.safetensors beside them."""
     from vae_ros.core.export import export_onnx
     from vae_ros.core.fused import FusedConfig
     from vae_ros.core.model_dir import save_model_dir
+    from vae_ros.core.train import CURVES_FILE
 
     out = Path(out)
     if out.exists():
@@ -258,7 +263,8 @@ def write_fused_model(out: Path, scan_model_dir: Path, camera_config: Any, camer
         save_model_dir(staging / "camera", camera_config, camera_model)
         export_onnx(staging / "camera")
         (staging / "scan").mkdir()
-        for name in ("model.json", "weights.safetensors", "encoder.onnx", "decoder.onnx", "servo_head.safetensors"):
+        for name in ("model.json", "weights.safetensors", "encoder.onnx", "decoder.onnx", "servo_head.safetensors",
+                     CURVES_FILE):
             if (scan_model_dir / name).is_file():
                 shutil.copy2(scan_model_dir / name, staging / "scan" / name)
         if (scan_model_dir / "servo_head.safetensors").is_file():
@@ -368,9 +374,10 @@ def pair_by_stamp(scan_ns: np.ndarray, camera_ns: np.ndarray, slop_s: float
 
 
 def read_bag_pairs(bag: str | Path, topics: Sequence[str], camera_config: Any, scan_config: Any,
-                   slop_s: float, progress: bool = False) -> BagPairs:
+                   slop_s: float, progress: bool = False, key: Callable[[int], str] = str) -> BagPairs:
     """The bag's camera frames and scans, preprocessed as encoder_node does (the camera model's image spec, the
-    scan model's scan spec) and paired by header stamp within `slop_s` (pair_by_stamp)."""
+    scan model's scan spec) and paired by header stamp within `slop_s` (pair_by_stamp); each pair keyed for the
+    split by `key` of its scan's index among the bag's usable scans."""
     from vae_ros.core.conversions.model_input import msg_to_model_input
     from vae_ros.core.data import read_stamped
     from vae_ros.core.errors import DataError
@@ -393,7 +400,7 @@ def read_bag_pairs(bag: str | Path, topics: Sequence[str], camera_config: Any, s
               "rejected": {"camera": frames.rejected, "scan": scans.rejected},
               "median_offset_s": float(np.median(offsets))}
     return BagPairs(np.stack([frames.values[i] for i in camera_idx]), np.stack([scans.values[i] for i in scan_idx]),
-                    [str(i) for i in scan_idx], offsets, source)
+                    [key(int(i)) for i in scan_idx], offsets, source)
 
 
 def check_fused_models(scan_model_dir: Path, camera_init: Path) -> tuple[Any, Any]:
@@ -402,13 +409,55 @@ def check_fused_models(scan_model_dir: Path, camera_init: Path) -> tuple[Any, An
     from vae_ros.core.backends import load_config
 
     scan_config, camera_config = load_config(scan_model_dir), load_config(camera_init)
+    check_fused_configs(scan_config, camera_config, f"the joint model {scan_model_dir}", str(camera_init))
+    return scan_config, camera_config
+
+
+def check_fused_configs(scan_config: Any, camera_config: Any, scan_name: str, camera_name: str) -> None:
+    """ConfigError unless the LiDAR expert's config is a scan model's and the camera's an image model's, of one
+    latent size (`scan_name`, `camera_name` say where each came from)."""
     if scan_config.modality != "scan" or camera_config.modality != "image":
         raise ConfigError(f"the joint model must be a scan model and the camera's start an image model; got "
-                          f"{scan_model_dir} ({scan_config.modality}) and {camera_init} ({camera_config.modality})")
+                          f"{scan_name} ({scan_config.modality}) and {camera_name} ({camera_config.modality})")
     if scan_config.latent_dim != camera_config.latent_dim:
-        raise ConfigError(f"latent sizes differ: the joint model {scan_model_dir} has {scan_config.latent_dim}, the "
-                          f"camera's start {camera_init} has {camera_config.latent_dim}; they must be equal")
-    return scan_config, camera_config
+        raise ConfigError(f"latent sizes differ: {scan_name} has {scan_config.latent_dim}, the camera's start "
+                          f"{camera_name} has {camera_config.latent_dim}; they must be equal")
+
+
+def split_bag_pairs(pairs: BagPairs, val_percent: float, log: Callable[[str], None] | None = None) -> np.ndarray:
+    """The held-out mask (N,) of `pairs`: the stable split of vae_ros.core.data.split_of on each pair's key;
+    DataError when either side is too small."""
+    from vae_ros.core.data import split_of
+    from vae_ros.core.errors import DataError
+
+    val = np.array([split_of(key, val_percent) == "val" for key in pairs.keys], dtype=bool)
+    if (~val).sum() < 2 or not val.any():
+        raise DataError(f"{len(val)} pairs with --val-percent {val_percent:g} leave too few for "
+                        f"{'validation' if not val.any() else 'training'}; record more or change --val-percent")
+    source = pairs.source
+    if log is not None:
+        log(f"{source['pairs']} pairs of {source['scans']} scans and {source['camera_frames']} camera frames "
+            f"(median offset {source['median_offset_s'] * 1000:.1f} ms; {int((~val).sum())} train, "
+            f"{int(val.sum())} held out)")
+    return val
+
+
+def _check_val_percent(val_percent: float) -> None:
+    if not 0.0 < val_percent < 100.0:
+        raise ConfigError(f"fused training needs held-out pairs: --val-percent must be in (0, 100), got {val_percent}")
+
+
+def fit_camera_to_scan_model(pairs: BagPairs, val: np.ndarray, scan_model_dir: Path, camera_init: Path,
+                             config: FusedTrainConfig, log: Callable[[str], None] | None = None
+                             ) -> tuple[Any, Any, dict[str, Any]]:
+    """The camera's expert fitted to `scan_model_dir`'s posteriors of the paired scans (`val` held out) ->
+    (camera model config, camera model, training summary with the pairs' source), for write_fused_model."""
+    mean, logvar = scan_posteriors(scan_model_dir, pairs.scans[~val], config.threads)
+    val_mean, val_logvar = scan_posteriors(scan_model_dir, pairs.scans[val], config.threads)
+    camera_model_config, model, summary = train_camera_expert(
+        pairs.images[~val], mean, logvar, (pairs.images[val], val_mean, val_logvar), camera_init, config, log)
+    summary["source"] = {**pairs.source, "camera_init": str(Path(camera_init).resolve())}
+    return camera_model_config, model, summary
 
 
 def build_from_bag(out: Path, bag: str | Path, topics: Sequence[str], scan_model_dir: Path, camera_init: Path,
@@ -417,32 +466,85 @@ def build_from_bag(out: Path, bag: str | Path, topics: Sequence[str], scan_model
     """A fused model from a bag with a camera and a LiDAR topic: pairs by stamp, a held-out share (the stable
     split of vae_ros.core.data.split_of on each pair's key), the scan posteriors as targets, the camera's
     expert fitted, the model directory written -> the training summary (as in its model.json)."""
-    from vae_ros.core.data import split_of
-    from vae_ros.core.errors import DataError
+    config.validate()
+    _check_val_percent(val_percent)
+    scan_config, camera_config = check_fused_models(scan_model_dir, camera_init)
+    pairs = read_bag_pairs(bag, topics, camera_config, scan_config, slop_s, progress)
+    val = split_bag_pairs(pairs, val_percent, log)
+    camera_model_config, model, summary = fit_camera_to_scan_model(pairs, val, scan_model_dir, camera_init, config,
+                                                                   log)
+    summary["source"].update(val_percent=val_percent, scan_model=str(Path(scan_model_dir).resolve()))
+    write_fused_model(out, scan_model_dir, camera_model_config, model, summary)
+    return summary
+
+
+def build_control_fit_from_bag(out: Path, bag: str | Path, topics: Sequence[str], pose_topic: str,
+                               scan_config: Any, control: Any, camera_init: Path, config: FusedTrainConfig,
+                               slop_s: float, progress: bool = False,
+                               log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fused model whose joint latent is trained here, from the same bag (`vae-ros train --topic CAMERA
+    --topic SCAN --pose-topic ODOM`), in two stages:
+
+    1. the LiDAR's expert: control-fit training of a scan model (`scan_config`) on the bag's scans and
+       odometry, exactly as `vae-ros train --topic SCAN --pose-topic ODOM` (train_metric.train_control with
+       `control`, a ControlTrainConfig): pose-metric term, servo head, calibrated tolerance, its curves;
+    2. the camera's expert fitted to that new latent from the bag's camera + scan pairs (train_camera_expert).
+
+    Both stages hold out the same scans (the split keys are train_metric.sample_key's), so the camera's held-out
+    pairs are scans the LiDAR's expert never trained on. Everything the bag lacks (a topic, odometry within the
+    pose gap, pairs within the slop) is found before either stage trains. -> (the fused training summary, with
+    `scan_stage`: the LiDAR stage's in short, the LiDAR stage's whole summary: scan/model.json's training)."""
+    from vae_ros.control.training.train_metric import (
+        find_pose_topic,
+        read_posed_samples,
+        sample_key,
+        train_control,
+    )
+    from vae_ros.core.backends import load_config
+    from vae_ros.core.export import export_onnx
 
     say = log if log is not None else (lambda _line: None)
     config.validate()
-    if not 0.0 < val_percent < 100.0:
-        raise ConfigError(f"fused training needs held-out pairs: --val-percent must be in (0, 100), got {val_percent}")
-    scan_config, camera_config = check_fused_models(scan_model_dir, camera_init)
+    control.validate()
+    _check_val_percent(control.val_percent)
+    scan_config.validate()
+    camera_config = load_config(camera_init)
+    check_fused_configs(scan_config, camera_config, "the LiDAR expert (--latent-dim)", str(camera_init))
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"{out} exists; choose a new folder")
+    sources = fused_sensor_topics(bag, topics)
+    scan_topic = sources["scan"].topic
+    odom_topic = find_pose_topic(sources["scan"], pose_topic)
     started = time.perf_counter()
-    pairs = read_bag_pairs(bag, topics, camera_config, scan_config, slop_s, progress)
-    val = np.array([split_of(key, val_percent) == "val" for key in pairs.keys], dtype=bool)
-    if (~val).sum() < 2 or not val.any():
-        raise DataError(f"{len(val)} pairs with --val-percent {val_percent:g} leave too few for "
-                        f"{'validation' if not val.any() else 'training'}; record more or change --val-percent")
-    source = pairs.source
-    say(f"{source['pairs']} pairs of {source['scans']} scans and {source['camera_frames']} camera frames "
-        f"(median offset {source['median_offset_s'] * 1000:.1f} ms; {int((~val).sum())} train, {int(val.sum())} "
-        f"held out) in {time.perf_counter() - started:.0f} s")
-    mean, logvar = scan_posteriors(scan_model_dir, pairs.scans[~val], config.threads)
-    val_mean, val_logvar = scan_posteriors(scan_model_dir, pairs.scans[val], config.threads)
-    camera_model_config, model, summary = train_camera_expert(
-        pairs.images[~val], mean, logvar, (pairs.images[val], val_mean, val_logvar), camera_init, config, say)
-    summary["source"] = {**source, "val_percent": val_percent, "scan_model": str(Path(scan_model_dir).resolve()),
-                         "camera_init": str(Path(camera_init).resolve())}
-    write_fused_model(out, scan_model_dir, camera_model_config, model, summary)
-    return summary
+    data = read_posed_samples([str(bag)], scan_topic, odom_topic, scan_config, progress=progress)
+    pairs = read_bag_pairs(bag, topics, camera_config, scan_config, slop_s, progress,
+                           key=lambda index: sample_key(0, index))
+    val = split_bag_pairs(pairs, control.val_percent, say)
+    say(f"{len(data.inputs)} scans with {odom_topic} poses; read in {time.perf_counter() - started:.0f} s")
+    stage = out.with_name(f".{out.name}.scan.partial")
+    if stage.exists():
+        shutil.rmtree(stage)
+    try:
+        say(f"stage 1/2: control-fit training of the LiDAR expert on {scan_topic} with {odom_topic} poses "
+            f"({control.steps} steps)")
+        scan_summary = train_control(data, scan_config, control, stage, progress=progress)
+        export_onnx(stage)  # the LiDAR expert runs on every backend, as the camera's does
+        say(f"stage 2/2: the camera's expert fitted to the new joint latent ({config.epochs} epochs)")
+        camera_model_config, model, summary = fit_camera_to_scan_model(pairs, val, stage, camera_init, config, say)
+        best, calibration = scan_summary["best"], scan_summary["control"]["calibration"]
+        summary["source"].update(val_percent=control.val_percent, pose_topic=odom_topic,
+                                 scan_model="scan/ (control-fit from this bag)")
+        summary["scan_stage"] = {
+            "kind": scan_summary["kind"], "pose_topic": odom_topic, "samples": scan_summary["samples"],
+            "steps": control.steps, "best": {k: best[k] for k in ("epoch", "val_metric", "val_spearman_1_5m",
+                                                                  "val_recon_nll", "val_kl")},
+            "tolerance": calibration.get("tolerance"), "time_s": scan_summary["time_s"],
+            "device": scan_summary["device"], "summary": "scan/model.json training"}
+        write_fused_model(out, stage, camera_model_config, model, summary)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return summary, scan_summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,7 +84,7 @@ def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: Mod
     for group, bag in enumerate(bags):
         sensor = BagSource(bag, topic)
         sensor.check_modality(config)
-        odom_topic = _find_topic(sensor, pose_topic)
+        odom_topic = find_pose_topic(sensor, pose_topic)
         readings = read_stamped(sensor, {sensor.topic: lambda msg: msg_to_model_input(msg, config),
                                          odom_topic: lambda msg: planar_pose(msg.pose.pose)}, progress=progress)
         samples, odom = readings[sensor.topic].values, readings[odom_topic]
@@ -100,7 +100,7 @@ def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: Mod
         inputs.append(np.stack([samples[i] for i in kept]))
         poses.append(odom_p[nearest[kept]])
         groups.append(np.full(kept.size, group))
-        keys += [f"{group}:{i}" for i in kept]
+        keys += [sample_key(group, int(i)) for i in kept]
         sources.append({"path": str(Path(bag).resolve()), "topic": sensor.topic, "pose_topic": odom_topic,
                         "samples": int(kept.size), "without_pose": int((~keep).sum()), "rejected": rejected})
         LOG.info("%s: %d samples with poses (%d without odometry within %.2f s, %d rejected)", bag, kept.size,
@@ -108,7 +108,15 @@ def read_posed_samples(bags: list[str], topic: str, pose_topic: str, config: Mod
     return PosedSamples(np.concatenate(inputs), np.concatenate(poses), np.concatenate(groups), keys, sources)
 
 
-def _find_topic(source: Any, topic: str) -> str:
+def sample_key(group: int, index: int) -> str:
+    """The split key of a recording's `index`-th usable sensor message ("bag:index", vae_ros.core.data.split_of):
+    fused training with --pose-topic keys its pairs the same way, so both stages hold out the same scans."""
+    return f"{group}:{index}"
+
+
+def find_pose_topic(source: Any, topic: str) -> str:
+    """The bag's name of pose topic `topic` (given with or without the leading /); DataError, in one line, when
+    the bag has no such topic (its topics listed) or it is not nav_msgs/Odometry."""
     wanted = topic if topic.startswith("/") else "/" + topic
     with source._reader() as reader:
         for name, info in reader.topics.items():

@@ -56,6 +56,24 @@ def image_msg_to_array(msg: Any) -> np.ndarray:
     (H, W) uint16 for mono16/16UC1; (H, W) float32 for 32FC1. Row padding (step) and is_bigendian are
     honoured; bytes beyond step * height are ignored.
     """
+    pixels, order = image_msg_pixels(msg)
+    if order in ("rgb", "mono"):
+        return pixels if order == "mono" else pixels.copy()
+    return cv2.cvtColor(pixels, _TO_RGB[order])  # ~30x faster than a strided NumPy copy
+
+
+# cv2 conversions of 8-bit colour pixels in a message's channel order to RGB (alpha dropped).
+_TO_RGB = {"bgr": cv2.COLOR_BGR2RGB, "rgba": cv2.COLOR_RGBA2RGB, "bgra": cv2.COLOR_BGRA2RGB}
+
+
+def image_msg_pixels(msg: Any) -> tuple[np.ndarray, str]:
+    """sensor_msgs/Image -> (pixels, channel order), checked like image_msg_to_array but not converted.
+
+    8-bit colour: an (H, W, 3|4) uint8 view of the message's bytes (strided where rows are padded) and its
+    order, "rgb", "bgr", "rgba" or "bgra": for preprocessing that swaps channels itself, on a GPU
+    (vae_ros.core.preprocess_torch), so the host never touches the pixels. Single channel: the (H, W) array
+    image_msg_to_array gives (its own memory), and "mono".
+    """
     spec = _lookup_encoding(getattr(msg, "encoding", None))
     height, width, step = _uint_field(msg, "height"), _uint_field(msg, "width"), _uint_field(msg, "step")
     if height <= 0 or width <= 0:
@@ -76,18 +94,12 @@ def image_msg_to_array(msg: Any) -> np.ndarray:
         big = bool(getattr(msg, "is_bigendian", 0))
         wire = np.dtype(spec.dtype).newbyteorder(">" if big else "<")
         # (H, W) in native byte order; np.array always copies, so the result never aliases the message.
-        return np.array(np.ascontiguousarray(rows).view(wire).reshape(height, width), dtype=spec.dtype)
+        return np.array(np.ascontiguousarray(rows).view(wire).reshape(height, width), dtype=spec.dtype), "mono"
 
     pixels = rows.reshape(height, width, spec.channels)  # (H, W, C) view, strided when padded
-    if spec.order == "rgb":
-        return pixels.copy()
-    if spec.order == "bgr":
-        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    if spec.order == "rgba":
-        return cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB)  # ~30x faster than a strided NumPy copy
-    if spec.order == "bgra":
-        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
-    return pixels[:, :, 0].copy()  # (H, W)
+    if spec.order == "mono":
+        return pixels[:, :, 0].copy(), "mono"  # (H, W)
+    return pixels, spec.order
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vae_ros.core.config import ModelConfig
-from vae_ros.core.conversions.image import compressed_msg_to_array, image_msg_to_array
+from vae_ros.core.conversions.image import compressed_msg_to_array, image_msg_pixels, image_msg_to_array
 from vae_ros.core.conversions.lidar import pointcloud_msg_to_xyz, scan_msg_to_input
 from vae_ros.core.errors import InputError
 from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS
@@ -49,13 +49,34 @@ def msg_to_model_input(msg: Any, config: ModelConfig,
     The single path used by the encoder node and by training data, so both see identical inputs.
     max_image_pixels bounds what a compressed image may declare (see compressed_msg_to_array).
     """
-    kind = message_kind(msg)
-    if _KIND_MODALITY[kind] != config.modality:
-        raise InputError(f"got a {_KIND_NAMES[kind]}, but the model's modality is {config.modality!r}")
-    if kind == "image":
-        return preprocess_image(image_msg_to_array(msg), config.image_spec)
-    if kind == "compressed":
-        return preprocess_image(compressed_msg_to_array(msg, max_image_pixels), config.image_spec)
+    kind = _checked_kind(msg, config)
+    if kind in ("image", "compressed"):
+        return preprocess_image(_image_array(msg, kind, max_image_pixels), config.image_spec)
     if kind == "scan":
         return scan_msg_to_input(msg, config.scan_spec)
     return preprocess_pointcloud(pointcloud_msg_to_xyz(msg), config.pointcloud_spec)
+
+
+def msg_to_pixels(msg: Any, config: ModelConfig,
+                  max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[np.ndarray, str]:
+    """An Image or CompressedImage for an image model -> (pixels, channel order) for preprocessing elsewhere (on
+    the model's device: vae_ros.core.preprocess_torch), which then swaps channels itself: a raw Image's pixels
+    as they are in the message (image_msg_pixels: no host copy, "bgr" for bgr8), a compressed one decoded to
+    RGB ("rgb"). The same images msg_to_model_input preprocesses."""
+    kind = _checked_kind(msg, config)
+    if kind == "image":
+        return image_msg_pixels(msg)
+    if kind == "compressed":
+        return compressed_msg_to_array(msg, max_image_pixels), "rgb"
+    raise InputError(f"got a {_KIND_NAMES[kind]}, but only images are preprocessed on the device")
+
+
+def _checked_kind(msg: Any, config: ModelConfig) -> str:
+    kind = message_kind(msg)
+    if _KIND_MODALITY[kind] != config.modality:
+        raise InputError(f"got a {_KIND_NAMES[kind]}, but the model's modality is {config.modality!r}")
+    return kind
+
+
+def _image_array(msg: Any, kind: str, max_image_pixels: int) -> np.ndarray:
+    return image_msg_to_array(msg) if kind == "image" else compressed_msg_to_array(msg, max_image_pixels)

@@ -175,6 +175,15 @@ class EncoderParams(InferenceParams):
                                          "best_effort or reliable.", read_only=True)
     threads: int = param(0, "CPU threads for ONNX Runtime inference; 0 = all cores up to 4.", read_only=True,
                          range=(0, 256))
+    preprocess: str = param("auto", "Where an image model's input is resized and normalised: cpu (NumPy/OpenCV, as "
+                                    "training did), device (on backend torch's device: the frame crosses to the GPU "
+                                    "as uint8, same values within one grey level; vae_ros.core.preprocess_torch) or "
+                                    "auto (device where the backend is torch on cuda, else cpu). Other modalities and "
+                                    "fused models preprocess on the CPU.", read_only=True)
+    cuda_graph: str = param("auto", "Backend torch on cuda: replay the batch-1 encoder from a CUDA graph (one launch "
+                                    "instead of one per layer; vae_ros.core.cuda_graph). auto: timed against eager "
+                                    "at start (50 runs each, said in the log) and kept where faster; on; off. Other "
+                                    "backends and devices: unused (on is refused).", read_only=True)
     max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Compressed images declaring more pixels (width x "
                                   "height, read from the PNG/JPEG header) are refused before decoding; 0 = no limit.",
                                   range=MAX_IMAGE_PIXELS_RANGE)
@@ -190,6 +199,8 @@ class EncoderParams(InferenceParams):
 
     def validate(self) -> None:
         from vae_ros.core.anomaly import ANOMALY_METRICS
+        from vae_ros.core.cuda_graph import CUDA_GRAPH_CHOICES
+        from vae_ros.core.preprocess import PREPROCESS_CHOICES
         from vae_ros.ros.qos import RELIABILITY_CHOICES
 
         super().validate()
@@ -197,6 +208,8 @@ class EncoderParams(InferenceParams):
             raise ConfigError(f"max_image_pixels must be >= 0 (0 = no limit), got {self.max_image_pixels}")
         _require_choice("anomaly_metric", self.anomaly_metric, ANOMALY_METRICS)
         _require_choice("qos_reliability", self.qos_reliability, RELIABILITY_CHOICES)
+        _require_choice("preprocess", self.preprocess, PREPROCESS_CHOICES)
+        _require_choice("cuda_graph", self.cuda_graph, CUDA_GRAPH_CHOICES)
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = automatic), got {self.threads}")
         if self.compressed and self.modality not in ("", "image", "fused"):
@@ -465,10 +478,19 @@ class WorldModelParams(ControlParams):
                                  "torch and tensorrt also run the planner's rollouts in torch (faster, but the "
                                  "node loads torch); otherwise they run in NumPy.", read_only=True)
     device: str = param("cpu", "cpu or cuda, for that encoder.", read_only=True)
+    plan_device: str = param("auto", "Where each plan's candidates are rolled out and scored (the dynamics, the "
+                                     "pose head, the collision cost, batched): cpu (NumPy, or torch rollouts as "
+                                     "`backend` says), cuda (torch on the GPU; vae_ros.control.runtime.plan_torch; the "
+                                     "same plans up to float rounding) or auto (with `device` cuda: a few plans timed "
+                                     "each way at start, the GPU kept where faster; otherwise cpu, and torch is not "
+                                     "loaded for it). The CEM's sampling and refits stay on the CPU.", read_only=True)
 
     def validate(self) -> None:
         super().validate()
         _check_runtime(self.backend, self.device)
+        from vae_ros.control.runtime.dynamics import plan_device
+
+        plan_device(self.plan_device, self.device)  # ConfigError for a choice it does not know
         if self.cost not in ("auto", "pose", "latent"):
             raise ConfigError(f"cost must be auto, pose or latent, got {self.cost!r}")
         from vae_ros.control.runtime.planner import LOCALISERS
@@ -488,7 +510,7 @@ class WorldModelParams(ControlParams):
         return ("pose" if has_head else "latent") if self.cost == "auto" else self.cost
 
     def mpc_config(self, dynamics: LatentDynamics, tolerance: float, head: Any = None,
-                   goal_turner: Any = None) -> MpcConfig:
+                   goal_turner: Any = None, device_costs: Any = None) -> MpcConfig:
         from vae_ros.control.runtime.planner import MpcConfig, differential_drive_config
         from vae_ros.control.runtime.servo import ServoConfig
 
@@ -497,7 +519,8 @@ class WorldModelParams(ControlParams):
             elites=min(self.elites, self.samples), max_linear=self.max_linear, max_angular=self.max_angular,
             max_linear_accel=self.max_linear_accel, max_angular_accel=self.max_angular_accel,
             collision_radius=self.collision_radius, seed=self.seed, action_repeat=self.action_repeat,
-            safety_margin=self.safety_margin, robot_radius=self.robot_radius, fail_safe=self.scan_safety)
+            safety_margin=self.safety_margin, robot_radius=self.robot_radius, fail_safe=self.scan_safety,
+            device_costs=device_costs)
         if self.plan_cost(head is not None) == "pose":
             # The planner as measured in eval-control (differential_drive_config), with these parameters.
             servo = ServoConfig(tolerance=tolerance, max_linear=self.max_linear, max_angular=self.max_angular)

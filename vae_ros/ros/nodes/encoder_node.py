@@ -59,9 +59,11 @@ from rclpy.node import Node
 from vae_ros.core.anomaly import anomaly_score
 from vae_ros.core.conversions.common import stamp_ns
 from vae_ros.core.conversions.latent import latent_to_msg, latent_to_stamped_msg
-from vae_ros.core.conversions.model_input import msg_to_model_input
+from vae_ros.core.conversions.model_input import msg_to_model_input, msg_to_pixels
+from vae_ros.core.cuda_graph import apply_cuda_graph
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError
+from vae_ros.core.preprocess import preprocess_on_device
 from vae_ros.core.sensor_sync import Group, SensorSync
 from vae_ros.ros.interface import (
     ANOMALY_TOPIC,
@@ -144,7 +146,7 @@ class EncoderNode(Node):
         else:
             inputs = self._subscribe_single()
             what = (f"{self.config.modality} model {model_dir} (latent {self.config.latent_dim}) on "
-                    f"{self.backend.name}")
+                    f"{self.backend.name}, preprocessing on {self._preprocess_where()}")
         self._diagnostics = DiagnosticsPublisher(
             self, self.stats, f"{self.get_fully_qualified_name()}: encoder", hardware_id=str(model_dir),
             period=self.params.diagnostics_period, extra=self._diagnostic_values,
@@ -166,6 +168,16 @@ class EncoderNode(Node):
 
         warm_up_model(self, self.model, blank_run, self.config.input_shape, self.params.warmup)
         self.kind = "compressed" if self.params.compressed else self.config.modality
+        self._on_device: Any = None  # a DevicePreprocessor where images are preprocessed on the model's device
+        self._torch_backend: Any = None  # and the TorchBackend that takes its tensors
+        if preprocess_on_device(self.params.preprocess, self.config.modality, self.backend):
+            from vae_ros.core.preprocess_torch import DevicePreprocessor
+
+            self._torch_backend = self.backend
+            self._on_device = DevicePreprocessor(self.config.image_spec, self._torch_backend.device)
+        self._cuda_graph = apply_cuda_graph(self.params.cuda_graph, self.backend)  # '' unless torch on CUDA
+        if self._cuda_graph:
+            self.get_logger().info(self._cuda_graph)
         self._cdr = CdrDecoder(INPUTS[self.kind][1])
 
     def _subscribe_single(self) -> str:
@@ -187,6 +199,9 @@ class EncoderNode(Node):
         if params.publish_anomaly_score:
             raise ConfigError(f"publish_anomaly_score is not available for the fused model {model_dir}; encode one "
                               f"sensor with its own model directory (e.g. {model_dir}/scan) for an anomaly score")
+        if params.preprocess == "device":
+            raise ConfigError(f"preprocess 'device' serves one image model; the fused model {model_dir} preprocesses "
+                              "on the CPU: set preprocess to auto or cpu")
         from vae_ros.core.fused import load_fused_config
 
         sensors = load_fused_config(model_dir).sensors
@@ -328,13 +343,20 @@ class EncoderNode(Node):
         start = time.perf_counter()
         params = self.params
         msg = self._cdr.decode(raw)
-        x = msg_to_model_input(msg, self.config, params.max_image_pixels)[None]  # (1, *input_shape)
-        mean, logvar = self.backend.encode(x)  # (1, D) each
+        x: np.ndarray | None  # (1, *input_shape), on the host
+        if self._on_device is not None:  # resized and normalised on the model's device (preprocess)
+            pixels, order = msg_to_pixels(msg, self.config, params.max_image_pixels)  # as in the message
+            x_device = self._on_device(pixels, order)  # (1, *input_shape)
+            mean, logvar = self._torch_backend.encode_tensor(x_device)  # (1, D) each
+            x = x_device.cpu().numpy() if params.publish_anomaly_score else None
+        else:
+            x = msg_to_model_input(msg, self.config, params.max_image_pixels)[None]
+            mean, logvar = self.backend.encode(x)
         variance = logvar[0] if params.publish_variance else None
         latent_msg = latent_to_msg(mean[0], variance)
         stamped_msg = latent_to_stamped_msg(mean[0], variance, msg.header)  # the sensor's stamp and frame
         score = None
-        if params.publish_anomaly_score:
+        if params.publish_anomaly_score and x is not None:
             x_hat = self.backend.decode(mean)  # (1, C_out, ...)
             score = anomaly_score(x, x_hat, mean, logvar, self.config, params.anomaly_metric)
         self._latent_pub.publish(latent_msg)
@@ -362,7 +384,13 @@ class EncoderNode(Node):
                 ("unpaired", "yes" if self._unpaired_said else "no"),
                 ("stamp_offset_s", "none" if offset is None else f"{offset:+.3f}"))
         return self.model.diagnostic_values(("input_topic", self._input.topic_name),
-                                            ("input_reliability", self._input.reliability.name.lower()))
+                                            ("input_reliability", self._input.reliability.name.lower()),
+                                            ("preprocess", self._preprocess_where()),
+                                            ("cuda_graph", "on" if getattr(self.backend, "graphed", None) else "off"))
+
+    def _preprocess_where(self) -> str:
+        """Where inputs are preprocessed: 'cpu', or the torch device ('device cuda:0')."""
+        return "cpu" if self._on_device is None else f"device {self._on_device.device}"
 
 
 def _ros_type(msgtype: str) -> Any:

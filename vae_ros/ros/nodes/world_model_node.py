@@ -49,13 +49,13 @@ from vae_ros.control.runtime.control_model import (
     servo_head_dir,
     turned_scans,
 )
-from vae_ros.control.runtime.dynamics import load_dynamics_dir, rollout_runtime
+from vae_ros.control.runtime.dynamics import load_dynamics_dir, plan_device, rollout_runtime
 from vae_ros.control.runtime.planner import CONVERGED, LOST, PLAN, MpcState, plan_step, scan_obstacles
 from vae_ros.control.runtime.route_follower import full_turn_scan_model
 from vae_ros.core.backends import load_config
 from vae_ros.core.conversions.latent import latent_rows_to_msg, latent_to_stamped_msg, stamped_msg_to_latent
 from vae_ros.core.diagnostics import NodeStats, ValueWindow
-from vae_ros.core.errors import ConfigError
+from vae_ros.core.errors import BackendUnavailableError, ConfigError
 from vae_ros.core.model_dir import DYNAMICS_DIR
 from vae_ros.ros.interface import CMD_TOPIC, PLANNED_TOPIC, PREDICTED_TOPIC
 from vae_ros.ros.kit.declare import declare_params, on_parameter_changes
@@ -105,8 +105,11 @@ class WorldModelNode(ControlNode):
         self._refuse_other_model()
         self._head = self._load_head()
         self._goal_turner = self._make_goal_turner()
+        self._device_costs: Any = None
         self.mpc_config = self.params.mpc_config(self.dynamics, self._tolerance(self.params), self._head,
                                                  self._goal_turner)
+        self._device_costs = self._open_device_costs(self.mpc_config)
+        self.mpc_config = dataclasses.replace(self.mpc_config, device_costs=self._device_costs)
         self._turn_scans = self.params.localiser == "turned_scan" and full_turn_scan_model(self.config)
         self._scan_ranges: tuple[np.ndarray, float, float, float, float] | None = None  # newest scan, turned_scan
 
@@ -147,6 +150,36 @@ class WorldModelNode(ControlNode):
 
     def _tolerance(self, params: WorldModelParams) -> float:
         return converged_tolerance(params.tolerance, self.model_dir, self.config.training)
+
+    def _open_device_costs(self, config: Any) -> Any:
+        """The planner's costs on the GPU (plan_device; vae_ros.control.runtime.plan_torch), or None to score them
+        in NumPy here. cuda: on the GPU, and without a usable one the start ends with one line. auto (with device
+        cuda): a few plans timed each way with `config`, the GPU kept only where it was faster; said once in the
+        log either way."""
+        if plan_device(self.params.plan_device, self.params.device) == "cpu":
+            return None
+        try:  # torch may be absent where the node's GPU runtime is ONNX Runtime's
+            from vae_ros.control.runtime.plan_torch import measure_plans, open_plan_costs
+
+            costs = open_plan_costs(self.dynamics, self._head, "cuda")
+        except (ImportError, BackendUnavailableError) as err:
+            why = f"torch does not import: {err}" if isinstance(err, ImportError) else str(err)
+            if self.params.plan_device == "cuda":
+                raise ConfigError(f"plan_device cuda: {why}") from err
+            self.get_logger().warning(f"plan_device auto: planning on the CPU ({why})")
+            return None
+        log = self.get_logger()
+        if self.params.plan_device == "auto":
+            cpu_ms, device_ms = measure_plans(config, costs)
+            if device_ms >= cpu_ms:
+                log.info(f"plan_device auto: planning on the CPU ({cpu_ms:.1f} ms a plan; {device_ms:.1f} ms with the "
+                         f"candidates scored on {costs.device})")
+                return None
+            log.info(f"plan_device auto: candidates scored on {costs.device} ({device_ms:.1f} ms a plan; "
+                     f"{cpu_ms:.1f} ms on the CPU)")
+        else:
+            log.info(f"plan_device cuda: candidates rolled out and scored on {costs.device}")
+        return costs
 
     def _refuse_other_model(self) -> None:
         """Dynamics trained on another model's latents predict nonsense for this one: refuse to drive on them.
@@ -330,7 +363,8 @@ class WorldModelNode(ControlNode):
 
     # -- parameters and health -------------------------------------------------------------------------------
     def _apply_params(self, params: WorldModelParams) -> None:
-        mpc_config = params.mpc_config(self.dynamics, self._tolerance(params), self._head, self._goal_turner)
+        mpc_config = params.mpc_config(self.dynamics, self._tolerance(params), self._head, self._goal_turner,
+                                       self._device_costs)
         with self._lock:  # held briefly: planning runs outside it
             if mpc_config.horizon != self.mpc_config.horizon:
                 self.state = dataclasses.replace(self.state, plan=None)  # the warm start has the old length
@@ -356,6 +390,7 @@ class WorldModelNode(ControlNode):
             ("plan_time_max_ms", fmt(plan_ms.max)),
             ("plan_time_count", str(plan_ms.count)),
             ("plan_cost", fmt(self.state.cost) if math.isfinite(self.state.cost) else "none"),
+            ("plan_device", "cpu" if self._device_costs is None else str(self._device_costs.device)),
             ("command", f"{self.state.command[0]:.3f} m/s, {self.state.command[1]:.3f} rad/s"),
             ("late_plans_dropped", str(self._late_plans)),
             *self._safety_diagnostics(),
