@@ -15,9 +15,14 @@ model encodes a goal image (`_encode_goal_image`); a model of another sensor (th
 model) looks it up among the camera views it has seen (`view_memory`, vae_ros.control.runtime.view_memory: frames
 on `camera/image_raw` kept beside the latent of the same instant): the matching view's latent becomes the
 goal, and an image that matches no remembered view waits, the robot stopped, until one does. A fused camera +
-LiDAR model looks it up the same way, but an image no remembered view matches becomes at once the camera
-expert's joint latent of it (its posterior mean from the image alone), replaced by the view's latent as soon as
-a view the robot sees matches it; the log line of the new goal says which (docs/FUSION.md).
+LiDAR model looks it up the same way; an image no remembered view matches is, with `goal_align` (the default),
+aligned with the live view (vae_ros.ros.nodes.goal_align: the newest camera frame and the scan paired with it
+give the goal's pose, and the goal is the joint latent of the live scan moved there and the image), the robot
+stopped during that search and the search repeated on the way every `goal_align_period`; where the search
+finds no sound match, or with `goal_align:=false`, the goal is the camera expert's joint latent of the image
+(its posterior mean from the image alone). A view the robot sees that matches the photo replaces either. Work
+on a goal image started before a newer goal or a clear_goal is dropped (`_goal_generation`); the log line of
+the new goal and /diagnostics `goal_source` / `goal_align` say which (docs/FUSION.md).
 
 Scan safety (vae_ros.control.runtime.safety, the layer every controller and the in-process episodes run): every
 command is checked against the newest LaserScan on `scan` (sensor-data QoS) before it is published: along

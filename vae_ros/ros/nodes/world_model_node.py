@@ -12,7 +12,8 @@ Inputs (relative names; remap as needed):
   `servo/set_goal` (std_srvs/Trigger: the current latent becomes the goal), `servo/clear_goal` (forget it
   and stop), `servo/goal_latent` (std_msgs/Float32MultiArray), `servo/goal_image` / the `goal_image`
   parameter: encoded by a camera model, looked up among remembered camera views for a LiDAR model (a fused
-  model: its camera expert's joint latent of the image until a view matches).
+  model: aligned with the live view through the live scan (`goal_align`), else its camera expert's joint latent
+  of the image until a view matches).
 
 Outputs: `world_model/predicted_latent` (the one-step prediction z_{t+1} = f(z_t, a_t) in the stamped
 layout: row 0 the ensemble mean, row 1 the log of its predictive variance, stamped t + dt, the time it
