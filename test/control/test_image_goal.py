@@ -95,3 +95,104 @@ def test_the_search_finds_where_the_photo_was_taken(sim_pair: dict) -> None:
     pose, score = search_goal(aligner, sim_pair["live"], sim_pair["segments"], np.zeros(3), spans)
     error = pose - sim_pair["truth"]
     assert math.hypot(error[0], error[1]) < 0.05 and abs(error[2]) < math.radians(3), (pose, sim_pair["truth"], score)
+
+
+# -- ImageGoalFinder: the method as the nodes and the evaluation run it (`align+camera`) ------------------------------
+def _finder_case(size: int, fused: object) -> dict:
+    """World 7919 (held out): the goal photo, and from a start 0.45 m behind it, 0.2 m aside and turned 15 deg (the
+    views overlap) the live image and scan, all rendered at size x size; the fused latent of both sensors at the goal
+    (the goal taught on the spot) and the camera expert's posterior of the photo."""
+    from vae_ros.core.fused import fuse
+    from vae_ros.core.preprocess import preprocess_image, preprocess_scan
+    from vae_ros.sim.world import SimConfig, SimWorld
+
+    goal = (0.3, -0.2, 0.4)
+    c, s = math.cos(goal[2]), math.sin(goal[2])
+    start = (goal[0] - 0.45 * c + 0.2 * s, goal[1] - 0.45 * s - 0.2 * c, goal[2] + math.radians(15))
+    image_spec, scan_spec = fused.configs["camera"].image_spec, fused.configs["scan"].scan_spec  # type: ignore[attr-defined]
+    with SimWorld(SimConfig(seed=7919, image_width=size, image_height=size)) as world:
+        assert world.clearance(*goal[:2]) > 0.1 and world.clearance(*start[:2]) > 0.1
+        geo = world.scan_geometry
+        world.set_pose(*goal)
+        photo, goal_ranges = world.render(), world.scan()
+        world.set_pose(*start)
+        live, ranges = world.render(), world.scan()
+    encode = fused.encode_sensor  # type: ignore[attr-defined]
+    camera = encode("camera", preprocess_image(photo, image_spec)[None])
+    goal_scan = encode("scan", preprocess_scan(goal_ranges, geo.angle_min, geo.angle_increment, geo.range_min,
+                                                geo.range_max, scan_spec)[None])
+    return {"photo": photo, "live": live, "ranges": ranges, "geometry": geo, "camera_posterior": camera,
+            "z_true": fuse({"scan": goal_scan, "camera": camera})[0][0],
+            "truth": relative_pose(np.array(start), np.array(goal))}
+
+
+@pytest.fixture(scope="module")
+def fused_model() -> object:
+    from vae_ros.core.fused import FusedModel, is_fused_model
+    from vae_ros.resources import models_dir
+
+    if not is_fused_model(models_dir() / "fused_default"):
+        pytest.skip("models/fused_default not built")
+    return FusedModel(models_dir() / "fused_default", "onnxruntime", threads=1)
+
+
+def _finder(case: dict, fused: object) -> object:
+    from vae_ros.control.runtime.image_goal import ImageGoalFinder
+    from vae_ros.sim.world import CAMERA_FOVY_DEG, CAMERA_OFFSET, LIDAR_OFFSET
+
+    height, width = case["live"].shape[:2]
+    camera = CameraGeometry(width, height, CAMERA_FOVY_DEG, CAMERA_OFFSET, LIDAR_OFFSET[:2])
+    return ImageGoalFinder(case["photo"], camera, case["camera_posterior"],
+                           lambda batch: fused.encode_sensor("scan", batch),  # type: ignore[attr-defined]
+                           fused.configs["scan"].scan_spec)  # type: ignore[attr-defined]
+
+
+def test_the_finder_puts_the_goal_where_the_photo_was_taken_and_its_latent_near_the_taught_one(
+        fused_model: object) -> None:
+    from vae_ros.control.runtime.image_goal import ALIGN_ACCEPT_NCC
+
+    case = _finder_case(128, fused_model)
+    finder = _finder(case, fused_model)
+    found = finder.wide(case["live"], case["ranges"], case["geometry"])  # type: ignore[attr-defined]
+    error = found.pose - case["truth"]
+    assert found.matched
+    assert math.hypot(error[0], error[1]) < 0.10 and abs(error[2]) < math.radians(5), (found.pose, case["truth"])
+    # Its goal latent lies much nearer the latent of both sensors at the goal than the camera expert's does.
+    aligned_error = float(np.linalg.norm(found.latent - case["z_true"]))
+    camera_error = float(np.linalg.norm(case["camera_posterior"][0][0] - case["z_true"]))
+    assert aligned_error < 0.5 * camera_error, (aligned_error, camera_error)
+    # On the way: a search around a slightly wrong estimate comes back to the same pose, with a sound match.
+    near = finder.local(case["live"], case["ranges"], case["geometry"],  # type: ignore[attr-defined]
+                        case["truth"] + np.array([0.08, -0.05, math.radians(4)]))
+    assert near is not None and near.score >= ALIGN_ACCEPT_NCC
+    error = near.pose - case["truth"]
+    assert math.hypot(error[0], error[1]) < 0.10 and abs(error[2]) < math.radians(5), (near.pose, case["truth"])
+    # Around a place the photo was not taken, nothing is accepted (the goal the controller has then stays).
+    assert finder.local(case["live"], case["ranges"], case["geometry"],  # type: ignore[attr-defined]
+                        case["truth"] + np.array([0.0, 0.6, math.radians(40)])) is None
+
+
+def test_a_larger_camera_is_searched_at_the_working_size_and_finds_the_same_pose(fused_model: object) -> None:
+    from vae_ros.control.runtime.image_goal import ALIGN_WORK_WIDTH
+
+    small, large = _finder_case(128, fused_model), _finder_case(256, fused_model)
+    found = {}
+    for name, case in (("small", small), ("large", large)):
+        finder = _finder(case, fused_model)
+        assert finder.camera.width == ALIGN_WORK_WIDTH  # type: ignore[attr-defined]
+        found[name] = finder.wide(case["live"], case["ranges"], case["geometry"])  # type: ignore[attr-defined]
+    difference = found["large"].pose - found["small"].pose
+    assert math.hypot(difference[0], difference[1]) < 0.04 and abs(difference[2]) < math.radians(2), found
+    error = found["large"].pose - large["truth"]
+    assert math.hypot(error[0], error[1]) < 0.10 and abs(error[2]) < math.radians(5)
+
+
+def test_a_photo_of_another_aspect_is_refused() -> None:
+    from vae_ros.control.runtime.image_goal import to_working_size, working_camera
+    from vae_ros.core.errors import InputError
+
+    camera = working_camera(CameraGeometry(640, 480, 60.0, (0.2, 0.0, 0.3)))
+    assert (camera.width, camera.height) == (128, 96)
+    assert to_working_size(np.zeros((480, 640, 3), np.uint8), camera).shape == (96, 128, 3)
+    with pytest.raises(InputError, match="aspect"):
+        to_working_size(np.zeros((128, 128, 3), np.uint8), camera)

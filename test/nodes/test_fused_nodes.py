@@ -332,9 +332,12 @@ def _image_goal_episode(fused_dir: Path) -> dict[str, Any]:
 @pytest.mark.parametrize(("node", "via"), [("latent_servo_node", "topic"), ("world_model_node", "parameter")])
 def test_a_goal_image_becomes_the_camera_experts_joint_latent_and_the_robot_moves(
         fused_dir: Path, node: str, via: str, tmp_path: Path) -> None:
-    """A fused controller given only a goal image (servo/goal_image, or the goal_image parameter) takes the camera
-    expert's posterior mean of it as the goal (no remembered view matches it: none was seen), says so once, and
-    drives: its latent error is |z_now - camera expert(goal image)|, its commands nonzero."""
+    """A fused controller given only a goal image (servo/goal_image, or the goal_image parameter) that it cannot
+    align with its live view takes the camera expert's posterior mean of it as the goal (no remembered view matches
+    it: none was seen), says so once, and drives: its latent error is |z_now - camera expert(goal image)|, its
+    commands nonzero. The servo aligns (goal_align, the default) but no camera frame comes to pair with a scan: it
+    falls back after goal_align's wait and says why; the world model has goal_align:=false (test_goal_align_nodes
+    covers the alignment)."""
     import cv2
     from geometry_msgs.msg import Twist
     from sensor_msgs.msg import Image
@@ -352,6 +355,8 @@ def test_a_goal_image_becomes_the_camera_experts_joint_latent_and_the_robot_move
     expected_error = float(np.linalg.norm(case["z_start"] - case["z_goal"]))
     ns = f"/image_goal_{node}"
     params: dict[str, Any] = {"model": fused_dir, "diagnostics_period": 0.2}
+    if node == "world_model_node":
+        params["goal_align"] = False
     if via == "parameter":
         path = tmp_path / "goal.png"
         cv2.imwrite(str(path), cv2.cvtColor(case["goal_frame"], cv2.COLOR_RGB2BGR))
@@ -377,10 +382,15 @@ def test_a_goal_image_becomes_the_camera_experts_joint_latent_and_the_robot_move
         send = (lambda: None) if via == "parameter" else (
             lambda: goal_pub.publish(image_msg(case["goal_frame"], probe.header("camera_optical_frame").stamp)))
         send_until(send, goal_taken, lambda: f"the camera expert's goal in {status_name} "
-                   f"(last: {probe.diagnostic_values(status_name)})", 60.0, period=2.0, alive={node: proc})
+                   f"(last: {probe.diagnostic_values(status_name)})", 60.0,
+                   # Each goal image restarts the alignment's 5 s wait for a paired frame and scan: resend less often.
+                   period=8.0 if node == "latent_servo_node" else 2.0, alive={node: proc})
         values = probe.diagnostic_values(status_name)
         assert float(values["latent_error"]) == pytest.approx(expected_error, rel=1e-3, abs=1e-3), values
         assert values["goal_image"].startswith("camera expert's latent until a view matches"), values
+        assert values["goal_align"] == ("off" if node == "world_model_node" else
+                                        "fell back: no camera frame on camera/image_raw and scan on scan stamped "
+                                        "within 0.05 s of each other in 5 s"), values
 
         def moving() -> bool:
             return any(abs(m.linear.x) > 1e-4 or abs(m.angular.z) > 1e-4 for m in probe.messages(f"{ns}/cmd_vel"))
@@ -392,3 +402,6 @@ def test_a_goal_image_becomes_the_camera_experts_joint_latent_and_the_robot_move
         output = stop_node(proc)
     said = [line for line in output.splitlines() if "new goal from" in line]
     assert len(said) == 1 and "camera expert's joint latent" in said[0], said
+    if node == "latent_servo_node":
+        why = [line for line in output.splitlines() if "not aligned" in line]
+        assert len(why) == 1 and "no camera frame" in why[0], why

@@ -42,17 +42,9 @@ from vae_ros.core.errors import ConfigError
 from vae_ros.core.fused import fuse
 
 GOAL_RULES = ("both", "camera", "bias", "relative", "memory", "refine", "align", "align+camera")
-ALIGN_REFRESH_STEPS = 10  # `align`: control steps between two local searches (1 s at 10 Hz)
-# `align`: (half-width x, y in m, half-width yaw in rad, points per axis) of each level of the grid search, at the
-# start (the whole neighbourhood of the servo's starts) and on the way (around the goal the servo head estimates).
-ALIGN_WIDE = ((1.2, math.radians(60.0), 13), (0.2, math.radians(10.0), 9), (0.05, math.radians(2.5), 7))
-ALIGN_LOCAL = ((0.15, math.radians(8.0), 7), (0.04, math.radians(2.0), 7))
-# `align`: the wide search's best matches are told apart by how far the goal latent each gives lies from the
-# camera expert's posterior of the goal image (squared Mahalanobis distance per latent dimension, times this).
-ALIGN_CAMERA_WEIGHT = 0.05
-# `align`: a search on the way replaces the goal only where its match is at least this good (turning toward the
-# goal, the robot may see too little of the photo's view for a sound match; the goal it has then stays).
-ALIGN_ACCEPT_NCC = 0.9
+# `align`: control steps between two local searches (1 s at 10 Hz: the nodes' goal_align_period); the searches'
+# settings (ALIGN_WIDE, ALIGN_LOCAL, ALIGN_CAMERA_WEIGHT, ALIGN_ACCEPT_NCC) are vae_ros.control.runtime.image_goal's.
+ALIGN_REFRESH_STEPS = 10
 
 
 class ImageGoalServoModel:
@@ -90,7 +82,7 @@ class ImageGoalServoModel:
         self._bias: np.ndarray | None = None
         self._cam_now: np.ndarray | None = None
         self._goal_view: np.ndarray | None = None
-        self._aligner: Any = None
+        self._finder: Any = None  # `align`: the goal photo's ImageGoalFinder (what the nodes run)
         self._steps = 0
         self.align_scores: list[float] = []
         self.goal_latent_error: float | None = None  # |goal - both(goal pose)| where the rule gives a goal at once
@@ -109,9 +101,12 @@ class ImageGoalServoModel:
             self._goal_cam_posterior = self.camera.encode_sensor("camera", inputs["camera"])
             self._goal_cam = np.asarray(self._goal_cam_posterior[0][0], dtype=np.float64)
             if self.rule == "align":
-                from vae_ros.control.runtime.image_goal import GoalAligner
+                from vae_ros.control.runtime.image_goal import ImageGoalFinder
 
-                self._aligner = GoalAligner(world.render(), self.camera_geometry(world))
+                fused = self.live.fused
+                self._finder = ImageGoalFinder(world.render(), self.camera_geometry(world), self._goal_cam_posterior,
+                                               lambda batch: fused.encode_sensor("scan", batch),
+                                               fused.configs["scan"].scan_spec, camera_prior=self.camera_prior)
             if self.rule in ("memory", "refine"):
                 from vae_ros.control.runtime.view_memory import view_descriptor
 
@@ -153,44 +148,21 @@ class ImageGoalServoModel:
 
     def _align(self, world: Any, both: np.ndarray) -> None:
         """`align`: search the goal pose (widely at first, then every ALIGN_REFRESH_STEPS around the head's
-        estimate) and make the goal latent of the live scan moved there and the goal image."""
-        from vae_ros.control.runtime.image_goal import scan_at, scan_segments, search_goal
-        from vae_ros.core.preprocess import preprocess_scan
-
+        estimate) and make the goal latent of the live scan moved there and the goal image: ImageGoalFinder, as
+        latent_servo_node and world_model_node run it."""
         step, self._steps = self._steps, self._steps + 1
         if self._goal is not None and step % ALIGN_REFRESH_STEPS:
             return
-        geo = world.scan_geometry
-        ranges = world.scan()
-        cam = self._aligner.camera
-        segments = scan_segments(ranges, geo.angle_min, geo.angle_increment, geo.range_min, geo.range_max,
-                                 cam.lidar_xy)
-        scan_spec = self.live.fused.configs["scan"].scan_spec
-
-        def goal_scan_inputs(poses: np.ndarray) -> np.ndarray:
-            return np.stack([preprocess_scan(scan_at(ranges, geo.angle_min, geo.angle_increment, geo.range_min,
-                                                     geo.range_max, p, cam.lidar_xy), geo.angle_min,
-                                             geo.angle_increment, geo.range_min, geo.range_max, scan_spec)
-                             for p in poses])
-
-        def camera_penalty(poses: np.ndarray) -> np.ndarray:
-            mean, _ = self.live.fused.encode_sensor("scan", goal_scan_inputs(poses))
-            cam_mean, cam_logvar = self._goal_cam_posterior
-            d2 = np.sum((mean - cam_mean) ** 2 / np.exp(cam_logvar), axis=1) / mean.shape[1]
-            return ALIGN_CAMERA_WEIGHT * d2
-
+        image, ranges, geo = world.render(), world.scan(), world.scan_geometry
         if self._goal is None:
-            pose, score = search_goal(self._aligner, world.render(), segments, np.zeros(3), ALIGN_WIDE,
-                                      penalty=camera_penalty if self.camera_prior else None)
+            found = self._finder.wide(image, ranges, geo)
         else:
             center = np.asarray(self.live.estimate(both, self._goal), dtype=np.float64)
-            pose, score = search_goal(self._aligner, world.render(), segments, center, ALIGN_LOCAL)
-            if score < ALIGN_ACCEPT_NCC:
+            found = self._finder.local(image, ranges, geo, center)
+            if found is None:
                 return
-        self.align_scores.append(score)
-        experts = {"scan": self.live.fused.encode_sensor("scan", goal_scan_inputs(pose[None])),
-                   "camera": self._goal_cam_posterior}
-        self._goal = np.asarray(fuse(experts)[0][0], dtype=np.float64)
+        self.align_scores.append(found.score)
+        self._goal = found.latent
         if step == 0:
             self.goal_latent_error = float(np.linalg.norm(self._goal - self._both_goal))
 

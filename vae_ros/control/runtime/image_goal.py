@@ -12,6 +12,10 @@ the goal latent: one the servo can reach to its tolerance, since the live scan t
 
 Assumptions, true of the simulator's room and of most indoor floors: the surfaces the scan sees are vertical and
 the floor flat; the camera's intrinsics and its pose on the robot are known (`CameraGeometry`).
+
+`ImageGoalFinder` is the method as the controllers run it (`align+camera`, docs/FUSION.md): one implementation for
+latent_servo_node / world_model_node (vae_ros.ros.nodes.goal_align) and the in-process evaluation
+(vae_ros.control.evaluation.fused_goal), so that the evaluation measures what the nodes run.
 """
 
 from __future__ import annotations
@@ -19,8 +23,29 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
+
+from vae_ros.core.errors import InputError
+
+# (half-width x, y in m, half-width yaw in rad, points per axis) of each level of the grid search: at the start (the
+# whole neighbourhood of the servo's starts: 0.3-1.0 m from the goal, turned at most 45 deg) and on the way (around
+# where the servo head estimates the goal).
+ALIGN_WIDE = ((1.2, math.radians(60.0), 13), (0.2, math.radians(10.0), 9), (0.05, math.radians(2.5), 7))
+ALIGN_LOCAL = ((0.15, math.radians(8.0), 7), (0.04, math.radians(2.0), 7))
+# The wide search's best matches are told apart by how far the goal latent each gives lies from the camera expert's
+# posterior of the goal image (squared Mahalanobis distance per latent dimension, times this): periodic textures
+# (striped walls, a checkered floor) match in several places, the camera's latent tells them apart.
+ALIGN_CAMERA_WEIGHT = 0.05
+# A search on the way replaces the goal only where its match is at least this good (turning toward the goal, the
+# robot may see too little of the photo's view for a sound match; the goal it has then stays).
+ALIGN_ACCEPT_NCC = 0.9
+# Images wider than this are searched at this width (aspect kept, same vertical field of view): the search then costs
+# what it costs on the simulator's 128 x 128 camera (1-3 s on a 2-core CPU) whatever the robot's camera.
+ALIGN_WORK_WIDTH = 128
+# The score of a search in which no candidate saw enough of the photo (AlignConfig.min_shared): nothing found.
+NO_MATCH = -1.0
 
 
 @dataclass(frozen=True)
@@ -235,3 +260,143 @@ def scan_at(ranges: np.ndarray, angle_min: float, angle_increment: float, range_
         d = np.minimum(d, n - d)
         out = np.where(known, out, out[kidx[np.argmin(d, axis=1)]])
     return out.astype(np.float32)
+
+
+class LaserGeometry(Protocol):
+    """What a LaserScan's geometry is to the search (sensor_msgs/LaserScan has these fields)."""
+
+    @property
+    def angle_min(self) -> float: ...
+    @property
+    def angle_increment(self) -> float: ...
+    @property
+    def range_min(self) -> float: ...
+    @property
+    def range_max(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class ScanGeometry:
+    """A LaserScan's geometry (its message fields): beam i at angle_min + i * angle_increment."""
+
+    angle_min: float
+    angle_increment: float
+    range_min: float
+    range_max: float
+
+
+@dataclass(frozen=True)
+class AlignedGoal:
+    """A search's outcome: the goal's pose (x, y, yaw of the goal's base_link in the robot's frame when the live image
+    and scan were taken), its score (the NCC of the match; the wide search with the camera's prior less its penalty;
+    NO_MATCH: the photo shares too little with the live view) and the goal latent (D,): the joint latent of the live
+    scan moved to that pose (the LiDAR expert) and the photo (the camera expert)."""
+
+    pose: np.ndarray
+    score: float
+    latent: np.ndarray
+
+    @property
+    def matched(self) -> bool:
+        return self.score > NO_MATCH
+
+
+def working_camera(camera: CameraGeometry, max_width: int = ALIGN_WORK_WIDTH) -> CameraGeometry:
+    """The camera as the search sees it: at most `max_width` pixels wide, the aspect and the vertical field of view
+    kept (the focal length in pixels scales with the image)."""
+    if camera.width <= max_width:
+        return camera
+    scale = max_width / camera.width
+    return CameraGeometry(max_width, max(1, int(round(camera.height * scale))), camera.fovy_deg, camera.offset,
+                          camera.lidar_xy)
+
+
+def to_working_size(image: np.ndarray, camera: CameraGeometry) -> np.ndarray:
+    """An image (H, W[, C]) resized (area averaging) to the working camera's size; as it is when already that size.
+    InputError for an image whose aspect is not the camera's (another camera, or a crop: it cannot be aligned)."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.shape[0] < 2 or image.shape[1] < 2:
+        raise InputError(f"an image to align must be (H, W) or (H, W, C), got shape {image.shape}")
+    height, width = image.shape[:2]
+    if (height, width) == (camera.height, camera.width):
+        return image
+    if abs(width / height - camera.width / camera.height) > 0.02 * camera.width / camera.height:
+        raise InputError(f"image of {width}x{height} pixels does not have the camera's aspect ({camera.width}x"
+                         f"{camera.height} at the working size): a photo from another camera, or cropped, cannot "
+                         "be aligned with the live view")
+    import cv2
+
+    return np.asarray(cv2.resize(image, (camera.width, camera.height), interpolation=cv2.INTER_AREA))
+
+
+ScanEncoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class ImageGoalFinder:
+    """The goal latent of a goal photo, from the live camera image and LaserScan (`align+camera`, docs/FUSION.md).
+
+    Holds the photo's GoalAligner (at the working size), the camera expert's posterior (mean, logvar) of the photo,
+    `encode_scans` (a batch of preprocessed scans (K, C, beams) -> the LiDAR expert's (mean, logvar) (K, D)) and
+    `scan_spec` (the LiDAR expert's input spec). `camera`: the live camera at its own size (`working_camera` sets
+    the search's). `camera_prior`: the wide search tells its best matches apart by the camera expert's posterior
+    (`align+camera`); False: by the NCC alone (`align`)."""
+
+    def __init__(self, goal_image: np.ndarray, camera: CameraGeometry, camera_posterior: tuple[np.ndarray, np.ndarray],
+                 encode_scans: ScanEncoder, scan_spec: Any, camera_prior: bool = True,
+                 config: AlignConfig = AlignConfig()) -> None:
+        self.camera = working_camera(camera)
+        self.aligner = GoalAligner(to_working_size(goal_image, self.camera), self.camera, config)
+        mean, logvar = camera_posterior
+        self.camera_posterior = (np.asarray(mean).reshape(1, -1), np.asarray(logvar).reshape(1, -1))  # (1, D) each
+        self.encode_scans = encode_scans
+        self.scan_spec = scan_spec
+        self.camera_prior = camera_prior
+
+    def wide(self, live_image: np.ndarray, ranges: np.ndarray, geometry: LaserGeometry) -> AlignedGoal:
+        """The search at the start: ALIGN_WIDE around the robot, its best matches re-ranked by the camera's prior
+        (camera_prior). Its score is NO_MATCH where no candidate saw enough of the photo."""
+        live, segments, goal_scans = self._live(live_image, ranges, geometry)
+
+        def camera_penalty(poses: np.ndarray) -> np.ndarray:
+            mean, _ = self.encode_scans(goal_scans(poses))
+            cam_mean, cam_logvar = self.camera_posterior
+            d2 = np.sum((mean - cam_mean) ** 2 / np.exp(cam_logvar), axis=1) / mean.shape[1]
+            return np.asarray(ALIGN_CAMERA_WEIGHT * d2)
+
+        pose, score = search_goal(self.aligner, live, segments, np.zeros(3), ALIGN_WIDE,
+                                  penalty=camera_penalty if self.camera_prior else None)
+        return AlignedGoal(pose, score, self._goal_latent(goal_scans, pose))
+
+    def local(self, live_image: np.ndarray, ranges: np.ndarray, geometry: LaserGeometry, center: np.ndarray
+              ) -> AlignedGoal | None:
+        """The search on the way: ALIGN_LOCAL around `center` (where the controller estimates the goal, x, y, yaw in
+        the robot's frame); None unless its match reaches ALIGN_ACCEPT_NCC."""
+        live, segments, goal_scans = self._live(live_image, ranges, geometry)
+        pose, score = search_goal(self.aligner, live, segments, np.asarray(center, dtype=np.float64), ALIGN_LOCAL)
+        if score < ALIGN_ACCEPT_NCC:
+            return None
+        return AlignedGoal(pose, score, self._goal_latent(goal_scans, pose))
+
+    def _live(self, live_image: np.ndarray, ranges: np.ndarray, geometry: LaserGeometry
+              ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+        """The live image at the working size, the scan's surfaces, and poses (K, 3) -> the live scan moved to each,
+        preprocessed for the LiDAR expert (K, C, beams)."""
+        from vae_ros.core.preprocess import preprocess_scan
+
+        live = to_working_size(live_image, self.camera)
+        ranges = np.asarray(ranges, dtype=np.float32)
+        g = (float(geometry.angle_min), float(geometry.angle_increment), float(geometry.range_min),
+             float(geometry.range_max))
+        lidar_xy = self.camera.lidar_xy
+        segments = scan_segments(ranges, *g, lidar_xy)
+
+        def goal_scans(poses: np.ndarray) -> np.ndarray:
+            return np.stack([preprocess_scan(scan_at(ranges, *g, p, lidar_xy), *g, self.scan_spec) for p in poses])
+
+        return live, segments, goal_scans
+
+    def _goal_latent(self, goal_scans: Callable[[np.ndarray], np.ndarray], pose: np.ndarray) -> np.ndarray:
+        from vae_ros.core.fused import fuse
+
+        experts = {"scan": self.encode_scans(goal_scans(pose[None])), "camera": self.camera_posterior}
+        return np.asarray(fuse(experts)[0][0], dtype=np.float64)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vae_ros.core.errors import ConfigError
 from vae_ros.core.fused import SYNC_SLOP_S
 from vae_ros.core.image_header import DEFAULT_MAX_IMAGE_PIXELS
+from vae_ros.sim.world import CAMERA_FOVY_DEG, CAMERA_OFFSET, LIDAR_OFFSET
 
 if TYPE_CHECKING:
     from vae_ros.control.runtime.dynamics import LatentDynamics
@@ -367,6 +368,24 @@ class ControlParams(ControlShellParams):
     max_image_pixels: int = param(DEFAULT_MAX_IMAGE_PIXELS, "Goal images (servo/goal_image) of more pixels (width x "
                                   "height) are refused before any conversion; 0 = no limit.",
                                   range=MAX_IMAGE_PIXELS_RANGE)
+    goal_align: bool = param(True, "A fused camera + LiDAR model: a goal image that matches no remembered view is "
+                                   "aligned with the live camera image through the live LaserScan's geometry (the "
+                                   "robot stopped meanwhile, 1-3 s on a small CPU), and the goal latent is the joint "
+                                   "latent of the live scan moved to the pose found and the image (docs/FUSION.md, "
+                                   "'A goal given as an image alone'); refined on the way every goal_align_period. "
+                                   "false = the camera expert's joint latent of the image.", read_only=True)
+    goal_align_period: float = param(1.0, "Seconds between two searches on the way around where the controller "
+                                          "estimates the goal (goal_align); a match of NCC >= 0.9 replaces the goal.",
+                                     read_only=True, range=(0.1, 60.0))
+    camera_fovy: float = param(CAMERA_FOVY_DEG, "goal_align: the camera's vertical field of view in degrees (of "
+                                                "camera/image_raw as published: the simulator's camera by default).",
+                               read_only=True, range=(1.0, 170.0))
+    camera_offset: tuple[float, float, float] = param(
+        CAMERA_OFFSET, "goal_align: [x, y, z] of the camera in base_link (m; x forward, y left, z up above the "
+                       "floor), looking along +x (the simulator's camera by default).", read_only=True)
+    lidar_offset: tuple[float, float] = param(
+        LIDAR_OFFSET[:2], "goal_align: [x, y] of the LiDAR (the LaserScan's origin) in base_link (m; the "
+                          "simulator's by default).", read_only=True)
 
     def validate(self) -> None:
         super().validate()
@@ -375,6 +394,21 @@ class ControlParams(ControlShellParams):
                               f"{self.view_match}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be >= 0 (0 = the model's calibrated value), got {self.tolerance}")
+        offset = tuple(self.camera_offset)
+        if len(offset) != 3 or not all(math.isfinite(v) and abs(v) <= 10.0 for v in offset) or not offset[2] > 0:
+            raise ConfigError(f"camera_offset must be [x, y, z] in metres (finite, within 10 m, z > 0: the camera "
+                              f"above the floor), got {list(offset)}")
+        lidar = tuple(self.lidar_offset)
+        if len(lidar) != 2 or not all(math.isfinite(v) and abs(v) <= 10.0 for v in lidar):
+            raise ConfigError(f"lidar_offset must be [x, y] in metres (finite, within 10 m), got {list(lidar)}")
+
+    def camera_geometry(self, width: int, height: int) -> Any:
+        """goal_align's CameraGeometry (vae_ros.control.runtime.image_goal) for camera frames of this size."""
+        from vae_ros.control.runtime.image_goal import CameraGeometry
+
+        x, y, z = self.camera_offset
+        return CameraGeometry(int(width), int(height), float(self.camera_fovy), (float(x), float(y), float(z)),
+                              (float(self.lidar_offset[0]), float(self.lidar_offset[1])))
 
 
 @dataclass(frozen=True)

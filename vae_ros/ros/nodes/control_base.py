@@ -15,9 +15,14 @@ model encodes a goal image (`_encode_goal_image`); a model of another sensor (th
 model) looks it up among the camera views it has seen (`view_memory`, vae_ros.control.runtime.view_memory: frames
 on `camera/image_raw` kept beside the latent of the same instant): the matching view's latent becomes the
 goal, and an image that matches no remembered view waits, the robot stopped, until one does. A fused camera +
-LiDAR model looks it up the same way, but an image no remembered view matches becomes at once the camera
-expert's joint latent of it (its posterior mean from the image alone), replaced by the view's latent as soon as
-a view the robot sees matches it; the log line of the new goal says which (docs/FUSION.md).
+LiDAR model looks it up the same way; an image no remembered view matches is, with `goal_align` (the default),
+aligned with the live view (vae_ros.ros.nodes.goal_align: the newest camera frame and the scan paired with it
+give the goal's pose, and the goal is the joint latent of the live scan moved there and the image), the robot
+stopped during that search and the search repeated on the way every `goal_align_period`; where the search
+finds no sound match, or with `goal_align:=false`, the goal is the camera expert's joint latent of the image
+(its posterior mean from the image alone). A view the robot sees that matches the photo replaces either. Work
+on a goal image started before a newer goal or a clear_goal is dropped (`_goal_generation`); the log line of
+the new goal and /diagnostics `goal_source` / `goal_align` say which (docs/FUSION.md).
 
 Scan safety (vae_ros.control.runtime.safety, the layer every controller and the in-process episodes run): every
 command is checked against the newest LaserScan on `scan` (sensor-data QoS) before it is published: along
@@ -58,6 +63,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from vae_ros.control.runtime.control_model import calibrated_tolerance, goal_camera_dir, latent_model_dir
+from vae_ros.control.runtime.image_goal import ScanGeometry
 from vae_ros.control.runtime.safety import (
     STOPPED,
     SafetyVerdict,
@@ -86,6 +92,20 @@ from vae_ros.ros.kit.declare import refuse_unknown_parameters
 from vae_ros.ros.kit.guard import CLOCK_MISMATCH_S, WARN_THROTTLE_S, CdrDecoder, LatestWorker, MessageGuard
 from vae_ros.ros.kit.params import ControlParams, ControlShellParams
 from vae_ros.ros.kit.run import interrupt
+from vae_ros.ros.nodes.goal_align import (
+    ALIGNED,
+    ALIGNING,
+    FELL_BACK,
+    NO_GOAL_IMAGE,
+    OFF,
+    PAIR_WAIT_S,
+    SEARCHING,
+    START_PAIR_WAIT_S,
+    AlignDone,
+    AlignRefreshed,
+    AlignStarted,
+    GoalAlign,
+)
 from vae_ros.ros.qos import COMMAND_QOS, LATENT_QOS, SENSOR_QOS, sensor_qos
 
 IDLE, STALE = "idle", "stale"
@@ -153,6 +173,11 @@ class ControlNode(Node):
         self._goal_camera_backend: Any = None
         # Bumped (lock held) by every new goal, clear and stop: work begun before (a plan) must not act after.
         self._command_epoch = 0
+        # Bumped (lock held) by every new goal, goal image and clear, but not by a stop: work on a goal image (a
+        # lookup, an alignment of several seconds, during which the watchdog may stop the robot many times) may set
+        # the goal only while no newer goal or clear came meanwhile.
+        self._goal_generation = 0
+        self._align: GoalAlign | None = None  # goal images aligned with the live view (goal_align)
         self._cleared_wall_ns = 0  # time.time_ns() of the last clear_goal (goal latents sent before are dropped)
         self._safety_counts = {"future_stamped": 0, "out_of_range": 0, "goals_dropped_after_clear": 0}
         self._silent_link_said = False
@@ -180,7 +205,8 @@ class ControlNode(Node):
             # (conversion, encoding, the view lookup) runs on its own thread; the outcome is applied here
             # (_on_goal_image_done).
             self._image_decoder = CdrDecoder("sensor_msgs/msg/Image")
-            self._goal_image_outcome: tuple[Any, str] | None = None  # (what the worker made of it, or its error; source)
+            # (what the worker made of it, or its error; source; the goal generation it belongs to)
+            self._goal_image_outcome: tuple[Any, str, int] | None = None
             self._outcome_lock = threading.Lock()
             self._goal_image_done = self.create_guard_condition(
                 self._guard.wrap("a goal image", self._on_goal_image_done))
@@ -188,9 +214,17 @@ class ControlNode(Node):
                                                    name="goal_image")
             self._goal_image_sub = self.create_subscription(
                 Image, GOAL_IMAGE_TOPIC, self._guard.wrap("a goal image", self._on_goal_image), LATENT_QOS, raw=True)
+            if goal_params.goal_align and self._goal_camera_dir is not None:
+                # A fused model's goal images are aligned with the live view (vae_ros.ros.nodes.goal_align).
+                self._align = GoalAlign(latent_model_dir(model_dir), getattr(self.params, "backend", "auto"),
+                                        getattr(self.params, "device", "cpu"), goal_params.camera_geometry,
+                                        lambda: self.get_clock().now().nanoseconds)
+                self._align_timer = self.create_timer(goal_params.goal_align_period, self._on_align_timer,
+                                                      clock=self._steady)
             if modality != "image" and goal_params.view_memory > 0:
                 self.views = ViewMemory(ViewMemoryConfig(capacity=goal_params.view_memory,
                                                          min_score=goal_params.view_match))
+            if self.views is not None or self._align is not None:
                 # Not through the guard: the camera only serves goal images, so a bad frame is counted, not a stop.
                 self._camera_sub = self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
         # The scan safety layer: the newest scan's points (robot frame) and stamp, what it did last.
@@ -224,6 +258,11 @@ class ControlNode(Node):
         """The backend (vae_ros.core.backends) that encodes goal images of a camera model; none by default."""
         raise InputError(self._image_goal_refusal())
 
+    def _goal_estimate(self, z: np.ndarray, goal: np.ndarray) -> np.ndarray | None:
+        """Where the controller puts the goal (x, y, yaw in the robot frame) from the latents (its servo head), for
+        goal_align's searches on the way; None: it cannot say (no head), and the aligned goal is not refined."""
+        return None
+
     # -- goal images encoded (camera models) -----------------------------------------------------------------
     def _encodes_goal_images(self) -> bool:
         """Whether goal images are encoded: a camera model, or a fused model with a camera expert."""
@@ -236,12 +275,22 @@ class ControlNode(Node):
         from vae_ros.core.preprocess import preprocess_image
 
         if self._goal_camera_dir is not None:
-            sample = preprocess_image(image, load_config(self._goal_camera_dir).image_spec)  # (C, H, W)
-            return np.asarray(self._camera_expert().encode(sample[None])[0][0])
+            return np.asarray(self._camera_posterior(image)[0][0])
         if self._modality != "image":
             raise InputError(self._image_goal_refusal())
         sample = preprocess_image(image, load_config(latent_model_dir(self._control_model_dir)).image_spec)  # (C, H, W)
         return np.asarray(self._goal_encoder().encode(sample[None])[0][0])
+
+    def _camera_posterior(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A goal image (H, W[, C]) -> the fused model's camera expert's posterior (mean, logvar), (1, D) each."""
+        from vae_ros.core.backends import load_config
+        from vae_ros.core.preprocess import preprocess_image
+
+        if self._goal_camera_dir is None:
+            raise InputError(self._image_goal_refusal())
+        sample = preprocess_image(image, load_config(self._goal_camera_dir).image_spec)  # (C, H, W)
+        mean, logvar = self._camera_expert().encode(sample[None])
+        return np.asarray(mean, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
 
     def _camera_expert(self) -> Any:
         """The fused model's camera expert (a backend: ONNX Runtime where the export is there, no torch), made on
@@ -270,7 +319,12 @@ class ControlNode(Node):
         if self.views is None and not self._encodes_goal_images():
             raise ConfigError(f"goal_image {path!r}: {self._image_goal_refusal()}")
         try:
-            if self.views is not None:
+            if self._align is not None and self._goal_image_worker is not None:
+                # Aligned on the goal-image thread once the camera and the LiDAR are there (sensors may still be
+                # starting: a longer wait than for a goal on the topic).
+                self._goal_image_worker.submit(("image", read_image_file(path), self._new_goal_generation(),
+                                                f"goal_image {path}", START_PAIR_WAIT_S))
+            elif self.views is not None:
                 image = read_image_file(path)
                 self._apply_view_lookup(*self._lookup_view(image), f"goal_image {path}",
                                         *self._camera_fallback(image))
@@ -292,11 +346,14 @@ class ControlNode(Node):
         check_latent_range(latent, self._latent_bound, "goal latent")
         with self._lock:
             self._command_epoch += 1
+            self._goal_generation += 1
             self.goal = np.asarray(latent, dtype=self.GOAL_DTYPE).copy()
             self.goal_source = source
             self._pending_goal_image, self.goal_image_score = None, image_score
             self._reset_for_goal()
             self.status = self.ACTIVE
+            if self._align is not None:  # an aligned goal says so after this (_on_align_done)
+                self._align.phase = NO_GOAL_IMAGE
         # A goal from another source than the last one logged is always said; more goals from the same source
         # are throttled: a publisher flooding goals (1000/s) must not flood the log too (a blocked log pipe once
         # stalled the node). /diagnostics always names the current goal_source.
@@ -352,37 +409,167 @@ class ControlNode(Node):
             raise InputError(f"goal image is {width}x{height} = {width * height} pixels, more than "
                              f"max_image_pixels ({limit}); refused before any conversion")
         if self._goal_image_worker is not None:
-            self._goal_image_worker.submit(msg)
+            self._goal_image_worker.submit(("message", msg, self._new_goal_generation(), GOAL_IMAGE_TOPIC,
+                                            PAIR_WAIT_S))
 
-    def _goal_image_work(self, msg: Any) -> None:
-        """Goal-image thread: the latent (camera models) or the view lookup; the outcome goes to the executor."""
+    def _new_goal_generation(self) -> int:
+        """A goal image arrived: work on the goal before it (a lookup, an alignment, a refresh) may no longer set it."""
+        with self._lock:
+            self._goal_generation += 1
+            return self._goal_generation
+
+    def _goal_image_work(self, item: tuple[str, Any, int, str, float]) -> None:
+        """Goal-image thread: the latent (camera models), the view lookup, or the alignment with the live view (a
+        fused model with goal_align; also its refreshes); the outcome goes to the executor."""
+        kind, payload, generation, source, wait_s = item
         outcome: Any
         try:
-            if self.views is None:
-                outcome = self._encode_goal_image(msg)
+            if kind == "refresh":
+                outcome = self._refresh_work(generation)
             else:
-                image = image_msg_to_array(msg)
-                outcome = (*self._lookup_view(image), *self._camera_fallback(image))
+                image = image_msg_to_array(payload) if kind == "message" else payload
+                if self._align is not None:
+                    outcome = self._align_work(image, generation, source, wait_s)
+                elif self.views is None:
+                    outcome = self._encode_goal(image)
+                else:
+                    outcome = (*self._lookup_view(image), *self._camera_fallback(image))
         except Exception as err:  # noqa: BLE001 - re-raised in the executor, where the guard counts it
             outcome = err
+        if outcome is not None:
+            self._post_goal_image_outcome(outcome, source, generation)
+
+    def _post_goal_image_outcome(self, outcome: Any, source: str, generation: int) -> None:
+        """Goal-image thread -> executor (_on_goal_image_done); a newer outcome replaces one not yet applied."""
         with self._outcome_lock:
-            self._goal_image_outcome = (outcome, GOAL_IMAGE_TOPIC)
+            self._goal_image_outcome = (outcome, source, generation)
         self._goal_image_done.trigger()
 
     def _on_goal_image_done(self) -> None:
-        """Executor: apply what the goal-image thread made of the newest goal image."""
+        """Executor: apply what the goal-image thread made of the newest goal image, unless a newer goal, goal image
+        or clear came meanwhile (its generation)."""
         with self._outcome_lock:
             done, self._goal_image_outcome = self._goal_image_outcome, None
         if done is None:
             return
-        outcome, source = done
+        outcome, source, generation = done
+        if generation != self._goal_generation:
+            # Superseded: what a goal image begun before a newer goal or a clear gives is never applied.
+            if isinstance(outcome, AlignDone) and self._align is not None:
+                self._align.dropped += 1
+                self.get_logger().info(f"goal image from {source}: its alignment ended after a newer goal or a "
+                                       f"{CLEAR_GOAL_SERVICE}; not applied")
+            return
         if isinstance(outcome, BaseException):
             raise outcome
-        if isinstance(outcome, tuple):
+        if isinstance(outcome, AlignStarted):
+            self._on_align_started(outcome)
+        elif isinstance(outcome, AlignDone):
+            self._on_align_done(outcome)
+        elif isinstance(outcome, AlignRefreshed):
+            self._on_align_refreshed(outcome)
+        elif isinstance(outcome, tuple):
             found, descriptor, *camera = outcome  # camera: [the camera expert's latent] with a fused model
             self._apply_view_lookup(found, descriptor, source, *camera)
         else:
             self._set_goal(outcome, source)
+
+    # -- goal images aligned with the live view (goal_align; vae_ros.ros.nodes.goal_align) -------------------
+    def _align_work(self, image: np.ndarray, generation: int, source: str, wait_s: float) -> Any:
+        """Goal-image thread: a remembered view that matches wins; otherwise the robot stops (AlignStarted), the
+        newest camera frame and the scan paired with it give the goal (AlignDone), or, where there is no pair or
+        the image shares too little with the live view, the camera expert's joint latent of it does."""
+        align = self._align
+        if align is None:
+            raise InputError(self._image_goal_refusal())
+        found, descriptor = self._lookup_view(image) if self.views is not None else (None, None)
+        if found is not None and self.views is not None and found.score >= self.views.config.min_score:
+            return (found, descriptor)
+        posterior = self._camera_posterior(image)
+        self._post_goal_image_outcome(AlignStarted(generation, source, found, descriptor), source, generation)
+
+        def current() -> bool:
+            return self._goal_generation == generation
+
+        pair = align.wait_for_pair(wait_s, current)
+        camera_latent = np.asarray(posterior[0][0])
+        if not current():  # posted all the same: the executor drops it and counts it (goal_align_dropped)
+            return AlignDone(generation, source, found, descriptor, camera_latent, None, "superseded")
+        if pair is None:
+            reason = (f"no camera frame on {CAMERA_TOPIC} and scan on {SCAN_TOPIC} stamped within "
+                      f"{align.sensors.slop_ns * 1e-9:g} s of each other in {wait_s:g} s")
+            return AlignDone(generation, source, found, descriptor, camera_latent, None, reason)
+        result = align.search_wide(image, posterior, pair)
+        reason = ""
+        if not result.matched:
+            reason = "the goal image shares too little with the live view (no candidate pose sees enough of it)"
+        elif not np.all(np.abs(result.latent) <= self._latent_bound):
+            reason = f"the aligned latent lies outside the model's latent range ({self._latent_bound:g})"
+        return AlignDone(generation, source, found, descriptor, camera_latent, None if reason else result, reason)
+
+    def _refresh_work(self, generation: int) -> AlignRefreshed | None:
+        """Goal-image thread: a search around where the controller estimates the aligned goal."""
+        align, goal = self._align, self.goal
+        if align is None or goal is None or generation != self._goal_generation:
+            return None
+        result = align.search_local(lambda z: self._goal_estimate(z, goal))
+        if result is None or not np.all(np.abs(result.latent) <= self._latent_bound):
+            return None
+        return AlignRefreshed(generation, result)
+
+    def _on_align_started(self, started: AlignStarted) -> None:
+        """Executor: the robot stops while the goal image is aligned; a remembered view may still match meanwhile."""
+        with self._lock:
+            self.goal, self.goal_source, self.status = None, "", ALIGNING
+            self._pending_goal_image = None if started.descriptor is None else (started.descriptor, started.source)
+            self.goal_image_score = None if started.found is None else started.found.score
+            self._stop()
+            self._reset_for_goal()
+        if self._align is not None:
+            self._align.phase, self._align.started = SEARCHING, time.monotonic()
+        self.get_logger().info(f"goal image from {started.source}: aligning it with the live view through the live "
+                               "scan (the robot stopped meanwhile)")
+
+    def _on_align_done(self, done: AlignDone) -> None:
+        """Executor: the aligned goal, or (said in one line) the camera expert's joint latent of the image."""
+        align = self._align
+        if align is None:
+            return
+        if done.result is None:
+            self.get_logger().warning(f"goal image from {done.source} not aligned: {done.reason}; its goal is the "
+                                      "camera expert's joint latent of the image")
+            if self.views is not None and done.descriptor is not None:
+                self._apply_view_lookup(done.found, done.descriptor, done.source, done.camera_latent)
+            else:
+                self._set_goal(done.camera_latent, f"{done.source} (the camera expert's joint latent of the image)")
+            align.phase, align.reason = FELL_BACK, done.reason
+            return
+        self._set_goal(done.result.latent, f"{done.source} (aligned with the live view through the live scan, NCC "
+                                           f"{done.result.score:.2f})")
+        with self._lock:
+            if done.descriptor is not None:  # a remembered view that matches the image still replaces it (_remember)
+                self._pending_goal_image = (done.descriptor, done.source)
+            align.phase, align.generation = ALIGNED, self._goal_generation
+            align.score, align.refreshes = done.result.score, 0
+
+    def _on_align_refreshed(self, refreshed: AlignRefreshed) -> None:
+        """Executor: a search on the way refined the aligned goal. Its latent replaces the goal without resetting the
+        controller (no new goal: the same place, better placed), as the evaluation does (fused_goal, `align`)."""
+        align = self._align
+        if align is None or align.phase != ALIGNED or refreshed.generation != align.generation:
+            return
+        with self._lock:
+            self.goal = np.asarray(refreshed.result.latent, dtype=self.GOAL_DTYPE).copy()
+            align.score, align.refreshes = refreshed.result.score, align.refreshes + 1
+            self.goal_source = (f"{self.goal_source.split(' (aligned')[0]} (aligned with the live view through the "
+                                f"live scan, NCC {align.score:.2f}, refined {align.refreshes}x)")
+
+    def _on_align_timer(self) -> None:
+        """Every goal_align_period: a search on the way for an aligned goal (on the goal-image thread)."""
+        align, worker = self._align, self._goal_image_worker
+        if align is None or worker is None or align.phase != ALIGNED or align.generation != self._goal_generation:
+            return
+        worker.submit(("refresh", None, align.generation, GOAL_IMAGE_TOPIC, 0.0))
 
     def _lookup_view(self, image: np.ndarray) -> tuple[Match | None, np.ndarray]:
         """A goal image for a model of another sensor -> (the remembered view most like it, its descriptor)."""
@@ -419,6 +606,7 @@ class ControlNode(Node):
             return
         # Not seen (yet): stop and wait. Every new view is compared with it (_remember).
         with self._lock:
+            self._goal_generation += 1
             self.goal, self.goal_source, self.status = None, "", IDLE
             self._pending_goal_image = (descriptor, source)
             self.goal_image_score = None if found is None else found.score
@@ -436,13 +624,14 @@ class ControlNode(Node):
         The camera only serves goal images, so a frame that cannot be used is counted and logged (throttled)
         but does not stop the robot."""
         views = self.views
-        if views is None:  # subscribed only with a view memory
-            return
         stamp = stamp_ns(msg.header.stamp)
         try:
             image = image_msg_to_array(msg)
-            with self._views_lock:
-                views.add_frame(stamp, image)
+            if views is not None:
+                with self._views_lock:
+                    views.add_frame(stamp, image)
+            if self._align is not None:
+                self._align.sensors.add_frame(stamp, image)
         except InputError as err:
             self.stats.on_rejected(f"camera frame: {err}")
             self.get_logger().warning(f"camera frame rejected: {err}", throttle_duration_sec=WARN_THROTTLE_S)
@@ -469,18 +658,28 @@ class ControlNode(Node):
         return [("latent_publishers", str(self.count_publishers(self._latent_sub.topic_name)))]
 
     def _view_diagnostics(self) -> list[tuple[str, str]]:
-        """Diagnostics of the view memory (none when it is off)."""
+        """Diagnostics of goal images: the view memory (none when it is off) and `goal_align` (goal images of a fused
+        model aligned with the live view: off, none, searching, aligned NCC x (n refreshes), fell back: why)."""
+        align = self._align
+        aligned = [("goal_align", OFF if align is None else align.describe()),
+                   ("goal_align_dropped", "0" if align is None else str(align.dropped))] \
+            if self.GOAL_INPUTS and self._goal_camera_dir is not None else []
         if self.views is None:
-            return []
+            return aligned
         if self._pending_goal_image is not None:
             score = "none" if self.goal_image_score is None else f"{self.goal_image_score:.3f}"
-            what = "camera expert's latent until a view matches" if self.goal is not None else "waiting for a matching view"
+            if self.goal is None:
+                what = "aligning with the live view" if self.status == ALIGNING else "waiting for a matching view"
+            elif align is not None and align.phase == ALIGNED:
+                what = "aligned latent until a view matches"
+            else:
+                what = "camera expert's latent until a view matches"
             goal = f"{what} ({self._pending_goal_image[1]}; best NCC so far {score})"
         elif self.goal_image_score is not None:
             goal = f"matched, NCC {self.goal_image_score:.3f}"
         else:
             goal = "none"
-        return [("remembered_views", str(len(self.views))), ("goal_image", goal)]
+        return [("remembered_views", str(len(self.views))), ("goal_image", goal), *aligned]
 
     def _on_set_goal(self, _request: Any, response: Any) -> Any:
         latest = self._latest
@@ -516,8 +715,11 @@ class ControlNode(Node):
         self._drain_goal_latents()
         with self._lock:
             self._command_epoch += 1
-            had = self.goal is not None or self._pending_goal_image is not None
+            self._goal_generation += 1  # a goal image still being aligned (or refined) no longer sets the goal
+            had = self.goal is not None or self._pending_goal_image is not None or self.status == ALIGNING
             self.goal, self.goal_source, self.status = None, "", IDLE
+            if self._align is not None:
+                self._align.phase = NO_GOAL_IMAGE
             self._pending_goal_image, self.goal_image_score = None, None
             self._stop()
             self._reset_for_goal()
@@ -547,6 +749,9 @@ class ControlNode(Node):
             raise InputError(f"scan: {err}") from err
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
         self._scan = (stamp, points)
+        if self._align is not None:
+            self._align.sensors.add_scan(stamp, ranges, ScanGeometry(
+                float(msg.angle_min), float(msg.angle_increment), float(msg.range_min), float(msg.range_max)))
         self._on_scan_ranges(msg, ranges)
 
     def _scan_problem(self) -> str:
@@ -607,6 +812,8 @@ class ControlNode(Node):
                 "PTP) and use_sim_time (true on every node with a simulator or a bag, false otherwise)")
         self._check_range(mean, "latent")
         self._latest, self._latest_stamp_ns = mean, stamp
+        if self._align is not None:
+            self._align.sensors.add_latent(stamp, mean)
         self._remember(mean, stamp)
         return stamp
 
@@ -688,6 +895,8 @@ class ControlNode(Node):
         if self._closed:
             return
         self._closed = True
+        if self._align is not None:
+            self._align.close()
         if self._goal_image_worker is not None:
             self._goal_image_worker.close()
         try:

@@ -11,7 +11,8 @@ Inputs (relative names; remap as needed):
   control model reads LaserScans, so a goal image is looked up among the camera views the node has seen
   (`camera/image_raw`, each kept beside the latent of the same stamp; `view_memory`): the matching view's
   latent becomes the goal; until a view matches, the robot stays stopped. With a fused camera + LiDAR model the
-  camera expert's joint latent of the image is the goal until a view matches (docs/FUSION.md).
+  image is aligned with the live camera view through the live scan (`goal_align`), or, where that finds no sound
+  match, the camera expert's joint latent of the image is the goal until a view matches (docs/FUSION.md).
 
 The control law (vae_ros.control.runtime.servo): the model's servo head estimates where the goal lies in the robot
 frame from (z, z*) (vae_ros.control.runtime.pose_head), and a coarse-to-fine differential-drive law with velocity
@@ -93,6 +94,10 @@ class LatentServoNode(ControlNode):
 
     def _reset_command(self) -> None:
         self.state = dataclasses.replace(self.state, command=(0.0, 0.0))
+
+    def _goal_estimate(self, z: np.ndarray, goal: np.ndarray) -> np.ndarray | None:
+        """goal_align's searches on the way look around where the servo head puts the goal (as the servo steers)."""
+        return np.asarray(self.model.estimate(z, goal), dtype=np.float64)
 
     # -- control ---------------------------------------------------------------------------------------------
     def _on_latent(self, msg: Any) -> None:

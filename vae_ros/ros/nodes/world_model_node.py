@@ -12,7 +12,8 @@ Inputs (relative names; remap as needed):
   `servo/set_goal` (std_srvs/Trigger: the current latent becomes the goal), `servo/clear_goal` (forget it
   and stop), `servo/goal_latent` (std_msgs/Float32MultiArray), `servo/goal_image` / the `goal_image`
   parameter: encoded by a camera model, looked up among remembered camera views for a LiDAR model (a fused
-  model: its camera expert's joint latent of the image until a view matches).
+  model: aligned with the live view through the live scan (`goal_align`), else its camera expert's joint latent
+  of the image until a view matches).
 
 Outputs: `world_model/predicted_latent` (the one-step prediction z_{t+1} = f(z_t, a_t) in the stamped
 layout: row 0 the ensemble mean, row 1 the log of its predictive variance, stamped t + dt, the time it
@@ -203,6 +204,11 @@ class WorldModelNode(ControlNode):
 
     def _reset_command(self) -> None:
         self.state = dataclasses.replace(self.state, command=(0.0, 0.0), plan=None)
+
+    def _goal_estimate(self, z: np.ndarray, goal: np.ndarray) -> np.ndarray | None:
+        """goal_align's searches on the way look around where the pose head puts the goal; without the head (the
+        latent cost) the aligned goal is not refined."""
+        return None if self._head is None else np.asarray(self._head.estimate(z, goal), dtype=np.float64)
 
     def _goal_encoder(self) -> Any:
         if self._backend is None:

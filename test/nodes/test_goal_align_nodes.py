@@ -1,0 +1,216 @@
+"""A goal given as an image alone, aligned with the live view in latent_servo_node (vae_ros.ros.nodes.goal_align)
+over real ROS 2: a fused controller stops while it aligns the goal image with its camera frame through the scan
+paired with it, then servos on the aligned latent; a clear_goal during the search leaves it stopped with no goal.
+
+The robot is played by this process: the camera frame, the LaserScan and the fused latent of a start pose in the
+held-out world 7919, rendered here by the simulator's core (the views of the start and of the goal overlap), all
+stamped alike at 10 Hz. The test reads the ground truth (the goal's own fused latent); the node never does.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from node_helpers import (
+    Probe,
+    fused_model_dir,
+    header,
+    param_args,
+    recording_probe,
+    send_until,
+    start_node,
+    stop_node,
+)
+
+from vae_ros.core.fused import FusedModel, fuse
+
+pytestmark = pytest.mark.ros
+
+NS = "/goal_align"
+NODE = "latent_servo_node"
+STATUS = f"{NS}/{NODE}: latent servo"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """World 7919: the goal photo; from a start 0.45 m behind the goal, 0.2 m aside and turned 15 deg, the camera
+    frame, the scan (as a LaserScan) and the fused latent of both; the fused latent of both sensors at the goal."""
+    from vae_ros.core.preprocess import preprocess_image, preprocess_scan
+    from vae_ros.resources import models_dir
+    from vae_ros.ros.sim_messages import scan_msg
+    from vae_ros.sim.world import SimConfig, SimWorld
+
+    fused_dir = fused_model_dir(tmp_path_factory.mktemp("fused"))
+    if fused_dir != models_dir() / "fused_default":
+        pytest.skip("needs models/fused_default (its camera expert is trained onto the control latent space)")
+    fused = FusedModel(fused_dir, "onnxruntime", threads=1)
+    image_spec, scan_spec = fused.configs["camera"].image_spec, fused.configs["scan"].scan_spec
+    goal = (0.3, -0.2, 0.4)
+    c, s = math.cos(goal[2]), math.sin(goal[2])
+    start = (goal[0] - 0.45 * c + 0.2 * s, goal[1] - 0.45 * s - 0.2 * c, goal[2] + math.radians(15))
+    latents = {}
+    with SimWorld(SimConfig(seed=7919, image_width=128, image_height=128)) as world:
+        geo = world.scan_geometry
+        for name, pose in (("goal", goal), ("start", start)):
+            world.set_pose(*pose)
+            image, ranges = world.render(), world.scan()
+            batches = {"camera": preprocess_image(image, image_spec)[None],
+                       "scan": preprocess_scan(ranges, geo.angle_min, geo.angle_increment, geo.range_min,
+                                               geo.range_max, scan_spec)[None]}
+            latents[name] = fuse({k: fused.encode_sensor(k, b) for k, b in batches.items()})[0][0]
+            if name == "goal":
+                photo = image
+                camera = fused.encode_sensor("camera", batches["camera"])[0][0]
+        live_image, live_ranges = image, ranges
+    return {"fused_dir": fused_dir, "photo": photo, "image": live_image, "scan": scan_msg(live_ranges, geo, None, 0.1),
+            "z_start": latents["start"], "z_goal": latents["goal"], "z_camera": camera}
+
+
+class Robot:
+    """Camera frame, scan and fused latent of the start pose at 10 Hz, stamped alike (now); cmd_vel recorded with
+    the wall time each command arrived."""
+
+    def __init__(self, probe: Probe, scene: dict[str, Any]) -> None:
+        from geometry_msgs.msg import Twist
+        from sensor_msgs.msg import Image, LaserScan
+
+        from vae_ros.core.conversions.latent import latent_to_stamped_msg
+        from vae_ros.ros.qos import LATENT_QOS, SENSOR_QOS
+        from vae_ros.ros.sim_messages import image_msg
+
+        self.probe, self.scene = probe, scene
+        node = probe.node
+        self.camera_pub = node.create_publisher(Image, f"{NS}/camera/image_raw", SENSOR_QOS)
+        self.scan_pub = node.create_publisher(LaserScan, f"{NS}/scan", SENSOR_QOS)
+        self.latent_pub = node.create_publisher(Image, f"{NS}/vae/latent_stamped", LATENT_QOS)
+        self.goal_pub = node.create_publisher(Image, f"{NS}/servo/goal_image", LATENT_QOS)
+        self.image = image_msg(scene["image"], None)
+        self.latent = latent_to_stamped_msg(scene["z_start"], None, header("lidar_link"))
+        self.goal_image = image_msg(scene["photo"], None)
+        self.lock = threading.Lock()
+        self.commands: list[tuple[int, float, float]] = []  # (arrival wall time ns, linear, angular)
+        node.create_subscription(Twist, f"{NS}/cmd_vel", self._on_cmd, LATENT_QOS)
+        self.timer = node.create_timer(0.1, self._feed)
+
+    def _on_cmd(self, msg: Any) -> None:
+        with self.lock:
+            self.commands.append((time.time_ns(), float(msg.linear.x), float(msg.angular.z)))
+
+    def _feed(self) -> None:
+        stamp = header("", self.probe.node.get_clock().now().nanoseconds).stamp
+        self.image.header.stamp = stamp
+        self.scene["scan"].header.stamp = stamp
+        self.latent.header.stamp = stamp
+        self.camera_pub.publish(self.image)
+        self.scan_pub.publish(self.scene["scan"])
+        self.latent_pub.publish(self.latent)
+
+    def send_goal_image(self, proc: Any) -> None:
+        """Once (every goal image starts a search), when the node's subscription is there."""
+        send_until(lambda: None, lambda: self.goal_pub.get_subscription_count() > 0, "the goal-image subscription",
+                   30.0, alive={NODE: proc})
+        self.goal_image.header = self.probe.header("camera_optical_frame")
+        self.goal_pub.publish(self.goal_image)
+
+    def commands_between(self, start_ns: int, end_ns: int) -> list[tuple[float, float]]:
+        with self.lock:
+            return [(v, w) for t, v, w in self.commands if start_ns <= t < end_ns]
+
+
+def _reports(probe: Probe) -> list[tuple[int, dict[str, str]]]:
+    """(stamp ns, values) of every report of the node, oldest first."""
+    out = []
+    for array in probe.messages("/diagnostics"):
+        stamp = array.header.stamp.sec * 1_000_000_000 + array.header.stamp.nanosec
+        out += [(stamp, {kv.key: kv.value for kv in status.values}) for status in array.status
+                if status.name == STATUS]
+    return out
+
+
+def _await_report(probe: Probe, proc: Any, what: str, predicate: Any, timeout: float = 60.0) -> tuple[int, dict]:
+    """The first report (after any seen so far) for which predicate(values) holds."""
+    seen = len(_reports(probe))
+
+    def found() -> tuple[int, dict] | None:
+        return next((r for r in _reports(probe)[seen:] if predicate(r[1])), None)
+
+    return send_until(lambda: None, found, lambda: f"{what} in {STATUS} (last: {probe.diagnostic_values(STATUS)})",
+                      timeout, alive={NODE: proc})
+
+
+@pytest.fixture(scope="module")
+def servo(scene: dict[str, Any]) -> Any:
+    proc = start_node(NODE, "-r", f"__ns:={NS}", *param_args(model=scene["fused_dir"], diagnostics_period=0.2))
+    probe = recording_probe("goal_align_probe")
+    robot = Robot(probe, scene)
+    yield proc, probe, robot
+    robot.timer.cancel()
+    probe.close()
+    if proc.poll() is None:
+        stop_node(proc)
+
+
+def _searching(values: dict[str, str]) -> bool:
+    return values.get("goal_align", "").startswith("searching") and values.get("state") == "aligning goal image"
+
+
+def test_clear_goal_during_an_alignment_leaves_the_robot_stopped_without_a_goal(servo: Any) -> None:
+    from std_srvs.srv import Trigger
+
+    proc, probe, robot = servo
+    _await_report(probe, proc, "a report", lambda values: True)
+    robot.send_goal_image(proc)
+    _await_report(probe, proc, "goal_align searching", _searching)
+    client = probe.node.create_client(Trigger, f"{NS}/servo/clear_goal")
+    assert client.wait_for_service(timeout_sec=20.0)
+    future = client.call_async(Trigger.Request())
+    assert probe.wait_for(future.done, 20.0) and future.result().success, future.result()
+    # The search ends after the clear: its goal is dropped, counted, and never set.
+    stamp, values = _await_report(probe, proc, "goal_align_dropped 1",
+                                  lambda values: values.get("goal_align_dropped") == "1")
+    assert values["goal_source"] == "none" and values["state"] == "idle" and values["goal_align"] == "none", values
+    since = time.time_ns()
+    send_until(lambda: None, lambda: len(robot.commands_between(since, time.time_ns())) >= 5,
+               "five more commands", 30.0, alive={NODE: proc})
+    assert all(c == (0.0, 0.0) for c in robot.commands_between(since, time.time_ns()))
+    _, values = _await_report(probe, proc, "a later report", lambda values: True)
+    assert values["goal_source"] == "none" and values["state"] == "idle", values
+
+
+def test_a_goal_image_is_aligned_with_the_live_view_and_the_robot_servos_to_it(servo: Any, scene: dict) -> None:
+    proc, probe, robot = servo
+    robot.send_goal_image(proc)
+    searching, _ = _await_report(probe, proc, "goal_align searching", _searching)
+    aligned_at, values = _await_report(probe, proc, "goal_align aligned",
+                                       lambda values: values.get("goal_align", "").startswith("aligned NCC"))
+    # While it searched (reported so until the last report before the aligned one), every command was zero.
+    last_searching = max(stamp for stamp, v in _reports(probe) if stamp < aligned_at and _searching(v))
+    while_searching = robot.commands_between(searching, last_searching)
+    assert while_searching and all(c == (0.0, 0.0) for c in while_searching), while_searching
+    assert "aligned with the live view through the live scan" in values["goal_source"], values
+    # The servo's latent error is that of the aligned goal: near the distance to the goal's own fused latent (ground
+    # truth), far nearer than the camera expert's latent of the photo would put it.
+    _, values = _await_report(probe, proc, "a latent error", lambda values: values.get("latent_error", "none") != "none"
+                              and values.get("goal_align", "").startswith("aligned"))
+    reported = float(values["latent_error"])
+    truth = float(np.linalg.norm(scene["z_start"] - scene["z_goal"]))
+    camera = float(np.linalg.norm(scene["z_start"] - scene["z_camera"]))
+    camera_gap = float(np.linalg.norm(scene["z_camera"] - scene["z_goal"]))
+    assert abs(reported - truth) < 0.4 * camera_gap, (reported, truth, camera, camera_gap)
+    since = aligned_at
+    send_until(lambda: None, lambda: any(c != (0.0, 0.0) for c in robot.commands_between(since, time.time_ns())),
+               "a nonzero command after the alignment", 30.0, alive={NODE: proc})
+    # Every goal_align_period (1 s) a search around where the servo head puts the goal refines it.
+    _, values = _await_report(probe, proc, "a refresh", lambda values: values.get("goal_align", "").startswith(
+        "aligned NCC") and not values["goal_align"].endswith("(0 refreshes)"))
+    assert "refined" in values["goal_source"] and values["state"] != "aligning goal image", values
+    output = stop_node(proc)
+    said = [line for line in output.splitlines() if "new goal from" in line]
+    assert len(said) == 1 and "servo/goal_image (aligned with the live view through the live scan, NCC" in said[0], \
+        output
+    assert "aligning it with the live view" in output

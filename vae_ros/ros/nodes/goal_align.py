@@ -1,0 +1,223 @@
+"""goal_align: a goal image aligned with the live view, for the goal controllers on a fused camera + LiDAR model.
+
+What latent_servo_node and world_model_node (vae_ros.ros.nodes.control_base) do with a goal image that matches no
+remembered view (docs/FUSION.md, "A goal given as an image alone"): on the goal-image thread, the newest camera
+frame and the LaserScan paired with it by header stamp give the goal's pose (vae_ros.control.runtime.image_goal:
+ImageGoalFinder, the `align+camera` rule the evaluation measures), and the goal latent is the joint latent of the
+live scan moved there (the LiDAR expert) and the image (the camera expert). Every `goal_align_period` a search
+around where the controller estimates the goal refines it where the match is sound (NCC >= ALIGN_ACCEPT_NCC).
+
+This module holds the sensors the search needs (recent frames, scans and latents, each with its header stamp), the
+search's state for /diagnostics and the searches themselves; control_base keeps the rules of what may set a goal
+(which goal a search belongs to, clear_goal, the view memory winning). It imports no rclpy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_ros.control.runtime.image_goal import AlignedGoal, CameraGeometry, ImageGoalFinder, ScanGeometry
+from vae_ros.core.errors import InputError
+from vae_ros.core.fused import SYNC_SLOP_S
+
+ALIGNING = "aligning goal image"  # the controller's status while the search at the start runs (the robot stopped)
+# Seconds the search at the start waits for a camera frame and a scan that pair (a goal on servo/goal_image), and for
+# the goal_image parameter at start-up, when the simulator or the encoders may still be starting.
+PAIR_WAIT_S = 5.0
+START_PAIR_WAIT_S = 30.0
+PAIR_MAX_AGE_S = 1.0  # a pair older than this (its stamp against the node's clock) is not the live view
+FRAMES_KEPT, SCANS_KEPT, LATENTS_KEPT = 3, 30, 30  # ~0.3 s of frames, ~3 s of scans and latents at 10 Hz
+
+# Phases, as /diagnostics `goal_align` starts.
+OFF, NO_GOAL_IMAGE, SEARCHING, ALIGNED, FELL_BACK = "off", "none", "searching", "aligned", "fell back"
+
+
+@dataclass(frozen=True)
+class LivePair:
+    """A camera frame and the LaserScan paired with it by header stamp."""
+
+    stamp_ns: int
+    image: np.ndarray
+    ranges: np.ndarray
+    geometry: ScanGeometry
+
+
+class LiveSensors:
+    """Recent camera frames, scans and latents with their header stamps: the executor adds, the goal-image thread
+    reads (under one lock, held only to copy references)."""
+
+    def __init__(self, slop_s: float = SYNC_SLOP_S) -> None:
+        self.slop_ns = int(slop_s * 1e9)
+        self._lock = threading.Lock()
+        self._frames: deque[tuple[int, np.ndarray]] = deque(maxlen=FRAMES_KEPT)
+        self._scans: deque[tuple[int, np.ndarray, ScanGeometry]] = deque(maxlen=SCANS_KEPT)
+        self._latents: deque[tuple[int, np.ndarray]] = deque(maxlen=LATENTS_KEPT)
+
+    def add_frame(self, stamp_ns: int, image: np.ndarray) -> None:
+        with self._lock:
+            self._frames.append((stamp_ns, image))
+
+    def add_scan(self, stamp_ns: int, ranges: np.ndarray, geometry: ScanGeometry) -> None:
+        with self._lock:
+            self._scans.append((stamp_ns, ranges, geometry))
+
+    def add_latent(self, stamp_ns: int, mean: np.ndarray) -> None:
+        with self._lock:
+            self._latents.append((stamp_ns, mean))
+
+    def newest_pair(self, not_before_ns: int) -> LivePair | None:
+        """The newest camera frame stamped at or after `not_before_ns` that has a scan within the slop, with the
+        scan nearest it; None when there is none."""
+        with self._lock:
+            frames, scans = list(self._frames), list(self._scans)
+        for stamp, image in reversed(frames):
+            if stamp < not_before_ns:
+                break
+            near = [(abs(s - stamp), s, r, g) for s, r, g in scans if abs(s - stamp) <= self.slop_ns]
+            if near:
+                _, _, ranges, geometry = min(near, key=lambda item: item[0])
+                return LivePair(stamp, image, ranges, geometry)
+        return None
+
+    def latent_near(self, stamp_ns: int) -> np.ndarray | None:
+        """The latent whose stamp is nearest `stamp_ns` (within the slop), else None."""
+        with self._lock:
+            latents = list(self._latents)
+        near = [(abs(s - stamp_ns), z) for s, z in latents if abs(s - stamp_ns) <= self.slop_ns]
+        return min(near, key=lambda item: item[0])[1] if near else None
+
+
+@dataclass(frozen=True)
+class AlignStarted:
+    """Goal-image thread -> executor: the search at the start begins for the goal image of `generation` (the robot
+    stops meanwhile); `found`, `descriptor`: the view memory's lookup (the view may still match while it runs)."""
+
+    generation: int
+    source: str
+    found: Any
+    descriptor: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class AlignDone:
+    """Goal-image thread -> executor: the search at the start ended: `result` (matched), or the camera expert's
+    joint latent `camera_latent` and why (`reason`)."""
+
+    generation: int
+    source: str
+    found: Any
+    descriptor: np.ndarray | None
+    camera_latent: np.ndarray
+    result: AlignedGoal | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AlignRefreshed:
+    """Goal-image thread -> executor: a search on the way found the goal of `generation` again (NCC accepted)."""
+
+    generation: int
+    result: AlignedGoal
+
+
+class GoalAlign:
+    """The alignment of goal images with the live view for one controller: its sensors, its searches (run on the
+    goal-image thread) and its state (for /diagnostics; set by the executor).
+
+    `encoder_dir`: the fused model's LiDAR expert (its backend is made on first use, on the goal-image thread:
+    ONNX Runtime where exported, one thread); `camera_geometry(width, height)`: the camera as the parameters
+    describe it, for frames of that size; `clock_ns`: the node's clock (the stamps' clock)."""
+
+    def __init__(self, encoder_dir: Path, backend: str, device: str,
+                 camera_geometry: Callable[[int, int], CameraGeometry], clock_ns: Callable[[], int]) -> None:
+        self.sensors = LiveSensors()
+        self._encoder_dir = encoder_dir
+        self._runtime = (backend, device)
+        self._camera_geometry = camera_geometry
+        self._clock_ns = clock_ns
+        self._encoder: Any = None
+        self._closing = threading.Event()
+        # Goal-image thread only: the finder of the newest search at the start (the refreshes' goal photo; a refresh
+        # that belongs to an older goal is dropped by its goal generation, control_base._refresh_work).
+        self._finder: ImageGoalFinder | None = None
+        # Executor only (read by /diagnostics): what the alignment is doing.
+        self.phase = NO_GOAL_IMAGE
+        self.generation = -1  # the goal generation (control_base) the aligned goal is, while ALIGNED
+        self.score = float("nan")
+        self.refreshes = 0
+        self.reason = ""
+        self.started = 0.0  # time.monotonic() the search at the start began
+        self.dropped = 0  # searches at the start that ended after a newer goal or a clear (never applied)
+
+    def close(self) -> None:
+        """Ends a wait for sensors at once (the node is going)."""
+        self._closing.set()
+
+    def describe(self) -> str:
+        """/diagnostics `goal_align`."""
+        if self.phase == SEARCHING:
+            return f"{SEARCHING} ({time.monotonic() - self.started:.1f} s)"
+        if self.phase == ALIGNED:
+            return f"{ALIGNED} NCC {self.score:.3f} ({self.refreshes} refreshes)"
+        if self.phase == FELL_BACK:
+            return f"{FELL_BACK}: {self.reason}"
+        return self.phase
+
+    # -- goal-image thread -----------------------------------------------------------------------------------
+    def _encode_scans(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._encoder is None:
+            from vae_ros.core.backends import create_backend
+
+            self._encoder = create_backend(self._encoder_dir, *self._runtime, threads=1)
+        mean, logvar = self._encoder.encode(batch)
+        return np.asarray(mean, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
+
+    def wait_for_pair(self, wait_s: float, current: Callable[[], bool]) -> LivePair | None:
+        """The newest fresh frame + scan pair, waiting up to `wait_s` for one; None when none came, when `current()`
+        turns false (a newer goal or a clear) or when the node closes."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            pair = self.sensors.newest_pair(self._clock_ns() - int(PAIR_MAX_AGE_S * 1e9))
+            if pair is not None or not current() or time.monotonic() >= deadline:
+                return pair
+            if self._closing.wait(0.05):
+                return None
+
+    def search_wide(self, photo: np.ndarray, camera_posterior: tuple[np.ndarray, np.ndarray], pair: LivePair
+                    ) -> AlignedGoal:
+        """The search at the start (ImageGoalFinder.wide); the finder is kept for the refreshes."""
+        from vae_ros.core.backends import load_config
+
+        height, width = pair.image.shape[:2]
+        finder = ImageGoalFinder(photo, self._camera_geometry(width, height), camera_posterior, self._encode_scans,
+                                 load_config(self._encoder_dir).scan_spec)
+        result = finder.wide(pair.image, pair.ranges, pair.geometry)
+        self._finder = finder
+        return result
+
+    def search_local(self, estimate: Callable[[np.ndarray], np.ndarray | None]) -> AlignedGoal | None:
+        """A search on the way (ImageGoalFinder.local) around `estimate(z)` (the goal in the robot frame from the
+        latent z of the pair's instant); None without a fresh pair, a latent of its instant, an estimate or a sound
+        match."""
+        finder = self._finder
+        if finder is None:
+            return None
+        pair = self.sensors.newest_pair(self._clock_ns() - int(PAIR_MAX_AGE_S * 1e9))
+        if pair is None:
+            return None
+        z = self.sensors.latent_near(pair.stamp_ns)
+        center = None if z is None else estimate(z)
+        if center is None:
+            return None
+        try:
+            return finder.local(pair.image, pair.ranges, pair.geometry, center)
+        except InputError:  # a frame of another size than the one aligned at the start: no refresh from it
+            return None
