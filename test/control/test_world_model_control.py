@@ -21,33 +21,21 @@ from vae_ros.control.evaluation.episodes import (
     sample_hard_episodes,
 )
 from vae_ros.control.runtime.control_model import ControlModel
-from vae_ros.control.runtime.dynamics import load_dynamics_dir
 from vae_ros.control.runtime.planner import (
     MpcConfig,
     MpcState,
-    differential_drive_config,
     look_around,
     plan_step,
     pose_cost,
 )
+from vae_ros.control.runtime.route import relative_pose
 from vae_ros.control.runtime.servo import ServoConfig
 from vae_ros.sim.geometry import wrap_angle
 from vae_ros.sim.policy import DrivePolicy
 from vae_ros.sim.world import SimConfig, SimWorld
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "control_default"
-
-
-@pytest.fixture(scope="module")
-def model() -> ControlModel:
-    return ControlModel(MODEL)
-
-
-@pytest.fixture(scope="module")
-def config(model: ControlModel) -> MpcConfig:
-    assert model.tolerance is not None
-    return differential_drive_config(load_dynamics_dir(MODEL / "dynamics"), model.head, model.tolerance)
+# The fixtures model and config (the packaged control model, its MPC configuration): test/control/conftest.py.
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +47,6 @@ def hard_start(model: ControlModel) -> tuple[Episode, np.ndarray, np.ndarray]:
         z_goal = model.latent(world)
         world.set_pose(*episode.start)
         return episode, model.latent(world), z_goal
-
-
-def _goal_in_robot_frame(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> np.ndarray:
-    c, s = math.cos(pose[2]), math.sin(pose[2])
-    dx, dy = goal[0] - pose[0], goal[1] - pose[1]
-    return np.array([c * dx + s * dy, -s * dx + c * dy, wrap_angle(goal[2] - pose[2])])
 
 
 def test_pose_cost_falls_all_the_way_to_the_goal_forwards_or_backwards(config: MpcConfig) -> None:
@@ -96,7 +78,7 @@ def test_hard_episodes_put_the_goal_behind_and_turned_and_block_every_third() ->
         for index, episode in enumerate(episodes):
             assert 1.0 <= episode.start_distance <= 2.0
             assert episode.start_yaw_error >= math.radians(90)
-            goal = _goal_in_robot_frame(episode.start, episode.goal)
+            goal = relative_pose(episode.start, episode.goal)
             assert goal[0] <= 1e-9  # behind the robot
             blocked = not path_is_free(world, episode.start[:2], episode.goal[:2])
             assert blocked == (index % 3 == 2)
@@ -105,7 +87,7 @@ def test_hard_episodes_put_the_goal_behind_and_turned_and_block_every_third() ->
 def test_look_around_finds_a_goal_the_head_cannot_see(model: ControlModel, config: MpcConfig,
                                                       hard_start: tuple[Episode, np.ndarray, np.ndarray]) -> None:
     episode, z, z_goal = hard_start
-    truth = _goal_in_robot_frame(episode.start, episode.goal)
+    truth = relative_pose(episode.start, episode.goal)
     direct = model.estimate(z, z_goal)
     belief, support = look_around(config, z, z_goal, (0.0, 0.0))
     assert np.hypot(*(direct[:2] - truth[:2])) > 0.5  # the head alone is far off here ...
@@ -117,7 +99,7 @@ def test_look_around_finds_a_goal_the_head_cannot_see(model: ControlModel, confi
 def test_a_goal_disproved_on_arrival_is_excluded_and_looked_for_elsewhere(
         config: MpcConfig, hard_start: tuple[Episode, np.ndarray, np.ndarray]) -> None:
     episode, z, z_goal = hard_start
-    truth = _goal_in_robot_frame(episode.start, episode.goal)
+    truth = relative_pose(episode.start, episode.goal)
     belief, _ = look_around(config, z, z_goal, (0.0, 0.0))
     elsewhere, support = look_around(config, z, z_goal, (0.0, 0.0), np.array([belief[:2]], np.float32))
     assert support == 0 or np.hypot(*(elsewhere[:2] - belief[:2])) >= config.reject_radius

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,41 +17,22 @@ from vae_ros.control.evaluation.episodes import (
     sample_hard_episodes,
 )
 from vae_ros.control.runtime.control_model import ControlModel, turned_scans
-from vae_ros.control.runtime.dynamics import load_dynamics_dir
 from vae_ros.control.runtime.planner import (
     MpcConfig,
     MpcState,
-    differential_drive_config,
     goal_turn_angles,
     look_around,
     plan_step,
     turned_goal_views,
 )
+from vae_ros.control.runtime.route import relative_pose
 from vae_ros.control.runtime.servo import ServoConfig
 from vae_ros.core.errors import ConfigError, InputError
 from vae_ros.ros.kit.params import WorldModelParams
 from vae_ros.sim.geometry import wrap_angle
 from vae_ros.sim.world import SimConfig, SimWorld
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL = REPO / "models" / "control_default"
-
-
-def _goal_in_robot_frame(pose: tuple[float, float, float], goal: tuple[float, float, float]) -> np.ndarray:
-    c, s = math.cos(pose[2]), math.sin(pose[2])
-    dx, dy = goal[0] - pose[0], goal[1] - pose[1]
-    return np.array([c * dx + s * dy, -s * dx + c * dy, wrap_angle(goal[2] - pose[2])])
-
-
-@pytest.fixture(scope="module")
-def model() -> ControlModel:
-    return ControlModel(MODEL)
-
-
-@pytest.fixture(scope="module")
-def config(model: ControlModel) -> MpcConfig:
-    assert model.tolerance is not None
-    return differential_drive_config(load_dynamics_dir(MODEL / "dynamics"), model.head, model.tolerance)
+# The fixtures model and config (the packaged control model, its MPC configuration): test/control/conftest.py.
 
 
 def test_a_turned_scan_is_what_the_robot_sees_turned_in_place() -> None:
@@ -106,7 +86,7 @@ def test_the_turned_scan_finds_a_goal_behind_that_the_imagined_look_around_misse
         geo = world.scan_geometry
         turned = model.turned_scan_latents(world.scan(), geo.angle_min, geo.angle_increment, geo.range_min,
                                            geo.range_max, goal_turn_angles(config))
-    truth = _goal_in_robot_frame(episode.start, episode.goal)
+    truth = relative_pose(episode.start, episode.goal)
     imagined, _ = look_around(replace(config, localiser="imagined"), z, z_goal, (0.0, 0.0))
     scan_config = replace(config, localiser="turned_scan")
     belief, support = look_around(scan_config, z, z_goal, (0.0, 0.0), here=turned)

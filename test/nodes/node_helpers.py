@@ -99,6 +99,28 @@ def param_args(**params: Any) -> list[str]:
     return out
 
 
+def image_sender(probe: Probe, topic: str, msg: Any) -> Callable[[], None]:
+    """A send() for send_until: publishes the Image `msg` on `topic` from the probe's node, stamped now each time."""
+    from sensor_msgs.msg import Image
+
+    publisher = probe.node.create_publisher(Image, topic, 10)
+
+    def send() -> None:
+        msg.header.stamp = probe.node.get_clock().now().to_msg()
+        publisher.publish(msg)
+
+    return send
+
+
+def closest_latent(probe: Probe, topic: str, expected: np.ndarray) -> float:
+    """The smallest largest difference between the mean `expected` (D,) and the means of the latents
+    (Float32MultiArray) recorded on `topic`; inf before any."""
+    from vae_ros.core.conversions.latent import msg_to_latent
+
+    return min((float(np.abs(msg_to_latent(latent)[0] - expected).max()) for latent in probe.messages(topic)),
+               default=np.inf)
+
+
 def send_each_until_counted(probe: Probe, publisher: Any, messages: list[Any], count: Callable[[], int],
                             attempts: int = 1, timeout: float = 10.0) -> int:
     """Publish `messages` one at a time, each until `count()` (e.g. a node's `rejected` in /diagnostics) goes up.

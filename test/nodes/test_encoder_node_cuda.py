@@ -8,11 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from node_helpers import make_model_dir, param_args, recording_probe, send_until, start_node, stop_node
+from node_helpers import (
+    closest_latent,
+    image_sender,
+    make_model_dir,
+    param_args,
+    recording_probe,
+    send_until,
+    start_node,
+    stop_node,
+)
 
 from vae_ros.core.backends import create_backend
 from vae_ros.core.conversions.image import array_to_image_msg
-from vae_ros.core.conversions.latent import msg_to_latent
 from vae_ros.core.conversions.model_input import msg_to_model_input
 
 pytestmark = [pytest.mark.gpu, pytest.mark.ros]
@@ -22,7 +30,6 @@ TOL = 1e-3  # cuDNN's convolutions (TF32 on recent GPUs) against the CPU's
 
 
 def test_encoder_node_on_cuda_publishes_the_cpus_latents(tmp_path: Path) -> None:
-    from sensor_msgs.msg import Image
     from std_msgs.msg import Float32MultiArray
 
     model = make_model_dir(tmp_path / "image", "image", latent_dim=8, seed=1)
@@ -34,17 +41,11 @@ def test_encoder_node_on_cuda_publishes_the_cpus_latents(tmp_path: Path) -> None
     node = start_node("encoder_node", "-r", f"__ns:={NAMESPACE}",
                       *param_args(model=model, backend="auto", device="cuda", diagnostics_period=0.5))
     probe = recording_probe("encoder_cuda_probe", (Float32MultiArray, f"{NAMESPACE}/vae/latent"))
-    publisher = probe.node.create_publisher(Image, f"{NAMESPACE}/camera/image_raw", 10)
+    send = image_sender(probe, f"{NAMESPACE}/camera/image_raw", msg)
     closest = [np.inf]
 
-    def send() -> None:
-        msg.header.stamp = probe.node.get_clock().now().to_msg()
-        publisher.publish(msg)
-
     def matched() -> bool:
-        for latent in probe.messages(f"{NAMESPACE}/vae/latent"):
-            mean, _ = msg_to_latent(latent)
-            closest[0] = min(closest[0], float(np.abs(mean - expected).max()))
+        closest[0] = closest_latent(probe, f"{NAMESPACE}/vae/latent", expected)
         return closest[0] <= TOL
 
     try:

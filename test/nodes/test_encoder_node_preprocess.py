@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from node_helpers import (
+    closest_latent,
+    image_sender,
     make_model_dir,
     node_env,
     param_args,
@@ -24,7 +26,6 @@ from node_helpers import (
 from vae_ros.core.anomaly import anomaly_score
 from vae_ros.core.backends import create_backend
 from vae_ros.core.conversions.image import array_to_image_msg
-from vae_ros.core.conversions.latent import msg_to_latent
 from vae_ros.core.conversions.model_input import msg_to_model_input
 
 pytestmark = pytest.mark.ros
@@ -34,7 +35,6 @@ TOL = 1e-4  # the device path's input is the NumPy path's within one grey level 
 
 
 def test_preprocess_device_publishes_the_numpy_paths_latent_and_score(tmp_path: Path) -> None:
-    from sensor_msgs.msg import Image
     from std_msgs.msg import Float32, Float32MultiArray
 
     model = make_model_dir(tmp_path / "image", "image", latent_dim=8, seed=2)
@@ -50,16 +50,11 @@ def test_preprocess_device_publishes_the_numpy_paths_latent_and_score(tmp_path: 
                                   publish_anomaly_score=True, diagnostics_period=0.3))
     probe = recording_probe("encoder_preprocess_probe", (Float32MultiArray, f"{NAMESPACE}/vae/latent"),
                             (Float32, f"{NAMESPACE}/vae/anomaly_score"))
-    publisher = probe.node.create_publisher(Image, f"{NAMESPACE}/camera/image_raw", 10)
+    send = image_sender(probe, f"{NAMESPACE}/camera/image_raw", msg)
     closest = [np.inf]
 
-    def send() -> None:
-        msg.header.stamp = probe.node.get_clock().now().to_msg()
-        publisher.publish(msg)
-
     def matched() -> bool:
-        for latent in probe.messages(f"{NAMESPACE}/vae/latent"):
-            closest[0] = min(closest[0], float(np.abs(msg_to_latent(latent)[0] - mean[0]).max()))
+        closest[0] = closest_latent(probe, f"{NAMESPACE}/vae/latent", mean[0])
         return closest[0] <= TOL and bool(probe.messages(f"{NAMESPACE}/vae/anomaly_score"))
 
     try:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vae_ros.control.runtime.dynamics import LatentDynamics
+from vae_ros.control.runtime.pose_head import combine_estimates
 from vae_ros.core.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -116,13 +117,7 @@ class TorchPlanCosts:
             if i < layers - 1:
                 h = torch.relu(h)
         h = h.reshape(b, 2, -1)
-        fwd, bwd = h[:, 0], h[:, 1]  # the goal seen from the robot; the robot seen from the goal
-        f_yaw = torch.atan2(fwd[:, 2], fwd[:, 3])
-        b_yaw = torch.atan2(bwd[:, 2], bwd[:, 3])
-        c, s = torch.cos(b_yaw), torch.sin(b_yaw)
-        ix, iy = -(c * bwd[:, 0] + s * bwd[:, 1]), -(-s * bwd[:, 0] + c * bwd[:, 1])
-        yaw = torch.atan2(torch.sin(f_yaw) - torch.sin(b_yaw), torch.cos(f_yaw) + torch.cos(b_yaw))
-        return torch.stack([(fwd[:, 0] + ix) / 2, (fwd[:, 1] + iy) / 2, yaw], dim=1)
+        return combine_estimates(h[:, 0], h[:, 1], torch)  # forward, backward: as in NumPy
 
     # -- the cost ---------------------------------------------------------------------------------------------
     def _step_constants(self, config: MpcConfig, h: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

@@ -20,11 +20,30 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from vae_ros.core.errors import InputError, ModelFileError
 from vae_ros.core.model_dir import SERVO_HEAD_FILE as HEAD_FILE
+
+
+def combine_estimates(fwd: Any, bwd: Any, xp: ModuleType) -> Any:
+    """(B, 3) goal poses (dx, dy, dyaw) from the head's two (B, 4) outputs per latent pair.
+
+    fwd is the goal seen from the robot, bwd the robot seen from the goal; bwd is inverted into the robot frame
+    and the two are averaged (the yaw as the angle of the summed unit vectors). xp is the array module, numpy or
+    torch: both have arctan2, sin, cos, and stack with the axis as its second argument. The same operations in
+    the same order in both, so PoseHeadNumpy.estimate_batch and its torch twin
+    (vae_ros.control.runtime.plan_torch) agree up to the libraries' rounding.
+    """
+    f_yaw = xp.arctan2(fwd[:, 2], fwd[:, 3])
+    b_yaw = xp.arctan2(bwd[:, 2], bwd[:, 3])
+    c, s = xp.cos(b_yaw), xp.sin(b_yaw)
+    ix, iy = -(c * bwd[:, 0] + s * bwd[:, 1]), -(-s * bwd[:, 0] + c * bwd[:, 1])
+    yaw = xp.arctan2(xp.sin(f_yaw) - xp.sin(b_yaw), xp.cos(f_yaw) + xp.cos(b_yaw))
+    return xp.stack([(fwd[:, 0] + ix) / 2, (fwd[:, 1] + iy) / 2, yaw], 1)
 
 
 class PoseHeadNumpy:
@@ -107,13 +126,7 @@ class PoseHeadNumpy:
             if i < layers - 1:
                 np.maximum(h, 0.0, out=h)
         h = h.reshape(b, 2, -1)
-        fwd, bwd = h[:, 0], h[:, 1]  # the goal seen from the robot; the robot seen from the goal
-        f_yaw = np.arctan2(fwd[:, 2], fwd[:, 3])
-        b_yaw = np.arctan2(bwd[:, 2], bwd[:, 3])
-        c, s = np.cos(b_yaw), np.sin(b_yaw)
-        ix, iy = -(c * bwd[:, 0] + s * bwd[:, 1]), -(-s * bwd[:, 0] + c * bwd[:, 1])
-        yaw = np.arctan2(np.sin(f_yaw) - np.sin(b_yaw), np.cos(f_yaw) + np.cos(b_yaw))
-        return np.stack([(fwd[:, 0] + ix) / 2, (fwd[:, 1] + iy) / 2, yaw], axis=1)
+        return combine_estimates(h[:, 0], h[:, 1], np)  # the goal seen from the robot; the robot from the goal
 
     def estimate(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
         """(3,) goal pose in the robot frame: dx, dy (m), dyaw (rad).
