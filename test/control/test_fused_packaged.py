@@ -36,3 +36,19 @@ def test_in_unseen_worlds_the_camera_alone_lands_nearer_the_lidar_latent_than_a_
     # Both sensors: the LiDAR is sure where the camera is not, so the joint stays near the LiDAR's latent.
     both, _ = fuse({"camera": camera, "scan": scan})
     assert np.linalg.norm(both - scan[0], axis=1).mean() < 0.25 * error
+
+
+def test_the_demo_picture_draws_each_sensor_from_the_other(tmp_path: object) -> None:
+    """`fused_eval --plot`: the camera image, the image from the LiDAR, the true scan and the scan predicted from
+    the camera alone / both, at held-out poses, written as a PNG of one row per view."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from vae_ros.control.evaluation.fused_eval import main
+
+    out = Path(str(tmp_path)) / "demo.png"
+    assert main(["--plot", str(out), "--seeds", "7919", "--plot-views", "2"]) == 0
+    with Image.open(out) as png:
+        width, height = png.size
+    assert png.format == "PNG" and width > 600 and height > 2 * 250, (png.format, width, height)

@@ -227,3 +227,47 @@ def save_kl_per_dim(kl_per_dim: Sequence[float], path: str | Path,
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def save_fused_demo(images: np.ndarray, truth_m: np.ndarray, angles_rad: np.ndarray, from_camera_m: np.ndarray,
+                    from_both_m: np.ndarray, image_from_scan: np.ndarray, half_fov_rad: float, path: str | Path
+                    ) -> Path:
+    """A fused camera + LiDAR model's cross-modal completion, one row per view: the camera image, the image
+    drawn from the LiDAR alone, and a top-down view of the true scan beside the scan predicted from the camera
+    alone and from both sensors (the camera's field of view shaded). images / image_from_scan (K, C, H, W) in
+    [0, 1]; truth_m (K, beams) metres, NaN where no return; from_camera_m / from_both_m (K, beams) metres."""
+    from matplotlib.patches import Wedge
+
+    count = len(images)
+    fig = _figure(9.0, 3.0 * count + 0.4)
+    axes = np.array(fig.subplots(count, 3, squeeze=False, width_ratios=(1, 1, 1.3)))
+    cos, sin = np.cos(angles_rad), np.sin(angles_rad)
+    for k in range(count):
+        for col, (batch, title) in enumerate(((images, "camera image"), (image_from_scan, "image from the LiDAR alone"))):
+            image, cmap = _to_display(batch[k])
+            ax = axes[k, col]
+            ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == 0:
+                ax.set_title(title, fontsize=9)
+        ax = axes[k, 2]
+        reach = float(np.nanmax(np.concatenate([truth_m[k], from_camera_m[k], from_both_m[k]])))
+        ax.add_patch(Wedge((0.0, 0.0), reach, -math.degrees(half_fov_rad), math.degrees(half_fov_rad),
+                           color="tab:orange", alpha=0.12, label="camera's view"))
+        ax.plot(truth_m[k] * cos, truth_m[k] * sin, ".", color="black", markersize=2.5, label="true scan")
+        ax.plot(from_camera_m[k] * cos, from_camera_m[k] * sin, "-", color="tab:orange", linewidth=1.2,
+                label="from the camera alone")
+        ax.plot(from_both_m[k] * cos, from_both_m[k] * sin, "-", color="tab:blue", linewidth=0.8, alpha=0.7,
+                label="from both sensors")
+        ax.plot([0.0], [0.0], "^", color="tab:red", markersize=6)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("x forward (m)", fontsize=8)
+        ax.set_ylabel("y left (m)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if k == 0:
+            ax.set_title("LaserScan, top down (robot at the origin)", fontsize=9)
+            ax.legend(loc="lower left", fontsize=7)
+    fig.suptitle("fused camera + LiDAR model: each sensor predicted from the other (held-out views)")
+    return _save(fig, path)

@@ -187,6 +187,31 @@ def reconstruction_report(fused_dir: Path, image_model: Path, scan_model: Path, 
     return rows
 
 
+def demo_figure(fused_dir: Path, seeds: Sequence[int], per_seed: int, path: Path, seed: int = 0,
+                backend: str = "auto", threads: int | None = None) -> Path:
+    """The demo picture of cross-modal completion (vae_ros.core.plots.save_fused_demo) at `per_seed` random free
+    poses of each world in `seeds`: the camera image, the image drawn from the LiDAR alone, the true scan, the scan
+    predicted from the camera alone and from both sensors."""
+    from vae_ros.core.fused import FusedModel
+    from vae_ros.core.plots import save_fused_demo
+
+    fused = FusedModel(fused_dir, backend, threads=threads)
+    image_spec, scan_spec = fused.configs["camera"].image_spec, fused.configs["scan"].scan_spec
+    images, scans, truth = paired_views(seeds, per_seed, image_spec, scan_spec, np.random.default_rng(seed))
+    angles = scan_spec.angle_min + (np.arange(scan_spec.beams) + 0.5) * (scan_spec.angle_max - scan_spec.angle_min) \
+        / scan_spec.beams
+    experts = {"camera": fused.encode_sensor("camera", images), "scan": fused.encode_sensor("scan", scans)}
+
+    def scan_from(subset: tuple[str, ...]) -> np.ndarray:
+        z, _ = fuse({s: experts[s] for s in subset})
+        return np.asarray(fused.decode("scan", z), dtype=np.float64).reshape(truth.shape) * scan_spec.range_max
+
+    z_scan, _ = fuse({"scan": experts["scan"]})
+    image_from_scan = np.asarray(fused.decode("camera", z_scan), dtype=np.float64).reshape(images.shape)
+    return save_fused_demo(images, truth, angles, scan_from(("camera",)), scan_from(("camera", "scan")),
+                           image_from_scan, CAMERA_HALF_FOV, path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m vae_ros.control.evaluation.fused_eval`: the reconstruction table of a fused model."""
     import argparse
@@ -203,7 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="worlds of the blind baseline and the nearest-neighbour pool (0-11: the training worlds)")
     parser.add_argument("--train-views", type=int, default=100, help="views per training world (100)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                        help="only draw the demo picture (camera image, image from the LiDAR, true scan, scan from "
+                             "the camera alone and from both) of --plot-views poses per world here, no table")
+    parser.add_argument("--plot-views", type=int, default=2, help="poses per world seed in --plot (2)")
     args = parser.parse_args(argv)
+    if args.plot is not None:
+        print(f"wrote {demo_figure(args.model, args.seeds, args.plot_views, args.plot, threads=1)}")
+        return 0
     rows = reconstruction_report(args.model, models_dir() / "image_default", models_dir() / "scan_default",
                                  args.seeds, args.views, args.train_seeds, args.train_views, threads=1)
     print(f"{'':38s} {'scan MAE m':>11s} {'in view m':>10s} {'image PSNR dB':>14s}")
