@@ -236,15 +236,22 @@ def run_episode(world: Any, model: ControlModel | ServoModel, episode: Episode, 
     while t < config.time_limit:
         trajectory.append((pose.x, pose.y, pose.yaw))
         z = latent()
-        # A fused model that lost a sensor compares with the goal as the remaining sensors saw it.
-        goal = model.goal_latent(z_goal) if hasattr(model, "goal_latent") else z_goal
+        # A representation that moves the robot itself first (fused_goal's `align+look` looking around before
+        # its goal is known): its command, through the safety layer below; the servo waits.
+        override = model.command_override() if controller is None and hasattr(model, "command_override") else None
         started = time.perf_counter()
-        if controller is None:
-            state, (v, w) = servo_step(state, z, goal, model.estimate(z, goal), dt, servo)
+        if override is not None:
+            v, w = override
+            state = replace(state, command=(v, w))
         else:
-            state, (v, w) = controller.step(state, z, goal, world)
-            if handover_s is None and state.mode == SERVO:
-                handover_s = t
+            # A fused model that lost a sensor compares with the goal as the remaining sensors saw it.
+            goal = model.goal_latent(z_goal) if hasattr(model, "goal_latent") else z_goal
+            if controller is None:
+                state, (v, w) = servo_step(state, z, goal, model.estimate(z, goal), dt, servo)
+            else:
+                state, (v, w) = controller.step(state, z, goal, world)
+                if handover_s is None and state.mode == SERVO:
+                    handover_s = t
         step_ms.append((time.perf_counter() - started) * 1e3)
         errors.append(state.error)
         if state.status in (CONVERGED, LOST):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ import numpy as np
 from vae_ros.core.errors import ConfigError
 from vae_ros.core.fused import fuse
 
-GOAL_RULES = ("both", "camera", "bias", "relative", "memory", "refine", "align", "align+camera")
+GOAL_RULES = ("both", "camera", "bias", "relative", "memory", "refine", "align", "align+camera", "align+look")
 # `align`: control steps between two local searches (1 s at 10 Hz: the nodes' goal_align_period); the searches'
 # settings (ALIGN_WIDE, ALIGN_LOCAL, ALIGN_CAMERA_WEIGHT, ALIGN_ACCEPT_NCC) are vae_ros.control.runtime.image_goal's.
 ALIGN_REFRESH_STEPS = 10
@@ -59,8 +60,9 @@ class ImageGoalServoModel:
 
         if rule not in GOAL_RULES:
             raise ConfigError(f"goal rule must be one of {', '.join(GOAL_RULES)}, got {rule!r}")
-        self.rule = "align" if rule == "align+camera" else rule
-        self.camera_prior = rule == "align+camera"
+        self.rule = "align" if rule in ("align+camera", "align+look") else rule
+        self.camera_prior = rule in ("align+camera", "align+look")
+        self.look = rule == "align+look"
         self.live = FusedServoModel(live_dir, backend, threads=threads)
         self.live.goal_per_subset = False
         self.camera = (self.live.fused if camera_dir is None or Path(camera_dir) == Path(live_dir)
@@ -84,6 +86,7 @@ class ImageGoalServoModel:
         self._goal_view: np.ndarray | None = None
         self._finder: Any = None  # `align`: the goal photo's ImageGoalFinder (what the nodes run)
         self._steps = 0
+        self._looked: list[Any] = []  # `align+look`: the wide searches of the views taken so far
         self.align_scores: list[float] = []
         self.goal_latent_error: float | None = None  # |goal - both(goal pose)| where the rule gives a goal at once
 
@@ -146,15 +149,33 @@ class ImageGoalServoModel:
         return CameraGeometry(world.config.image_width, world.config.image_height, CAMERA_FOVY_DEG, CAMERA_OFFSET,
                               LIDAR_OFFSET[:2])
 
+    def command_override(self) -> tuple[float, float] | None:
+        """`align+look`: the command of this control step while the robot looks around (episodes.run_episode sends
+        it instead of the servo's, through the scan safety layer); None once the goal is set."""
+        if not self.look or self._goal is not None:
+            return None
+        return look_command(self._steps - 1)
+
     def _align(self, world: Any, both: np.ndarray) -> None:
         """`align`: search the goal pose (widely at first, then every ALIGN_REFRESH_STEPS around the head's
         estimate) and make the goal latent of the live scan moved there and the goal image: ImageGoalFinder, as
-        latent_servo_node and world_model_node run it."""
+        latent_servo_node and world_model_node run it. `align+look`: the wide search on each of the views taken
+        while looking around (LOOK_PLAN), the best one wins."""
         step, self._steps = self._steps, self._steps + 1
         if self._goal is not None and step % ALIGN_REFRESH_STEPS:
             return
         image, ranges, geo = world.render(), world.scan(), world.scan_geometry
-        if self._goal is None:
+        if self._goal is None and self.look:
+            if step not in LOOK_PLAN.captures:
+                return
+            self._looked.append(self._finder.wide(image, ranges, geo))
+            if len(self._looked) < len(LOOK_PLAN.captures):
+                return
+            from vae_ros.control.runtime.image_goal import best_aligned
+
+            found = best_aligned(self._looked)
+            self._steps = 1  # the refreshes count from here
+        elif self._goal is None:
             found = self._finder.wide(image, ranges, geo)
         else:
             center = np.asarray(self.live.estimate(both, self._goal), dtype=np.float64)
@@ -163,7 +184,7 @@ class ImageGoalServoModel:
                 return
         self.align_scores.append(found.score)
         self._goal = found.latent
-        if step == 0:
+        if len(self.align_scores) == 1:
             self.goal_latent_error = float(np.linalg.norm(self._goal - self._both_goal))
 
     def goal_latent(self, z_goal: np.ndarray) -> np.ndarray:
@@ -176,6 +197,34 @@ class ImageGoalServoModel:
 
     def estimate(self, z: np.ndarray, z_goal: np.ndarray) -> np.ndarray:
         return self.live.estimate(z, z_goal)
+
+
+@dataclass(frozen=True)
+class LookPlan:
+    """Looking around at the control rate: the angular velocity of each step and the steps whose view is taken
+    (the first, then each after a turn and a short stop)."""
+
+    turns: tuple[float, ...]
+    captures: tuple[int, ...]
+
+
+def look_plan(rate_hz: float = 10.0, settle_steps: int = 3) -> LookPlan:
+    """Turn to +LOOK_AROUND_DEG, stop, take a view; turn to -LOOK_AROUND_DEG, stop, take a view (the first view is
+    taken before turning)."""
+    from vae_ros.control.runtime.image_goal import LOOK_AROUND_DEG, LOOK_TURN_RATE
+
+    n = int(round(math.radians(LOOK_AROUND_DEG) / (LOOK_TURN_RATE / rate_hz)))
+    turns = (LOOK_TURN_RATE,) * n + (0.0,) * settle_steps + (-LOOK_TURN_RATE,) * (2 * n) + (0.0,) * settle_steps
+    return LookPlan(turns, (0, n + settle_steps, 3 * n + 2 * settle_steps))
+
+
+LOOK_PLAN = look_plan()
+
+
+def look_command(step: int) -> tuple[float, float]:
+    """The command of control step `step` (0: the first after the goal) while looking around."""
+    turns = LOOK_PLAN.turns
+    return (0.0, turns[step]) if 0 <= step < len(turns) else (0.0, 0.0)
 
 
 class _NoGoal(Exception):

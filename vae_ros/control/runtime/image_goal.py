@@ -38,6 +38,13 @@ ALIGN_LOCAL = ((0.15, math.radians(8.0), 7), (0.04, math.radians(2.0), 7))
 # posterior of the goal image (squared Mahalanobis distance per latent dimension, times this): periodic textures
 # (striped walls, a checkered floor) match in several places, the camera's latent tells them apart.
 ALIGN_CAMERA_WEIGHT = 0.05
+# Looking around before the search at the start (`align+look`, docs/FUSION.md): from where it starts the robot often
+# sees too little of the photo's view (its heading up to 45 deg from the goal's), so it turns in place by
+# +LOOK_AROUND_DEG, then to -LOOK_AROUND_DEG, at LOOK_TURN_RATE rad/s, taking a camera frame and its scan at each of
+# the three headings; the wide search runs on each and the best match (its NCC less the camera's penalty) wins. Each
+# view is searched on its own, so the angles need not be known: the goal latent does not depend on the view.
+LOOK_AROUND_DEG = 40.0
+LOOK_TURN_RATE = 0.6
 # A search on the way replaces the goal only where its match is at least this good (turning toward the goal, the
 # robot may see too little of the photo's view for a sound match; the goal it has then stays).
 ALIGN_ACCEPT_NCC = 0.9
@@ -295,10 +302,23 @@ class AlignedGoal:
     pose: np.ndarray
     score: float
     latent: np.ndarray
+    penalty: float = 0.0  # the wide search with the camera's prior: the penalty of the pose found
 
     @property
     def matched(self) -> bool:
         return self.score > NO_MATCH
+
+    @property
+    def rank(self) -> float:
+        """What tells two searches' results apart (looking around): the NCC less the camera's penalty."""
+        return self.score - self.penalty if self.matched else -math.inf
+
+
+def best_aligned(results: list[AlignedGoal]) -> AlignedGoal:
+    """Of the wide searches from several views of the same place (looking around), the best match (`rank`)."""
+    if not results:
+        raise ValueError("best_aligned needs at least one search result")
+    return max(results, key=lambda r: r.rank)
 
 
 def working_camera(camera: CameraGeometry, max_width: int = ALIGN_WORK_WIDTH) -> CameraGeometry:
@@ -365,7 +385,8 @@ class ImageGoalFinder:
 
         pose, score = search_goal(self.aligner, live, segments, np.zeros(3), ALIGN_WIDE,
                                   penalty=camera_penalty if self.camera_prior else None)
-        return AlignedGoal(pose, score, self._goal_latent(goal_scans, pose))
+        penalty = float(camera_penalty(pose[None])[0]) if self.camera_prior and score > NO_MATCH else 0.0
+        return AlignedGoal(pose, score, self._goal_latent(goal_scans, pose), penalty)
 
     def local(self, live_image: np.ndarray, ranges: np.ndarray, geometry: LaserGeometry, center: np.ndarray
               ) -> AlignedGoal | None:
