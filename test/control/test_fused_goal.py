@@ -56,3 +56,26 @@ def test_at_the_goal_pose_the_rules_give_the_photos_latent_or_the_live_one() -> 
     np.testing.assert_allclose(camera.goal_latent(z_camera), expected, atol=1e-6)
     assert np.linalg.norm(z_camera - expected) > 0.05  # the photo's latent is not the fused one ...
     np.testing.assert_allclose(relative.goal_latent(z_relative), z_relative, atol=1e-5)  # ... the relative goal is
+
+
+def test_the_look_around_turns_to_one_side_then_the_other_and_stops_before_each_view() -> None:
+    """`align+look` (what goal_align does by default): a view before turning, one at +LOOK_AROUND_DEG and one at
+    -LOOK_AROUND_DEG, each taken after the robot stopped."""
+    import math
+
+    from vae_ros.control.evaluation.fused_goal import LOOK_PLAN, look_command
+    from vae_ros.control.runtime.image_goal import LOOK_AROUND_DEG
+
+    dt = 0.1  # the control rate of the plan (10 Hz)
+    heading, headings, moving = 0.0, {}, {}
+    for step in range(len(LOOK_PLAN.turns) + 1):
+        headings[step], moving[step] = heading, step > 0 and look_command(step - 1)[1] != 0.0
+        v, w = look_command(step)
+        assert v == 0.0  # in place
+        heading += w * dt
+    views = LOOK_PLAN.captures
+    seen = [math.degrees(headings[k]) for k in views]
+    assert abs(seen[0]) < 1e-9 and abs(seen[1] - LOOK_AROUND_DEG) < 2.0 and abs(seen[2] + seen[1]) < 1e-6, seen
+    assert not any(moving[k] for k in views)  # stopped before each view
+    assert look_command(len(LOOK_PLAN.turns)) == (0.0, 0.0)  # then the servo's turn
+    assert abs(headings[len(LOOK_PLAN.turns)] - headings[views[2]]) < 1e-9  # it ends turned the other way

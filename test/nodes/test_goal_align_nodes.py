@@ -1,6 +1,7 @@
 """A goal given as an image alone, aligned with the live view in latent_servo_node (vae_ros.ros.nodes.goal_align)
 over real ROS 2: a fused controller stops while it aligns the goal image with its camera frame through the scan
-paired with it, then servos on the aligned latent; a clear_goal during the search leaves it stopped with no goal.
+paired with it (looking around: it turns in place to either side, a view at each heading), then servos on the
+aligned latent; a clear_goal during the search leaves it stopped with no goal.
 
 The robot is played by this process: the camera frame, the LaserScan and the fused latent of a start pose in the
 held-out world 7919, rendered here by the simulator's core (the views of the start and of the goal overlap), all
@@ -188,10 +189,15 @@ def test_a_goal_image_is_aligned_with_the_live_view_and_the_robot_servos_to_it(s
     searching, _ = _await_report(probe, proc, "goal_align searching", _searching)
     aligned_at, values = _await_report(probe, proc, "goal_align aligned",
                                        lambda values: values.get("goal_align", "").startswith("aligned NCC"))
-    # While it searched (reported so until the last report before the aligned one), every command was zero.
+    # While it searched (reported so until the last report before the aligned one) it looked around: it turned in
+    # place (never a linear command) to one side, then to the other (goal_align_look), and stood still otherwise.
     last_searching = max(stamp for stamp, v in _reports(probe) if stamp < aligned_at and _searching(v))
     while_searching = robot.commands_between(searching, last_searching)
-    assert while_searching and all(c == (0.0, 0.0) for c in while_searching), while_searching
+    assert while_searching and all(v == 0.0 for v, _ in while_searching), while_searching
+    turns = [w for _, w in while_searching]
+    assert max(turns) > 0.3 and min(turns) < -0.3, turns
+    first_left = turns.index(max(turns))
+    assert min(turns[first_left:]) < -0.3, turns  # left first, then right
     assert "aligned with the live view through the live scan" in values["goal_source"], values
     # The servo's latent error is that of the aligned goal: near the distance to the goal's own fused latent (ground
     # truth), far nearer than the camera expert's latent of the photo would put it.

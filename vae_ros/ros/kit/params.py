@@ -374,6 +374,11 @@ class ControlParams(ControlShellParams):
                                    "latent of the live scan moved to the pose found and the image (docs/FUSION.md, "
                                    "'A goal given as an image alone'); refined on the way every goal_align_period. "
                                    "false = the camera expert's joint latent of the image.", read_only=True)
+    goal_align_look: float = param(40.0, "goal_align: before its search at the start the robot looks around, turning "
+                                         "in place to +goal_align_look degrees, then to -goal_align_look, a view at "
+                                         "each heading (the best match wins: from the start it often sees too little "
+                                         "of the photo's view); 0 = it searches from where it stands, without "
+                                         "turning.", read_only=True, range=(0.0, 90.0))
     goal_align_period: float = param(1.0, "Seconds between two searches on the way around where the controller "
                                           "estimates the goal (goal_align); a match of NCC >= 0.9 replaces the goal.",
                                      read_only=True, range=(0.1, 60.0))

@@ -18,7 +18,8 @@ goal, and an image that matches no remembered view waits, the robot stopped, unt
 LiDAR model looks it up the same way; an image no remembered view matches is, with `goal_align` (the default),
 aligned with the live view (vae_ros.ros.nodes.goal_align: the newest camera frame and the scan paired with it
 give the goal's pose, and the goal is the joint latent of the live scan moved there and the image), the robot
-stopped during that search and the search repeated on the way every `goal_align_period`; where the search
+turning in place to either side first for more views (`goal_align_look`, `_idle_command`) and otherwise stopped
+during that search, and the search repeated on the way every `goal_align_period`; where the search
 finds no sound match, or with `goal_align:=false`, the goal is the camera expert's joint latent of the image
 (its posterior mean from the image alone). A view the robot sees that matches the photo replaces either. Work
 on a goal image started before a newer goal or a clear_goal is dropped (`_goal_generation`); the log line of
@@ -499,13 +500,26 @@ class ControlNode(Node):
             reason = (f"no camera frame on {CAMERA_TOPIC} and scan on {SCAN_TOPIC} stamped within "
                       f"{align.sensors.slop_ns * 1e-9:g} s of each other in {wait_s:g} s")
             return AlignDone(generation, source, found, descriptor, camera_latent, None, reason)
-        result = align.search_wide(image, posterior, pair)
+        look = float(self.params.goal_align_look) if isinstance(self.params, ControlParams) else 0.0
+        pairs = align.look_around(pair, look, current)
+        if not current():
+            return AlignDone(generation, source, found, descriptor, camera_latent, None, "superseded")
+        result = align.search_wide(image, posterior, pairs)
         reason = ""
         if not result.matched:
             reason = "the goal image shares too little with the live view (no candidate pose sees enough of it)"
         elif not np.all(np.abs(result.latent) <= self._latent_bound):
             reason = f"the aligned latent lies outside the model's latent range ({self._latent_bound:g})"
         return AlignDone(generation, source, found, descriptor, camera_latent, None if reason else result, reason)
+
+    def _idle_command(self) -> tuple[float, float]:
+        """The command while no goal is set: zero, or goal_align's turn in place while it looks around (status
+        ALIGNING); the caller publishes it through the scan safety layer, on a fresh latent only."""
+        align = self._align
+        if align is None or self.status != ALIGNING or self._is_stale():
+            return (0.0, 0.0)
+        command = align.look_command
+        return (0.0, 0.0) if command is None else command
 
     def _refresh_work(self, generation: int) -> AlignRefreshed | None:
         """Goal-image thread: a search around where the controller estimates the aligned goal."""

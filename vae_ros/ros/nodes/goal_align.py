@@ -3,8 +3,10 @@
 What latent_servo_node and world_model_node (vae_ros.ros.nodes.control_base) do with a goal image that matches no
 remembered view (docs/FUSION.md, "A goal given as an image alone"): on the goal-image thread, the newest camera
 frame and the LaserScan paired with it by header stamp give the goal's pose (vae_ros.control.runtime.image_goal:
-ImageGoalFinder, the `align+camera` rule the evaluation measures), and the goal latent is the joint latent of the
-live scan moved there (the LiDAR expert) and the image (the camera expert). Every `goal_align_period` a search
+ImageGoalFinder, the `align+look` rule the evaluation measures), and the goal latent is the joint latent of the
+live scan moved there (the LiDAR expert) and the image (the camera expert). Before that search the robot looks
+around (`look_around`: it turns in place to +goal_align_look degrees and to -goal_align_look, a view at each
+heading; the executor sends `look_command`), and the best of the three views' matches wins. Every `goal_align_period` a search
 around where the controller estimates the goal refines it where the match is sound (NCC >= ALIGN_ACCEPT_NCC).
 
 This module holds the sensors the search needs (recent frames, scans and latents, each with its header stamp), the
@@ -14,6 +16,7 @@ search's state for /diagnostics and the searches themselves; control_base keeps 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -24,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from vae_ros.control.runtime.image_goal import AlignedGoal, CameraGeometry, ImageGoalFinder, ScanGeometry
+from vae_ros.control.runtime.image_goal import (
+    LOOK_TURN_RATE,
+    AlignedGoal,
+    CameraGeometry,
+    ImageGoalFinder,
+    ScanGeometry,
+    best_aligned,
+)
 from vae_ros.core.errors import InputError
 from vae_ros.core.fused import SYNC_SLOP_S
 
@@ -34,6 +44,7 @@ ALIGNING = "aligning goal image"  # the controller's status while the search at 
 PAIR_WAIT_S = 5.0
 START_PAIR_WAIT_S = 30.0
 PAIR_MAX_AGE_S = 1.0  # a pair older than this (its stamp against the node's clock) is not the live view
+LOOK_SETTLE_S = 0.3  # looking around: seconds stopped after each turn before the view is taken (the evaluation's 3 steps)
 FRAMES_KEPT, SCANS_KEPT, LATENTS_KEPT = 3, 30, 30  # ~0.3 s of frames, ~3 s of scans and latents at 10 Hz
 
 # Phases, as /diagnostics `goal_align` starts.
@@ -156,6 +167,10 @@ class GoalAlign:
         self.reason = ""
         self.started = 0.0  # time.monotonic() the search at the start began
         self.dropped = 0  # searches at the start that ended after a newer goal or a clear (never applied)
+        # Written by the goal-image thread while it looks around (one assignment: atomic), read by the executor:
+        # the turn in place to command while the controller's status is ALIGNING; None: stand still.
+        self.look_command: tuple[float, float] | None = None
+        self.views = 0  # views taken for the newest search at the start (1, or 3 after looking around)
 
     def close(self) -> None:
         """Ends a wait for sensors at once (the node is going)."""
@@ -164,7 +179,8 @@ class GoalAlign:
     def describe(self) -> str:
         """/diagnostics `goal_align`."""
         if self.phase == SEARCHING:
-            return f"{SEARCHING} ({time.monotonic() - self.started:.1f} s)"
+            looking = ", looking around" if self.look_command is not None else ""
+            return f"{SEARCHING} ({time.monotonic() - self.started:.1f} s{looking})"
         if self.phase == ALIGNED:
             return f"{ALIGNED} NCC {self.score:.3f} ({self.refreshes} refreshes)"
         if self.phase == FELL_BACK:
@@ -180,28 +196,64 @@ class GoalAlign:
         mean, logvar = self._encoder.encode(batch)
         return np.asarray(mean, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
 
-    def wait_for_pair(self, wait_s: float, current: Callable[[], bool]) -> LivePair | None:
-        """The newest fresh frame + scan pair, waiting up to `wait_s` for one; None when none came, when `current()`
-        turns false (a newer goal or a clear) or when the node closes."""
+    def wait_for_pair(self, wait_s: float, current: Callable[[], bool], not_before_ns: int = 0) -> LivePair | None:
+        """The newest fresh frame + scan pair (its frame stamped at or after `not_before_ns` too), waiting up to
+        `wait_s` for one; None when none came, when `current()` turns false (a newer goal or a clear) or when the
+        node closes."""
         deadline = time.monotonic() + wait_s
         while True:
-            pair = self.sensors.newest_pair(self._clock_ns() - int(PAIR_MAX_AGE_S * 1e9))
+            pair = self.sensors.newest_pair(max(self._clock_ns() - int(PAIR_MAX_AGE_S * 1e9), not_before_ns))
             if pair is not None or not current() or time.monotonic() >= deadline:
                 return pair
             if self._closing.wait(0.05):
                 return None
 
-    def search_wide(self, photo: np.ndarray, camera_posterior: tuple[np.ndarray, np.ndarray], pair: LivePair
+    def _hold(self, seconds: float, current: Callable[[], bool]) -> bool:
+        """Let `seconds` pass (the command as it is); False at once when `current()` turns false or the node closes."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not current() or self._closing.wait(min(0.05, max(deadline - time.monotonic(), 0.0))):
+                return False
+        return current()
+
+    def look_around(self, first: LivePair, angle_deg: float, current: Callable[[], bool]) -> list[LivePair]:
+        """Goal-image thread, the robot stopped: turn in place to +angle_deg, stop, take a view; turn to -angle_deg,
+        stop, take a view (at LOOK_TURN_RATE, timed on the steady clock: the angles need not be exact, each view is
+        searched on its own). The views, `first` (taken before turning) included; fewer when a newer goal or a
+        clear comes, or no fresh pair follows a turn. The executor sends `look_command` meanwhile (through the scan
+        safety layer); it is None again on return."""
+        pairs = [first]
+        try:
+            if angle_deg <= 0:
+                return pairs
+            turn_s = math.radians(angle_deg) / LOOK_TURN_RATE
+            for rate, seconds in ((LOOK_TURN_RATE, turn_s), (-LOOK_TURN_RATE, 2.0 * turn_s)):
+                self.look_command = (0.0, rate)
+                turned = self._hold(seconds, current)
+                self.look_command = (0.0, 0.0)
+                if not turned or not self._hold(LOOK_SETTLE_S, current):
+                    break
+                pair = self.wait_for_pair(PAIR_WAIT_S, current, not_before_ns=self._clock_ns())
+                if pair is None:
+                    break
+                pairs.append(pair)
+            return pairs
+        finally:
+            self.look_command = None
+            self.views = len(pairs)
+
+    def search_wide(self, photo: np.ndarray, camera_posterior: tuple[np.ndarray, np.ndarray], pairs: list[LivePair]
                     ) -> AlignedGoal:
-        """The search at the start (ImageGoalFinder.wide); the finder is kept for the refreshes."""
+        """The search at the start (ImageGoalFinder.wide) on each view, the best match kept (best_aligned); the
+        finder is kept for the refreshes. Views of another size than the first are not searched."""
         from vae_ros.core.backends import load_config
 
-        height, width = pair.image.shape[:2]
+        height, width = pairs[0].image.shape[:2]
         finder = ImageGoalFinder(photo, self._camera_geometry(width, height), camera_posterior, self._encode_scans,
                                  load_config(self._encoder_dir).scan_spec)
-        result = finder.wide(pair.image, pair.ranges, pair.geometry)
+        results = [finder.wide(p.image, p.ranges, p.geometry) for p in pairs if p.image.shape[:2] == (height, width)]
         self._finder = finder
-        return result
+        return best_aligned(results)
 
     def search_local(self, estimate: Callable[[np.ndarray], np.ndarray | None]) -> AlignedGoal | None:
         """A search on the way (ImageGoalFinder.local) around `estimate(z)` (the goal in the robot frame from the

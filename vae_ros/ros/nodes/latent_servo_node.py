@@ -106,7 +106,7 @@ class LatentServoNode(ControlNode):
         mean, _, header = stamped_msg_to_latent(msg, expected_dim=self.model.latent_dim)
         stamp = self._record_latent(mean, header)
         if self.goal is None:
-            self._publish_command(0.0, 0.0)
+            self._publish_command(*self._idle_command())  # zero, or goal_align looking around
             return
         if self._is_stale():
             # An old latent (a delayed link, a bag replayed late) is no basis for a command.

@@ -299,8 +299,8 @@ class WorldModelNode(ControlNode):
             if stamp != self._latest_stamp_ns or self._is_stale(stamp):
                 self.stats.on_dropped()  # superseded or too old by now
                 return None
-            if self.goal is None:  # the contract: zero velocity and wait; predict for what cmd_vel last carried
-                self._publish_command(0.0, 0.0)
+            if self.goal is None:  # the contract: zero velocity and wait (or goal_align looking around); predict for
+                self._publish_command(*self._idle_command())  # what cmd_vel last carried
                 return self._executed
             epoch, state, goal, config = self._command_epoch, self.state, self.goal, self.mpc_config
             obstacles = self._obstacles if self.params.collision else None
