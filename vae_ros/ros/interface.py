@@ -116,7 +116,8 @@ TOPICS: tuple[Topic, ...] = (
           "Per input, with `publish_anomaly_score:=true` (`anomaly_metric`)."),
     Topic(GOAL_IMAGE_TOPIC, _IMAGE, RELIABLE, (), GOAL_CONTROLLERS,
           "A goal as an image: encoded by a camera model, or the latent of the matching remembered view; with a "
-          "fused model, the camera expert's joint latent of it until a remembered view matches."),
+          "fused model, aligned with the live view through the live scan (goal_align), else the camera expert's "
+          "joint latent of it, until a remembered view matches."),
     Topic(GOAL_LATENT_TOPIC, _FLOATS, RELIABLE, (), GOAL_CONTROLLERS, "A goal as a latent (the vae/latent layout)."),
     Topic(SERVO_ERROR_TOPIC, "std_msgs/msg/Float32", RELIABLE, (_SERVO,), (), "The latent error norm."),
     Topic(PREDICTED_TOPIC, _IMAGE, RELIABLE, (_WM,), (),

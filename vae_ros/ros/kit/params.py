@@ -354,8 +354,8 @@ class ControlParams(ControlShellParams):
 
     goal_image: str = param("", "Image file whose latent is the goal at start: encoded by a camera model, or "
                                 "with another model looked up among the remembered camera views (view_memory) as "
-                                "soon as one matches (a fused model: its camera expert's joint latent of the image "
-                                "until then); " + _GOAL_WAIT, read_only=True)
+                                "soon as one matches (a fused model: aligned with the live view, goal_align, or its "
+                                "camera expert's joint latent of the image until then); " + _GOAL_WAIT, read_only=True)
     tolerance: float = param(0.0, "Latent error norm that counts as converged; 0 = the model's calibrated value "
                                   "(model.json training.control.tolerance: <= 0.10 m and 5 deg).", range=(0.0, 100.0))
     view_memory: int = param(3000, "Camera views (camera/image_raw) remembered beside the latent of the same "
@@ -370,7 +370,8 @@ class ControlParams(ControlShellParams):
                                   range=MAX_IMAGE_PIXELS_RANGE)
     goal_align: bool = param(True, "A fused camera + LiDAR model: a goal image that matches no remembered view is "
                                    "aligned with the live camera image through the live LaserScan's geometry (the "
-                                   "robot stopped meanwhile, 1-3 s on a small CPU), and the goal latent is the joint "
+                                   "robot looks around first, goal_align_look, then stands while it searches, 1-3 s "
+                                   "per view on a small CPU), and the goal latent is the joint "
                                    "latent of the live scan moved to the pose found and the image (docs/FUSION.md, "
                                    "'A goal given as an image alone'); refined on the way every goal_align_period. "
                                    "false = the camera expert's joint latent of the image.", read_only=True)

@@ -541,8 +541,11 @@ class ControlNode(Node):
             self._reset_for_goal()
         if self._align is not None:
             self._align.phase, self._align.started = SEARCHING, time.monotonic()
+        look = float(self.params.goal_align_look) if isinstance(self.params, ControlParams) else 0.0
+        how = (f"the robot turns in place to +-{look:g} deg for more views, then stands while it searches" if look > 0
+               else "the robot stopped meanwhile")
         self.get_logger().info(f"goal image from {started.source}: aligning it with the live view through the live "
-                               "scan (the robot stopped meanwhile)")
+                               f"scan ({how})")
 
     def _on_align_done(self, done: AlignDone) -> None:
         """Executor: the aligned goal, or (said in one line) the camera expert's joint latent of the image."""

@@ -170,7 +170,6 @@ class GoalAlign:
         # Written by the goal-image thread while it looks around (one assignment: atomic), read by the executor:
         # the turn in place to command while the controller's status is ALIGNING; None: stand still.
         self.look_command: tuple[float, float] | None = None
-        self.views = 0  # views taken for the newest search at the start (1, or 3 after looking around)
 
     def close(self) -> None:
         """Ends a wait for sensors at once (the node is going)."""
@@ -240,7 +239,6 @@ class GoalAlign:
             return pairs
         finally:
             self.look_command = None
-            self.views = len(pairs)
 
     def search_wide(self, photo: np.ndarray, camera_posterior: tuple[np.ndarray, np.ndarray], pairs: list[LivePair]
                     ) -> AlignedGoal:
