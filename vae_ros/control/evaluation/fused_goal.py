@@ -164,10 +164,10 @@ class ImageGoalServoModel:
         step, self._steps = self._steps, self._steps + 1
         if self._goal is not None and step % ALIGN_REFRESH_STEPS:
             return
+        if self._goal is None and self.look and step not in LOOK_PLAN.captures:
+            return  # turning, or stopping before the next view
         image, ranges, geo = world.render(), world.scan(), world.scan_geometry
         if self._goal is None and self.look:
-            if step not in LOOK_PLAN.captures:
-                return
             self._looked.append(self._finder.wide(image, ranges, geo))
             if len(self._looked) < len(LOOK_PLAN.captures):
                 return
