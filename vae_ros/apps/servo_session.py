@@ -50,6 +50,7 @@ class SessionConfig:
     log_dir: Path = Path("servo_logs")
     startup_timeout: float = 90.0
     initial_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    controller_params: tuple[str, ...] = ()  # more controller parameters, "name:=value"
 
 
 @dataclass
@@ -124,9 +125,16 @@ class ServoSession:
                 "-p", f"rate:={float(cfg.rate)}", "-p", f"seed:={cfg.seed}", "-p", "lidar:=scan",
                 "-p", f"initial_pose:=[{x:.6f}, {y:.6f}, {yaw:.6f}]"])
             control_model = cfg.control_model or str(_control_model_path())
+            from vae_ros.core.fused import FUSED_MODALITY, is_fused_model
+
+            # A fused camera + LiDAR model: one fused encoder of the simulator's camera and scan.
+            modality = FUSED_MODALITY if is_fused_model(control_model) else "scan"
             self._start("control_encoder_node", "vae_ros.ros.nodes.encoder_node", [
-                "-p", "modality:=scan", "-p", f"model:={control_model}", "-p", f"backend:={cfg.backend}", *sim_time])
+                "-p", f"modality:={modality}", "-p", f"model:={control_model}", "-p", f"backend:={cfg.backend}",
+                *sim_time])
             controller_args = [*model, "-p", "diagnostics_period:=0.2", *sim_time]
+            for assignment in cfg.controller_params:
+                controller_args += ["-p", assignment]
             if cfg.controller == "world_model":  # the servo runs no model of its own: no backend to choose
                 controller_args += ["-p", f"backend:={cfg.backend}"]
             if cfg.controller == "world_model" and cfg.dynamics:
@@ -383,6 +391,32 @@ class ServoSession:
         self._goal_pub.publish(latent_to_msg(self.goal_latent))
         self._wait(f"{self.controller_node} to take the goal latent",
                    lambda: self._controller_value("goal_source") == interface.GOAL_LATENT_TOPIC, 20.0)
+
+    def give_photo_goal(self, goal: tuple[float, float, float], start: tuple[float, float, float],
+                        timeout: float = 90.0) -> None:
+        """The goal as a photo alone: the camera frame seen at `goal` (the controller idle), then the robot moved to
+        `start` and the photo sent on servo/goal_image; returns once the controller has made a goal of it (with a
+        fused model: after looking around and aligning, goal_align). Needs SessionConfig.goal_image (the camera
+        subscription); a controller with view_memory:=0 has not remembered the goal's view."""
+        from builtin_interfaces.msg import Time
+
+        from vae_ros.ros.sim_messages import image_msg
+
+        self.clear_goal()
+        self.place(goal)
+        after = int((self.sim_time + 0.1) * 1e9)
+        self._wait("a camera frame at the goal", lambda: any(stamp >= after for stamp in list(self._frames)), 20.0)
+        with self._lock:
+            photo = self._frames[max(self._frames)].copy()
+        self.clear_goal()
+        self.place(start)
+        self._wait(f"{self.controller_node} to report no goal", lambda: self._controller_value("goal_source") == "none",
+                   20.0)
+        self._wait("the controller's goal_image subscription",
+                   lambda: self._goal_image_pub.get_subscription_count() > 0, 10.0)
+        self._goal_image_pub.publish(image_msg(photo, Time()))
+        self._wait(f"{self.controller_node} to make a goal of the photo",
+                   lambda: self._controller_value("goal_source").startswith(interface.GOAL_IMAGE_TOPIC), timeout)
 
     def _give_goal_image(self) -> None:
         """The goal as the camera frame seen there (servo/goal_image): the controller looks it up among the
