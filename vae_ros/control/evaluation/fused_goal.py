@@ -19,8 +19,13 @@ latent is the method (`GOAL_RULES`):
   match kept), searched widely at the start and again around the servo head's estimate every second on the way;
   the goal latent is the joint latent of the live scan moved to that pose (the LiDAR expert) and the goal image
   (the camera expert);
-- `refine`: what the nodes do with a fused model: `camera` until a view the robot sees matches the goal image
-  (NCC >= 0.99), then that view's fused latent (a goal image of a view already seen: that view's at once).
+- `align+camera`: `align` whose wide search tells its best matches apart by the camera expert's posterior;
+- `align+look`: what the nodes run (goal_align, the default): `align+camera` after looking around (the robot
+  turns in place to +-LOOK_AROUND_DEG, a view at each of three headings, the best match wins; `look_plan`);
+- `refine`: what the nodes do with `goal_align:=false`: `camera` until a view the robot sees matches the goal
+  image (NCC >= 0.99), then that view's fused latent (a goal image of a view already seen: that view's at once).
+
+`--ros N` runs the first N episodes of each world again through the real nodes (`ros_episodes`).
 
 "The view overlaps the start's": every start of the servo's episodes faces within 45 deg of the goal's
 heading (the camera sees 60 deg across, so the two views share at least 15 deg of bearing) and lies 0.3-1.0 m
