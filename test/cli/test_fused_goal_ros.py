@@ -1,4 +1,4 @@
-"""`python -m vae_ros.control.evaluation.fused_goal --ros`: a goal given as a photo alone, repeated through the real
+"""`python -m vae_ros.apps.fused_goal_ros`: a goal given as a photo alone, repeated through the real
 nodes (sim_node, the fused encoder_node and latent_servo_node with goal_align over DDS, the packaged fused model,
 simulated time) beside the same episode in process."""
 
@@ -23,8 +23,8 @@ def test_a_photo_goal_runs_through_the_nodes_and_is_judged_beside_the_same_episo
     import ros_env
 
     out, logs = tmp_path / "goal.json", tmp_path / "logs"
-    result = subprocess.run([sys.executable, "-m", "vae_ros.control.evaluation.fused_goal", "--episodes", "1",
-                             "--episode-seed", "2027", "--seeds", "7919", "--methods", "align+look", "--ros", "1",
+    result = subprocess.run([sys.executable, "-m", "vae_ros.apps.fused_goal_ros", "--episodes", "1",
+                             "--episode-seed", "2027", "--seeds", "7919",
                              "--ros-logs", str(logs), "--json", str(out)],
                             capture_output=True, text=True, timeout=600, env=ros_env.ros_env())
     assert result.returncode == 0, result.stdout + result.stderr

@@ -25,7 +25,7 @@ latent is the method (`GOAL_RULES`):
 - `refine`: what the nodes do with `goal_align:=false`: `camera` until a view the robot sees matches the goal
   image (NCC >= 0.99), then that view's fused latent (a goal image of a view already seen: that view's at once).
 
-`--ros N` runs the first N episodes of each world again through the real nodes (`ros_episodes`).
+The same episodes through the real nodes: vae_ros.apps.fused_goal_ros.
 
 "The view overlaps the start's": every start of the servo's episodes faces within 45 deg of the goal's
 heading (the camera sees 60 deg across, so the two views share at least 15 deg of bearing) and lies 0.3-1.0 m
@@ -328,51 +328,6 @@ def measure(methods: Sequence[str], model_dir: Path, seeds: Sequence[int], episo
     return {"methods": summary, "episodes": {label: [r.to_dict() for r in rs] for label, rs in results.items()}}
 
 
-def ros_episodes(record: dict[str, Any], model_dir: Path, count: int, time_limit: float, log_dir: Path,
-                 compare: str | None = None) -> dict[str, Any]:
-    """The first `count` episodes of each world of `record` (measure's) again through the real nodes: sim_node, the
-    fused encoder_node and latent_servo_node (goal_align and its look-around, the defaults; view_memory:=0, so
-    the goal's view is never remembered) over DDS in simulated time. Each goal is a photo alone: the camera frame
-    at the goal pose, sent on servo/goal_image once the robot stands at the start. Judged on the simulator's
-    ground truth (within 0.10 m and 5 deg), beside the in-process result of the same episode under `compare`."""
-    from vae_ros.apps.servo_session import ServoSession, SessionConfig
-    from vae_ros.control.evaluation.episodes import pose_error
-    from vae_ros.control.training.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
-
-    label = compare if compare in record["episodes"] else next(iter(record["episodes"]))
-    by_seed: dict[int, list[dict[str, Any]]] = {}
-    for row in record["episodes"][label]:
-        by_seed.setdefault(int(row["episode"]["seed"]), []).append(row)
-    rows = []
-    for seed, results in by_seed.items():
-        chosen = results[:count]
-        config = SessionConfig(seed=seed, control_model=str(model_dir), log_dir=log_dir / f"seed{seed}",
-                               goal_image=True, initial_pose=_pose(chosen[0]["episode"]["goal"]),
-                               controller_params=("view_memory:=0",))
-        with ServoSession(config) as session:
-            for result in chosen:
-                goal, start = _pose(result["episode"]["goal"]), _pose(result["episode"]["start"])
-                session.give_photo_goal(goal, start)
-                run = session.servo(timeout=time_limit)
-                pos, yaw = pose_error(run.final_pose, goal)
-                rows.append({"seed": seed, "start": start, "goal": goal, "status": run.status,
-                             "success": bool(pos <= SUCCESS_POSITION_M and yaw <= SUCCESS_YAW_RAD),
-                             "final_position_error": pos, "final_yaw_error": yaw, "time_s": run.time_s,
-                             "goal_source": session.controller_values.get("goal_source", ""),
-                             "in_process_success": bool(result["success"])})
-                print(f"ros episode {len(rows)}: {run.status}, {pos * 100:.1f} cm / {math.degrees(yaw):.1f} deg "
-                      f"(in process, {label}: {'success' if result['success'] else 'failure'})", flush=True)
-    ros = [r["success"] for r in rows]
-    same = [r["success"] == r["in_process_success"] for r in rows]
-    return {"episodes": rows, "compared_with": label, "success": sum(ros), "count": len(rows),
-            "in_process_success_same_episodes": sum(r["in_process_success"] for r in rows), "agree": sum(same)}
-
-
-def _pose(values: Sequence[float]) -> tuple[float, float, float]:
-    x, y, yaw = (float(v) for v in values)
-    return x, y, yaw
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m vae_ros.control.evaluation.fused_goal`: goal-from-image methods on the same servo episodes."""
     import argparse
@@ -392,16 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all-views", action="store_true",
                         help="the servo's episodes as they come (default: only those whose views overlap)")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--ros", type=int, default=0, metavar="N",
-                        help="also run the first N episodes of each world through the real nodes (sim_node, the fused "
-                             "encoder_node, latent_servo_node with goal_align) and compare with --methods' align+look "
-                             "(0)")
-    parser.add_argument("--ros-logs", type=Path, default=Path("fused_goal_ros_logs"), help="the nodes' logs (--ros)")
     args = parser.parse_args(argv)
     import sys
-
-    if args.ros < 0:
-        raise SystemExit("fused_goal: --ros must be >= 0")
 
     record = measure(args.methods, args.model, args.seeds, args.episodes, args.episode_seed, args.time_limit,
                      progress=sys.stderr.isatty(), overlap=not args.all_views)
@@ -411,12 +358,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{label:40s} {s['success_rate']:8.1%} {100 * s['final_position_error_m']['median']:10.1f} "
               f"{s['final_yaw_error_deg']['median']:11.1f} {'-' if ge is None else f'{ge:.3f}':>9s} "
               f"{s['collisions']:5d}")
-    if args.ros:
-        record["ros"] = ros_episodes(record, args.model, args.ros, args.time_limit, args.ros_logs,
-                                     compare="align+look")
-        ros = record["ros"]
-        print(f"through ROS: {ros['success']}/{ros['count']} succeeded ({ros['compared_with']} in process on the same "
-              f"episodes: {ros['in_process_success_same_episodes']}/{ros['count']}; outcomes agree in {ros['agree']})")
     if args.json is not None:
         record["command"] = "python -m vae_ros.control.evaluation.fused_goal " + " ".join(
             argv if argv is not None else sys.argv[1:])
