@@ -405,7 +405,11 @@ class ServoSession:
         self.clear_goal()
         self.place(goal)
         after = int((self.sim_time + 0.1) * 1e9)
-        self._wait("a camera frame at the goal", lambda: any(stamp >= after for stamp in list(self._frames)), 20.0)
+        def frame_after() -> bool:  # the probe's executor adds frames meanwhile: read them under its lock
+            with self._lock:
+                return bool(self._frames) and max(self._frames) >= after
+
+        self._wait("a camera frame at the goal", frame_after, 20.0)
         with self._lock:
             photo = self._frames[max(self._frames)].copy()
         self.clear_goal()

@@ -500,7 +500,7 @@ class ControlNode(Node):
             reason = (f"no camera frame on {CAMERA_TOPIC} and scan on {SCAN_TOPIC} stamped within "
                       f"{align.sensors.slop_ns * 1e-9:g} s of each other in {wait_s:g} s")
             return AlignDone(generation, source, found, descriptor, camera_latent, None, reason)
-        look = float(self.params.goal_align_look) if isinstance(self.params, ControlParams) else 0.0
+        look = self._goal_align_look()
         pairs = align.look_around(pair, look, current)
         if not current():
             return AlignDone(generation, source, found, descriptor, camera_latent, None, "superseded")
@@ -511,6 +511,10 @@ class ControlNode(Node):
         elif not np.all(np.abs(result.latent) <= self._latent_bound):
             reason = f"the aligned latent lies outside the model's latent range ({self._latent_bound:g})"
         return AlignDone(generation, source, found, descriptor, camera_latent, None if reason else result, reason)
+
+    def _goal_align_look(self) -> float:
+        """goal_align_look in degrees (0: no looking around; controllers without ControlParams never align)."""
+        return float(self.params.goal_align_look) if isinstance(self.params, ControlParams) else 0.0
 
     def _idle_command(self) -> tuple[float, float]:
         """The command while no goal is set: zero, or goal_align's turn in place while it looks around (status
@@ -541,7 +545,7 @@ class ControlNode(Node):
             self._reset_for_goal()
         if self._align is not None:
             self._align.phase, self._align.started = SEARCHING, time.monotonic()
-        look = float(self.params.goal_align_look) if isinstance(self.params, ControlParams) else 0.0
+        look = self._goal_align_look()
         how = (f"the robot turns in place to +-{look:g} deg for more views, then stands while it searches" if look > 0
                else "the robot stopped meanwhile")
         self.get_logger().info(f"goal image from {started.source}: aligning it with the live view through the live "
