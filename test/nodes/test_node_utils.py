@@ -257,3 +257,42 @@ def test_sigterm_during_start_up_exits_zero_without_an_error_line(case: str, tmp
                           env=env)
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
     assert "error" not in proc.stderr, proc.stderr
+
+
+# A node process whose stop signal lands while rclpy builds its executor (CI saw it once, right after a node's
+# start-up line): the signal is sent from inside Executor.__init__, before the attribute its __del__ reads.
+_EXECUTOR_CHILD = """
+import gc, os, signal, sys
+import rclpy.executors
+from rclpy.node import Node
+from vae_ros.ros.kit.run import run_node
+
+real = rclpy.executors.SignalHandlerGuardCondition
+
+def cut_short(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+
+rclpy.executors.SignalHandlerGuardCondition = cut_short
+code = run_node(lambda: Node("child"), "child", ["child", "--ros-args"])
+gc.collect()
+print("stopped", code, flush=True)
+sys.exit(code)
+"""
+
+
+def test_a_stop_while_the_executor_is_built_ends_cleanly(tmp_path: pathlib.Path) -> None:
+    """Exit 0, and no 'Exception ignored in Executor.__del__' traceback from the half-built executor."""
+    import os
+    import subprocess
+    import sys
+
+    from ros_env import ros_env
+
+    (tmp_path / "executor_child.py").write_text(_EXECUTOR_CHILD)
+    env = {**ros_env(), "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.run([sys.executable, "-m", "executor_child"], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    assert "stopped 0" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr

@@ -110,6 +110,23 @@ def forget_handled_interrupt() -> None:
         pass
 
 
+def _executor(cls: Any) -> Any:
+    """An rclpy executor that survives being cut short while it is built.
+
+    A Ctrl-C or SIGTERM landing inside rclpy's Executor.__init__ (or the context shut down under it) leaves
+    the object half-built, and its __del__ then reads an attribute that was never set: an AttributeError
+    traceback at exit, after an otherwise clean stop (seen in CI, a node stopped right after its start-up
+    line). The attribute is set to None first, so that __del__ has nothing to release.
+    """
+
+    class StartupExecutor(cls):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self._sigint_gc = None
+            super().__init__()
+
+    return StartupExecutor()
+
+
 def _init_build_spin(node_factory: Callable[[], Any], program: str, args: list[str] | None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -125,7 +142,7 @@ def _init_build_spin(node_factory: Callable[[], Any], program: str, args: list[s
             raise ConfigError(f"invalid ROS arguments: {detail}") from err
         node = node_factory()
         warn_unknown_parameters(node)
-        executor = SingleThreadedExecutor()
+        executor = _executor(SingleThreadedExecutor)
         executor.add_node(node)
         executor.spin()
     except VaeRosError as err:
