@@ -8,12 +8,11 @@ simulator's ground truth. docs/FUSION.md, "A goal given as an image alone".
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vae_ros.apps.servo_session import ServoSession, SessionConfig
+from vae_ros.apps.servo_session import Pose, ServoSession, SessionConfig, episode_line, judged_episodes
 
 
 def ros_episodes(record: dict[str, Any], model_dir: Path, count: int, time_limit: float, log_dir: Path,
@@ -23,32 +22,26 @@ def ros_episodes(record: dict[str, Any], model_dir: Path, count: int, time_limit
     the goal's view is never remembered) over DDS in simulated time. Each goal is a photo alone: the camera frame
     at the goal pose, sent on servo/goal_image once the robot stands at the start. Judged on the simulator's
     ground truth (within 0.10 m and 5 deg), beside the in-process result of the same episode under `compare`."""
-    from vae_ros.control.evaluation.episodes import pose_error
-    from vae_ros.control.training.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
-
     label = compare if compare in record["episodes"] else next(iter(record["episodes"]))
     by_seed: dict[int, list[dict[str, Any]]] = {}
     for row in record["episodes"][label]:
         by_seed.setdefault(int(row["episode"]["seed"]), []).append(row)
+
+    def give_goal(session: ServoSession, result: dict[str, Any]) -> tuple[Pose, Pose]:
+        goal, start = _pose(result["episode"]["goal"]), _pose(result["episode"]["start"])
+        session.give_photo_goal(goal, start)
+        return goal, start
+
+    groups = [(SessionConfig(seed=seed, control_model=str(model_dir), log_dir=log_dir / f"seed{seed}",
+                             goal_image=True, initial_pose=_pose(results[0]["episode"]["goal"]),
+                             controller_params=("view_memory:=0",)), results[:count])
+              for seed, results in by_seed.items()]
     rows = []
-    for seed, results in by_seed.items():
-        chosen = results[:count]
-        config = SessionConfig(seed=seed, control_model=str(model_dir), log_dir=log_dir / f"seed{seed}",
-                               goal_image=True, initial_pose=_pose(chosen[0]["episode"]["goal"]),
-                               controller_params=("view_memory:=0",))
-        with ServoSession(config) as session:
-            for result in chosen:
-                goal, start = _pose(result["episode"]["goal"]), _pose(result["episode"]["start"])
-                session.give_photo_goal(goal, start)
-                run = session.servo(timeout=time_limit)
-                pos, yaw = pose_error(run.final_pose, goal)
-                rows.append({"seed": seed, "start": start, "goal": goal, "status": run.status,
-                             "success": bool(pos <= SUCCESS_POSITION_M and yaw <= SUCCESS_YAW_RAD),
-                             "final_position_error": pos, "final_yaw_error": yaw, "time_s": run.time_s,
-                             "goal_source": session.controller_values.get("goal_source", ""),
-                             "in_process_success": bool(result["success"])})
-                print(f"ros episode {len(rows)}: {run.status}, {pos * 100:.1f} cm / {math.degrees(yaw):.1f} deg "
-                      f"(in process, {label}: {'success' if result['success'] else 'failure'})", flush=True)
+    for result, session, row in judged_episodes(groups, give_goal, time_limit):
+        rows.append({**row, "goal_source": session.controller_values.get("goal_source", ""),
+                     "in_process_success": bool(result["success"])})
+        print(episode_line(len(rows), row, f"in process, {label}: {'success' if result['success'] else 'failure'}"),
+              flush=True)
     ros = [r["success"] for r in rows]
     same = [r["success"] == r["in_process_success"] for r in rows]
     return {"episodes": rows, "compared_with": label, "success": sum(ros), "count": len(rows),

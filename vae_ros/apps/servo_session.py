@@ -11,14 +11,16 @@ it publishes on `world_model/planned_latents`. Everything follows the simulator'
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -482,6 +484,39 @@ class ServoSession:
                 return None, None
             stamp = min(self._frames, key=lambda s: abs(s * 1e-9 - t))
             return self._frames[stamp], self._reconstructions.get(stamp)
+
+
+Pose = tuple[float, float, float]
+T = TypeVar("T")
+
+
+def judged_episodes(groups: Iterable[tuple[SessionConfig, Sequence[T]]],
+                    give_goal: Callable[[ServoSession, T], tuple[Pose, Pose]],
+                    time_limit: float) -> Iterator[tuple[T, ServoSession, dict[str, Any]]]:
+    """Episodes through the real nodes, judged on the simulator's ground truth: for each (config, items) one
+    ServoSession; for each item `give_goal` places the robot and gives the goal its own way (a taught latent,
+    a photo) and returns (goal, start); then the servo runs for up to `time_limit` simulated seconds.
+    Yields (item, session, row), row holding seed, start, goal, status, success (within 0.10 m and 5 deg),
+    final_position_error, final_yaw_error and time_s; the caller adds its own fields. Every process is
+    stopped when a group ends, also on an error."""
+    from vae_ros.control.evaluation.episodes import pose_error
+    from vae_ros.control.training.metric import SUCCESS_POSITION_M, SUCCESS_YAW_RAD
+
+    for config, items in groups:
+        with ServoSession(config) as session:
+            for item in items:
+                goal, start = give_goal(session, item)
+                run = session.servo(timeout=time_limit)
+                pos, yaw = pose_error(run.final_pose, goal)
+                yield item, session, {"seed": config.seed, "start": start, "goal": goal, "status": run.status,
+                                      "success": bool(pos <= SUCCESS_POSITION_M and yaw <= SUCCESS_YAW_RAD),
+                                      "final_position_error": pos, "final_yaw_error": yaw, "time_s": run.time_s}
+
+
+def episode_line(number: int, row: dict[str, Any], in_process: str) -> str:
+    """One progress line per judged episode: `ros episode N: status, cm / deg (in process ...)`."""
+    return (f"ros episode {number}: {row['status']}, {row['final_position_error'] * 100:.1f} cm / "
+            f"{math.degrees(row['final_yaw_error']):.1f} deg ({in_process})")
 
 
 def _control_model_path() -> Path:

@@ -92,6 +92,14 @@ def _to_display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     return image[0], "gray"
 
 
+def _show_image(ax: Any, image: np.ndarray) -> None:
+    """A (C, H, W) image in [0, 1] in its cell: RGB or grey, pixels unsmoothed, no ticks."""
+    shown, cmap = _to_display(image)
+    ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _scan_angles_deg(config: ModelConfig) -> np.ndarray:
     spec = config.scan_spec
     width = (spec.angle_max - spec.angle_min) / spec.beams
@@ -116,11 +124,8 @@ def save_reconstructions(inputs: np.ndarray, outputs: np.ndarray, config: ModelC
         axes = np.array(fig.subplots(2, count, squeeze=False))
         for k in range(count):
             for row, (batch, name) in enumerate(((inputs, "input"), (outputs, "reconstruction"))):
-                image, cmap = _to_display(batch[k])
                 ax = axes[row, k]
-                ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
+                _show_image(ax, batch[k])
                 if k == 0:
                     ax.set_ylabel(name)
     elif config.modality == "scan":
@@ -192,14 +197,13 @@ def save_traversals(decoded: np.ndarray, dims: Sequence[int], values: Sequence[f
             for s in range(steps):
                 ax = axes[k, s]
                 if config.modality == "image":
-                    image, grey = _to_display(decoded[k, s])
-                    ax.imshow(image, cmap=grey, vmin=0.0, vmax=1.0, interpolation="nearest")
+                    _show_image(ax, decoded[k, s])
                 else:
                     range_max = config.pointcloud_spec.range_max
                     ax.imshow(decoded[k, s, 0] * range_max, aspect=aspect, vmin=0.0, vmax=range_max,
                               cmap="viridis", interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
+                    ax.set_xticks([])
+                    ax.set_yticks([])
                 if s == 0:
                     ax.set_ylabel(f"z[{dims[k]}]", fontsize=8)
                 if k == count - 1:
@@ -244,11 +248,8 @@ def save_fused_demo(images: np.ndarray, truth_m: np.ndarray, angles_rad: np.ndar
     cos, sin = np.cos(angles_rad), np.sin(angles_rad)
     for k in range(count):
         for col, (batch, title) in enumerate(((images, "camera image"), (image_from_scan, "image from the LiDAR alone"))):
-            image, cmap = _to_display(batch[k])
             ax = axes[k, col]
-            ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _show_image(ax, batch[k])
             if k == 0:
                 ax.set_title(title, fontsize=9)
         ax = axes[k, 2]

@@ -384,31 +384,28 @@ def _ros_episodes(args: argparse.Namespace, seeds: list[int], per_seed: dict, ou
     """The first --ros episodes of each seed again, through the real nodes; success compared pairwise."""
     import numpy as np
 
-    from vae_ros.apps.servo_session import ServoSession, SessionConfig
-    from vae_ros.control.evaluation.episodes import SUCCESS_POSITION_M, SUCCESS_YAW_RAD, pose_error
+    from vae_ros.apps.servo_session import SessionConfig, episode_line, judged_episodes
 
-    rows = []
+    def give_goal(session: Any, result: Any) -> tuple[Any, Any]:
+        episode = result.episode
+        session.teach_at(episode.goal)
+        # Idle while the robot is placed, then the goal again: the controller starts afresh, as in process
+        # (a belief carried over from the goal would be one the episode never had).
+        session.start_from(episode.start)
+        return episode.goal, episode.start
+
+    groups = []
     for seed in seeds:
         chosen = per_seed[seed][: args.ros]
-        config = SessionConfig(seed=seed, control_model=args.model, backend=args.backend,
-                               log_dir=out / "ros_logs" / f"seed{seed}", initial_pose=chosen[0].episode.goal,
-                               controller=args.controller, dynamics=args.dynamics or "")
-        with ServoSession(config) as session:
-            for result in chosen:
-                episode = result.episode
-                session.teach_at(episode.goal)
-                # Idle while the robot is placed, then the goal again: the controller starts afresh, as in
-                # process (a belief carried over from the goal would be one the episode never had).
-                session.start_from(episode.start)
-                run = session.servo(timeout=args.time_limit)
-                pos, yaw = pose_error(run.final_pose, episode.goal)
-                rows.append({"seed": seed, "start": episode.start, "goal": episode.goal, "status": run.status,
-                             "success": bool(pos <= SUCCESS_POSITION_M and yaw <= SUCCESS_YAW_RAD),
-                             "final_position_error": pos, "final_yaw_error": yaw, "time_s": run.time_s,
-                             "in_process_success": result.success,
-                             "in_process_final_position_error": result.final_position_error})
-                print(f"ros episode {len(rows)}: {run.status}, {pos * 100:.1f} cm / {math.degrees(yaw):.1f} deg "
-                      f"(in-process: {'success' if result.success else 'failure'})", file=sys.stderr)
+        groups.append((SessionConfig(seed=seed, control_model=args.model, backend=args.backend,
+                                     log_dir=out / "ros_logs" / f"seed{seed}", initial_pose=chosen[0].episode.goal,
+                                     controller=args.controller, dynamics=args.dynamics or ""), chosen))
+    rows = []
+    for result, _, row in judged_episodes(groups, give_goal, args.time_limit):
+        rows.append({**row, "in_process_success": result.success,
+                     "in_process_final_position_error": result.final_position_error})
+        print(episode_line(len(rows), row, f"in-process: {'success' if result.success else 'failure'}"),
+              file=sys.stderr)
     ros_success = np.array([r["success"] for r in rows], dtype=float)
     sim_success = np.array([r["in_process_success"] for r in rows], dtype=float)
     return {"episodes": rows, "success_rate": float(ros_success.mean()),
