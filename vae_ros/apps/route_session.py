@@ -9,18 +9,15 @@ recorder and the follower through `nodes` (vae_ros.apps.node_processes), so they
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vae_ros.apps.node_processes import NodeProcesses
+from vae_ros.apps.sim_probe import SimProbe
 from vae_ros.control.evaluation.routes import TEACH_SPEED, densify, teacher_step
-from vae_ros.core.errors import RosError, RosTimeoutError
+from vae_ros.core.errors import RosError
 from vae_ros.ros import interface
 
 FOLLOWER = "route_follower_node"
@@ -38,39 +35,29 @@ class RouteSessionConfig:
     namespace: str = ""  # the robot's namespace (robot1): its nodes and topics live under it
 
 
-class RouteSession:
+class RouteSession(SimProbe):
     """sim_node + the control encoder as processes, and a probe node that teaches (drives on ground truth),
     places the robot and records what happens. Use as a context manager: every process started is stopped on
     exit, also after an error."""
 
     def __init__(self, config: RouteSessionConfig) -> None:
+        super().__init__(config.log_dir)
         self.config = config
-        self.nodes = NodeProcesses(config.log_dir)
-        self._lock = threading.Lock()
         self.truth: list[tuple[float, float, float, float]] = []  # (t, x, y, yaw) on ground_truth/odom
         self.odom: list[tuple[float, float, float, float]] = []  # (t, x, y, yaw) on odom (the drifting one)
-        self._latent_stamps: list[int] = []
-        self._clock_ns = 0
         self.follower: dict[str, str] = {}  # route_follower_node's newest /diagnostics key-values
         self._follower_stamp_ns = 0
         self.follower_states: list[tuple[float, str]] = []  # (sim time, state) at each change
         # The teacher: (dense path (M, 2), its arc length (M,), progress m) while it drives; None otherwise.
         self._teacher: tuple[np.ndarray, np.ndarray, float] | None = None
         self.teach_end: float | None = None  # sim time the teacher stopped
-        self.node: Any = None
-        self._executor: Any = None
         self._cmd_pub: Any = None
-        self._set_params: Any = None
 
     # -- start and stop -------------------------------------------------------------------------------------
     def __enter__(self) -> RouteSession:
-        import os
-
         from vae_ros.control.runtime.control_model import control_model_dir
-        from vae_ros.ros.kit.run import use_large_data_profile
 
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        use_large_data_profile()
+        self._prepare()
         cfg = self.config
         x, y, yaw = cfg.initial_pose
         ns = self.node_args()
@@ -96,30 +83,18 @@ class RouteSession:
             if self._cmd_pub is not None and self._teacher is not None:
                 self._teacher = None
                 self._publish(0.0, 0.0)
-            if self._executor is not None:
-                self._executor.shutdown()
-            if self.node is not None:
-                self.node.destroy_node()
         finally:
-            self.nodes.stop_all()
+            self._close()
 
     def _start_probe(self) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import Twist
         from nav_msgs.msg import Odometry
-        from rcl_interfaces.srv import SetParameters
-        from rclpy.executors import SingleThreadedExecutor
-        from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Image
 
         from vae_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, LATENT_QOS, STATE_QOS
 
-        if not rclpy.ok():
-            rclpy.init()
-        node = rclpy.create_node("vae_ros_route_demo_probe", namespace=f"/{self.config.namespace}")
-        self.node = node
-        node.create_subscription(Clock, interface.CLOCK_TOPIC, self._on_clock, STATE_QOS)
+        node = self._open_probe("vae_ros_route_demo_probe", self.config.namespace)
         # Ground truth: the teacher steers on it (it stands in for a human with a joystick, who sees where the
         # robot is) and the demo judges by it. The follower never reads it.
         node.create_subscription(Odometry, interface.GROUND_TRUTH_ODOM_TOPIC, self._on_truth, STATE_QOS)
@@ -128,18 +103,9 @@ class RouteSession:
         node.create_subscription(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, self._on_diagnostics, DIAGNOSTICS_QOS)
         self._cmd_pub = node.create_publisher(Twist, interface.CMD_TOPIC, COMMAND_QOS)
         self._twist = Twist
-        self._set_params = node.create_client(SetParameters, "sim_node/set_parameters")
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(node)
-        threading.Thread(target=self._executor.spin, daemon=True).start()
+        self._spin_probe()
 
     # -- callbacks ------------------------------------------------------------------------------------------
-    def _on_clock(self, msg: Any) -> None:
-        from vae_ros.core.conversions.common import stamp_ns
-
-        with self._lock:
-            self._clock_ns = stamp_ns(msg.clock)
-
     def _on_truth(self, msg: Any) -> None:
         from vae_ros.core.conversions.common import planar_pose, stamp_ns
 
@@ -190,25 +156,6 @@ class RouteSession:
         self._cmd_pub.publish(msg)
 
     # -- waiting and acting ---------------------------------------------------------------------------------
-    def wait(self, what: str, condition: Callable[[], object], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            self.nodes.check_alive()
-            if time.monotonic() > deadline:
-                raise RosTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; logs in "
-                                      f"{self.nodes.log_dir}")
-            time.sleep(0.02)
-
-    @property
-    def sim_time(self) -> float:
-        with self._lock:
-            return self._clock_ns * 1e-9
-
-    def wait_sim(self, what: str, seconds: float) -> None:
-        """Until `seconds` of simulated time have passed and a latent stamped after that has arrived."""
-        until = int((self.sim_time + seconds) * 1e9)
-        self.wait(what, lambda: self._latent_stamps[-1] >= until, seconds * 10 + 20)
-
     def topic(self, name: str) -> str:
         """The full name of a relative topic in this robot's namespace (vae/latent_stamped -> /robot1/...)."""
         return name if name.startswith("/") else "/" + "/".join(p for p in (self.config.namespace, name) if p)
@@ -237,22 +184,6 @@ class RouteSession:
             raise RosError(f"the teacher did not reach the end of the path in {limit:.0f} simulated seconds; logs in "
                            f"{self.nodes.log_dir}")
         return self.teach_end
-
-    def place(self, pose: tuple[float, float, float]) -> None:
-        """Put the robot at `pose` (sim_node's initial_pose; its odometry starts again there) and wait for a
-        latent from there."""
-        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-        from rcl_interfaces.srv import SetParameters
-
-        request = SetParameters.Request()
-        request.parameters = [Parameter(name="initial_pose", value=ParameterValue(
-            type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[float(v) for v in pose]))]
-        future = self._set_params.call_async(request)
-        self.wait("sim_node to place the robot", future.done, 10.0)
-        result = future.result()
-        if not result.results[0].successful:
-            raise RosError(f"sim_node refused the pose {pose}: {result.results[0].reason}")
-        self.wait_sim("a latent after placing the robot", 0.3)
 
     def mark(self) -> tuple[int, int]:
         """Where the ground truth and odometry records stand now (for records())."""

@@ -12,10 +12,8 @@ it publishes on `world_model/planned_latents`. Everything follows the simulator'
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +22,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from vae_ros.apps.node_processes import NodeProcesses
+from vae_ros.apps.sim_probe import SimProbe
 from vae_ros.core.conversions.common import planar_pose, stamp_ns
-from vae_ros.core.errors import ConfigError, InputError, RosError, RosTimeoutError
+from vae_ros.core.errors import ConfigError, InputError, RosError
 from vae_ros.ros import interface
 
 IMAGE_LATENT_TOPIC = "vae/image_latent"
@@ -70,35 +68,28 @@ class ServoRun:
     plans: list[tuple[float, np.ndarray]] = field(default_factory=list)
 
 
-class ServoSession:
+class ServoSession(SimProbe):
     """Use as a context manager; every process started is stopped on exit, also after an error."""
 
     def __init__(self, config: SessionConfig) -> None:
         if config.controller not in CONTROLLERS:
             raise ConfigError(f"controller must be one of {', '.join(CONTROLLERS)}, got {config.controller!r}")
+        super().__init__(config.log_dir)
         self.config = config
         self.controller_node, self._status_suffix = _CONTROLLER_NODE[config.controller]
         self.goal_latent: np.ndarray | None = None  # the latent taught by the last teach_goal
         self._latents: dict[int, np.ndarray] = {}  # control latents by stamp (newest _KEEP_LATENTS)
         self._plans: list[tuple[float, np.ndarray]] = []
         self.controller_values: dict[str, str] = {}  # the controller's newest /diagnostics key-values
-        self.nodes = NodeProcesses(config.log_dir)  # the node processes, by node name
-        self._lock = threading.Lock()
         self._odom: list[tuple[float, float, float, float]] = []
         self._errors: list[tuple[float, float]] = []
-        self._latent_stamps: list[int] = []
         self._servo_state = ""
         self._servo_state_ns = 0  # stamp of the diagnostics that reported it
-        self._clock_ns = 0
         self._frames: dict[int, np.ndarray] = {}  # camera frames by stamp (camera_views or goal_image)
         self.goal_image: np.ndarray | None = None  # the camera frame seen with the taught goal (goal_image)
         self._reconstructions: dict[int, np.ndarray] = {}
-        self._executor: Any = None
         self._set_goal: Any = None  # service clients, made in _start_probe
         self._clear_goal: Any = None
-        self._set_params: Any = None
-        self._thread: threading.Thread | None = None
-        self.node: Any = None
 
     # -- processes -------------------------------------------------------------------------------------------
     def _start(self, name: str, module: str, args: list[str]) -> None:
@@ -109,16 +100,10 @@ class ServoSession:
         """The node processes still running, by node name."""
         return self.nodes.procs
 
-    def check_alive(self) -> None:
-        self.nodes.check_alive()
-
     def __enter__(self) -> ServoSession:
         cfg = self.config
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        from vae_ros.ros.kit.run import use_large_data_profile
-
-        use_large_data_profile()
+        self._prepare()
         sim_time = ["-p", "use_sim_time:=true"]
         model = ["-p", f"model:={cfg.control_model}"] if cfg.control_model else []
         x, y, yaw = cfg.initial_pose
@@ -159,32 +144,19 @@ class ServoSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            if self._executor is not None:
-                self._executor.shutdown()
-            if self.node is not None:
-                self.node.destroy_node()
-        finally:
-            self.nodes.stop_all()
+        self._close()
 
     # -- probe -----------------------------------------------------------------------------------------------
     def _start_probe(self) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Odometry
-        from rclpy.executors import SingleThreadedExecutor
-        from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float32
         from std_srvs.srv import Trigger
 
         from vae_ros.ros.qos import LATENT_QOS, sensor_qos
 
-        if not rclpy.ok():
-            rclpy.init()
-        node = rclpy.create_node("vae_ros_servo_probe")
-        self.node = node
-        node.create_subscription(Clock, interface.CLOCK_TOPIC, self._on_clock, LATENT_QOS)
+        node = self._open_probe("vae_ros_servo_probe")
         node.create_subscription(Odometry, interface.GROUND_TRUTH_ODOM_TOPIC, self._on_odom, LATENT_QOS)  # judging only
         node.create_subscription(Float32, interface.SERVO_ERROR_TOPIC, self._on_error, LATENT_QOS)
         node.create_subscription(Image, interface.LATENT_STAMPED_TOPIC, self._on_latent, LATENT_QOS)
@@ -201,17 +173,7 @@ class ServoSession:
 
         self._goal_pub = node.create_publisher(Float32MultiArray, interface.GOAL_LATENT_TOPIC, LATENT_QOS)
         self._clear_goal = node.create_client(Trigger, interface.CLEAR_GOAL_SERVICE)
-        from rcl_interfaces.srv import SetParameters
-
-        self._set_params = node.create_client(SetParameters, "sim_node/set_parameters")
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
-        self._thread.start()
-
-    def _on_clock(self, msg: Any) -> None:
-        with self._lock:
-            self._clock_ns = stamp_ns(msg.clock)
+        self._spin_probe()
 
     def _on_odom(self, msg: Any) -> None:
         pose = planar_pose(msg.pose.pose)
@@ -274,27 +236,13 @@ class ServoSession:
                 self._reconstructions.pop(next(iter(self._reconstructions)))
 
     # -- waiting ---------------------------------------------------------------------------------------------
-    def _wait(self, what: str, condition: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RosTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; logs in "
-                                      f"{self.config.log_dir}")
-            time.sleep(0.02)
-
     def _wait_ready(self) -> None:
-        self._wait(f"the first control latent and {self.controller_node}'s diagnostics",
+        self.wait(f"the first control latent and {self.controller_node}'s diagnostics",
                    lambda: bool(self._latent_stamps) and bool(self._servo_state), self.config.startup_timeout)
-        self._wait(f"{self.controller_node}'s goal services and sim_node's parameters",
+        self.wait(f"{self.controller_node}'s goal services and sim_node's parameters",
                    lambda: self._set_goal.service_is_ready() and self._clear_goal.service_is_ready()
                    and self._set_params.service_is_ready(),
                    self.config.startup_timeout)
-
-    @property
-    def sim_time(self) -> float:
-        with self._lock:
-            return self._clock_ns * 1e-9
 
     @property
     def servo_state(self) -> str:
@@ -308,32 +256,11 @@ class ServoSession:
             _, x, y, yaw = self._odom[-1]
         return x, y, yaw
 
-    def _call(self, client: Any, request: Any, what: str, timeout: float = 10.0) -> Any:
-        future = client.call_async(request)
-        self._wait(what, future.done, timeout)
-        return future.result()
-
-    def place(self, pose: tuple[float, float, float], settle: float = 0.3) -> None:
-        """Put the robot at `pose` (x, y, yaw) and wait until a latent from there has been published."""
-        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-        from rcl_interfaces.srv import SetParameters
-
-        request = SetParameters.Request()
-        request.parameters = [Parameter(name="initial_pose", value=ParameterValue(
-            type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[float(v) for v in pose]))]
-        result = self._call(self._set_params, request, "sim_node to place the robot")
-        if not result.results[0].successful:
-            raise RosError(f"sim_node refused the pose {pose}: {result.results[0].reason}")
-        placed_at = self.sim_time
-        after = int((placed_at + settle) * 1e9)
-        self._wait("a latent after placing the robot", lambda: bool(self._latent_stamps)
-                   and self._latent_stamps[-1] >= after, 20.0)
-
     def clear_goal(self) -> None:
         """The controller forgets its goal and stops (servo/clear_goal), so placing the robot moves nothing."""
         from std_srvs.srv import Trigger
 
-        self._call(self._clear_goal, Trigger.Request(), interface.CLEAR_GOAL_SERVICE)
+        self.call(self._clear_goal, Trigger.Request(), interface.CLEAR_GOAL_SERVICE)
 
     def teach_at(self, pose: tuple[float, float, float]) -> None:
         """Place the robot at `pose` with the servo idle, and teach that view as the goal."""
@@ -348,7 +275,7 @@ class ServoSession:
         # The only refusal is "no fresh latent": right after the nodes start, the controller may not have
         # discovered the encoder yet although this session has (seen once in a test run); ask again briefly.
         deadline = time.monotonic() + SET_GOAL_RETRY_S
-        while not (response := self._call(self._set_goal, Trigger.Request(), interface.SET_GOAL_SERVICE)).success:
+        while not (response := self.call(self._set_goal, Trigger.Request(), interface.SET_GOAL_SERVICE)).success:
             if time.monotonic() > deadline:
                 raise RosError(f"{interface.SET_GOAL_SERVICE} failed: {response.message}")
             time.sleep(0.1)
@@ -360,13 +287,13 @@ class ServoSession:
                 stamp = self._latent_stamps[-1]
             self.goal_latent = self._latents[stamp].copy()
         if self.config.goal_image:  # the frame of that instant (the camera and the LiDAR share stamps)
-            self._wait("the camera frame of the taught goal", lambda: stamp in self._frames, 10.0)
+            self.wait("the camera frame of the taught goal", lambda: stamp in self._frames, 10.0)
             with self._lock:
                 self.goal_image = self._frames[stamp].copy()
             # The controller must have remembered views of this place before the robot leaves it (its
             # /diagnostics are published after the view memory has grown: wait for two more reports).
             seen = self._remembered_views()
-            self._wait(f"{self.controller_node} to remember views of the goal place",
+            self.wait(f"{self.controller_node} to remember views of the goal place",
                        lambda: self._remembered_views() >= seen + 3, 20.0)
 
     def start_from(self, pose: tuple[float, float, float]) -> None:
@@ -383,15 +310,15 @@ class ServoSession:
 
         self.clear_goal()
         self.place(pose)
-        self._wait(f"{self.controller_node} to report no goal", lambda: self._controller_value("goal_source") == "none",
+        self.wait(f"{self.controller_node} to report no goal", lambda: self._controller_value("goal_source") == "none",
                    20.0)
         if self.config.goal_image:
             self._give_goal_image()
             return
-        self._wait("the controller's goal_latent subscription", lambda: self._goal_pub.get_subscription_count() > 0,
+        self.wait("the controller's goal_latent subscription", lambda: self._goal_pub.get_subscription_count() > 0,
                    10.0)
         self._goal_pub.publish(latent_to_msg(self.goal_latent))
-        self._wait(f"{self.controller_node} to take the goal latent",
+        self.wait(f"{self.controller_node} to take the goal latent",
                    lambda: self._controller_value("goal_source") == interface.GOAL_LATENT_TOPIC, 20.0)
 
     def give_photo_goal(self, goal: tuple[float, float, float], start: tuple[float, float, float],
@@ -411,17 +338,17 @@ class ServoSession:
             with self._lock:
                 return bool(self._frames) and max(self._frames) >= after
 
-        self._wait("a camera frame at the goal", frame_after, 20.0)
+        self.wait("a camera frame at the goal", frame_after, 20.0)
         with self._lock:
             photo = self._frames[max(self._frames)].copy()
         self.clear_goal()
         self.place(start)
-        self._wait(f"{self.controller_node} to report no goal", lambda: self._controller_value("goal_source") == "none",
+        self.wait(f"{self.controller_node} to report no goal", lambda: self._controller_value("goal_source") == "none",
                    20.0)
-        self._wait("the controller's goal_image subscription",
+        self.wait("the controller's goal_image subscription",
                    lambda: self._goal_image_pub.get_subscription_count() > 0, 10.0)
         self._goal_image_pub.publish(image_msg(photo, Time()))
-        self._wait(f"{self.controller_node} to make a goal of the photo",
+        self.wait(f"{self.controller_node} to make a goal of the photo",
                    lambda: self._controller_value("goal_source").startswith(interface.GOAL_IMAGE_TOPIC), timeout)
 
     def _give_goal_image(self) -> None:
@@ -431,12 +358,12 @@ class ServoSession:
 
         if self.goal_image is None:
             raise RosError("no goal image kept (SessionConfig.goal_image was off when the goal was taught)")
-        self._wait("the controller's goal_image subscription",
+        self.wait("the controller's goal_image subscription",
                    lambda: self._goal_image_pub.get_subscription_count() > 0, 10.0)
         from builtin_interfaces.msg import Time
 
         self._goal_image_pub.publish(image_msg(self.goal_image, Time()))
-        self._wait(f"{self.controller_node} to recognise the goal image",
+        self.wait(f"{self.controller_node} to recognise the goal image",
                    lambda: self._controller_value("goal_source").startswith(interface.GOAL_IMAGE_TOPIC), 20.0)
 
     def _remembered_views(self) -> int:
@@ -460,11 +387,11 @@ class ServoSession:
                 fresh = self._servo_state_ns > int((start + 0.3) * 1e9)
                 return self._servo_state if fresh and self._servo_state in ("converged", "lost") else ""
 
-        self._wait(f"{self.controller_node}'s verdict", lambda: bool(verdict()) or self.sim_time - start > timeout,
+        self.wait(f"{self.controller_node}'s verdict", lambda: bool(verdict()) or self.sim_time - start > timeout,
                    timeout * 4 + 30)
         status = verdict() or "timeout"
         end = self.sim_time
-        self._wait("the robot to stop", lambda: self.sim_time - end > 0.5, 10.0)
+        self.wait("the robot to stop", lambda: self.sim_time - end > 0.5, 10.0)
         with self._lock:
             poses = self._odom[first_odom:]
             errors = self._errors[first_error:]
