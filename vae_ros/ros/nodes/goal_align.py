@@ -45,6 +45,9 @@ PAIR_WAIT_S = 5.0
 START_PAIR_WAIT_S = 30.0
 PAIR_MAX_AGE_S = 1.0  # a pair older than this (its stamp against the node's clock) is not the live view
 LOOK_SETTLE_S = 0.3  # looking around: seconds stopped after each turn before the view is taken (the evaluation's 3 steps)
+# A turn or a settle of the look-around gives up (the views so far are searched) when the node's clock has not
+# advanced by its length within this many times as long of wall time, plus 2 s.
+LOOK_HOLD_WALL_FACTOR = 10.0
 FRAMES_KEPT, SCANS_KEPT, LATENTS_KEPT = 3, 30, 30  # ~0.3 s of frames, ~3 s of scans and latents at 10 Hz
 
 # Phases, as /diagnostics `goal_align` starts.
@@ -208,16 +211,20 @@ class GoalAlign:
                 return None
 
     def _hold(self, seconds: float, current: Callable[[], bool]) -> bool:
-        """Let `seconds` pass (the command as it is); False at once when `current()` turns false or the node closes."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not current() or self._closing.wait(min(0.05, max(deadline - time.monotonic(), 0.0))):
+        """Let `seconds` pass on the node's clock (the command as it is): simulated time under use_sim_time, so a
+        turn in a simulator slower than real time turns as far as in one that keeps up. False at once when
+        `current()` turns false or the node closes, and when the clock has not advanced that far within
+        LOOK_HOLD_WALL_FACTOR times as long of wall time plus 2 s (a paused simulator, no /clock)."""
+        until_ns = self._clock_ns() + int(seconds * 1e9)
+        wall_deadline = time.monotonic() + seconds * LOOK_HOLD_WALL_FACTOR + 2.0
+        while self._clock_ns() < until_ns:
+            if not current() or self._closing.wait(0.02) or time.monotonic() > wall_deadline:
                 return False
         return current()
 
     def look_around(self, first: LivePair, angle_deg: float, current: Callable[[], bool]) -> list[LivePair]:
         """Goal-image thread, the robot stopped: turn in place to +angle_deg, stop, take a view; turn to -angle_deg,
-        stop, take a view (at LOOK_TURN_RATE, timed on the steady clock: the angles need not be exact, each view is
+        stop, take a view (at LOOK_TURN_RATE, timed on the node's clock; the angles need not be exact, each view is
         searched on its own). The views, `first` (taken before turning) included; fewer when a newer goal or a
         clear comes, or no fresh pair follows a turn. The executor sends `look_command` meanwhile (through the scan
         safety layer); it is None again on return."""
