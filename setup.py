@@ -53,6 +53,7 @@ setup(
         "matplotlib",
         "tqdm",
         "PyYAML",
+        "threadpoolctl",
     ],
     extras_require={
         "cpu": ["onnxruntime>=1.16"],

@@ -67,6 +67,8 @@ def test_bad_model_directory_is_one_line(tmp_path: Path) -> None:
     (["--basin", "--representations", "pose", "pose"], "twice"),
     (["--basin", "--representations", "pca", "--seeds", "2"], "pca-fit-seeds"),
     (["--ros", "-1"], "--ros must be"),
+    (["--ros", "1", "--ros-param", "samples=60"], "--ros-param"),
+    (["--ros-param", "samples:=60"], "give --ros N"),
     (["--model", "/nonexistent/control"], "does not exist"),
     (["--drop", "scan"], "not one"),  # the packaged control model is not a fused model
     (["--drop", "sonar"], "--drop"),

@@ -246,6 +246,14 @@ def test_nodes_that_publish_cmd_vel_refuse_a_misspelt_parameter(tmp_path: Path) 
             # Its start-up line comes once cmd_vel is set up: the shipped config holds no unknown names.
             assert output.wait_for("waiting for a goal", timeout=120), output.lines
             assert procs[("accepted", name)].poll() is None, output.lines
+        # The world model plans with NumPy (backend auto) on one BLAS thread (vae_ros.core.blas), and says so;
+        # where this environment chose BLAS threads, it keeps them.
+        from vae_ros.core.blas import BLAS_THREAD_VARIABLES
+
+        chosen = [name for name in BLAS_THREAD_VARIABLES if os.environ.get(name)]
+        blas = f"BLAS threads as {chosen[0]} sets them" if chosen else "1 BLAS thread"
+        started = [line for line in outputs[("accepted", "world_model_node")].lines if "waiting for a goal" in line]
+        assert f"(NumPy rollouts, {blas})" in started[0], started
     finally:
         stop_processes(procs.values(), signal.SIGINT, timeout=20)
     for (_, name), output in outputs.items():

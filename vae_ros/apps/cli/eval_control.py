@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,13 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _ros_param(text: str) -> str:
+    name, sep, value = text.partition(":=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) or not value:
+        raise argparse.ArgumentTypeError(f"must be NAME:=VALUE (a ROS parameter assignment), got {text!r}")
+    return text
 
 
 def _seed(text: str) -> int:
@@ -119,6 +127,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                           help="also run the first N episodes of each seed through the real ROS nodes (sim_node, "
                                "encoder_node and latent_servo_node or world_model_node over DDS, in real time) "
                                "and compare (0)")
+    episodes.add_argument("--ros-param", action="append", default=[], metavar="NAME:=VALUE", type=_ros_param,
+                          help="a parameter of the controller node in the --ros episodes (repeatable), e.g. "
+                               "samples:=60; the in-process episodes keep their own configuration")
     baselines = parser.add_argument_group("baselines: the same controller on other representations (episodes)")
     baselines.add_argument("--baselines", nargs="+", metavar="NAME", default=[],
                            help="also run the episodes with these representations (pixels, pca, raw_scan, pose, model "
@@ -167,6 +178,8 @@ def _run_episodes(args: argparse.Namespace) -> int:
     setup_logging("eval-control")
     if args.ros < 0:
         raise ConfigError(f"--ros must be >= 0, got {args.ros}")
+    if args.ros_param and not args.ros:
+        raise ConfigError("--ros-param sets the controller node of the --ros episodes: give --ros N too")
     seeds = list(dict.fromkeys(args.seeds))
     if args.baselines:
         if len(set(args.baselines)) != len(args.baselines):
@@ -399,7 +412,8 @@ def _ros_episodes(args: argparse.Namespace, seeds: list[int], per_seed: dict, ou
         chosen = per_seed[seed][: args.ros]
         groups.append((SessionConfig(seed=seed, control_model=args.model, backend=args.backend,
                                      log_dir=out / "ros_logs" / f"seed{seed}", initial_pose=chosen[0].episode.goal,
-                                     controller=args.controller, dynamics=args.dynamics or ""), chosen))
+                                     controller=args.controller, dynamics=args.dynamics or "",
+                                     controller_params=tuple(args.ros_param)), chosen))
     rows = []
     for result, _, row in judged_episodes(groups, give_goal, args.time_limit):
         rows.append({**row, "in_process_success": result.success,
@@ -500,6 +514,7 @@ def _episodes_command(args: argparse.Namespace, seeds: list[int]) -> str:
         parts.append(f"--tolerance {args.tolerance:g}")
     if args.ros:
         parts.append(f"--ros {args.ros}")
+        parts += [f"--ros-param {assignment}" for assignment in args.ros_param]
     if args.baselines:
         parts.append(f"--baselines {' '.join(args.baselines)} --baseline-seeds "
                      f"{' '.join(map(str, args.baseline_seeds))} --baseline-poses {args.baseline_poses} "

@@ -100,6 +100,11 @@ class WorldModelNode(ControlNode):
             # One thread: small batched matmuls gain nothing from more, and the encoder shares the cores
             # (bench/planner.py: threaded BLAS on a loaded 2-core machine is 10-40x slower).
             torch.set_num_threads(1)
+            self._threads = "torch rollouts, 1 thread"
+        else:
+            from vae_ros.core.blas import limit_blas_threads
+
+            self._threads = f"NumPy rollouts, {limit_blas_threads(1)}"
         if self.dynamics.latent_dim != self.config.latent_dim:
             raise ConfigError(f"dynamics {self.dynamics_dir} predicts {self.dynamics.latent_dim}-D latents but the "
                               f"model {self.model_dir} has {self.config.latent_dim}")
@@ -145,7 +150,8 @@ class WorldModelNode(ControlNode):
         self.get_logger().info(
             f"model {self.model_dir} (latent {self.config.latent_dim}), dynamics {self.dynamics_dir} "
             f"({self.dynamics.members} members, dt {self.dynamics.dt:.3f} s); CEM {self.mpc_config.samples} x "
-            f"{self.mpc_config.iterations} over {self.mpc_config.horizon} steps; {self._latent_sub.topic_name} -> "
+            f"{self.mpc_config.iterations} over {self.mpc_config.horizon} steps ({self._threads}); "
+            f"{self._latent_sub.topic_name} -> "
             f"{self._pred_pub.topic_name}, {self._plan_pub.topic_name}, {self._cmd_pub.topic_name}; "
             f"{'goal from ' + self.goal_source if self.goal is not None else 'waiting for a goal'}")
 
