@@ -214,11 +214,13 @@ class GoalAlign:
         """Let `seconds` pass on the node's clock (the command as it is): simulated time under use_sim_time, so a
         turn in a simulator slower than real time turns as far as in one that keeps up. False at once when
         `current()` turns false or the node closes, and when the clock has not advanced that far within
-        LOOK_HOLD_WALL_FACTOR times as long of wall time plus 2 s (a paused simulator, no /clock)."""
-        until_ns = self._clock_ns() + int(seconds * 1e9)
+        LOOK_HOLD_WALL_FACTOR times as long of wall time plus 2 s (a paused simulator, no /clock), or when the clock
+        goes back (a simulator reset, a bag that loops, a clock stepped back): the robot would turn on meanwhile."""
+        start_ns = self._clock_ns()
+        until_ns = start_ns + int(seconds * 1e9)
         wall_deadline = time.monotonic() + seconds * LOOK_HOLD_WALL_FACTOR + 2.0
-        while self._clock_ns() < until_ns:
-            if not current() or self._closing.wait(0.02) or time.monotonic() > wall_deadline:
+        while (now_ns := self._clock_ns()) < until_ns:
+            if now_ns < start_ns or not current() or self._closing.wait(0.02) or time.monotonic() > wall_deadline:
                 return False
         return current()
 
