@@ -462,6 +462,11 @@ class ControlNode(Node):
                                        f"{CLEAR_GOAL_SERVICE}; not applied")
             return
         if isinstance(outcome, BaseException):
+            if self.status == ALIGNING:  # the alignment it superseded (or was) is over: no search runs any more
+                with self._lock:
+                    self.status = IDLE
+                    if self._align is not None:
+                        self._align.phase = NO_GOAL_IMAGE
             raise outcome
         if isinstance(outcome, AlignStarted):
             self._on_align_started(outcome)
@@ -500,11 +505,18 @@ class ControlNode(Node):
             reason = (f"no camera frame on {CAMERA_TOPIC} and scan on {SCAN_TOPIC} stamped within "
                       f"{align.sensors.slop_ns * 1e-9:g} s of each other in {wait_s:g} s")
             return AlignDone(generation, source, found, descriptor, camera_latent, None, reason)
+        try:
+            finder = align.finder(image, posterior, pair)
+        except InputError as err:  # a photo of another aspect than the live camera's: said before turning
+            return AlignDone(generation, source, found, descriptor, camera_latent, None, str(err))
         look = self._goal_align_look()
         pairs = align.look_around(pair, look, current)
         if not current():
             return AlignDone(generation, source, found, descriptor, camera_latent, None, "superseded")
-        result = align.search_wide(image, posterior, pairs)
+        try:
+            result = align.search_wide(finder, pairs)
+        except InputError as err:  # a live view or scan the search cannot use (e.g. a scan of no beams)
+            return AlignDone(generation, source, found, descriptor, camera_latent, None, f"the live view: {err}")
         reason = ""
         if not result.matched:
             reason = "the goal image shares too little with the live view (no candidate pose sees enough of it)"

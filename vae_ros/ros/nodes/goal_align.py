@@ -249,15 +249,21 @@ class GoalAlign:
         finally:
             self.look_command = None
 
-    def search_wide(self, photo: np.ndarray, camera_posterior: tuple[np.ndarray, np.ndarray], pairs: list[LivePair]
-                    ) -> AlignedGoal:
-        """The search at the start (ImageGoalFinder.wide) on each view, the best match kept (best_aligned); the
-        finder is kept for the refreshes. Views of another size than the first are not searched."""
+    def finder(self, photo: np.ndarray, camera_posterior: tuple[np.ndarray, np.ndarray], first: LivePair
+               ) -> ImageGoalFinder:
+        """The search's ImageGoalFinder for `photo` and views of the size of `first`: made before the robot looks
+        around, so that a photo that cannot be aligned with this camera (InputError: another aspect, another camera
+        or a crop) is known before it turns."""
         from vae_ros.core.backends import load_config
 
+        height, width = first.image.shape[:2]
+        return ImageGoalFinder(photo, self._camera_geometry(width, height), camera_posterior, self._encode_scans,
+                               load_config(self._encoder_dir).scan_spec)
+
+    def search_wide(self, finder: ImageGoalFinder, pairs: list[LivePair]) -> AlignedGoal:
+        """The search at the start (ImageGoalFinder.wide) on each view, the best match kept (best_aligned); the
+        finder is kept for the refreshes. Views of another size than the first are not searched."""
         height, width = pairs[0].image.shape[:2]
-        finder = ImageGoalFinder(photo, self._camera_geometry(width, height), camera_posterior, self._encode_scans,
-                                 load_config(self._encoder_dir).scan_spec)
         results = [finder.wide(p.image, p.ranges, p.geometry) for p in pairs if p.image.shape[:2] == (height, width)]
         self._finder = finder
         return best_aligned(results)
