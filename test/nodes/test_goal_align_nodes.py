@@ -10,9 +10,11 @@ stamped alike at 10 Hz. The test reads the ground truth (the goal's own fused la
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -262,10 +264,7 @@ def test_a_goal_photo_of_another_aspect_falls_back_to_the_camera_expert_without_
     from vae_ros.ros.sim_messages import image_msg
 
     status_name = f"{OTHER_NS}/{NODE}: latent servo"
-    proc = start_node(NODE, "-r", f"__ns:={OTHER_NS}", *param_args(model=scene["fused_dir"], diagnostics_period=0.2))
-    probe = recording_probe("goal_align_aspect_probe")
-    robot = Robot(probe, scene, OTHER_NS)
-    try:
+    with _own_servo(scene, OTHER_NS) as (proc, probe, robot):
         _await_report(probe, proc, "a report", lambda values: True, status_name=status_name)
         since = time.time_ns()
         robot.send_goal_image(proc, image_msg(np.ascontiguousarray(cv2.resize(scene["photo"], (128, 64))), None))
@@ -275,7 +274,40 @@ def test_a_goal_photo_of_another_aspect_falls_back_to_the_camera_expert_without_
         assert "aspect" in values["goal_align"] and "camera expert" in values["goal_source"], values
         # No look-around turn (the servo on the fallback goal may turn after it, never at exactly this command).
         assert (0.0, LOOK_TURN_RATE) not in robot.commands_between(since, fell_back), "it looked around"
+
+
+def test_a_flood_of_goal_images_does_not_flood_the_log(scene: dict) -> None:
+    """Goal images at 100/s: each ends the alignment before it, which the log said twice (its start and that it was
+    not applied) for every image the goal-image thread took up, unthrottled, where the goals' own line is throttled
+    (a blocked log pipe once stalled a node). Throttled as that line is: a few lines a second of flood."""
+    ns = "/goal_align_flood"
+    status_name = f"{ns}/{NODE}: latent servo"
+    with _own_servo(scene, ns) as (proc, probe, robot):
+        _await_report(probe, proc, "a report", lambda values: True, status_name=status_name)
+        robot.send_goal_image(proc)
+        began = time.monotonic()
+        for _ in range(200):  # the flood's pace, 100/s for 2 s
+            robot.goal_pub.publish(robot.goal_image)
+            time.sleep(0.01)
+        _await_report(probe, proc, "10 alignments ended by newer goal images",
+                      lambda values: int(values.get("goal_align_dropped", "0")) >= 10, status_name=status_name)
+        flood_s = time.monotonic() - began
+        output = stop_node(proc)
+    for said in ("aligning it with the live view", "its alignment ended after a newer goal"):
+        lines = [line for line in output.splitlines() if said in line]
+        assert len(lines) <= flood_s + 3, f"{len(lines)} lines in {flood_s:.1f} s: {said}"
+
+
+@contextlib.contextmanager
+def _own_servo(scene: dict, ns: str) -> Iterator[tuple[Any, Probe, Robot]]:
+    """A latent_servo_node of its own in namespace `ns`, with its robot and probe; stopped on the way out."""
+    proc = start_node(NODE, "-r", f"__ns:={ns}", *param_args(model=scene["fused_dir"], diagnostics_period=0.2))
+    probe = recording_probe(f"probe{ns.replace('/', '_')}")
+    robot = Robot(probe, scene, ns)
+    try:
+        yield proc, probe, robot
     finally:
         robot.timer.cancel()
         probe.close()
-        stop_node(proc)
+        if proc.poll() is None:
+            stop_node(proc)

@@ -459,7 +459,8 @@ class ControlNode(Node):
             if isinstance(outcome, AlignDone) and self._align is not None:
                 self._align.dropped += 1
                 self.get_logger().info(f"goal image from {source}: its alignment ended after a newer goal or a "
-                                       f"{CLEAR_GOAL_SERVICE}; not applied")
+                                       f"{CLEAR_GOAL_SERVICE}; not applied",
+                                       throttle_duration_sec=GOAL_LOG_THROTTLE_S)  # a flood of goal images
             return
         if isinstance(outcome, BaseException):
             if self.status == ALIGNING:  # the alignment it superseded (or was) is over: no search runs any more
@@ -560,8 +561,9 @@ class ControlNode(Node):
         look = self._goal_align_look()
         how = (f"the robot turns in place to +-{look:g} deg for more views, then stands while it searches" if look > 0
                else "the robot stopped meanwhile")
+        # Throttled as the goals' line is (_set_goal): a flood of goal images starts (and ends) as many alignments.
         self.get_logger().info(f"goal image from {started.source}: aligning it with the live view through the live "
-                               f"scan ({how})")
+                               f"scan ({how})", throttle_duration_sec=GOAL_LOG_THROTTLE_S)
 
     def _on_align_done(self, done: AlignDone) -> None:
         """Executor: the aligned goal, or (said in one line) the camera expert's joint latent of the image."""
