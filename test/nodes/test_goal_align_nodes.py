@@ -162,6 +162,14 @@ def servo(scene: dict[str, Any]) -> Any:
         stop_node(proc)
 
 
+def _refreshes(values: dict[str, str]) -> int:
+    """The refreshes an aligned goal reports ("aligned NCC 0.95 (3 refreshes)"); 0 otherwise."""
+    import re
+
+    found = re.search(r"\((\d+) refreshes\)", values.get("goal_align", ""))
+    return int(found.group(1)) if found else 0
+
+
 def _searching(values: dict[str, str]) -> bool:
     return values.get("goal_align", "").startswith("searching") and values.get("state") == "aligning goal image"
 
@@ -243,6 +251,19 @@ def test_a_goal_image_is_aligned_with_the_live_view_and_the_robot_servos_to_it(s
     _, values = _await_report(probe, proc, "a refresh", lambda values: values.get("goal_align", "").startswith(
         "aligned NCC") and not values["goal_align"].endswith("(0 refreshes)"))
     assert "refined" in values["goal_source"] and values["state"] != "aligning goal image", values
+    # A malformed goal image is rejected and sets no goal: the aligned goal stays, and so do its refreshes.
+    from sensor_msgs.msg import Image
+
+    refreshes = _refreshes(values)
+    rejected = int(values.get("rejected", "0"))
+    robot.send_goal_image(proc, Image(height=128, width=128, encoding="rgb8", step=384, data=bytes(10)))
+    _, values = _await_report(probe, proc, "the malformed goal image rejected",
+                              lambda values: int(values.get("rejected", "0")) > rejected)
+    assert values["goal_align"].startswith("aligned NCC"), values
+    refreshes = max(refreshes, _refreshes(values))
+    _await_report(probe, proc, "a refresh after the malformed goal image",
+                  lambda values: values.get("goal_align", "").startswith("aligned NCC")
+                  and _refreshes(values) > refreshes, timeout=20.0)
     output = stop_node(proc)
     said = [line for line in output.splitlines() if "new goal from" in line]
     assert len(said) == 1 and "servo/goal_image (aligned with the live view through the live scan, NCC" in said[0], \

@@ -463,11 +463,14 @@ class ControlNode(Node):
                                        throttle_duration_sec=GOAL_LOG_THROTTLE_S)  # a flood of goal images
             return
         if isinstance(outcome, BaseException):
-            if self.status == ALIGNING:  # the alignment it superseded (or was) is over: no search runs any more
-                with self._lock:
+            # A goal image that gives no goal (malformed, or its work failed); it ended the work on the goal before.
+            with self._lock:
+                if self.status == ALIGNING:  # the alignment it superseded (or was) is over: no search runs any more
                     self.status = IDLE
                     if self._align is not None:
                         self._align.phase = NO_GOAL_IMAGE
+                elif self._align is not None and self._align.phase == ALIGNED:
+                    self._align.generation = self._goal_generation  # the aligned goal stays, and its refreshes
             raise outcome
         if isinstance(outcome, AlignStarted):
             self._on_align_started(outcome)
