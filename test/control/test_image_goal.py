@@ -196,3 +196,29 @@ def test_a_photo_of_another_aspect_is_refused() -> None:
     assert to_working_size(np.zeros((480, 640, 3), np.uint8), camera).shape == (96, 128, 3)
     with pytest.raises(InputError, match="aspect"):
         to_working_size(np.zeros((128, 128, 3), np.uint8), camera)
+
+
+def test_a_scan_of_many_beams_is_searched_in_bounded_memory_and_finds_the_same_pose(fused_model: object) -> None:
+    """A LaserScan of 7200 beams (0.05 deg: what pointcloud_to_laserscan makes of a 3-D LiDAR at a fine increment, or
+    anyone who publishes on `scan`) costs the search what a scan of a few hundred beams does: its memory grew with the
+    beams (the ray casting) and with their square (the scan moved to a pose), gigabytes at 10 000 beams."""
+    import tracemalloc
+
+    from vae_ros.control.runtime.image_goal import ScanGeometry
+
+    case = _finder_case(128, fused_model)
+    geo, factor = case["geometry"], 20
+    fine = geo.angle_increment / factor
+    dense = np.repeat(np.asarray(case["ranges"], np.float32), factor)  # each beam as `factor` beams across its cell
+    dense_geo = ScanGeometry(geo.angle_min - geo.angle_increment / 2 + fine / 2, fine, geo.range_min, geo.range_max)
+    finder = _finder(case, fused_model)
+    tracemalloc.start()
+    try:
+        found = finder.wide(case["live"], dense, dense_geo)  # type: ignore[attr-defined]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 400e6, f"{peak / 1e6:.0f} MB"
+    error = found.pose - case["truth"]
+    assert found.matched
+    assert math.hypot(error[0], error[1]) < 0.10 and abs(error[2]) < math.radians(5), (found.pose, case["truth"])

@@ -10,6 +10,7 @@ camera's stamps offset at will.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,11 @@ def probe(encoder: Any) -> Any:
 class Feeder:
     """Camera and scan at 10 Hz with the same stamps (plus `camera_offset_ns`); `scan` is on, off or garbage."""
 
-    def __init__(self, probe: Probe) -> None:
+    def __init__(self, probe: Probe, ns: str = NS) -> None:
         from sensor_msgs.msg import Image, LaserScan
 
-        self.camera_pub = probe.node.create_publisher(Image, f"{NS}/camera/image_raw", 10)
-        self.scan_pub = probe.node.create_publisher(LaserScan, f"{NS}/scan", 10)
+        self.camera_pub = probe.node.create_publisher(Image, f"{ns}/camera/image_raw", 10)
+        self.scan_pub = probe.node.create_publisher(LaserScan, f"{ns}/scan", 10)
         rng = np.random.default_rng(0)
         self.image = array_to_image_msg(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "rgb8",
                                         frame_id="camera_optical_frame")
@@ -201,6 +202,35 @@ def test_the_log_says_when_a_sensor_drops_out_and_comes_back(probe: Probe, encod
     assert output.count("scan dropped out") >= 2, output  # silent, then garbage
     assert "scan is in" in output and "have not paired within sync_slop" in output
     assert output.count("scan dropped out") <= 3, "one line per drop-out, not one per message"
+
+
+def test_a_sensor_timeout_shorter_than_the_sensors_period_does_not_flood_the_log(fused_dir: Path) -> None:
+    """Camera and scan at 10 Hz, sensor_timeout 0.05 s (or a 3 Hz camera under the default 0.3 s): each sensor drops
+    out between two of its messages and is back with the next, which the log said twice per message (20 lines a
+    second per sensor, for good). After a few lines at most one per sensor every SENSOR_LOG_PERIOD_S, the flapping counted
+    in it."""
+    from vae_ros.ros.nodes.encoder_node import SENSOR_LOG_BURST, SENSOR_LOG_PERIOD_S
+
+    ns = "/fused_flap"
+    proc = start_node("encoder_node", "-r", f"__ns:={ns}", *param_args(
+        model=fused_dir, backend="onnxruntime", threads=1, diagnostics_period=0.2, sensor_timeout=0.05))
+    probe = recording_probe("fused_flap_probe")
+    feeder = Feeder(probe, ns)
+    began = time.monotonic()
+    try:
+        status = f"{ns}/encoder_node: encoder"
+        send_until(lambda: None, lambda: probe.diagnostic(status) is not None and probe.diagnostic(status).count(
+            "received") >= 80, "80 sensor messages received", 30.0, alive={"fused encoder": proc})
+    finally:
+        feeder.close()
+        probe.close()
+        output = stop_node(proc)
+    elapsed = time.monotonic() - began
+    lines = [line for line in output.splitlines() if "dropped out" in line or " is in" in line]
+    # Two sensors, each a burst of lines and then one per period at most (and one more as the feed stops).
+    bound = 2 * (SENSOR_LOG_BURST + elapsed / SENSOR_LOG_PERIOD_S + 1)
+    assert 2 <= len(lines) <= bound, f"{len(lines)} lines in {elapsed:.1f} s"
+    assert any("shorter than its period" in line for line in lines), "\n".join(lines)
 
 
 def test_decoder_publishes_the_image_and_the_scan_of_one_fused_latent(fused_dir: Path) -> None:

@@ -93,3 +93,23 @@ def test_a_clock_that_stands_still_ends_the_look_around_with_the_view_it_has() -
     # It gave up on the first turn (10 times its 0.15 s plus 2 s of wall time), and commanded a stop then.
     assert [c for _, c in align.commands[1:]] == [(0.0, LOOK_TURN_RATE), (0.0, 0.0), None]
     assert waited >= 2.0, waited
+
+
+def test_a_clock_that_jumps_back_mid_turn_ends_the_turn_at_once() -> None:
+    """A simulator reset (or a bag that loops, or an NTP step) sends the node's clock back while the robot turns: the
+    turn ends there (the views so far are searched) instead of turning on for 10 times its length of wall time."""
+    start = time.monotonic()
+
+    def reset_clock() -> int:  # 100 s, then after 0.1 s of wall time the simulator restarts at 0 s
+        elapsed = time.monotonic() - start
+        return int((100.0 + elapsed if elapsed < 0.1 else elapsed - 0.1) * 1e9)
+
+    align = _align(reset_clock)
+    began = time.monotonic()
+    views = align.look_around(_first(reset_clock), 40.0, lambda: True)
+    waited = time.monotonic() - began
+    assert len(views) == 1 and align.look_command is None
+    commands = align.commands[1:]
+    assert [c for _, c in commands] == [(0.0, LOOK_TURN_RATE), (0.0, 0.0), None]
+    # The turn of 40 deg lasts 1.16 s on a clock that keeps time; here it ended when the clock went back.
+    assert waited < 1.0, waited

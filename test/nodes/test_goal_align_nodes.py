@@ -10,9 +10,11 @@ stamped alike at 10 Hz. The test reads the ground truth (the goal's own fused la
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -76,7 +78,7 @@ class Robot:
     """Camera frame, scan and fused latent of the start pose at 10 Hz, stamped alike (now); cmd_vel recorded with
     the wall time each command arrived."""
 
-    def __init__(self, probe: Probe, scene: dict[str, Any]) -> None:
+    def __init__(self, probe: Probe, scene: dict[str, Any], ns: str = NS) -> None:
         from geometry_msgs.msg import Twist
         from sensor_msgs.msg import Image, LaserScan
 
@@ -86,16 +88,16 @@ class Robot:
 
         self.probe, self.scene = probe, scene
         node = probe.node
-        self.camera_pub = node.create_publisher(Image, f"{NS}/camera/image_raw", SENSOR_QOS)
-        self.scan_pub = node.create_publisher(LaserScan, f"{NS}/scan", SENSOR_QOS)
-        self.latent_pub = node.create_publisher(Image, f"{NS}/vae/latent_stamped", LATENT_QOS)
-        self.goal_pub = node.create_publisher(Image, f"{NS}/servo/goal_image", LATENT_QOS)
+        self.camera_pub = node.create_publisher(Image, f"{ns}/camera/image_raw", SENSOR_QOS)
+        self.scan_pub = node.create_publisher(LaserScan, f"{ns}/scan", SENSOR_QOS)
+        self.latent_pub = node.create_publisher(Image, f"{ns}/vae/latent_stamped", LATENT_QOS)
+        self.goal_pub = node.create_publisher(Image, f"{ns}/servo/goal_image", LATENT_QOS)
         self.image = image_msg(scene["image"], None)
         self.latent = latent_to_stamped_msg(scene["z_start"], None, header("lidar_link"))
         self.goal_image = image_msg(scene["photo"], None)
         self.lock = threading.Lock()
         self.commands: list[tuple[int, float, float]] = []  # (arrival wall time ns, linear, angular)
-        node.create_subscription(Twist, f"{NS}/cmd_vel", self._on_cmd, LATENT_QOS)
+        node.create_subscription(Twist, f"{ns}/cmd_vel", self._on_cmd, LATENT_QOS)
         self.timer = node.create_timer(0.1, self._feed)
 
     def _on_cmd(self, msg: Any) -> None:
@@ -111,36 +113,40 @@ class Robot:
         self.scan_pub.publish(self.scene["scan"])
         self.latent_pub.publish(self.latent)
 
-    def send_goal_image(self, proc: Any) -> None:
-        """Once (every goal image starts a search), when the node's subscription is there."""
+    def send_goal_image(self, proc: Any, image: Any = None) -> None:
+        """Once (every goal image starts a search), when the node's subscription is there: the goal photo, or
+        `image` (a sensor_msgs/Image)."""
         send_until(lambda: None, lambda: self.goal_pub.get_subscription_count() > 0, "the goal-image subscription",
                    30.0, alive={NODE: proc})
-        self.goal_image.header = self.probe.header("camera_optical_frame")
-        self.goal_pub.publish(self.goal_image)
+        image = self.goal_image if image is None else image
+        image.header = self.probe.header("camera_optical_frame")
+        self.goal_pub.publish(image)
 
     def commands_between(self, start_ns: int, end_ns: int) -> list[tuple[float, float]]:
         with self.lock:
             return [(v, w) for t, v, w in self.commands if start_ns <= t < end_ns]
 
 
-def _reports(probe: Probe) -> list[tuple[int, dict[str, str]]]:
+def _reports(probe: Probe, status_name: str = STATUS) -> list[tuple[int, dict[str, str]]]:
     """(stamp ns, values) of every report of the node, oldest first."""
     out = []
     for array in probe.messages("/diagnostics"):
         stamp = array.header.stamp.sec * 1_000_000_000 + array.header.stamp.nanosec
         out += [(stamp, {kv.key: kv.value for kv in status.values}) for status in array.status
-                if status.name == STATUS]
+                if status.name == status_name]
     return out
 
 
-def _await_report(probe: Probe, proc: Any, what: str, predicate: Any, timeout: float = 60.0) -> tuple[int, dict]:
+def _await_report(probe: Probe, proc: Any, what: str, predicate: Any, timeout: float = 60.0,
+                  status_name: str = STATUS) -> tuple[int, dict]:
     """The first report (after any seen so far) for which predicate(values) holds."""
-    seen = len(_reports(probe))
+    seen = len(_reports(probe, status_name))
 
     def found() -> tuple[int, dict] | None:
-        return next((r for r in _reports(probe)[seen:] if predicate(r[1])), None)
+        return next((r for r in _reports(probe, status_name)[seen:] if predicate(r[1])), None)
 
-    return send_until(lambda: None, found, lambda: f"{what} in {STATUS} (last: {probe.diagnostic_values(STATUS)})",
+    return send_until(lambda: None, found,
+                      lambda: f"{what} in {status_name} (last: {probe.diagnostic_values(status_name)})",
                       timeout, alive={NODE: proc})
 
 
@@ -154,6 +160,14 @@ def servo(scene: dict[str, Any]) -> Any:
     probe.close()
     if proc.poll() is None:
         stop_node(proc)
+
+
+def _refreshes(values: dict[str, str]) -> int:
+    """The refreshes an aligned goal reports ("aligned NCC 0.95 (3 refreshes)"); 0 otherwise."""
+    import re
+
+    found = re.search(r"\((\d+) refreshes\)", values.get("goal_align", ""))
+    return int(found.group(1)) if found else 0
 
 
 def _searching(values: dict[str, str]) -> bool:
@@ -181,6 +195,28 @@ def test_clear_goal_during_an_alignment_leaves_the_robot_stopped_without_a_goal(
     assert all(c == (0.0, 0.0) for c in robot.commands_between(since, time.time_ns()))
     _, values = _await_report(probe, proc, "a later report", lambda values: True)
     assert values["goal_source"] == "none" and values["state"] == "idle", values
+
+
+def test_a_malformed_goal_image_during_an_alignment_is_rejected_and_leaves_the_robot_stopped_and_idle(
+        servo: Any) -> None:
+    """A goal image that passes the pixel limit but cannot be converted (its data shorter than step x height) arrives
+    while a good one is being aligned: it ends that alignment (it is the newest goal input), is rejected and counted,
+    and the controller is idle and stopped, not reporting a search that no longer runs."""
+    from sensor_msgs.msg import Image
+
+    proc, probe, robot = servo
+    robot.send_goal_image(proc)
+    _await_report(probe, proc, "goal_align searching", _searching)
+    rejected = int(probe.diagnostic_values(STATUS).get("rejected", "0"))
+    robot.send_goal_image(proc, Image(height=128, width=128, encoding="rgb8", step=384, data=bytes(10)))
+    _await_report(probe, proc, "the malformed goal image rejected",
+                  lambda values: int(values.get("rejected", "0")) > rejected)
+    since = time.time_ns()
+    _, values = _await_report(probe, proc, "a later report", lambda values: True)
+    assert values["state"] == "idle" and values["goal_align"] == "none" and values["goal_source"] == "none", values
+    send_until(lambda: None, lambda: len(robot.commands_between(since, time.time_ns())) >= 5,
+               "five more commands", 30.0, alive={NODE: proc})
+    assert all(c == (0.0, 0.0) for c in robot.commands_between(since, time.time_ns()))
 
 
 def test_a_goal_image_is_aligned_with_the_live_view_and_the_robot_servos_to_it(servo: Any, scene: dict) -> None:
@@ -215,8 +251,84 @@ def test_a_goal_image_is_aligned_with_the_live_view_and_the_robot_servos_to_it(s
     _, values = _await_report(probe, proc, "a refresh", lambda values: values.get("goal_align", "").startswith(
         "aligned NCC") and not values["goal_align"].endswith("(0 refreshes)"))
     assert "refined" in values["goal_source"] and values["state"] != "aligning goal image", values
+    # A malformed goal image is rejected and sets no goal: the aligned goal stays, and so do its refreshes.
+    from sensor_msgs.msg import Image
+
+    refreshes = _refreshes(values)
+    rejected = int(values.get("rejected", "0"))
+    robot.send_goal_image(proc, Image(height=128, width=128, encoding="rgb8", step=384, data=bytes(10)))
+    _, values = _await_report(probe, proc, "the malformed goal image rejected",
+                              lambda values: int(values.get("rejected", "0")) > rejected)
+    assert values["goal_align"].startswith("aligned NCC"), values
+    refreshes = max(refreshes, _refreshes(values))
+    _await_report(probe, proc, "a refresh after the malformed goal image",
+                  lambda values: values.get("goal_align", "").startswith("aligned NCC")
+                  and _refreshes(values) > refreshes, timeout=20.0)
     output = stop_node(proc)
     said = [line for line in output.splitlines() if "new goal from" in line]
     assert len(said) == 1 and "servo/goal_image (aligned with the live view through the live scan, NCC" in said[0], \
         output
     assert "aligning it with the live view" in output
+
+
+OTHER_NS = "/goal_align_aspect"
+
+
+def test_a_goal_photo_of_another_aspect_falls_back_to_the_camera_expert_without_looking_around(scene: dict) -> None:
+    """A photo whose aspect is not the live camera's (another camera, or a crop) cannot be aligned: said before the
+    robot turns to look around for views that could never be searched (the search refused it after the turns, and the
+    controller then reported a search that no longer ran, for good), and its goal is the camera expert's joint latent
+    (as for any photo the search cannot match). A node of its own: this goal is no goal the tests above expect."""
+    import cv2
+
+    from vae_ros.control.runtime.image_goal import LOOK_TURN_RATE
+    from vae_ros.ros.sim_messages import image_msg
+
+    status_name = f"{OTHER_NS}/{NODE}: latent servo"
+    with _own_servo(scene, OTHER_NS) as (proc, probe, robot):
+        _await_report(probe, proc, "a report", lambda values: True, status_name=status_name)
+        since = time.time_ns()
+        robot.send_goal_image(proc, image_msg(np.ascontiguousarray(cv2.resize(scene["photo"], (128, 64))), None))
+        fell_back, values = _await_report(probe, proc, "goal_align fell back",
+                                          lambda values: values.get("goal_align", "").startswith("fell back"),
+                                          status_name=status_name)
+        assert "aspect" in values["goal_align"] and "camera expert" in values["goal_source"], values
+        # No look-around turn (the servo on the fallback goal may turn after it, never at exactly this command).
+        assert (0.0, LOOK_TURN_RATE) not in robot.commands_between(since, fell_back), "it looked around"
+
+
+def test_a_flood_of_goal_images_does_not_flood_the_log(scene: dict) -> None:
+    """Goal images at 100/s: each ends the alignment before it, which the log said twice (its start and that it was
+    not applied) for every image the goal-image thread took up, unthrottled, where the goals' own line is throttled
+    (a blocked log pipe once stalled a node). Throttled as that line is: a few lines a second of flood."""
+    ns = "/goal_align_flood"
+    status_name = f"{ns}/{NODE}: latent servo"
+    with _own_servo(scene, ns) as (proc, probe, robot):
+        _await_report(probe, proc, "a report", lambda values: True, status_name=status_name)
+        robot.send_goal_image(proc)
+        began = time.monotonic()
+        for _ in range(200):  # the flood's pace, 100/s for 2 s
+            robot.goal_pub.publish(robot.goal_image)
+            time.sleep(0.01)
+        _await_report(probe, proc, "10 alignments ended by newer goal images",
+                      lambda values: int(values.get("goal_align_dropped", "0")) >= 10, status_name=status_name)
+        flood_s = time.monotonic() - began
+        output = stop_node(proc)
+    for said in ("aligning it with the live view", "its alignment ended after a newer goal"):
+        lines = [line for line in output.splitlines() if said in line]
+        assert len(lines) <= flood_s + 3, f"{len(lines)} lines in {flood_s:.1f} s: {said}"
+
+
+@contextlib.contextmanager
+def _own_servo(scene: dict, ns: str) -> Iterator[tuple[Any, Probe, Robot]]:
+    """A latent_servo_node of its own in namespace `ns`, with its robot and probe; stopped on the way out."""
+    proc = start_node(NODE, "-r", f"__ns:={ns}", *param_args(model=scene["fused_dir"], diagnostics_period=0.2))
+    probe = recording_probe(f"probe{ns.replace('/', '_')}")
+    robot = Robot(probe, scene, ns)
+    try:
+        yield proc, probe, robot
+    finally:
+        robot.timer.cancel()
+        probe.close()
+        if proc.poll() is None:
+            stop_node(proc)

@@ -51,6 +51,11 @@ ALIGN_ACCEPT_NCC = 0.9
 # Images wider than this are searched at this width (aspect kept, same vertical field of view): the search then costs
 # what it costs on the simulator's 128 x 128 camera (1-3 s on a 2-core CPU) whatever the robot's camera.
 ALIGN_WORK_WIDTH = 128
+# Scans of more beams than this are searched with every k-th beam (the fewest k that brings them within it): the
+# search's time and memory grow with the beams (its ray casting) and with their square (`scan_at`), so a scan of
+# 10 000 beams (a 3-D LiDAR through pointcloud_to_laserscan at a fine increment, or a hostile publisher) would take
+# gigabytes. 1440 = 0.25 deg over a full turn, finer than the 2-D LiDARs the controllers serve.
+ALIGN_MAX_BEAMS = 1440
 # The score of a search in which no candidate saw enough of the photo (AlignConfig.min_shared): nothing found.
 NO_MATCH = -1.0
 
@@ -401,12 +406,15 @@ class ImageGoalFinder:
     def _live(self, live_image: np.ndarray, ranges: np.ndarray, geometry: LaserGeometry
               ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]:
         """The live image at the working size, the scan's surfaces, and poses (K, 3) -> the live scan moved to each,
-        preprocessed for the LiDAR expert (K, C, beams)."""
+        preprocessed for the LiDAR expert (K, C, beams). A scan of more than ALIGN_MAX_BEAMS beams is taken every
+        k-th beam."""
         from vae_ros.core.preprocess import preprocess_scan
 
         live = to_working_size(live_image, self.camera)
-        ranges = np.asarray(ranges, dtype=np.float32)
-        g = (float(geometry.angle_min), float(geometry.angle_increment), float(geometry.range_min),
+        ranges = np.asarray(ranges, dtype=np.float32).reshape(-1)
+        stride = max(1, -(-ranges.size // ALIGN_MAX_BEAMS))  # ceil: every stride-th beam (ALIGN_MAX_BEAMS)
+        ranges = ranges[::stride]
+        g = (float(geometry.angle_min), float(geometry.angle_increment) * stride, float(geometry.range_min),
              float(geometry.range_max))
         lidar_xy = self.camera.lidar_xy
         segments = scan_segments(ranges, *g, lidar_xy)

@@ -459,9 +459,18 @@ class ControlNode(Node):
             if isinstance(outcome, AlignDone) and self._align is not None:
                 self._align.dropped += 1
                 self.get_logger().info(f"goal image from {source}: its alignment ended after a newer goal or a "
-                                       f"{CLEAR_GOAL_SERVICE}; not applied")
+                                       f"{CLEAR_GOAL_SERVICE}; not applied",
+                                       throttle_duration_sec=GOAL_LOG_THROTTLE_S)  # a flood of goal images
             return
         if isinstance(outcome, BaseException):
+            # A goal image that gives no goal (malformed, or its work failed); it ended the work on the goal before.
+            with self._lock:
+                if self.status == ALIGNING:  # the alignment it superseded (or was) is over: no search runs any more
+                    self.status = IDLE
+                    if self._align is not None:
+                        self._align.phase = NO_GOAL_IMAGE
+                elif self._align is not None and self._align.phase == ALIGNED:
+                    self._align.generation = self._goal_generation  # the aligned goal stays, and its refreshes
             raise outcome
         if isinstance(outcome, AlignStarted):
             self._on_align_started(outcome)
@@ -500,11 +509,18 @@ class ControlNode(Node):
             reason = (f"no camera frame on {CAMERA_TOPIC} and scan on {SCAN_TOPIC} stamped within "
                       f"{align.sensors.slop_ns * 1e-9:g} s of each other in {wait_s:g} s")
             return AlignDone(generation, source, found, descriptor, camera_latent, None, reason)
+        try:
+            finder = align.finder(image, posterior, pair)
+        except InputError as err:  # a photo of another aspect than the live camera's: said before turning
+            return AlignDone(generation, source, found, descriptor, camera_latent, None, str(err))
         look = self._goal_align_look()
         pairs = align.look_around(pair, look, current)
         if not current():
             return AlignDone(generation, source, found, descriptor, camera_latent, None, "superseded")
-        result = align.search_wide(image, posterior, pairs)
+        try:
+            result = align.search_wide(finder, pairs)
+        except InputError as err:  # a live view or scan the search cannot use (e.g. a scan of no beams)
+            return AlignDone(generation, source, found, descriptor, camera_latent, None, f"the live view: {err}")
         reason = ""
         if not result.matched:
             reason = "the goal image shares too little with the live view (no candidate pose sees enough of it)"
@@ -548,8 +564,9 @@ class ControlNode(Node):
         look = self._goal_align_look()
         how = (f"the robot turns in place to +-{look:g} deg for more views, then stands while it searches" if look > 0
                else "the robot stopped meanwhile")
+        # Throttled as the goals' line is (_set_goal): a flood of goal images starts (and ends) as many alignments.
         self.get_logger().info(f"goal image from {started.source}: aligning it with the live view through the live "
-                               f"scan ({how})")
+                               f"scan ({how})", throttle_duration_sec=GOAL_LOG_THROTTLE_S)
 
     def _on_align_done(self, done: AlignDone) -> None:
         """Executor: the aligned goal, or (said in one line) the camera expert's joint latent of the image."""

@@ -39,7 +39,8 @@ controller's stale check measures the newest information) and the LiDAR's frame_
 belongs in: decoder_node's `vae/scan`; the scan's last frame while the scan is left out, the camera's before
 any scan). A sensor without a usable message (none, or only rejected ones: counted as usual) for
 `sensor_timeout` is left out: latents then come from the other alone, one per message, and the waiting one
-is released at once; one log line says when a sensor drops out and one when it is back. /diagnostics
+is released at once; one log line says when a sensor drops out and one when it is back (a sensor that flaps, e.g.
+one slower than `sensor_timeout`: a few lines, then one per SENSOR_LOG_PERIOD_S that counts the changes). /diagnostics
 `sensors` names the sensors of the last latent (`camera,scan`, `camera` or `scan`). Stamps that never pair
 (a clock offset, a slop below the sensors' latency) are not a silent stop: after `sensor_timeout` without a
 pair each message is published alone, a warning gives the offset found, and /diagnostics says `unpaired`.
@@ -98,6 +99,9 @@ INPUTS = {
 # A fused model's sensor -> its input kind (the camera's is "compressed" with compressed:=true).
 SENSOR_INPUTS = {"camera": "image", "scan": "scan"}
 SYNC_POLL_S = 0.05  # how often a fused encoder checks for a sensor that dropped out (steady clock)
+# A sensor's drop-out and return lines: up to SENSOR_LOG_BURST at once, then one per SENSOR_LOG_PERIOD_S (a sensor
+# that flaps, e.g. one slower than sensor_timeout, said twice per message); the state held is said once allowed.
+SENSOR_LOG_BURST, SENSOR_LOG_PERIOD_S = 4, 2.0
 
 
 def _message_info_supported() -> bool:
@@ -214,7 +218,11 @@ class EncoderNode(Node):
         self._kinds = {s: "compressed" if s == "camera" and params.compressed else SENSOR_INPUTS[s] for s in sensors}
         self._cdrs = {s: CdrDecoder(INPUTS[kind][1]) for s, kind in self._kinds.items()}
         self._sync = SensorSync(sensors, params.sync_slop, params.sensor_timeout)
-        self._live: tuple[str, ...] = ()  # the sensors live at the last check (logged when it changes)
+        self._live: tuple[str, ...] = ()  # the sensors live at the last check
+        # Per sensor, for its log lines: whether the log last said it live, changes since, lines allowed (refilled at).
+        self._said_live: dict[str, bool] = {}
+        self._changes: dict[str, int] = {}
+        self._log_allowance: dict[str, tuple[float, float]] = {}
         self._last_sensors = "none"  # the sensors of the last latent, for /diagnostics
         self._scan_frame = ""  # the LiDAR's newest frame_id (a fused latent's frame)
         self._unpaired_said = False
@@ -264,16 +272,29 @@ class EncoderNode(Node):
         """One log line when a sensor drops out or comes back; one when stamps stop (or start again) pairing."""
         now = time.monotonic()
         live = self._sync.live(now)
-        if live != self._live:
-            gone = [s for s in self._live if s not in live]
-            back = [s for s in live if s not in self._live]
-            log = self.get_logger()
-            for sensor in gone:
-                log.warning(f"{sensor} dropped out: no usable message for {self.params.sensor_timeout:g} s; latents "
-                            f"from {','.join(live) or 'no sensor'} until it is back")
-            for sensor in back:
-                log.info(f"{sensor} is in: latents from {','.join(live)}")
-            self._live = live
+        for sensor in set(live) ^ set(self._live):
+            self._changes[sensor] = self._changes.get(sensor, 0) + 1
+        self._live = live
+        for sensor in self._sync.sensors:
+            is_live = sensor in live
+            if is_live == self._said_live.get(sensor, False):
+                continue
+            allowed, since = self._log_allowance.get(sensor, (float(SENSOR_LOG_BURST), now))
+            allowed = min(float(SENSOR_LOG_BURST), allowed + (now - since) / SENSOR_LOG_PERIOD_S)
+            if allowed < 1.0:
+                self._log_allowance[sensor] = (allowed, now)
+                continue
+            self._log_allowance[sensor] = (allowed - 1.0, now)
+            self._said_live[sensor] = is_live
+            changes = self._changes.pop(sensor, 0)
+            flapping = (f" (in or out {changes} times since the last line on it: is sensor_timeout "
+                        f"{self.params.sensor_timeout:g} s shorter than its period?)") if changes > 1 else ""
+            if is_live:
+                self.get_logger().info(f"{sensor} is in: latents from {','.join(live)}{flapping}")
+            else:
+                self.get_logger().warning(
+                    f"{sensor} dropped out: no usable message for {self.params.sensor_timeout:g} s; latents from "
+                    f"{','.join(live) or 'no sensor'} until it is back{flapping}")
         unpaired = self._sync.unpaired(now)
         if unpaired != self._unpaired_said:
             self._unpaired_said = unpaired

@@ -214,11 +214,13 @@ class GoalAlign:
         """Let `seconds` pass on the node's clock (the command as it is): simulated time under use_sim_time, so a
         turn in a simulator slower than real time turns as far as in one that keeps up. False at once when
         `current()` turns false or the node closes, and when the clock has not advanced that far within
-        LOOK_HOLD_WALL_FACTOR times as long of wall time plus 2 s (a paused simulator, no /clock)."""
-        until_ns = self._clock_ns() + int(seconds * 1e9)
+        LOOK_HOLD_WALL_FACTOR times as long of wall time plus 2 s (a paused simulator, no /clock), or when the clock
+        goes back (a simulator reset, a bag that loops, a clock stepped back): the robot would turn on meanwhile."""
+        start_ns = self._clock_ns()
+        until_ns = start_ns + int(seconds * 1e9)
         wall_deadline = time.monotonic() + seconds * LOOK_HOLD_WALL_FACTOR + 2.0
-        while self._clock_ns() < until_ns:
-            if not current() or self._closing.wait(0.02) or time.monotonic() > wall_deadline:
+        while (now_ns := self._clock_ns()) < until_ns:
+            if now_ns < start_ns or not current() or self._closing.wait(0.02) or time.monotonic() > wall_deadline:
                 return False
         return current()
 
@@ -247,15 +249,21 @@ class GoalAlign:
         finally:
             self.look_command = None
 
-    def search_wide(self, photo: np.ndarray, camera_posterior: tuple[np.ndarray, np.ndarray], pairs: list[LivePair]
-                    ) -> AlignedGoal:
-        """The search at the start (ImageGoalFinder.wide) on each view, the best match kept (best_aligned); the
-        finder is kept for the refreshes. Views of another size than the first are not searched."""
+    def finder(self, photo: np.ndarray, camera_posterior: tuple[np.ndarray, np.ndarray], first: LivePair
+               ) -> ImageGoalFinder:
+        """The search's ImageGoalFinder for `photo` and views of the size of `first`: made before the robot looks
+        around, so that a photo that cannot be aligned with this camera (InputError: another aspect, another camera
+        or a crop) is known before it turns."""
         from vae_ros.core.backends import load_config
 
+        height, width = first.image.shape[:2]
+        return ImageGoalFinder(photo, self._camera_geometry(width, height), camera_posterior, self._encode_scans,
+                               load_config(self._encoder_dir).scan_spec)
+
+    def search_wide(self, finder: ImageGoalFinder, pairs: list[LivePair]) -> AlignedGoal:
+        """The search at the start (ImageGoalFinder.wide) on each view, the best match kept (best_aligned); the
+        finder is kept for the refreshes. Views of another size than the first are not searched."""
         height, width = pairs[0].image.shape[:2]
-        finder = ImageGoalFinder(photo, self._camera_geometry(width, height), camera_posterior, self._encode_scans,
-                                 load_config(self._encoder_dir).scan_spec)
         results = [finder.wide(p.image, p.ranges, p.geometry) for p in pairs if p.image.shape[:2] == (height, width)]
         self._finder = finder
         return best_aligned(results)
