@@ -94,6 +94,24 @@ def test_an_obstacle_beside_a_turning_arc_stops_the_turn_into_it_only() -> None:
     assert guard_command((-0.3, 0.0), behind, CONFIG).state == CLEAR
 
 
+def test_a_scan_of_very_many_close_beams_is_judged_alike_in_bounded_memory() -> None:
+    """A hostile or very dense scan: 200 000 points near the robot (the wall 0.5 m ahead, each point 1000 times).
+    The verdict is the one of the wall's own 201 points, and the check's memory stays bounded (unchunked it
+    held speeds x arc steps x points x 2 float64 at once: a 1.08 GB peak here, about 7 GB at a million beams)."""
+    import tracemalloc
+
+    wall = _wall(0.5)
+    dense = np.repeat(wall, 1000, axis=0)
+    tracemalloc.start()
+    try:
+        verdict = guard_command((0.3, 0.2), dense, CONFIG)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert verdict == guard_command((0.3, 0.2), wall, CONFIG) and verdict.state == SLOWED
+    assert peak < 100e6, peak
+
+
 def test_no_scan_means_stop_and_off_means_unchecked() -> None:
     verdict = guard_command((0.3, 0.4), None, CONFIG)
     assert verdict.command == (0.0, 0.0) and verdict.state == STOPPED and verdict.describe() == "stopped: no scan"
