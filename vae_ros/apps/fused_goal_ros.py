@@ -55,10 +55,9 @@ def _pose(values: Sequence[float]) -> tuple[float, float, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
-    import json
     import sys
 
-    from vae_ros.control.evaluation.fused_goal import measure
+    from vae_ros.control.evaluation.fused_goal import measure, save_record
     from vae_ros.resources import models_dir
 
     parser = argparse.ArgumentParser(description="photo goals of a fused model in process (align+look) and again "
@@ -84,9 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"through ROS: {ros['success']}/{ros['count']} succeeded ({ros['compared_with']} in process on the same "
           f"episodes: {ros['in_process_success_same_episodes']}/{ros['count']}; outcomes agree in {ros['agree']})")
     if args.json is not None:
-        record["command"] = "python -m vae_ros.apps.fused_goal_ros " + " ".join(
-            argv if argv is not None else sys.argv[1:])
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        save_record(args.json, record, "vae_ros.apps.fused_goal_ros", argv)
     return 0
 
 

@@ -331,7 +331,6 @@ def measure(methods: Sequence[str], model_dir: Path, seeds: Sequence[int], episo
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m vae_ros.control.evaluation.fused_goal`: goal-from-image methods on the same servo episodes."""
     import argparse
-    import json
 
     from vae_ros.resources import models_dir
 
@@ -359,10 +358,17 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{s['final_yaw_error_deg']['median']:11.1f} {'-' if ge is None else f'{ge:.3f}':>9s} "
               f"{s['collisions']:5d}")
     if args.json is not None:
-        record["command"] = "python -m vae_ros.control.evaluation.fused_goal " + " ".join(
-            argv if argv is not None else sys.argv[1:])
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        save_record(args.json, record, "vae_ros.control.evaluation.fused_goal", argv)
     return 0
+
+
+def save_record(path: Path, record: dict[str, Any], module: str, argv: Sequence[str] | None) -> None:
+    """`record` as JSON at `path`, with the command that made it (`python -m module ARGS`)."""
+    import json
+    import sys
+
+    record["command"] = f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
