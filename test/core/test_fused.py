@@ -73,3 +73,39 @@ def test_the_model_directory_is_checked_against_its_sensors_models(tmp_path: Pat
     shutil.rmtree(root / "scan")
     with pytest.raises(ModelFileError, match="scan"):
         load_fused_config(root)
+
+
+def test_the_pair_slop_is_the_one_the_training_recording_was_paired_with() -> None:
+    from vae_ros.core.fused import SYNC_SLOP_S
+
+    def config(training: dict) -> FusedConfig:
+        return FusedConfig(("camera", "scan"), 16, training=training)
+
+    assert config({"source": {"kind": "bag", "sync_slop_s": 0.2}}).pair_slop_s == 0.2
+    # A model trained in the simulator records no slop; a record that is not a usable figure is not trusted.
+    assert config({"source": {"kind": "simulator"}}).pair_slop_s == SYNC_SLOP_S
+    for bad in (0, -0.1, float("nan"), 5.0, "0.2", True, None):
+        assert config({"source": {"sync_slop_s": bad}}).pair_slop_s == SYNC_SLOP_S
+    assert config({"source": "bag"}).pair_slop_s == SYNC_SLOP_S
+    assert load_fused_config(models_dir() / "fused_default").pair_slop_s == SYNC_SLOP_S
+
+
+def test_the_controllers_pair_a_frame_and_a_scan_within_the_models_slop() -> None:
+    """goal_align's LiveSensors: a frame and a scan 0.15 s apart pair under a model paired at 0.2 s (a robot whose
+    sensors needed a wider window), not under the default."""
+    import math
+
+    from vae_ros.control.runtime.image_goal import ScanGeometry
+    from vae_ros.ros.nodes.goal_align import GoalAlign
+
+    geometry = ScanGeometry(angle_min=-math.pi, angle_increment=2 * math.pi / 360, range_min=0.1, range_max=10.0)
+    found = []
+    for slop in (None, 0.2):
+        extra = {} if slop is None else {"pair_slop_s": slop}
+        align = GoalAlign(Path("unused"), "onnxruntime", "cpu", lambda w, h: None, lambda: 10**10,  # type: ignore[arg-type, return-value]
+                          **extra)
+        align.sensors.add_frame(10**10, np.zeros((4, 4, 3), np.uint8))
+        align.sensors.add_scan(10**10 - 150_000_000, np.ones(360, np.float32), geometry)
+        found.append(align.sensors.newest_pair(0))
+    assert found[0] is None
+    assert found[1] is not None and found[1].stamp_ns == 10**10

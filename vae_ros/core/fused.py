@@ -47,6 +47,7 @@ SENSOR_MODALITY = {"camera": "image", "scan": "scan"}
 # Seconds between two sensors' header stamps that still pair: encoder_node's `sync_slop` default and
 # `vae-ros train --sync-slop`'s (a 10 Hz LiDAR and a 30 Hz camera are never stamped identically).
 SYNC_SLOP_S = 0.05
+MAX_PAIR_SLOP_S = 1.0  # encoder_node's sync_slop range ends here
 MAX_LOGVAR = 30.0  # |log sigma^2| beyond this is not a posterior (exp overflows float32 near 88)
 
 
@@ -84,6 +85,17 @@ class FusedConfig:
         if self.format_version != FUSED_FORMAT_VERSION:
             raise ConfigError(f"fused model format_version {self.format_version} is not supported "
                               f"(this vae_ros reads {FUSED_FORMAT_VERSION})")
+
+    @property
+    def pair_slop_s(self) -> float:
+        """Seconds between a camera frame's and a scan's stamps that pair, for this model's sensors: the slop its
+        training recording was paired with (`vae-ros train --sync-slop`, in the training summary's source), else
+        SYNC_SLOP_S (a model trained in the simulator, or one whose record holds no usable figure)."""
+        source = self.training.get("source")
+        slop = source.get("sync_slop_s") if isinstance(source, dict) else None
+        if isinstance(slop, (int, float)) and not isinstance(slop, bool) and 0 < slop <= MAX_PAIR_SLOP_S:
+            return float(slop)
+        return SYNC_SLOP_S
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": self.format_version, "modality": FUSED_MODALITY, "sensors": list(self.sensors),

@@ -78,6 +78,7 @@ from vae_ros.core.conversions.image import image_msg_to_array
 from vae_ros.core.conversions.latent import msg_to_latent
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import InputError
+from vae_ros.core.fused import load_fused_config
 from vae_ros.core.latent_range import check_latent_range, latent_bound
 from vae_ros.ros.interface import (
     CAMERA_TOPIC,
@@ -219,7 +220,8 @@ class ControlNode(Node):
                 # A fused model's goal images are aligned with the live view (vae_ros.ros.nodes.goal_align).
                 self._align = GoalAlign(latent_model_dir(model_dir), getattr(self.params, "backend", "auto"),
                                         getattr(self.params, "device", "cpu"), goal_params.camera_geometry,
-                                        lambda: self.get_clock().now().nanoseconds)
+                                        lambda: self.get_clock().now().nanoseconds,
+                                        load_fused_config(model_dir).pair_slop_s)
                 self._align_timer = self.create_timer(goal_params.goal_align_period, self._on_align_timer,
                                                       clock=self._steady)
             if modality != "image" and goal_params.view_memory > 0:

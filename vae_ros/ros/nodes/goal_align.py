@@ -148,11 +148,14 @@ class GoalAlign:
 
     `encoder_dir`: the fused model's LiDAR expert (its backend is made on first use, on the goal-image thread:
     ONNX Runtime where exported, one thread); `camera_geometry(width, height)`: the camera as the parameters
-    describe it, for frames of that size; `clock_ns`: the node's clock (the stamps' clock)."""
+    describe it, for frames of that size; `clock_ns`: the node's clock (the stamps' clock); `pair_slop_s`: seconds
+    between a frame's and a scan's stamps that pair (the fused model's FusedConfig.pair_slop_s: the slop its training
+    recording was paired with)."""
 
     def __init__(self, encoder_dir: Path, backend: str, device: str,
-                 camera_geometry: Callable[[int, int], CameraGeometry], clock_ns: Callable[[], int]) -> None:
-        self.sensors = LiveSensors()
+                 camera_geometry: Callable[[int, int], CameraGeometry], clock_ns: Callable[[], int],
+                 pair_slop_s: float = SYNC_SLOP_S) -> None:
+        self.sensors = LiveSensors(pair_slop_s)
         self._encoder_dir = encoder_dir
         self._runtime = (backend, device)
         self._camera_geometry = camera_geometry
