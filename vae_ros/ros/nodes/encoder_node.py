@@ -98,10 +98,43 @@ INPUTS = {
 }
 # A fused model's sensor -> its input kind (the camera's is "compressed" with compressed:=true).
 SENSOR_INPUTS = {"camera": "image", "scan": "scan"}
+UNPAIRED = "stamps unpaired"  # StateLines' key of the stamps' pairing (the sensors' keys are their names)
 SYNC_POLL_S = 0.05  # how often a fused encoder checks for a sensor that dropped out (steady clock)
 # A sensor's drop-out and return lines: up to SENSOR_LOG_BURST at once, then one per SENSOR_LOG_PERIOD_S (a sensor
 # that flaps, e.g. one slower than sensor_timeout, said twice per message); the state held is said once allowed.
 SENSOR_LOG_BURST, SENSOR_LOG_PERIOD_S = 4, 2.0
+
+
+class StateLines:
+    """When to log a state that may flap (a sensor in / out, stamps paired / unpaired): per key, a line on each
+    change up to SENSOR_LOG_BURST at once, then one per SENSOR_LOG_PERIOD_S (a token bucket), each saying the state
+    held then and how often it changed since the last line. `said(key)`: the state the log last gave."""
+
+    def __init__(self) -> None:
+        self._said: dict[str, bool] = {}
+        self._changes: dict[str, int] = {}
+        self._allowance: dict[str, tuple[float, float]] = {}  # lines allowed, refilled at
+        self._state: dict[str, bool] = {}
+
+    def said(self, key: str) -> bool:
+        return self._said.get(key, False)
+
+    def update(self, key: str, state: bool, now: float) -> int | None:
+        """Records `key`'s state at `now`; the number of changes since the last line when a line is due (the
+        state differs from the one said and the bucket allows one), else None."""
+        if state != self._state.get(key, False):
+            self._changes[key] = self._changes.get(key, 0) + 1
+        self._state[key] = state
+        if state == self.said(key):
+            return None
+        allowed, since = self._allowance.get(key, (float(SENSOR_LOG_BURST), now))
+        allowed = min(float(SENSOR_LOG_BURST), allowed + (now - since) / SENSOR_LOG_PERIOD_S)
+        if allowed < 1.0:
+            self._allowance[key] = (allowed, now)
+            return None
+        self._allowance[key] = (allowed - 1.0, now)
+        self._said[key] = state
+        return self._changes.pop(key, 0)
 
 
 def _message_info_supported() -> bool:
@@ -218,14 +251,10 @@ class EncoderNode(Node):
         self._kinds = {s: "compressed" if s == "camera" and params.compressed else SENSOR_INPUTS[s] for s in sensors}
         self._cdrs = {s: CdrDecoder(INPUTS[kind][1]) for s, kind in self._kinds.items()}
         self._sync = SensorSync(sensors, params.sync_slop, params.sensor_timeout)
-        self._live: tuple[str, ...] = ()  # the sensors live at the last check
-        # Per sensor, for its log lines: whether the log last said it live, changes since, lines allowed (refilled at).
-        self._said_live: dict[str, bool] = {}
-        self._changes: dict[str, int] = {}
-        self._log_allowance: dict[str, tuple[float, float]] = {}
+        # The log lines of each sensor's drop-outs (keyed by sensor: live) and of stamps not pairing (UNPAIRED).
+        self._state_lines = StateLines()
         self._last_sensors = "none"  # the sensors of the last latent, for /diagnostics
         self._scan_frame = ""  # the LiDAR's newest frame_id (a fused latent's frame)
-        self._unpaired_said = False
 
     def _subscribe_fused(self) -> None:
         for sensor, kind in self._kinds.items():
@@ -269,24 +298,15 @@ class EncoderNode(Node):
             self._publish_group(group, start)
 
     def _said_sensors(self) -> None:
-        """One log line when a sensor drops out or comes back; one when stamps stop (or start again) pairing."""
+        """One log line when a sensor drops out or comes back; one when stamps stop (or start again) pairing. A state
+        that flaps gets a few lines, then one per SENSOR_LOG_PERIOD_S with the number of changes (StateLines)."""
         now = time.monotonic()
         live = self._sync.live(now)
-        for sensor in set(live) ^ set(self._live):
-            self._changes[sensor] = self._changes.get(sensor, 0) + 1
-        self._live = live
         for sensor in self._sync.sensors:
             is_live = sensor in live
-            if is_live == self._said_live.get(sensor, False):
+            changes = self._state_lines.update(sensor, is_live, now)
+            if changes is None:
                 continue
-            allowed, since = self._log_allowance.get(sensor, (float(SENSOR_LOG_BURST), now))
-            allowed = min(float(SENSOR_LOG_BURST), allowed + (now - since) / SENSOR_LOG_PERIOD_S)
-            if allowed < 1.0:
-                self._log_allowance[sensor] = (allowed, now)
-                continue
-            self._log_allowance[sensor] = (allowed - 1.0, now)
-            self._said_live[sensor] = is_live
-            changes = self._changes.pop(sensor, 0)
             flapping = (f" (in or out {changes} times since the last line on it: is sensor_timeout "
                         f"{self.params.sensor_timeout:g} s shorter than its period?)") if changes > 1 else ""
             if is_live:
@@ -296,17 +316,20 @@ class EncoderNode(Node):
                     f"{sensor} dropped out: no usable message for {self.params.sensor_timeout:g} s; latents from "
                     f"{','.join(live) or 'no sensor'} until it is back{flapping}")
         unpaired = self._sync.unpaired(now)
-        if unpaired != self._unpaired_said:
-            self._unpaired_said = unpaired
+        changes = self._state_lines.update(UNPAIRED, unpaired, now)
+        if changes is None:
+            return
+        flapping = (f" (paired and unpaired {changes} times since the last line: do the stamps' offset and "
+                    f"sync_slop {self.params.sync_slop:g} s lie close?)") if changes > 1 else ""
+        if unpaired:
             offset = self._sync.offset_s()
-            if unpaired:
-                self.get_logger().warning(
-                    f"{' and '.join(live)} stamps have not paired within sync_slop {self.params.sync_slop:g} s for "
-                    f"{self.params.sensor_timeout:g} s (newest {live[-1]} stamp - newest {live[0]} stamp = "
-                    f"{offset or 0.0:+.3f} s): each message is encoded alone; check the clocks' synchronisation or "
-                    "raise sync_slop")
-            else:
-                self.get_logger().info("sensor stamps pair again")
+            self.get_logger().warning(
+                f"{' and '.join(live)} stamps have not paired within sync_slop {self.params.sync_slop:g} s for "
+                f"{self.params.sensor_timeout:g} s (newest {live[-1]} stamp - newest {live[0]} stamp = "
+                f"{offset or 0.0:+.3f} s): each message is encoded alone; check the clocks' synchronisation or "
+                f"raise sync_slop{flapping}")
+        else:
+            self.get_logger().info(f"sensor stamps pair again{flapping}")
 
     def _publish_group(self, group: Group, start: float) -> None:
         """The joint latent of one group: each expert on its message, fused, published once."""
@@ -402,7 +425,7 @@ class EncoderNode(Node):
                 ("input_reliability", ", ".join(sub.reliability.name.lower() for sub in self._inputs.values())),
                 ("sensors", self._last_sensors),
                 ("live_sensors", ",".join(self._sync.live(time.monotonic())) or "none"),
-                ("unpaired", "yes" if self._unpaired_said else "no"),
+                ("unpaired", "yes" if self._sync.unpaired(time.monotonic()) else "no"),
                 ("stamp_offset_s", "none" if offset is None else f"{offset:+.3f}"))
         return self.model.diagnostic_values(("input_topic", self._input.topic_name),
                                             ("input_reliability", self._input.reliability.name.lower()),
