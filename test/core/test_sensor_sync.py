@@ -67,3 +67,17 @@ def test_bad_settings_are_refused() -> None:
         SensorSync(("camera", "camera"), 0.05, 0.3)
     with pytest.raises(ConfigError):
         SensorSync(SENSORS, 0.05, 0.0)
+
+
+def test_a_sensors_period_is_the_median_gap_between_its_messages() -> None:
+    from vae_ros.core.sensor_sync import PERIOD_SAMPLES
+
+    sync = SensorSync(("camera", "scan"), 0.05, 0.3)
+    now = 0.0
+    for i in range(PERIOD_SAMPLES):
+        sync.add("camera", int(now * 1e9), now, i)
+        now += 0.4 if i != 3 else 5.0  # one long silence does not move the median
+    assert sync.period_s("camera") is None  # PERIOD_SAMPLES messages: one gap short
+    sync.add("camera", int(now * 1e9), now, PERIOD_SAMPLES)
+    assert sync.period_s("camera") == pytest.approx(0.4)
+    assert sync.period_s("scan") is None

@@ -231,6 +231,12 @@ def test_a_sensor_timeout_shorter_than_the_sensors_period_does_not_flood_the_log
     bound = 2 * (SENSOR_LOG_BURST + elapsed / SENSOR_LOG_PERIOD_S + 1)
     assert 2 <= len(lines) <= bound, f"{len(lines)} lines in {elapsed:.1f} s"
     assert any("shorter than its period" in line for line in lines), "\n".join(lines)
+    # And once per sensor, the measured period against sensor_timeout, with what to set (10 Hz: every 0.1 s).
+    for sensor in ("camera", "scan"):
+        slow = [line for line in output.splitlines() if f"{sensor} messages arrive every" in line]
+        assert len(slow) == 1 and "not within sensor_timeout 0.05 s" in slow[0], output
+        period = float(slow[0].split("arrive every ")[1].split(" s")[0])
+        assert 0.05 <= period < 0.3, slow[0]
 
 
 def test_decoder_publishes_the_image_and_the_scan_of_one_fused_latent(fused_dir: Path) -> None:

@@ -21,6 +21,7 @@ a message that does find its partner ends it.
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 
 from vae_ros.core.errors import ConfigError
 
+PERIOD_SAMPLES = 10  # gaps between a sensor's messages whose median is its period (SensorSync.period_s)
 DEPTH = 8  # messages kept per sensor while they wait for a partner (a 30 Hz camera: 0.27 s)
 
 
@@ -74,6 +76,8 @@ class SensorSync:
         self.timeout_s = float(timeout_s)
         self._waiting: dict[str, deque[_Waiting]] = {s: deque(maxlen=depth) for s in self.sensors}
         self._last_arrival: dict[str, float] = {}
+        # Per sensor, the last PERIOD_SAMPLES gaps between its accepted messages (period_s).
+        self._gaps: dict[str, deque[float]] = {s: deque(maxlen=PERIOD_SAMPLES) for s in self.sensors}
         self._newest_stamp: dict[str, int] = {}
         self._live: tuple[str, ...] = ()
         self._pairing_since = 0.0  # the last group of all live sensors, or when the live set last changed
@@ -83,6 +87,12 @@ class SensorSync:
         """The sensors heard from within `timeout`, in the model's order."""
         return tuple(s for s in self.sensors
                      if s in self._last_arrival and now - self._last_arrival[s] < self.timeout_s)
+
+    def period_s(self, sensor: str) -> float | None:
+        """The median gap between `sensor`'s last accepted messages (arrival times), once PERIOD_SAMPLES are known;
+        else None."""
+        gaps = self._gaps[sensor]
+        return float(statistics.median(gaps)) if len(gaps) == gaps.maxlen else None
 
     def unpaired(self, now: float) -> bool:
         """Several sensors are live but none of their messages paired for `timeout` seconds."""
@@ -110,6 +120,8 @@ class SensorSync:
         if sensor not in self._waiting:
             raise ConfigError(f"sensor {sensor!r} is not one of {', '.join(self.sensors)}")
         sample = Sample(sensor, int(stamp_ns), now, item)
+        if sensor in self._last_arrival:
+            self._gaps[sensor].append(now - self._last_arrival[sensor])
         self._last_arrival[sensor] = now
         self._newest_stamp[sensor] = sample.stamp_ns
         self._update_live(now)

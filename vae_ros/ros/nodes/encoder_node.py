@@ -65,7 +65,7 @@ from vae_ros.core.cuda_graph import apply_cuda_graph
 from vae_ros.core.diagnostics import NodeStats
 from vae_ros.core.errors import ConfigError
 from vae_ros.core.preprocess import preprocess_on_device
-from vae_ros.core.sensor_sync import Group, SensorSync
+from vae_ros.core.sensor_sync import PERIOD_SAMPLES, Group, SensorSync
 from vae_ros.ros.interface import (
     ANOMALY_TOPIC,
     CAMERA_TOPIC,
@@ -253,6 +253,7 @@ class EncoderNode(Node):
         self._sync = SensorSync(sensors, params.sync_slop, params.sensor_timeout)
         # The log lines of each sensor's drop-outs (keyed by sensor: live) and of stamps not pairing (UNPAIRED).
         self._state_lines = StateLines()
+        self._slow_said: set[str] = set()  # sensors whose period was found longer than sensor_timeout (said once)
         self._last_sensors = "none"  # the sensors of the last latent, for /diagnostics
         self._scan_frame = ""  # the LiDAR's newest frame_id (a fused latent's frame)
 
@@ -315,6 +316,15 @@ class EncoderNode(Node):
                 self.get_logger().warning(
                     f"{sensor} dropped out: no usable message for {self.params.sensor_timeout:g} s; latents from "
                     f"{','.join(live) or 'no sensor'} until it is back{flapping}")
+        for sensor in self._sync.sensors:
+            period = self._sync.period_s(sensor)
+            if period is not None and period >= self.params.sensor_timeout and sensor not in self._slow_said:
+                self._slow_said.add(sensor)
+                self.get_logger().warning(
+                    f"{sensor} messages arrive every {period:.3g} s (median of the last {PERIOD_SAMPLES}), not within "
+                    f"sensor_timeout {self.params.sensor_timeout:g} s: it drops out between two of its messages, so "
+                    f"each instant gets a latent of the other sensor alone before the joint one; set sensor_timeout "
+                    f"above {1.5 * period:.2g} s (read-only: at start)")
         unpaired = self._sync.unpaired(now)
         changes = self._state_lines.update(UNPAIRED, unpaired, now)
         if changes is None:
